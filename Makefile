@@ -1,0 +1,33 @@
+# Enclave's entry points. Each one bootstraps itself through `setup`.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint bench docs format
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@$(BIN)/enclave demo
+
+test: setup
+	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy --strict policies audit auth
+	$(BIN)/lint-imports
+	$(BIN)/python -m policies.docs --check docs/tiers.md
+
+bench: setup
+	@set -e; for b in benchmarks/*.py; do echo "== $$b" >&2; $(BIN)/python $$b; done
+
+docs: setup
+	$(BIN)/python -m policies.docs --write docs/tiers.md
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
