@@ -1,0 +1,1 @@
+"""Harnesses that start real components (Kubernetes, PostgreSQL, Chromium, ...) for tests."""
