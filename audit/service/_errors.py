@@ -1,0 +1,65 @@
+"""The service's error hierarchy; one exception handler maps it to HTTP answers."""
+
+from __future__ import annotations
+
+__all__ = [
+    "Backpressure",
+    "BadRequest",
+    "Forbidden",
+    "NotFound",
+    "ServiceError",
+    "Unauthenticated",
+]
+
+
+class ServiceError(Exception):
+    """An error the client caused or must retry; ``status`` is its HTTP code."""
+
+    status: int = 500
+    reason: str = "error"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+
+
+class BadRequest(ServiceError):
+    """The request is malformed or names an invalid event; nothing was appended."""
+
+    status = 422
+    reason = "invalid_event"
+
+
+class Unauthenticated(ServiceError):
+    """No valid credential: a missing, unknown, revoked or expired token."""
+
+    status = 401
+    reason = "unauthenticated"
+
+
+class Forbidden(ServiceError):
+    """A valid credential that does not allow this (e.g. another source's events)."""
+
+    status = 403
+    reason = "wrong_source"
+
+
+class NotFound(ServiceError):
+    status = 404
+    reason = "not_found"
+
+
+class Backpressure(ServiceError):
+    """The service cannot take the batch now; retry after ``retry_after`` seconds.
+
+    Nothing of the batch was appended, so a retry cannot duplicate it (and the
+    server ignores event ids it already holds in any case)."""
+
+    status = 503
+    reason = "backpressure"
+
+    def __init__(self, message: str, *, retry_after: int, reason: str | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after

@@ -1,0 +1,140 @@
+"""Officer identity for the read API and the UI: a bootstrap token, then a session.
+
+Until the portal's OIDC provider is wired in, an officer proves who they are with
+the bootstrap officer token: a secret kept in a file (``--officer-token-file`` or
+the environment variable ``ENCLAVE_AUDIT_OFFICER_TOKEN_FILE`` naming the file),
+never in a URL or argv. There is no open access: without a token file every read
+is refused.
+
+Security procedure (``Officers.login``):
+
+1. Read the token file now (so replacing the file rotates the token); refuse when it
+   is missing, unreadable or shorter than 32 characters.
+2. Compare the presented token with ``hmac.compare_digest``.
+3. On success create a session: 32 random bytes as the cookie value, only its
+   SHA-256 kept server-side, an idle limit and an absolute limit (15 min / 12 h by
+   default, TIERS.md), and a separate random CSRF token bound to the session.
+4. The caller MUST set the cookie ``Secure; HttpOnly; SameSite=Strict; Path=/`` and
+   MUST record the login (and a failed login) as an audit event.
+
+API callers may instead send the bootstrap token as ``Authorization: Bearer``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+__all__ = ["Officer", "Officers", "Session"]
+
+BOOTSTRAP_OFFICER = "officer:bootstrap"
+_MIN_TOKEN_CHARS = 32
+
+
+@dataclass(frozen=True)
+class Officer:
+    """Who is reading: the identity recorded as ``actor`` of every read event."""
+
+    id: str
+    via: str  # "session" | "bearer"
+
+
+@dataclass(frozen=True)
+class Session:
+    officer: Officer
+    csrf: str
+    created: float
+    last_seen: float
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+class Officers:
+    """Bootstrap-token checks and the server-side session table."""
+
+    def __init__(
+        self,
+        *,
+        token_file: Path | None,
+        idle_seconds: float = 15 * 60,
+        max_seconds: float = 12 * 3600,
+    ) -> None:
+        self._token_file = token_file
+        self._idle = idle_seconds
+        self._max = max_seconds
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def configured(self) -> bool:
+        return self._token_file is not None
+
+    def _expected(self) -> str | None:
+        if self._token_file is None:
+            return None
+        try:
+            token = self._token_file.read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        return token if len(token) >= _MIN_TOKEN_CHARS else None
+
+    def check_token(self, presented: str) -> Officer | None:
+        """Steps 1-2: the bootstrap officer, or None."""
+        expected = self._expected()
+        if expected is None or not presented:
+            return None
+        if not hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8")):
+            return None
+        return Officer(id=BOOTSTRAP_OFFICER, via="bearer")
+
+    def login(self, presented: str) -> tuple[str, Session] | None:
+        """Steps 1-3: a new session cookie value and its session, or None."""
+        officer = self.check_token(presented)
+        if officer is None:
+            return None
+        cookie = secrets.token_urlsafe(32)
+        now = time.time()
+        sess = Session(
+            officer=replace(officer, via="session"),
+            csrf=secrets.token_urlsafe(32),
+            created=now,
+            last_seen=now,
+        )
+        with self._lock:
+            self._sessions[_digest(cookie)] = sess
+        return cookie, sess
+
+    def session(self, cookie: str | None) -> Session | None:
+        """The live session for a cookie value (touching its idle timer), or None."""
+        if not cookie:
+            return None
+        key = _digest(cookie)
+        now = time.time()
+        with self._lock:
+            sess = self._sessions.get(key)
+            if sess is None:
+                return None
+            if now - sess.last_seen > self._idle or now - sess.created > self._max:
+                del self._sessions[key]
+                return None
+            sess = replace(sess, last_seen=now)
+            self._sessions[key] = sess
+            return sess
+
+    def logout(self, cookie: str | None) -> None:
+        if cookie:
+            with self._lock:
+                self._sessions.pop(_digest(cookie), None)
+
+    @staticmethod
+    def csrf_ok(session: Session, presented: str | None) -> bool:
+        return bool(presented) and hmac.compare_digest(
+            session.csrf.encode("utf-8"), (presented or "").encode("utf-8")
+        )

@@ -1,0 +1,203 @@
+"""Shared state of one service instance: the log, credentials, writer, publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+
+from ..tokens import TokenStore
+from ._core import lookup_ids, officer_read_event
+from ._errors import Backpressure
+from ._metrics import ServiceMetrics
+from ._officer import Officer, Officers
+from ._writer import AppendResult, Writer
+
+__all__ = ["ServiceSettings", "ServiceState"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Every knob of the service, documented where it is defined."""
+
+    #: most events in one intake request (issue 3: up to 1000)
+    max_batch_events: int = 1000
+    #: most bytes in one intake body: 1000 events of 64 KiB plus JSON framing
+    max_body_bytes: int = 1000 * 64 * 1024 + 64 * 1024
+    #: batches that may wait for the writer; beyond it intake answers 503 + Retry-After
+    max_pending_batches: int = 256
+    #: seconds a refused client should wait (the Retry-After header)
+    retry_after_seconds: int = 1
+    #: how often new entries are integrated into the tree (seconds)
+    integrate_interval_seconds: float = 0.5
+    #: how often a checkpoint is signed when the tree grew (seconds; 0 = only on demand)
+    checkpoint_interval_seconds: float = 60.0
+    #: where each new checkpoint is also written (atomically), for witnesses to pick up
+    checkpoint_export_path: Path | None = None
+    #: set the cookie Secure flag (keep True; browsers accept it on http://localhost)
+    secure_cookies: bool = True
+    #: officer session limits (TIERS.md: 15 min idle, 12 h overall)
+    session_idle_seconds: float = 15 * 60
+    session_max_seconds: float = 12 * 3600
+    #: page size of the read API when the caller gives none, and its maximum
+    default_page: int = 100
+    max_page: int = 1000
+
+
+@dataclass
+class VerifyJob:
+    """A whole-log verification started from the UI; polled for progress."""
+
+    id: str
+    started: float
+    total: int
+    done: int = 0
+    finished: float | None = None
+    ok: bool | None = None
+    message: str = ""
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """temp file, fsync, rename, fsync the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+@dataclass
+class ServiceState:
+    log: Any
+    tokens: TokenStore
+    officers: Officers
+    settings: ServiceSettings
+    metrics: ServiceMetrics = field(default_factory=ServiceMetrics.create)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    writer: Writer = field(init=False)
+    last_checkpoint: float | None = None
+    last_checkpoint_size: int = -1
+    verify_jobs: dict[str, VerifyJob] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.writer = Writer(
+            append=self._append_locked,
+            lookup_ids=self._lookup_locked,
+            max_pending=self.settings.max_pending_batches,
+            retry_after=self.settings.retry_after_seconds,
+            on_appended=self._observe,
+        )
+
+    # -- log access (the core log is used under one lock) ------------------------------
+    def _append_locked(self, events: Sequence[Any]) -> list[int]:
+        with self.lock:
+            result: list[int] = self.log.append(list(events))
+            return result
+
+    def _lookup_locked(self, ids: Sequence[str]) -> dict[str, int]:
+        with self.lock:
+            return lookup_ids(self.log, ids)
+
+    def _observe(self, events: Sequence[Any], seconds: float) -> None:
+        self.metrics.intake_latency.observe(seconds)
+
+    def call_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self.lock:
+            return fn(*args, **kwargs)
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await anyio.to_thread.run_sync(lambda: self.call_sync(fn, *args, **kwargs))
+
+    async def append(self, events: Sequence[Any]) -> AppendResult:
+        fut = self.writer.submit(events)
+        return await asyncio.wrap_future(fut)
+
+    async def record_read(
+        self,
+        officer: Officer,
+        *,
+        view: str,
+        query: dict[str, Any],
+        client_ip: str | None,
+        results: int | None = None,
+        fmt: str | None = None,
+    ) -> None:
+        """Append "officer X looked at Y" durably before the read is answered.
+
+        Fails closed: when the event cannot be made durable the read is refused."""
+        from .. import parse_event
+
+        event = parse_event(
+            officer_read_event(
+                officer_id=officer.id,
+                view=view,
+                query=query,
+                results=results,
+                client_ip=client_ip,
+                fmt=fmt,
+            )
+        )
+        await self.append([event])
+        self.metrics.officer_reads.labels(view=view).inc()
+
+    # -- integration and publication -----------------------------------------------
+    def integrate_and_publish(self, *, trigger: str, force: bool = False) -> Any | None:
+        """Integrate pending entries; sign a checkpoint when the tree grew (or force)."""
+        with self.lock:
+            self.log.integrate()
+            size = int(self.log.size())
+            if not force and size == self.last_checkpoint_size:
+                return None
+            cp = self.log.checkpoint()
+        self.last_checkpoint = time.time()
+        self.last_checkpoint_size = int(cp.size)
+        self.metrics.checkpoints_published.labels(trigger=trigger).inc()
+        if self.settings.checkpoint_export_path is not None:
+            write_atomic(self.settings.checkpoint_export_path, cp.text.encode("utf-8"))
+        return cp
+
+    async def publisher(self) -> None:
+        """Integrate every ``integrate_interval``; publish every ``checkpoint_interval``."""
+        s = self.settings
+        next_cp = time.monotonic() + s.checkpoint_interval_seconds
+        while True:
+            await asyncio.sleep(s.integrate_interval_seconds)
+            due = s.checkpoint_interval_seconds > 0 and time.monotonic() >= next_cp
+            try:
+                if due:
+                    await anyio.to_thread.run_sync(
+                        lambda: self.integrate_and_publish(trigger="interval")
+                    )
+                    next_cp = time.monotonic() + s.checkpoint_interval_seconds
+                else:
+                    await self.call(self.log.integrate)
+            except Exception:
+                import logging
+
+                logging.getLogger("audit.service").exception("integration failed")
+
+
+def backpressure_from(exc: BaseException, *, retry_after: int) -> Backpressure:
+    return Backpressure(
+        f"the audit store is unavailable ({type(exc).__name__}); retry later",
+        retry_after=retry_after,
+        reason="store_error",
+    )

@@ -1,0 +1,262 @@
+"""``enclave audit serve`` and ``enclave audit token ...`` (registered by the audit group).
+
+Bad input exits 2 with one sentence on stderr (raised as ``click.UsageError`` /
+``click.BadParameter``; click does the exiting, this module never calls ``exit``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+from pathlib import Path
+
+import click
+
+__all__ = ["serve", "token"]
+
+_OFFICER_ENV = "ENCLAVE_AUDIT_OFFICER_TOKEN_FILE"
+_TOKENS_ENV = "ENCLAVE_AUDIT_TOKENS_FILE"
+
+
+@click.command("serve")
+@click.option("--store", "store_url", required=True, help="sqlite:///path.db or postgresql://...")
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="ENCLAVE_AUDIT_KEY_FILE",
+    help="checkpoint signing key file (from `enclave audit keygen`)",
+)
+@click.option(
+    "--tokens",
+    "tokens_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar=_TOKENS_ENV,
+    required=True,
+    help="intake token file (managed with `enclave audit token ...`)",
+)
+@click.option(
+    "--officer-token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar=_OFFICER_ENV,
+    default=None,
+    help=f"file holding the bootstrap officer token (or ${_OFFICER_ENV}); "
+    "without it every officer read is refused",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8700, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--checkpoint-interval",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="seconds between checkpoints while the tree grows (0: on demand only)",
+)
+@click.option(
+    "--checkpoint-export",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="also write every new checkpoint to this file (atomically), for witnesses",
+)
+@click.option(
+    "--max-pending-batches",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="intake batches waiting for the writer before answering 503 + Retry-After",
+)
+def serve(
+    *,
+    store_url: str,
+    key_path: Path | None,
+    tokens_path: Path,
+    officer_token_file: Path | None,
+    host: str,
+    port: int,
+    checkpoint_interval: float,
+    checkpoint_export: Path | None,
+    max_pending_batches: int,
+) -> None:
+    """Run the audit service: intake API, officer read API and UI, proofs, metrics."""
+    import uvicorn
+
+    from .. import AuditError, open_log
+    from ..tokens import TokenError, TokenStore
+    from . import ServiceSettings, create_app
+
+    if officer_token_file is not None and not officer_token_file.is_file():
+        raise click.BadParameter(
+            f"{officer_token_file} does not exist", param_hint="--officer-token-file"
+        )
+    try:
+        tokens = TokenStore(path=tokens_path)
+    except TokenError as e:
+        raise click.BadParameter(str(e), param_hint="--tokens") from None
+    try:
+        log = open_log(store_url, signer_key_path=key_path)
+    except AuditError as e:
+        raise click.UsageError(str(e)) from None
+    if officer_token_file is None:
+        logging.getLogger("audit.service").warning(
+            "no officer token file: the read API and the officer UI refuse everyone"
+        )
+    settings = ServiceSettings(
+        checkpoint_interval_seconds=checkpoint_interval,
+        checkpoint_export_path=checkpoint_export,
+        max_pending_batches=max_pending_batches,
+    )
+    app = create_app(
+        log=log, tokens=tokens, officer_token_file=officer_token_file, settings=settings
+    )
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        log.close()
+
+
+@click.group("token")
+def token() -> None:
+    """Intake tokens, one source each: issue, list, rotate, revoke."""
+
+
+_tokens_opt = click.option(
+    "--tokens",
+    "tokens_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar=_TOKENS_ENV,
+    required=True,
+    help="the token file the service reads",
+)
+_store_opt = click.option(
+    "--store",
+    "store_url",
+    default=None,
+    help="also record the change in this audit store (recommended)",
+)
+
+
+def _record(store_url: str | None, *, action: str, details: dict[str, str]) -> None:
+    if store_url is None:
+        return
+    from .. import AuditError, Event, open_log
+
+    try:
+        log = open_log(store_url)
+        try:
+            log.append(
+                [
+                    Event.new(
+                        source="cli",
+                        actor=os.environ.get("SUDO_USER") or getpass.getuser(),
+                        action=action,
+                        outcome="success",
+                        details=details,
+                    )
+                ]
+            )
+        finally:
+            log.close()
+    except AuditError as e:
+        raise click.UsageError(f"the change was made but could not be recorded: {e}") from None
+
+
+def _store(path: Path) -> object:
+    from ..tokens import TokenError, TokenStore
+
+    try:
+        return TokenStore(path=path)
+    except TokenError as e:
+        raise click.BadParameter(str(e), param_hint="--tokens") from None
+
+
+@token.command("issue")
+@_tokens_opt
+@_store_opt
+@click.option("--source", required=True, help="portal | hub | workspace | controller | audit | cli")
+@click.option("--label", default="", help="a note for operators, e.g. the host")
+def issue(*, tokens_path: Path, store_url: str | None, source: str, label: str) -> None:
+    """Issue a token; it is printed once, on stdout, and only its hash is kept."""
+    from ..tokens import TokenError, TokenStore
+
+    store = _store(tokens_path)
+    assert isinstance(store, TokenStore)
+    try:
+        issued = store.issue(source=source, label=label)
+    except TokenError as e:
+        raise click.BadParameter(str(e), param_hint="--source") from None
+    _record(
+        store_url,
+        action="audit.token.issued",
+        details={"token_id": issued.record.id, "for_source": source},
+    )
+    click.echo(issued.token)
+    click.echo(f"token id {issued.record.id} for source {source}", err=True)
+
+
+@token.command("rotate")
+@_tokens_opt
+@_store_opt
+@click.argument("token_id")
+@click.option(
+    "--grace",
+    default=3600.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="seconds the old token stays valid",
+)
+def rotate(*, tokens_path: Path, store_url: str | None, token_id: str, grace: float) -> None:
+    """Issue a successor for the same source; the old token expires after --grace."""
+    from ..tokens import TokenError, TokenStore
+
+    store = _store(tokens_path)
+    assert isinstance(store, TokenStore)
+    try:
+        issued = store.rotate(token_id=token_id, grace_seconds=grace)
+    except TokenError as e:
+        raise click.BadParameter(str(e), param_hint="TOKEN_ID") from None
+    _record(
+        store_url,
+        action="audit.token.issued",
+        details={"token_id": issued.record.id, "for_source": issued.record.source},
+    )
+    click.echo(issued.token)
+    click.echo(f"token id {issued.record.id} replaces {token_id} (grace {grace:g} s)", err=True)
+
+
+@token.command("revoke")
+@_tokens_opt
+@_store_opt
+@click.argument("token_id")
+@click.option("--reason", default="", help="why, for the audit record")
+def revoke(*, tokens_path: Path, store_url: str | None, token_id: str, reason: str) -> None:
+    """Revoke at once: the service refuses the token from its next request."""
+    from ..tokens import TokenError, TokenStore
+
+    store = _store(tokens_path)
+    assert isinstance(store, TokenStore)
+    try:
+        store.revoke(token_id=token_id)
+    except TokenError as e:
+        raise click.BadParameter(str(e), param_hint="TOKEN_ID") from None
+    details = {"token_id": token_id}
+    if reason:
+        details["reason"] = reason
+    _record(store_url, action="audit.token.revoked", details=details)
+    click.echo(f"revoked {token_id}", err=True)
+
+
+@token.command("list")
+@_tokens_opt
+def list_tokens(*, tokens_path: Path) -> None:
+    """Token ids, sources and states (never the tokens)."""
+    import time
+
+    from ..tokens import TokenStore
+
+    store = _store(tokens_path)
+    assert isinstance(store, TokenStore)
+    now = time.time()
+    for r in store.list():
+        state = "active" if r.active(now=now) else ("revoked" if r.revoked else "expired")
+        click.echo(f"{r.id}\t{r.source}\t{state}\t{r.label}")

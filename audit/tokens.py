@@ -1,0 +1,232 @@
+"""Per-source intake tokens for the audit service: issued, rotated and revoked.
+
+A token looks like ``eat_<id>_<secret>``. Only a SHA-256 hash of the whole token is
+stored (the secret is 32 random bytes, so a fast hash is enough; there is nothing to
+brute-force), in a JSON file written atomically. Presented tokens are compared with
+``hmac.compare_digest``. A token authorises exactly one ``source``: the service
+refuses events from any other source under it.
+
+Security procedure for checking a presented token (``TokenStore.authenticate``):
+
+1. Reject anything that is not ``eat_<id>_<secret>`` with the expected lengths.
+2. Reload the file if it changed on disk, so a revocation applies without a restart.
+3. Look the record up by ``id``; an unknown id fails.
+4. Compare ``sha256(token)`` with the stored hash in constant time; a mismatch fails.
+5. Fail if the record is revoked, or rotated and past its grace period.
+6. Return the record's ``source``; the caller MUST check every event's ``source``
+   against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+__all__ = [
+    "SOURCES",
+    "IssuedToken",
+    "TokenError",
+    "TokenRecord",
+    "TokenStore",
+]
+
+#: The event sources that may hold intake tokens (DESIGN.md "Audit").
+SOURCES: frozenset[str] = frozenset({"portal", "hub", "workspace", "controller", "audit", "cli"})
+
+_PREFIX = "eat_"
+_ID_BYTES = 6
+_SECRET_BYTES = 32
+
+
+class TokenError(Exception):
+    """A token operation failed: bad input, unknown id, or an unreadable store."""
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """One issued token, as stored: never the token itself, only its hash."""
+
+    id: str
+    source: str
+    sha256: str
+    created: float
+    label: str = ""
+    revoked: float | None = None
+    #: set when the token was rotated: it stays valid until this time (grace period)
+    expires: float | None = None
+
+    def active(self, *, now: float) -> bool:
+        """True when the token may be used at ``now``."""
+        if self.revoked is not None:
+            return False
+        return self.expires is None or now < self.expires
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """What ``issue`` returns: the secret token (shown once) and its record."""
+
+    token: str
+    record: TokenRecord
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _split(token: str) -> str | None:
+    """Return the id of a well-formed token, or None."""
+    if not token.startswith(_PREFIX):
+        return None
+    rest = token[len(_PREFIX) :]
+    tid, sep, secret = rest.partition("_")
+    if not sep or len(tid) != 2 * _ID_BYTES or len(secret) < 40:
+        return None
+    if not all(c in "0123456789abcdef" for c in tid):
+        return None
+    return tid
+
+
+class TokenStore:
+    """The token file: a JSON list of ``TokenRecord``; every change is atomic."""
+
+    def __init__(self, *, path: Path) -> None:
+        self._path = Path(path)
+        self._lock = threading.Lock()
+        self._records: dict[str, TokenRecord] = {}
+        self._stamp: tuple[int, int, int] | None = None
+        self._load()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    # -- persistence ------------------------------------------------------------
+    def _load(self) -> None:
+        try:
+            st = self._path.stat()
+        except FileNotFoundError:
+            self._records, self._stamp = {}, None
+            return
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if stamp == self._stamp:
+            return
+        try:
+            raw = json.loads(self._path.read_text(encoding="utf-8"))
+            records = {r["id"]: TokenRecord(**r) for r in raw["tokens"]}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise TokenError(f"the token file {self._path} is unreadable: {e}") from e
+        self._records, self._stamp = records, stamp
+
+    def _save(self) -> None:
+        data = json.dumps(
+            {"version": 1, "tokens": [asdict(r) for r in self._records.values()]},
+            indent=1,
+            sort_keys=True,
+        ).encode("utf-8")
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=".tokens.")
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self._path)
+        dfd = os.open(self._path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        st = self._path.stat()
+        self._stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    # -- operations -------------------------------------------------------------
+    def issue(self, *, source: str, label: str = "") -> IssuedToken:
+        """Make a new token for ``source``; the returned secret is never stored."""
+        if source not in SOURCES:
+            raise TokenError(
+                f"unknown source {source!r}; expected one of {', '.join(sorted(SOURCES))}"
+            )
+        with self._lock:
+            self._load()
+            tid = secrets.token_hex(_ID_BYTES)
+            token = f"{_PREFIX}{tid}_{secrets.token_urlsafe(_SECRET_BYTES)}"
+            rec = TokenRecord(
+                id=tid, source=source, sha256=_hash(token), created=time.time(), label=label
+            )
+            self._records[tid] = rec
+            self._save()
+            return IssuedToken(token=token, record=rec)
+
+    def revoke(self, *, token_id: str) -> TokenRecord:
+        """Revoke at once; the service refuses the token from its next request."""
+        with self._lock:
+            self._load()
+            rec = self._get(token_id)
+            if rec.revoked is None:
+                rec = replace(rec, revoked=time.time())
+                self._records[token_id] = rec
+                self._save()
+            return rec
+
+    def rotate(self, *, token_id: str, grace_seconds: float = 3600.0) -> IssuedToken:
+        """Issue a successor for the same source; the old one expires after the grace."""
+        if grace_seconds < 0:
+            raise TokenError("the grace period must not be negative")
+        with self._lock:
+            self._load()
+            old = self._get(token_id)
+            if not old.active(now=time.time()):
+                raise TokenError(f"token {token_id} is no longer active; issue a new one")
+            self._records[token_id] = replace(old, expires=time.time() + grace_seconds)
+            tid = secrets.token_hex(_ID_BYTES)
+            token = f"{_PREFIX}{tid}_{secrets.token_urlsafe(_SECRET_BYTES)}"
+            rec = TokenRecord(
+                id=tid,
+                source=old.source,
+                sha256=_hash(token),
+                created=time.time(),
+                label=old.label,
+            )
+            self._records[tid] = rec
+            self._save()
+            return IssuedToken(token=token, record=rec)
+
+    def list(self) -> list[TokenRecord]:
+        with self._lock:
+            self._load()
+            return sorted(self._records.values(), key=lambda r: r.created)
+
+    def _get(self, token_id: str) -> TokenRecord:
+        try:
+            return self._records[token_id]
+        except KeyError:
+            raise TokenError(f"no token with id {token_id!r}") from None
+
+    def authenticate(self, token: str) -> str | None:
+        """Return the source the token may submit for, or None (see the module steps)."""
+        tid = _split(token)  # step 1
+        if tid is None:
+            return None
+        with self._lock:
+            try:
+                self._load()  # step 2
+            except TokenError:
+                return None  # fail closed on an unreadable file
+            rec = self._records.get(tid)  # step 3
+        if rec is None:
+            return None
+        if not hmac.compare_digest(_hash(token), rec.sha256):  # step 4
+            return None
+        if not rec.active(now=time.time()):  # step 5
+            return None
+        return rec.source  # step 6
