@@ -128,7 +128,7 @@ class AuditClient:
     @classmethod
     def local(cls, *, store_url: str, signer_key_path: Path | None = None) -> AuditClient:
         """An in-process client appending straight into ``store_url`` (embedded mode)."""
-        from . import open_log
+        from .log import open_log
 
         self = object.__new__(cls)
         self._mode = "local"

@@ -7,6 +7,7 @@ import contextlib
 import csv
 import datetime as dt
 import io
+import ipaddress
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,7 +42,6 @@ same batch."""
 class IntakeAccepted(BaseModel):
     model_config = ConfigDict(frozen=True)
     indexes: list[int] = Field(description="the durable index of each event, in batch order")
-    duplicates: int = Field(description="events whose id the log already held")
 
 
 class ErrorBody(BaseModel):
@@ -101,8 +101,13 @@ class EventIndexError(BadRequest):
         self.status = status
 
 
-def _client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+def client_ip(request: Request) -> str | None:
+    """The peer address in canonical form, or None when it is not an IP (tests, sockets)."""
+    host = request.client.host if request.client else None
+    try:
+        return str(ipaddress.ip_address(host)) if host else None
+    except ValueError:
+        return None
 
 
 def _bearer(authorization: str | None) -> str | None:
@@ -170,7 +175,7 @@ class Filters(BaseModel):
         return {k: v for k, v in self.model_dump().items() if v not in (None, "")}
 
     def query(self) -> Any:
-        from .. import Query as CoreQuery
+        from .._store import Query as CoreQuery
 
         kw: dict[str, Any] = {
             k: v
@@ -309,7 +314,8 @@ def _intake_router() -> APIRouter:
 
 
 async def _intake(request: Request, st: ServiceState) -> IntakeAccepted:
-    from .. import EventError, parse_event
+    from .._events import parse_event
+    from ..errors import EventError
 
     token = _bearer(request.headers.get("authorization"))
     source = st.tokens.authenticate(token) if token else None
@@ -389,12 +395,15 @@ async def _intake(request: Request, st: ServiceState) -> IntakeAccepted:
                 reason="wrong_source",
             )
         events.append(ev)
-    result = await st.append(events)
+    try:
+        result = await st.append(events)
+    except EventError as e:  # e.g. an id already used by a different event
+        raise EventIndexError(
+            f"{e}; nothing of the batch was appended", index=None, field=e.field
+        ) from None
     st.metrics.intake_batch_size.observe(len(events))
     st.metrics.intake_events.labels(source=source).inc(len(events))
-    if result.duplicates:
-        st.metrics.duplicate_events.inc(result.duplicates)
-    return IntakeAccepted(indexes=list(result.indexes), duplicates=result.duplicates)
+    return IntakeAccepted(indexes=list(result.indexes))
 
 
 def _read_router() -> APIRouter:
@@ -417,7 +426,7 @@ def _read_router() -> APIRouter:
         target = filters.target() | ({"cursor": cursor} if cursor else {})
         events, nxt = await query_page(st, filters, cursor=cursor, limit=limit)
         await st.record_read(
-            officer, view="search", query=target, results=len(events), client_ip=_client_ip(request)
+            officer, view="search", query=target, results=len(events), client_ip=client_ip(request)
         )
         return EventPage(events=events, next_cursor=nxt)
 
@@ -440,7 +449,7 @@ def _read_router() -> APIRouter:
             view="export",
             query=filters.target(),
             fmt=format,
-            client_ip=_client_ip(request),
+            client_ip=client_ip(request),
         )
 
         async def body() -> AsyncIterator[bytes]:
@@ -481,7 +490,7 @@ def _read_router() -> APIRouter:
         st = _state(request)
         detail = await event_detail(st, index)
         await st.record_read(
-            officer, view="event", query={"index": index}, client_ip=_client_ip(request)
+            officer, view="event", query={"index": index}, client_ip=client_ip(request)
         )
         return detail
 
@@ -500,7 +509,7 @@ def _read_router() -> APIRouter:
             officer,
             view="proof",
             query={"index": index, "size": size},
-            client_ip=_client_ip(request),
+            client_ip=client_ip(request),
         )
         return proof
 
@@ -509,7 +518,7 @@ def _read_router() -> APIRouter:
         st = _state(request)
         cps = await checkpoint_history(st)
         await st.record_read(
-            officer, view="checkpoints", query={}, results=len(cps), client_ip=_client_ip(request)
+            officer, view="checkpoints", query={}, results=len(cps), client_ip=client_ip(request)
         )
         return cps
 
@@ -705,7 +714,7 @@ def create_app(
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
         return _error_response(exc)
 
-    from .. import AuditError, TemporaryError
+    from ..errors import AuditError, TemporaryError
 
     @app.exception_handler(TemporaryError)
     async def _temporary(request: Request, exc: TemporaryError) -> JSONResponse:

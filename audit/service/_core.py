@@ -17,7 +17,6 @@ from typing import Any
 __all__ = [
     "b64",
     "event_dict",
-    "lookup_ids",
     "officer_read_event",
     "stored_dict",
 ]
@@ -55,15 +54,6 @@ def stored_dict(stored: Any) -> dict[str, Any]:
     d["index"] = stored.index
     d["received"] = stored.received
     return d
-
-
-def lookup_ids(log: Any, ids: Sequence[str]) -> dict[str, int]:
-    """Indexes of those event ids the log already holds."""
-    fn = getattr(log, "lookup_ids", None)
-    if fn is None:
-        return {}
-    result: dict[str, int] = fn(list(ids))
-    return result
 
 
 def officer_read_event(

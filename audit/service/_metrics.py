@@ -37,7 +37,6 @@ class ServiceMetrics:
     registry: CollectorRegistry
     intake_batch_size: Histogram
     intake_events: Counter
-    duplicate_events: Counter
     intake_latency: Histogram
     checkpoints_published: Counter
     officer_reads: Counter
@@ -59,11 +58,6 @@ class ServiceMetrics:
                 "enclave_audit_intake_events",
                 "Events accepted through the intake API (appended or already held), by source.",
                 ["source"],
-                registry=r,
-            ),
-            duplicate_events=Counter(
-                "enclave_audit_intake_duplicate_events",
-                "Events re-sent with an id already in the log (acknowledged, not appended).",
                 registry=r,
             ),
             intake_latency=Histogram(

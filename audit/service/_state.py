@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-import threading
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 
 from ..tokens import TokenStore
-from ._core import lookup_ids, officer_read_event
+from ._core import officer_read_event
 from ._errors import Backpressure
 from ._metrics import ServiceMetrics
 from ._officer import Officer, Officers
@@ -91,7 +91,6 @@ class ServiceState:
     officers: Officers
     settings: ServiceSettings
     metrics: ServiceMetrics = field(default_factory=ServiceMetrics.create)
-    lock: threading.RLock = field(default_factory=threading.RLock)
     writer: Writer = field(init=False)
     last_checkpoint: float | None = None
     last_checkpoint_size: int = -1
@@ -99,36 +98,41 @@ class ServiceState:
 
     def __post_init__(self) -> None:
         self.writer = Writer(
-            append=self._append_locked,
-            lookup_ids=self._lookup_locked,
+            append=self.log.append,
             max_pending=self.settings.max_pending_batches,
             retry_after=self.settings.retry_after_seconds,
             on_appended=self._observe,
         )
 
-    # -- log access (the core log is used under one lock) ------------------------------
-    def _append_locked(self, events: Sequence[Any]) -> list[int]:
-        with self.lock:
-            result: list[int] = self.log.append(list(events))
-            return result
-
-    def _lookup_locked(self, ids: Sequence[str]) -> dict[str, int]:
-        with self.lock:
-            return lookup_ids(self.log, ids)
+    # -- log access (AuditLog is thread-safe; blocking calls run in worker threads) -----
 
     def _observe(self, events: Sequence[Any], seconds: float) -> None:
         self.metrics.intake_latency.observe(seconds)
 
-    def call_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        with self.lock:
-            return fn(*args, **kwargs)
-
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await anyio.to_thread.run_sync(lambda: self.call_sync(fn, *args, **kwargs))
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
 
     async def append(self, events: Sequence[Any]) -> AppendResult:
+        """Durable indexes of ``events``; store trouble becomes ``Backpressure`` (503)."""
+        from ..errors import EventError, StoreError, TemporaryError
+
         fut = self.writer.submit(events)
-        return await asyncio.wrap_future(fut)
+        try:
+            return await asyncio.wrap_future(fut)
+        except EventError:
+            raise
+        except TemporaryError as e:
+            raise Backpressure(
+                f"the audit store is busy ({e}); nothing of the batch was appended, retry later",
+                retry_after=max(1, math.ceil(e.delay)),
+                reason="store_error",
+            ) from e
+        except StoreError as e:
+            raise Backpressure(
+                f"the audit store failed ({e}); nothing of the batch was appended, retry later",
+                retry_after=self.settings.retry_after_seconds,
+                reason="store_error",
+            ) from e
 
     async def record_read(
         self,
@@ -143,7 +147,7 @@ class ServiceState:
         """Append "officer X looked at Y" durably before the read is answered.
 
         Fails closed: when the event cannot be made durable the read is refused."""
-        from .. import parse_event
+        from .._events import parse_event
 
         event = parse_event(
             officer_read_event(
@@ -161,12 +165,11 @@ class ServiceState:
     # -- integration and publication -----------------------------------------------
     def integrate_and_publish(self, *, trigger: str, force: bool = False) -> Any | None:
         """Integrate pending entries; sign a checkpoint when the tree grew (or force)."""
-        with self.lock:
-            self.log.integrate()
-            size = int(self.log.size())
-            if not force and size == self.last_checkpoint_size:
-                return None
-            cp = self.log.checkpoint()
+        self.log.integrate()
+        size = int(self.log.size())
+        if not force and size == self.last_checkpoint_size:
+            return None
+        cp = self.log.checkpoint()
         self.last_checkpoint = time.time()
         self.last_checkpoint_size = int(cp.size)
         self.metrics.checkpoints_published.labels(trigger=trigger).inc()
@@ -193,11 +196,3 @@ class ServiceState:
                 import logging
 
                 logging.getLogger("audit.service").exception("integration failed")
-
-
-def backpressure_from(exc: BaseException, *, retry_after: int) -> Backpressure:
-    return Backpressure(
-        f"the audit store is unavailable ({type(exc).__name__}); retry later",
-        retry_after=retry_after,
-        reason="store_error",
-    )

@@ -81,7 +81,8 @@ def serve(
     """Run the audit service: intake API, officer read API and UI, proofs, metrics."""
     import uvicorn
 
-    from .. import AuditError, open_log
+    from ..errors import AuditError
+    from ..log import open_log
     from ..tokens import TokenError, TokenStore
     from . import ServiceSettings, create_app
 
@@ -139,7 +140,9 @@ _store_opt = click.option(
 def _record(store_url: str | None, *, action: str, details: dict[str, str]) -> None:
     if store_url is None:
         return
-    from .. import AuditError, Event, open_log
+    from .._events import Event
+    from ..errors import AuditError
+    from ..log import open_log
 
     try:
         log = open_log(store_url)

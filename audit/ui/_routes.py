@@ -22,6 +22,7 @@ from fastapi.templating import Jinja2Templates
 from ..service._app import (
     Filters,
     checkpoint_history,
+    client_ip,
     event_detail,
     inclusion_proof,
     query_page,
@@ -77,7 +78,7 @@ def _lang(request: Request) -> str:
 
 
 def _ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    return client_ip(request)
 
 
 def ui_router(app: FastAPI) -> None:
@@ -532,7 +533,7 @@ def _server_check(proof: Any, cp: Any) -> tuple[bool, str]:
 
 def start_verify(st: ServiceState, *, officer_id: str, client_ip: str | None) -> VerifyJob:
     """Run a whole-log verification in a thread; progress lands in ``st.verify_jobs``."""
-    size = st.call_sync(st.log.size)
+    size = st.log.size()
     job = VerifyJob(id=uuid.uuid4().hex, started=time.time(), total=int(size))
     st.verify_jobs[job.id] = job
     threading.Thread(target=_run_verify, args=(st, job, officer_id, client_ip), daemon=True).start()
@@ -552,7 +553,7 @@ def _run_verify(st: ServiceState, job: VerifyJob, officer_id: str, client_ip: st
         chunk = 2048
         for start in range(0, size, chunk):
             end = min(size, start + chunk)
-            entries = st.call_sync(_entries, st.log, start, end)
+            entries = _entries(st.log, start, end)
             for e in entries:
                 tree.append(leaf_hash(e))
             job.done = end
@@ -583,10 +584,8 @@ def _run_verify(st: ServiceState, job: VerifyJob, officer_id: str, client_ip: st
 
 
 def _entries(log: Any, start: int, end: int) -> list[bytes]:
-    fn = getattr(log, "entries", None)
-    if fn is not None:
-        return list(fn(start, end))
-    return [log.entry(i) for i in range(start, end)]
+    """Leaf bytes ``start..end`` (rows end with the leaf; see ``Store.entries``)."""
+    return [bytes(row[-1]) for row in log.store.entries(start, end)]
 
 
 def _core_verify(st: ServiceState) -> Any:
@@ -602,7 +601,7 @@ def _record_verified(
     client_ip: str | None,
     first_bad: int | None,
 ) -> None:
-    from .. import Event
+    from .._events import Event
 
     details: dict[str, Any] = {"size": job.total, "result": "ok" if job.ok else "failed"}
     if first_bad is not None:
