@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import tempfile
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
