@@ -33,6 +33,7 @@ import logging
 import queue
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -70,16 +71,12 @@ def _as_event(event: Event | Mapping[str, Any]) -> Event:
     return event if isinstance(event, Event) else parse_event(event)
 
 
-class AuditClient:
-    """See the module docstring. Use as a context manager or call ``close()``."""
+class AuditClient(ABC):
+    """See the module docstring. Make one with ``http(...)`` or ``local(...)``; use it as
+    a context manager or call ``close()``."""
 
-    def __init__(self) -> None:
-        raise TypeError("use AuditClient.http(...) or AuditClient.local(...)")
-
-    # -- construction -------------------------------------------------------------------------
-    @classmethod
+    @staticmethod
     def http(
-        cls,
         *,
         url: str,
         token: str,
@@ -94,11 +91,106 @@ class AuditClient:
     ) -> AuditClient:
         """A client of the audit service at ``url`` (e.g. ``http://127.0.0.1:8700``).
 
-        ``token`` is this component's intake token (it is sent only in the
-        Authorization header). ``batch_size`` is capped at the service's 1000."""
-        self = object.__new__(cls)
-        self._mode = "http"
-        self._log_obj = None
+        ``token`` is this component's intake token (sent only in the Authorization
+        header). ``batch_size`` is capped at the service's 1000. ``max_spool_events``
+        bounds the spool file, ``max_queue_events`` the in-memory queue of ``emit``."""
+        return _HttpClient(
+            url=url,
+            token=token,
+            spool_path=spool_path,
+            max_spool_events=max_spool_events,
+            max_queue_events=max_queue_events,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            request_timeout=request_timeout,
+            max_backoff=max_backoff,
+            transport=transport,
+        )
+
+    @staticmethod
+    def local(*, store_url: str, signer_key_path: Path | None = None) -> AuditClient:
+        """An in-process client appending straight into ``store_url`` (embedded mode)."""
+        return _LocalClient(store_url=store_url, signer_key_path=signer_key_path)
+
+    @abstractmethod
+    def record(self, event: Event | Mapping[str, Any], *, timeout: float = 5.0) -> None:
+        """Make ``event`` durable before returning; raise ``RecordNotDurable`` otherwise."""
+
+    @abstractmethod
+    def emit(self, event: Event | Mapping[str, Any], *, timeout: float = 30.0) -> None:
+        """Hand ``event`` over; block up to ``timeout`` when full, then ``AuditBackpressure``."""
+
+    def pending(self) -> int:
+        """Events not yet acknowledged by the service (queued + spooled)."""
+        return 0
+
+    def flush(self, *, timeout: float = 30.0) -> bool:
+        """Wait until every event handed over so far is acknowledged; False on timeout."""
+        return True
+
+    @property
+    def last_error(self) -> str | None:
+        """The most recent delivery problem (for health checks), or None."""
+        return None
+
+    def dead_letters(self) -> list[tuple[str, str]]:
+        """``(event_id, reason)`` of events the service refused permanently."""
+        return []
+
+    @abstractmethod
+    def close(self, *, flush_timeout: float = 5.0) -> None:
+        """Release resources; an HTTP client first tries to deliver for ``flush_timeout``."""
+
+    def __enter__(self) -> AuditClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _LocalClient(AuditClient):
+    def __init__(self, *, store_url: str, signer_key_path: Path | None) -> None:
+        from .log import open_log
+
+        self._log = open_log(store_url, signer_key_path=signer_key_path)
+        self._closed = False
+
+    def record(self, event: Event | Mapping[str, Any], *, timeout: float = 5.0) -> None:
+        ev = _as_event(event)
+        if self._closed:
+            raise RecordNotDurable("the audit client is closed")
+        try:
+            self._log.append([ev])
+        except AuditError as e:
+            raise RecordNotDurable(f"the audit store refused the record: {e}") from e
+
+    def emit(self, event: Event | Mapping[str, Any], *, timeout: float = 30.0) -> None:
+        ev = _as_event(event)
+        if self._closed:
+            raise ClientError("the audit client is closed")
+        self._log.append([ev])
+
+    def close(self, *, flush_timeout: float = 5.0) -> None:
+        if not self._closed:
+            self._closed = True
+            self._log.close()
+
+
+class _HttpClient(AuditClient):
+    def __init__(
+        self,
+        *,
+        url: str,
+        token: str,
+        spool_path: Path,
+        max_spool_events: int,
+        max_queue_events: int,
+        batch_size: int,
+        flush_interval: float,
+        request_timeout: float,
+        max_backoff: float,
+        transport: httpx.BaseTransport | None,
+    ) -> None:
         self._spool = Spool(path=spool_path, max_events=max_spool_events)
         self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=max_queue_events)
         self._batch = max(1, min(batch_size, 1000))
@@ -114,7 +206,6 @@ class AuditClient:
         self._wake_sender = threading.Event()
         self._space = threading.Condition()
         self._spool_lock = threading.Lock()
-        self._delivered = 0
         self._last_error: str | None = None
         self._threads = [
             threading.Thread(target=self._spooler, name="audit-spooler", daemon=True),
@@ -123,19 +214,6 @@ class AuditClient:
         for t in self._threads:
             t.start()
         self._wake_sender.set()  # drain whatever an earlier run left in the spool
-        return self
-
-    @classmethod
-    def local(cls, *, store_url: str, signer_key_path: Path | None = None) -> AuditClient:
-        """An in-process client appending straight into ``store_url`` (embedded mode)."""
-        from .log import open_log
-
-        self = object.__new__(cls)
-        self._mode = "local"
-        self._log_obj = open_log(store_url, signer_key_path=signer_key_path)
-        self._closed = threading.Event()
-        self._lock = threading.Lock()
-        return self
 
     # -- sending -------------------------------------------------------------------------------
     def record(self, event: Event | Mapping[str, Any], *, timeout: float = 5.0) -> None:
@@ -143,12 +221,6 @@ class AuditClient:
         ev = _as_event(event)
         if self._closed.is_set():
             raise RecordNotDurable("the audit client is closed")
-        if self._mode == "local":
-            try:
-                self._log_obj.append([ev])
-            except AuditError as e:
-                raise RecordNotDurable(f"the audit store refused the record: {e}") from e
-            return
         deadline = time.monotonic() + timeout
         row = (ev.id, ev.canonical())
         while True:
@@ -169,10 +241,6 @@ class AuditClient:
         ev = _as_event(event)
         if self._closed.is_set():
             raise ClientError("the audit client is closed")
-        if self._mode == "local":
-            with self._lock:
-                self._log_obj.append([ev])
-            return
         try:
             self._queue.put((ev.id, ev.canonical()), timeout=timeout)
         except queue.Full:
@@ -182,14 +250,10 @@ class AuditClient:
 
     def pending(self) -> int:
         """Events not yet acknowledged by the service (queued + spooled)."""
-        if self._mode == "local":
-            return 0
         return self._queue.qsize() + len(self._spool)
 
     def flush(self, *, timeout: float = 30.0) -> bool:
         """Wait until every event handed over so far is acknowledged; False on timeout."""
-        if self._mode == "local":
-            return True
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._move_to_spool()
@@ -202,22 +266,17 @@ class AuditClient:
 
     @property
     def last_error(self) -> str | None:
-        """The most recent delivery problem (for health checks), or None."""
-        return getattr(self, "_last_error", None)
+        return self._last_error
 
     def dead_letters(self) -> list[tuple[str, str]]:
         """``(event_id, reason)`` of events the service refused permanently."""
-        return [] if self._mode == "local" else self._spool.dead()
+        return self._spool.dead()
 
     def close(self, *, flush_timeout: float = 5.0) -> None:
         """Stop the threads (after trying to deliver for ``flush_timeout`` seconds).
 
         Whatever is still undelivered stays in the spool for the next start."""
         if self._closed.is_set():
-            return
-        if self._mode == "local":
-            self._closed.set()
-            self._log_obj.close()
             return
         self.flush(timeout=flush_timeout)
         self._move_to_spool()
@@ -232,12 +291,6 @@ class AuditClient:
             t.join(timeout=10)
         self._http.close()
         self._spool.close()
-
-    def __enter__(self) -> AuditClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- threads -------------------------------------------------------------------------------
     def _move_to_spool(self, *, extra: tuple[str, bytes] | None = None) -> bool:
@@ -292,7 +345,6 @@ class AuditClient:
                 continue
             if resp.status_code == 200:
                 self._spool.ack(rows[-1].seq)
-                self._delivered += len(rows)
                 self._last_error = None
                 backoff = 0.1
                 with self._space:

@@ -73,7 +73,7 @@ class ConsistencyProofBody(BaseModel):
     hashes: list[str]
 
 
-_ERR = {
+_ERR: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody},
     401: {"model": ErrorBody},
     403: {"model": ErrorBody},
@@ -535,7 +535,7 @@ def _read_router() -> APIRouter:
                 "use the officer UI's form (with its CSRF token) or the bearer token",
                 reason="csrf",
             )
-        cp = await asyncio.to_thread(st.integrate_and_publish, trigger="demand", force=True)
+        cp = await asyncio.to_thread(st.publish_now, trigger="demand")
         return PlainTextResponse(cp.text, media_type="text/plain; charset=utf-8")
 
     return r
@@ -547,14 +547,7 @@ async def event_detail(st: ServiceState, index: int) -> dict[str, Any]:
         raise NotFound(f"there is no integrated entry {index}; the tree has {size}")
     entry: bytes = await st.call(st.log.entry, index)
     out: dict[str, Any] = {"index": index, "entry": b64(entry)}
-    get = getattr(st.log, "get", None) or getattr(st.log, "stored", None)
-    if get is not None:
-        out["event"] = stored_dict(await st.call(get, index))
-    else:
-        try:
-            out["event"] = orjson.loads(entry)
-        except orjson.JSONDecodeError:
-            out["event"] = None
+    out["event"] = stored_dict(await st.call(st.log.stored_event, index))
     return out
 
 
@@ -586,10 +579,7 @@ async def inclusion_proof(st: ServiceState, *, index: int, size: int | None) -> 
 
 
 async def checkpoint_history(st: ServiceState) -> list[dict[str, Any]]:
-    fn = getattr(st.log, "checkpoints", None)
-    if fn is None:
-        return []
-    cps = await st.call(fn)
+    cps = await st.call(st.log.checkpoints)
     return [{"size": int(c.size), "root_hash": b64(c.root_hash), "text": c.text} for c in cps]
 
 
@@ -603,10 +593,9 @@ def _public_router() -> APIRouter:
     )
     async def latest(request: Request) -> PlainTextResponse:
         st = _state(request)
-        fn = getattr(st.log, "latest_checkpoint", None)
-        cp = await st.call(fn) if fn is not None else None
+        cp = await st.call(st.log.latest_checkpoint)
         if cp is None:
-            cp = await asyncio.to_thread(st.integrate_and_publish, trigger="demand", force=True)
+            raise NotFound("the log has not signed a checkpoint yet")
         return PlainTextResponse(cp.text, media_type="text/plain; charset=utf-8")
 
     @r.get(

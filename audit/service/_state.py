@@ -163,6 +163,12 @@ class ServiceState:
         self.metrics.officer_reads.labels(view=view).inc()
 
     # -- integration and publication -----------------------------------------------
+    def publish_now(self, *, trigger: str) -> Any:
+        """Integrate and return a signed checkpoint covering every entry so far."""
+        cp = self.integrate_and_publish(trigger=trigger, force=True)
+        assert cp is not None
+        return cp
+
     def integrate_and_publish(self, *, trigger: str, force: bool = False) -> Any | None:
         """Integrate pending entries; sign a checkpoint when the tree grew (or force)."""
         self.log.integrate()

@@ -35,7 +35,7 @@ def stacked_bars(*, days: Sequence[str], series: Mapping[str, Sequence[int]], ti
     ]
     for i, day in enumerate(days):
         x = left + plot_w / n * i + (plot_w / n - bar_w) / 2
-        y = top + plot_h
+        y: float = top + plot_h
         for k, (label, counts) in enumerate(series.items()):
             c = counts[i]
             if c <= 0:

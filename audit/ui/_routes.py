@@ -183,8 +183,8 @@ def ui_router(app: FastAPI) -> None:
             )
             return resp
         cookie, _sess = result
-        resp = RedirectResponse("/ui/", status_code=303)
-        resp.set_cookie(
+        done = RedirectResponse("/ui/", status_code=303)
+        done.set_cookie(
             session_cookie_name(st.settings),
             cookie,
             httponly=True,
@@ -192,8 +192,8 @@ def ui_router(app: FastAPI) -> None:
             samesite="strict",
             path="/",
         )
-        resp.delete_cookie(_login_cookie(st), path="/")
-        return resp
+        done.delete_cookie(_login_cookie(st), path="/")
+        return done
 
     @app.post("/ui/logout", include_in_schema=False)
     async def logout(
@@ -404,9 +404,9 @@ def ui_router(app: FastAPI) -> None:
     async def event_page(request: Request, session: SessionDep, index: int) -> HTMLResponse:
         st = _state(request)
         detail = await event_detail(st, index)
-        cp = await st.call(_latest_checkpoint, st)
+        cp = await st.call(st.log.latest_checkpoint)
         if cp is None or index >= int(cp.size):
-            cp = await asyncio.to_thread(st.integrate_and_publish, trigger="demand", force=True)
+            cp = await asyncio.to_thread(st.publish_now, trigger="demand")
         proof = await inclusion_proof(st, index=index, size=int(cp.size))
         server_ok, server_msg = _server_check(proof, cp)
         vkey = await st.call(st.log.verifier_key)
@@ -457,7 +457,7 @@ def ui_router(app: FastAPI) -> None:
     ) -> Response:
         check_csrf(session, csrf)
         st = _state(request)
-        await asyncio.to_thread(st.integrate_and_publish, trigger="demand", force=True)
+        await asyncio.to_thread(st.publish_now, trigger="demand")
         return RedirectResponse("/ui/checkpoints", status_code=303)
 
     # -- verify the whole log ---------------------------------------------------------------------
@@ -508,11 +508,6 @@ def _form_time(value: str) -> str | None:
     return v
 
 
-def _latest_checkpoint(st: ServiceState) -> Any:
-    fn = getattr(st.log, "latest_checkpoint", None)
-    return fn() if fn is not None else None
-
-
 def _server_check(proof: Any, cp: Any) -> tuple[bool, str]:
     """Steps of RFC 9162 2.1.3.2 on the server, and the checkpoint's signature."""
     from .._merkle import verify_inclusion
@@ -546,7 +541,7 @@ def _run_verify(st: ServiceState, job: VerifyJob, officer_id: str, client_ip: st
 
     first_bad: int | None = None
     try:
-        cp = st.integrate_and_publish(trigger="verify", force=True)
+        cp = st.publish_now(trigger="verify")
         size = int(cp.size)
         job.total = size
         tree = TreeBuilder()
