@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from audit.cli import audit
 from policies.cli import tiers
 
 from . import __doc__ as _pkg_doc  # noqa: F401  (keeps the package docstring importable)
@@ -20,6 +21,7 @@ def cli() -> None:
 
 
 cli.add_command(tiers)
+cli.add_command(audit)
 
 
 def main() -> None:

@@ -1,0 +1,389 @@
+"""The registry of audit action names and the versioned schema of each one's details.
+
+An action name is dotted lower-case (``auth.factor.verified``). Each registered action
+has a schema version, an OCSF class where one fits, the fields its ``details`` may
+carry, and a sentence saying what the event *cannot* capture, so that an officer
+reading the log knows where its evidence ends.
+
+Versioning rule: a new schema version may only add optional detail fields. Removing,
+renaming or retyping a field needs a new action name. So every entry valid under an
+older version stays valid, and the version recorded in each leaf (``schema``) says
+which fields the sender knew about.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal
+
+__all__ = ["ACTIONS", "ActionSpec", "DetailField", "action_spec"]
+
+DetailType = Literal["str", "int", "bool", "str_list"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DetailField:
+    """One allowed key of ``details``: its JSON type, whether required, its bounds."""
+
+    type: DetailType
+    required: bool = False
+    max_len: int = 1024
+    choices: tuple[str, ...] = ()
+    doc: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionSpec:
+    """A registered action: name, schema version, detail fields and known blind spots."""
+
+    name: str
+    version: int
+    summary: str
+    cannot_capture: str
+    fields: MappingProxyType[str, DetailField]
+    ocsf_class: int | None = None
+
+
+def _f(
+    type_: DetailType,
+    *,
+    required: bool = False,
+    max_len: int = 1024,
+    choices: tuple[str, ...] = (),
+    doc: str = "",
+) -> DetailField:
+    return DetailField(type=type_, required=required, max_len=max_len, choices=choices, doc=doc)
+
+
+_FACTOR_KINDS = ("password", "totp", "webauthn", "recovery_code", "oidc")
+
+_SPECS: list[dict[str, object]] = [
+    # --- authentication (OCSF Authentication 3002) --------------------------------
+    {
+        "name": "auth.login.started",
+        "summary": "A login attempt began at the portal.",
+        "cannot_capture": "Attempts that never reached the portal (blocked by a proxy or WAF) are not seen.",
+        "ocsf": 3002,
+        "fields": {"method": _f("str", max_len=64), "user_agent": _f("str", max_len=512)},
+    },
+    {
+        "name": "auth.factor.verified",
+        "summary": "One authentication factor was verified.",
+        "cannot_capture": "Whether the person holding the factor is its registered owner (a shared or stolen authenticator looks the same).",
+        "ocsf": 3002,
+        "fields": {
+            "factor": _f("str", required=True, choices=_FACTOR_KINDS),
+            "category": _f("str", choices=("knowledge", "possession", "inherence")),
+            "aal": _f("int"),
+            "credential_id": _f("str", max_len=256),
+            "user_agent": _f("str", max_len=512),
+        },
+    },
+    {
+        "name": "auth.factor.failed",
+        "summary": "An authentication factor was presented and rejected.",
+        "cannot_capture": "The secret that was tried (never logged), or failures the client rejected before contacting the server.",
+        "ocsf": 3002,
+        "fields": {
+            "factor": _f("str", required=True, choices=_FACTOR_KINDS),
+            "reason": _f("str", required=True, max_len=256),
+            "failures_in_window": _f("int"),
+        },
+    },
+    {
+        "name": "auth.lockout",
+        "summary": "An account was locked after repeated failures.",
+        "cannot_capture": "Whether the failures came from the account holder or an attacker.",
+        "ocsf": 3002,
+        "fields": {
+            "until": _f("str", max_len=64),
+            "failures": _f("int"),
+            "reason": _f("str", max_len=256),
+        },
+    },
+    {
+        "name": "auth.factor.enrolled",
+        "summary": "A new authentication factor was registered for a user.",
+        "cannot_capture": "The physical custody of the enrolled authenticator.",
+        "ocsf": 3002,
+        "fields": {
+            "factor": _f("str", required=True, choices=_FACTOR_KINDS),
+            "credential_id": _f("str", max_len=256),
+            "aaguid": _f("str", max_len=64),
+        },
+    },
+    {
+        "name": "auth.factor.revoked",
+        "summary": "An authentication factor was removed.",
+        "cannot_capture": "Copies of a software factor (e.g. a TOTP seed) made before revocation.",
+        "ocsf": 3002,
+        "fields": {
+            "factor": _f("str", required=True, choices=_FACTOR_KINDS),
+            "credential_id": _f("str", max_len=256),
+            "reason": _f("str", max_len=256),
+        },
+    },
+    {
+        "name": "auth.logout",
+        "summary": "A user ended their portal session.",
+        "cannot_capture": "Sessions that simply expired (see session.ended).",
+        "ocsf": 3002,
+        "fields": {},
+    },
+    # --- sessions and entry into an enclave -----------------------------------------
+    {
+        "name": "session.started",
+        "summary": "A user entered an enclave: a workspace session began.",
+        "cannot_capture": "Who is physically at the keyboard or looking at the screen.",
+        "ocsf": 3002,
+        "fields": {
+            "tier": _f("str", max_len=64),
+            "factors": _f("str_list"),
+            "session_id": _f("str", max_len=128),
+        },
+    },
+    {
+        "name": "session.ended",
+        "summary": "A workspace session ended (logout, idle timeout or revocation).",
+        "cannot_capture": "Activity on the user's own device after the session ended (screenshots, notes).",
+        "ocsf": 3002,
+        "fields": {
+            "reason": _f("str", max_len=128),
+            "session_id": _f("str", max_len=128),
+            "duration_s": _f("int"),
+        },
+    },
+    {
+        "name": "session.denied",
+        "summary": "Entry into an enclave was refused.",
+        "cannot_capture": "Requests refused before reaching the component that records them.",
+        "ocsf": 3002,
+        "fields": {"reason": _f("str", required=True, max_len=256), "tier": _f("str", max_len=64)},
+    },
+    # --- workspace activity (OCSF API Activity 6003) --------------------------------
+    {
+        "name": "workspace.file.get",
+        "summary": "A file was read through the workspace's file API.",
+        "cannot_capture": "Reads made inside a running kernel (e.g. open() in a notebook cell) that bypass the file API, and what was shown on screen.",
+        "ocsf": 6003,
+        "fields": {
+            "path": _f("str", required=True, max_len=4096),
+            "bytes": _f("int"),
+            "sha256": _f("str", max_len=64),
+        },
+    },
+    {
+        "name": "workspace.file.put",
+        "summary": "A file was written through the workspace's file API.",
+        "cannot_capture": "Writes made inside a running kernel that bypass the file API.",
+        "ocsf": 6003,
+        "fields": {
+            "path": _f("str", required=True, max_len=4096),
+            "bytes": _f("int"),
+            "sha256": _f("str", max_len=64),
+        },
+    },
+    {
+        "name": "workspace.file.delete",
+        "summary": "A file was deleted through the workspace's file API.",
+        "cannot_capture": "Deletions made inside a running kernel that bypass the file API.",
+        "ocsf": 6003,
+        "fields": {"path": _f("str", required=True, max_len=4096)},
+    },
+    {
+        "name": "workspace.kernel.started",
+        "summary": "A compute kernel started in a workspace.",
+        "cannot_capture": "The code the kernel runs (only its start and stop are recorded).",
+        "ocsf": 6003,
+        "fields": {"kernel": _f("str", max_len=128), "kernel_id": _f("str", max_len=128)},
+    },
+    {
+        "name": "workspace.kernel.stopped",
+        "summary": "A compute kernel stopped.",
+        "cannot_capture": "The code the kernel ran.",
+        "ocsf": 6003,
+        "fields": {"kernel_id": _f("str", max_len=128), "reason": _f("str", max_len=128)},
+    },
+    {
+        "name": "workspace.egress.blocked",
+        "summary": "An outbound connection from a workspace was refused.",
+        "cannot_capture": "Covert channels that do not open a connection (timing, screen capture).",
+        "ocsf": 6003,
+        "fields": {"destination": _f("str", max_len=512), "reason": _f("str", max_len=256)},
+    },
+    # --- export through the airlock ----------------------------------------------------
+    {
+        "name": "export.requested",
+        "summary": "A researcher asked to take a file out of the enclave.",
+        "cannot_capture": "Information carried out of the enclave without a request (memorised or photographed).",
+        "ocsf": 6003,
+        "fields": {
+            "request_id": _f("str", required=True, max_len=128),
+            "path": _f("str", max_len=4096),
+            "bytes": _f("int"),
+            "sha256": _f("str", max_len=64),
+        },
+    },
+    {
+        "name": "export.scanned",
+        "summary": "An export request was scanned for malware and disclosure risk.",
+        "cannot_capture": "Threats the scanner's signatures and rules do not know.",
+        "ocsf": 6003,
+        "fields": {
+            "request_id": _f("str", required=True, max_len=128),
+            "verdict": _f("str", required=True, max_len=64),
+            "scanner": _f("str", max_len=128),
+        },
+    },
+    {
+        "name": "export.approved",
+        "summary": "An export request was approved by a reviewer.",
+        "cannot_capture": "What the reviewer actually inspected before approving.",
+        "ocsf": 6003,
+        "fields": {
+            "request_id": _f("str", required=True, max_len=128),
+            "reviewer": _f("str", max_len=256),
+            "sha256": _f("str", max_len=64),
+        },
+    },
+    {
+        "name": "export.rejected",
+        "summary": "An export request was rejected.",
+        "cannot_capture": "Later attempts to carry the same content out by other means.",
+        "ocsf": 6003,
+        "fields": {
+            "request_id": _f("str", required=True, max_len=128),
+            "reviewer": _f("str", max_len=256),
+            "reason": _f("str", max_len=512),
+        },
+    },
+    {
+        "name": "export.downloaded",
+        "summary": "An approved export was downloaded.",
+        "cannot_capture": "Where the file went after it left the portal.",
+        "ocsf": 6003,
+        "fields": {
+            "request_id": _f("str", required=True, max_len=128),
+            "sha256": _f("str", max_len=64),
+            "bytes": _f("int"),
+        },
+    },
+    # --- controller: project and workspace lifecycle ------------------------------------
+    {
+        "name": "enclave.provisioned",
+        "summary": "The controller created or updated an enclave's resources.",
+        "cannot_capture": "Changes made to the cluster directly, bypassing the controller.",
+        "ocsf": 6003,
+        "fields": {"tier": _f("str", max_len=64), "generation": _f("int"), "objects": _f("int")},
+    },
+    {
+        "name": "enclave.deprovisioned",
+        "summary": "The controller removed an enclave's resources.",
+        "cannot_capture": "Copies of data kept outside the enclave's volumes (backups, snapshots).",
+        "ocsf": 6003,
+        "fields": {"reason": _f("str", max_len=256)},
+    },
+    {
+        "name": "enclave.member.added",
+        "summary": "A researcher was granted access to an enclave.",
+        "cannot_capture": "The approval paperwork behind the grant.",
+        "ocsf": 6003,
+        "fields": {"member": _f("str", required=True, max_len=256), "role": _f("str", max_len=64)},
+    },
+    {
+        "name": "enclave.member.removed",
+        "summary": "A researcher's access to an enclave was withdrawn.",
+        "cannot_capture": "Sessions already open elsewhere until they are revoked (see session.ended).",
+        "ocsf": 6003,
+        "fields": {
+            "member": _f("str", required=True, max_len=256),
+            "reason": _f("str", max_len=256),
+        },
+    },
+    # --- the audit log itself -----------------------------------------------------------
+    {
+        "name": "audit.read",
+        "summary": "An officer read audit records (a search, an event page, an export).",
+        "cannot_capture": "What the officer did with the records afterwards.",
+        "ocsf": 6003,
+        "fields": {
+            "view": _f("str", required=True, max_len=64),
+            "query": _f("str", max_len=4096),
+            "results": _f("int"),
+            "format": _f("str", max_len=16),
+        },
+    },
+    {
+        "name": "audit.verified",
+        "summary": "The whole log was verified against its hashes and signatures.",
+        "cannot_capture": "Entries removed from the tail after the last checkpoint kept outside the store.",
+        "ocsf": 6003,
+        "fields": {
+            "size": _f("int"),
+            "result": _f("str", max_len=64),
+            "first_bad_index": _f("int"),
+        },
+    },
+    {
+        "name": "audit.checkpoint.published",
+        "summary": "A signed checkpoint was published or exported for witnessing.",
+        "cannot_capture": "Whether any witness actually stored the checkpoint.",
+        "ocsf": 6003,
+        "fields": {"size": _f("int"), "destination": _f("str", max_len=1024)},
+    },
+    {
+        "name": "audit.token.issued",
+        "summary": "An intake token for a source was issued or rotated.",
+        "cannot_capture": "Copies of the token made by whoever received it.",
+        "ocsf": 6003,
+        "fields": {
+            "token_id": _f("str", required=True, max_len=128),
+            "for_source": _f("str", max_len=64),
+        },
+    },
+    {
+        "name": "audit.token.revoked",
+        "summary": "An intake token was revoked.",
+        "cannot_capture": "Events sent with the token before revocation that were never delivered.",
+        "ocsf": 6003,
+        "fields": {
+            "token_id": _f("str", required=True, max_len=128),
+            "reason": _f("str", max_len=256),
+        },
+    },
+    {
+        "name": "audit.intake.rejected",
+        "summary": "The audit service rejected a batch of events (bad token or bad input).",
+        "cannot_capture": "The rejected events themselves (only the reason is kept).",
+        "ocsf": 6003,
+        "fields": {"reason": _f("str", required=True, max_len=256), "count": _f("int")},
+    },
+]
+
+
+def _build() -> MappingProxyType[str, ActionSpec]:
+    out: dict[str, ActionSpec] = {}
+    for raw in _SPECS:
+        name = str(raw["name"])
+        fields = raw["fields"]
+        assert isinstance(fields, dict)
+        ocsf = raw.get("ocsf")
+        out[name] = ActionSpec(
+            name=name,
+            version=int(raw.get("version", 1)),  # type: ignore[call-overload]
+            summary=str(raw["summary"]),
+            cannot_capture=str(raw["cannot_capture"]),
+            fields=MappingProxyType(dict(fields)),
+            ocsf_class=int(ocsf) if isinstance(ocsf, int) else None,
+        )
+    return MappingProxyType(out)
+
+
+ACTIONS: MappingProxyType[str, ActionSpec] = _build()
+"""Every registered action, by name."""
+
+
+def action_spec(name: str) -> ActionSpec | None:
+    """The registered spec for ``name``, or ``None`` when it is not registered."""
+    return ACTIONS.get(name)

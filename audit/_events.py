@@ -1,0 +1,383 @@
+"""Audit events: the strict model, parsing of untrusted input, canonical bytes.
+
+An :class:`Event` validates itself on construction (fields from DESIGN.md "Audit";
+``action`` from the registry in :mod:`audit._actions`; ``details`` against that
+action's schema). What goes into the Merkle tree is the *leaf*: the event's fields
+plus the log's own receipt time (``received``) and the action's schema version
+(``schema``), serialised as RFC 8785 (JCS) canonical JSON.
+
+Canonical bytes: :func:`jcs` (the ``rfc8785`` package) is the definition. The hot
+path uses ``orjson`` with sorted keys, which gives byte-identical output on the domain
+events are restricted to, and tests check the two against each other:
+
+1. no floats anywhere (JCS number formatting is where serialisers differ);
+2. integers within ``±(2**53 - 1)`` (JCS's safe range; rfc8785 rejects others);
+3. every object key is ASCII (JCS sorts by UTF-16 code units, orjson by code points:
+   the two orders agree on ASCII);
+4. strings are valid Unicode without lone surrogates (both escape exactly ``"``,
+   ``\\`` and the C0 controls, the same way, and emit everything else as UTF-8).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, Final, Literal, cast, get_args
+
+import orjson
+import rfc8785
+
+from ._actions import ActionSpec, action_spec
+from .errors import EventError
+
+__all__ = [
+    "EVENT_FIELDS",
+    "MAX_EVENT_BYTES",
+    "OUTCOMES",
+    "SOURCES",
+    "Event",
+    "StoredEvent",
+    "encode_leaf",
+    "jcs",
+    "parse_event",
+    "parse_leaf",
+    "utc_now",
+]
+
+Source = Literal["portal", "hub", "workspace", "controller", "audit", "cli"]
+Outcome = Literal["success", "failure", "denied", "error"]
+SOURCES: Final[tuple[str, ...]] = get_args(Source)
+OUTCOMES: Final[tuple[str, ...]] = get_args(Outcome)
+EVENT_FIELDS: Final[tuple[str, ...]] = (
+    "id",
+    "time",
+    "source",
+    "actor",
+    "action",
+    "enclave",
+    "outcome",
+    "client_ip",
+    "details",
+)
+_REQUIRED: Final[frozenset[str]] = frozenset(EVENT_FIELDS) - {"enclave", "client_ip", "details"}
+
+MAX_EVENT_BYTES: Final[int] = 64 * 1024
+"""Largest canonical size of one event (the leaf adds the receipt time and version)."""
+
+_MAX_SAFE_INT: Final[int] = 2**53 - 1
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_ACTION_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+_ENCLAVE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_KEY_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_TIME_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d{1,9})?Z")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_MAX_ACTOR: Final[int] = 256
+
+
+def utc_now() -> str:
+    """The current UTC time as RFC 3339 with microseconds and ``Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def jcs(value: Any) -> bytes:
+    """RFC 8785 canonical JSON of ``value``: the definition the fast path must match."""
+    return cast(bytes, rfc8785.dumps(value))
+
+
+def _check_time(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise EventError("must be a string, RFC 3339 UTC like 2026-11-26T10:00:00Z", field=name)
+    m = _TIME_RE.fullmatch(value)
+    if m is None:
+        raise EventError(
+            f"{value[:40]!r} is not RFC 3339 UTC (YYYY-MM-DDTHH:MM:SS[.fraction]Z)", field=name
+        )
+    try:
+        datetime(*(int(m.group(i)) for i in range(1, 7)))  # type: ignore[misc]
+    except ValueError as e:
+        raise EventError(f"{value!r} is not a valid date and time ({e})", field=name) from None
+    return value
+
+
+def _check_text(value: object, name: str, *, max_len: int) -> str:
+    if not isinstance(value, str):
+        raise EventError("must be a string", field=name)
+    if not value:
+        raise EventError("must not be empty", field=name)
+    if len(value) > max_len:
+        raise EventError(f"longer than {max_len} characters", field=name)
+    if _CONTROL_RE.search(value):
+        raise EventError("contains a control character", field=name)
+    _check_unicode(value, name)
+    return value
+
+
+def _check_unicode(value: str, name: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EventError("contains a lone surrogate (not valid Unicode)", field=name) from None
+
+
+def _check_details(details: object, spec: ActionSpec) -> dict[str, object]:
+    if details is None:
+        details = {}
+    if not isinstance(details, Mapping):
+        raise EventError("must be a JSON object", field="details")
+    out: dict[str, object] = {}
+    for key, value in details.items():
+        where = f"details.{key}"
+        if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
+            raise EventError(
+                "detail keys are lower-case ASCII identifiers", field=f"details.{key!s:.40}"
+            )
+        fspec = spec.fields.get(key)
+        if fspec is None:
+            allowed = ", ".join(sorted(spec.fields)) or "none"
+            raise EventError(
+                f"is not a field of {spec.name} v{spec.version} (allowed: {allowed})", field=where
+            )
+        if value is None:
+            if fspec.required:
+                raise EventError("is required and must not be null", field=where)
+            out[key] = None
+            continue
+        if fspec.type == "str":
+            if not isinstance(value, str):
+                raise EventError("must be a string", field=where)
+            if len(value) > fspec.max_len:
+                raise EventError(f"longer than {fspec.max_len} characters", field=where)
+            _check_unicode(value, where)
+            if fspec.choices and value not in fspec.choices:
+                raise EventError(f"must be one of {', '.join(fspec.choices)}", field=where)
+        elif fspec.type == "int":
+            if type(value) is not int:
+                raise EventError("must be an integer (floats are not allowed)", field=where)
+            if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+                raise EventError("integer outside ±(2**53-1)", field=where)
+        elif fspec.type == "bool":
+            if type(value) is not bool:
+                raise EventError("must be true or false", field=where)
+        else:  # str_list
+            if not isinstance(value, (list, tuple)):
+                raise EventError("must be a list of strings", field=where)
+            if len(value) > 64:
+                raise EventError("has more than 64 items", field=where)
+            for item in value:
+                if not isinstance(item, str) or len(item) > fspec.max_len:
+                    raise EventError(
+                        f"items must be strings of at most {fspec.max_len} characters", field=where
+                    )
+                _check_unicode(item, where)
+            value = list(value)
+        out[key] = value
+    for key, fspec in spec.fields.items():
+        if fspec.required and key not in out:
+            raise EventError(f"is required by {spec.name} v{spec.version}", field=f"details.{key}")
+    return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """One audit event as a sender claims it; validated on construction.
+
+    Raises :class:`~audit.errors.EventError` naming the first bad field.
+    """
+
+    id: str
+    time: str
+    source: str
+    actor: str
+    action: str
+    outcome: str
+    enclave: str | None = None
+    client_ip: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+    _details_json: bytes = field(init=False, repr=False, compare=False)
+    _schema: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not _ID_RE.fullmatch(self.id):
+            raise EventError("must be 1-128 characters of A-Z a-z 0-9 . _ : -", field="id")
+        _check_time(self.time, "time")
+        if self.source not in SOURCES:
+            raise EventError(f"must be one of {', '.join(SOURCES)}", field="source")
+        _check_text(self.actor, "actor", max_len=_MAX_ACTOR)
+        if not isinstance(self.action, str) or not _ACTION_RE.fullmatch(self.action):
+            raise EventError(
+                "must be a dotted lower-case name like auth.factor.verified", field="action"
+            )
+        spec = action_spec(self.action)
+        if spec is None:
+            raise EventError(f"{self.action!r} is not a registered action", field="action")
+        if self.outcome not in OUTCOMES:
+            raise EventError(f"must be one of {', '.join(OUTCOMES)}", field="outcome")
+        if self.enclave is not None and (
+            not isinstance(self.enclave, str) or not _ENCLAVE_RE.fullmatch(self.enclave)
+        ):
+            raise EventError(
+                "must be null or 1-128 characters of A-Z a-z 0-9 . _ -", field="enclave"
+            )
+        if self.client_ip is not None:
+            if not isinstance(self.client_ip, str):
+                raise EventError("must be null or an IP address string", field="client_ip")
+            try:
+                canonical = str(ipaddress.ip_address(self.client_ip))
+            except ValueError:
+                raise EventError(
+                    f"{self.client_ip[:64]!r} is not an IP address", field="client_ip"
+                ) from None
+            if canonical != self.client_ip:
+                raise EventError(
+                    f"write the address in canonical form: {canonical}", field="client_ip"
+                )
+        details = _check_details(self.details, spec)
+        details_json = orjson.dumps(details, option=orjson.OPT_SORT_KEYS)
+        frozen = MappingProxyType(
+            {k: tuple(v) if isinstance(v, list) else v for k, v in details.items()}
+        )
+        object.__setattr__(self, "details", frozen)
+        object.__setattr__(self, "_details_json", details_json)
+        object.__setattr__(self, "_schema", spec.version)
+        size = len(self.canonical())
+        if size > MAX_EVENT_BYTES:
+            raise EventError(
+                f"event is {size} bytes, more than the {MAX_EVENT_BYTES}-byte limit",
+                field="details",
+            )
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        source: str,
+        actor: str,
+        action: str,
+        outcome: str,
+        enclave: str | None = None,
+        client_ip: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> Event:
+        """An event with a fresh random ``id`` and the current UTC ``time``."""
+        return cls(
+            id=uuid.uuid4().hex,
+            time=utc_now(),
+            source=source,
+            actor=actor,
+            action=action,
+            outcome=outcome,
+            enclave=enclave,
+            client_ip=client_ip,
+            details=dict(details or {}),
+        )
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of ``action`` this event was validated against."""
+        return self._schema
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "actor": self.actor,
+            "client_ip": self.client_ip,
+            "details": orjson.Fragment(self._details_json),
+            "enclave": self.enclave,
+            "id": self.id,
+            "outcome": self.outcome,
+            "source": self.source,
+            "time": self.time,
+        }
+
+    def canonical(self) -> bytes:
+        """The event's RFC 8785 canonical JSON (without receipt time)."""
+        return orjson.dumps(self._fields(), option=orjson.OPT_SORT_KEYS)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as plain JSON-compatible data (a fresh copy)."""
+        d = self._fields()
+        d["details"] = orjson.loads(self._details_json)
+        return d
+
+
+def encode_leaf(event: Event, *, received: str) -> bytes:
+    """The exact leaf bytes for ``event`` received by the log at ``received``."""
+    d = event._fields()
+    d["received"] = received
+    d["schema"] = event._schema
+    return orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
+
+
+def parse_event(data: object, *, line: int | None = None) -> Event:
+    """Parse untrusted input (a JSON text, bytes, or a decoded mapping) into an Event.
+
+    Unknown and missing fields are refused by name; ``line`` (1-based) is attached to
+    the error so callers reading JSON lines can say where the problem is.
+    """
+    try:
+        if isinstance(data, (bytes, bytearray, memoryview, str)):
+            raw = (
+                bytes(data) if not isinstance(data, str) else data.encode("utf-8", "surrogatepass")
+            )
+            if len(raw) > 2 * MAX_EVENT_BYTES:
+                raise EventError(
+                    f"input is {len(raw)} bytes, far over the {MAX_EVENT_BYTES}-byte limit"
+                )
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError as e:
+                raise EventError(f"malformed JSON ({e.msg} at character {e.pos})") from None
+        if not isinstance(data, Mapping):
+            raise EventError("an event must be a JSON object")
+        for key in data:
+            if key not in EVENT_FIELDS:
+                raise EventError("unknown field", field=str(key)[:64])
+        for key in EVENT_FIELDS:
+            if key not in data and key in _REQUIRED:
+                raise EventError("missing required field", field=key)
+        for key in ("enclave", "client_ip"):
+            if key not in data:
+                raise EventError("missing field (use null when there is none)", field=key)
+        if "details" not in data:
+            raise EventError("missing field (use {} when there are none)", field="details")
+        return Event(**{k: data[k] for k in EVENT_FIELDS})
+    except EventError as e:
+        raise (e.at_line(line) if line is not None else e) from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredEvent:
+    """An event as the log holds it: its index, receipt time and exact leaf bytes."""
+
+    index: int
+    event: Event
+    received: str
+    schema: int
+    leaf: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        """The leaf as JSON-compatible data plus ``index``."""
+        d = dict(orjson.loads(self.leaf))
+        d["index"] = self.index
+        return d
+
+
+def parse_leaf(leaf: bytes, *, index: int) -> StoredEvent:
+    """Rebuild a :class:`StoredEvent` from stored leaf bytes (no re-validation of history
+    beyond the model's: a stored leaf that no longer validates raises EventError)."""
+    d = orjson.loads(leaf)
+    received = d.pop("received")
+    schema = d.pop("schema")
+    ev = Event(**d)
+    return StoredEvent(index=index, event=ev, received=received, schema=schema, leaf=bytes(leaf))
+
+
+def _ensure_sequence(events: object) -> Sequence[Event]:
+    if not isinstance(events, Sequence) or not all(isinstance(e, Event) for e in events):
+        raise EventError("append takes a sequence of Event objects")
+    return events

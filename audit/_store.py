@@ -1,0 +1,362 @@
+"""The store interface shared by SQLite and PostgreSQL, and the SQL both speak.
+
+A store keeps five insert-only tables (entries, full tiles, tree heads, checkpoints,
+verifier keys) and knows nothing of hashing or signing: :mod:`audit.log` decides what
+to write, the store writes it in one transaction and says when it is durable.
+Database errors are translated here into :mod:`audit.errors` types.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any, NamedTuple
+
+from .errors import ConfigError
+
+__all__ = [
+    "EntryRow",
+    "Query",
+    "Store",
+    "TileRow",
+    "decode_cursor",
+    "encode_cursor",
+    "migrations",
+    "parse_time_ns",
+]
+
+
+class EntryRow(NamedTuple):
+    """One row of ``audit_entries`` (columns in table order after ``idx``)."""
+
+    leaf_hash: bytes
+    event_id: str
+    time_ns: int
+    source: str
+    actor: str
+    action: str
+    enclave: str | None
+    outcome: str
+    leaf: bytes
+
+
+class TileRow(NamedTuple):
+    level: int
+    idx: int
+    root: bytes
+    hashes: bytes
+
+
+def parse_time_ns(value: str | datetime) -> int:
+    """Nanoseconds since the epoch for an RFC 3339 UTC string or an aware datetime."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ConfigError("times must be timezone-aware (UTC)")
+        delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+        return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    s = value.strip()
+    if not s.endswith("Z") or "T" not in s:
+        raise ConfigError(f"{value!r} is not an RFC 3339 UTC time (like 2026-11-26T10:00:00Z)")
+    main, _, frac = s[:-1].partition(".")
+    try:
+        dt = datetime.strptime(main, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        raise ConfigError(
+            f"{value!r} is not an RFC 3339 UTC time (like 2026-11-26T10:00:00Z)"
+        ) from None
+    if frac and (not frac.isdigit() or len(frac) > 9):
+        raise ConfigError(f"{value!r} has a bad fraction of a second")
+    return parse_time_ns(dt) + int(frac.ljust(9, "0") or 0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Query:
+    """A filter over the log. Every given field must match; ``since`` is inclusive,
+    ``until`` exclusive (the sender's ``time``). Results are ordered by time, then index."""
+
+    actor: str | None = None
+    enclave: str | None = None
+    action: str | None = None
+    outcome: str | None = None
+    source: str | None = None
+    since: str | datetime | None = None
+    until: str | datetime | None = None
+    newest_first: bool = False
+
+
+def encode_cursor(time_ns: int, idx: int) -> str:
+    """An opaque page cursor: the position after the last result returned."""
+    return base64.urlsafe_b64encode(f"{time_ns}:{idx}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    """The position encoded by :func:`encode_cursor`; ConfigError when tampered with."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        t, i = raw.split(":")
+        return int(t), int(i)
+    except (ValueError, UnicodeDecodeError):
+        raise ConfigError("invalid cursor") from None
+
+
+def migrations(dialect: str) -> list[tuple[int, str, str]]:
+    """The (version, name, sql) migrations for ``dialect``, in order."""
+    pkg = resources.files("audit._migrations").joinpath(dialect)
+    out = []
+    for f in sorted(pkg.iterdir(), key=lambda p: p.name):
+        if f.name.endswith(".sql"):
+            version = int(f.name.split("_", 1)[0])
+            out.append((version, f.name[:-4], f.read_text(encoding="utf-8")))
+    return out
+
+
+ENTRY_COLUMNS = "idx, leaf_hash, event_id, time_ns, source, actor, action, enclave, outcome, leaf"
+
+
+class Store(ABC):
+    """Append-only storage of the log (one instance per process, thread-safe)."""
+
+    dialect: str
+    url_redacted: str
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    # -- lifecycle ---------------------------------------------------------------
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def schema_version(self) -> int:
+        """The highest applied migration, 0 for an empty database."""
+
+    @abstractmethod
+    def migrate(self) -> list[str]:
+        """Apply pending migrations; return the names applied."""
+
+    # -- primitive access implemented by each backend ------------------------------
+    @abstractmethod
+    def _read_conn(self) -> Any:
+        """A connection for reads in the current thread (autocommit)."""
+
+    @abstractmethod
+    def _write(self) -> AbstractContextManager[Any]:
+        """A write transaction holding the log's writer lock; yields a cursor."""
+
+    def _q(self, sql: str) -> str:
+        return sql
+
+    def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        conn = self._read_conn()
+        cur = conn.execute(self._q(sql), params)
+        rows = cur.fetchall()
+        return list(rows)
+
+    def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        conn = self._read_conn()
+        return conn.execute(self._q(sql), params).fetchone()
+
+    # -- sequencing ----------------------------------------------------------------
+    def sequence(self, rows: Sequence[EntryRow]) -> int:
+        """Durably append ``rows`` with contiguous indexes in one transaction; return the
+        first index. Returns only after the commit is durable (per the store's setting)."""
+        with self._write() as cur:
+            cur.execute(self._q("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries"))
+            first = int(cur.fetchone()[0])
+            cur.executemany(
+                self._q(
+                    f"INSERT INTO audit_entries ({ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                ),
+                [(first + i, *r) for i, r in enumerate(rows)],
+            )
+        return first
+
+    def find_event_ids(self, ids: Sequence[str]) -> dict[str, tuple[int, bytes]]:
+        """Existing entries with these event ids: ``{id: (index, leaf)}``."""
+        out: dict[str, tuple[int, bytes]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = list(ids[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            for idx, eid, leaf in self._fetchall(
+                f"SELECT idx, event_id, leaf FROM audit_entries WHERE event_id IN ({marks})", chunk
+            ):
+                out[eid] = (int(idx), bytes(leaf))
+        return out
+
+    def size(self) -> int:
+        """Number of sequenced entries (max index + 1)."""
+        row = self._fetchone("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries")
+        return int(row[0])
+
+    # -- entry reads -----------------------------------------------------------------
+    def leaf(self, idx: int) -> bytes | None:
+        row = self._fetchone("SELECT leaf FROM audit_entries WHERE idx = ?", (idx,))
+        return None if row is None else bytes(row[0])
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        rows = self._fetchall(
+            "SELECT leaf_hash FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (start, end),
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def entries(self, start: int, end: int) -> list[tuple[Any, ...]]:
+        """Rows ``(idx, leaf_hash, event_id, time_ns, source, actor, action, enclave,
+        outcome, leaf)`` with ``start <= idx < end`` in index order (gaps show as gaps)."""
+        return self._fetchall(
+            f"SELECT {ENTRY_COLUMNS} FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (start, end),
+        )
+
+    def iter_entries(
+        self, start: int, end: int, *, chunk: int = 20_000
+    ) -> Iterator[tuple[Any, ...]]:
+        """Stream entries in index order in bounded chunks (constant memory)."""
+        pos = start
+        while pos < end:
+            rows = self.entries(pos, min(end, pos + chunk))
+            yield from rows
+            pos += chunk
+
+    def count_entries(self) -> int:
+        return int(self._fetchone("SELECT COUNT(*) FROM audit_entries")[0])
+
+    # -- tree ------------------------------------------------------------------------
+    def tile(self, level: int, idx: int) -> bytes | None:
+        row = self._fetchone(
+            "SELECT hashes FROM audit_tiles WHERE level = ? AND idx = ?", (level, idx)
+        )
+        return None if row is None else bytes(row[0])
+
+    def tile_roots(self, level: int, start: int, end: int) -> list[bytes]:
+        rows = self._fetchall(
+            "SELECT root FROM audit_tiles WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx",
+            (level, start, end),
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def tiles(self, level: int, start: int, end: int) -> list[TileRow]:
+        rows = self._fetchall(
+            "SELECT level, idx, root, hashes FROM audit_tiles WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx",
+            (level, start, end),
+        )
+        return [TileRow(int(a), int(b), bytes(c), bytes(d)) for a, b, c, d in rows]
+
+    def tile_levels(self) -> dict[int, int]:
+        """``{level: number of full tiles}`` (max index + 1 per level)."""
+        rows = self._fetchall("SELECT level, MAX(idx) + 1 FROM audit_tiles GROUP BY level")
+        return {int(a): int(b) for a, b in rows}
+
+    def commit_integration(
+        self, tiles: Sequence[TileRow], head: tuple[int, bytes, str], *, expect_size: int
+    ) -> bool:
+        """Write new full tiles and the new tree head in one transaction.
+
+        Returns False (writing nothing) when the latest stored head is no longer
+        ``expect_size``: another integrator got there first and the caller must reload.
+        """
+        with self._write() as cur:
+            cur.execute(self._q("SELECT COALESCE(MAX(size), 0) FROM audit_tree_heads"))
+            if int(cur.fetchone()[0]) != expect_size:
+                return False
+            if tiles:
+                cur.executemany(
+                    self._q("INSERT INTO audit_tiles (level, idx, root, hashes) VALUES (?,?,?,?)"),
+                    list(tiles),
+                )
+            cur.execute(
+                self._q("INSERT INTO audit_tree_heads (size, root, created) VALUES (?,?,?)"), head
+            )
+        return True
+
+    def latest_head(self) -> tuple[int, bytes] | None:
+        row = self._fetchone("SELECT size, root FROM audit_tree_heads ORDER BY size DESC LIMIT 1")
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def head(self, size: int) -> bytes | None:
+        row = self._fetchone("SELECT root FROM audit_tree_heads WHERE size = ?", (size,))
+        return None if row is None else bytes(row[0])
+
+    def heads(self, *, after: int = -1, limit: int = 10_000) -> list[tuple[int, bytes]]:
+        """Stored tree heads with size > ``after``, in size order, at most ``limit``."""
+        rows = self._fetchall(
+            "SELECT size, root FROM audit_tree_heads WHERE size > ? ORDER BY size LIMIT ?",
+            (after, limit),
+        )
+        return [(int(a), bytes(b)) for a, b in rows]
+
+    # -- checkpoints and keys ----------------------------------------------------------
+    def add_checkpoint(self, *, size: int, root: bytes, note: str, created: str, vkey: str) -> None:
+        with self._write() as cur:
+            cur.execute(self._q("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_checkpoints"))
+            seq = int(cur.fetchone()[0])
+            cur.execute(self._q("SELECT 1 FROM audit_keys WHERE vkey = ?"), (vkey,))
+            if cur.fetchone() is None:
+                cur.execute(
+                    self._q("INSERT INTO audit_keys (vkey, added) VALUES (?, ?)"), (vkey, created)
+                )
+            cur.execute(
+                self._q(
+                    "INSERT INTO audit_checkpoints (seq, size, root, note, created) VALUES (?,?,?,?,?)"
+                ),
+                (seq, size, root, note, created),
+            )
+
+    def checkpoints(
+        self, *, after_seq: int = -1, limit: int = 10_000
+    ) -> list[tuple[int, int, bytes, str, str]]:
+        """``(seq, size, root, note, created)`` of stored checkpoints with seq > ``after_seq``,
+        oldest first, at most ``limit``."""
+        return [
+            (int(a), int(b), bytes(c), str(d), str(e))
+            for a, b, c, d, e in self._fetchall(
+                "SELECT seq, size, root, note, created FROM audit_checkpoints WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            )
+        ]
+
+    def latest_checkpoint(self) -> tuple[int, bytes, str] | None:
+        row = self._fetchone(
+            "SELECT size, root, note FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
+        )
+        return None if row is None else (int(row[0]), bytes(row[1]), str(row[2]))
+
+    def verifier_keys(self) -> list[str]:
+        return [
+            str(r[0]) for r in self._fetchall("SELECT vkey FROM audit_keys ORDER BY added, vkey")
+        ]
+
+    # -- queries ---------------------------------------------------------------------
+    def query(
+        self, q: Query, *, after: tuple[int, int] | None, limit: int
+    ) -> list[tuple[int, int, bytes]]:
+        """``(idx, time_ns, leaf)`` rows matching ``q`` after position ``after``."""
+        where: list[str] = []
+        params: list[Any] = []
+        for col in ("actor", "enclave", "action", "outcome", "source"):
+            v = getattr(q, col)
+            if v is not None:
+                where.append(f"{col} = ?")
+                params.append(v)
+        if q.since is not None:
+            where.append("time_ns >= ?")
+            params.append(parse_time_ns(q.since))
+        if q.until is not None:
+            where.append("time_ns < ?")
+            params.append(parse_time_ns(q.until))
+        if after is not None:
+            where.append("(time_ns, idx) < (?, ?)" if q.newest_first else "(time_ns, idx) > (?, ?)")
+            params.extend(after)
+        order = "time_ns DESC, idx DESC" if q.newest_first else "time_ns, idx"
+        sql = "SELECT idx, time_ns, leaf FROM audit_entries"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {order} LIMIT ?"
+        params.append(limit)
+        return [(int(a), int(b), bytes(c)) for a, b, c in self._fetchall(sql, params)]

@@ -1,0 +1,194 @@
+"""PostgreSQL store (psycopg 3).
+
+URL: any libpq ``postgresql://`` URL. The application connects as a *writer role*
+that holds only SELECT and INSERT on the audit tables; the owner runs migrations
+(``enclave audit migrate --store OWNER_URL --writer ROLE``), which also grants the
+writer its privileges. Triggers marked ENABLE ALWAYS refuse UPDATE, DELETE (row level)
+and TRUNCATE (statement level) for everyone, the owner included.
+
+Durability: each append commits with ``synchronous_commit = on`` (set per session so
+a laxer server default cannot weaken it): the commit returns only after the WAL
+record is flushed to disk on the primary. With synchronous replication configured on
+the server (``synchronous_standby_names``) it also waits for the standby.
+
+Sequencing takes a transaction-scoped advisory lock, so several processes appending
+to one database still get contiguous indexes (one sequencer at a time).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from ._store import Store, migrations
+from .errors import ConfigError, StoreError, TemporaryError
+
+__all__ = ["PostgresStore"]
+
+_LOCK_KEY = 0x656E636C  # "encl": the advisory lock that serialises sequencers
+_TABLES = ("audit_entries", "audit_tiles", "audit_tree_heads", "audit_checkpoints", "audit_keys")
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit((parts.scheme, user + host, parts.path, "", ""))
+
+
+class PostgresStore(Store):
+    """The PostgreSQL implementation of :class:`~audit._store.Store`."""
+
+    dialect = "postgres"
+
+    def __init__(self, url: str):
+        super().__init__()
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("a PostgreSQL store URL starts with postgresql://")
+        self._url = url
+        self.url_redacted = _redact(url)
+        self._conns: list[psycopg.Connection[Any]] = []
+        self._conns_lock = threading.Lock()
+        self._wlock = threading.Lock()
+        self._wconn = self._connect(autocommit=False)
+
+    def _connect(self, *, autocommit: bool) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(self._url, autocommit=autocommit, connect_timeout=10)
+            conn.execute("SET synchronous_commit = on")
+            if not autocommit:
+                conn.commit()
+        except psycopg.Error as e:
+            raise TemporaryError(
+                f"cannot connect to PostgreSQL store {self.url_redacted}: {_msg(e)}", delay=2.0
+            ) from e
+        with self._conns_lock:
+            self._conns.append(conn)
+        return conn
+
+    def _q(self, text: str) -> str:
+        return text.replace("?", "%s")
+
+    def close(self) -> None:
+        with self._conns_lock:
+            for c in self._conns:
+                c.close()
+            self._conns.clear()
+
+    def _read_conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._connect(autocommit=True)
+            self._local.conn = conn
+        return conn
+
+    def _fetchall(self, text: str, params: Any = ()) -> list[Any]:
+        try:
+            return super()._fetchall(text, params)
+        except psycopg.Error as e:
+            raise _translate(e) from e
+
+    def _fetchone(self, text: str, params: Any = ()) -> Any:
+        try:
+            return super()._fetchone(text, params)
+        except psycopg.Error as e:
+            raise _translate(e) from e
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        with self._wlock:
+            conn = self._wconn
+            if conn.closed or conn.broken:
+                with self._conns_lock:
+                    if conn in self._conns:
+                        self._conns.remove(conn)
+                conn = self._wconn = self._connect(autocommit=False)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+                    yield cur
+                conn.commit()
+            except psycopg.Error as e:
+                if not conn.closed:
+                    conn.rollback()
+                raise _translate(e) from e
+            except BaseException:
+                if not conn.closed:
+                    conn.rollback()
+                raise
+
+    def schema_version(self) -> int:
+        row = self._fetchone("SELECT to_regclass('audit_schema_migrations') IS NOT NULL")
+        if not row[0]:
+            return 0
+        return int(
+            self._fetchone("SELECT COALESCE(MAX(version), 0) FROM audit_schema_migrations")[0]
+        )
+
+    def migrate(self, *, writer: str | None = None) -> list[str]:
+        """Apply pending migrations (as the table owner) and grant ``writer`` SELECT, INSERT."""
+        applied: list[str] = []
+        try:
+            with psycopg.connect(self._url, autocommit=False) as conn:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS audit_schema_migrations "
+                    "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied TEXT NOT NULL)"
+                )
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY + 1,))
+                conn.commit()
+                for version, name, text in migrations("postgres"):
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY + 1,))
+                    cur = conn.execute(
+                        "SELECT 1 FROM audit_schema_migrations WHERE version = %s", (version,)
+                    )
+                    if cur.fetchone():
+                        conn.commit()
+                        continue
+                    conn.execute(text.encode())  # type: ignore[call-overload]
+                    conn.execute(
+                        "INSERT INTO audit_schema_migrations (version, name, applied) VALUES (%s, %s, %s)",
+                        (version, name, datetime.now(UTC).isoformat()),
+                    )
+                    conn.commit()
+                    applied.append(name)
+                if writer is not None:
+                    role = sql.Identifier(writer)
+                    for t in (*_TABLES, "audit_schema_migrations"):
+                        conn.execute(
+                            sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(
+                                sql.Identifier(t), role
+                            )
+                        )
+                        conn.execute(
+                            sql.SQL("GRANT SELECT, INSERT ON TABLE {} TO {}").format(
+                                sql.Identifier(t), role
+                            )
+                        )
+                    conn.execute(
+                        sql.SQL("REVOKE INSERT ON TABLE audit_schema_migrations FROM {}").format(
+                            role
+                        )
+                    )
+                    conn.commit()
+        except psycopg.Error as e:
+            raise StoreError(f"migration of {self.url_redacted} failed: {_msg(e)}") from e
+        return applied
+
+
+def _msg(e: psycopg.Error) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
+def _translate(e: psycopg.Error) -> StoreError:
+    if isinstance(e, psycopg.OperationalError) and not isinstance(e, psycopg.errors.QueryCanceled):
+        return TemporaryError(f"PostgreSQL store unavailable: {_msg(e)}", delay=2.0)
+    return StoreError(f"PostgreSQL store refused the operation: {_msg(e)}")

@@ -1,0 +1,248 @@
+"""SQLite store: the embedded default, in WAL mode.
+
+URL: ``sqlite:///abs/path/to/audit.db`` (everything after ``sqlite://`` is the path).
+Durability is SQLite's ``synchronous`` setting, chosen with a URL parameter:
+
+- ``synchronous=full`` (the default): every commit fsyncs the WAL before returning.
+  An acknowledged append survives a process crash, an OS crash and power loss
+  (given a disk that honours fsync).
+- ``synchronous=extra``: as ``full``; in WAL mode SQLite adds nothing more for
+  commits (the extra directory sync applies to rollback journals), so it buys no
+  durability here but is accepted for operators who standardise on it.
+- ``unsafe_synchronous=normal``: the WAL is fsynced only at checkpoints. The database
+  stays consistent, and acknowledged appends survive a process crash (SIGKILL), but
+  the most recent commits can be lost on an OS crash or power loss. Not durable in
+  the sense this log promises; hence the unsafe name, and a warning at start-up.
+- ``unsafe_synchronous=off``: no fsync at all; an OS crash or power loss can lose
+  commits *and corrupt the database*. For benchmarks of the CPU path only.
+
+Append-only enforcement: triggers refuse UPDATE and DELETE on every table (created by
+the migration); in addition the application's connections carry an authorizer that
+refuses UPDATE, DELETE, DROP and ALTER before a statement is even prepared.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import structlog
+
+from ._store import Store, migrations
+from .errors import ConfigError, StoreError, TemporaryError
+
+__all__ = ["SqliteStore"]
+
+_log = structlog.get_logger("audit.store.sqlite")
+
+_DENY = {
+    sqlite3.SQLITE_DELETE,
+    sqlite3.SQLITE_UPDATE,
+    sqlite3.SQLITE_DROP_TABLE,
+    sqlite3.SQLITE_DROP_TRIGGER,
+    sqlite3.SQLITE_DROP_INDEX,
+    sqlite3.SQLITE_DROP_VIEW,
+    sqlite3.SQLITE_ALTER_TABLE,
+}
+
+
+def _authorizer(
+    action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None
+) -> int:
+    if action in _DENY:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+def _parse_url(url: str) -> tuple[Path, str]:
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc:
+        raise ConfigError(f"{url!r} is not a SQLite store URL (sqlite:///path/to/audit.db)")
+    if not parts.path or parts.path == "/":
+        raise ConfigError("the SQLite store URL has no file path (sqlite:///path/to/audit.db)")
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    sync = "FULL"
+    if "synchronous" in params:
+        v = params.pop("synchronous").upper()
+        if v not in ("FULL", "EXTRA"):
+            raise ConfigError(
+                "synchronous must be full or extra (weaker settings are unsafe_synchronous=normal|off)"
+            )
+        sync = v
+    if "unsafe_synchronous" in params:
+        v = params.pop("unsafe_synchronous").upper()
+        if v not in ("NORMAL", "OFF"):
+            raise ConfigError("unsafe_synchronous must be normal or off")
+        sync = v
+    if params:
+        raise ConfigError(f"unknown SQLite store option(s): {', '.join(sorted(params))}")
+    return Path(parts.path), sync
+
+
+class SqliteStore(Store):
+    """The SQLite implementation of :class:`~audit._store.Store`."""
+
+    dialect = "sqlite"
+
+    def __init__(self, url: str, *, create: bool = True):
+        super().__init__()
+        self.path, self.synchronous = _parse_url(url)
+        self.url_redacted = f"sqlite://{self.path}"
+        if self.synchronous in ("NORMAL", "OFF"):
+            _log.warning(
+                "unsafe_sqlite_synchronous", synchronous=self.synchronous, path=str(self.path)
+            )
+        if not self.path.exists() and not create:
+            raise ConfigError(f"audit store {self.path} does not exist")
+        if not self.path.parent.is_dir():
+            raise ConfigError(f"directory {self.path.parent} does not exist")
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._wlock = threading.Lock()
+        self._closed = False
+        self._wconn = self._connect()
+
+    def _connect(self, *, guarded: bool = True) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA cache_size=-65536")
+            conn.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open SQLite store {self.path}: {e}") from e
+        if guarded:
+            conn.set_authorizer(_authorizer)
+        with self._conns_lock:
+            self._conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        self._closed = True
+        with self._conns_lock:
+            for c in self._conns:
+                c.close()
+            self._conns.clear()
+
+    def _read_conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _fetchall(self, sql: str, params: Any = ()) -> list[Any]:
+        try:
+            return super()._fetchall(sql, params)
+        except sqlite3.OperationalError as e:
+            raise _translate(e) from e
+
+    def _fetchone(self, sql: str, params: Any = ()) -> Any:
+        try:
+            return super()._fetchone(sql, params)
+        except sqlite3.OperationalError as e:
+            raise _translate(e) from e
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        with self._wlock:
+            conn = self._wconn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise _translate(e) from e
+            try:
+                yield conn.cursor()
+            except sqlite3.Error as e:
+                conn.execute("ROLLBACK")
+                raise _translate(e) from e
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise _translate(e) from e
+
+    def schema_version(self) -> int:
+        conn = self._read_conn()
+        row = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name='audit_schema_migrations'"
+        ).fetchone()
+        if row is None:
+            return 0
+        return int(
+            conn.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM audit_schema_migrations"
+            ).fetchone()[0]
+        )
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations on an unguarded connection, each in one transaction."""
+        applied: list[str] = []
+        conn = self._connect(guarded=False)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS audit_schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied TEXT NOT NULL)"
+            )
+            conn.execute("COMMIT")
+            for version, name, sql in migrations("sqlite"):
+                conn.execute("BEGIN IMMEDIATE")
+                done = conn.execute(
+                    "SELECT 1 FROM audit_schema_migrations WHERE version = ?", (version,)
+                ).fetchone()
+                if done:
+                    conn.execute("COMMIT")
+                    continue
+                for stmt in _split_sql(sql):
+                    conn.execute(stmt)
+                conn.execute(
+                    "INSERT INTO audit_schema_migrations (version, name, applied) VALUES (?,?,?)",
+                    (version, name, datetime.now(UTC).isoformat()),
+                )
+                conn.execute("COMMIT")
+                applied.append(name)
+        except sqlite3.Error as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"migration of {self.path} failed: {e}") from e
+        finally:
+            with self._conns_lock:
+                self._conns.remove(conn)
+            conn.close()
+        return applied
+
+
+def _split_sql(sql: str) -> list[str]:
+    """Split a migration into statements (triggers contain ``;`` inside BEGIN..END)."""
+    out: list[str] = []
+    buf = ""
+    for line in sql.splitlines(keepends=True):
+        if line.lstrip().startswith("--") and not buf.strip():
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
+
+
+def _translate(e: sqlite3.Error) -> StoreError:
+    msg = str(e).splitlines()[0][:300]
+    if isinstance(e, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg):
+        return TemporaryError(f"SQLite store is busy: {msg}", delay=1.0)
+    return StoreError(f"SQLite store refused the operation: {msg}")

@@ -1,0 +1,338 @@
+"""Offline verification of a whole log (an fsck): one streaming pass, constant memory.
+
+Procedure (what ``enclave audit verify`` does):
+
+1. Open every stored checkpoint with the trusted verifier keys (``--key``, else the
+   keys recorded in the store): each signature must verify, its text must parse as a
+   tlog-checkpoint, and its size and root must equal the row's stored columns; sizes
+   never decrease from one checkpoint to the next.
+2. If an earlier checkpoint is given (``--against``), open it the same way; the log
+   must have at least its size.
+3. Read the entries in index order, in chunks. For each entry: the index is the next
+   one expected (no gap); the leaf is canonical JSON; the stored leaf hash equals
+   ``SHA-256(0x00 || leaf)``; every derived column (event id, time, source, actor,
+   action, enclave, outcome) equals the leaf's value.
+4. Rebuild the tree as entries pass: every full tile recomputed is compared with the
+   stored one (the first differing hash locates the bad entry); at every size where a
+   tree head, a checkpoint or the ``--against`` checkpoint exists, the recomputed root
+   must equal theirs.
+5. Afterwards: no stored tile, tree head or checkpoint may lie beyond the entries (a
+   truncated tail); the ``--against`` size must have been reached.
+
+The result names the first bad index when a problem can be localised to an entry;
+a root mismatch with intact hashes can only be localised to the range since the last
+root that matched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from ._merkle import EMPTY_ROOT, TreeBuilder
+from ._note import Checkpoint, Verifier, parse_checkpoint
+from ._store import Store, parse_time_ns
+from .errors import AuditError, NoteError
+
+__all__ = ["VerifyReport", "verify_store"]
+
+_TILE = 256
+_MAX_PROBLEMS = 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyReport:
+    """The outcome of a verification. ``ok`` iff ``problems`` is empty."""
+
+    ok: bool
+    entries: int
+    first_bad_index: int | None
+    problems: tuple[str, ...]
+    checkpoints: int
+    root_hash: bytes
+    against: Checkpoint | None = None
+
+    @property
+    def summary(self) -> str:
+        """One line for humans."""
+        if self.ok:
+            extra = f", extends checkpoint at size {self.against.size}" if self.against else ""
+            return f"OK: {self.entries} entries, {self.checkpoints} checkpoints verified{extra}"
+        where = f" at index {self.first_bad_index}" if self.first_bad_index is not None else ""
+        return f"FAILED{where}: {self.problems[0]}"
+
+
+@dataclass
+class _State:
+    problems: list[str] = field(default_factory=list)
+    first_bad: int | None = None
+    last_good_size: int = 0
+
+    def bad(self, msg: str, index: int | None) -> None:
+        if len(self.problems) < _MAX_PROBLEMS:
+            self.problems.append(msg)
+        if index is not None and (self.first_bad is None or index < self.first_bad):
+            self.first_bad = index
+
+
+def _heads(store: Store) -> Iterator[tuple[int, bytes]]:
+    after = -1
+    while True:
+        rows = store.heads(after=after, limit=10_000)
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1][0]
+
+
+def _checkpoints(store: Store) -> Iterator[tuple[int, int, bytes, str, str]]:
+    after = -1
+    while True:
+        rows = store.checkpoints(after_seq=after, limit=1000)
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1][0]
+
+
+def verify_store(
+    store: Store,
+    *,
+    verifiers: Sequence[Verifier] | None = None,
+    against: str | bytes | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    chunk: int = 20_000,
+) -> VerifyReport:
+    """Verify everything stored in ``store``; see the module docstring for the steps."""
+    st = _State()
+    if verifiers is None:
+        try:
+            verifiers = [Verifier.parse(k) for k in store.verifier_keys()]
+        except NoteError as e:
+            st.bad(f"a verifier key recorded in the store is malformed: {e}", None)
+            verifiers = []
+    total = store.size()
+    # expected roots: size -> list of (root, label); filled lazily from two ordered streams
+    head_it = _heads(store)
+    cp_it = _checkpoints(store)
+
+    # step 1: checkpoints (signatures now, roots during the stream)
+    cp_expect: list[tuple[int, bytes, str]] = []
+    n_cp = 0
+    prev_size = -1
+    for seq, size, root, note, _created in cp_it:
+        n_cp += 1
+        label = f"checkpoint #{seq} (size {size})"
+        try:
+            cp = parse_checkpoint(note, verifiers)
+        except NoteError as e:
+            st.bad(f"{label}: signature or format invalid: {e}", None)
+            continue
+        if cp.size != size or not hmac.compare_digest(cp.root_hash, root):
+            st.bad(f"{label}: stored size/root columns differ from the signed note", None)
+        if cp.size < prev_size:
+            st.bad(f"{label}: size is smaller than the previous checkpoint's ({prev_size})", None)
+        prev_size = max(prev_size, cp.size)
+        if cp.size > total:
+            st.bad(
+                f"{label} covers {cp.size} entries but the log has {total}: entries were removed",
+                total,
+            )
+        cp_expect.append((cp.size, cp.root_hash, label))
+        if len(cp_expect) > 100_000:
+            st.bad("more than 100000 checkpoints: verify the newest with --against instead", None)
+            break
+    cp_expect.sort(key=lambda t: t[0])
+
+    # step 2: --against
+    against_cp: Checkpoint | None = None
+    if against is not None:
+        try:
+            against_cp = parse_checkpoint(against, verifiers)
+        except NoteError as e:
+            st.bad(f"the --against checkpoint does not verify with the trusted key: {e}", None)
+        else:
+            if against_cp.size > total:
+                st.bad(
+                    f"the log has {total} entries but the earlier checkpoint covers {against_cp.size}: "
+                    "the tail was truncated",
+                    total,
+                )
+            cp_expect.append(
+                (
+                    against_cp.size,
+                    against_cp.root_hash,
+                    f"--against checkpoint (size {against_cp.size})",
+                )
+            )
+            cp_expect.sort(key=lambda t: t[0])
+
+    if cp_expect and cp_expect[0][0] == 0:
+        for size, root, label in [c for c in cp_expect if c[0] == 0]:
+            if not hmac.compare_digest(root, EMPTY_ROOT):
+                st.bad(f"{label}: root of the empty tree is wrong", None)
+        cp_expect = [c for c in cp_expect if c[0] != 0]
+    cp_pos = 0
+    next_head = next(head_it, None)
+    while next_head is not None and next_head[0] == 0:
+        next_head = next(head_it, None)
+
+    # steps 3 and 4
+    tree = TreeBuilder()
+    tiles_buf: list[list[bytes]] = [[]]
+    expected_idx = 0
+    sha256 = hashlib.sha256
+    loads = orjson.loads
+    dumps = orjson.dumps
+    sort = orjson.OPT_SORT_KEYS
+    stored_tiles: dict[int, dict[int, bytes]] = {}
+
+    def stored_tile(level: int, idx: int) -> bytes | None:
+        cache = stored_tiles.setdefault(level, {})
+        if idx not in cache:
+            cache.clear()
+            span = 64 if level == 0 else 1
+            for t in store.tiles(level, idx, idx + span):
+                cache[t.idx] = t.hashes
+            for i in range(idx, idx + span):
+                cache.setdefault(i, b"")
+        return cache[idx] or None
+
+    def push(level: int, h: bytes, tile_idx: int) -> None:
+        while len(tiles_buf) <= level:
+            tiles_buf.append([])
+        buf = tiles_buf[level]
+        buf.append(h)
+        if len(buf) == _TILE:
+            got = stored_tile(level, tile_idx)
+            mine = b"".join(buf)
+            if got is None:
+                st.bad(f"tile at level {level}, index {tile_idx} is missing from the store", None)
+            elif got != mine:
+                span = _TILE ** (level + 1) // _TILE
+                for j in range(_TILE):
+                    if got[j * 32 : (j + 1) * 32] != buf[j]:
+                        first = (tile_idx * _TILE + j) * span
+                        st.bad(
+                            f"stored tile hash (level {level}, node {tile_idx * _TILE + j}) differs from "
+                            f"the hash recomputed from entries {first}..{first + span - 1}",
+                            first,
+                        )
+                        break
+            level_nodes = buf
+            while len(level_nodes) > 1:
+                level_nodes = [
+                    sha256(b"\x01" + level_nodes[i] + level_nodes[i + 1]).digest()
+                    for i in range(0, len(level_nodes), 2)
+                ]
+            tiles_buf[level] = []
+            push(level + 1, level_nodes[0], tile_idx // _TILE)
+
+    def check_root(size: int) -> None:
+        nonlocal next_head, cp_pos
+        root = None
+        while next_head is not None and next_head[0] < size:
+            next_head = next(head_it, None)
+        while cp_pos < len(cp_expect) and cp_expect[cp_pos][0] < size:
+            cp_pos += 1
+        while next_head is not None and next_head[0] == size:
+            root = root or tree.root()
+            if not hmac.compare_digest(root, next_head[1]):
+                st.bad(
+                    f"tree head at size {size} does not match the entries: some entry in "
+                    f"{st.last_good_size}..{size - 1} was altered",
+                    st.last_good_size,
+                )
+            else:
+                st.last_good_size = size
+            next_head = next(head_it, None)
+        while cp_pos < len(cp_expect) and cp_expect[cp_pos][0] == size:
+            root = root or tree.root()
+            _, want, label = cp_expect[cp_pos]
+            if not hmac.compare_digest(root, want):
+                st.bad(
+                    f"{label} does not match the entries: the history before it was rewritten "
+                    f"(some entry in {st.last_good_size}..{size - 1} differs)",
+                    st.last_good_size,
+                )
+            else:
+                st.last_good_size = size
+            cp_pos += 1
+
+    checkpoints_at = {c[0] for c in cp_expect}
+    head_size = next_head[0] if next_head else -1
+    pos = 0
+    while pos < total:
+        rows = store.entries(pos, min(total, pos + chunk))
+        for idx, lh, eid, time_ns, source, actor, action, enclave, outcome, leaf in rows:
+            if idx != expected_idx:
+                st.bad(
+                    f"entry {expected_idx} is missing (the next stored index is {idx})",
+                    expected_idx,
+                )
+                # keep going so later checks still run, but the tree is now wrong
+                expected_idx = idx
+            leaf = bytes(leaf)
+            h = sha256(b"\x00" + leaf).digest()
+            if h != bytes(lh):
+                st.bad(f"entry {idx}: stored leaf hash is not SHA-256(0x00||leaf)", idx)
+            try:
+                d = loads(leaf)
+                if dumps(d, option=sort) != leaf:
+                    st.bad(f"entry {idx}: leaf is not canonical JSON", idx)
+                if (
+                    d["id"] != eid
+                    or d["source"] != source
+                    or d["actor"] != actor
+                    or d["action"] != action
+                    or d["enclave"] != enclave
+                    or d["outcome"] != outcome
+                    or parse_time_ns(d["time"]) != time_ns
+                ):
+                    st.bad(f"entry {idx}: a stored column differs from the leaf's value", idx)
+            except (orjson.JSONDecodeError, KeyError, TypeError, AuditError):
+                st.bad(f"entry {idx}: leaf is not a well-formed event", idx)
+            tree.append(h)
+            push(0, h, idx // _TILE)
+            size = idx + 1
+            if size == head_size or size in checkpoints_at:
+                check_root(size)
+                head_size = next_head[0] if next_head else -1
+            expected_idx = idx + 1
+        if not rows:
+            st.bad(f"entries {pos}..{min(total, pos + chunk) - 1} are missing", pos)
+        pos += chunk
+        if progress is not None:
+            progress(min(pos, total), total)
+
+    # step 5
+    if expected_idx < total:
+        st.bad(f"entries from {expected_idx} are missing", expected_idx)
+    for level, count in store.tile_levels().items():
+        if count * _TILE ** (level + 1) > total:
+            st.bad(
+                f"stored tiles at level {level} cover more entries than the log has: the tail was removed",
+                total,
+            )
+    while next_head is not None:
+        if next_head[0] > total:
+            st.bad(
+                f"tree head at size {next_head[0]} but the log has only {total} entries: the tail was removed",
+                total,
+            )
+            break
+        next_head = next(head_it, None)
+    root = tree.root()
+    return VerifyReport(
+        ok=not st.problems,
+        entries=total,
+        first_bad_index=st.first_bad,
+        problems=tuple(st.problems),
+        checkpoints=n_cp,
+        root_hash=root,
+        against=against_cp,
+    )
