@@ -1,0 +1,186 @@
+"""A real audit service for tests: a fresh store, key, tokens, and the server process.
+
+``make_audit_env(dir)`` lays out everything ``enclave audit serve`` needs;
+``ServiceProcess(env)`` runs ``python -m audit.service`` on a free port (stop and
+start it again to simulate an outage; the store survives). Used by the audit service
+integration tests, the officer UI e2e test and the HTTP benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from audit._events import Event
+from audit._note import generate_key, write_key_file
+from audit.tokens import TokenStore
+
+__all__ = ["AuditEnv", "ServiceProcess", "free_port", "make_audit_env", "sample_event"]
+
+
+@dataclass(frozen=True)
+class AuditEnv:
+    root: Path
+    store_url: str
+    db_path: Path
+    key_path: Path
+    tokens_path: Path
+    officer_file: Path
+    officer_token: str
+    tokens: dict[str, str] = field(default_factory=dict)  # source -> intake token
+    checkpoint_export: Path | None = None
+
+
+def make_audit_env(root: Path, *, sources: tuple[str, ...] = ("portal", "hub")) -> AuditEnv:
+    root.mkdir(parents=True, exist_ok=True)
+    key = root / "audit.key"
+    write_key_file(key, generate_key("audit.test.example/log"))
+    store = TokenStore(path=root / "tokens.json")
+    tokens = {s: store.issue(source=s, label="test").token for s in sources}
+    officer_token = secrets.token_urlsafe(32)
+    officer_file = root / "officer-token"
+    officer_file.write_text(officer_token + "\n")
+    officer_file.chmod(0o600)
+    db = root / "audit.db"
+    return AuditEnv(
+        root=root,
+        store_url=f"sqlite:///{db}",
+        db_path=db,
+        key_path=key,
+        tokens_path=root / "tokens.json",
+        officer_file=officer_file,
+        officer_token=officer_token,
+        tokens=tokens,
+        checkpoint_export=root / "checkpoint.txt",
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def sample_event(**over: Any) -> Event:
+    """A valid event; ``over`` replaces fields (default: a failed TOTP at the portal)."""
+    base: dict[str, Any] = {
+        "source": "portal",
+        "actor": "r.tanaka@company-a.example",
+        "action": "auth.factor.failed",
+        "outcome": "failure",
+        "enclave": "gut-microbiome-2026",
+        "client_ip": "192.0.2.10",
+        "details": {"factor": "totp", "reason": "wrong code"},
+    }
+    base.update(over)
+    return Event.new(**base)
+
+
+class ServiceProcess:
+    """``python -m audit.service`` as a child process; ``start``/``stop``/``kill``."""
+
+    def __init__(
+        self,
+        env: AuditEnv,
+        *,
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+        checkpoint_interval: float = 1.0,
+    ) -> None:
+        self.env = env
+        self.port = port or free_port()
+        self.extra_args = extra_args
+        self.checkpoint_interval = checkpoint_interval
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = env.root / "service.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def browser_url(self) -> str:
+        """Browse ``localhost`` (a secure context for Secure cookies, RECIPES.md)."""
+        return f"http://localhost:{self.port}"
+
+    def start(self, *, timeout: float = 30.0) -> ServiceProcess:
+        args = [
+            sys.executable,
+            "-m",
+            "audit.service",
+            "--store",
+            self.env.store_url,
+            "--key",
+            str(self.env.key_path),
+            "--tokens",
+            str(self.env.tokens_path),
+            "--officer-token-file",
+            str(self.env.officer_file),
+            "--port",
+            str(self.port),
+            "--checkpoint-interval",
+            str(self.checkpoint_interval),
+            *(
+                ("--checkpoint-export", str(self.env.checkpoint_export))
+                if self.env.checkpoint_export
+                else ()
+            ),
+            *self.extra_args,
+        ]
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"audit service exited with {self.proc.returncode}: "
+                    + self.log_path.read_text(errors="replace")[-2000:]
+                )
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)  # polling with a deadline, not a fixed wait
+        self.kill()
+        raise RuntimeError(f"audit service did not answer on {self.url} within {timeout} s")
+
+    def stop(self, *, timeout: float = 20.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,50 @@
+"""Fixtures: a real SQLite-backed audit service app (in-process ASGI) per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from audit.log import AuditLog, open_log
+from audit.service import ServiceSettings, create_app
+from audit.tokens import TokenStore
+from tests.harness.audit_service import AuditEnv, make_audit_env
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> AuditEnv:
+    return make_audit_env(tmp_path / "audit")
+
+
+@pytest.fixture
+def log(env: AuditEnv) -> Iterator[AuditLog]:
+    lg = open_log(env.store_url, signer_key_path=env.key_path)
+    try:
+        yield lg
+    finally:
+        lg.close()
+
+
+def make_client(env: AuditEnv, log: AuditLog, **settings: Any) -> TestClient:
+    app = create_app(
+        log=log,
+        tokens=TokenStore(path=env.tokens_path),
+        officer_token_file=env.officer_file,
+        settings=ServiceSettings(**settings),
+    )
+    # https: the session cookie is Secure and __Host- prefixed
+    return TestClient(app, base_url="https://testserver")
+
+
+@pytest.fixture
+def client(env: AuditEnv, log: AuditLog) -> Iterator[TestClient]:
+    with make_client(env, log, checkpoint_interval_seconds=0) as c:
+        yield c
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
