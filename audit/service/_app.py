@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..tokens import TokenStore
 from ._core import b64, stored_dict
 from ._errors import Backpressure, BadRequest, Forbidden, NotFound, ServiceError, Unauthenticated
+from ._headers import SecurityHeaders
 from ._officer import Officer, Officers
 from ._state import ServiceSettings, ServiceState
 
@@ -696,8 +697,11 @@ def create_app(
             "the RFC 9162 proofs and C2SP checkpoints that let anyone verify the log."
         ),
         lifespan=lifespan,
+        docs_url=None,  # Swagger/ReDoc pages load scripts from a CDN: only /openapi.json
+        redoc_url=None,
     )
     app.state.audit = state
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:

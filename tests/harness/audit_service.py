@@ -15,13 +15,14 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from audit._events import Event
+from audit._events import Event, utc_now
 from audit._note import generate_key, write_key_file
 from audit.tokens import TokenStore
 
@@ -75,6 +76,8 @@ def free_port() -> int:
 def sample_event(**over: Any) -> Event:
     """A valid event; ``over`` replaces fields (default: a failed TOTP at the portal)."""
     base: dict[str, Any] = {
+        "id": uuid.uuid4().hex,
+        "time": utc_now(),
         "source": "portal",
         "actor": "r.tanaka@company-a.example",
         "action": "auth.factor.failed",
@@ -84,7 +87,7 @@ def sample_event(**over: Any) -> Event:
         "details": {"factor": "totp", "reason": "wrong code"},
     }
     base.update(over)
-    return Event.new(**base)
+    return Event(**base)
 
 
 class ServiceProcess:
