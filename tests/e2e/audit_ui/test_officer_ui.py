@@ -95,7 +95,8 @@ def test_officer_ui_end_to_end(served: Any, page: Any, browser_context: Any) -> 
     # 4. the overview: four server-rendered charts, today's sessions counted by enclave
     assert page.locator("figure.chart svg").count() == 4
     first_chart = page.locator("figure.chart").first.inner_html()
-    assert "gut-microbiome-2026 (15)" in first_chart and "cohort-wgs (15)" in first_chart
+    assert "gut-microbiome-2026 (15)" in first_chart
+    assert "cohort-wgs (15)" in first_chart
 
     # 5. search by actor
     page.click("text=Search")
@@ -163,4 +164,5 @@ def test_officer_ui_end_to_end(served: Any, page: Any, browser_context: Any) -> 
         time.sleep(0.1)
     assert {"overview", "search", "timeline", "event", "checkpoints"} <= set(views)
     assert all(x["actor"] == "officer:bootstrap" and x["source"] == "audit" for x in reads)
-    assert verified and verified[0]["details"]["result"] == "ok"
+    assert verified
+    assert verified[0]["details"]["result"] == "ok"
