@@ -68,15 +68,38 @@ class VerifyReport:
 
 @dataclass
 class _State:
-    problems: list[str] = field(default_factory=list)
-    first_bad: int | None = None
+    problems: list[tuple[str, int | None]] = field(default_factory=list)
+    first_exact: int | None = None  # an entry shown bad by its own hashes or columns
+    first_range: int | None = None  # the start of a range a root mismatch points at
     last_good_size: int = 0
+    last_good_signed: int = 0
+
+    def bad_range(self, msg: str, lo: int, size: int) -> None:
+        """A root mismatch: some entry in ``lo..size-1`` is bad, unless one is known already."""
+        explained = self.first_exact is not None and self.first_exact < size
+        self._add(msg, None if explained else lo)
+        if not explained and (self.first_range is None or lo < self.first_range):
+            self.first_range = lo
 
     def bad(self, msg: str, index: int | None) -> None:
+        self._add(msg, index)
+        if index is not None and (self.first_exact is None or index < self.first_exact):
+            self.first_exact = index
+
+    def _add(self, msg: str, index: int | None) -> None:
         if len(self.problems) < _MAX_PROBLEMS:
-            self.problems.append(msg)
-        if index is not None and (self.first_bad is None or index < self.first_bad):
-            self.first_bad = index
+            self.problems.append((msg, index))
+
+    @property
+    def first_bad(self) -> int | None:
+        """The exact first bad entry if one was found, else the start of the suspect range."""
+        return self.first_exact if self.first_exact is not None else self.first_range
+
+    def ordered(self) -> tuple[str, ...]:
+        """Problems, the one naming the reported index first."""
+        first = self.first_bad
+        lead = [m for m, i in self.problems if i == first and first is not None][:1]
+        return tuple(lead + [m for m, _ in self.problems if not lead or m != lead[0]])
 
 
 def _heads(store: Store) -> Iterator[tuple[int, bytes]]:
@@ -242,10 +265,11 @@ def verify_store(
         while next_head is not None and next_head[0] == size:
             root = root or tree.root()
             if not hmac.compare_digest(root, next_head[1]):
-                st.bad(
-                    f"tree head at size {size} does not match the entries: some entry in "
-                    f"{st.last_good_size}..{size - 1} was altered",
+                st.bad_range(
+                    f"tree head at size {size} does not match the entries: the head, or some "
+                    f"entry in {st.last_good_size}..{size - 1}, was altered",
                     st.last_good_size,
+                    size,
                 )
             else:
                 st.last_good_size = size
@@ -253,14 +277,23 @@ def verify_store(
         while cp_pos < len(cp_expect) and cp_expect[cp_pos][0] == size:
             root = root or tree.root()
             _, want, label = cp_expect[cp_pos]
-            if not hmac.compare_digest(root, want):
+            if hmac.compare_digest(root, want):
+                st.last_good_size = size
+                if not label.startswith("--against"):
+                    st.last_good_signed = size
+            elif label.startswith("--against"):
                 st.bad(
-                    f"{label} does not match the entries: the history before it was rewritten "
-                    f"(some entry in {st.last_good_size}..{size - 1} differs)",
-                    st.last_good_size,
+                    f"the log does not extend the {label}: its history before that size was "
+                    "rewritten (a fork); which entry differs cannot be told from a root alone",
+                    None,
                 )
             else:
-                st.last_good_size = size
+                st.bad_range(
+                    f"{label} does not match the entries: some entry in "
+                    f"{st.last_good_signed}..{size - 1} was altered after it was signed",
+                    st.last_good_signed,
+                    size,
+                )
             cp_pos += 1
 
     checkpoints_at = {c[0] for c in cp_expect}
@@ -331,7 +364,7 @@ def verify_store(
         ok=not st.problems,
         entries=total,
         first_bad_index=st.first_bad,
-        problems=tuple(st.problems),
+        problems=st.ordered(),
         checkpoints=n_cp,
         root_hash=root,
         against=against_cp,

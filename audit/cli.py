@@ -174,9 +174,10 @@ def verify_cmd(
     if result.ok:
         click.echo(result.summary)
         return
+    click.echo(f"verify: {result.summary}", err=True)
     for p in result.problems[1:]:
         click.echo(f"  also: {p}", err=True)
-    raise _Failed(result.summary)
+    click.get_current_context().exit(1)
 
 
 # -- checkpoint -----------------------------------------------------------------------------------
