@@ -536,39 +536,23 @@ def start_verify(st: ServiceState, *, officer_id: str, client_ip: str | None) ->
 
 
 def _run_verify(st: ServiceState, job: VerifyJob, officer_id: str, client_ip: str | None) -> None:
-    from .._merkle import TreeBuilder, leaf_hash
+    """``verify_store`` over the whole log (every leaf, every stored hash and tile,
+    every checkpoint's signature and root), reporting progress into ``job``."""
+    from .._verify import verify_store
     from ..errors import AuditError
 
     first_bad: int | None = None
+
+    def progress(done: int, total: int) -> None:
+        job.done, job.total = done, total
+
     try:
-        cp = st.publish_now(trigger="verify")
-        size = int(cp.size)
-        job.total = size
-        tree = TreeBuilder()
-        chunk = 2048
-        for start in range(0, size, chunk):
-            end = min(size, start + chunk)
-            entries = _entries(st.log, start, end)
-            for e in entries:
-                tree.append(leaf_hash(e))
-            job.done = end
-        verify_fn = _core_verify(st)
-        if tree.root() != cp.root_hash:
-            job.ok = False
-            job.message = (
-                f"the recomputed root over {size} entries differs from the signed checkpoint"
-            )
-        elif verify_fn is not None:
-            report = verify_fn()
-            ok = bool(getattr(report, "ok", True))
-            first_bad = getattr(report, "first_bad_index", None)
-            job.ok = ok
-            job.message = str(getattr(report, "message", "")) or (
-                f"{size} entries verified" if ok else "verification failed"
-            )
-        else:
-            job.ok = True
-            job.message = f"{size} entries recomputed; root matches the signed checkpoint"
+        st.publish_now(trigger="verify")
+        report = verify_store(st.log.store, progress=progress)
+        job.done = job.total = report.entries
+        job.ok = report.ok
+        job.message = report.summary
+        first_bad = report.first_bad_index
     except AuditError as e:
         job.ok = False
         job.message = str(e)
@@ -576,16 +560,6 @@ def _run_verify(st: ServiceState, job: VerifyJob, officer_id: str, client_ip: st
     finally:
         job.finished = time.time()
     _record_verified(st, job, officer_id=officer_id, client_ip=client_ip, first_bad=first_bad)
-
-
-def _entries(log: Any, start: int, end: int) -> list[bytes]:
-    """Leaf bytes ``start..end`` (rows end with the leaf; see ``Store.entries``)."""
-    return [bytes(row[-1]) for row in log.store.entries(start, end)]
-
-
-def _core_verify(st: ServiceState) -> Any:
-    fn = getattr(st.log, "verify", None)
-    return fn if callable(fn) else None
 
 
 def _record_verified(

@@ -50,7 +50,14 @@ async function verifyInclusion(entry, index, size, proof, root) {
 
 // C2SP signed-note: verify the Ed25519 signature line matching the verifier key.
 async function verifyNote(text, vkey) {
-  const [name, hexid, keyb64] = vkey.trim().split("+");
+  // name+hexid+base64: the base64 part may itself contain "+", so split only twice
+  const v = vkey.trim();
+  const p1 = v.indexOf("+");
+  const p2 = v.indexOf("+", p1 + 1);
+  if (p1 < 0 || p2 < 0) return false;
+  const name = v.slice(0, p1);
+  const hexid = v.slice(p1 + 1, p2);
+  const keyb64 = v.slice(p2 + 1);
   const key = b64decode(keyb64);
   if (key[0] !== 1 || key.length !== 33) return false;
   const sep = text.indexOf("\n\n");

@@ -120,12 +120,31 @@ def test_officer_ui_end_to_end(served: Any, page: Any, browser_context: Any) -> 
     page.wait_for_selector("#sig-result[data-verified]")
     assert page.locator("#sig-result").get_attribute("data-verified") == "true"
     assert page.locator("#server-result").get_attribute("class") == "ok"
+    # the in-browser checks can fail: a flipped entry byte, and a checkpoint whose
+    # signed text was altered, are both refused by the same functions
+    tampered = page.evaluate(
+        r"""async () => {
+          const d = document.getElementById("proof").dataset;
+          const entry = b64decode(d.entry); entry[5] ^= 1;
+          const hashes = d.hashes.split(" ").filter((h) => h).map(b64decode);
+          const proof = await verifyInclusion(entry, Number(d.index), Number(d.size),
+                                              hashes, b64decode(d.root));
+          const text = document.getElementById("checkpoint-text").textContent;
+          const lines = text.split("\n");
+          lines[1] = String(Number(lines[1]) + 1);
+          const forged = lines.join("\n");
+          return [proof, await verifyNote(forged, d.vkey), await verifyNote(text, d.vkey)];
+        }"""
+    )
+    assert tampered == [False, False, True]
 
     # 8. verify the whole log now, with progress
     page.click("text=Verify")
     page.click("#verify-now")
     page.wait_for_selector("#verify-result[data-verified]", timeout=60_000)
-    assert page.locator("#verify-result").get_attribute("data-verified") == "true"
+    assert page.locator("#verify-result").get_attribute("data-verified") == "true", page.locator(
+        "#verify-result"
+    ).inner_text()
     bar = page.locator("#verify-progress")
     assert bar.get_attribute("value") == bar.get_attribute("max")
     assert int(bar.get_attribute("max")) >= len(events)
