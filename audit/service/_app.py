@@ -543,9 +543,9 @@ def _read_router() -> APIRouter:
 
 
 async def event_detail(st: ServiceState, index: int) -> dict[str, Any]:
-    size = await st.call(st.log.size)
+    size = await st.call(st.log.sequenced)
     if index < 0 or index >= size:
-        raise NotFound(f"there is no integrated entry {index}; the tree has {size}")
+        raise NotFound(f"there is no entry {index}; the log holds {size}")
     entry: bytes = await st.call(st.log.entry, index)
     out: dict[str, Any] = {"index": index, "entry": b64(entry)}
     out["event"] = stored_dict(await st.call(st.log.stored_event, index))
