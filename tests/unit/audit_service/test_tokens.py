@@ -1,0 +1,82 @@
+"""Intake tokens: issued once, stored hashed, one source each, rotatable, revocable."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from audit.tokens import SOURCES, TokenError, TokenStore
+
+
+def test_a_token_authenticates_its_source_only_and_is_never_stored(tmp_path: Path) -> None:
+    store = TokenStore(path=tmp_path / "t.json")
+    issued = store.issue(source="portal", label="portal-1")
+    assert store.authenticate(issued.token) == "portal"
+    text = (tmp_path / "t.json").read_text()
+    assert issued.token not in text
+    assert issued.token.split("_")[-1] not in text
+    assert stat.S_IMODE((tmp_path / "t.json").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda t: t[:-1] + ("a" if t[-1] != "a" else "b"),
+        lambda t: t[:-5],
+        lambda t: t.replace("eat_", "xat_"),
+        lambda t: "",
+        lambda t: "eat_" + "0" * 12 + "_" + t.split("_", 2)[2],
+        lambda t: t + "x",
+    ],
+    ids=["last-char", "truncated", "prefix", "empty", "other-id", "suffix"],
+)
+def test_anything_but_the_exact_token_fails(tmp_path: Path, mangle) -> None:  # type: ignore[no-untyped-def]
+    store = TokenStore(path=tmp_path / "t.json")
+    token = store.issue(source="hub").token
+    assert store.authenticate(mangle(token)) is None
+
+
+def test_revoke_is_seen_by_another_instance_at_once(tmp_path: Path) -> None:
+    service_view = TokenStore(path=tmp_path / "t.json")
+    issued = service_view.issue(source="controller")
+    assert service_view.authenticate(issued.token) == "controller"
+    TokenStore(path=tmp_path / "t.json").revoke(token_id=issued.record.id)
+    assert service_view.authenticate(issued.token) is None
+
+
+def test_rotation_gives_a_successor_and_a_grace_period(tmp_path: Path) -> None:
+    store = TokenStore(path=tmp_path / "t.json")
+    old = store.issue(source="workspace")
+    new = store.rotate(token_id=old.record.id, grace_seconds=3600)
+    assert new.record.source == "workspace"
+    assert store.authenticate(old.token) == "workspace"  # still inside the grace
+    assert store.authenticate(new.token) == "workspace"
+    newer = store.rotate(token_id=new.record.id, grace_seconds=0)
+    assert store.authenticate(new.token) is None
+    assert store.authenticate(newer.token) == "workspace"
+    with pytest.raises(TokenError, match="no longer active"):
+        store.rotate(token_id=new.record.id)
+
+
+def test_bad_input_is_one_clear_error(tmp_path: Path) -> None:
+    store = TokenStore(path=tmp_path / "t.json")
+    with pytest.raises(TokenError, match="unknown source 'browser'"):
+        store.issue(source="browser")
+    with pytest.raises(TokenError, match="no token with id 'nope'"):
+        store.revoke(token_id="nope")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(TokenError, match="unreadable"):
+        TokenStore(path=tmp_path / "bad.json")
+
+
+def test_an_unreadable_file_fails_closed(tmp_path: Path) -> None:
+    store = TokenStore(path=tmp_path / "t.json")
+    token = store.issue(source="portal").token
+    (tmp_path / "t.json").write_text("garbage")
+    assert store.authenticate(token) is None
+
+
+def test_every_design_source_can_hold_a_token() -> None:
+    assert {"portal", "hub", "workspace", "controller", "audit", "cli"} == SOURCES
