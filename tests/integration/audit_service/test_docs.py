@@ -1,0 +1,97 @@
+"""docs/audit-officer.md stays true: its commands run, its options exist."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import orjson
+from click.testing import CliRunner
+
+from audit.cli import audit
+from audit.log import open_log
+
+DOC = Path(__file__).parents[3] / "docs" / "audit-officer.md"
+
+
+def _sh_blocks() -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", DOC.read_text(), re.S)
+
+
+def _commands(block: str) -> list[list[str]]:
+    joined = block.replace("\\\n", " ")
+    out = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line.startswith("enclave audit "):
+            out.append(shlex.split(line)[2:])
+    return out
+
+
+def test_the_token_commands_run_as_documented(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.json"
+    store = f"sqlite:///{tmp_path / 'audit.db'}"
+    runner = CliRunner()
+    token_block = next(b for b in _sh_blocks() if "token rotate" in b)
+    token_id = ""
+    ran = []
+    for argv in _commands(token_block):
+        argv = [{"FILE": str(tokens), "URL": store, "TOKEN_ID": token_id}.get(a, a) for a in argv]
+        r = runner.invoke(audit, argv, catch_exceptions=False)
+        assert r.exit_code == 0, (argv, r.output)
+        ran.append(argv[1])
+        if argv[1] == "issue":
+            assert r.stdout.startswith("eat_")
+            token_id = r.stdout.strip().split("_")[1]
+        if argv[1] == "list":
+            assert f"{token_id}\thub\tactive\thub-gut-microbiome" in r.stdout
+        if argv[1] == "rotate":
+            assert r.stdout.startswith("eat_")
+    assert ran == ["issue", "list", "rotate", "revoke"]
+    with open_log(store) as log:
+        rows = log.store.entries(0, log.sequenced())
+    actions = [r[6] for r in rows]
+    assert actions == ["audit.token.issued", "audit.token.issued", "audit.token.revoked"]
+    assert orjson.loads(rows[-1][-1])["details"]["reason"] == "host decommissioned"
+
+
+def test_bad_token_input_exits_2_with_one_sentence(tmp_path: Path) -> None:
+    runner = CliRunner()
+    r = runner.invoke(
+        audit, ["token", "issue", "--tokens", str(tmp_path / "t.json"), "--source", "browser"]
+    )
+    assert r.exit_code == 2
+    assert "unknown source 'browser'" in r.output
+    assert "Traceback" not in r.output
+    r = runner.invoke(audit, ["token", "revoke", "--tokens", str(tmp_path / "t.json"), "nope"])
+    assert r.exit_code == 2
+    assert "no token with id 'nope'" in r.output
+
+
+def test_every_serve_option_in_the_doc_exists() -> None:
+    help_text = CliRunner().invoke(audit, ["serve", "--help"]).output
+    serve_block = next(b for b in _sh_blocks() if "audit serve" in b)
+    used = set(re.findall(r"(--[a-z-]+)", serve_block.split("audit serve", 1)[1]))
+    table = set(re.findall(r"`(--[a-z-]+)", DOC.read_text().split("### Intake tokens")[0]))
+    assert used
+    assert used <= table
+    for opt in used | table:
+        assert opt in help_text, opt
+
+
+def test_serve_refuses_a_missing_officer_token_file(tmp_path: Path) -> None:
+    r = CliRunner().invoke(
+        audit,
+        [
+            "serve",
+            "--store",
+            f"sqlite:///{tmp_path / 'a.db'}",
+            "--tokens",
+            str(tmp_path / "t.json"),
+            "--officer-token-file",
+            str(tmp_path / "missing"),
+        ],
+    )
+    assert r.exit_code == 2
+    assert "does not exist" in r.output
