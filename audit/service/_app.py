@@ -309,6 +309,7 @@ def _intake_router() -> APIRouter:
             return await _intake(request, st)
         except ServiceError as e:
             st.metrics.reject(e.reason)
+            st.note_rejection(e.reason, client_ip(request))
             raise
 
     return r
@@ -673,6 +674,8 @@ def create_app(
             token_file=officer_token_file,
             idle_seconds=settings.session_idle_seconds,
             max_seconds=settings.session_max_seconds,
+            max_failures=settings.max_login_failures,
+            failure_window=settings.login_window_seconds,
         ),
         settings=settings,
     )
@@ -688,6 +691,8 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             state.writer.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(state.report_rejections_sync)
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(state.integrate_and_publish, trigger="shutdown")
 

@@ -15,7 +15,10 @@ Security procedure (``Officers.login``):
    SHA-256 kept server-side, an idle limit and an absolute limit (15 min / 12 h by
    default, TIERS.md), and a separate random CSRF token bound to the session.
 4. The caller MUST set the cookie ``Secure; HttpOnly; SameSite=Strict; Path=/`` and
-   MUST record the login (and a failed login) as an audit event.
+   MUST record the login (and a failed login) as an audit event before answering.
+5. After ``max_failures`` failed logins within ``failure_window`` seconds the login
+   form is locked for one window (``locked_for``); the caller MUST refuse logins
+   without checking the token meanwhile, and record the lockout.
 
 API callers may instead send the bootstrap token as ``Authorization: Bearer``.
 """
@@ -27,10 +30,11 @@ import hmac
 import secrets
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-__all__ = ["Officer", "Officers", "Session"]
+__all__ = ["BOOTSTRAP_OFFICER", "Officer", "Officers", "Session"]
 
 BOOTSTRAP_OFFICER = "officer:bootstrap"
 _MIN_TOKEN_CHARS = 32
@@ -65,12 +69,36 @@ class Officers:
         token_file: Path | None,
         idle_seconds: float = 15 * 60,
         max_seconds: float = 12 * 3600,
+        max_failures: int = 10,
+        failure_window: float = 60.0,
     ) -> None:
         self._token_file = token_file
         self._idle = idle_seconds
         self._max = max_seconds
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
+        self._max_failures = max_failures
+        self._window = failure_window
+        self._failures: deque[float] = deque()
+        self._locked_until = 0.0
+
+    # -- throttle: the login form locks after repeated failures ---------------------------
+    def locked_for(self) -> float:
+        """Seconds the login form stays locked (0 when open)."""
+        return max(0.0, self._locked_until - time.monotonic())
+
+    def note_failure(self) -> bool:
+        """Count a failed login; True when this failure locks the form for a window."""
+        now = time.monotonic()
+        with self._lock:
+            self._failures.append(now)
+            while self._failures and now - self._failures[0] > self._window:
+                self._failures.popleft()
+            if len(self._failures) >= self._max_failures:
+                self._failures.clear()
+                self._locked_until = now + self._window
+                return True
+            return False
 
     @property
     def configured(self) -> bool:

@@ -6,6 +6,7 @@ import asyncio
 import math
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,12 @@ class ServiceSettings:
     #: officer session limits (TIERS.md: 15 min idle, 12 h overall)
     session_idle_seconds: float = 15 * 60
     session_max_seconds: float = 12 * 3600
+    #: how often refused intake requests are summarised into the log as
+    #: ``audit.intake.rejected`` events, one per (reason, client address) (seconds)
+    rejection_report_interval_seconds: float = 60.0
+    #: failed officer logins within ``login_window_seconds`` that lock the login form
+    max_login_failures: int = 10
+    login_window_seconds: float = 60.0
     #: page size of the read API when the caller gives none, and its maximum
     default_page: int = 100
     max_page: int = 1000
@@ -95,6 +102,9 @@ class ServiceState:
     last_checkpoint: float | None = None
     last_checkpoint_size: int = -1
     verify_jobs: dict[str, VerifyJob] = field(default_factory=dict)
+    #: refused intake requests not yet written to the log: (reason, ip) -> count
+    rejections: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    rejections_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.writer = Writer(
@@ -162,6 +172,49 @@ class ServiceState:
         await self.append([event])
         self.metrics.officer_reads.labels(view=view).inc()
 
+    # -- refused intake, summarised ----------------------------------------------------
+    _MAX_REJECTION_KEYS = 256
+
+    def note_rejection(self, reason: str, ip: str | None) -> None:
+        """Count a refused request; ``report_rejections_sync`` writes the summary.
+
+        Refusals are summarised rather than logged one by one, so that nobody can
+        flood the log by sending bad requests; distinct addresses beyond a bound
+        are counted without their address."""
+        with self.rejections_lock:
+            key = (reason, ip)
+            if key not in self.rejections and len(self.rejections) >= self._MAX_REJECTION_KEYS:
+                key = (reason, None)
+            self.rejections[key] = self.rejections.get(key, 0) + 1
+
+    def report_rejections_sync(self) -> int:
+        """Append one ``audit.intake.rejected`` per (reason, address) counted so far."""
+        from .._events import Event
+
+        with self.rejections_lock:
+            counts, self.rejections = self.rejections, {}
+        if not counts:
+            return 0
+        events = [
+            Event.new(
+                source="audit",
+                actor="audit-service",
+                action="audit.intake.rejected",
+                outcome="denied",
+                client_ip=ip,
+                details={"reason": reason, "count": n},
+            )
+            for (reason, ip), n in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+        ]
+        try:
+            self.log.append(events)
+        except Exception:
+            with self.rejections_lock:  # keep the counts for the next attempt
+                for k, n in counts.items():
+                    self.rejections[k] = self.rejections.get(k, 0) + n
+            raise
+        return len(events)
+
     # -- integration and publication -----------------------------------------------
     def publish_now(self, *, trigger: str) -> Any:
         """Integrate and return a signed checkpoint covering every entry so far."""
@@ -187,6 +240,7 @@ class ServiceState:
         """Integrate every ``integrate_interval``; publish every ``checkpoint_interval``."""
         s = self.settings
         next_cp = time.monotonic() + s.checkpoint_interval_seconds
+        next_rej = time.monotonic() + s.rejection_report_interval_seconds
         while True:
             await asyncio.sleep(s.integrate_interval_seconds)
             due = s.checkpoint_interval_seconds > 0 and time.monotonic() >= next_cp
@@ -198,6 +252,9 @@ class ServiceState:
                     next_cp = time.monotonic() + s.checkpoint_interval_seconds
                 else:
                     await self.call(self.log.integrate)
+                if time.monotonic() >= next_rej:
+                    next_rej = time.monotonic() + s.rejection_report_interval_seconds
+                    await anyio.to_thread.run_sync(self.report_rejections_sync)
             except Exception:
                 import logging
 

@@ -19,6 +19,8 @@ _EN = {
     "login_intro": "Officer access only. Paste the bootstrap officer token.",
     "officer_token": "Officer token",
     "login_failed": "That token is not valid. The attempt was recorded.",
+    "login_locked": "Too many failed attempts: the login is locked for {seconds} s. "
+    "This was recorded.",
     "actor": "Actor",
     "enclave": "Enclave",
     "action": "Action",
@@ -83,6 +85,8 @@ _JA = {
     "login_intro": "監査担当者専用です。ブートストラップ用の担当者トークンを入力してください。",
     "officer_token": "担当者トークン",
     "login_failed": "トークンが正しくありません。この試行は記録されました。",
+    "login_locked": "失敗が多すぎるため、ログインは {seconds} 秒間ロックされています。"
+    "この事象は記録されました。",
     "actor": "実行者",
     "enclave": "エンクレーブ",
     "action": "操作",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import math
 import secrets
 import threading
 import time
@@ -162,27 +163,52 @@ def ui_router(app: FastAPI) -> None:
                 {"error": "the login form expired or came from another site; reload it"},
                 status_code=403,
             )
+        locked = st.officers.locked_for()
+        if locked > 0:
+            return _login_page(
+                request,
+                st,
+                error=LABELS[_lang(request)]["login_locked"].format(seconds=math.ceil(locked)),
+                status=429,
+            )
         result = st.officers.login(token.strip())
         if result is None:
-            fresh = secrets.token_urlsafe(32)
-            resp = render(
+            await _record_auth(
+                st,
                 request,
-                "login.html",
-                {"login_csrf": fresh, "error": LABELS[_lang(request)]["login_failed"]},
-                session=None,
-                status=401,
+                action="auth.factor.failed",
+                outcome="failure",
+                details={
+                    "factor": "password",
+                    "reason": "the bootstrap officer token did not match",
+                },
             )
-            resp.set_cookie(
-                _login_cookie(st),
-                fresh,
-                httponly=True,
-                secure=st.settings.secure_cookies,
-                samesite="strict",
-                path="/",
-                max_age=600,
+            if st.officers.note_failure():
+                await _record_auth(
+                    st,
+                    request,
+                    action="auth.lockout",
+                    outcome="denied",
+                    details={
+                        "failures": st.settings.max_login_failures,
+                        "reason": "officer login form locked after repeated failures",
+                    },
+                )
+            return _login_page(
+                request, st, error=LABELS[_lang(request)]["login_failed"], status=401
             )
-            return resp
         cookie, _sess = result
+        try:
+            await _record_auth(
+                st,
+                request,
+                action="auth.factor.verified",
+                outcome="success",
+                details={"factor": "password", "category": "knowledge"},
+            )
+        except BaseException:
+            st.officers.logout(cookie)  # fail closed: no record, no session
+            raise
         done = RedirectResponse("/ui/", status_code=303)
         done.set_cookie(
             session_cookie_name(st.settings),
@@ -195,6 +221,26 @@ def ui_router(app: FastAPI) -> None:
         done.delete_cookie(_login_cookie(st), path="/")
         return done
 
+    def _login_page(request: Request, st: ServiceState, *, error: str, status: int) -> Response:
+        fresh = secrets.token_urlsafe(32)
+        resp = render(
+            request,
+            "login.html",
+            {"login_csrf": fresh, "error": error},
+            session=None,
+            status=status,
+        )
+        resp.set_cookie(
+            _login_cookie(st),
+            fresh,
+            httponly=True,
+            secure=st.settings.secure_cookies,
+            samesite="strict",
+            path="/",
+            max_age=600,
+        )
+        return resp
+
     @app.post("/ui/logout", include_in_schema=False)
     async def logout(
         request: Request, session: SessionDep, csrf: Annotated[str, Form()] = ""
@@ -203,6 +249,7 @@ def ui_router(app: FastAPI) -> None:
         st = _state(request)
         name = session_cookie_name(st.settings)
         st.officers.logout(request.cookies.get(name))
+        await _record_auth(st, request, action="auth.logout", outcome="success", details={})
         resp = RedirectResponse("/ui/login", status_code=303)
         resp.delete_cookie(name, path="/", secure=st.settings.secure_cookies, httponly=True)
         return resp
@@ -496,6 +543,28 @@ def ui_router(app: FastAPI) -> None:
             },
             headers={"Cache-Control": "no-store"},
         )
+
+
+async def _record_auth(
+    st: ServiceState, request: Request, *, action: str, outcome: str, details: dict[str, Any]
+) -> None:
+    """Record an officer login decision before answering (fails closed with 503).
+
+    The bootstrap token is a shared secret typed like a password: factor
+    ``password``, category ``knowledge``. Until the portal's OIDC provider is wired in,
+    the only officer identity is ``officer:bootstrap``."""
+    from .._events import Event
+    from ..service._officer import BOOTSTRAP_OFFICER
+
+    event = Event.new(
+        source="audit",
+        actor=BOOTSTRAP_OFFICER,
+        action=action,
+        outcome=outcome,
+        client_ip=_ip(request),
+        details=details,
+    )
+    await st.append([event])
 
 
 def _form_time(value: str) -> str | None:
