@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +25,7 @@ from ._errors import Backpressure, BadRequest, Forbidden, NotFound, ServiceError
 from ._headers import SecurityHeaders
 from ._officer import Officer, Officers
 from ._state import ServiceSettings, ServiceState
+from ._tiles import tiles_router
 
 __all__ = ["create_app"]
 
@@ -726,6 +728,16 @@ def create_app(
             )
         )
 
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ()) if x not in ("query", "path"))
+        kind = {"query": "query parameter", "path": "path parameter"}.get(
+            str((first.get("loc") or ("",))[0]), "input"
+        )
+        msg = f"{kind} {where!r}: {first.get('msg', 'is not valid')}"
+        return _error_response(BadRequest(msg, reason="bad_request"))
+
     @app.exception_handler(AuditError)
     async def _audit_error(request: Request, exc: AuditError) -> JSONResponse:
         return _error_response(BadRequest(str(exc), reason="bad_request"))
@@ -733,6 +745,7 @@ def create_app(
     app.include_router(_intake_router())
     app.include_router(_read_router())
     app.include_router(_public_router())
+    app.include_router(tiles_router())
     if ui:
         from ..ui import ui_router
 
