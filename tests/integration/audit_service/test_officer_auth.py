@@ -1,0 +1,94 @@
+"""Officer login decisions and refused intake are themselves in the log."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import orjson
+from fastapi.testclient import TestClient
+
+from audit.log import AuditLog
+from tests.harness.audit_service import AuditEnv, sample_event
+
+from .conftest import bearer, make_client
+
+
+def _actions(log: AuditLog) -> list[dict[str, Any]]:
+    rows = log.store.entries(0, log.sequenced())
+    return [orjson.loads(r[-1]) for r in rows if r[4] == "audit"]
+
+
+def _login(client: TestClient, token: str) -> Any:
+    form = client.get("/ui/login")
+    csrf = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    return client.post(
+        "/ui/login", data={"token": token, "login_csrf": csrf.group(1)}, follow_redirects=False
+    )
+
+
+def test_logins_failures_and_lockout_are_recorded(env: AuditEnv, log: AuditLog) -> None:
+    with make_client(env, log, checkpoint_interval_seconds=0, max_login_failures=3) as client:
+        ok = _login(client, env.officer_token)
+        assert ok.status_code == 303
+        assert ok.headers["location"] == "/ui/"
+        cookie = ok.headers["set-cookie"]
+        assert "__Host-enclave_audit=" in cookie
+        for attr in ("HttpOnly", "Secure", "SameSite=strict", "Path=/"):
+            assert attr.lower() in cookie.lower()
+        for _ in range(3):
+            assert _login(client, "wrong-" + "x" * 40).status_code == 401
+        locked = _login(client, env.officer_token)  # even the right token, while locked
+        assert locked.status_code == 429
+        assert "locked" in locked.text
+    events = _actions(log)
+    assert [e["action"] for e in events] == [
+        "auth.factor.verified",
+        "auth.factor.failed",
+        "auth.factor.failed",
+        "auth.factor.failed",
+        "auth.lockout",
+    ]
+    assert {e["actor"] for e in events} == {"officer:bootstrap"}
+    assert events[1]["outcome"] == "failure"
+    assert "did not match" in events[1]["details"]["reason"]
+
+
+def test_a_login_post_without_the_form_token_is_refused_and_checks_nothing(
+    client: TestClient, env: AuditEnv, log: AuditLog
+) -> None:
+    r = client.post(
+        "/ui/login", data={"token": env.officer_token, "login_csrf": "x"}, follow_redirects=False
+    )
+    assert r.status_code == 403
+    assert "set-cookie" not in r.headers
+    assert _actions(log) == []
+
+
+def test_refused_intake_is_summarised_into_the_log(env: AuditEnv, log: AuditLog) -> None:
+    with make_client(
+        env, log, checkpoint_interval_seconds=0, rejection_report_interval_seconds=0.2
+    ) as client:
+        for _ in range(7):
+            client.post(
+                "/v1/events", json={"events": [sample_event().to_dict()]}, headers=bearer("bad")
+            )
+        client.post(
+            "/v1/events",
+            json={"events": [sample_event(source="hub").to_dict()]},
+            headers=bearer(env.tokens["portal"]),
+        )
+        deadline = time.monotonic() + 10
+        summary: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            summary = {
+                e["details"]["reason"]: e["details"]["count"]
+                for e in _actions(log)
+                if e["action"] == "audit.intake.rejected"
+            }
+            if len(summary) == 2:
+                break
+            time.sleep(0.05)
+    assert summary == {"unauthenticated": 7, "wrong_source": 1}
