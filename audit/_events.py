@@ -46,6 +46,7 @@ __all__ = [
     "jcs",
     "parse_event",
     "parse_leaf",
+    "time_ns",
     "utc_now",
 ]
 
@@ -89,7 +90,25 @@ def jcs(value: Any) -> bytes:
     return cast(bytes, rfc8785.dumps(value))
 
 
-def _check_time(value: object, name: str) -> str:
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def time_ns(value: str) -> int:
+    """Nanoseconds since the epoch of an RFC 3339 UTC time as events carry it.
+
+    Raises :class:`EventError` (field ``time``) when ``value`` is not one.
+    """
+    return _check_time(value, "time")
+
+
+def _check_time(value: object, name: str) -> int:
     if not isinstance(value, str):
         raise EventError("must be a string, RFC 3339 UTC like 2026-11-26T10:00:00Z", field=name)
     m = _TIME_RE.fullmatch(value)
@@ -97,11 +116,18 @@ def _check_time(value: object, name: str) -> str:
         raise EventError(
             f"{value[:40]!r} is not RFC 3339 UTC (YYYY-MM-DDTHH:MM:SS[.fraction]Z)", field=name
         )
-    try:
-        datetime(*(int(m.group(i)) for i in range(1, 7)))  # type: ignore[misc]
-    except ValueError as e:
-        raise EventError(f"{value!r} is not a valid date and time ({e})", field=name) from None
-    return value
+    y, mo, d, hh, mi, ss = (int(m.group(i)) for i in range(1, 7))
+    if not (1 <= mo <= 12 and 1 <= d <= _month_days(y, mo) and hh < 24 and mi < 60 and ss < 60):
+        raise EventError(f"{value!r} is not a valid date and time", field=name)
+    frac = m.group(7)
+    ns = int(frac[1:].ljust(9, "0")) if frac else 0
+    return ((_days_from_civil(y, mo, d) * 24 + hh) * 60 + mi) * 60_000_000_000 + ss * 1_000_000_000 + ns
+
+
+def _month_days(y: int, m: int) -> int:
+    if m == 2:
+        return 29 if (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 28
+    return 30 if m in (4, 6, 9, 11) else 31
 
 
 def _check_text(value: object, name: str, *, max_len: int) -> str:
@@ -200,11 +226,14 @@ class Event:
     details: Mapping[str, Any] = field(default_factory=dict)
     _details_json: bytes = field(init=False, repr=False, compare=False)
     _schema: int = field(init=False, repr=False, compare=False)
+    _time_ns: int = field(init=False, repr=False, compare=False)
+    _head: bytes = field(init=False, repr=False, compare=False)
+    _tail: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID_RE.fullmatch(self.id):
             raise EventError("must be 1-128 characters of A-Z a-z 0-9 . _ : -", field="id")
-        _check_time(self.time, "time")
+        object.__setattr__(self, "_time_ns", _check_time(self.time, "time"))
         if self.source not in SOURCES:
             raise EventError(f"must be one of {', '.join(SOURCES)}", field="source")
         _check_text(self.actor, "actor", max_len=_MAX_ACTOR)
@@ -244,7 +273,14 @@ class Event:
         object.__setattr__(self, "details", frozen)
         object.__setattr__(self, "_details_json", details_json)
         object.__setattr__(self, "_schema", spec.version)
-        size = len(self.canonical())
+        canonical = orjson.dumps(self._fields(), option=orjson.OPT_SORT_KEYS)
+        # JCS order puts "received" and "schema" between "outcome" and "source": keep the
+        # canonical bytes split there so a leaf is two concatenations (see encode_leaf).
+        tail = b',"source":' + orjson.dumps(self.source) + b',"time":' + orjson.dumps(self.time) + b"}"
+        assert canonical.endswith(tail)
+        object.__setattr__(self, "_head", canonical[: -len(tail)])
+        object.__setattr__(self, "_tail", tail)
+        size = len(canonical)
         if size > MAX_EVENT_BYTES:
             raise EventError(
                 f"event is {size} bytes, more than the {MAX_EVENT_BYTES}-byte limit",
@@ -277,6 +313,11 @@ class Event:
         )
 
     @property
+    def time_ns(self) -> int:
+        """The sender's ``time`` as nanoseconds since the epoch."""
+        return self._time_ns
+
+    @property
     def schema_version(self) -> int:
         """The schema version of ``action`` this event was validated against."""
         return self._schema
@@ -296,7 +337,7 @@ class Event:
 
     def canonical(self) -> bytes:
         """The event's RFC 8785 canonical JSON (without receipt time)."""
-        return orjson.dumps(self._fields(), option=orjson.OPT_SORT_KEYS)
+        return self._head + self._tail
 
     def to_dict(self) -> dict[str, Any]:
         """The event as plain JSON-compatible data (a fresh copy)."""
@@ -305,12 +346,24 @@ class Event:
         return d
 
 
+_RECEIVED_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
+
+
 def encode_leaf(event: Event, *, received: str) -> bytes:
-    """The exact leaf bytes for ``event`` received by the log at ``received``."""
-    d = event._fields()
-    d["received"] = received
-    d["schema"] = event._schema
-    return orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
+    """The exact leaf bytes for ``event`` received by the log at ``received``.
+
+    Equal to ``jcs(event fields + received + schema)``: the event's canonical bytes
+    with the two members spliced in at their sorted place (``received`` is plain ASCII,
+    so its JSON string needs no escaping). Tests check this against rfc8785.
+    """
+    if not _RECEIVED_RE.fullmatch(received):
+        raise EventError(f"receipt time {received!r} is not RFC 3339 UTC", field="received")
+    return b"%s,\"received\":\"%s\",\"schema\":%d%s" % (
+        event._head,
+        received.encode("ascii"),
+        event._schema,
+        event._tail,
+    )
 
 
 def parse_event(data: object, *, line: int | None = None) -> Event:

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, NamedTuple
 
-from .errors import ConfigError
+from ._events import time_ns
+from .errors import ConfigError, EventError
 
 __all__ = [
     "EntryRow",
@@ -253,10 +254,36 @@ class Store(ABC):
         rows = self._fetchall("SELECT level, MAX(idx) + 1 FROM audit_tiles GROUP BY level")
         return {int(a): int(b) for a, b in rows}
 
+    def integration_rows(self, start: int, end: int) -> list[tuple[Any, ...]]:
+        """``(idx, leaf_hash, time_ns, source, actor, action, enclave, outcome)`` in order."""
+        return self._fetchall(
+            "SELECT idx, leaf_hash, time_ns, source, actor, action, enclave, outcome "
+            "FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (start, end),
+        )
+
+    def index_rows(self, start: int, end: int) -> list[tuple[Any, ...]]:
+        """``(idx, time_ns, source, actor, action, enclave, outcome)`` of the query index."""
+        return self._fetchall(
+            "SELECT idx, time_ns, source, actor, action, enclave, outcome FROM audit_index "
+            "WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (start, end),
+        )
+
+    def index_count(self) -> tuple[int, int]:
+        """``(rows, max idx + 1)`` of the query index."""
+        row = self._fetchone("SELECT COUNT(*), COALESCE(MAX(idx) + 1, 0) FROM audit_index")
+        return int(row[0]), int(row[1])
+
     def commit_integration(
-        self, tiles: Sequence[TileRow], head: tuple[int, bytes, str], *, expect_size: int
+        self,
+        tiles: Sequence[TileRow],
+        head: tuple[int, bytes, str],
+        *,
+        expect_size: int,
+        index: Sequence[tuple[Any, ...]] = (),
     ) -> bool:
-        """Write new full tiles and the new tree head in one transaction.
+        """Write new full tiles, query-index rows and the new tree head in one transaction.
 
         Returns False (writing nothing) when the latest stored head is no longer
         ``expect_size``: another integrator got there first and the caller must reload.
@@ -267,8 +294,19 @@ class Store(ABC):
                 return False
             if tiles:
                 cur.executemany(
-                    self._q("INSERT INTO audit_tiles (level, idx, root, hashes) VALUES (?,?,?,?)"),
+                    self._q(
+                        "INSERT INTO audit_tiles (level, idx, root, hashes) VALUES (?,?,?,?) "
+                        "ON CONFLICT DO NOTHING"
+                    ),
                     list(tiles),
+                )
+            if index:
+                cur.executemany(
+                    self._q(
+                        "INSERT INTO audit_index (idx, time_ns, source, actor, action, enclave, outcome) "
+                        "VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"
+                    ),
+                    list(index),
                 )
             cur.execute(
                 self._q("INSERT INTO audit_tree_heads (size, root, created) VALUES (?,?,?)"), head
@@ -336,25 +374,26 @@ class Store(ABC):
     def query(
         self, q: Query, *, after: tuple[int, int] | None, limit: int
     ) -> list[tuple[int, int, bytes]]:
-        """``(idx, time_ns, leaf)`` rows matching ``q`` after position ``after``."""
+        """``(idx, time_ns, leaf)`` rows matching ``q`` after position ``after`` (integrated
+        entries only: the query index is written at integration)."""
         where: list[str] = []
         params: list[Any] = []
         for col in ("actor", "enclave", "action", "outcome", "source"):
             v = getattr(q, col)
             if v is not None:
-                where.append(f"{col} = ?")
+                where.append(f"i.{col} = ?")
                 params.append(v)
         if q.since is not None:
-            where.append("time_ns >= ?")
+            where.append("i.time_ns >= ?")
             params.append(parse_time_ns(q.since))
         if q.until is not None:
-            where.append("time_ns < ?")
+            where.append("i.time_ns < ?")
             params.append(parse_time_ns(q.until))
         if after is not None:
-            where.append("(time_ns, idx) < (?, ?)" if q.newest_first else "(time_ns, idx) > (?, ?)")
+            where.append("(i.time_ns, i.idx) < (?, ?)" if q.newest_first else "(i.time_ns, i.idx) > (?, ?)")
             params.extend(after)
-        order = "time_ns DESC, idx DESC" if q.newest_first else "time_ns, idx"
-        sql = "SELECT idx, time_ns, leaf FROM audit_entries"
+        order = "i.time_ns DESC, i.idx DESC" if q.newest_first else "i.time_ns, i.idx"
+        sql = "SELECT i.idx, i.time_ns, e.leaf FROM audit_index i JOIN audit_entries e ON e.idx = i.idx"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY {order} LIMIT ?"

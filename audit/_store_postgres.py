@@ -28,12 +28,12 @@ import psycopg
 from psycopg import sql
 
 from ._store import Store, migrations
-from .errors import ConfigError, StoreError, TemporaryError
+from .errors import ConfigError, DuplicateIdError, StoreError, TemporaryError
 
 __all__ = ["PostgresStore"]
 
 _LOCK_KEY = 0x656E636C  # "encl": the advisory lock that serialises sequencers
-_TABLES = ("audit_entries", "audit_tiles", "audit_tree_heads", "audit_checkpoints", "audit_keys")
+_TABLES = ("audit_entries", "audit_index", "audit_tiles", "audit_tree_heads", "audit_checkpoints", "audit_keys")
 
 
 def _redact(url: str) -> str:
@@ -189,6 +189,8 @@ def _msg(e: psycopg.Error) -> str:
 
 
 def _translate(e: psycopg.Error) -> StoreError:
+    if isinstance(e, psycopg.errors.UniqueViolation) and "event_id" in _msg(e):
+        return DuplicateIdError("an event id is already in the log")
     if isinstance(e, psycopg.OperationalError) and not isinstance(e, psycopg.errors.QueryCanceled):
         return TemporaryError(f"PostgreSQL store unavailable: {_msg(e)}", delay=2.0)
     return StoreError(f"PostgreSQL store refused the operation: {_msg(e)}")

@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl, urlsplit
 import structlog
 
 from ._store import Store, migrations
-from .errors import ConfigError, StoreError, TemporaryError
+from .errors import ConfigError, DuplicateIdError, StoreError, TemporaryError
 
 __all__ = ["SqliteStore"]
 
@@ -243,6 +243,8 @@ def _split_sql(sql: str) -> list[str]:
 
 def _translate(e: sqlite3.Error) -> StoreError:
     msg = str(e).splitlines()[0][:300]
+    if isinstance(e, sqlite3.IntegrityError) and "audit_entries.event_id" in msg:
+        return DuplicateIdError("an event id is already in the log")
     if isinstance(e, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg):
         return TemporaryError(f"SQLite store is busy: {msg}", delay=1.0)
     return StoreError(f"SQLite store refused the operation: {msg}")

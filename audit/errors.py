@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = [
     "AuditError",
     "ConfigError",
+    "DuplicateIdError",
     "EventError",
     "InconsistentCheckpointError",
     "IntegrityError",
@@ -87,6 +88,10 @@ class IntegrityError(AuditError):
 
 class StoreError(AuditError):
     """The store refused or failed an operation (permanent: retrying will not help)."""
+
+
+class DuplicateIdError(StoreError):
+    """An insert hit an event id already stored (the log then looks the ids up)."""
 
 
 class TemporaryError(StoreError):

@@ -49,6 +49,7 @@ from ._note import (
 from ._store import EntryRow, Query, Store, TileRow, decode_cursor, encode_cursor, parse_time_ns
 from .errors import (
     ConfigError,
+    DuplicateIdError,
     EventError,
     InconsistentCheckpointError,
     NoteError,
@@ -131,7 +132,6 @@ def open_log(
 class _Request:
     rows: list[EntryRow]
     ids: list[str]
-    canon: list[bytes]
     result: list[int] | None = None
     error: BaseException | None = None
     done: bool = False
@@ -192,14 +192,13 @@ class AuditLog:
         received = self._clock()
         rows: list[EntryRow] = []
         ids: list[str] = []
-        canon: list[bytes] = []
         for ev in events:
             leaf = encode_leaf(ev, received=received)
             rows.append(
                 EntryRow(
                     leaf_hash(leaf),
                     ev.id,
-                    parse_time_ns(ev.time),
+                    ev.time_ns,
                     ev.source,
                     ev.actor,
                     ev.action,
@@ -209,8 +208,7 @@ class AuditLog:
                 )
             )
             ids.append(ev.id)
-            canon.append(ev.canonical())
-        req = _Request(rows=rows, ids=ids, canon=canon)
+        req = _Request(rows=rows, ids=ids)
         with self._cond:
             self._queue.append(req)
             while not req.done and self._leader:
@@ -247,46 +245,21 @@ class AuditLog:
                 self._cond.notify_all()
 
     def _commit_group(self, batch: list[_Request]) -> None:
-        all_ids = [i for r in batch for i in r.ids]
-        existing = self._store.find_event_ids(all_ids)
-        seen: dict[str, tuple[_Request, int]] = {}
-        writes: list[tuple[_Request, list[int | None]]] = []
-        rows: list[EntryRow] = []
-        for r in batch:
-            slots: list[int | None] = []
-            new_rows: list[EntryRow] = []
-            try:
-                local: dict[str, bytes] = {}
-                for eid, canon, row in zip(r.ids, r.canon, r.rows, strict=True):
-                    if eid in existing:
-                        idx, leaf = existing[eid]
-                        if _event_part(leaf) != canon:
-                            raise EventError(
-                                f"id {eid!r} is already used by a different event (index {idx})",
-                                field="id",
-                            )
-                        slots.append(idx)
-                    elif eid in local:
-                        if local[eid] != canon:
-                            raise EventError(
-                                f"id {eid!r} appears twice with different content", field="id"
-                            )
-                        slots.append(-1)  # resolved after the write
-                    elif eid in seen:
-                        raise EventError(f"id {eid!r} is being appended concurrently", field="id")
-                    else:
-                        local[eid] = canon
-                        slots.append(None)
-                        new_rows.append(row)
-            except EventError as e:
-                r.error = e
-                r.done = True
-                continue
-            for eid in local:
-                seen[eid] = (r, 0)
-            writes.append((r, slots))
-            rows.extend(new_rows)
-        first = self._store.sequence(rows) if rows else 0
+        """One transaction for every request in ``batch``.
+
+        Fast path: insert without looking ids up; the store's unique index on event ids
+        refuses a batch that repeats a stored id, and only then are the ids looked up
+        to return existing indexes (idempotent retry) or refuse a conflicting reuse.
+        """
+        writes, rows = self._plan(batch, {})
+        try:
+            first = self._store.sequence(rows) if rows else 0
+        except DuplicateIdError:
+            for r in batch:
+                r.error, r.done = None, False
+            existing = self._store.find_event_ids([i for r in batch for i in r.ids])
+            writes, rows = self._plan(batch, existing)
+            first = self._store.sequence(rows) if rows else 0
         m.APPENDS.inc(len(rows))
         m.APPEND_BATCHES.inc()
         pos = first
@@ -303,6 +276,45 @@ class AuditLog:
                 else:
                     out.append(s)
             r.result = out
+
+    def _plan(
+        self, batch: list[_Request], existing: dict[str, tuple[int, bytes]]
+    ) -> tuple[list[tuple[_Request, list[int | None]]], list[EntryRow]]:
+        """Which rows to write; marks requests refused for reusing an id differently."""
+        seen: set[str] = set()
+        writes: list[tuple[_Request, list[int | None]]] = []
+        rows: list[EntryRow] = []
+        for r in batch:
+            slots: list[int | None] = []
+            new_rows: list[EntryRow] = []
+            local: dict[str, EntryRow] = {}
+            try:
+                for eid, row in zip(r.ids, r.rows, strict=True):
+                    if eid in existing:
+                        idx, leaf = existing[eid]
+                        if _event_part(leaf) != _event_part(row.leaf):
+                            raise EventError(
+                                f"id {eid!r} is already used by a different event (index {idx})", field="id"
+                            )
+                        slots.append(idx)
+                    elif eid in local:
+                        if _event_part(local[eid].leaf) != _event_part(row.leaf):
+                            raise EventError(f"id {eid!r} appears twice with different content", field="id")
+                        slots.append(-1)  # the index of its first occurrence, after the write
+                    elif eid in seen:
+                        raise EventError(f"id {eid!r} is being appended concurrently", field="id")
+                    else:
+                        local[eid] = row
+                        slots.append(None)
+                        new_rows.append(row)
+            except EventError as e:
+                r.error = e
+                r.done = True
+                continue
+            seen.update(local)
+            writes.append((r, slots))
+            rows.extend(new_rows)
+        return writes, rows
 
     # -- 2. integration -------------------------------------------------------------------
     def _load_state(self) -> None:
@@ -346,11 +358,13 @@ class AuditLog:
             while self._state_size < target:
                 start = self._state_size
                 end = min(target, start + _INTEGRATE_CHUNK)
-                hashes = self._store.leaf_hashes(start, end)
-                if len(hashes) != end - start:
+                rows = self._store.integration_rows(start, end)
+                if len(rows) != end - start or (rows and int(rows[-1][0]) != end - 1):
                     raise StoreError(
                         f"entries between {start} and {end} are missing; run `enclave audit verify`"
                     )
+                hashes = [bytes(r[1]) for r in rows]
+                index = [(r[0], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
                 tiles: list[TileRow] = []
                 pending = [list(p) for p in self._pending]
                 tree_stack, tree_size = list(self._tree._stack), self._tree.size
@@ -360,7 +374,7 @@ class AuditLog:
                 root = self._tree.root()
                 try:
                     ok = self._store.commit_integration(
-                        tiles, (end, root, self._clock()), expect_size=start
+                        tiles, (end, root, self._clock()), expect_size=start, index=index
                     )
                 except BaseException:
                     self._tree._stack, self._tree.size = tree_stack, tree_size
@@ -561,11 +575,17 @@ class AuditLog:
 
     # -- queries ---------------------------------------------------------------------------------
     def query(
-        self, q: Query, *, cursor: str | None = None, limit: int = 100
+        self, q: Query, *, cursor: str | None = None, limit: int = 100, fresh: bool = True
     ) -> tuple[list[StoredEvent], str | None]:
-        """Events matching ``q``, ``limit`` at a time; pass the returned cursor for the next page."""
+        """Events matching ``q``, ``limit`` at a time; pass the returned cursor for the next page.
+
+        The query index is written at integration; with ``fresh`` (the default) pending
+        entries are integrated first, so every acknowledged event can be found.
+        """
         if not 1 <= limit <= 10_000:
             raise ConfigError("limit must be between 1 and 10000")
+        if fresh and self._store.size() != self.size():
+            self.integrate()  # the query index is written at integration
         after = decode_cursor(cursor) if cursor else None
         rows = self._store.query(q, after=after, limit=limit + 1)
         more = len(rows) > limit

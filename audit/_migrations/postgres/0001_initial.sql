@@ -12,10 +12,22 @@ CREATE TABLE audit_entries (
   outcome   TEXT   NOT NULL,
   leaf      BYTEA  NOT NULL
 );
-CREATE INDEX audit_entries_actor   ON audit_entries (actor, time_ns, idx);
-CREATE INDEX audit_entries_enclave ON audit_entries (enclave, time_ns, idx);
-CREATE INDEX audit_entries_action  ON audit_entries (action, time_ns, idx);
-CREATE INDEX audit_entries_time    ON audit_entries (time_ns, idx);
+
+-- Lookup index for officers' queries, written at integration (not on the append path,
+-- which keeps sequencing fast): one row per integrated entry, values from its leaf.
+CREATE TABLE audit_index (
+  idx     BIGINT PRIMARY KEY,
+  time_ns BIGINT NOT NULL,
+  source  TEXT    NOT NULL,
+  actor   TEXT    NOT NULL,
+  action  TEXT    NOT NULL,
+  enclave TEXT,
+  outcome TEXT    NOT NULL
+);
+CREATE INDEX audit_index_actor   ON audit_index (actor, time_ns, idx);
+CREATE INDEX audit_index_enclave ON audit_index (enclave, time_ns, idx);
+CREATE INDEX audit_index_action  ON audit_index (action, time_ns, idx);
+CREATE INDEX audit_index_time    ON audit_index (time_ns, idx);
 
 CREATE TABLE audit_tiles (
   level  INTEGER NOT NULL,
@@ -57,7 +69,7 @@ END $$;
 DO $$
 DECLARE t text;
 BEGIN
-  FOREACH t IN ARRAY ARRAY['audit_entries','audit_tiles','audit_tree_heads','audit_checkpoints','audit_keys'] LOOP
+  FOREACH t IN ARRAY ARRAY['audit_entries','audit_index','audit_tiles','audit_tree_heads','audit_checkpoints','audit_keys'] LOOP
     EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %I FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()', t || '_no_change', t);
     EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()', t || '_no_truncate', t);
     EXECUTE format('ALTER TABLE %I ENABLE ALWAYS TRIGGER %I', t, t || '_no_change');

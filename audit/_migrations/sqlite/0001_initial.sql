@@ -13,10 +13,22 @@ CREATE TABLE audit_entries (
   outcome   TEXT    NOT NULL,
   leaf      BLOB    NOT NULL
 );
-CREATE INDEX audit_entries_actor   ON audit_entries (actor, time_ns, idx);
-CREATE INDEX audit_entries_enclave ON audit_entries (enclave, time_ns, idx);
-CREATE INDEX audit_entries_action  ON audit_entries (action, time_ns, idx);
-CREATE INDEX audit_entries_time    ON audit_entries (time_ns, idx);
+
+-- Lookup index for officers' queries, written at integration (not on the append path,
+-- which keeps sequencing fast): one row per integrated entry, values from its leaf.
+CREATE TABLE audit_index (
+  idx     INTEGER PRIMARY KEY,
+  time_ns INTEGER NOT NULL,
+  source  TEXT    NOT NULL,
+  actor   TEXT    NOT NULL,
+  action  TEXT    NOT NULL,
+  enclave TEXT,
+  outcome TEXT    NOT NULL
+);
+CREATE INDEX audit_index_actor   ON audit_index (actor, time_ns, idx);
+CREATE INDEX audit_index_enclave ON audit_index (enclave, time_ns, idx);
+CREATE INDEX audit_index_action  ON audit_index (action, time_ns, idx);
+CREATE INDEX audit_index_time    ON audit_index (time_ns, idx);
 
 -- Full tiles of the Merkle tree (height 8, C2SP tlog-tiles layout): tile (level L,
 -- index N) holds the 256 hashes of tree level 8L, nodes N*256 .. N*256+255; root is
@@ -57,6 +69,10 @@ CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only: UPDATE refused on audit_entries'); END;
 CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused on audit_entries'); END;
+CREATE TRIGGER audit_index_no_update BEFORE UPDATE ON audit_index
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only: UPDATE refused on audit_index'); END;
+CREATE TRIGGER audit_index_no_delete BEFORE DELETE ON audit_index
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused on audit_index'); END;
 CREATE TRIGGER audit_tiles_no_update BEFORE UPDATE ON audit_tiles
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only: UPDATE refused on audit_tiles'); END;
 CREATE TRIGGER audit_tiles_no_delete BEFORE DELETE ON audit_tiles
