@@ -419,7 +419,7 @@ def ui_router(app: FastAPI) -> None:
             status=400 if error else 200,
         )
 
-    @app.get("/ui/actors/{actor}", include_in_schema=False, response_class=HTMLResponse)
+    @app.get("/ui/actors/{actor:path}", include_in_schema=False, response_class=HTMLResponse)
     async def timeline(
         request: Request, session: SessionDep, actor: str, cursor: str = ""
     ) -> HTMLResponse:
