@@ -13,7 +13,7 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -441,7 +441,9 @@ def ui_router(app: FastAPI) -> None:
             {
                 "actor": actor,
                 "days": sorted(by_day.items()),
-                "next_url": (f"/ui/actors/{actor}?" + urlencode({"cursor": nxt})) if nxt else None,
+                "next_url": (f"/ui/actors/{quote(actor)}?" + urlencode({"cursor": nxt}))
+                if nxt
+                else None,
             },
             session=session,
         )
