@@ -10,7 +10,7 @@ import io
 import ipaddress
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -173,9 +173,16 @@ class Filters(BaseModel):
     source: str | None = None
     since: str | None = Field(default=None, description="RFC 3339, inclusive")
     until: str | None = Field(default=None, description="RFC 3339, exclusive")
+    order: Literal["asc", "desc"] = Field(
+        default="asc", description="by the sender's time: asc (oldest first) or desc"
+    )
 
     def target(self) -> dict[str, Any]:
-        return {k: v for k, v in self.model_dump().items() if v not in (None, "")}
+        return {
+            k: v
+            for k, v in self.model_dump().items()
+            if v not in (None, "") and not (k == "order" and v == "asc")
+        }
 
     def query(self) -> Any:
         from .._store import Query as CoreQuery
@@ -183,8 +190,9 @@ class Filters(BaseModel):
         kw: dict[str, Any] = {
             k: v
             for k, v in self.model_dump().items()
-            if k not in ("since", "until") and v not in (None, "")
+            if k not in ("since", "until", "order") and v not in (None, "")
         }
+        kw["newest_first"] = self.order == "desc"
         since = _parse_time("since", self.since)
         until = _parse_time("until", self.until)
         if since is not None:
@@ -205,6 +213,7 @@ def _filters(
     source: str | None = None,
     since: str | None = None,
     until: str | None = None,
+    order: Literal["asc", "desc"] = "asc",
 ) -> Filters:
     return Filters(
         actor=actor,
@@ -214,6 +223,7 @@ def _filters(
         source=source,
         since=since,
         until=until,
+        order=order,
     )
 
 

@@ -364,10 +364,12 @@ def ui_router(app: FastAPI) -> None:
         source: str = "",
         since: str = "",
         until: str = "",
+        order: str = "desc",
         cursor: str = "",
     ) -> HTMLResponse:
         st = _state(request)
         filters = Filters(
+            order="asc" if order == "asc" else "desc",
             actor=actor or None,
             enclave=enclave or None,
             action=action or None,
@@ -399,6 +401,7 @@ def ui_router(app: FastAPI) -> None:
             "source": source,
             "since": since,
             "until": until,
+            "order": filters.order,
         }
         next_url = (
             "/ui/search?" + urlencode({**{k: v for k, v in form.items() if v}, "cursor": nxt})

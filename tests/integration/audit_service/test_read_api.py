@@ -278,3 +278,22 @@ def test_metrics_count_rejections_and_batch_sizes(client: TestClient, env: Audit
     assert 'enclave_audit_intake_batch_size_bucket{le="100.0"}' in text
     assert "enclave_audit_intake_append_latency_seconds_count" in text
     assert "enclave_audit_append_latency_seconds" in text  # the log's own histogram
+
+
+def test_newest_first_pages_run_backwards_in_time(client: TestClient, env: AuditEnv) -> None:
+    _seed(client, env)
+    h = bearer(env.officer_token)
+    times: list[str] = []
+    cursor = None
+    while True:
+        q = {"source": "portal", "order": "desc", "limit": "9"} | (
+            {"cursor": cursor} if cursor else {}
+        )
+        body = client.get("/v1/events", params=q, headers=h).json()
+        times += [e["time"] for e in body["events"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert len(times) == 60
+    assert times == sorted(times, reverse=True)
+    assert client.get("/v1/events", params={"order": "sideways"}, headers=h).status_code == 422
