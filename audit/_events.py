@@ -116,12 +116,16 @@ def _check_time(value: object, name: str) -> int:
         raise EventError(
             f"{value[:40]!r} is not RFC 3339 UTC (YYYY-MM-DDTHH:MM:SS[.fraction]Z)", field=name
         )
-    y, mo, d, hh, mi, ss = (int(m.group(i)) for i in range(1, 7))
+    ys, mos, ds, hhs, mis, sss, frac = m.groups()
+    y, mo, d, hh, mi, ss = int(ys), int(mos), int(ds), int(hhs), int(mis), int(sss)
     if not (1 <= mo <= 12 and 1 <= d <= _month_days(y, mo) and hh < 24 and mi < 60 and ss < 60):
         raise EventError(f"{value!r} is not a valid date and time", field=name)
-    frac = m.group(7)
     ns = int(frac[1:].ljust(9, "0")) if frac else 0
-    return ((_days_from_civil(y, mo, d) * 24 + hh) * 60 + mi) * 60_000_000_000 + ss * 1_000_000_000 + ns
+    return (
+        ((_days_from_civil(y, mo, d) * 24 + hh) * 60 + mi) * 60_000_000_000
+        + ss * 1_000_000_000
+        + ns
+    )
 
 
 def _month_days(y: int, m: int) -> int:
@@ -276,7 +280,9 @@ class Event:
         canonical = orjson.dumps(self._fields(), option=orjson.OPT_SORT_KEYS)
         # JCS order puts "received" and "schema" between "outcome" and "source": keep the
         # canonical bytes split there so a leaf is two concatenations (see encode_leaf).
-        tail = b',"source":' + orjson.dumps(self.source) + b',"time":' + orjson.dumps(self.time) + b"}"
+        tail = (
+            b',"source":' + orjson.dumps(self.source) + b',"time":' + orjson.dumps(self.time) + b"}"
+        )
         assert canonical.endswith(tail)
         object.__setattr__(self, "_head", canonical[: -len(tail)])
         object.__setattr__(self, "_tail", tail)
@@ -358,7 +364,7 @@ def encode_leaf(event: Event, *, received: str) -> bytes:
     """
     if not _RECEIVED_RE.fullmatch(received):
         raise EventError(f"receipt time {received!r} is not RFC 3339 UTC", field="received")
-    return b"%s,\"received\":\"%s\",\"schema\":%d%s" % (
+    return b'%s,"received":"%s","schema":%d%s' % (
         event._head,
         received.encode("ascii"),
         event._schema,

@@ -13,6 +13,7 @@ and nothing is silently dropped.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -56,6 +57,10 @@ class Spool:
         self.path = Path(path)
         self.max_events = max_events
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # events hold personal data: the spool (and its -wal/-shm, which SQLite creates
+        # with the database's mode) is readable by its owner only
+        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+        os.chmod(self.path, 0o600)
         self._db = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30
         )

@@ -33,7 +33,14 @@ from .errors import ConfigError, DuplicateIdError, StoreError, TemporaryError
 __all__ = ["PostgresStore"]
 
 _LOCK_KEY = 0x656E636C  # "encl": the advisory lock that serialises sequencers
-_TABLES = ("audit_entries", "audit_index", "audit_tiles", "audit_tree_heads", "audit_checkpoints", "audit_keys")
+_TABLES = (
+    "audit_entries",
+    "audit_index",
+    "audit_tiles",
+    "audit_tree_heads",
+    "audit_checkpoints",
+    "audit_keys",
+)
 
 
 def _redact(url: str) -> str:

@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from ._merkle import EMPTY_ROOT, TreeBuilder
+from ._events import time_ns as event_time_ns
+from ._merkle import EMPTY_ROOT
 from ._note import Checkpoint, Verifier, parse_checkpoint
-from ._store import Store, parse_time_ns
+from ._store import Store
 from .errors import AuditError, NoteError
 
 __all__ = ["VerifyReport", "verify_store"]
@@ -100,6 +101,34 @@ class _State:
         first = self.first_bad
         lead = [m for m, i in self.problems if i == first and first is not None][:1]
         return tuple(lead + [m for m, _ in self.problems if not lead or m != lead[0]])
+
+
+class _Level:
+    """One tile level during verification: its pending nodes and their compact range."""
+
+    __slots__ = ("nodes", "stack")
+
+    def __init__(self) -> None:
+        self.nodes: list[bytes] = []
+        self.stack: list[bytes] = []
+
+    def add(self, h: bytes) -> None:
+        n = len(self.nodes)
+        self.nodes.append(h)
+        stack = self.stack
+        stack.append(h)
+        while n & 1:
+            r = stack.pop()
+            stack[-1] = hashlib.sha256(b"\x01" + stack[-1] + r).digest()
+            n >>= 1
+
+    def root(self) -> bytes:
+        assert len(self.stack) == 1
+        return self.stack[0]
+
+    def reset(self) -> None:
+        self.nodes = []
+        self.stack = []
 
 
 def _heads(store: Store) -> Iterator[tuple[int, bytes]]:
@@ -205,14 +234,17 @@ def verify_store(
         next_head = next(head_it, None)
 
     # steps 3 and 4
-    tree = TreeBuilder()
-    tiles_buf: list[list[bytes]] = [[]]
+    # levels[L]: the nodes of tree level 8L in the current (incomplete) tile at level L,
+    # plus their compact range; the tree's compact range is the concatenation of all
+    # levels' ranges, top level first, so a root costs O(log n) at any size.
+    levels: list[_Level] = [_Level()]
     expected_idx = 0
     sha256 = hashlib.sha256
     loads = orjson.loads
     dumps = orjson.dumps
     sort = orjson.OPT_SORT_KEYS
     stored_tiles: dict[int, dict[int, bytes]] = {}
+    second_ns: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> ns, bounded cache
 
     def stored_tile(level: int, idx: int) -> bytes | None:
         cache = stored_tiles.setdefault(level, {})
@@ -225,35 +257,57 @@ def verify_store(
                 cache.setdefault(i, b"")
         return cache[idx] or None
 
-    def push(level: int, h: bytes, tile_idx: int) -> None:
-        while len(tiles_buf) <= level:
-            tiles_buf.append([])
-        buf = tiles_buf[level]
-        buf.append(h)
-        if len(buf) == _TILE:
-            got = stored_tile(level, tile_idx)
-            mine = b"".join(buf)
-            if got is None:
-                st.bad(f"tile at level {level}, index {tile_idx} is missing from the store", None)
-            elif got != mine:
-                span = _TILE ** (level + 1) // _TILE
-                for j in range(_TILE):
-                    if got[j * 32 : (j + 1) * 32] != buf[j]:
-                        first = (tile_idx * _TILE + j) * span
-                        st.bad(
-                            f"stored tile hash (level {level}, node {tile_idx * _TILE + j}) differs from "
-                            f"the hash recomputed from entries {first}..{first + span - 1}",
-                            first,
-                        )
-                        break
-            level_nodes = buf
-            while len(level_nodes) > 1:
-                level_nodes = [
-                    sha256(b"\x01" + level_nodes[i] + level_nodes[i + 1]).digest()
-                    for i in range(0, len(level_nodes), 2)
-                ]
-            tiles_buf[level] = []
-            push(level + 1, level_nodes[0], tile_idx // _TILE)
+    def tile_done(level: int, tile_idx: int) -> None:
+        lv = levels[level]
+        got = stored_tile(level, tile_idx)
+        if got is None:
+            st.bad(f"tile at level {level}, index {tile_idx} is missing from the store", None)
+        elif got != b"".join(lv.nodes):
+            span = _TILE**level
+            for j in range(_TILE):
+                if got[j * 32 : (j + 1) * 32] != lv.nodes[j]:
+                    first = (tile_idx * _TILE + j) * span
+                    st.bad(
+                        f"stored tile hash (level {level}, node {tile_idx * _TILE + j}) differs "
+                        f"from the hash recomputed from entries {first}..{first + span - 1}",
+                        first,
+                    )
+                    break
+        root = lv.root()
+        lv.reset()
+        if len(levels) == level + 1:
+            levels.append(_Level())
+        levels[level + 1].add(root)
+        if len(levels[level + 1].nodes) == _TILE:
+            tile_done(level + 1, tile_idx // _TILE)
+
+    class _Tree:
+        """The root at the current size, from the levels' compact ranges."""
+
+        def root(self) -> bytes:
+            stack = [h for lv in reversed(levels) for h in lv.stack]
+            if not stack:
+                return EMPTY_ROOT
+            r = stack[-1]
+            for h in reversed(stack[:-1]):
+                r = sha256(b"\x01" + h + r).digest()
+            return r
+
+    tree = _Tree()
+
+    def time_of(t: str) -> int:
+        if len(t) == 20 or (len(t) > 20 and t[19] == "."):
+            base = second_ns.get(t[:19])
+            if base is None:
+                if len(second_ns) > 100_000:
+                    second_ns.clear()
+                base = second_ns[t[:19]] = event_time_ns(t[:19] + "Z")
+            if len(t) == 20:
+                return base
+            frac = t[20:-1]
+            if t[-1] == "Z" and frac.isdigit() and len(frac) <= 9:
+                return base + int(frac.ljust(9, "0"))
+        return event_time_ns(t)
 
     def check_root(size: int) -> None:
         nonlocal next_head, cp_pos
@@ -298,10 +352,15 @@ def verify_store(
 
     checkpoints_at = {c[0] for c in cp_expect}
     head_size = next_head[0] if next_head else -1
+    integrated = store.latest_head()
+    integrated_size = integrated[0] if integrated else 0
     pos = 0
+    level0 = levels[0]
     while pos < total:
-        rows = store.entries(pos, min(total, pos + chunk))
-        for idx, lh, eid, time_ns, source, actor, action, enclave, outcome, leaf in rows:
+        end = min(total, pos + chunk)
+        rows = store.entries(pos, end)
+        index = {int(r[0]): tuple(r[1:]) for r in store.index_rows(pos, min(end, integrated_size))}
+        for idx, lh, eid, t_ns, source, actor, action, enclave, outcome, leaf in rows:
             if idx != expected_idx:
                 st.bad(
                     f"entry {expected_idx} is missing (the next stored index is {idx})",
@@ -317,27 +376,32 @@ def verify_store(
                 d = loads(leaf)
                 if dumps(d, option=sort) != leaf:
                     st.bad(f"entry {idx}: leaf is not canonical JSON", idx)
-                if (
-                    d["id"] != eid
-                    or d["source"] != source
-                    or d["actor"] != actor
-                    or d["action"] != action
-                    or d["enclave"] != enclave
-                    or d["outcome"] != outcome
-                    or parse_time_ns(d["time"]) != time_ns
-                ):
+                cols = (
+                    time_of(d["time"]),
+                    d["source"],
+                    d["actor"],
+                    d["action"],
+                    d["enclave"],
+                    d["outcome"],
+                )
+                if d["id"] != eid or cols != (t_ns, source, actor, action, enclave, outcome):
                     st.bad(f"entry {idx}: a stored column differs from the leaf's value", idx)
+                if idx < integrated_size and index.get(idx) != cols:
+                    st.bad(
+                        f"entry {idx}: its query-index row is missing or differs from the leaf", idx
+                    )
             except (orjson.JSONDecodeError, KeyError, TypeError, AuditError):
                 st.bad(f"entry {idx}: leaf is not a well-formed event", idx)
-            tree.append(h)
-            push(0, h, idx // _TILE)
+            level0.add(h)
+            if len(level0.nodes) == _TILE:
+                tile_done(0, idx // _TILE)
             size = idx + 1
             if size == head_size or size in checkpoints_at:
                 check_root(size)
                 head_size = next_head[0] if next_head else -1
             expected_idx = idx + 1
         if not rows:
-            st.bad(f"entries {pos}..{min(total, pos + chunk) - 1} are missing", pos)
+            st.bad(f"entries {pos}..{end - 1} are missing", pos)
         pos += chunk
         if progress is not None:
             progress(min(pos, total), total)
@@ -351,6 +415,13 @@ def verify_store(
                 f"stored tiles at level {level} cover more entries than the log has: the tail was removed",
                 total,
             )
+    rows_n, index_end = store.index_count()
+    if rows_n != index_end or index_end > integrated_size:
+        st.bad(
+            f"the query index has {rows_n} rows up to index {index_end} for an integrated size "
+            f"of {integrated_size}",
+            min(index_end, integrated_size) if index_end > integrated_size else None,
+        )
     while next_head is not None:
         if next_head[0] > total:
             st.bad(

@@ -193,7 +193,8 @@ class _HttpClient(AuditClient):
     ) -> None:
         self._spool = Spool(path=spool_path, max_events=max_spool_events)
         self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=max_queue_events)
-        self._batch = max(1, min(batch_size, 1000))
+        self._batch_max = max(1, min(batch_size, 1000))
+        self._batch = self._batch_max
         self._flush_interval = flush_interval
         self._max_backoff = max_backoff
         self._url = url.rstrip("/") + "/v1/events"
@@ -345,6 +346,7 @@ class _HttpClient(AuditClient):
                 continue
             if resp.status_code == 200:
                 self._spool.ack(rows[-1].seq)
+                self._batch = self._batch_max
                 self._last_error = None
                 backoff = 0.1
                 with self._space:

@@ -294,12 +294,15 @@ class AuditLog:
                         idx, leaf = existing[eid]
                         if _event_part(leaf) != _event_part(row.leaf):
                             raise EventError(
-                                f"id {eid!r} is already used by a different event (index {idx})", field="id"
+                                f"id {eid!r} is already used by a different event (index {idx})",
+                                field="id",
                             )
                         slots.append(idx)
                     elif eid in local:
                         if _event_part(local[eid].leaf) != _event_part(row.leaf):
-                            raise EventError(f"id {eid!r} appears twice with different content", field="id")
+                            raise EventError(
+                                f"id {eid!r} appears twice with different content", field="id"
+                            )
                         slots.append(-1)  # the index of its first occurrence, after the write
                     elif eid in seen:
                         raise EventError(f"id {eid!r} is being appended concurrently", field="id")

@@ -9,7 +9,7 @@ is refused.
 Security procedure (``Officers.login``):
 
 1. Read the token file now (so replacing the file rotates the token); refuse when it
-   is missing, unreadable or shorter than 32 characters.
+   is missing, unreadable, readable by group or others, or shorter than 32 characters.
 2. Compare the presented token with ``hmac.compare_digest``.
 3. On success create a session: 32 random bytes as the cookie value, only its
    SHA-256 kept server-side, an idle limit and an absolute limit (15 min / 12 h by
@@ -104,10 +104,26 @@ class Officers:
     def configured(self) -> bool:
         return self._token_file is not None
 
+    @staticmethod
+    def check_file(path: Path) -> str | None:
+        """Why the token file cannot be used (one sentence), or None when it can."""
+        try:
+            st = path.stat()
+            token = path.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            return f"cannot read the officer token file {path}: {e.strerror}"
+        if st.st_mode & 0o077:
+            return f"the officer token file {path} is readable by group or others; chmod 600 it"
+        if len(token) < _MIN_TOKEN_CHARS:
+            return f"the officer token in {path} is shorter than {_MIN_TOKEN_CHARS} characters"
+        return None
+
     def _expected(self) -> str | None:
         if self._token_file is None:
             return None
         try:
+            if self._token_file.stat().st_mode & 0o077:
+                return None  # readable by group or others: refuse (see check_file)
             token = self._token_file.read_text(encoding="utf-8").strip()
         except OSError:
             return None

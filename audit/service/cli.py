@@ -85,11 +85,16 @@ def serve(
     from ..log import open_log
     from ..tokens import TokenError, TokenStore
     from . import ServiceSettings, create_app
+    from ._officer import Officers
 
-    if officer_token_file is not None and not officer_token_file.is_file():
-        raise click.BadParameter(
-            f"{officer_token_file} does not exist", param_hint="--officer-token-file"
-        )
+    if officer_token_file is not None:
+        if not officer_token_file.is_file():
+            raise click.BadParameter(
+                f"{officer_token_file} does not exist", param_hint="--officer-token-file"
+            )
+        problem = Officers.check_file(officer_token_file)
+        if problem is not None:
+            raise click.BadParameter(problem, param_hint="--officer-token-file")
     try:
         tokens = TokenStore(path=tokens_path)
     except TokenError as e:

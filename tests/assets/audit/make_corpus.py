@@ -18,6 +18,7 @@ kept elsewhere is ``<name>.checkpoint`` where the attack needs one):
 
 - ``edited_field_<f>``: one field ``f`` of entry 123's leaf changed in place.
 - ``edited_column_<c>``: one lookup column ``c`` of entry 123 changed.
+- ``edited_index_actor``: the actor in entry 123's query-index row changed.
 - ``edited_entry_rehashed``: entry 123's leaf changed and its leaf hash recomputed.
 - ``edited_leaf_hash``: the stored leaf hash of entry 200 changed.
 - ``edited_tile_hash``: one hash in the stored tile (level 0, index 1) changed.
@@ -51,9 +52,10 @@ HERE = Path(__file__).resolve().parent
 KEY_FILE = HERE / "corpus-signing.key"  # TEST ONLY: a public, deterministic key
 ORIGIN = "corpus.enclave.test/audit"
 
-TABLES = ("audit_entries", "audit_tiles", "audit_tree_heads", "audit_checkpoints", "audit_keys")
+TABLES = ("audit_entries", "audit_index", "audit_tiles", "audit_tree_heads", "audit_checkpoints", "audit_keys")
 BYTES_COLUMNS = {
     "audit_entries": ("leaf_hash", "leaf"),
+    "audit_index": (),
     "audit_tiles": ("root", "hashes"),
     "audit_tree_heads": ("root",),
     "audit_checkpoints": ("root",),
@@ -63,6 +65,7 @@ COLUMNS = {
     "audit_entries": (
         "idx", "leaf_hash", "event_id", "time_ns", "source", "actor", "action", "enclave", "outcome", "leaf",
     ),
+    "audit_index": ("idx", "time_ns", "source", "actor", "action", "enclave", "outcome"),
     "audit_tiles": ("level", "idx", "root", "hashes"),
     "audit_tree_heads": ("size", "root", "created"),
     "audit_checkpoints": ("seq", "size", "root", "note", "created"),
@@ -141,7 +144,7 @@ def build(
 def dump_sqlite(path: Path) -> list[dict[str, Any]]:
     conn = sqlite3.connect(path)
     rows: list[dict[str, Any]] = []
-    order = {"audit_entries": "idx", "audit_tiles": "level, idx", "audit_tree_heads": "size",
+    order = {"audit_entries": "idx", "audit_index": "idx", "audit_tiles": "level, idx", "audit_tree_heads": "size",
              "audit_checkpoints": "seq", "audit_keys": "vkey"}  # fmt: skip
     for table in TABLES:
         cols = COLUMNS[table]
@@ -158,6 +161,7 @@ def dump_sqlite(path: Path) -> list[dict[str, Any]]:
 
 KEYS = {
     "audit_entries": ("idx",),
+    "audit_index": ("idx",),
     "audit_tiles": ("level", "idx"),
     "audit_tree_heads": ("size",),
     "audit_checkpoints": ("seq",),
@@ -338,6 +342,12 @@ def make_all(out: Path = HERE) -> dict[str, list[dict[str, Any]]]:
             _entry(rows, 123)[c] = v
             attacks[f"edited_column_{c}"] = rows
             EXPECT[f"edited_column_{c}"] = (False, 123)
+
+        rows = copy()
+        row = next(r for r in rows if r["table"] == "audit_index" and r["idx"] == 123)
+        row["actor"] = "someone-else@example.jp"
+        attacks["edited_index_actor"] = rows
+        EXPECT["edited_index_actor"] = (False, 123)
 
         rows = copy()
         d = _leaf(_entry(rows, 123))
