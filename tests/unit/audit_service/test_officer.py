@@ -10,6 +10,7 @@ from audit.service._officer import Officers
 def _file(tmp_path: Path, token: str) -> Path:
     p = tmp_path / "officer"
     p.write_text(token + "\n")
+    p.chmod(0o600)
     return p
 
 
@@ -59,3 +60,13 @@ def test_replacing_the_file_rotates_the_token(tmp_path: Path) -> None:
     p.write_text("b" * 40)
     assert off.check_token("a" * 40) is None
     assert off.check_token("b" * 40) is not None
+
+
+def test_a_token_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    p = _file(tmp_path, "c" * 40)
+    p.chmod(0o644)
+    assert Officers(token_file=p).check_token("c" * 40) is None
+    assert "chmod 600" in (Officers.check_file(p) or "")
+    p.chmod(0o600)
+    assert Officers(token_file=p).check_token("c" * 40) is not None
+    assert Officers.check_file(p) is None

@@ -39,3 +39,12 @@ def test_a_refused_row_moves_to_dead_letters(tmp_path: Path) -> None:
     assert [r.event_id for r in s.head(5)] == ["a", "c"]
     assert s.dead() == [("b", "field 'actor': must not be empty")]
     assert len(s) == 2
+
+
+def test_the_spool_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    import stat
+
+    s = Spool(path=tmp_path / "s.db", max_events=5)
+    s.add([("a", b"1")])
+    for f in tmp_path.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
