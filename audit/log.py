@@ -65,6 +65,7 @@ TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
 _HASH = 32
 _INTEGRATE_CHUNK = 1 << 16
+_TILE_CACHE = 2048  # full tiles whose internal nodes are kept (about 16 KiB each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,8 @@ class AuditLog:
         self._pending: list[list[bytes]] = []
         self._tree = TreeBuilder()
         self._cp_lock = threading.Lock()
+        self._full_tiles: dict[tuple[int, int], list[list[bytes]]] = {}
+        self._edge_tiles: dict[int, dict[tuple[int, int], list[list[bytes]]]] = {}
 
     # -- lifecycle ------------------------------------------------------------------
     @property
@@ -420,34 +423,47 @@ class AuditLog:
 
     # -- reading the tree ---------------------------------------------------------------
     def _node_source(self, size: int) -> NodeSource:
-        """Perfect-subtree hashes for a tree of ``size``, from tiles: O(1) reads per tile."""
-        cache: dict[tuple[int, int], bytes] = {}
-        store = self._store
+        """Perfect-subtree hashes for a tree of ``size``, from tiles: one read per tile.
 
-        def level_hashes(tlevel: int, tile_idx: int) -> bytes:
+        A full tile is immutable, so its internal nodes are computed once and kept in a
+        bounded cache; the incomplete tiles at the right edge are read (and hashed) per
+        call: at most 255 leaf hashes or tile roots per level.
+        """
+        local = self._edge_tiles.get(size)
+        if local is None:  # the right edge of a tree of ``size`` never changes: keep it
+            if len(self._edge_tiles) >= 8:
+                self._edge_tiles.pop(next(iter(self._edge_tiles)))
+            local = self._edge_tiles[size] = {}
+        store = self._store
+        full = self._full_tiles
+
+        def tile_levels(tlevel: int, tile_idx: int) -> list[list[bytes]]:
             key = (tlevel, tile_idx)
-            hs = cache.get(key)
-            if hs is None:
-                hs = store.tile(tlevel, tile_idx)
-                if hs is None:
+            lv = full.get(key) or local.get(key)
+            if lv is None:
+                blob = store.tile(tlevel, tile_idx)
+                if blob is not None:
+                    lv = _levels([blob[i : i + _HASH] for i in range(0, len(blob), _HASH)])
+                    if len(full) >= _TILE_CACHE:
+                        full.pop(next(iter(full)))
+                    full[key] = lv
+                else:
                     lo = tile_idx * TILE_WIDTH
                     if tlevel == 0:
-                        hs = b"".join(store.leaf_hashes(lo, min(size, lo + TILE_WIDTH)))
+                        items = store.leaf_hashes(lo, min(size, lo + TILE_WIDTH))
                     else:
-                        hs = b"".join(store.tile_roots(tlevel - 1, lo, lo + TILE_WIDTH))
-                cache[key] = hs
-            return hs
+                        items = store.tile_roots(tlevel - 1, lo, lo + TILE_WIDTH)
+                    lv = local[key] = _levels(items)
+            return lv
 
         def node(level: int, index: int) -> bytes:
             tlevel, r = divmod(level, TILE_HEIGHT)
-            width = 1 << r
-            first = index * width
-            tile_idx, off = divmod(first, TILE_WIDTH)
-            hs = level_hashes(tlevel, tile_idx)
-            if len(hs) < (off + width) * _HASH:
+            tile_idx, off = divmod(index << r, TILE_WIDTH)
+            row = tile_levels(tlevel, tile_idx)[r]
+            local_idx = off >> r
+            if local_idx >= len(row):
                 raise ProofError(f"tree node ({level}, {index}) is not integrated yet")
-            items = [hs[(off + j) * _HASH : (off + j + 1) * _HASH] for j in range(width)]
-            return _perfect_root(items)
+            return row[local_idx]
 
         return node
 
@@ -596,6 +612,17 @@ class AuditLog:
         out = [parse_leaf(leaf, index=idx) for idx, _, leaf in rows]
         nxt = encode_cursor(rows[-1][1], rows[-1][0]) if more and rows else None
         return out, nxt
+
+
+def _levels(items: list[bytes]) -> list[list[bytes]]:
+    """Every level of the perfect subtrees over ``items``: ``[items, pairs, ...]`` up to
+    the tile root (an odd trailing node has no parent yet)."""
+    out = [items]
+    level = items
+    for _ in range(TILE_HEIGHT):
+        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        out.append(level)
+    return out
 
 
 def _perfect_root(items: list[bytes]) -> bytes:
