@@ -63,14 +63,16 @@ _SPECS: list[dict[str, object]] = [
     {
         "name": "auth.login.started",
         "summary": "A login attempt began at the portal.",
-        "cannot_capture": "Attempts that never reached the portal (blocked by a proxy or WAF) are not seen.",
+        "cannot_capture": "Attempts that never reached the portal (blocked by a proxy or WAF) "
+        "are not seen.",
         "ocsf": 3002,
         "fields": {"method": _f("str", max_len=64), "user_agent": _f("str", max_len=512)},
     },
     {
         "name": "auth.factor.verified",
         "summary": "One authentication factor was verified.",
-        "cannot_capture": "Whether the person holding the factor is its registered owner (a shared or stolen authenticator looks the same).",
+        "cannot_capture": "Whether the person holding the factor is its registered owner (a "
+        "shared or stolen authenticator looks the same).",
         "ocsf": 3002,
         "fields": {
             "factor": _f("str", required=True, choices=_FACTOR_KINDS),
@@ -83,7 +85,8 @@ _SPECS: list[dict[str, object]] = [
     {
         "name": "auth.factor.failed",
         "summary": "An authentication factor was presented and rejected.",
-        "cannot_capture": "The secret that was tried (never logged), or failures the client rejected before contacting the server.",
+        "cannot_capture": "The secret that was tried (never logged), or failures the client "
+        "rejected before contacting the server.",
         "ocsf": 3002,
         "fields": {
             "factor": _f("str", required=True, choices=_FACTOR_KINDS),
@@ -146,7 +149,8 @@ _SPECS: list[dict[str, object]] = [
     {
         "name": "session.ended",
         "summary": "A workspace session ended (logout, idle timeout or revocation).",
-        "cannot_capture": "Activity on the user's own device after the session ended (screenshots, notes).",
+        "cannot_capture": "Activity on the user's own device after the session ended "
+        "(screenshots, notes).",
         "ocsf": 3002,
         "fields": {
             "reason": _f("str", max_len=128),
@@ -165,7 +169,8 @@ _SPECS: list[dict[str, object]] = [
     {
         "name": "workspace.file.get",
         "summary": "A file was read through the workspace's file API.",
-        "cannot_capture": "Reads made inside a running kernel (e.g. open() in a notebook cell) that bypass the file API, and what was shown on screen.",
+        "cannot_capture": "Reads made inside a running kernel (e.g. open() in a notebook "
+        "cell) that bypass the file API, and what was shown on screen.",
         "ocsf": 6003,
         "fields": {
             "path": _f("str", required=True, max_len=4096),
@@ -216,7 +221,8 @@ _SPECS: list[dict[str, object]] = [
     {
         "name": "export.requested",
         "summary": "A researcher asked to take a file out of the enclave.",
-        "cannot_capture": "Information carried out of the enclave without a request (memorised or photographed).",
+        "cannot_capture": "Information carried out of the enclave without a request "
+        "(memorised or photographed).",
         "ocsf": 6003,
         "fields": {
             "request_id": _f("str", required=True, max_len=128),
@@ -294,7 +300,8 @@ _SPECS: list[dict[str, object]] = [
     {
         "name": "enclave.member.removed",
         "summary": "A researcher's access to an enclave was withdrawn.",
-        "cannot_capture": "Sessions already open elsewhere until they are revoked (see session.ended).",
+        "cannot_capture": "Sessions already open elsewhere until they are revoked (see "
+        "session.ended).",
         "ocsf": 6003,
         "fields": {
             "member": _f("str", required=True, max_len=256),
@@ -317,7 +324,8 @@ _SPECS: list[dict[str, object]] = [
     {
         "name": "audit.verified",
         "summary": "The whole log was verified against its hashes and signatures.",
-        "cannot_capture": "Entries removed from the tail after the last checkpoint kept outside the store.",
+        "cannot_capture": "Entries removed from the tail after the last checkpoint kept "
+        "outside the store.",
         "ocsf": 6003,
         "fields": {
             "size": _f("int"),

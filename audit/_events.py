@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Final, Literal, cast, get_args
+from typing import Any, Final, Literal, get_args
 
 import orjson
 import rfc8785
@@ -87,7 +87,8 @@ def utc_now() -> str:
 
 def jcs(value: Any) -> bytes:
     """RFC 8785 canonical JSON of ``value``: the definition the fast path must match."""
-    return cast(bytes, rfc8785.dumps(value))
+    out: bytes = rfc8785.dumps(value)
+    return out
 
 
 def _days_from_civil(y: int, m: int, d: int) -> int:
@@ -277,16 +278,16 @@ class Event:
         object.__setattr__(self, "details", frozen)
         object.__setattr__(self, "_details_json", details_json)
         object.__setattr__(self, "_schema", spec.version)
-        canonical = orjson.dumps(self._fields(), option=orjson.OPT_SORT_KEYS)
+        whole = orjson.dumps(self._fields(), option=orjson.OPT_SORT_KEYS)
         # JCS order puts "received" and "schema" between "outcome" and "source": keep the
         # canonical bytes split there so a leaf is two concatenations (see encode_leaf).
         tail = (
             b',"source":' + orjson.dumps(self.source) + b',"time":' + orjson.dumps(self.time) + b"}"
         )
-        assert canonical.endswith(tail)
-        object.__setattr__(self, "_head", canonical[: -len(tail)])
+        assert whole.endswith(tail)
+        object.__setattr__(self, "_head", whole[: -len(tail)])
         object.__setattr__(self, "_tail", tail)
-        size = len(canonical)
+        size = len(whole)
         if size > MAX_EVENT_BYTES:
             raise EventError(
                 f"event is {size} bytes, more than the {MAX_EVENT_BYTES}-byte limit",

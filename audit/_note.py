@@ -174,7 +174,8 @@ class Signer:
         from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
 
         seed = self._key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        return f"PRIVATE+KEY+{self.name}+{self.verifier.key_id.hex()}+{_b64(bytes([ALG_ED25519]) + seed)}"
+        key = _b64(bytes([ALG_ED25519]) + seed)
+        return f"PRIVATE+KEY+{self.name}+{self.verifier.key_id.hex()}+{key}"
 
 
 def generate_key(name: str) -> Signer:

@@ -165,7 +165,7 @@ class Store(ABC):
             first = int(cur.fetchone()[0])
             cur.executemany(
                 self._q(
-                    f"INSERT INTO audit_entries ({ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                    f"INSERT INTO audit_entries ({ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"  # noqa: S608 (constant)
                 ),
                 [(first + i, *r) for i, r in enumerate(rows)],
             )
@@ -178,7 +178,8 @@ class Store(ABC):
             chunk = list(ids[i : i + 500])
             marks = ",".join("?" * len(chunk))
             for idx, eid, leaf in self._fetchall(
-                f"SELECT idx, event_id, leaf FROM audit_entries WHERE event_id IN ({marks})", chunk
+                f"SELECT idx, event_id, leaf FROM audit_entries WHERE event_id IN ({marks})",  # noqa: S608
+                chunk,
             ):
                 out[eid] = (int(idx), bytes(leaf))
         return out
@@ -204,7 +205,7 @@ class Store(ABC):
         """Rows ``(idx, leaf_hash, event_id, time_ns, source, actor, action, enclave,
         outcome, leaf)`` with ``start <= idx < end`` in index order (gaps show as gaps)."""
         return self._fetchall(
-            f"SELECT {ENTRY_COLUMNS} FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+            f"SELECT {ENTRY_COLUMNS} FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx",  # noqa: S608
             (start, end),
         )
 
@@ -237,7 +238,8 @@ class Store(ABC):
 
     def tiles(self, level: int, start: int, end: int) -> list[TileRow]:
         rows = self._fetchall(
-            "SELECT level, idx, root, hashes FROM audit_tiles WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx",
+            "SELECT level, idx, root, hashes FROM audit_tiles WHERE level = ? AND idx >= ? "
+            "AND idx < ? ORDER BY idx",
             (level, start, end),
         )
         return [TileRow(int(a), int(b), bytes(c), bytes(d)) for a, b, c, d in rows]
@@ -296,7 +298,8 @@ class Store(ABC):
             if index:
                 cur.executemany(
                     self._q(
-                        "INSERT INTO audit_index (idx, time_ns, source, actor, action, enclave, outcome) "
+                        "INSERT INTO audit_index (idx, time_ns, source, actor, action, "
+                        "enclave, outcome) "
                         "VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"
                     ),
                     list(index),
@@ -334,7 +337,8 @@ class Store(ABC):
                 )
             cur.execute(
                 self._q(
-                    "INSERT INTO audit_checkpoints (seq, size, root, note, created) VALUES (?,?,?,?,?)"
+                    "INSERT INTO audit_checkpoints (seq, size, root, note, created) VALUES "
+                    "(?,?,?,?,?)"
                 ),
                 (seq, size, root, note, created),
             )
@@ -347,7 +351,8 @@ class Store(ABC):
         return [
             (int(a), int(b), bytes(c), str(d), str(e))
             for a, b, c, d, e in self._fetchall(
-                "SELECT seq, size, root, note, created FROM audit_checkpoints WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, size, root, note, created FROM audit_checkpoints WHERE seq > ? "
+                "ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             )
         ]
@@ -388,7 +393,10 @@ class Store(ABC):
             )
             params.extend(after)
         order = "i.time_ns DESC, i.idx DESC" if q.newest_first else "i.time_ns, i.idx"
-        sql = "SELECT i.idx, i.time_ns, e.leaf FROM audit_index i JOIN audit_entries e ON e.idx = i.idx"
+        sql = (
+            "SELECT i.idx, i.time_ns, e.leaf FROM audit_index i "
+            "JOIN audit_entries e ON e.idx = i.idx"
+        )
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY {order} LIMIT ?"

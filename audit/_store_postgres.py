@@ -160,9 +160,10 @@ class PostgresStore(Store):
                     if cur.fetchone():
                         conn.commit()
                         continue
-                    conn.execute(text.encode())  # type: ignore[call-overload]
+                    conn.execute(text.encode())
                     conn.execute(
-                        "INSERT INTO audit_schema_migrations (version, name, applied) VALUES (%s, %s, %s)",
+                        "INSERT INTO audit_schema_migrations (version, name, applied) VALUES "
+                        "(%s, %s, %s)",
                         (version, name, datetime.now(UTC).isoformat()),
                     )
                     conn.commit()

@@ -72,7 +72,8 @@ def _parse_url(url: str) -> tuple[Path, str]:
         v = params.pop("synchronous").upper()
         if v not in ("FULL", "EXTRA"):
             raise ConfigError(
-                "synchronous must be full or extra (weaker settings are unsafe_synchronous=normal|off)"
+                "synchronous must be full or extra (weaker settings are "
+                "unsafe_synchronous=normal|off)"
             )
         sync = v
     if "unsafe_synchronous" in params:

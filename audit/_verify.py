@@ -210,7 +210,8 @@ def verify_store(
         else:
             if against_cp.size > total:
                 st.bad(
-                    f"the log has {total} entries but the earlier checkpoint covers {against_cp.size}: "
+                    f"the log has {total} entries but the earlier checkpoint covers "
+                    f"{against_cp.size}: "
                     "the tail was truncated",
                     total,
                 )
@@ -224,7 +225,7 @@ def verify_store(
             cp_expect.sort(key=lambda t: t[0])
 
     if cp_expect and cp_expect[0][0] == 0:
-        for size, root, label in [c for c in cp_expect if c[0] == 0]:
+        for _, root, label in [c for c in cp_expect if c[0] == 0]:
             if not hmac.compare_digest(root, EMPTY_ROOT):
                 st.bad(f"{label}: root of the empty tree is wrong", None)
         cp_expect = [c for c in cp_expect if c[0] != 0]
@@ -412,7 +413,8 @@ def verify_store(
     for level, count in store.tile_levels().items():
         if count * _TILE ** (level + 1) > total:
             st.bad(
-                f"stored tiles at level {level} cover more entries than the log has: the tail was removed",
+                f"stored tiles at level {level} cover more entries than the log has: the tail "
+                "was removed",
                 total,
             )
     rows_n, index_end = store.index_count()
@@ -425,7 +427,8 @@ def verify_store(
     while next_head is not None:
         if next_head[0] > total:
             st.bad(
-                f"tree head at size {next_head[0]} but the log has only {total} entries: the tail was removed",
+                f"tree head at size {next_head[0]} but the log has only {total} entries: the "
+                "tail was removed",
                 total,
             )
             break

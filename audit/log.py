@@ -46,7 +46,7 @@ from ._note import (
     parse_checkpoint,
     sign_note,
 )
-from ._store import EntryRow, Query, Store, TileRow, decode_cursor, encode_cursor, parse_time_ns
+from ._store import EntryRow, Query, Store, TileRow, decode_cursor, encode_cursor
 from .errors import (
     ConfigError,
     DuplicateIdError,
@@ -238,7 +238,7 @@ class AuditLog:
                     return
             try:
                 self._commit_group(batch)
-            except BaseException as e:  # every waiter gets the failure; nothing is half-written
+            except BaseException as e:  # noqa: BLE001 - every waiter gets the failure; nothing is half-written
                 for r in batch:
                     if not r.done:
                         r.error = e
@@ -351,7 +351,8 @@ class AuditLog:
         self._state_size = size
         if head and tree.root() != head[1]:
             raise StoreError(
-                f"stored tree head at size {size} does not match the stored tree; run `enclave audit verify`"
+                f"stored tree head at size {size} does not match the stored tree; run "
+                "`enclave audit verify`"
             )
 
     def integrate(self) -> int:
@@ -544,7 +545,8 @@ class AuditLog:
                 psize, proot, pnote = last
                 if head.size < psize:
                     raise InconsistentCheckpointError(
-                        f"the tree (size {head.size}) is smaller than the last checkpoint (size {psize}): "
+                        f"the tree (size {head.size}) is smaller than the last checkpoint "
+                        f"(size {psize}): "
                         "entries were removed; refusing to sign"
                     )
                 try:
@@ -558,7 +560,8 @@ class AuditLog:
                     )
                 except ProofError as e:
                     raise InconsistentCheckpointError(
-                        f"the tree at size {head.size} is not consistent with the checkpoint at size {psize}: {e}"
+                        f"the tree at size {head.size} is not consistent with the checkpoint "
+                        f"at size {psize}: {e}"
                     ) from e
                 if psize == head.size:  # step 4
                     try:

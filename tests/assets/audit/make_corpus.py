@@ -13,7 +13,8 @@ diff against it: ``{"op": "delete", "table": ..., "key": [...]}`` and
 attacker with raw database access would (plain INSERTs, no audit code involved).
 
 The intact log: 520 events (two full tiles and a partial one), integrated at sizes
-100, 300, 450, 520, with checkpoints signed at 300 and 520. Attacks (``<name>.jsonl``; the earlier checkpoint the victim
+100, 300, 450, 520, with checkpoints signed at 300 and 520. Attacks (``<name>.jsonl``;
+the earlier checkpoint the victim
 kept elsewhere is ``<name>.checkpoint`` where the attack needs one):
 
 - ``edited_field_<f>``: one field ``f`` of entry 123's leaf changed in place.
@@ -52,7 +53,14 @@ HERE = Path(__file__).resolve().parent
 KEY_FILE = HERE / "corpus-signing.key"  # TEST ONLY: a public, deterministic key
 ORIGIN = "corpus.enclave.test/audit"
 
-TABLES = ("audit_entries", "audit_index", "audit_tiles", "audit_tree_heads", "audit_checkpoints", "audit_keys")
+TABLES = (
+    "audit_entries",
+    "audit_index",
+    "audit_tiles",
+    "audit_tree_heads",
+    "audit_checkpoints",
+    "audit_keys",
+)
 BYTES_COLUMNS = {
     "audit_entries": ("leaf_hash", "leaf"),
     "audit_index": (),
@@ -63,7 +71,8 @@ BYTES_COLUMNS = {
 }
 COLUMNS = {
     "audit_entries": (
-        "idx", "leaf_hash", "event_id", "time_ns", "source", "actor", "action", "enclave", "outcome", "leaf",
+        "idx", "leaf_hash", "event_id", "time_ns", "source", "actor", "action", "enclave",
+        "outcome", "leaf",
     ),
     "audit_index": ("idx", "time_ns", "source", "actor", "action", "enclave", "outcome"),
     "audit_tiles": ("level", "idx", "root", "hashes"),
@@ -144,13 +153,14 @@ def build(
 def dump_sqlite(path: Path) -> list[dict[str, Any]]:
     conn = sqlite3.connect(path)
     rows: list[dict[str, Any]] = []
-    order = {"audit_entries": "idx", "audit_index": "idx", "audit_tiles": "level, idx", "audit_tree_heads": "size",
+    order = {"audit_entries": "idx", "audit_index": "idx", "audit_tiles": "level, idx",
+             "audit_tree_heads": "size",
              "audit_checkpoints": "seq", "audit_keys": "vkey"}  # fmt: skip
     for table in TABLES:
         cols = COLUMNS[table]
         for values in conn.execute(
-            f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order[table]}"
-        ):  # noqa: S608
+            f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order[table]}"  # noqa: S608
+        ):
             row: dict[str, Any] = {"table": table}
             for c, v in zip(cols, values, strict=True):
                 row[c] = base64.b64encode(v).decode() if c in BYTES_COLUMNS[table] else v
@@ -178,7 +188,7 @@ def diff(base: list[dict[str, Any]], attacked: list[dict[str, Any]]) -> list[dic
     before = {_key(r): r for r in base}
     after = {_key(r): r for r in attacked}
     ops: list[dict[str, Any]] = []
-    for k, r in before.items():
+    for k in before:
         if k not in after:
             ops.append({"op": "delete", "table": k[0], "key": list(k[1:])})
     for k, r in after.items():
@@ -210,7 +220,8 @@ def read_dump(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def load_rows(rows: list[dict[str, Any]], *, sqlite_path: Path | None = None, pg_admin_url: str | None = None,
+def load_rows(rows: list[dict[str, Any]], *, sqlite_path: Path | None = None,
+              pg_admin_url: str | None = None,
               pg_writer: str | None = None) -> None:  # fmt: skip
     """Create the schema, then INSERT ``rows`` directly (as an attacker would)."""
 
@@ -226,9 +237,8 @@ def load_rows(rows: list[dict[str, Any]], *, sqlite_path: Path | None = None, pg
         st.close()
         conn = sqlite3.connect(sqlite_path)
         for r in rows:
-            cols = COLUMNS[r["table"]]
             conn.execute(
-                f"INSERT INTO {r['table']} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",  # noqa: S608
+                _insert_sql(r["table"], "?"),
                 values(r),
             )
         conn.commit()
@@ -244,11 +254,15 @@ def load_rows(rows: list[dict[str, Any]], *, sqlite_path: Path | None = None, pg
         st2.close()
         with psycopg.connect(pg_admin_url) as conn2, conn2.cursor() as cur:
             for r in rows:
-                cols = COLUMNS[r["table"]]
                 cur.execute(
-                    f"INSERT INTO {r['table']} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",  # noqa: S608
+                    _insert_sql(r["table"], "%s"),
                     values(r),
                 )
+
+
+def _insert_sql(table: str, mark: str) -> str:
+    cols = COLUMNS[table]  # table and columns come from this module's constants
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"  # noqa: S608
 
 
 # -- mutations ---------------------------------------------------------------------------------

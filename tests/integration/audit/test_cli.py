@@ -68,7 +68,8 @@ def test_append_checkpoint_verify_proof(store_url: str, key_file: Path, tmp_path
     )
     assert json.loads(base64.b64decode(p["entry"]))["id"] == "cli-3"
     c = json.loads(run("consistency", "--store", store_url, "--old", "5").stdout)
-    assert c["size"] == 9 and base64.b64decode(c["old_root_hash"]) == root
+    assert c["size"] == 9
+    assert base64.b64decode(c["old_root_hash"]) == root
     verify_consistency(
         old_size=5,
         size=9,
@@ -82,7 +83,8 @@ def test_append_checkpoint_verify_proof(store_url: str, key_file: Path, tmp_path
     tail = [json.loads(x) for x in run("tail", "--store", store_url, "-n", "2").stdout.splitlines()]
     assert [(t["index"], t["id"]) for t in tail] == [(7, "cli-7"), (8, "cli-8")]
     r = run("proof", "--store", store_url, "--index", "9")
-    assert r.exit_code == 2 and "index 9 is not in the tree of size 9" in r.stderr
+    assert r.exit_code == 2
+    assert "index 9 is not in the tree of size 9" in r.stderr
 
 
 @pytest.mark.parametrize(
@@ -117,25 +119,32 @@ def test_bad_input_exits_2_naming_line_and_field_and_appends_nothing(
 def test_oversize_line(tmp_path: Path) -> None:
     url = f"sqlite://{tmp_path}/a.db"
     r = run("append", "--store", url, stdin=line(0) + "\n" + "x" * (3 * MAX_EVENT_BYTES) + "\n")
-    assert r.exit_code == 2 and r.stderr.startswith("Error: line 2: line is 196608 bytes")
+    assert r.exit_code == 2
+    assert r.stderr.startswith("Error: line 2: line is 196608 bytes")
 
 
 def test_keygen_and_key_errors(tmp_path: Path) -> None:
     key = tmp_path / "k"
     r = run("keygen", "--name", "audit.example.org/enclave", "--out", str(key))
-    assert r.exit_code == 0 and r.stdout.startswith("audit.example.org/enclave+")
+    assert r.exit_code == 0
+    assert r.stdout.startswith("audit.example.org/enclave+")
     assert key.stat().st_mode & 0o777 == 0o600
     r = run("keygen", "--name", "audit.example.org/enclave", "--out", str(key))
-    assert r.exit_code == 2 and "refusing to overwrite" in r.stderr
+    assert r.exit_code == 2
+    assert "refusing to overwrite" in r.stderr
     r = run("keygen", "--name", "bad name", "--out", str(tmp_path / "k2"))
-    assert r.exit_code == 2 and "invalid key name" in r.stderr
+    assert r.exit_code == 2
+    assert "invalid key name" in r.stderr
     url = f"sqlite://{tmp_path}/a.db"
     r = run("checkpoint", "--store", url, "--key-file", str(tmp_path / "nope"))
-    assert r.exit_code == 2 and "does not exist" in r.stderr
+    assert r.exit_code == 2
+    assert "does not exist" in r.stderr
     r = run("verify", "--store", url, "--key", "not-a-key")
-    assert r.exit_code == 2 and "verifier key" in r.stderr
+    assert r.exit_code == 2
+    assert "verifier key" in r.stderr
     r = run("verify", "--store", "ftp://x")
-    assert r.exit_code == 2 and "unknown store URL scheme" in r.stderr
+    assert r.exit_code == 2
+    assert "unknown store URL scheme" in r.stderr
 
 
 def test_verify_streams_with_progress(tmp_path: Path, key_file: Path) -> None:
@@ -184,10 +193,8 @@ def test_the_real_command_in_a_subprocess(tmp_path: Path, key_file: Path) -> Non
         text=True,
         env=env,
     )
-    assert (
-        p.returncode == 0
-        and p.stdout.startswith("test.enclave/audit\n1\n")
-        and p.stdout.count("\n") == 5
-    )
+    assert p.returncode == 0
+    assert p.stdout.startswith("test.enclave/audit\n1\n")
+    assert p.stdout.count("\n") == 5
     p = subprocess.run([*base, "verify", "--store", url], capture_output=True, text=True, env=env)
     assert (p.returncode, p.stdout) == (0, "OK: 1 entries, 1 checkpoints verified\n")

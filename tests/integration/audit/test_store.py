@@ -50,7 +50,8 @@ def log(store_url: str, key_file: Path) -> AuditLog:
 
 def test_sequence_integrate_publish_and_prove(log: AuditLog) -> None:
     assert log.append([ev(i) for i in range(300)]) == list(range(300))
-    assert log.size() == 0 and log.sequenced() == 300  # sequenced, not yet integrated
+    assert log.size() == 0
+    assert log.sequenced() == 300
     assert log.integrate() == 300
     cp1 = log.checkpoint()
     assert (cp1.size, cp1.origin) == (300, "test.enclave/audit")
@@ -112,7 +113,7 @@ def test_group_commit_of_concurrent_appenders(log: AuditLog) -> None:
             for b in range(10):
                 evs = [ev(t * 10_000 + b * 100 + i) for i in range(20)]
                 results[t * 100 + b] = log.append(evs)
-        except BaseException as e:  # collected and re-raised below
+        except BaseException as e:  # noqa: BLE001 - collected and asserted on below
             errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
@@ -140,7 +141,8 @@ def test_query_filters_and_pages(log: AuditLog) -> None:
         if cursor is None:
             break
     want = [i for i in range(600) if i % 5 == 3 and i % 2 == 1]
-    assert sorted(seen) == want and len(seen) == len(set(seen))
+    assert sorted(seen) == want
+    assert len(seen) == len(set(seen))
     assert all(log.stored_event(i).event.actor == "user3" for i in seen[:5])
     newest, _ = log.query(Query(enclave="proj-0", newest_first=True), limit=3)
     times = [(p.event.time, p.index) for p in newest]
@@ -239,8 +241,8 @@ def test_update_delete_truncate_refused_on_postgres(
         for table in tables:
             col = UPDATABLE[table]
             for stmt in (
-                f"UPDATE {table} SET {col} = {col}",
-                f"DELETE FROM {table}",
+                f"UPDATE {table} SET {col} = {col}",  # noqa: S608 (constants)
+                f"DELETE FROM {table}",  # noqa: S608
                 f"TRUNCATE {table}",
             ):
                 with (

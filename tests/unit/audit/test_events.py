@@ -39,7 +39,9 @@ def test_a_good_event_round_trips_through_its_leaf() -> None:
     assert json.loads(leaf)["received"] == "2026-11-26T10:00:01.000000Z"
     assert json.loads(leaf)["schema"] == ACTIONS["auth.factor.verified"].version
     back = parse_leaf(leaf, index=7)
-    assert back.event == ev and back.index == 7 and back.leaf == leaf
+    assert back.event == ev
+    assert back.index == 7
+    assert back.leaf == leaf
     assert ev.details["factor"] == "webauthn"
 
 
@@ -119,13 +121,16 @@ def test_size_limit() -> None:
 def test_every_action_says_what_it_cannot_capture() -> None:
     assert len(ACTIONS) >= 20
     for name, spec in ACTIONS.items():
-        assert spec.name == name and spec.version >= 1
-        assert spec.cannot_capture.strip() and spec.summary.strip()
+        assert spec.name == name
+        assert spec.version >= 1
+        assert spec.cannot_capture.strip()
+        assert spec.summary.strip()
 
 
 def test_new_fills_id_and_time() -> None:
     ev = Event.new(source="cli", actor="ops", action="auth.logout", outcome="success")
-    assert len(ev.id) == 32 and ev.time.endswith("Z")
+    assert len(ev.id) == 32
+    assert ev.time.endswith("Z")
     assert ev != Event.new(source="cli", actor="ops", action="auth.logout", outcome="success")
 
 

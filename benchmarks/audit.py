@@ -1,0 +1,224 @@
+"""Audit log benchmarks: append, integrate, verify, proofs and queries on 1M-entry logs.
+
+Run: ``.venv/bin/python benchmarks/audit.py [--n 1000000] [--only NAME ...]``.
+Each section is a function in ``SECTIONS`` returning a dict of metrics; the last line
+printed is one JSON object with every section's metrics merged (the shape DESIGN.md
+fixes). Add a section by writing ``def bench_x(ctx) -> dict`` and listing it.
+
+What is measured:
+
+- ``append_events_per_s``: SQLite (WAL, ``synchronous=FULL``: every commit fsynced),
+  in process, batches of 1,000 ready-made :class:`Event` objects, each call returning
+  only once durable. Canonical JSON, leaf hashing and index columns are included;
+  building the Event objects (validation) is measured separately as
+  ``event_validate_per_s``.
+- ``integrate_events_per_s``: building the tree (tiles, tree heads) over those entries.
+- ``verify_events_per_s``: ``verify_store`` over the whole log (every hash, column,
+  tile, head and checkpoint).
+- ``proof_p99_ms``: inclusion proof for a random index at the full size (tile reads).
+- ``query_p99_ms``: one actor over one day, first page of 100.
+- ``pg_append_events_per_s`` / ``pg_verify_events_per_s``: the same on PostgreSQL
+  (a disposable server from the test harness, fsync on, ``synchronous_commit=on``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from audit import AuditLog, Event, Query, open_log, verify_store
+from audit._note import generate_key, write_key_file
+
+ACTIONS: list[tuple[str, dict[str, Any]]] = [
+    ("auth.factor.verified", {"factor": "webauthn", "category": "possession", "aal": 3}),
+    (
+        "session.started",
+        {"tier": "nbdc-high", "factors": ["password", "webauthn"], "session_id": "s-1"},
+    ),
+    ("workspace.file.get", {"path": "/data/cohort/chr1.vcf.gz", "bytes": 1048576}),
+    ("workspace.file.put", {"path": "/home/jovyan/results/table_3.csv", "bytes": 20480}),
+    ("auth.factor.failed", {"factor": "totp", "reason": "code mismatch", "failures_in_window": 1}),
+]
+DAY_NS = 86_400
+
+
+def make_events(start: int, count: int) -> list[Event]:
+    out = []
+    for i in range(start, start + count):
+        action, details = ACTIONS[i % len(ACTIONS)]
+        t = 1_764_000_000 + (i * 2_592_000) // 1_000_000  # spread over 30 days per million
+        out.append(
+            Event(
+                id=f"bench-{i:08d}",
+                time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)),
+                source="portal" if i % 3 else "workspace",
+                actor=f"researcher{i * 7919 % 1000:04d}@example.jp",
+                action=action,
+                enclave=f"proj-{i % 40:02d}",
+                outcome="failure" if action == "auth.factor.failed" else "success",
+                client_ip=f"10.{i % 200}.{i % 250}.{i % 253 + 1}",
+                details=details,
+            )
+        )
+    return out
+
+
+class Ctx:
+    def __init__(self, n: int, batch: int) -> None:
+        self.n = n
+        self.batch = batch
+        self.tmp = Path(tempfile.mkdtemp(prefix="enclave-bench-"))
+        self.key = self.tmp / "key"
+        write_key_file(self.key, generate_key("bench.enclave/audit"))
+        self.sqlite_url = f"sqlite://{self.tmp}/audit.db"
+        self.log: AuditLog | None = None
+
+
+def _append_all(log: AuditLog, ctx: Ctx) -> float:
+    elapsed = 0.0
+    chunk = 50_000
+    for start in range(0, ctx.n, chunk):
+        evs = make_events(start, min(chunk, ctx.n - start))  # built outside the timing
+        t0 = time.perf_counter()
+        for i in range(0, len(evs), ctx.batch):
+            log.append(evs[i : i + ctx.batch])
+        elapsed += time.perf_counter() - t0
+    return elapsed
+
+
+def bench_validate(ctx: Ctx) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    make_events(0, 100_000)
+    return {"event_validate_per_s": round(100_000 / (time.perf_counter() - t0))}
+
+
+def bench_sqlite(ctx: Ctx) -> dict[str, Any]:
+    log = open_log(ctx.sqlite_url, signer_key_path=ctx.key)
+    ctx.log = log
+    t = _append_all(log, ctx)
+    out: dict[str, Any] = {"append_events_per_s": round(ctx.n / t)}
+    t0 = time.perf_counter()
+    log.integrate()
+    out["integrate_events_per_s"] = round(ctx.n / (time.perf_counter() - t0))
+    log.checkpoint()
+    t0 = time.perf_counter()
+    report = verify_store(log.store)
+    out["verify_events_per_s"] = round(ctx.n / (time.perf_counter() - t0))
+    assert report.ok, report.problems
+    out["sqlite_db_bytes"] = os.path.getsize(ctx.tmp / "audit.db")
+    return out
+
+
+def _p99(samples: list[float]) -> float:
+    return round(statistics.quantiles(samples, n=100)[98] * 1000, 3)
+
+
+def bench_proofs(ctx: Ctx) -> dict[str, Any]:
+    log = ctx.log or open_log(ctx.sqlite_url)
+    rng = random.Random(7)
+    size = log.size()
+    samples = []
+    for _ in range(2000):
+        i = rng.randrange(size)
+        t0 = time.perf_counter()
+        log.inclusion_proof(i, size)
+        samples.append(time.perf_counter() - t0)
+    cons = []
+    for _ in range(500):
+        old = rng.randrange(1, size)
+        t0 = time.perf_counter()
+        log.consistency_proof(old, size)
+        cons.append(time.perf_counter() - t0)
+    return {
+        "proof_p99_ms": _p99(samples),
+        "proof_p50_ms": round(statistics.median(samples) * 1000, 3),
+        "consistency_proof_p99_ms": _p99(cons),
+    }
+
+
+def bench_query(ctx: Ctx) -> dict[str, Any]:
+    log = ctx.log or open_log(ctx.sqlite_url)
+    rng = random.Random(11)
+    samples = []
+    rows = 0
+    for _ in range(300):
+        actor = f"researcher{rng.randrange(1000):04d}@example.jp"
+        day = rng.randrange(28)
+        since = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(1_764_000_000 + day * DAY_NS))
+        until = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(1_764_000_000 + (day + 1) * DAY_NS))
+        t0 = time.perf_counter()
+        page, _ = log.query(Query(actor=actor, since=since, until=until), limit=100)
+        samples.append(time.perf_counter() - t0)
+        rows += len(page)
+    return {"query_p99_ms": _p99(samples), "query_mean_rows": round(rows / len(samples), 1)}
+
+
+def bench_postgres(ctx: Ctx) -> dict[str, Any]:
+    from audit._store_postgres import PostgresStore
+    from tests.harness.postgres import PostgresServer
+
+    with PostgresServer(fsync=True) as server:
+        db = server.create_database()
+        st = PostgresStore(db.admin_url)
+        st.migrate(writer=db.writer_role)
+        st.close()
+        log = open_log(db.writer_url, signer_key_path=ctx.key)
+        t = _append_all(log, ctx)
+        out: dict[str, Any] = {"pg_append_events_per_s": round(ctx.n / t)}
+        t0 = time.perf_counter()
+        log.integrate()
+        out["pg_integrate_events_per_s"] = round(ctx.n / (time.perf_counter() - t0))
+        log.checkpoint()
+        t0 = time.perf_counter()
+        report = verify_store(log.store)
+        out["pg_verify_events_per_s"] = round(ctx.n / (time.perf_counter() - t0))
+        assert report.ok, report.problems
+        log.close()
+    return out
+
+
+SECTIONS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
+    "validate": bench_validate,
+    "sqlite": bench_sqlite,
+    "proofs": bench_proofs,
+    "query": bench_query,
+    "postgres": bench_postgres,
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1_000_000, help="entries per log")
+    ap.add_argument("--batch", type=int, default=1000, help="events per append call")
+    ap.add_argument("--only", nargs="*", choices=sorted(SECTIONS), help="run only these sections")
+    args = ap.parse_args()
+    ctx = Ctx(args.n, args.batch)
+    result: dict[str, Any] = {"benchmark": "audit"}
+    for name, fn in SECTIONS.items():
+        if args.only and name not in args.only:
+            continue
+        t0 = time.perf_counter()
+        metrics = fn(ctx)
+        print(
+            f"== {name}: {metrics} ({time.perf_counter() - t0:.1f}s)", file=sys.stderr, flush=True
+        )
+        result.update(metrics)
+    if ctx.log is not None:
+        ctx.log.close()
+    result.update({"n": args.n, "batch": args.batch, "unit": "events/s, ms"})
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
