@@ -188,12 +188,123 @@ def bench_postgres(ctx: Ctx) -> dict[str, Any]:
     return out
 
 
+# ==== http_events_per_s: the audit service's intake API =================================
+# (section owned by the audit service; the load generator is kept minimal so that it,
+# sharing the machine with the server, takes as little CPU as it can)
+
+
+def _http_bodies(n_events: int, batch: int) -> list[bytes]:
+    import orjson
+
+    from tests.harness.audit_service import sample_event
+
+    out = []
+    for b in range(n_events // batch):
+        events = [
+            sample_event(
+                actor=f"researcher{(b * batch + i) % 500}@univ.example",
+                enclave=("gut-microbiome-2026", "cohort-wgs", "mri-2027")[i % 3],
+                details={"factor": "totp", "reason": "コードが違います"},
+            ).to_dict()
+            for i in range(batch)
+        ]
+        out.append(orjson.dumps({"events": events}))
+    return out
+
+
+async def _http_drive(url: str, token: str, bodies: list[bytes], concurrency: int) -> list[float]:
+    """POST every body over ``concurrency`` keep-alive HTTP/1.1 connections (asyncio
+    streams, requests prepared in advance); re-send after a 503 as a client would."""
+    import asyncio
+
+    host, port = url.removeprefix("http://").split(":")
+    latencies: list[float] = []
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for b in bodies:
+        queue.put_nowait(
+            (
+                f"POST /v1/events HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(b)}\r\n\r\n"
+            ).encode("ascii")
+            + b
+        )
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while not queue.empty():
+                req = queue.get_nowait()
+                while True:
+                    t0 = time.perf_counter()
+                    writer.write(req)
+                    await writer.drain()
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    status = int(head.split(b" ", 2)[1])
+                    length, retry = 0, 1.0
+                    for line in head.split(b"\r\n")[1:]:
+                        k, _, v = line.partition(b":")
+                        if k.lower() == b"content-length":
+                            length = int(v)
+                        elif k.lower() == b"retry-after":
+                            retry = float(v)
+                    body = await reader.readexactly(length)
+                    if status == 200:
+                        latencies.append(time.perf_counter() - t0)
+                        break
+                    if status != 503:
+                        raise RuntimeError(f"intake answered {status}: {body[:200]!r}")
+                    await asyncio.sleep(retry)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies
+
+
+def bench_http(
+    ctx: Ctx, *, events: int = 100_000, batch: int = 100, concurrency: int = 8
+) -> dict[str, Any]:
+    """The real service process (uvicorn, SQLite WAL + synchronous=FULL) takes batches of
+    100 events from 8 keep-alive connections; each batch is answered once durable."""
+    import asyncio
+
+    from tests.harness.audit_service import ServiceProcess, make_audit_env
+
+    with tempfile.TemporaryDirectory(prefix="audit-http-bench-") as d:
+        env = make_audit_env(Path(d))
+        sp = ServiceProcess(env, checkpoint_interval=10.0).start()
+        try:
+            asyncio.run(
+                _http_drive(sp.url, env.tokens["portal"], _http_bodies(2_000, batch), concurrency)
+            )
+            bodies = _http_bodies(events, batch)
+            t0 = time.perf_counter()
+            lat = asyncio.run(_http_drive(sp.url, env.tokens["portal"], bodies, concurrency))
+            elapsed = time.perf_counter() - t0
+        finally:
+            sp.stop()
+    lat.sort()
+    return {
+        "http_events_per_s": round(len(bodies) * batch / elapsed),
+        "http_batch_p50_ms": round(statistics.median(lat) * 1000, 2),
+        "http_batch_p99_ms": _p99(lat),
+        "http_events": len(bodies) * batch,
+        "http_batch": batch,
+        "http_concurrency": concurrency,
+    }
+
+
+# ==== end of the http_events_per_s section ================================================
+
+
 SECTIONS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "validate": bench_validate,
     "sqlite": bench_sqlite,
     "proofs": bench_proofs,
     "query": bench_query,
     "postgres": bench_postgres,
+    "http": bench_http,
 }
 
 
