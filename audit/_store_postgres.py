@@ -62,6 +62,7 @@ class PostgresStore(Store):
         if not url.startswith(("postgresql://", "postgres://")):
             raise ConfigError("a PostgreSQL store URL starts with postgresql://")
         self._url = url
+        self.open_url = url  # for verification workers (in memory only, never logged)
         self.url_redacted = _redact(url)
         self._conns: list[psycopg.Connection[Any]] = []
         self._conns_lock = threading.Lock()

@@ -94,6 +94,7 @@ class SqliteStore(Store):
     def __init__(self, url: str, *, create: bool = True):
         super().__init__()
         self.path, self.synchronous = _parse_url(url)
+        self.open_url = url  # for verification workers, which open their own connections
         self.url_redacted = f"sqlite://{self.path}"
         if self.synchronous in ("NORMAL", "OFF"):
             _log.warning(

@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import multiprocessing
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import orjson
@@ -158,8 +161,15 @@ def verify_store(
     against: str | bytes | None = None,
     progress: Callable[[int, int], None] | None = None,
     chunk: int = 20_000,
+    workers: int = 1,
 ) -> VerifyReport:
-    """Verify everything stored in ``store``; see the module docstring for the steps."""
+    """Verify everything stored in ``store``; see the module docstring for the steps.
+
+    Entries are scanned in independent segments of 65,536 (one level-1 tile); with
+    ``workers`` > 1 they are scanned in that many worker processes (started with
+    ``spawn``, so the calling program's main module must be import-safe), which open
+    the store themselves; results are combined here in order. Memory stays bounded.
+    """
     st = _State()
     if verifiers is None:
         try:
@@ -234,91 +244,42 @@ def verify_store(
     while next_head is not None and next_head[0] == 0:
         next_head = next(head_it, None)
 
-    # steps 3 and 4
-    # levels[L]: the nodes of tree level 8L in the current (incomplete) tile at level L,
-    # plus their compact range; the tree's compact range is the concatenation of all
-    # levels' ranges, top level first, so a root costs O(log n) at any size.
-    levels: list[_Level] = [_Level()]
-    expected_idx = 0
-    sha256 = hashlib.sha256
-    loads = orjson.loads
-    dumps = orjson.dumps
-    sort = orjson.OPT_SORT_KEYS
-    stored_tiles: dict[int, dict[int, bytes]] = {}
-    second_ns: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> ns, bounded cache
+    # steps 3 and 4, segment by segment (in worker processes for big logs)
+    integrated = store.latest_head()
+    integrated_size = integrated[0] if integrated else 0
+    upper: list[_Level] = [_Level(), _Level(), _Level()]  # tile levels >= 2 live here
+    stored = _TileCache(store)
+    last_stack: list[bytes] = []
 
-    def stored_tile(level: int, idx: int) -> bytes | None:
-        cache = stored_tiles.setdefault(level, {})
-        if idx not in cache:
-            cache.clear()
-            span = 64 if level == 0 else 1
-            for t in store.tiles(level, idx, idx + span):
-                cache[t.idx] = t.hashes
-            for i in range(idx, idx + span):
-                cache.setdefault(i, b"")
-        return cache[idx] or None
+    def upper_push(level: int, h: bytes, node_idx: int) -> None:
+        """Add node ``node_idx`` of tree height 8*level; check the tile it completes."""
+        while len(upper) <= level:
+            upper.append(_Level())
+        lv = upper[level]
+        lv.add(h)
+        if len(lv.nodes) == _TILE:
+            tile_idx = node_idx // _TILE
+            _check_tile(st, stored, level, tile_idx, lv.nodes)
+            root = lv.root()
+            lv.reset()
+            upper_push(level + 1, root, tile_idx)
 
-    def tile_done(level: int, tile_idx: int) -> None:
-        lv = levels[level]
-        got = stored_tile(level, tile_idx)
-        if got is None:
-            st.bad(f"tile at level {level}, index {tile_idx} is missing from the store", None)
-        elif got != b"".join(lv.nodes):
-            span = _TILE**level
-            for j in range(_TILE):
-                if got[j * 32 : (j + 1) * 32] != lv.nodes[j]:
-                    first = (tile_idx * _TILE + j) * span
-                    st.bad(
-                        f"stored tile hash (level {level}, node {tile_idx * _TILE + j}) differs "
-                        f"from the hash recomputed from entries {first}..{first + span - 1}",
-                        first,
-                    )
-                    break
-        root = lv.root()
-        lv.reset()
-        if len(levels) == level + 1:
-            levels.append(_Level())
-        levels[level + 1].add(root)
-        if len(levels[level + 1].nodes) == _TILE:
-            tile_done(level + 1, tile_idx // _TILE)
+    def root_at(seg_stack: Sequence[bytes]) -> bytes:
+        stack = [h for lv in reversed(upper[2:]) for h in lv.stack] + list(seg_stack)
+        if not stack:
+            return EMPTY_ROOT
+        r = stack[-1]
+        for h in reversed(stack[:-1]):
+            r = hashlib.sha256(b"\x01" + h + r).digest()
+        return r
 
-    class _Tree:
-        """The root at the current size, from the levels' compact ranges."""
-
-        def root(self) -> bytes:
-            stack = [h for lv in reversed(levels) for h in lv.stack]
-            if not stack:
-                return EMPTY_ROOT
-            r = stack[-1]
-            for h in reversed(stack[:-1]):
-                r = sha256(b"\x01" + h + r).digest()
-            return r
-
-    tree = _Tree()
-
-    def time_of(t: str) -> int:
-        if len(t) == 20 or (len(t) > 20 and t[19] == "."):
-            base = second_ns.get(t[:19])
-            if base is None:
-                if len(second_ns) > 100_000:
-                    second_ns.clear()
-                base = second_ns[t[:19]] = event_time_ns(t[:19] + "Z")
-            if len(t) == 20:
-                return base
-            frac = t[20:-1]
-            if t[-1] == "Z" and frac.isdigit() and len(frac) <= 9:
-                return base + int(frac.ljust(9, "0"))
-        return event_time_ns(t)
-
-    def check_root(size: int) -> None:
+    def check_root(size: int, root: bytes) -> None:
         nonlocal next_head, cp_pos
-        root = None
         while next_head is not None and next_head[0] < size:
             next_head = next(head_it, None)
         while cp_pos < len(cp_expect) and cp_expect[cp_pos][0] < size:
             cp_pos += 1
         while next_head is not None and next_head[0] == size:
-            root = root or tree.root()
             if not hmac.compare_digest(root, next_head[1]):
                 st.bad_range(
                     f"tree head at size {size} does not match the entries: the head, or some "
@@ -330,7 +291,6 @@ def verify_store(
                 st.last_good_size = size
             next_head = next(head_it, None)
         while cp_pos < len(cp_expect) and cp_expect[cp_pos][0] == size:
-            root = root or tree.root()
             _, want, label = cp_expect[cp_pos]
             if hmac.compare_digest(root, want):
                 st.last_good_size = size
@@ -351,23 +311,167 @@ def verify_store(
                 )
             cp_pos += 1
 
-    checkpoints_at = {c[0] for c in cp_expect}
-    head_size = next_head[0] if next_head else -1
-    integrated = store.latest_head()
-    integrated_size = integrated[0] if integrated else 0
-    pos = 0
-    level0 = levels[0]
-    while pos < total:
-        end = min(total, pos + chunk)
-        rows = store.entries(pos, end)
-        index = {int(r[0]): tuple(r[1:]) for r in store.index_rows(pos, min(end, integrated_size))}
+    # Which sizes need a root: every tree head and checkpoint, read a window at a time.
+    head_sizes = _heads(store)
+    pending_head = next(head_sizes, None)
+
+    def sizes_in(start: int, end: int) -> tuple[int, ...]:
+        nonlocal pending_head
+        out: list[int] = []
+        while pending_head is not None and pending_head[0] <= end:
+            if pending_head[0] > start:
+                out.append(pending_head[0])
+            pending_head = next(head_sizes, None)
+        out += [c[0] for c in cp_expect if start < c[0] <= end]
+        return tuple(sorted(set(out)))
+
+    segments = [(s0, min(total, s0 + SEGMENT)) for s0 in range(0, total, SEGMENT)]
+    jobs = [(s0, s1, integrated_size, chunk) for s0, s1 in segments]
+    n_workers = workers if len(jobs) > 1 else 1
+    url = getattr(store, "open_url", None)
+    if n_workers > 1 and url is None:
+        n_workers = 1
+    for (s0, s1, *_), result in _run_segments(store, url, jobs, sizes_in, n_workers):
+        for msg, idx in result.problems:
+            st.bad(msg, idx)
+        for size, seg_stack in result.stacks:
+            check_root(size, root_at(seg_stack))
+        if s1 - s0 == SEGMENT:
+            upper_push(2, result.stacks_final[0], s0 // SEGMENT)
+        else:
+            last_stack = result.stacks_final
+        if progress is not None:
+            progress(s1, total)
+
+    # step 5
+    rows_n, index_end = store.index_count()
+    if rows_n != index_end or index_end > integrated_size:
+        st.bad(
+            f"the query index has {rows_n} rows up to index {index_end} for an integrated size "
+            f"of {integrated_size}",
+            min(index_end, integrated_size) if index_end > integrated_size else None,
+        )
+    for level, count in store.tile_levels().items():
+        if count * _TILE ** (level + 1) > total:
+            st.bad(
+                f"stored tiles at level {level} cover more entries than the log has: "
+                "the tail was removed",
+                total,
+            )
+    while next_head is not None:
+        if next_head[0] > total:
+            st.bad(
+                f"tree head at size {next_head[0]} but the log has only {total} entries: "
+                "the tail was removed",
+                total,
+            )
+            break
+        next_head = next(head_it, None)
+    return VerifyReport(
+        ok=not st.problems,
+        entries=total,
+        first_bad_index=st.first_bad,
+        problems=st.ordered(),
+        checkpoints=n_cp,
+        root_hash=root_at(last_stack),
+        against=against_cp,
+    )
+
+
+SEGMENT = _TILE * _TILE
+"""Entries per unit of work: one level-1 tile (aligned, so segments are independent)."""
+
+
+@dataclass
+class _Segment:
+    """What one segment's scan found: problems, and compact ranges at requested sizes."""
+
+    problems: list[tuple[str, int | None]]
+    stacks: list[tuple[int, list[bytes]]]  # (size, compact range of [start, size))
+    stacks_final: list[bytes]  # compact range of the whole segment
+    expected_end: int
+
+
+class _TileCache:
+    """Stored tiles read ahead in small ranges (level 0) or one by one."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.cache: dict[int, dict[int, bytes]] = {}
+
+    def get(self, level: int, idx: int) -> bytes | None:
+        cache = self.cache.setdefault(level, {})
+        if idx not in cache:
+            cache.clear()
+            span = 64 if level == 0 else 1
+            for t in self.store.tiles(level, idx, idx + span):
+                cache[t.idx] = t.hashes
+            for i in range(idx, idx + span):
+                cache.setdefault(i, b"")
+        return cache[idx] or None
+
+
+def _check_tile(
+    st: _State, tiles: _TileCache, level: int, tile_idx: int, nodes: list[bytes]
+) -> None:
+    got = tiles.get(level, tile_idx)
+    if got is None:
+        st.bad(f"tile at level {level}, index {tile_idx} is missing from the store", None)
+    elif got != b"".join(nodes):
+        span = _TILE**level
+        for j in range(_TILE):
+            if got[j * 32 : (j + 1) * 32] != nodes[j]:
+                first = (tile_idx * _TILE + j) * span
+                st.bad(
+                    f"stored tile hash (level {level}, node {tile_idx * _TILE + j}) differs "
+                    f"from the hash recomputed from entries {first}..{first + span - 1}",
+                    first,
+                )
+                break
+
+
+def _scan_segment(
+    store: Store, start: int, end: int, integrated_size: int, chunk: int, sizes: tuple[int, ...]
+) -> _Segment:
+    """Step 3 and the tile part of step 4 for entries ``[start, end)``."""
+    st = _State()
+    tiles = _TileCache(store)
+    levels = [_Level(), _Level()]
+    sha256 = hashlib.sha256
+    loads = orjson.loads
+    dumps = orjson.dumps
+    sort = orjson.OPT_SORT_KEYS
+    second_ns: dict[str, int] = {}
+    want = set(sizes)
+    stacks: list[tuple[int, list[bytes]]] = []
+
+    def time_of(t: str) -> int:
+        if len(t) == 20 or (len(t) > 20 and t[19] == "."):
+            base = second_ns.get(t[:19])
+            if base is None:
+                if len(second_ns) > 100_000:
+                    second_ns.clear()
+                base = second_ns[t[:19]] = event_time_ns(t[:19] + "Z")
+            if len(t) == 20:
+                return base
+            frac = t[20:-1]
+            if t[-1] == "Z" and frac.isdigit() and len(frac) <= 9:
+                return base + int(frac.ljust(9, "0"))
+        return event_time_ns(t)
+
+    expected_idx = start
+    level0, level1 = levels
+    pos = start
+    while pos < end:
+        stop = min(end, pos + chunk)
+        rows = store.entries(pos, stop)
+        index = {int(r[0]): tuple(r[1:]) for r in store.index_rows(pos, min(stop, integrated_size))}
         for idx, lh, eid, t_ns, source, actor, action, enclave, outcome, leaf in rows:
             if idx != expected_idx:
                 st.bad(
                     f"entry {expected_idx} is missing (the next stored index is {idx})",
                     expected_idx,
                 )
-                # keep going so later checks still run, but the tree is now wrong
                 expected_idx = idx
             leaf = bytes(leaf)
             h = sha256(b"\x00" + leaf).digest()
@@ -395,51 +499,74 @@ def verify_store(
                 st.bad(f"entry {idx}: leaf is not a well-formed event", idx)
             level0.add(h)
             if len(level0.nodes) == _TILE:
-                tile_done(0, idx // _TILE)
-            size = idx + 1
-            if size == head_size or size in checkpoints_at:
-                check_root(size)
-                head_size = next_head[0] if next_head else -1
+                t0 = idx // _TILE
+                _check_tile(st, tiles, 0, t0, level0.nodes)
+                root = level0.root()
+                level0.reset()
+                level1.add(root)
+                if len(level1.nodes) == _TILE:
+                    _check_tile(st, tiles, 1, t0 // _TILE, level1.nodes)
             expected_idx = idx + 1
+            if expected_idx in want:
+                stacks.append((expected_idx, level1.stack + level0.stack))
         if not rows:
-            st.bad(f"entries {pos}..{end - 1} are missing", pos)
-        pos += chunk
-        if progress is not None:
-            progress(min(pos, total), total)
-
-    # step 5
-    if expected_idx < total:
+            st.bad(f"entries {pos}..{stop - 1} are missing", pos)
+        pos = stop
+    if expected_idx < end:
         st.bad(f"entries from {expected_idx} are missing", expected_idx)
-    for level, count in store.tile_levels().items():
-        if count * _TILE ** (level + 1) > total:
-            st.bad(
-                f"stored tiles at level {level} cover more entries than the log has: the tail "
-                "was removed",
-                total,
-            )
-    rows_n, index_end = store.index_count()
-    if rows_n != index_end or index_end > integrated_size:
-        st.bad(
-            f"the query index has {rows_n} rows up to index {index_end} for an integrated size "
-            f"of {integrated_size}",
-            min(index_end, integrated_size) if index_end > integrated_size else None,
-        )
-    while next_head is not None:
-        if next_head[0] > total:
-            st.bad(
-                f"tree head at size {next_head[0]} but the log has only {total} entries: the "
-                "tail was removed",
-                total,
-            )
-            break
-        next_head = next(head_it, None)
-    root = tree.root()
-    return VerifyReport(
-        ok=not st.problems,
-        entries=total,
-        first_bad_index=st.first_bad,
-        problems=st.ordered(),
-        checkpoints=n_cp,
-        root_hash=root,
-        against=against_cp,
+    final = level1.stack + level0.stack
+    if len(level1.nodes) == _TILE:
+        final = [level1.root()]
+    return _Segment(
+        problems=st.problems, stacks=stacks, stacks_final=final, expected_end=expected_idx
     )
+
+
+_worker_store: dict[str, Store] = {}
+
+
+def _segment_in_worker(
+    url: str, job: tuple[int, int, int, int], sizes: tuple[int, ...]
+) -> _Segment:
+    from .log import open_store
+
+    store = _worker_store.get(url)
+    if store is None:
+        store = _worker_store[url] = open_store(url, create=False)
+    s0, s1, integrated_size, chunk = job
+    return _scan_segment(store, s0, s1, integrated_size, chunk, sizes)
+
+
+def _run_segments(
+    store: Store,
+    url: str | None,
+    jobs: list[tuple[int, int, int, int]],
+    sizes_in: Callable[[int, int], tuple[int, ...]],
+    n_workers: int,
+) -> Iterator[tuple[tuple[int, int, int, int], _Segment]]:
+    """Scan segments in order; with workers, a bounded window of them runs ahead."""
+    if n_workers <= 1 or url is None:
+        for job in jobs:
+            yield (
+                job,
+                _scan_segment(store, job[0], job[1], job[2], job[3], sizes_in(job[0], job[1])),
+            )
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+        window: deque[tuple[tuple[int, int, int, int], Future[_Segment]]] = deque()
+        it = iter(jobs)
+        for job in it:
+            window.append(
+                (job, pool.submit(_segment_in_worker, url, job, sizes_in(job[0], job[1])))
+            )
+            if len(window) >= 2 * n_workers:
+                break
+        while window:
+            job, fut = window.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                window.append(
+                    (nxt, pool.submit(_segment_in_worker, url, nxt, sizes_in(nxt[0], nxt[1])))
+                )
+            yield job, fut.result()

@@ -149,8 +149,15 @@ def append_cmd(store_url: str, source: IO[bytes], integrate: bool) -> None:
 @click.option(
     "--progress/--no-progress", default=None, help="progress on stderr (default: big logs)"
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=64),
+    default=1,
+    show_default=True,
+    help="processes scanning the log in parallel (each opens the store itself)",
+)
 def verify_cmd(
-    store_url: str, vkey: str | None, against: Path | None, progress: bool | None
+    store_url: str, vkey: str | None, against: Path | None, progress: bool | None, workers: int
 ) -> None:
     """Recompute every hash and check every signature; exit 0 intact, 1 with the first bad index."""
     with _errors():
@@ -166,7 +173,11 @@ def verify_cmd(
                 click.echo(f"verify: {done}/{of} entries ({100 * done // max(of, 1)}%)", err=True)
 
             result = verify_store(
-                store, verifiers=verifiers, against=against_text, progress=report if show else None
+                store,
+                verifiers=verifiers,
+                against=against_text,
+                progress=report if show else None,
+                workers=workers,
             )
     finally:
         store.close()
