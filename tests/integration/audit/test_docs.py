@@ -9,7 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from prometheus_client import REGISTRY
 
-import audit._metrics  # noqa: F401  (registers the metrics)
+import audit._metrics  # registers the metrics
 from audit.cli import audit
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "audit.md"
