@@ -484,19 +484,28 @@ def start_control_plane(
     bins = binaries or find_binaries()
     started = time.monotonic()
     deadline = started + timeout
-    workdir = Path(tempfile.mkdtemp(prefix="enclave-kube-"))
-    processes: list[_Process] = []
-    try:
-        plane = _start(bins, workdir, processes, deadline)
-    except BaseException:
-        for process in reversed(processes):
-            process.stop()
-        if not keep_workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
-        raise
-    plane.start_seconds = time.monotonic() - started
-    plane._keep_workdir = keep_workdir
-    return plane
+    for attempt in (1, 2):
+        workdir = Path(tempfile.mkdtemp(prefix="enclave-kube-"))
+        processes: list[_Process] = []
+        try:
+            plane = _start(bins, workdir, processes, deadline)
+        except BaseException as e:
+            for process in reversed(processes):
+                process.stop()
+            if not keep_workdir:
+                shutil.rmtree(workdir, ignore_errors=True)
+            # Another process may take a free port between our probe and the bind.
+            if (
+                attempt == 1
+                and isinstance(e, KubeHarnessError)
+                and "address already in use" in str(e)
+            ):
+                continue
+            raise
+        plane.start_seconds = time.monotonic() - started
+        plane._keep_workdir = keep_workdir
+        return plane
+    raise AssertionError("unreachable: the second attempt returns or raises")
 
 
 def _start(

@@ -315,3 +315,34 @@ def test_garbage_collector_deletes_dependents(kube_api: Any, kube_namespace: str
             _status(lambda: core.read_namespaced_config_map("dependent", kube_namespace)) == 404
         ),
     )
+
+
+def test_server_side_apply_reports_a_field_manager_conflict(kube_api: Any, kube_namespace: str):
+    core = client.CoreV1Api(kube_api)
+    body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "shared", "namespace": kube_namespace},
+        "data": {"owner": "alice"},
+    }
+
+    def apply(manager: str, owner: str, *, force: bool = False) -> Any:
+        return core.patch_namespaced_config_map(
+            "shared",
+            kube_namespace,
+            {**body, "data": {"owner": owner}},
+            field_manager=manager,
+            force=force,
+            _content_type="application/apply-patch+yaml",
+        )
+
+    apply("alice", "alice")
+    with pytest.raises(client.ApiException) as caught:
+        apply("bob", "bob")
+    assert caught.value.status == 409
+    assert (
+        _message(caught.value) == 'Apply failed with 1 conflict: conflict with "alice": .data.owner'
+    )
+    taken = apply("bob", "bob", force=True)
+    assert taken.data == {"owner": "bob"}
+    assert [m.manager for m in taken.metadata.managed_fields] == ["bob"]
