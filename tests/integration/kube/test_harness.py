@@ -53,6 +53,49 @@ def test_missing_binaries_fail_with_a_message(monkeypatch: pytest.MonkeyPatch, t
     assert "run `make setup`" in message
 
 
+def test_kube_tests_fail_not_skip_without_binaries(tmp_path: Path):
+    """A kube test run where `make setup` never built the binaries errors out loudly."""
+    test_file = tmp_path / "test_needs_kube.py"
+    test_file.write_text("def test_it(kube_namespace):\n    assert kube_namespace\n")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    env = {**os.environ, "ENCLAVE_CACHE": str(tmp_path / "empty"), "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "pytest", "-p", "tests.harness.kube_fixtures", "-p", "no:cacheprovider"),
+            *("-q", "-rA", "-c", str(tmp_path / "pytest.ini"), str(test_file)),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 error" in result.stdout
+    assert "skipped" not in result.stdout
+    assert "KubeHarnessError: the Kubernetes v" in result.stdout
+    assert "run `make setup` to build them" in result.stdout
+
+
+def test_manual_entry_point_without_binaries_says_what_to_do(tmp_path: Path):
+    env = {**os.environ, "ENCLAVE_CACHE": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.harness.kube", "--once"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: the Kubernetes v")
+    assert "run `make setup`" in result.stderr
+
+
 def test_a_failed_start_stops_what_it_started(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     real = find_binaries()
     # etcd starts for real; the "API server" exits at once.
