@@ -53,6 +53,7 @@ __all__ = [
     "KubeHarnessError",
     "ServiceAccountKubeconfig",
     "find_binaries",
+    "running_control_plane",
     "start_control_plane",
 ]
 
