@@ -73,7 +73,7 @@ run_build() {
   say "$name: resolving modules (downloads from the Go module proxy the first time)"
   (cd "$dir" && go mod download) >>"$log" 2>&1 || { tail -20 "$log" >&2; die "$name: go mod download failed; full log above"; }
   total=$(cd "$dir" && go list -deps "$@" 2>>"$log" | wc -l) || total='?'
-  say "$name: compiling (at most $total packages; the first Kubernetes build takes about 10 minutes on 2 cores)"
+  say "$name: compiling (at most $total packages; a first build takes 8 to 15 minutes on 2 cores)"
   (cd "$dir" && exec go build -v -ldflags "$ldflags" -o "$out" "$@") >>"$log" 2>&1 &
   local pid=$! t0 n
   t0=$(date +%s)
