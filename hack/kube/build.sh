@@ -73,7 +73,7 @@ run_build() {
   say "$name: resolving modules (downloads from the Go module proxy the first time)"
   (cd "$dir" && go mod download) >>"$log" 2>&1 || { tail -20 "$log" >&2; die "$name: go mod download failed; full log above"; }
   total=$(cd "$dir" && go list -deps "$@" 2>>"$log" | wc -l) || total='?'
-  say "$name: compiling (at most $total packages; a first build takes 8 to 15 minutes on 2 cores)"
+  say "$name: compiling (at most $total packages)"
   (cd "$dir" && exec go build -v -ldflags "$ldflags" -o "$out" "$@") >>"$log" 2>&1 &
   local pid=$! t0 n
   t0=$(date +%s)
@@ -96,6 +96,7 @@ pkgv="k8s.io/component-base/version"
 kldflags="-s -w -X $pkgv.gitVersion=v$K8S_VERSION -X $pkgv.gitMajor=${K8S_VERSION%%.*}"
 kminor=${K8S_VERSION#*.}
 kldflags="$kldflags -X $pkgv.gitMinor=${kminor%%.*} -X $pkgv.gitTreeState=clean"
+say "building into $DEST; the first build takes 8 to 15 minutes on 2 cores (see docs/testing.md)"
 run_build "Kubernetes v$K8S_VERSION" "$TMP/src/k8s" "$TMP/k8s.log" "$kldflags" "$TMP/bin/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
 run_build "etcd v$ETCD_VERSION" "$TMP/src/etcd" "$TMP/etcd.log" "-s -w" "$TMP/bin/etcd" \
