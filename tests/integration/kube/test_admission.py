@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.harness.kube_fixtures import ServiceAccountClient
+from tests.harness.kube_fixtures import ServiceAccountClient, wait_for_service_account
 
 pytestmark = pytest.mark.kube
 
@@ -62,15 +62,27 @@ def _privileged_pod(name: str) -> dict[str, Any]:
 
 def test_pod_security_restricted_rejects_a_privileged_pod(kube_api: Any, kube_namespace: str):
     core = client.CoreV1Api(kube_api)
-    # Without a Pod Security label the namespace admits the pod: the API server
-    # runs with --allow-privileged, so the refusal below comes from PodSecurity.
+    # Without a Pod Security label a namespace admits the pod: the API server runs
+    # with --allow-privileged, so the refusal below comes from PodSecurity.
     core.create_namespaced_pod(kube_namespace, _privileged_pod("allowed"))
-    core.patch_namespace(
-        kube_namespace,
-        {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}},
+    # The restricted namespace carries its label from creation: Pod Security reads
+    # namespaces from an informer cache, which could still hold a relabelled
+    # namespace's old labels for a moment.
+    restricted = f"{kube_namespace[:50]}-restricted"
+    core.create_namespace(
+        {
+            "metadata": {
+                "name": restricted,
+                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+            }
+        }
     )
-    with pytest.raises(client.ApiException) as caught:
-        core.create_namespaced_pod(kube_namespace, _privileged_pod("refused"))
+    try:
+        wait_for_service_account(kube_api, namespace=restricted)
+        with pytest.raises(client.ApiException) as caught:
+            core.create_namespaced_pod(restricted, _privileged_pod("refused"))
+    finally:
+        core.delete_namespace(restricted)
     assert caught.value.status == 403
     message = _message(caught.value)
     assert message.startswith(
