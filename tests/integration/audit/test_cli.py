@@ -173,10 +173,12 @@ def test_verify_streams_with_progress(tmp_path: Path, key_file: Path) -> None:
 
 
 def test_the_real_command_in_a_subprocess(tmp_path: Path, key_file: Path) -> None:
-    """The same group run as a program: stdout carries only the exact note."""
+    """The real `enclave` program: stdout carries only the exact note, logs go to stderr."""
     url = f"sqlite://{tmp_path}/p.db"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    base = [sys.executable, "-m", "audit.cli"]
+    enclave = Path(sys.executable).with_name("enclave")
+    assert enclave.exists(), "the enclave entry point is missing: run `make setup`"
+    base = [str(enclave), "audit"]
     p = subprocess.run(
         [*base, "append", "--store", url],
         input=line(0) + "\n",
