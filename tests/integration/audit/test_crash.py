@@ -80,3 +80,59 @@ def test_sigkill_during_sustained_appends(store_url: str, key_file: Path) -> Non
     report = verify_store(open_log(store_url).store)
     assert report.ok, report.problems
     assert report.entries == total > len(acked)
+
+
+def test_two_writer_processes_share_one_sequence(store_url: str, key_file: Path) -> None:
+    """Two processes appending (and integrating, and signing) at once: indexes stay
+    contiguous and unique, every acknowledged batch is where it was acknowledged."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.integration.audit._crash_writer",
+                store_url,
+                str(key_file),
+                str(100 + w),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+            text=True,
+        )
+        for w in range(2)
+    ]
+    acked: dict[tuple[int, int], tuple[int, int]] = {}
+    try:
+        for proc in procs:  # read each writer's first 30 acknowledgements
+            assert proc.stdout is not None
+            seen = 0
+            for line in proc.stdout:
+                if line.startswith("ack "):
+                    _, r, b, first, n = line.split()
+                    acked[(int(r), int(b))] = (int(first), int(n))
+                    seen += 1
+                    if seen == 30:
+                        break
+            assert seen == 30, proc.stderr.read() if proc.stderr else ""
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=30)
+            for f in (proc.stdout, proc.stderr):
+                if f is not None:
+                    f.close()
+    with open_log(store_url, signer_key_path=key_file) as log:
+        for (run, batch), (first, n) in acked.items():
+            assert [log.stored_event(first + i).event.id for i in range(n)] == [
+                f"crash-{run}-{batch}-{i}" for i in range(n)
+            ]
+        total = log.sequenced()
+        ids = [str(row[2]) for row in log.store.iter_entries(0, total)]
+        assert len(ids) == len(set(ids)) == total
+        log.integrate()
+        log.checkpoint()
+        report = verify_store(log.store)
+    assert report.ok, report.problems
