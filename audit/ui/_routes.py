@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import logging
 import math
 import secrets
 import threading
@@ -38,6 +39,7 @@ from ._i18n import LABELS, LANGS, pick_lang
 __all__ = ["ui_router"]
 
 _HERE = Path(__file__).parent
+_log = logging.getLogger("audit.ui")
 _LANG_COOKIE = "enclave_audit_lang"
 _OVERVIEW_DAYS = 14
 _OVERVIEW_CAP = 50_000  # events read per chart at most; the page says when it is capped
@@ -621,8 +623,12 @@ def _run_verify(st: ServiceState, job: VerifyJob, officer_id: str, client_ip: st
         job.done, job.total = done, total
 
     try:
-        st.publish_now(trigger="verify")
-        report = verify_store(st.log.store, progress=progress)
+        # The log must hold still while it is read in several queries: intake answers
+        # 503 + Retry-After meanwhile (clients keep events in their spools), and every
+        # sequenced entry is integrated first, so that nothing half-done is reported.
+        with st.writer.paused(why="a whole-log verification is running"):
+            st.publish_now(trigger="verify")
+            report = verify_store(st.log.store, progress=progress)
         job.done = job.total = report.entries
         job.ok = report.ok
         job.message = report.summary
@@ -631,6 +637,9 @@ def _run_verify(st: ServiceState, job: VerifyJob, officer_id: str, client_ip: st
         job.ok = False
         job.message = str(e)
         first_bad = getattr(e, "index", None)
+    except ServiceError as e:  # could not pause intake: nothing was verified
+        job.ok = False
+        job.message = e.message
     finally:
         job.finished = time.time()
     _record_verified(st, job, officer_id=officer_id, client_ip=client_ip, first_bad=first_bad)
@@ -657,4 +666,13 @@ def _record_verified(
         client_ip=client_ip,
         details=details,
     )
-    st.writer.submit([event]).result(timeout=30)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            st.writer.submit([event]).result(timeout=30)
+            return
+        except ServiceError:
+            if time.monotonic() > deadline:
+                _log.error("could not record the result of verification %s", job.id)
+                return
+            time.sleep(0.2)  # back-pressure: retry with a deadline
