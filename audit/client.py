@@ -358,9 +358,11 @@ class _HttpClient(AuditClient):
                 self._closed.wait(delay)
                 backoff = min(self._max_backoff, backoff * 2)
                 continue
-            if resp.status_code in (400, 413, 422):
-                index = _error_index(resp)
-                if index is not None and 0 <= index < len(rows):
+            reason = _error_field(resp, "reason")
+            if resp.status_code in (400, 413, 422) or reason == "wrong_source":
+                # a permanent problem with one event: set it aside, keep the rest moving
+                index = _error_field(resp, "index")
+                if isinstance(index, int) and 0 <= index < len(rows):
                     _log.error(
                         "the audit service refused event %s permanently; kept in the dead "
                         "table: %s",
@@ -374,8 +376,8 @@ class _HttpClient(AuditClient):
                     continue
                 self._spool.bury(rows[0].seq, reason=resp.text)
                 continue
-            # 401/403 and anything else: a configuration problem. Keep everything and
-            # retry slowly; an operator must fix the token.
+            # 401 and anything else: a configuration problem (a revoked or wrong token).
+            # Keep everything and retry slowly; an operator must fix the token.
             _log.error("audit intake refused: %s", self._last_error)
             self._closed.wait(self._max_backoff)
 
@@ -388,10 +390,10 @@ def _retry_after(resp: httpx.Response, *, default: float) -> float:
         return default
 
 
-def _error_index(resp: httpx.Response) -> int | None:
+def _error_field(resp: httpx.Response, name: str) -> object:
+    """A field of the service's JSON error body, or None."""
     try:
         body = orjson.loads(resp.content)
     except orjson.JSONDecodeError:
         return None
-    index = body.get("index") if isinstance(body, dict) else None
-    return index if isinstance(index, int) else None
+    return body.get(name) if isinstance(body, dict) else None

@@ -197,3 +197,31 @@ def test_a_bad_event_is_refused_at_hand_over_not_spooled(env: AuditEnv, tmp_path
         assert client.pending() == 0
     finally:
         client.close(flush_timeout=0)
+
+
+def test_an_event_the_service_refuses_is_set_aside_and_the_rest_flow(
+    env: AuditEnv, service: ServiceProcess, tmp_path: Path
+) -> None:
+    client = AuditClient.http(
+        url=service.url,
+        token=env.tokens["portal"],
+        spool_path=tmp_path / "spool.db",
+        max_backoff=0.3,
+        flush_interval=0.5,  # let all of them share one batch
+    )
+    sent = []
+    try:
+        for i in range(30):
+            e = sample_event(source="hub") if i == 17 else sample_event()
+            client.emit(e)
+            if i == 17:
+                stray = e.id
+            else:
+                sent.append(e.id)
+        assert client.flush(timeout=30), client.last_error
+        dead = client.dead_letters()
+    finally:
+        client.close()
+    assert [d[0] for d in dead] == [stray]
+    assert "wrong_source" in dead[0][1]
+    assert _portal_ids_in_log(env) == sent
