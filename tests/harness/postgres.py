@@ -107,7 +107,10 @@ class PostgresServer:
 
     def stop(self) -> None:
         if self._started:
-            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+            # immediate: the server is disposable, and open test connections must not delay it
+            self._run(
+                str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"
+            )
             self._started = False
         shutil.rmtree(self.base, ignore_errors=True)
 
