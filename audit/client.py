@@ -9,7 +9,8 @@ Two modes, one interface:
   acknowledged them. The service ignores event ids it already holds, so a batch
   re-sent after a lost acknowledgement is appended exactly once.
 - ``AuditClient.local(store_url=...)``: the embedded default; events are appended
-  straight into a local store (``sqlite:///...``) in this process.
+  straight into a local store (``sqlite:///...``) in this process (``emit`` batches
+  them through a bounded queue; ``record`` appends at once, after what is queued).
 
 Two ways to send, for two kinds of caller:
 
@@ -149,31 +150,92 @@ class AuditClient(ABC):
 
 
 class _LocalClient(AuditClient):
-    def __init__(self, *, store_url: str, signer_key_path: Path | None) -> None:
+    """Embedded mode: ``record`` appends at once; ``emit`` batches through a bounded
+    queue that one thread appends (one transaction per batch instead of per event)."""
+
+    def __init__(
+        self, *, store_url: str, signer_key_path: Path | None, max_queue_events: int = 10_000
+    ) -> None:
         from .log import open_log
 
         self._log = open_log(store_url, signer_key_path=signer_key_path)
-        self._closed = False
+        self._closed = threading.Event()
+        self._queue: queue.Queue[Event] = queue.Queue(maxsize=max_queue_events)
+        self._order = threading.Lock()  # queued events are appended before a record
+        self._last_error: str | None = None
+        self._thread = threading.Thread(target=self._drain, name="audit-local", daemon=True)
+        self._thread.start()
+
+    def _append_queued(self, extra: Event | None = None) -> None:
+        with self._order:
+            batch: list[Event] = []
+            while len(batch) < 1000:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if extra is not None:
+                batch.append(extra)
+            if batch:
+                self._log.append(batch)
+
+    def _drain(self) -> None:
+        while not self._closed.wait(0.02):
+            if self._queue.empty():
+                continue
+            try:
+                self._append_queued()
+                self._last_error = None
+            except AuditError as e:  # the events stay lost only if this keeps failing
+                self._last_error = f"the audit store refused queued events: {e}"
+                _log.error("%s", self._last_error)
 
     def record(self, event: Event | Mapping[str, Any], *, timeout: float = 5.0) -> None:
         ev = _as_event(event)
-        if self._closed:
+        if self._closed.is_set():
             raise RecordNotDurable("the audit client is closed")
         try:
-            self._log.append([ev])
+            self._append_queued(extra=ev)
         except AuditError as e:
             raise RecordNotDurable(f"the audit store refused the record: {e}") from e
 
     def emit(self, event: Event | Mapping[str, Any], *, timeout: float = 30.0) -> None:
         ev = _as_event(event)
-        if self._closed:
+        if self._closed.is_set():
             raise ClientError("the audit client is closed")
-        self._log.append([ev])
+        try:
+            self._queue.put(ev, timeout=timeout)
+        except queue.Full:
+            raise AuditBackpressure(
+                f"the audit queue stayed full for {timeout} s; the event was not taken"
+            ) from None
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def flush(self, *, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self._queue.empty() and time.monotonic() < deadline:
+            try:
+                self._append_queued()
+            except AuditError as e:
+                self._last_error = f"the audit store refused queued events: {e}"
+                self._closed.wait(0.1)
+        return self._queue.empty()
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
 
     def close(self, *, flush_timeout: float = 5.0) -> None:
-        if not self._closed:
-            self._closed = True
-            self._log.close()
+        if self._closed.is_set():
+            return
+        self.flush(timeout=flush_timeout)
+        self._closed.set()
+        self._thread.join(timeout=10)
+        if not self._queue.empty():
+            _log.error("audit client closed with %d events not appended", self._queue.qsize())
+        self._log.close()
 
 
 class _HttpClient(AuditClient):

@@ -171,15 +171,18 @@ def test_a_service_killed_mid_stream_loses_and_duplicates_nothing(
     assert logged == sent
 
 
-def test_local_mode_appends_straight_into_the_store(env: AuditEnv) -> None:
+def test_local_mode_appends_straight_into_the_store_in_order(env: AuditEnv) -> None:
     with AuditClient.local(store_url=env.store_url, signer_key_path=env.key_path) as client:
-        e1, e2 = (
-            sample_event(),
-            sample_event(action="session.started", details={}, outcome="success"),
-        )
-        client.record(e1)
-        client.emit(e2.to_dict())
-    assert _portal_ids_in_log(env) == [e1.id, e2.id]
+        emitted = [sample_event(actor=f"e{i}@x.example") for i in range(500)]
+        for e in emitted:
+            client.emit(e.to_dict())
+        decision = sample_event(action="session.started", details={}, outcome="success")
+        client.record(decision)
+        # durable when record returns, and after everything emitted before it
+        assert _portal_ids_in_log(env) == [e.id for e in emitted] + [decision.id]
+        later = sample_event()
+        client.emit(later)
+    assert _portal_ids_in_log(env) == [e.id for e in emitted] + [decision.id, later.id]
 
 
 def test_a_bad_event_is_refused_at_hand_over_not_spooled(env: AuditEnv, tmp_path: Path) -> None:
