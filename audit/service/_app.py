@@ -67,7 +67,10 @@ class InclusionProofBody(BaseModel):
     entry: str = Field(description="the exact leaf bytes, base64")
     leaf_hash: str
     hashes: list[str]
-    root_hash: str | None = None
+    root_hash: str = Field(description="the root of the tree of `size`, base64")
+    checkpoint: str | None = Field(
+        default=None, description="the signed checkpoint of `size` (when `size` was omitted)"
+    )
 
 
 class ConsistencyProofBody(BaseModel):
@@ -568,14 +571,17 @@ async def event_detail(st: ServiceState, index: int) -> dict[str, Any]:
 
 
 async def inclusion_proof(st: ServiceState, *, index: int, size: int | None) -> InclusionProofBody:
+    """The proof for ``index`` at ``size``; without ``size``, at the latest signed
+    checkpoint that covers ``index`` (signing one now if none does yet)."""
     import hashlib
 
+    checkpoint: str | None = None
     if size is None:
-        cp = await st.call(st.log.checkpoint)
+        cp = await st.call(st.log.latest_checkpoint)
+        if cp is None or index >= int(cp.size):
+            cp = await asyncio.to_thread(st.publish_now, trigger="demand")
         size = int(cp.size)
-        root: bytes | None = cp.root_hash
-    else:
-        root = None
+        checkpoint = cp.text
     tree = await st.call(st.log.size)
     if not (0 <= index < size <= tree):
         raise NotFound(
@@ -583,6 +589,7 @@ async def inclusion_proof(st: ServiceState, *, index: int, size: int | None) -> 
         )
     entry: bytes = await st.call(st.log.entry, index)
     hashes: list[bytes] = await st.call(st.log.inclusion_proof, index, size)
+    root: bytes = await st.call(st.log.root_hash, size)
     leaf = hashlib.sha256(b"\x00" + entry).digest()
     return InclusionProofBody(
         index=index,
@@ -590,7 +597,8 @@ async def inclusion_proof(st: ServiceState, *, index: int, size: int | None) -> 
         entry=b64(entry),
         leaf_hash=b64(leaf),
         hashes=[b64(h) for h in hashes],
-        root_hash=None if root is None else b64(root),
+        root_hash=b64(root),
+        checkpoint=checkpoint,
     )
 
 

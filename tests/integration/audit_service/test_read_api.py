@@ -297,3 +297,22 @@ def test_newest_first_pages_run_backwards_in_time(client: TestClient, env: Audit
     assert len(times) == 60
     assert times == sorted(times, reverse=True)
     assert client.get("/v1/events", params={"order": "sideways"}, headers=h).status_code == 422
+
+
+def test_an_inclusion_proof_without_size_comes_with_its_signed_checkpoint(
+    client: TestClient, env: AuditEnv, log: AuditLog
+) -> None:
+    _seed(client, env)
+    r = client.get("/v1/proofs/inclusion", params={"index": 42}, headers=bearer(env.officer_token))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    cp = parse_checkpoint(body["checkpoint"], [Verifier.parse(log.verifier_key())])
+    assert cp.size == body["size"] > 42
+    assert base64.b64decode(body["root_hash"]) == cp.root_hash
+    verify_inclusion(
+        leaf_hash=leaf_hash(base64.b64decode(body["entry"])),
+        index=42,
+        size=cp.size,
+        proof=[base64.b64decode(x) for x in body["hashes"]],
+        root=cp.root_hash,
+    )
