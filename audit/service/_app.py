@@ -8,6 +8,7 @@ import csv
 import datetime as dt
 import io
 import ipaddress
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -734,7 +735,7 @@ def create_app(
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
         return _error_response(exc)
 
-    from ..errors import AuditError, TemporaryError
+    from ..errors import AuditError, IntegrityError, StoreError, TemporaryError
 
     @app.exception_handler(TemporaryError)
     async def _temporary(request: Request, exc: TemporaryError) -> JSONResponse:
@@ -758,6 +759,16 @@ def create_app(
 
     @app.exception_handler(AuditError)
     async def _audit_error(request: Request, exc: AuditError) -> JSONResponse:
+        if isinstance(exc, StoreError | IntegrityError):
+            # the store failed or holds something it should not: not the caller's fault
+            logging.getLogger("audit.service").error("store failure: %s", exc)
+            return _error_response(
+                Backpressure(
+                    "the audit store failed this request; retry later",
+                    retry_after=settings.retry_after_seconds,
+                    reason="store_error",
+                )
+            )
         return _error_response(BadRequest(str(exc), reason="bad_request"))
 
     app.include_router(_intake_router())
