@@ -66,7 +66,7 @@ _SCHEMA = [
         expires_at {real} NOT NULL, PRIMARY KEY (session_hash, purpose))""",
     """CREATE TABLE IF NOT EXISTS enclaves (
         name TEXT PRIMARY KEY, tier TEXT NOT NULL, display_name TEXT NOT NULL,
-        networks TEXT NOT NULL, created_at {real} NOT NULL)""",
+        networks TEXT NOT NULL, hub_url TEXT NOT NULL, created_at {real} NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS enclave_members (
         enclave TEXT NOT NULL, username TEXT NOT NULL, role TEXT NOT NULL,
         PRIMARY KEY (enclave, username))""",
@@ -138,6 +138,7 @@ class EnclaveRecord:
     display_name: str
     networks: tuple[str, ...]
     members: tuple[tuple[str, str], ...]  # (username, role)
+    hub_url: str
     created_at: float
 
 
@@ -644,6 +645,7 @@ class IdentityStore:
         display_name: str,
         networks: Sequence[str],
         members: Sequence[tuple[str, str]],
+        hub_url: str,
         now: float,
     ) -> tuple[set[str], set[str]]:
         """Create or replace an enclave; returns (members added, members removed)."""
@@ -661,9 +663,9 @@ class IdentityStore:
                 == 0
             ):
                 tx.q(
-                    "INSERT INTO enclaves (name, tier, display_name, networks, created_at) "
-                    "VALUES (?,?,?,?,?)",
-                    (name, tier, display_name, json.dumps(list(networks)), now),
+                    "INSERT INTO enclaves (name, tier, display_name, networks, hub_url, "
+                    "created_at) VALUES (?,?,?,?,?,?)",
+                    (name, tier, display_name, json.dumps(list(networks)), hub_url, now),
                 )
             for user, role in members:
                 tx.q(
@@ -687,7 +689,8 @@ class IdentityStore:
                     display_name=r[2],
                     networks=tuple(json.loads(r[3])),
                     members=tuple((m[0], m[1]) for m in mem),
-                    created_at=float(r[4]),
+                    hub_url=r[4],
+                    created_at=float(r[5]),
                 )
             )
         return out
@@ -695,7 +698,7 @@ class IdentityStore:
     def get_enclave(self, *, name: str) -> EnclaveRecord | None:
         with self._tx() as tx:
             rows = tx.q(
-                "SELECT name, tier, display_name, networks, created_at FROM enclaves "
+                "SELECT name, tier, display_name, networks, hub_url, created_at FROM enclaves "
                 "WHERE name = ?",
                 (name,),
             )
@@ -706,12 +709,12 @@ class IdentityStore:
         with self._tx() as tx:
             if username is None:
                 rows = tx.q(
-                    "SELECT name, tier, display_name, networks, created_at FROM enclaves "
+                    "SELECT name, tier, display_name, networks, hub_url, created_at FROM enclaves "
                     "ORDER BY name"
                 )
             else:
                 rows = tx.q(
-                    "SELECT e.name, e.tier, e.display_name, e.networks, e.created_at "
+                    "SELECT e.name, e.tier, e.display_name, e.networks, e.hub_url, e.created_at "
                     "FROM enclaves e JOIN enclave_members m ON m.enclave = e.name "
                     "WHERE m.username = ? ORDER BY e.name",
                     (username,),

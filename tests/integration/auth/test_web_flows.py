@@ -1,0 +1,362 @@
+"""The portal's flows over HTTP against the real app: invite, enrol, log in, OIDC.
+
+Starlette's TestClient drives the real ASGI app (no mocks); time is a fake clock so
+TOTP steps are chosen, not waited for. Audit events are asserted per flow.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from pathlib import Path
+
+import httpx
+import pytest
+from authlib.jose import JsonWebKey, jwt
+from fastapi.testclient import TestClient
+
+from auth import MemoryAuditSink, Portal, create_app, totp_at
+
+from .helpers import ADMIN_TOKEN, FakeClock, Pkce, csrf_of, make_portal, totp_secret_of
+
+PASSWORD = "ochre lantern gravel 41"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+REDIRECT = "https://hub.example/hub/oauth_callback"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def env(tmp_path: Path, clock: FakeClock) -> tuple[Portal, MemoryAuditSink, TestClient]:
+    portal, sink = make_portal(tmp_path, clock=clock)
+    assert isinstance(sink, MemoryAuditSink)
+    client = TestClient(
+        create_app(portal=portal), base_url="https://localhost", client=("192.0.2.10", 50000)
+    )
+    return portal, sink, client
+
+
+def new_browser(app_client: TestClient) -> TestClient:
+    return TestClient(app_client.app, base_url="https://localhost", client=("192.0.2.11", 50000))
+
+
+def enrol_alice(client: TestClient, clock: FakeClock) -> str:
+    """invite -> set password -> enrol TOTP; returns the TOTP secret."""
+    r = client.post(
+        "/api/admin/users", json={"username": "alice", "display_name": "Alice"}, headers=ADMIN
+    )
+    assert r.status_code == 201, r.text
+    code = r.json()["invitation_code"]
+    page = client.get("/invite")
+    r = client.post("/invite", data={"csrf": csrf_of(page.text), "code": code})
+    assert r.status_code == 200
+    assert "new-password" in r.text
+    r = client.post(
+        "/invite/password",
+        data={"csrf": csrf_of(r.text), "password": PASSWORD, "password2": PASSWORD},
+        follow_redirects=True,
+    )
+    assert r.status_code == 200, r.text
+    secret = totp_secret_of(r.text)
+    assert "<svg" in r.text
+    r = client.post(
+        "/enrol/totp",
+        data={"csrf": csrf_of(r.text), "code": totp_at(secret_b32=secret, for_time=int(clock()))},
+        follow_redirects=True,
+    )
+    assert r.status_code == 200 and 'id="done"' in r.text, r.text
+    r = client.post("/enrol/done", data={"csrf": csrf_of(r.text)}, follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/login"
+    return secret
+
+
+def password_step(
+    client: TestClient, username: str = "alice", password: str = PASSWORD
+) -> httpx.Response:
+    page = client.get("/login")
+    r = client.post(
+        "/login", data={"csrf": csrf_of(page.text), "username": username}, follow_redirects=True
+    )
+    return client.post(
+        "/login/password",
+        data={"csrf": csrf_of(r.text), "password": password},
+        follow_redirects=False,
+    )
+
+
+def login(client: TestClient, secret: str, clock: FakeClock) -> None:
+    r = password_step(client)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/login/factor"
+    page = client.get("/login/factor")
+    clock.advance(30)
+    r = client.post(
+        "/login/totp",
+        data={
+            "csrf": csrf_of(page.text),
+            "code": totp_at(secret_b32=secret, for_time=int(clock())),
+        },
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+
+
+def register(
+    client: TestClient, name: str, tier: str, members: list[str], networks: list[str] | None = None
+) -> str:
+    body = {
+        "tier": tier,
+        "members": [{"user": m} for m in members],
+        "networks": networks if networks is not None else ["192.0.2.0/24"],
+        "hub_url": f"https://{name}.example/hub/",
+        "client": {
+            "client_id": f"hub-{name}",
+            "redirect_uris": [REDIRECT],
+            "post_logout_redirect_uris": ["https://hub.example/bye"],
+        },
+    }
+    r = client.put(f"/api/admin/enclaves/{name}", json=body, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    return str(r.json()["client_secret"])
+
+
+def authorize(client: TestClient, client_id: str, pkce: Pkce, nonce: str = "n-1") -> httpx.Response:
+    q = {
+        "client_id": client_id,
+        "redirect_uri": REDIRECT,
+        "response_type": "code",
+        "scope": "openid profile",
+        "state": "st-1",
+        "nonce": nonce,
+        "code_challenge": pkce.challenge,
+        "code_challenge_method": "S256",
+    }
+    return client.get("/oidc/authorize?" + urllib.parse.urlencode(q), follow_redirects=False)
+
+
+def test_invite_enrol_login_and_oidc_token(
+    env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
+) -> None:
+    _portal, sink, client = env
+    secret = enrol_alice(client, clock)
+    login(client, secret, clock)
+    home = client.get("/")
+    assert home.status_code == 200
+    assert "alice" in home.text
+    h = home.headers
+    assert "frame-ancestors 'none'" in h["content-security-policy"]
+    assert "unsafe-inline" not in h["content-security-policy"]
+    assert h["strict-transport-security"].startswith("max-age=")
+    cookie = next(c for c in client.cookies.jar if c.name == "__Host-enclave-session")
+    assert cookie.secure
+    assert cookie.path == "/"
+    assert not cookie.domain_specified
+    assert cookie.has_nonstandard_attr("HttpOnly")
+    secret_client = register(client, "gut-2026", "nbdc-standard", ["alice"])
+    pkce = Pkce.new()
+    r = authorize(client, "hub-gut-2026", pkce)
+    assert r.status_code == 303, r.text
+    loc = urllib.parse.urlparse(r.headers["location"])
+    q = urllib.parse.parse_qs(loc.query)
+    assert q["state"] == ["st-1"]
+    code = q["code"][0]
+    # Wrong verifier: refused, and the code is burned with it? No: PKCE failure leaves it used.
+    tok = client.post(
+        "/oidc/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": pkce.verifier,
+        },
+        auth=("hub-gut-2026", secret_client),
+    )
+    assert tok.status_code == 200, tok.text
+    body = tok.json()
+    jwks = JsonWebKey.import_key_set(client.get("/oidc/jwks").json())
+    claims = jwt.decode(body["id_token"], jwks)
+    claims.validate(now=int(clock()))
+    assert claims["iss"] == "https://localhost"
+    assert claims["aud"] == "hub-gut-2026"
+    assert claims["nonce"] == "n-1"
+    assert set(claims["amr"]) >= {"pwd", "otp", "mfa"}
+    assert claims["enclave_factors"] == ["knowledge", "possession"]
+    assert claims["enclaves"] == ["gut-2026"]
+    assert claims["acr"] == "urn:enclave:acr:nbdc-standard"
+    assert isinstance(claims["auth_time"], int)
+    # The code is single-use.
+    again = client.post(
+        "/oidc/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": pkce.verifier,
+        },
+        auth=("hub-gut-2026", secret_client),
+    )
+    assert again.status_code == 400
+    assert again.json()["error"] == "invalid_grant"
+    ui = client.get("/oidc/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert ui.status_code == 200
+    assert ui.json()["preferred_username"] == "alice"
+    acts = sink.actions()
+    for a in [
+        "admin.user.invited",
+        "auth.enrolment.password",
+        "auth.enrolment.totp",
+        "auth.invitation.accepted",
+        "auth.factor.verified",
+        "session.started",
+        "admin.enclave.registered",
+        "oidc.code.issued",
+        "oidc.token.issued",
+        "oidc.token.refused",
+    ]:
+        assert a in acts, a
+    verified = [e for e in sink.events if e["action"] == "auth.factor.verified"]
+    assert {e["details"]["category"] for e in verified} == {"knowledge", "possession"}
+    assert all(e["source"] == "portal" for e in sink.events)
+
+
+def test_password_only_session_never_gets_a_code(
+    env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
+) -> None:
+    _portal, _sink, client = env
+    enrol_alice(client, clock)
+    register(client, "gut-2026", "nbdc-standard", ["alice"])
+    browser = new_browser(client)
+    r = password_step(browser)
+    assert r.status_code == 303
+    r = authorize(browser, "hub-gut-2026", Pkce.new())
+    assert r.status_code == 303
+    assert r.headers["location"] == "/login/factor"
+    assert "code=" not in r.headers["location"]
+    # And the home page and enclave entry are out of reach too.
+    assert browser.get("/", follow_redirects=False).headers["location"] == "/login"
+    assert browser.get("/enclaves/gut-2026", follow_redirects=False).headers["location"] == "/login"
+
+
+def test_pkce_is_required_and_checked(
+    env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
+) -> None:
+    _portal, _sink, client = env
+    secret = enrol_alice(client, clock)
+    login(client, secret, clock)
+    csec = register(client, "gut-2026", "nbdc-standard", ["alice"])
+    q = {
+        "client_id": "hub-gut-2026",
+        "redirect_uri": REDIRECT,
+        "response_type": "code",
+        "scope": "openid",
+        "state": "s",
+    }
+    r = client.get("/oidc/authorize?" + urllib.parse.urlencode(q), follow_redirects=False)
+    assert "error=invalid_request" in r.headers["location"]
+    assert "PKCE" in urllib.parse.unquote_plus(r.headers["location"])
+    plain = {**q, "code_challenge": "x" * 43, "code_challenge_method": "plain"}
+    r = client.get("/oidc/authorize?" + urllib.parse.urlencode(plain), follow_redirects=False)
+    assert "error=invalid_request" in r.headers["location"]
+    bad_redirect = {**q, "redirect_uri": "https://evil.example/cb"}
+    r = client.get(
+        "/oidc/authorize?" + urllib.parse.urlencode(bad_redirect), follow_redirects=False
+    )
+    assert r.status_code == 400
+    assert "redirect_uri is not registered" in r.text
+    pkce = Pkce.new()
+    code = urllib.parse.parse_qs(
+        urllib.parse.urlparse(authorize(client, "hub-gut-2026", pkce).headers["location"]).query
+    )["code"][0]
+    r = client.post(
+        "/oidc/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": Pkce.new().verifier,
+        },
+        auth=("hub-gut-2026", csec),
+    )
+    assert r.status_code == 400
+    assert "code_verifier does not match" in r.json()["error_description"]
+    r = client.post(
+        "/oidc/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": pkce.verifier,
+        },
+        auth=("hub-gut-2026", "wrong-secret"),
+    )
+    assert r.status_code == 401
+    assert r.json()["error"] == "invalid_client"
+
+
+def test_high_tier_needs_webauthn_refused_with_clear_page(
+    env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
+) -> None:
+    _portal, sink, client = env
+    secret = enrol_alice(client, clock)
+    login(client, secret, clock)
+    register(client, "genome-high", "nbdc-high", ["alice"])
+    r = authorize(client, "hub-genome-high", Pkce.new())
+    assert r.status_code == 303
+    assert r.headers["location"] == "/enclaves/genome-high"
+    page = client.get("/enclaves/genome-high")
+    assert page.status_code == 401
+    assert "WebAuthn" in page.text
+    assert "enclave.stepup.required" in sink.actions()
+    assert "oidc.code.issued" not in sink.actions()
+
+
+def test_csrf_is_enforced_and_audited(env: tuple[Portal, MemoryAuditSink, TestClient]) -> None:
+    _portal, sink, client = env
+    client.get("/login")
+    r = client.post("/login", data={"csrf": "forged", "username": "alice"})
+    assert r.status_code == 403
+    assert "did not come from this site" in r.text
+    assert "web.csrf.rejected" in sink.actions()
+
+
+def test_membership_removal_stops_tokens(
+    env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
+) -> None:
+    _portal, _sink, client = env
+    secret = enrol_alice(client, clock)
+    login(client, secret, clock)
+    csec = register(client, "gut-2026", "nbdc-standard", ["alice"])
+    pkce = Pkce.new()
+    code = urllib.parse.parse_qs(
+        urllib.parse.urlparse(authorize(client, "hub-gut-2026", pkce).headers["location"]).query
+    )["code"][0]
+    register(client, "gut-2026", "nbdc-standard", [])
+    r = client.post(
+        "/oidc/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": pkce.verifier,
+        },
+        auth=("hub-gut-2026", csec),
+    )
+    assert r.status_code == 400
+    assert "no longer a member" in r.json()["error_description"]
+
+
+def test_idle_timeout_ends_the_session(
+    env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
+) -> None:
+    _portal, sink, client = env
+    secret = enrol_alice(client, clock)
+    login(client, secret, clock)
+    assert client.get("/", follow_redirects=False).status_code == 200
+    clock.advance(15 * 60 + 1)
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+    ended = [e for e in sink.events if e["action"] == "session.ended"]
+    assert ended
+    assert ended[-1]["details"]["reason"] == "idle timeout"
