@@ -66,7 +66,8 @@ def enrol_alice(client: TestClient, clock: FakeClock) -> str:
         data={"csrf": csrf_of(r.text), "code": totp_at(secret_b32=secret, for_time=int(clock()))},
         follow_redirects=True,
     )
-    assert r.status_code == 200 and 'id="done"' in r.text, r.text
+    assert r.status_code == 200, r.text
+    assert 'id="done"' in r.text
     r = client.post("/enrol/done", data={"csrf": csrf_of(r.text)}, follow_redirects=False)
     assert r.status_code == 303
     assert r.headers["location"] == "/login"
