@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from auth.cli import enclaves, portal, users
 from policies.cli import tiers
 
 from . import __doc__ as _pkg_doc  # noqa: F401  (keeps the package docstring importable)
@@ -20,6 +21,9 @@ def cli() -> None:
 
 
 cli.add_command(tiers)
+cli.add_command(portal)
+cli.add_command(users)
+cli.add_command(enclaves)
 
 
 def main() -> None:
