@@ -23,7 +23,7 @@ lint: setup
 	$(BIN)/python -m policies.docs --check docs/tiers.md
 
 bench: setup
-	@set -e; for b in benchmarks/*.py; do echo "== $$b" >&2; $(BIN)/python $$b; done
+	@set -e; for b in benchmarks/*.py; do echo "== $$b" >&2; $(BIN)/python -P $$b; done
 
 docs: setup
 	$(BIN)/python -m policies.docs --write docs/tiers.md

@@ -4,3 +4,53 @@ Data files plus pure decision functions; read by ``audit``, ``auth`` and
 ``controller`` so that a tier's rules live in exactly one place. This package
 imports nothing of ours and performs no I/O beyond reading its own catalog files.
 """
+
+from ._catalog import TIER_IDS, Catalog, load_catalog
+from ._decisions import (
+    BIOMETRIC_AMR,
+    FactorCategory,
+    FactorKind,
+    LoginDecision,
+    NetworkDecision,
+    VerifiedFactor,
+    acr_for_aal,
+    check_source_network,
+    evaluate_claims,
+    evaluate_login,
+)
+from ._model import (
+    CONTROL_GROUPS,
+    SOURCES,
+    Control,
+    ExportContent,
+    PodSecurityLevel,
+    Stricter,
+    Tier,
+)
+from .errors import CatalogError, PolicyError, UnknownTierError
+
+__all__ = [
+    "BIOMETRIC_AMR",
+    "CONTROL_GROUPS",
+    "SOURCES",
+    "TIER_IDS",
+    "Catalog",
+    "CatalogError",
+    "Control",
+    "ExportContent",
+    "FactorCategory",
+    "FactorKind",
+    "LoginDecision",
+    "NetworkDecision",
+    "PodSecurityLevel",
+    "PolicyError",
+    "Stricter",
+    "Tier",
+    "UnknownTierError",
+    "VerifiedFactor",
+    "acr_for_aal",
+    "check_source_network",
+    "evaluate_claims",
+    "evaluate_login",
+    "load_catalog",
+]

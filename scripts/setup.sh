@@ -46,12 +46,16 @@ fi
 want=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ "$(cat .venv/.enclave-stamp 2>/dev/null)" != "$want" ]; then
   say "installing Python packages into .venv (first time takes a few minutes)"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+  log=$(mktemp)
+  if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"; say "pip install failed (output above)"; exit 1
+  fi
+  rm -f "$log"
   echo "$want" > .venv/.enclave-stamp
 fi
 
 # --- 3. npm packages -------------------------------------------------------------
-want=$(cat package.json package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
+want=$(cat package.json $( [ -f package-lock.json ] && echo package-lock.json ) | sha256sum | cut -c1-16)
 if [ "$(cat node_modules/.enclave-stamp 2>/dev/null)" != "$want" ]; then
   say "installing npm packages"
   if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi

@@ -1,0 +1,311 @@
+"""Pure decision functions shared by the portal and every hub authenticator.
+
+One answer, in one place, to "do these verified factors satisfy this tier?",
+"do these token claims satisfy this tier?" and "may this client address enter?".
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ._model import Tier
+
+__all__ = [
+    "BIOMETRIC_AMR",
+    "FactorCategory",
+    "FactorKind",
+    "LoginDecision",
+    "NetworkDecision",
+    "VerifiedFactor",
+    "acr_for_aal",
+    "check_source_network",
+    "evaluate_claims",
+    "evaluate_login",
+]
+
+
+class FactorKind(enum.StrEnum):
+    """The authenticators the portal verifies."""
+
+    PASSWORD = "password"  # noqa: S105 (a factor kind, not a secret)
+    TOTP = "totp"
+    WEBAUTHN = "webauthn"
+
+
+class FactorCategory(enum.StrEnum):
+    """The categories of NBDC-U7 §3 ①; the values go into the ``enclave_factors`` claim."""
+
+    KNOWLEDGE = "knowledge"
+    POSSESSION = "possession"
+    BIOMETRIC = "biometric"
+
+
+#: RFC 8176 values that name a biometric modality.
+BIOMETRIC_AMR = frozenset({"fpt", "face", "iris", "retina", "vbm"})
+
+
+def acr_for_aal(aal: int) -> str:
+    """The ``acr`` claim value naming an NIST-63B4 authenticator assurance level."""
+    return f"urn:enclave:aal{aal}"
+
+
+@dataclass(frozen=True)
+class VerifiedFactor:
+    """One factor the portal has verified in this login.
+
+    ``user_verified``: the WebAuthn UV flag was set and checked.
+    ``biometric_attested``: the authenticator's attested AAGUID is on the operator's
+    allow-list of models whose only user-verification method is biometric (TIERS.md:
+    UV alone never proves a biometric). ``backup_eligible``: the credential may be
+    synced (a passkey), so it is not device-bound.
+    """
+
+    kind: FactorKind
+    user_verified: bool = False
+    biometric_attested: bool = False
+    backup_eligible: bool = False
+    biometric_amr: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, FactorKind):
+            raise ValueError(f"unknown factor kind {self.kind!r}")
+        webauthn_only = self.user_verified or self.biometric_attested or self.backup_eligible
+        if self.kind is not FactorKind.WEBAUTHN and webauthn_only:
+            raise ValueError("user_verified, biometric_attested and backup_eligible are WebAuthn's")
+        if self.biometric_attested and not self.user_verified:
+            raise ValueError("a biometric is only attested through user verification (UV)")
+        if self.biometric_amr is not None and (
+            not self.biometric_attested or self.biometric_amr not in BIOMETRIC_AMR
+        ):
+            raise ValueError("biometric_amr needs biometric_attested and an RFC 8176 biometric")
+
+
+@dataclass(frozen=True)
+class LoginDecision:
+    """The outcome of :func:`evaluate_login` or :func:`evaluate_claims`."""
+
+    allowed: bool
+    categories: frozenset[FactorCategory]
+    category_count: int
+    aal: int
+    amr: tuple[str, ...]
+    acr: str
+    reasons: tuple[str, ...] = field(default=())
+
+
+def evaluate_login(*, tier: Tier, factors: Sequence[VerifiedFactor]) -> LoginDecision:
+    """Decide whether the factors verified in one login satisfy ``tier``.
+
+    The caller MUST pass only factors it has verified cryptographically in this
+    login (a failed factor is not passed at all) and MUST refuse entry unless
+    ``allowed`` is true.
+
+    1. Drop what the tier does not count: WebAuthn without UV where the tier
+       requires UV; a backup-eligible (synced) WebAuthn key where the tier requires
+       device-bound keys. Each dropped factor gives a reason.
+    2. Prove categories: password -> knowledge; TOTP -> possession; WebAuthn ->
+       possession, plus biometric when attested.
+    3. WebAuthn UV without an attested biometric proves "knowledge or biometric,
+       unknown which": it counts as one more category only when neither knowledge
+       nor biometric is already proven (so it can never be counted twice).
+    4. Compare with the tier: factors, categories, phishing resistance,
+       biometric, assurance level.
+    """
+    dropped: list[str] = []
+    reasons: list[str] = []
+    login = tier.login
+    counted: list[VerifiedFactor] = []
+    # 1.
+    for f in factors:
+        if f.kind is FactorKind.WEBAUTHN:
+            if login.webauthn_user_verification and not f.user_verified:
+                dropped.append(
+                    "the security key did not verify the user (UV), so this tier does not count it"
+                )
+                continue
+            if login.require_device_bound and f.backup_eligible:
+                dropped.append(
+                    "a synced passkey is not device-bound, so this tier does not count it"
+                )
+                continue
+        counted.append(f)
+    # 2.
+    categories: set[FactorCategory] = set()
+    uv_unknown = False
+    for f in counted:
+        if f.kind is FactorKind.PASSWORD:
+            categories.add(FactorCategory.KNOWLEDGE)
+        elif f.kind is FactorKind.TOTP:
+            categories.add(FactorCategory.POSSESSION)
+        else:
+            categories.add(FactorCategory.POSSESSION)
+            if f.biometric_attested:
+                categories.add(FactorCategory.BIOMETRIC)
+            elif f.user_verified:
+                uv_unknown = True
+    # 3.
+    category_count = len(categories)
+    if uv_unknown and not categories & {FactorCategory.KNOWLEDGE, FactorCategory.BIOMETRIC}:
+        category_count += 1
+    kinds = {f.kind for f in counted}
+    webauthn = [f for f in counted if f.kind is FactorKind.WEBAUTHN]
+    phishing_resistant = bool(webauthn)
+    device_bound_pr = any(not f.backup_eligible for f in webauthn)
+    aal = _aal(category_count, phishing_resistant, device_bound_pr)
+    # 4.
+    if len(kinds) < login.min_factors:
+        reasons.append(
+            f"this tier needs {login.min_factors} separately verified factors; {len(kinds)} counted"
+        )
+    if category_count < login.min_categories:
+        reasons.append(
+            f"this tier needs {login.min_categories} distinct factor categories "
+            f"(biometric, possession, knowledge); {category_count} proven"
+        )
+    if login.require_phishing_resistant and not phishing_resistant:
+        reasons.append("this tier needs a phishing-resistant factor (a WebAuthn security key)")
+    if login.require_biometric and FactorCategory.BIOMETRIC not in categories:
+        reasons.append(
+            "this tier needs a biometric factor: WebAuthn with user verification on an "
+            "authenticator model the operator lists as biometric"
+        )
+    if aal < login.aal:
+        reasons.append(
+            f"this tier needs assurance level AAL{login.aal}; this login reached AAL{aal}"
+        )
+    amr = _amr(counted, category_count)
+    return LoginDecision(
+        allowed=not reasons,
+        categories=frozenset(categories),
+        category_count=category_count,
+        aal=aal,
+        amr=amr,
+        acr=acr_for_aal(aal),
+        reasons=tuple(dropped + reasons),
+    )
+
+
+def _aal(category_count: int, phishing_resistant: bool, device_bound: bool) -> int:
+    if category_count >= 2 and phishing_resistant and device_bound:
+        return 3
+    if category_count >= 2:
+        return 2
+    return 1
+
+
+def _amr(counted: Sequence[VerifiedFactor], category_count: int) -> tuple[str, ...]:
+    amr: list[str] = []
+    for f in counted:
+        if f.kind is FactorKind.PASSWORD:
+            amr.append("pwd")
+        elif f.kind is FactorKind.TOTP:
+            amr.append("otp")
+        else:
+            amr.append("swk" if f.backup_eligible else "hwk")
+            if f.user_verified:
+                amr.append("user")
+            if f.biometric_amr:
+                amr.append(f.biometric_amr)
+    if category_count >= 2:
+        amr.append("mfa")
+    return tuple(dict.fromkeys(amr))
+
+
+def evaluate_claims(
+    *, tier: Tier, enclave_factors: Sequence[str], amr: Sequence[str], acr: str
+) -> LoginDecision:
+    """Decide whether an ID token's claims satisfy ``tier`` (the hub's check).
+
+    The caller MUST have verified the token's signature, issuer, audience and
+    expiry first, and MUST run this before any admin or allow-all shortcut.
+
+    1. Parse ``enclave_factors`` into categories; an unknown value refuses.
+    2. Parse ``acr``; an unknown value refuses.
+    3. Phishing resistance needs ``hwk`` or ``swk`` in ``amr``; device-bound needs ``hwk``.
+    4. Compare categories, biometric and assurance level with the tier.
+    """
+    reasons: list[str] = []
+    categories: set[FactorCategory] = set()
+    for value in enclave_factors:
+        try:
+            categories.add(FactorCategory(value))
+        except ValueError:
+            reasons.append(f"the token names an unknown factor category {value!r}")
+    aal = 0
+    for n in (1, 2, 3):
+        if acr == acr_for_aal(n):
+            aal = n
+    if aal == 0:
+        reasons.append(f"the token's assurance level {acr!r} is unknown")
+    login = tier.login
+    factors = len({"pwd", "otp"} & set(amr)) + (1 if {"hwk", "swk"} & set(amr) else 0)
+    # A "knowledge or biometric, unknown which" category (WebAuthn UV) is never
+    # named in enclave_factors; the token's "mfa" says the portal counted it.
+    category_count = len(categories)
+    if "mfa" in amr and "user" in amr and category_count == 1:
+        category_count = 2
+    if factors < login.min_factors:
+        reasons.append(
+            f"this tier needs {login.min_factors} separately verified factors; "
+            f"the token shows {factors}"
+        )
+    if category_count < login.min_categories:
+        reasons.append(
+            f"this tier needs {login.min_categories} distinct factor categories; "
+            f"the token proves {category_count}"
+        )
+    if login.require_phishing_resistant and not {"hwk", "swk"} & set(amr):
+        reasons.append("this tier needs a phishing-resistant factor (a WebAuthn security key)")
+    if login.require_device_bound and "hwk" not in amr:
+        reasons.append("this tier needs a device-bound key")
+    if login.require_biometric and FactorCategory.BIOMETRIC not in categories:
+        reasons.append("this tier needs an attested biometric factor")
+    if aal < login.aal:
+        reasons.append(f"this tier needs assurance level AAL{login.aal}; the token has AAL{aal}")
+    return LoginDecision(
+        allowed=not reasons,
+        categories=frozenset(categories),
+        category_count=category_count,
+        aal=aal,
+        amr=tuple(amr),
+        acr=acr,
+        reasons=tuple(reasons),
+    )
+
+
+@dataclass(frozen=True)
+class NetworkDecision:
+    allowed: bool
+    reason: str
+
+
+def check_source_network(
+    *, tier: Tier, allowlist: Sequence[str], client_ip: str
+) -> NetworkDecision:
+    """May a client at ``client_ip`` enter an enclave with this ``allowlist``?
+
+    The caller MUST pass the client address as established through its trusted
+    proxies only. An empty allow-list denies where the tier requires one (fail
+    closed) and allows where it is optional. A malformed address or network denies.
+    """
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return NetworkDecision(False, f"the client address {client_ip!r} is not an IP address")
+    if not allowlist:
+        if tier.network.source_allowlist_required:
+            return NetworkDecision(
+                False, "this tier admits only listed client networks, and none is listed"
+            )
+        return NetworkDecision(True, "this tier does not restrict client networks")
+    for cidr in allowlist:
+        try:
+            network = ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            return NetworkDecision(False, f"the allow-list entry {cidr!r} is not a network")
+        if address.version == network.version and address in network:
+            return NetworkDecision(True, f"{client_ip} is in the listed network {network}")
+    return NetworkDecision(False, f"{client_ip} is not in any listed client network")

@@ -1,0 +1,66 @@
+"""One rendering of the catalog, shared by ``enclave tiers`` and ``docs/tiers.md``."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from ._catalog import Catalog
+from ._model import Tier
+
+__all__ = ["catalog_as_dict", "format_value", "tier_as_dict"]
+
+SCHEMA_VERSION = "enclave.dev/v1alpha1"
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def tier_as_dict(tier: Tier) -> dict[str, Any]:
+    """The stable machine-readable form of one tier (``--json``)."""
+    controls: dict[str, Any] = {}
+    for group, control in tier.controls():
+        controls[group] = {
+            "title": type(control).title,
+            "settings": {name: _plain(value) for name, value, _, _ in control.settings()},
+            "sources": list(control.sources),
+            "note": control.note,
+        }
+    return {
+        "id": tier.id,
+        "name": tier.name,
+        "provider": tier.provider,
+        "provider_level": tier.provider_level,
+        "summary": tier.summary,
+        "controls": controls,
+        "unsafe_exceptions": [
+            {"control": e.control, "value": e.value, "baseline": e.baseline, "reason": e.reason}
+            for e in tier.unsafe_exceptions
+        ],
+    }
+
+
+def catalog_as_dict(catalog: Catalog) -> dict[str, Any]:
+    return {
+        "apiVersion": SCHEMA_VERSION,
+        "kind": "TierCatalog",
+        "overlay": catalog.overlay,
+        "tiers": [tier_as_dict(t) for t in catalog],
+    }
+
+
+def format_value(name: str, value: Any) -> str:
+    """A value as a security officer reads it: yes/no, minutes and hours, words."""
+    value = _plain(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if name.endswith("_s") and isinstance(value, int):
+        if value % 3600 == 0:
+            return f"{value // 3600} h"
+        if value % 60 == 0:
+            return f"{value // 60} min"
+        return f"{value} s"
+    if name == "aal":
+        return f"AAL{value}"
+    return str(value)

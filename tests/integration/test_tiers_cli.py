@@ -1,0 +1,145 @@
+"""``enclave tiers`` as operators and scripts run it: the real console script."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from policies import CONTROL_GROUPS, TIER_IDS
+from policies.docs import render_markdown
+
+ROOT = Path(__file__).parents[2]
+ENCLAVE = Path(sys.executable).with_name("enclave")
+OVERLAYS = ROOT / "tests" / "assets" / "policies" / "overlays"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    assert ENCLAVE.exists(), f"{ENCLAVE} is missing: run `make setup`"
+    return subprocess.run(
+        [str(ENCLAVE), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "ENCLAVE_LOG_FORMAT": "json", **(env or {})},
+    )
+
+
+def test_list_json_has_every_tier_control_and_citation():
+    r = run("tiers", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["kind"] == "TierCatalog"
+    assert [t["id"] for t in doc["tiers"]] == list(TIER_IDS)
+    for tier in doc["tiers"]:
+        assert list(tier["controls"]) == list(CONTROL_GROUPS)
+        for group, control in tier["controls"].items():
+            assert control["sources"], f"{tier['id']}.{group}"
+            assert control["settings"], f"{tier['id']}.{group}"
+    strong = doc["tiers"][3]["controls"]
+    assert strong["login"]["settings"]["require_biometric"] is True
+    assert strong["egress"]["settings"]["dns"] is False
+    assert "TMM-SP" in strong["login"]["sources"]
+
+
+def test_show_is_readable_for_an_officer():
+    r = run("tiers", "show", "tommo-strong")
+    assert r.returncode == 0, r.stderr
+    for phrase in (
+        "ToMMo strong",
+        "Login factors",
+        "One factor must be an attested biometric",
+        "Idle time after which a session locks",
+        "15 min",
+        "12 h",
+        "The workspace may query cluster DNS",
+        "Every code execution request",
+        "TMM-SP",
+        "NIST SP 800-63B-4",
+    ):
+        assert phrase in r.stdout, phrase
+    assert "{" not in r.stdout  # prose and tables, not a data dump
+
+
+def test_show_json_matches_list_json():
+    one = json.loads(run("tiers", "show", "nbdc-high", "--json").stdout)
+    every = json.loads(run("tiers", "list", "--json").stdout)
+    assert one == every["tiers"][1]
+
+
+def _cases():
+    with (OVERLAYS / "cases.tsv").open() as f:
+        return [r for r in csv.reader(f, delimiter="\t") if r and not r[0].startswith("#")]
+
+
+@pytest.mark.parametrize(("file", "path", "problem"), _cases(), ids=lambda v: str(v)[:30])
+def test_bad_overlay_exits_2_with_one_line(file, path, problem):
+    r = run("tiers", "list", "--overlay", str(OVERLAYS / file))
+    assert r.returncode == 2
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert str(OVERLAYS / file) in lines[0]
+    assert path in lines[0]
+    assert problem in lines[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_catalog_dir_exits_2_naming_the_file(tmp_path):
+    for f in (ROOT / "policies" / "catalog").glob("*.yaml"):
+        shutil.copy(f, tmp_path)
+    (tmp_path / "nbdc-high.yaml").write_text(
+        (tmp_path / "nbdc-high.yaml").read_text().replace("enabled: false", "enabled: 'no'")
+    )
+    r = run("tiers", "list", env={"ENCLAVE_TIER_CATALOG": str(tmp_path)})
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        f"enclave: {tmp_path / 'nbdc-high.yaml'}: terminals.enabled: "
+        "input should be a valid boolean (got 'no')"
+    )
+
+
+def test_unsafe_exception_is_warned_and_shown(tmp_path):
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(
+        "unsafeExceptions:\n  - {tier: nbdc-high, control: terminals.enabled, value: true,"
+        " reason: Pilot approved by the review board on 2026-10-01.}\n"
+    )
+    r = run("tiers", "show", "nbdc-high", env={"ENCLAVE_TIER_OVERLAY": str(overlay)})
+    assert r.returncode == 0, r.stderr
+    assert "UNSAFE EXCEPTION terminals.enabled" in r.stdout
+    warning = json.loads(r.stderr.strip().splitlines()[0])
+    assert warning["level"] == "warning"
+    assert warning["control"] == "terminals.enabled"
+
+
+def test_unknown_tier_exits_2():
+    r = run("tiers", "show", "nbdc-ultra")
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        "enclave: unknown tier 'nbdc-ultra'; known tiers: nbdc-standard, nbdc-high, "
+        "tommo-standard, tommo-strong"
+    )
+
+
+def test_version_and_help_everywhere():
+    assert run("--version").stdout.startswith("enclave, version ")
+    for args in (
+        ["--help"],
+        ["tiers", "--help"],
+        ["tiers", "list", "--help"],
+        ["tiers", "show", "-h"],
+    ):
+        r = run(*args)
+        assert r.returncode == 0, args
+        assert "Usage:" in r.stdout, args
+
+
+def test_docs_tiers_md_is_generated_from_the_catalog():
+    assert (ROOT / "docs" / "tiers.md").read_text() == render_markdown(), "run `make docs`"
