@@ -9,8 +9,6 @@ forbids inline script and framing.
 from __future__ import annotations
 
 import hmac
-import secrets
-import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,7 +35,14 @@ from ._errors import (
 from ._factors import FactorResult, factor_to_json, factors_from_json
 from ._i18n import LANGS, translate
 from ._oidc import pkce_s256_matches, validate_code_verifier
-from ._policy import FactorKind, LoginDecision, Tier, evaluate_login, needs_enrolment_approval
+from ._policy import (
+    LoginDecision,
+    Tier,
+    acr_for_aal,
+    check_source_network,
+    evaluate_login,
+    needs_enrolment_approval,
+)
 from ._portal import Portal
 from ._store import EnclaveRecord, SessionRecord, User
 
@@ -925,14 +930,11 @@ def create_app(*, portal: Portal) -> FastAPI:
         tier = portal.tier(enc.tier)
         decision = decide(ctx, tier)
         blockers: list[str] = []
-        if tier.network.source_allowlist_required and not enc.networks:
-            blockers.append(
-                "This enclave's tier requires a source-network allow-list and none is set."
-            )
-        if enc.networks and not portal.ip_allowed(client_ip=ctx.client_ip, networks=enc.networks):
-            blockers.append(
-                "You are connecting from a network that is not allowed for this enclave."
-            )
+        net = check_source_network(
+            tier=tier, allowlist=list(enc.networks), client_ip=ctx.client_ip or ""
+        )
+        if not net.allowed:
+            blockers.append(f"Entry from your network is not allowed: {net.reason}.")
         auth_time = ctx.session.auth_time or 0.0
         if portal.clock() - auth_time > tier.session.max_session_s:
             blockers.append("Your sign-in is too old for this enclave; sign in again.")
@@ -1155,7 +1157,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 "name",
                 "sid",
             ],
-            acr_values_supported=[f"urn:enclave:acr:{t}" for t in portal.catalog.names()],
+            acr_values_supported=[acr_for_aal(n) for n in (1, 2, 3)],
         )
 
     @app.get("/oidc/jwks")
@@ -1676,5 +1678,4 @@ def create_app(*, portal: Portal) -> FastAPI:
         )
         return {"kid": kid}
 
-    _ = (time, secrets, FactorKind)  # imported for type context and future use
     return app

@@ -688,7 +688,11 @@ class Factors:
             biometric_attested=bool(v.user_verified and cred.biometric_attested and cred.approved),
             backup_eligible=cred.backup_eligible
             or v.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
-            biometric_amr=self.webauthn.biometric_aaguids.get(cred.aaguid or ""),
+            biometric_amr=(
+                self.webauthn.biometric_aaguids.get(cred.aaguid or "")
+                if v.user_verified and cred.biometric_attested and cred.approved
+                else None
+            ),
         )
         return self._pass(
             user=user,

@@ -44,22 +44,45 @@ class PortalProcess:
     def start(self) -> PortalProcess:
         keys = self.state / "keys"
         if not keys.exists():
-            subprocess.run([sys.executable, "-m", "auth", "init-keys", str(keys)], check=True,
-                           capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "auth", "init-keys", str(keys)],
+                check=True,
+                capture_output=True,
+            )
         token_file = self.state / "admin-token"
         token_file.write_text(ADMIN_TOKEN)
         log = open(self.state / f"portal-{self.port}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "auth", "serve", "--store", f"sqlite:///{self.state / 'id.db'}",
-             "--key-file", str(keys), "--audit-log", str(self.state / "audit.jsonl"),
-             "--issuer", self.base, "--rp-id", "localhost", "--port", str(self.port),
-             "--admin-token-file", str(token_file)],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            [
+                sys.executable,
+                "-m",
+                "auth",
+                "serve",
+                "--store",
+                f"sqlite:///{self.state / 'id.db'}",
+                "--key-file",
+                str(keys),
+                "--audit-log",
+                str(self.state / "audit.jsonl"),
+                "--issuer",
+                self.base,
+                "--rp-id",
+                "localhost",
+                "--port",
+                str(self.port),
+                "--admin-token-file",
+                str(token_file),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"portal exited: {(self.state / f'portal-{self.port}.log').read_text()}")
+                raise RuntimeError(
+                    f"portal exited: {(self.state / f'portal-{self.port}.log').read_text()}"
+                )
             try:
                 if httpx.get(self.base + "/healthz", timeout=1).status_code == 200:
                     return self
@@ -78,8 +101,13 @@ class PortalProcess:
                 self.proc.wait()
 
     def admin(self, method: str, path: str, **kw: object) -> httpx.Response:
-        return httpx.request(method, self.base + path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                             timeout=30, **kw)  # type: ignore[arg-type]
+        return httpx.request(
+            method,
+            self.base + path,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=30,
+            **kw,
+        )  # type: ignore[arg-type]
 
     def audit_events(self) -> list[dict[str, object]]:
         import json

@@ -54,10 +54,17 @@ def test_authlib_client_code_pkce_and_logout(
 
     redirect_uri = rp_callback + "/hub/oauth_callback"
     r = portal_server.admin(
-        "PUT", "/api/admin/enclaves/oidc-std",
-        json={"tier": "nbdc-standard", "members": [{"user": "oidc-user"}],
-              "client": {"client_id": "hub-oidc-std", "redirect_uris": [redirect_uri],
-                         "post_logout_redirect_uris": [rp_callback + "/bye"]}},
+        "PUT",
+        "/api/admin/enclaves/oidc-std",
+        json={
+            "tier": "nbdc-standard",
+            "members": [{"user": "oidc-user"}],
+            "client": {
+                "client_id": "hub-oidc-std",
+                "redirect_uris": [redirect_uri],
+                "post_logout_redirect_uris": [rp_callback + "/bye"],
+            },
+        },
     )
     assert r.status_code == 200, r.text
     client_secret = r.json()["client_secret"]
@@ -73,8 +80,11 @@ def test_authlib_client_code_pkce_and_logout(
     page.wait_for_selector("#sessions")
 
     client = OAuth2Client(
-        client_id="hub-oidc-std", client_secret=client_secret, scope="openid profile",
-        redirect_uri=redirect_uri, code_challenge_method="S256",
+        client_id="hub-oidc-std",
+        client_secret=client_secret,
+        scope="openid profile",
+        redirect_uri=redirect_uri,
+        code_challenge_method="S256",
         token_endpoint_auth_method="client_secret_basic",
     )
     verifier = secrets.token_urlsafe(48)
@@ -87,31 +97,44 @@ def test_authlib_client_code_pkce_and_logout(
     page.wait_for_url(redirect_uri + "?**")
     back = page.url
     assert urllib.parse.parse_qs(urllib.parse.urlparse(back).query)["state"] == [state]
-    token = client.fetch_token(disc["token_endpoint"], authorization_response=back, code_verifier=verifier)
+    token = client.fetch_token(
+        disc["token_endpoint"], authorization_response=back, code_verifier=verifier
+    )
     jwks = JsonWebKey.import_key_set(httpx.get(disc["jwks_uri"]).json())
     claims = jwt.decode(
-        token["id_token"], jwks,
-        claims_options={"iss": {"essential": True, "value": disc["issuer"]},
-                        "aud": {"essential": True, "value": "hub-oidc-std"},
-                        "nonce": {"essential": True, "value": nonce}},
+        token["id_token"],
+        jwks,
+        claims_options={
+            "iss": {"essential": True, "value": disc["issuer"]},
+            "aud": {"essential": True, "value": "hub-oidc-std"},
+            "nonce": {"essential": True, "value": nonce},
+        },
     )
     claims.validate()
     assert claims["preferred_username"] == "oidc-user"
-    assert "pwd" in claims["amr"] and "otp" in claims["amr"] and "mfa" in claims["amr"]
+    assert "pwd" in claims["amr"]
+    assert "otp" in claims["amr"]
+    assert "mfa" in claims["amr"]
     assert claims["enclave_factors"] == ["knowledge", "possession"]
     assert claims["enclaves"] == ["oidc-std"]
-    assert claims["acr"] == "urn:enclave:acr:nbdc-standard"
+    assert claims["acr"] == "urn:enclave:aal2"
     assert abs(claims["auth_time"] - claims["iat"]) < 600
     info = client.get(disc["userinfo_endpoint"]).json()
     assert info["sub"] == claims["sub"]
 
     # RP-initiated logout with id_token_hint ends the session and returns to the RP.
-    q = urllib.parse.urlencode({"id_token_hint": token["id_token"], "state": "bye-1",
-                                "post_logout_redirect_uri": rp_callback + "/bye"})
+    q = urllib.parse.urlencode(
+        {
+            "id_token_hint": token["id_token"],
+            "state": "bye-1",
+            "post_logout_redirect_uri": rp_callback + "/bye",
+        }
+    )
     page.goto(disc["end_session_endpoint"] + "?" + q)
     page.wait_for_url(rp_callback + "/bye?state=bye-1")
     page.goto(portal_server.base + "/")
     page.wait_for_url("**/login")
     ctx.close()
     acts = [e["action"] for e in portal_server.audit_events() if e["actor"] == "oidc-user"]
-    assert "oidc.token.issued" in acts and "session.ended" in acts
+    assert "oidc.token.issued" in acts
+    assert "session.ended" in acts

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def two_portals(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PortalProcess, PortalProcess]]:
+def two_portals(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[PortalProcess, PortalProcess]]:
     state = tmp_path_factory.mktemp("shared")
     a = PortalProcess(state=state).start()
     b = PortalProcess(state=state).start()
@@ -49,7 +51,11 @@ def test_totp_code_is_single_use_across_processes(
     assert "already used" in page.inner_text("#error")
     assert page.locator("#sessions").count() == 0
     ctx.close()
-    failed = [e for e in a.audit_events() if e["action"] == "auth.factor.failed" and e["actor"] == "two-proc"]
+    failed = [
+        e
+        for e in a.audit_events()
+        if e["action"] == "auth.factor.failed" and e["actor"] == "two-proc"
+    ]
     assert failed[-1]["details"]["reason"] == "code reused"
 
     # Raw-byte search: DB (+ WAL), audit log, server logs.

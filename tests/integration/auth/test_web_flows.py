@@ -186,7 +186,7 @@ def test_invite_enrol_login_and_oidc_token(
     assert set(claims["amr"]) >= {"pwd", "otp", "mfa"}
     assert claims["enclave_factors"] == ["knowledge", "possession"]
     assert claims["enclaves"] == ["gut-2026"]
-    assert claims["acr"] == "urn:enclave:acr:nbdc-standard"
+    assert claims["acr"] == "urn:enclave:aal2"
     assert isinstance(claims["auth_time"], int)
     # The code is single-use.
     again = client.post(
