@@ -35,7 +35,7 @@ from typing import Any
 import pyotp
 import segno
 import webauthn
-from webauthn.helpers import bytes_to_base64url, options_to_json
+from webauthn.helpers import options_to_json
 from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AttestationConveyancePreference,
@@ -512,18 +512,33 @@ class Factors:
             )
         return ch
 
-    @staticmethod
-    def _parse(payload: str) -> dict[str, Any]:
+    def _reject(
+        self, *, user: str, client_ip: str | None, ceremony: str, message: str
+    ) -> InvalidInputError:
+        """Audit a refused WebAuthn payload and return the 400 to raise."""
+        self.auditor.record(
+            action="auth.webauthn.rejected",
+            actor=user,
+            outcome="failure",
+            client_ip=client_ip,
+            details={"reason": message, "ceremony": ceremony},
+        )
+        return InvalidInputError(message)
+
+    def _parse(
+        self, payload: str, *, user: str, client_ip: str | None, ceremony: str
+    ) -> dict[str, Any]:
+        def bad(message: str) -> InvalidInputError:
+            return self._reject(user=user, client_ip=client_ip, ceremony=ceremony, message=message)
+
         if len(payload) > MAX_WEBAUTHN_JSON:
-            raise InvalidInputError(
-                f"The WebAuthn response is larger than {MAX_WEBAUTHN_JSON} bytes."
-            )
+            raise bad(f"The WebAuthn response is larger than {MAX_WEBAUTHN_JSON} bytes.")
         try:
             data = json.loads(payload)
         except ValueError:
-            raise InvalidInputError("The WebAuthn response is not valid JSON.") from None
+            raise bad("The WebAuthn response is not valid JSON.") from None
         if not isinstance(data, dict):
-            raise InvalidInputError("The WebAuthn response must be a JSON object.")
+            raise bad("The WebAuthn response must be a JSON object.")
         return data
 
     def finish_webauthn_registration(
@@ -535,7 +550,9 @@ class Factors:
             user=user.username,
             client_ip=client_ip,
         )
-        data = self._parse(credential_json)
+        data = self._parse(
+            credential_json, user=user.username, client_ip=client_ip, ceremony="webauthn-register"
+        )
         try:
             v = webauthn.verify_registration_response(
                 credential=data,
@@ -638,27 +655,37 @@ class Factors:
             user=user.username,
             client_ip=client_ip,
         )
-        data = self._parse(credential_json)
+        ceremony = "webauthn-authenticate"
+        data = self._parse(
+            credential_json, user=user.username, client_ip=client_ip, ceremony=ceremony
+        )
         raw_id = data.get("rawId") or data.get("id")
-        if not isinstance(raw_id, str) or len(raw_id) > 1400:
-            raise InvalidInputError("The WebAuthn response has no valid credential id.")
+        if not isinstance(raw_id, str) or not raw_id or len(raw_id) > 1400:
+            raise self._reject(
+                user=user.username,
+                client_ip=client_ip,
+                ceremony=ceremony,
+                message="The WebAuthn response has no valid credential id.",
+            )
         try:
-            cred_bytes = base64.urlsafe_b64decode(raw_id + "=" * (-len(raw_id) % 4))
+            cred_bytes = base64.b64decode(
+                raw_id + "=" * (-len(raw_id) % 4), altchars=b"-_", validate=True
+            )
         except ValueError:
-            raise InvalidInputError("The WebAuthn credential id is not base64url.") from None
+            raise self._reject(
+                user=user.username,
+                client_ip=client_ip,
+                ceremony=ceremony,
+                message="The WebAuthn credential id is not base64url.",
+            ) from None
         cred = self.store.find_webauthn(webauthn_id=cred_bytes)
         if cred is None or cred.user_id != user.id:
-            self.auditor.record(
-                action="auth.webauthn.rejected",
-                actor=user.username,
-                outcome="failure",
+            raise self._reject(
+                user=user.username,
                 client_ip=client_ip,
-                details={
-                    "reason": "unknown credential",
-                    "credential_id": bytes_to_base64url(cred_bytes)[:64],
-                },
+                ceremony=ceremony,
+                message="That security key is not enrolled for your account.",
             )
-            raise InvalidInputError("That security key is not enrolled for your account.")
         self._precheck(cred=cred, client_ip=client_ip)
         need_uv = tier.login.webauthn_user_verification
         try:
