@@ -1347,7 +1347,8 @@ def create_app(*, portal: Portal) -> FastAPI:
         if grant_type != "authorization_code":
             return oauth_error("unsupported_grant_type", "Only authorization_code is supported.")
         # 2. The code: once, unexpired, for this client and redirect URI.
-        payload = store.take_code(code_hash=hash_token(code), now=portal.clock()) if code else None
+        code_hash = hash_token(code)
+        payload = store.peek_code(code_hash=code_hash, now=portal.clock()) if code else None
         if payload is None or payload["client_id"] != client.client_id:
             audit(
                 action="oidc.token.refused",
@@ -1405,11 +1406,22 @@ def create_app(*, portal: Portal) -> FastAPI:
             claims["nonce"] = payload["nonce"]
         id_token = portal.keys.sign(claims)
         access = new_token()
-        store.put_access_token(
+        # 5. Consume the code and store the access token atomically: one winner.
+        if not store.redeem_code(
+            code_hash=code_hash,
+            now=portal.clock(),
             token_hash=hash_token(access),
-            payload={"user_id": user.id, "enclave": payload["enclave"], "claims": claims},
-            expires_at=now + s.access_token_ttl_s,
-        )
+            token_payload={"user_id": user.id, "enclave": payload["enclave"], "claims": claims},
+            token_expires_at=now + s.access_token_ttl_s,
+        ):
+            audit(
+                action="oidc.token.refused",
+                actor=client.client_id,
+                outcome="failure",
+                client_ip=ip,
+                details={"reason": "code redeemed concurrently"},
+            )
+            return oauth_error("invalid_grant", "The code is unknown, expired or already used.")
         audit(
             action="oidc.token.issued",
             actor=user.username,

@@ -32,26 +32,68 @@ class AuditSink(Protocol):
 
 
 class FileAuditSink:
-    """Append one canonical JSON line per event, fsync'd before returning."""
+    """Append one canonical JSON line per event; ``emit`` returns once it is fsync'd.
+
+    Group commit: concurrent callers share one write + fsync (the first waiting
+    caller becomes the leader for everything queued so far), so durability costs
+    one fsync per batch rather than per event. If the write fails, every caller in
+    that batch gets ``AuditUnavailableError`` (fail closed).
+    """
 
     def __init__(self, *, path: Path) -> None:
         self._path = path
-        self._lock = threading.Lock()
+        self._cv = threading.Condition()
+        self._queue: list[bytes] = []
+        self._queued = 0  # sequence number of the last queued line
+        self._durable = 0  # sequence number of the last fsync'd line
+        self._failed: list[tuple[int, int]] = []  # (first, last) sequence ranges that failed
+        self._leader = False
+
+    def _write(self, lines: list[bytes]) -> None:
+        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            data = b"".join(lines)
+            while data:
+                n = os.write(fd, data)
+                data = data[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def emit(self, event: Mapping[str, Any]) -> None:
         line = orjson.dumps(dict(event), option=orjson.OPT_SORT_KEYS) + b"\n"
-        with self._lock:
-            try:
-                fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with self._cv:
+            self._queue.append(line)
+            self._queued += 1
+            mine = self._queued
+            while True:
+                if any(a <= mine <= b for a, b in self._failed):
+                    raise AuditUnavailableError(
+                        "The audit log cannot be written; the portal refuses to continue."
+                    )
+                if self._durable >= mine:
+                    return
+                if self._leader:
+                    self._cv.wait()
+                    continue
+                self._leader = True
+                batch, first, last = self._queue, self._durable + 1, self._queued
+                self._queue = []
+                self._cv.release()
+                error: OSError | None = None
                 try:
-                    os.write(fd, line)
-                    os.fsync(fd)
+                    self._write(batch)
+                except OSError as e:
+                    error = e
                 finally:
-                    os.close(fd)
-            except OSError as e:
-                raise AuditUnavailableError(
-                    "The audit log cannot be written; the portal refuses to continue."
-                ) from e
+                    self._cv.acquire()
+                    self._leader = False
+                if error is None:
+                    self._durable = last
+                else:
+                    self._failed.append((first, last))
+                    self._durable = last  # later lines start a new batch
+                self._cv.notify_all()
 
 
 class MemoryAuditSink:

@@ -230,8 +230,10 @@ class Factors:
         client_ip: str | None,
         sign_count: int | None = None,
         enclave: str | None = None,
+        reset_done: bool = False,
     ) -> FactorResult:
-        self.store.record_success(cred_id=cred.id, now=self.clock(), sign_count=sign_count)
+        if not reset_done:
+            self.store.record_success(cred_id=cred.id, now=self.clock(), sign_count=sign_count)
         category = _CATEGORY[cred.kind]
         details: dict[str, Any] = {"factor": cred.kind, "category": category, "credential": cred.id}
         if cred.kind == "webauthn":
@@ -446,7 +448,7 @@ class Factors:
                 message="The code is not correct.",
                 enclave=enclave,
             )
-        if not self.store.claim_totp_step(cred_id=cred.id, step=step):
+        if not self.store.claim_totp_step(cred_id=cred.id, step=step, now=self.clock()):
             raise self._fail(
                 user=user,
                 cred=cred,
@@ -462,6 +464,7 @@ class Factors:
             factor=VerifiedFactor(kind=FactorKind.TOTP),
             client_ip=client_ip,
             enclave=enclave,
+            reset_done=True,
         )
 
     # ----- possession / biometric: WebAuthn ------------------------------------------------

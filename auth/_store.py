@@ -188,7 +188,14 @@ class IdentityStore:
         self._pg: Any = None
         self._sqlite: sqlite3.Connection | None = None
         if url.startswith("sqlite:///"):
-            path = url.removeprefix("sqlite:///")
+            path, _, query = url.removeprefix("sqlite:///").partition("?")
+            sync = "FULL"
+            if query:
+                if query.lower() not in ("synchronous=full", "synchronous=normal"):
+                    raise InvalidInputError(
+                        "The only SQLite URL option is synchronous=full|normal."
+                    )
+                sync = query.split("=", 1)[1].upper()
             if not path:
                 raise InvalidInputError("The store URL names no file: use sqlite:///path/to.db.")
             if path != ":memory:":
@@ -196,7 +203,7 @@ class IdentityStore:
             try:
                 conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute(f"PRAGMA synchronous={sync}")
                 conn.execute("PRAGMA busy_timeout=10000")
                 conn.execute("PRAGMA foreign_keys=ON")
                 conn.execute("PRAGMA secure_delete=ON")
@@ -226,12 +233,14 @@ class IdentityStore:
                 self._pg.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[_Tx]:
+    def _tx(self, *, write: bool = True) -> Iterator[_Tx]:
+        """One transaction. Writers take SQLite's write lock up front (BEGIN IMMEDIATE)
+        so read-then-write sequences cannot interleave across processes."""
         with self._lock:
             if self._sqlite is not None:
                 conn = self._sqlite
                 try:
-                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                     try:
                         yield _SqliteTx(conn)
                     except BaseException:
@@ -287,19 +296,19 @@ class IdentityStore:
         return self.get_user(user_id=user_id)
 
     def get_user(self, *, user_id: str) -> User:
-        with self._tx() as tx:
+        with self._tx(write=False) as tx:
             rows = tx.q(f"SELECT {self._USER_COLS} FROM users WHERE id = ?", (user_id,))
         if not rows:
             raise NotFoundError("No such user.")
         return self._user(rows[0])
 
     def find_user(self, *, username: str) -> User | None:
-        with self._tx() as tx:
+        with self._tx(write=False) as tx:
             rows = tx.q(f"SELECT {self._USER_COLS} FROM users WHERE username = ?", (username,))
         return self._user(rows[0]) if rows else None
 
     def list_users(self) -> list[User]:
-        with self._tx() as tx:
+        with self._tx(write=False) as tx:
             rows = tx.q(f"SELECT {self._USER_COLS} FROM users ORDER BY username")
         return [self._user(r) for r in rows]
 
@@ -385,21 +394,21 @@ class IdentityStore:
         return self.get_credential(cred_id=cred_id)
 
     def get_credential(self, *, cred_id: str) -> Credential:
-        with self._tx() as tx:
+        with self._tx(write=False) as tx:
             rows = tx.q(f"SELECT {self._CRED_COLS} FROM credentials WHERE id = ?", (cred_id,))
         if not rows:
             raise NotFoundError("No such credential.")
         return self._cred(rows[0])
 
     def find_webauthn(self, *, webauthn_id: bytes) -> Credential | None:
-        with self._tx() as tx:
+        with self._tx(write=False) as tx:
             rows = tx.q(
                 f"SELECT {self._CRED_COLS} FROM credentials WHERE webauthn_id = ?", (webauthn_id,)
             )
         return self._cred(rows[0]) if rows else None
 
     def list_credentials(self, *, user_id: str, kind: str | None = None) -> list[Credential]:
-        with self._tx() as tx:
+        with self._tx(write=False) as tx:
             if kind is None:
                 rows = tx.q(
                     f"SELECT {self._CRED_COLS} FROM credentials WHERE user_id = ? "
@@ -415,7 +424,7 @@ class IdentityStore:
         return [self._cred(r) for r in rows]
 
     def list_pending_credentials(self) -> list[Credential]:
-        with self._tx() as tx:
+        with self._tx(write=False) as tx:
             rows = tx.q(
                 f"SELECT {self._CRED_COLS} FROM credentials WHERE approved = 0 "
                 "AND kind != 'password' ORDER BY created_at"
@@ -468,7 +477,7 @@ class IdentityStore:
                     (now, sign_count, cred_id),
                 )
 
-    def claim_totp_step(self, *, cred_id: str, step: int) -> bool:
+    def claim_totp_step(self, *, cred_id: str, step: int, now: float | None = None) -> bool:
         """True once per (credential, step) and only for steps after the last accepted one.
 
         The primary key makes the claim atomic across processes sharing the store.
@@ -490,6 +499,13 @@ class IdentityStore:
                 "DELETE FROM totp_used_steps WHERE credential_id = ? AND step < ?",
                 (cred_id, step - 10),
             )
+            if n == 1 and now is not None:
+                # A success resets the consecutive-failure counter in the same commit.
+                tx.rc(
+                    "UPDATE credentials SET failures = 0, locked_until = 0, last_used_at = ? "
+                    "WHERE id = ?",
+                    (now, cred_id),
+                )
         return n == 1
 
     # ----- invitations -------------------------------------------------------------
@@ -504,7 +520,7 @@ class IdentityStore:
             )
 
     def peek_invitation(self, *, token_hash: str, now: float) -> str | None:
-        with self._tx() as tx:
+        with self._tx(write=False) as tx:
             rows = tx.q(
                 "SELECT user_id FROM invitations WHERE token_hash = ? AND used_at IS NULL "
                 "AND expires_at > ?",
@@ -556,7 +572,7 @@ class IdentityStore:
             )
 
     def get_session(self, *, id_hash: str) -> SessionRecord | None:
-        with self._tx() as tx:
+        with self._tx(write=False) as tx:
             rows = tx.q(f"SELECT {self._SESS_COLS} FROM sessions WHERE id_hash = ?", (id_hash,))
         return self._sess(rows[0]) if rows else None
 
@@ -591,7 +607,7 @@ class IdentityStore:
             )
 
     def list_sessions(self, *, user_id: str | None = None) -> list[SessionRecord]:
-        with self._tx() as tx:
+        with self._tx(write=False) as tx:
             if user_id is None:
                 rows = tx.q(
                     f"SELECT {self._SESS_COLS} FROM sessions WHERE ended_at IS NULL "
@@ -696,7 +712,7 @@ class IdentityStore:
         return out
 
     def get_enclave(self, *, name: str) -> EnclaveRecord | None:
-        with self._tx() as tx:
+        with self._tx(write=False) as tx:
             rows = tx.q(
                 "SELECT name, tier, display_name, networks, hub_url, created_at FROM enclaves "
                 "WHERE name = ?",
@@ -706,7 +722,7 @@ class IdentityStore:
         return found[0] if found else None
 
     def list_enclaves(self, *, username: str | None = None) -> list[EnclaveRecord]:
-        with self._tx() as tx:
+        with self._tx(write=False) as tx:
             if username is None:
                 rows = tx.q(
                     "SELECT name, tier, display_name, networks, hub_url, created_at FROM enclaves "
@@ -754,7 +770,7 @@ class IdentityStore:
             )
 
     def get_client(self, *, client_id: str) -> ClientRecord | None:
-        with self._tx() as tx:
+        with self._tx(write=False) as tx:
             rows = tx.q(
                 "SELECT client_id, secret_hash, redirect_uris, post_logout_redirect_uris, enclave "
                 "FROM oidc_clients WHERE client_id = ?",
@@ -774,10 +790,48 @@ class IdentityStore:
     # ----- authorization codes and access tokens ----------------------------------------
     def put_code(self, *, code_hash: str, payload: dict[str, Any], expires_at: float) -> None:
         with self._tx() as tx:
+            tx.rc("DELETE FROM auth_codes WHERE expires_at < ?", (expires_at - 7200,))
+            tx.rc("DELETE FROM access_tokens WHERE expires_at < ?", (expires_at - 7200,))
             tx.q(
                 "INSERT INTO auth_codes (code_hash, payload, expires_at, used) VALUES (?,?,?,0)",
                 (code_hash, json.dumps(payload), expires_at),
             )
+
+    def peek_code(self, *, code_hash: str, now: float) -> dict[str, Any] | None:
+        """The payload of an unused, unexpired code, without consuming it."""
+        with self._tx(write=False) as tx:
+            rows = tx.q(
+                "SELECT payload FROM auth_codes WHERE code_hash = ? AND used = 0 "
+                "AND expires_at > ?",
+                (code_hash, now),
+            )
+        if not rows:
+            return None
+        payload: dict[str, Any] = json.loads(rows[0][0])
+        return payload
+
+    def redeem_code(
+        self,
+        *,
+        code_hash: str,
+        now: float,
+        token_hash: str,
+        token_payload: dict[str, Any],
+        token_expires_at: float,
+    ) -> bool:
+        """Consume the code and store the access token in one commit; False if lost."""
+        with self._tx() as tx:
+            if not tx.rc(
+                "UPDATE auth_codes SET used = 1 WHERE code_hash = ? AND used = 0 "
+                "AND expires_at > ?",
+                (code_hash, now),
+            ):
+                return False
+            tx.q(
+                "INSERT INTO access_tokens (token_hash, payload, expires_at) VALUES (?,?,?)",
+                (token_hash, json.dumps(token_payload), token_expires_at),
+            )
+        return True
 
     def take_code(self, *, code_hash: str, now: float) -> dict[str, Any] | None:
         """The code's payload exactly once, if it has not expired."""
@@ -805,7 +859,7 @@ class IdentityStore:
             )
 
     def get_access_token(self, *, token_hash: str, now: float) -> dict[str, Any] | None:
-        with self._tx() as tx:
+        with self._tx(write=False) as tx:
             rows = tx.q(
                 "SELECT payload FROM access_tokens WHERE token_hash = ? AND expires_at > ?",
                 (token_hash, now),
@@ -834,7 +888,7 @@ class IdentityStore:
         return int(rows[0][0])
 
     def count_ip_failures(self, *, ip: str, now: float, window_s: float) -> int:
-        with self._tx() as tx:
+        with self._tx(write=False) as tx:
             rows = tx.q(
                 "SELECT COUNT(*) FROM ip_failures WHERE ip = ? AND at >= ?", (ip, now - window_s)
             )
@@ -850,7 +904,7 @@ class IdentityStore:
             )
 
     def list_signing_keys(self) -> list[tuple[str, bytes, float, float | None]]:
-        with self._tx() as tx:
+        with self._tx(write=False) as tx:
             rows = tx.q(
                 "SELECT kid, sealed, created_at, retired_at FROM signing_keys "
                 "ORDER BY created_at DESC"
