@@ -155,5 +155,5 @@ def test_enclaves_sessions_invitations(url: str) -> None:
 def test_bad_urls_are_refused() -> None:
     with pytest.raises(InvalidInputError, match="sqlite:/// or postgresql://"):
         open_store(url="mysql://x")
-    with pytest.raises(InvalidInputError, match="synchronous=full|normal"):
+    with pytest.raises(InvalidInputError, match=r"synchronous=full\|normal"):
         open_store(url="sqlite:////tmp/x.db?journal=off")
