@@ -17,6 +17,8 @@ from typing import Annotated, Any
 
 import jinja2
 from fastapi import Depends, FastAPI, Form, Header, Query, Request, Response
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
@@ -281,6 +283,24 @@ def create_app(*, portal: Portal) -> FastAPI:
         if ctx is not None and ctx.token:
             set_cookie(resp, ctx.token)
         return resp
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+        # Malformed or oversized fields: FastAPI's documented 422 body, and an audit event.
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        audit(
+            action="web.request.rejected",
+            actor="anonymous",
+            outcome="failure",
+            client_ip=client_ip(request),
+            details={
+                "path": request.url.path[:200],
+                "field": where[:100],
+                "reason": str(first.get("msg", ""))[:200],
+            },
+        )
+        return await request_validation_exception_handler(request, exc)
 
     @app.exception_handler(AuthError)
     async def on_auth_error(request: Request, exc: AuthError) -> Response:

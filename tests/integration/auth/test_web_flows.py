@@ -361,3 +361,69 @@ def test_idle_timeout_ends_the_session(
     ended = [e for e in sink.events if e["action"] == "session.ended"]
     assert ended
     assert ended[-1]["details"]["reason"] == "idle timeout"
+
+
+def test_oversized_fields_are_rejected_and_audited(
+    env: tuple[Portal, MemoryAuditSink, TestClient],
+) -> None:
+    _portal, sink, client = env
+    page = client.get("/login")
+    r = client.post("/login", data={"csrf": csrf_of(page.text), "username": "u" * 5000})
+    assert r.status_code == 422
+    assert "username" in r.text
+    ev = sink.events[-1]
+    assert ev["action"] == "web.request.rejected"
+    assert ev["details"]["field"] == "body.username"
+    r = client.post("/login/webauthn", data={"csrf": "x", "credential": "{" * 70000})
+    assert r.status_code == 422
+    assert sink.events[-1]["details"]["field"] == "body.credential"
+
+
+def test_japanese_pages(env: tuple[Portal, MemoryAuditSink, TestClient]) -> None:
+    _portal, _sink, client = env
+    r = client.get("/login", headers={"Accept-Language": "ja,en;q=0.5"})
+    assert '<html lang="ja">' in r.text
+    assert "ユーザー名" in r.text
+    client.get("/lang/en")
+    r = client.get("/login", headers={"Accept-Language": "ja"})
+    assert '<html lang="en">' in r.text
+    assert "Username" in r.text
+
+
+def test_jwks_rotation_keeps_old_tokens_verifiable(
+    env: tuple[Portal, MemoryAuditSink, TestClient],
+) -> None:
+    portal, sink, client = env
+    old = portal.keys.sign({"sub": "x"})
+    r = client.post("/api/admin/keys/rotate", headers=ADMIN)
+    assert r.status_code == 200
+    new = portal.keys.sign({"sub": "y"})
+    keys = client.get("/oidc/jwks").json()["keys"]
+    assert len(keys) == 2
+    assert r.json()["kid"] in {k["kid"] for k in keys}
+    jwks = JsonWebKey.import_key_set({"keys": keys})
+    assert jwt.decode(old, jwks)["sub"] == "x"
+    assert jwt.decode(new, jwks)["sub"] == "y"
+    assert "admin.signing_key.rotated" in sink.actions()
+
+
+def test_forwarded_for_only_through_trusted_proxies(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from auth import Portal as P
+
+    portal, sink = make_portal(tmp_path)
+    trusting = P(
+        settings=replace(portal.settings, trusted_proxies=("10.0.0.0/8",)),
+        sink=sink,
+        store=portal.store,
+        keyring=portal.keyring,
+    )
+    # Untrusted peer: its header is ignored.
+    assert portal.client_ip(peer="198.51.100.9", forwarded_for="192.0.2.1") == "198.51.100.9"
+    # Trusted proxy: the nearest untrusted hop is the client, not a spoofed first entry.
+    assert (
+        trusting.client_ip(peer="10.1.2.3", forwarded_for="203.0.113.66, 192.0.2.1") == "192.0.2.1"
+    )
+    assert trusting.client_ip(peer="10.1.2.3", forwarded_for="192.0.2.1, 10.9.9.9") == "192.0.2.1"
+    assert trusting.client_ip(peer="10.1.2.3", forwarded_for=None) == "10.1.2.3"
