@@ -468,8 +468,11 @@ def create_app(*, portal: Portal) -> FastAPI:
     ) -> Response:
         ctx = session_ctx(request)
         check_csrf(ctx, csrf)
+        pending = ctx.state.get("authorize")  # an OIDC request waiting for this sign-in
         ctx.state.clear()
         ctx.state.update(stage="username", username=username.strip())
+        if isinstance(pending, dict):
+            ctx.state["authorize"] = pending
         store.save_session(
             id_hash=ctx.session.id_hash,
             user_id=None,
