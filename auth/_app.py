@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import hmac
 import urllib.parse
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import jinja2
 from fastapi import Depends, FastAPI, Form, Header, Query, Request, Response
@@ -22,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._crypto import hash_token, new_token, tokens_equal
 from ._errors import (
@@ -173,6 +173,40 @@ class OAuthError(BaseModel):
     error_description: str
 
 
+class _SecurityHeaders:
+    """Pure ASGI middleware: security headers on every response (CSP, framing, HSTS)."""
+
+    _BASE: ClassVar[list[tuple[bytes, bytes]]] = [
+        (b"content-security-policy", _CSP.encode()),
+        (b"x-frame-options", b"DENY"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cache-control", b"no-store"),
+    ]
+    _HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+
+    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+        self.app = app
+        self.hsts = hsts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = list(self._BASE)
+        if self.hsts and scope.get("scheme") == "https":
+            extra.append(self._HSTS)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {k for k, _ in extra}
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                message = {**message, "headers": kept + extra}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def _admin_actor(
     request: Request, authorization: Annotated[str | None, Header(max_length=1000)] = None
 ) -> str:
@@ -227,19 +261,7 @@ def create_app(*, portal: Portal) -> FastAPI:
     audit = portal.auditor.record
 
     # ----- plumbing ---------------------------------------------------------------------
-    @app.middleware("http")
-    async def security_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        response.headers["Content-Security-Policy"] = _CSP
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Cache-Control"] = "no-store"
-        if s.hsts and request.url.scheme == "https":
-            response.headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
-        return response
+    app.add_middleware(_SecurityHeaders, hsts=s.hsts)
 
     def wants_json(request: Request) -> bool:
         p = request.url.path

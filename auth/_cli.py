@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -153,8 +154,16 @@ def reseal(store_url: str, key_file: Path, audit_log: Path) -> None:
 @click.option(
     "--biometric-aaguid", multiple=True, help="AAGUID=amr of a biometric-only authenticator model."
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes sharing the store (each TOTP step and code is still single-use).",
+)
 @_fail_cleanly
 def serve(
+    workers: int,
     store_url: str,
     key_file: Path,
     audit_log: Path,
@@ -196,9 +205,57 @@ def serve(
         trusted_proxies=trusted_proxy,
         biometric_aaguids=aaguids,
     )
-    app = create_app(portal=p)
-    uvicorn.run(
-        app, host=host, port=port, log_level="warning", proxy_headers=False, server_header=False
+    common = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "proxy_headers": False,
+        "server_header": False,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(portal=p), **common)  # type: ignore[arg-type]
+        return
+    # Several processes: each builds its own Portal from the same settings. The parent
+    # opened the store first, so the schema and the first signing key already exist.
+    s = p.settings
+    os.environ[_SERVE_ENV] = json.dumps(
+        {
+            "issuer": s.issuer,
+            "store_url": s.store_url,
+            "key_file": str(s.key_file),
+            "audit_path": str(s.audit_path),
+            "rp_id": s.rp_id,
+            "login_tier": s.login_tier,
+            "admin_token_hash": s.admin_token_hash,
+            "trusted_proxies": list(s.trusted_proxies),
+            "biometric_aaguids": dict(s.biometric_aaguids),
+        }
+    )
+    p.store.close()
+    uvicorn.run("auth._cli:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+
+
+_SERVE_ENV = "ENCLAVE_PORTAL_SERVE_SETTINGS"
+
+
+def app_from_env() -> Any:
+    """uvicorn's app factory for ``serve --workers N`` (settings handed over by the parent)."""
+    from ._app import create_app
+
+    cfg = json.loads(os.environ[_SERVE_ENV])
+    settings = PortalSettings(
+        issuer=cfg["issuer"],
+        store_url=cfg["store_url"],
+        key_file=Path(cfg["key_file"]),
+        audit_path=Path(cfg["audit_path"]),
+        rp_id=cfg["rp_id"],
+        login_tier=cfg["login_tier"],
+        admin_token_hash=cfg["admin_token_hash"],
+        trusted_proxies=tuple(cfg["trusted_proxies"]),
+        biometric_aaguids=cfg["biometric_aaguids"],
+    )
+    return create_app(
+        portal=Portal(settings=settings, sink=FileAuditSink(path=settings.audit_path))
     )
 
 

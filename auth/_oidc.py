@@ -81,13 +81,21 @@ class SigningKeys:
         self._grace = retired_grace_s
         self._lock = threading.Lock()
         self._keys: list[_Key] = []
+        self._loaded_at = 0.0
         self.reload()
         if not any(k.retired_at is None for k in self._keys):
             self.rotate()
 
     def reload(self) -> None:
+        """Re-read the key list (other portal processes may have rotated); unseal new keys only."""
+        with self._lock:
+            cached = {k.kid: k for k in self._keys}
         keys = []
         for kid, sealed, created, retired in self._store.list_signing_keys():
+            known = cached.get(kid)
+            if known is not None:
+                keys.append(_Key(kid, known.private, created, retired))
+                continue
             pem = self._keyring.open(sealed=sealed, context=f"signing-key:{kid}")
             priv = serialization.load_pem_private_key(pem, password=None)
             if not isinstance(priv, rsa.RSAPrivateKey):
@@ -95,6 +103,7 @@ class SigningKeys:
             keys.append(_Key(kid, priv, created, retired))
         with self._lock:
             self._keys = keys
+            self._loaded_at = time.monotonic()
 
     def rotate(self) -> str:
         """Create a new signing key; the previous active key is retired (kept for grace)."""
@@ -116,6 +125,8 @@ class SigningKeys:
         return kid
 
     def _active(self) -> _Key:
+        if time.monotonic() - self._loaded_at > 30:
+            self.reload()  # pick up a rotation done by another process
         with self._lock:
             for k in self._keys:
                 if k.retired_at is None:
@@ -123,6 +134,7 @@ class SigningKeys:
         raise InvalidInputError("No active signing key.")
 
     def jwks(self) -> dict[str, Any]:
+        self.reload()  # every process publishes every key, whoever rotated
         now = self._clock()
         out = []
         with self._lock:
@@ -170,6 +182,10 @@ class SigningKeys:
         with self._lock:
             keys = {k.kid: k for k in self._keys}
         key = keys.get(str(header.get("kid")))
+        if key is None:
+            self.reload()
+            with self._lock:
+                key = {k.kid: k for k in self._keys}.get(str(header.get("kid")))
         if key is None:
             raise InvalidInputError("The token was not signed by a key of this provider.")
         try:

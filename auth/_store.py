@@ -239,8 +239,15 @@ class IdentityStore:
         with self._lock:
             if self._sqlite is not None:
                 conn = self._sqlite
+                if not write:
+                    # Reads run in autocommit: each statement sees a committed state.
+                    try:
+                        yield _SqliteTx(conn)
+                    except sqlite3.Error as e:
+                        raise StoreError(f"The identity store failed: {e}.") from e
+                    return
                 try:
-                    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                    conn.execute("BEGIN IMMEDIATE")
                     try:
                         yield _SqliteTx(conn)
                     except BaseException:
