@@ -35,7 +35,8 @@ from typing import Any
 import pyotp
 import segno
 import webauthn
-from webauthn.helpers import options_to_json
+from cryptography import x509
+from webauthn.helpers import options_to_json, parse_attestation_object
 from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AttestationConveyancePreference,
@@ -66,6 +67,7 @@ __all__ = [
 Clock = Callable[[], float]
 MAX_WEBAUTHN_JSON = 16 * 1024
 MAX_PASSWORD = 1024
+_FIDO_AAGUID_OID = x509.ObjectIdentifier("1.3.6.1.4.1.45724.1.1.4")
 _CATEGORY = {"password": "knowledge", "totp": "possession", "webauthn": "possession"}
 
 
@@ -581,10 +583,8 @@ class Factors:
             raise InvalidInputError(f"The WebAuthn registration was refused: {reason}") from None
         fmt = str(getattr(v.fmt, "value", v.fmt))
         aaguid = str(v.aaguid).lower()
-        attested = (
-            aaguid in self.webauthn.biometric_aaguids
-            and fmt != "none"
-            and fmt in self.webauthn.attestation_roots
+        attested = self._biometric_attested(
+            fmt=fmt, aaguid=aaguid, attestation_object=v.attestation_object
         )
         cred_id = str(uuid.uuid4())
         cred = self.store.add_credential(
@@ -617,6 +617,34 @@ class Factors:
             },
         )
         return cred
+
+    def _biometric_attested(self, *, fmt: str, aaguid: str, attestation_object: bytes) -> bool:
+        """Is this credential an allow-listed biometric model, proven by attestation?
+
+        1. The AAGUID is on the operator's biometric allow-list.
+        2. The format has operator-supplied trust roots, so py_webauthn has verified
+           the x5c chain against them (it skips the chain check without roots).
+        3. The statement carries an x5c chain: self attestation proves nothing about
+           the model, whatever AAGUID the authenticator claims.
+        4. The attestation certificate names the same AAGUID (FIDO extension
+           1.3.6.1.4.1.45724.1.1.4); a certificate without it is not trusted here.
+        """
+        if aaguid not in self.webauthn.biometric_aaguids:  # 1
+            return False
+        if fmt == "none" or fmt not in self.webauthn.attestation_roots:  # 2
+            return False
+        x5c = parse_attestation_object(attestation_object).att_stmt.x5c or []
+        if not x5c:  # 3
+            return False
+        try:
+            cert = x509.load_der_x509_certificate(x5c[0])
+            ext = cert.extensions.get_extension_for_oid(_FIDO_AAGUID_OID).value
+        except (ValueError, x509.ExtensionNotFound):
+            return False
+        raw = getattr(ext, "value", b"")
+        if len(raw) != 18 or raw[:2] != b"\x04\x10":  # DER OCTET STRING of 16 bytes
+            return False
+        return raw[2:].hex() == aaguid.replace("-", "")  # 4
 
     def begin_webauthn_authentication(self, *, user: User, session_hash: str) -> str:
         creds = [

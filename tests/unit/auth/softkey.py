@@ -42,6 +42,10 @@ class SoftKey:
     )
     cred_id: bytes = field(default_factory=lambda: os.urandom(32))
     sign_count: int = 0
+    aaguid: bytes = AAGUID
+    # Packed attestation: (attestation key, [leaf DER, ...]); None gives fmt "none";
+    # SELF gives packed self attestation (signed with the credential key, no x5c).
+    attestation: tuple[ec.EllipticCurvePrivateKey, list[bytes]] | str | None = None
 
     def _flags(self, *, attested: bool) -> int:
         f = UP | (UV if self.uv else 0) | (BE | BS if self.backup_eligible else 0)
@@ -79,13 +83,24 @@ class SoftKey:
             rp_hash
             + bytes([self._flags(attested=True)])
             + struct.pack(">I", self.sign_count)
-            + AAGUID
+            + self.aaguid
             + struct.pack(">H", len(self.cred_id))
             + self.cred_id
             + self._cose()
         )
-        att = bytes(encode_cbor({"fmt": "none", "attStmt": {}, "authData": auth_data}))
         cdj = self._client_data("webauthn.create", challenge or opts["challenge"], origin)
+        signed = auth_data + hashlib.sha256(cdj).digest()
+        stmt: dict[str, Any]
+        if self.attestation is None:
+            fmt, stmt = "none", {}
+        elif self.attestation == "self":
+            fmt = "packed"
+            stmt = {"alg": -7, "sig": self.key.sign(signed, ec.ECDSA(hashes.SHA256()))}
+        else:
+            att_key, x5c = self.attestation  # type: ignore[misc]
+            fmt = "packed"
+            stmt = {"alg": -7, "sig": att_key.sign(signed, ec.ECDSA(hashes.SHA256())), "x5c": x5c}
+        att = bytes(encode_cbor({"fmt": fmt, "attStmt": stmt, "authData": auth_data}))
         return {
             "id": b64u(self.cred_id),
             "rawId": b64u(self.cred_id),
@@ -124,3 +139,75 @@ class SoftKey:
             },
             "clientExtensionResults": {},
         }
+
+
+def attestation_ca(
+    aaguid: bytes, *, with_aaguid_extension: bool = True
+) -> tuple[bytes, ec.EllipticCurvePrivateKey, list[bytes]]:
+    """A test vendor CA (PEM) and an attestation key + leaf certificate for one model."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Vendor Attestation Root")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test Vendor"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Authenticator Attestation"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "Test Fingerprint Key"),
+        ]
+    )
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_name)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    )
+    if with_aaguid_extension:
+        b = b.add_extension(
+            x509.UnrecognizedExtension(
+                x509.ObjectIdentifier("1.3.6.1.4.1.45724.1.1.4"), b"\x04\x10" + aaguid
+            ),
+            critical=False,
+        )
+    leaf = b.sign(ca_key, hashes.SHA256())
+    return (
+        ca.public_bytes(serialization.Encoding.PEM),
+        leaf_key,
+        [leaf.public_bytes(serialization.Encoding.DER)],
+    )

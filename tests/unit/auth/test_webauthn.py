@@ -221,3 +221,83 @@ def test_malformed_registrations_are_400_and_audited(
         )
     assert sink.events[-1]["action"] == "auth.enrolment.webauthn"
     assert sink.events[-1]["outcome"] == "failure"
+
+
+BIO_AAGUID = bytes.fromhex("0badc0de0badc0de0badc0de0badc0de")
+BIO_AAGUID_STR = "0badc0de-0bad-c0de-0bad-c0de0badc0de"
+
+
+def _bio_factors(factors: Factors, roots: list[bytes]) -> Factors:
+    from dataclasses import replace
+
+    return replace(
+        factors,
+        webauthn=replace(
+            factors.webauthn,
+            biometric_aaguids={BIO_AAGUID_STR: "fpt"},
+            attestation_roots={"packed": tuple(roots)},
+        ),
+    )
+
+
+def test_attested_allow_listed_model_is_biometric(
+    factors: Factors, user: User, store: IdentityStore
+) -> None:
+    from .softkey import attestation_ca
+
+    root, att_key, x5c = attestation_ca(BIO_AAGUID)
+    f = _bio_factors(factors, [root])
+    key = SoftKey(aaguid=BIO_AAGUID, attestation=(att_key, x5c))
+    enrol(f, user, key)
+    (cred,) = store.list_credentials(user_id="u1", kind="webauthn")
+    assert cred.biometric_attested
+    store.approve_credential(cred_id=cred.id)
+    r = f.finish_webauthn_authentication(
+        user=user,
+        session_hash="s",
+        tier=STRONG,
+        credential_json=assertion(f, user, key),
+        client_ip=None,
+    )
+    assert r.factor.biometric_attested
+    assert r.factor.biometric_amr == "fpt"
+    from auth._policy import FactorKind, VerifiedFactor
+
+    d = evaluate_login(tier=STRONG, factors=[VerifiedFactor(kind=FactorKind.PASSWORD), r.factor])
+    assert d.allowed, d.reasons
+    assert FactorCategory.BIOMETRIC in d.categories
+    assert "fpt" in d.amr
+
+
+@pytest.mark.parametrize(
+    "forgery", ["self-attestation", "untrusted-root", "no-aaguid-extension", "other-aaguid"]
+)
+def test_claimed_biometric_without_proof_is_not_biometric(
+    factors: Factors, user: User, store: IdentityStore, forgery: str
+) -> None:
+    from .softkey import attestation_ca
+
+    root, att_key, x5c = attestation_ca(
+        BIO_AAGUID, with_aaguid_extension=forgery != "no-aaguid-extension"
+    )
+    f = _bio_factors(factors, [root])
+    if forgery == "self-attestation":
+        key = SoftKey(aaguid=BIO_AAGUID, attestation="self")
+    elif forgery == "untrusted-root":
+        _other_root, other_key, other_x5c = attestation_ca(BIO_AAGUID)
+        key = SoftKey(aaguid=BIO_AAGUID, attestation=(other_key, other_x5c))
+    elif forgery == "other-aaguid":
+        root2, k2, x2 = attestation_ca(bytes(16))
+        f = _bio_factors(factors, [root2])
+        key = SoftKey(aaguid=BIO_AAGUID, attestation=(k2, x2))
+    else:
+        key = SoftKey(aaguid=BIO_AAGUID, attestation=(att_key, x5c))
+    if forgery == "untrusted-root":
+        # The chain does not lead to the operator's root: the registration is refused.
+        with pytest.raises(InvalidInputError, match="registration was refused"):
+            enrol(f, user, key)
+        return
+    enrol(f, user, key)
+    (cred,) = store.list_credentials(user_id="u1", kind="webauthn")
+    assert cred.aaguid == BIO_AAGUID_STR
+    assert not cred.biometric_attested
