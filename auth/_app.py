@@ -185,16 +185,17 @@ class _SecurityHeaders:
     ]
     _HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 
-    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+    def __init__(self, app: ASGIApp, *, hsts: bool, always: bool) -> None:
         self.app = app
         self.hsts = hsts
+        self.always = always
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         extra = list(self._BASE)
-        if self.hsts and scope.get("scheme") == "https":
+        if self.hsts and (self.always or scope.get("scheme") == "https"):
             extra.append(self._HSTS)
 
         async def send_with_headers(message: Message) -> None:
@@ -261,7 +262,9 @@ def create_app(*, portal: Portal) -> FastAPI:
     audit = portal.auditor.record
 
     # ----- plumbing ---------------------------------------------------------------------
-    app.add_middleware(_SecurityHeaders, hsts=s.hsts)
+    # HSTS on https requests, and on every response when the public URL is https
+    # (TLS terminated by a proxy in front; browsers ignore HSTS received over http).
+    app.add_middleware(_SecurityHeaders, hsts=s.hsts, always=s.issuer.startswith("https://"))
 
     def wants_json(request: Request) -> bool:
         p = request.url.path

@@ -427,3 +427,16 @@ def test_forwarded_for_only_through_trusted_proxies(tmp_path: Path) -> None:
     )
     assert trusting.client_ip(peer="10.1.2.3", forwarded_for="192.0.2.1, 10.9.9.9") == "192.0.2.1"
     assert trusting.client_ip(peer="10.1.2.3", forwarded_for=None) == "10.1.2.3"
+
+
+def test_hsts_only_when_served_over_tls(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    tls_portal, _ = make_portal(tmp_path / "a", issuer="https://portal.example")
+    plain_portal, _ = make_portal(tmp_path / "b", issuer="http://localhost:8000")
+    # Behind a TLS-terminating proxy the app sees http, but the public URL is https.
+    r = TestClient(create_app(portal=tls_portal), base_url="http://portal.example").get("/login")
+    assert r.headers["strict-transport-security"].startswith("max-age=")
+    r = TestClient(create_app(portal=plain_portal), base_url="http://localhost").get("/login")
+    assert "strict-transport-security" not in r.headers
+    assert r.headers["x-frame-options"] == "DENY"
