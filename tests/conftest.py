@@ -6,4 +6,5 @@ what to install (``make setup`` installs everything); nothing is skipped silentl
 
 pytest_plugins: list[str] = [
     # one line per harness module, e.g. "tests.harness.kube_fixtures"
+    "tests.harness.kube_fixtures",
 ]

@@ -1,0 +1,1 @@
+"""Integration tests against the real Kubernetes control plane (tests/harness/kube.py)."""
