@@ -153,26 +153,39 @@ class Factors:
     ip_max_failures: int = 50
 
     # ----- throttling -----------------------------------------------------------------
-    def _precheck(self, *, cred: Credential, client_ip: str | None) -> None:
+    def _precheck(self, *, cred: Credential, client_ip: str | None, actor: str) -> None:
         now = self.clock()
         if cred.disabled:
+            self._refused(actor=actor, client_ip=client_ip, factor=cred.kind, reason="disabled")
             raise ThrottledError(
                 "This authenticator is disabled after too many failed attempts; "
                 "ask a security officer to re-bind it.",
                 retry_after_s=3600,
             )
         if cred.locked_until > now:
+            self._refused(actor=actor, client_ip=client_ip, factor=cred.kind, reason="back-off")
             raise ThrottledError(
                 "Too many failed attempts; wait before trying again.",
                 retry_after_s=int(cred.locked_until - now) + 1,
             )
-        self._ip_precheck(client_ip=client_ip)
+        self._ip_precheck(client_ip=client_ip, actor=actor)
 
-    def _ip_precheck(self, *, client_ip: str | None) -> None:
+    def _refused(self, *, actor: str, client_ip: str | None, factor: str, reason: str) -> None:
+        """Audit an attempt refused by throttling before the factor was even checked."""
+        self.auditor.record(
+            action="auth.factor.refused",
+            actor=actor,
+            outcome="failure",
+            client_ip=client_ip,
+            details={"factor": factor, "reason": reason},
+        )
+
+    def _ip_precheck(self, *, client_ip: str | None, actor: str = "anonymous") -> None:
         if client_ip is None:
             return
         n = self.store.count_ip_failures(ip=client_ip, now=self.clock(), window_s=self.ip_window_s)
         if n >= self.ip_max_failures:
+            self._refused(actor=actor, client_ip=client_ip, factor="any", reason="client IP limit")
             raise ThrottledError(
                 "Too many failed attempts from your network; wait before trying again.",
                 retry_after_s=self.ip_window_s,
@@ -285,7 +298,7 @@ class Factors:
         wrong = "The username or password is not correct."
         if len(password) > MAX_PASSWORD or len(username) > 256:
             raise InvalidInputError("The username or password is too long.")
-        self._ip_precheck(client_ip=client_ip)
+        self._ip_precheck(client_ip=client_ip, actor=username)
         user = self.store.find_user(username=username)
         creds = self.store.list_credentials(user_id=user.id, kind="password") if user else []
         if user is None or user.status != "active" or not creds:
@@ -434,7 +447,7 @@ class Factors:
         if not creds:
             raise InvalidInputError("You have no authenticator app enrolled.")
         cred = creds[0]
-        self._precheck(cred=cred, client_ip=client_ip)
+        self._precheck(cred=cred, client_ip=client_ip, actor=user.username)
         code = code.strip().replace(" ", "")
         if len(code) > 16:
             raise InvalidInputError("The code must be 6 digits.")
@@ -717,7 +730,7 @@ class Factors:
                 ceremony=ceremony,
                 message="That security key is not enrolled for your account.",
             )
-        self._precheck(cred=cred, client_ip=client_ip)
+        self._precheck(cred=cred, client_ip=client_ip, actor=user.username)
         need_uv = tier.login.webauthn_user_verification
         try:
             v = webauthn.verify_authentication_response(

@@ -189,3 +189,24 @@ def test_absolute_session_limit(env: tuple[Portal, MemoryAuditSink, TestClient, 
     assert client.get("/", follow_redirects=False).headers["location"] == "/login"
     ended = [e for e in sink.events if e["action"] == "session.ended"]
     assert ended[-1]["details"]["reason"] == "maximum session length"
+
+
+def test_officer_revokes_a_session(
+    env: tuple[Portal, MemoryAuditSink, TestClient, FakeClock],
+) -> None:
+    _portal, sink, client, clock = env
+    secret = enrol_alice(client, clock)
+    login(client, secret, clock)
+    sessions = client.get("/api/admin/sessions", headers=ADMIN).json()
+    assert len(sessions) == 1
+    prefix = sessions[0]["session"][:12]
+    assert client.delete(f"/api/admin/sessions/{prefix}", headers=ADMIN).status_code == 204
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+    ended = [e for e in sink.events if e["action"] == "session.ended"]
+    assert ended[-1]["details"]["reason"] == "revoked by officer"
+    assert client.delete("/api/admin/sessions/short", headers=ADMIN).status_code == 404
+    assert (
+        client.get("/api/admin/sessions", headers={"Authorization": "Bearer wrong"}).status_code
+        == 401
+    )
+    assert sink.events[-1]["action"] == "admin.auth.failed"

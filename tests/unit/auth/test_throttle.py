@@ -74,6 +74,8 @@ def test_backoff_grows_from_fifth_failure_then_disabled_at_100(
             client_ip=None,
         )
     assert sink.actions().count("auth.factor.failed") == 100
+    refused = [e for e in sink.events if e["action"] == "auth.factor.refused"]
+    assert {e["details"]["reason"] for e in refused} == {"back-off", "disabled"}
     assert sink.actions().count("auth.authenticator.disabled") == 1
     failed = [e for e in sink.events if e["action"] == "auth.factor.failed"]
     assert failed[0]["details"]["category"] == "possession"
