@@ -440,3 +440,41 @@ def test_hsts_only_when_served_over_tls(tmp_path: Path) -> None:
     r = TestClient(create_app(portal=plain_portal), base_url="http://localhost").get("/login")
     assert "strict-transport-security" not in r.headers
     assert r.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.postgres
+def test_whole_flow_on_postgresql(tmp_path: Path, clock: FakeClock, postgres_url: str) -> None:
+    import uuid
+    from dataclasses import replace
+
+    import psycopg
+
+    from auth import Portal as P
+
+    name = "flow_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(postgres_url, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    base, sink = make_portal(tmp_path, clock=clock)
+    settings = replace(base.settings, store_url=postgres_url.replace("/postgres?", f"/{name}?"))
+    portal = P(settings=settings, sink=sink, clock=clock)
+    client = TestClient(
+        create_app(portal=portal), base_url="https://localhost", client=("192.0.2.10", 50000)
+    )
+    secret = enrol_alice(client, clock)
+    login(client, secret, clock)
+    csec = register(client, "gut-2026", "nbdc-standard", ["alice"])
+    pkce = Pkce.new()
+    loc = authorize(client, "hub-gut-2026", pkce).headers["location"]
+    code = urllib.parse.parse_qs(urllib.parse.urlparse(loc).query)["code"][0]
+    r = client.post(
+        "/oidc/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": pkce.verifier,
+        },
+        auth=("hub-gut-2026", csec),
+    )
+    assert r.status_code == 200, r.text
+    assert "oidc.token.issued" in sink.actions()  # type: ignore[attr-defined]
