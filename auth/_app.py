@@ -296,9 +296,17 @@ def create_app(*, portal: Portal) -> FastAPI:
             lang=lang, t=lambda k: translate(k, lang), csrf=csrf, **kw
         )
         resp = HTMLResponse(html, status_code=status)
-        if isinstance(ctx_or_req, _Ctx) and ctx_or_req.token:
-            set_cookie(resp, ctx_or_req.token)
+        if isinstance(ctx_or_req, _Ctx):
+            if ctx_or_req.token:
+                set_cookie(resp, ctx_or_req.token)
+            retry = getattr(ctx_or_req.request.state, "retry_after", None)
+            if retry is not None:
+                resp.headers["Retry-After"] = str(retry)
         return resp
+
+    def note_retry(ctx: _Ctx, e: AuthError) -> None:
+        if isinstance(e, ThrottledError):
+            ctx.request.state.retry_after = e.retry_after_s
 
     def set_cookie(resp: Response, token: str) -> None:
         resp.set_cookie(SESSION_COOKIE, token, secure=True, httponly=True, samesite="lax", path="/")
@@ -552,6 +560,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 client_ip=ctx.client_ip,
             )
         except (FactorFailedError, ThrottledError) as e:
+            note_retry(ctx, e)
             return password_form(ctx, error=e.message, status=e.status_code)
         ctx.state.update(stage="password", factors=[], username=user.username)
         add_factor(ctx, result)
@@ -643,6 +652,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 user=user, code=code, tier=portal.login_tier, client_ip=ctx.client_ip
             )
         except (FactorFailedError, ThrottledError, InvalidInputError) as e:
+            note_retry(ctx, e)
             return factor_page(
                 ctx,
                 user,
@@ -688,6 +698,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 client_ip=ctx.client_ip,
             )
         except (FactorFailedError, ThrottledError, InvalidInputError) as e:
+            note_retry(ctx, e)
             return factor_page(
                 ctx,
                 user,
@@ -1128,6 +1139,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 user=user, code=code, tier=tier, client_ip=ctx.client_ip, enclave=enc.name
             )
         except (FactorFailedError, ThrottledError, InvalidInputError) as e:
+            note_retry(ctx, e)
             return refuse(ctx, user, enc, [e.message], status=e.status_code)
         return stepped_up(ctx, user, enc, result)
 
@@ -1167,6 +1179,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 enclave=enc.name,
             )
         except (FactorFailedError, ThrottledError, InvalidInputError) as e:
+            note_retry(ctx, e)
             return refuse(
                 ctx, user, enc, [e.message, *decide(ctx, tier).reasons], status=e.status_code
             )

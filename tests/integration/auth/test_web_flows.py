@@ -478,3 +478,20 @@ def test_whole_flow_on_postgresql(tmp_path: Path, clock: FakeClock, postgres_url
     )
     assert r.status_code == 200, r.text
     assert "oidc.token.issued" in sink.actions()  # type: ignore[attr-defined]
+
+
+def test_password_backoff_is_429_with_retry_after(
+    env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
+) -> None:
+    _portal, sink, client = env
+    enrol_alice(client, clock)
+    statuses = [password_step(client, password="wrong wrong wrong").status_code for _ in range(6)]
+    assert statuses[:4] == [401, 401, 401, 401]
+    assert statuses[5] == 429
+    r = password_step(client, password=PASSWORD)  # even the right password waits
+    assert r.status_code == 429
+    assert int(r.headers["retry-after"]) >= 30
+    assert "Too many failed attempts" in r.text
+    clock.advance(120)
+    assert password_step(client).status_code == 303
+    assert "auth.factor.refused" in sink.actions()
