@@ -35,7 +35,7 @@ from ._errors import (
     UnauthenticatedError,
 )
 from ._factors import FactorResult, factor_to_json, factors_from_json
-from ._i18n import LANGS, translate
+from ._i18n import LANGS, translate, translate_message
 from ._oidc import pkce_s256_matches, validate_code_verifier
 from ._policy import (
     LoginDecision,
@@ -292,6 +292,8 @@ def create_app(*, portal: Portal) -> FastAPI:
             lang, csrf = ctx_or_req.lang, ctx_or_req.session.csrf
         else:
             lang, csrf = lang_of(ctx_or_req), None
+        if kw.get("error"):
+            kw["error"] = translate_message(str(kw["error"]), lang)
         html = env.get_template(template).render(
             lang=lang, t=lambda k: translate(k, lang), csrf=csrf, **kw
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["LANGS", "translate"]
+__all__ = ["LANGS", "translate", "translate_message"]
 
 LANGS = ("en", "ja")
 
@@ -77,3 +77,81 @@ def translate(key: str, lang: str) -> str:
     if entry is None:
         return key
     return entry.get(lang) or entry["en"]
+
+
+# Error sentences the pages show most; anything not listed is shown as it is (English).
+_PAIRS_JA: tuple[tuple[str, str], ...] = (
+    (
+        "The username or password is not correct.",
+        "ユーザー名またはパスワードが正しくありません。",
+    ),
+    (
+        "Too many failed attempts; wait before trying again.",
+        "失敗が続いたため、しばらく待ってから再度お試しください。",
+    ),
+    (
+        "Too many failed attempts from your network; wait before trying again.",
+        "このネットワークからの失敗が多すぎます。しばらく待ってから再度お試しください。",
+    ),
+    (
+        "This authenticator is disabled after too many failed attempts; ask a s"
+        "ecurity officer to re-bind it.",
+        "失敗が多すぎたため、この認証器は無効になりました。セキュリテ"
+        "ィ管理者に再登録を依頼してください。",
+    ),
+    (
+        "The code is not correct.",
+        "コードが正しくありません。",
+    ),
+    (
+        "That code was already used; wait for the next one.",
+        "このコードは使用済みです。次のコードが表示されるまでお待ちください。",
+    ),
+    (
+        "The form expired or did not come from this site; reload the page.",
+        "フォームの有効期限が切れたか、このサイトから送信されたもので"
+        "はありません。ページを再読み込みしてください。",
+    ),
+    (
+        "You are not signed in.",
+        "ログインしていません。",
+    ),
+    (
+        "That invitation code is not valid, was used, or has expired.",
+        "招待コードが無効、使用済み、または期限切れです。",
+    ),
+    (
+        "The two passwords differ.",
+        "2つのパスワードが一致しません。",
+    ),
+    (
+        "That password is on a list of common passwords; choose another.",
+        "よく使われるパスワードの一覧に含まれています。別のパスワードを選んでください。",
+    ),
+    (
+        "The password must not contain your username.",
+        "パスワードにユーザー名を含めることはできません。",
+    ),
+    (
+        "The code does not match; check your device's clock and try again.",
+        "コードが一致しません。端末の時刻を確認して再度お試しください。",
+    ),
+    (
+        "You are not a member of an enclave of that name.",
+        "その名前のエンクレーブのメンバーではありません。",
+    ),
+)
+_MESSAGES_JA: dict[str, str] = dict(_PAIRS_JA)
+
+
+def translate_message(message: str, lang: str) -> str:
+    """The page-language version of a known error sentence (English otherwise)."""
+    if lang != "ja":
+        return message
+    if message in _MESSAGES_JA:
+        return _MESSAGES_JA[message]
+    prefix = "The password must be at least "
+    if message.startswith(prefix) and message.endswith(" characters long."):
+        n = message[len(prefix) : -len(" characters long.")]
+        return f"パスワードは{n}文字以上にしてください。"
+    return message

@@ -495,3 +495,14 @@ def test_password_backoff_is_429_with_retry_after(
     clock.advance(120)
     assert password_step(client).status_code == 303
     assert "auth.factor.refused" in sink.actions()
+
+
+def test_error_sentences_in_japanese(
+    env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
+) -> None:
+    _portal, _sink, client = env
+    enrol_alice(client, clock)
+    client.get("/lang/ja")
+    r = password_step(client, password="wrong wrong wrong")
+    assert r.status_code == 401
+    assert "ユーザー名またはパスワードが正しくありません。" in r.text
