@@ -403,6 +403,16 @@ def create_app(*, portal: Portal) -> FastAPI:
             auth_time=auth_time if auth_time is not None else ctx.session.auth_time,
         )
 
+    def renew(ctx: _Ctx) -> None:
+        token = new_token()
+        new_hash = hash_token(token)
+        store.rename_session(old_hash=ctx.session.id_hash, new_hash=new_hash, csrf=new_token())
+        renamed = store.get_session(id_hash=new_hash)
+        if renamed is None:
+            raise UnauthenticatedError("The session ended while signing in; sign in again.")
+        ctx.session = SessionRecord(**{**renamed.__dict__, "state": ctx.state})
+        ctx.token = token
+
     def check_csrf(ctx: _Ctx, token: str | None) -> None:
         if not token or not tokens_equal(token, ctx.session.csrf):
             audit(
@@ -622,6 +632,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 status=401,
             )
         now = portal.clock()
+        renew(ctx)  # a new session id and CSRF token once authenticated (no fixation)
         ctx.state["stage"] = "authenticated"
         save(ctx, auth_time=now)
         audit(

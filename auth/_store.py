@@ -599,6 +599,18 @@ class IdentityStore:
                 (user_id, json.dumps(state, sort_keys=True), last_seen, auth_time, id_hash),
             )
 
+    def rename_session(self, *, old_hash: str, new_hash: str, csrf: str) -> None:
+        """Give a live session a new id and CSRF token (after authentication)."""
+        with self._tx() as tx:
+            tx.rc(
+                "UPDATE sessions SET id_hash = ?, csrf = ? WHERE id_hash = ? AND ended_at IS NULL",
+                (new_hash, csrf, old_hash),
+            )
+            tx.rc(
+                "UPDATE ceremonies SET session_hash = ? WHERE session_hash = ?",
+                (new_hash, old_hash),
+            )
+
     def touch_session(self, *, id_hash: str, now: float) -> None:
         with self._tx() as tx:
             tx.rc("UPDATE sessions SET last_seen = ? WHERE id_hash = ?", (now, id_hash))

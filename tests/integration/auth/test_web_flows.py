@@ -506,3 +506,33 @@ def test_error_sentences_in_japanese(
     r = password_step(client, password="wrong wrong wrong")
     assert r.status_code == 401
     assert "ユーザー名またはパスワードが正しくありません。" in r.text
+
+
+def test_session_id_and_csrf_are_renewed_at_sign_in(
+    env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
+) -> None:
+    _portal, _sink, client = env
+    secret = enrol_alice(client, clock)
+    r = password_step(client)
+    assert r.status_code == 303
+    before = client.cookies.get("__Host-enclave-session")
+    page = client.get("/login/factor")
+    old_csrf = csrf_of(page.text)
+    clock.advance(30)
+    r = client.post(
+        "/login/totp",
+        data={"csrf": old_csrf, "code": totp_at(secret_b32=secret, for_time=int(clock()))},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    after = client.cookies.get("__Host-enclave-session")
+    assert after
+    assert after != before
+    home = client.get("/")
+    assert home.status_code == 200
+    assert csrf_of(home.text) != old_csrf
+    # The pre-authentication cookie is worthless now.
+    stale = TestClient(
+        client.app, base_url="https://localhost", cookies={"__Host-enclave-session": before or ""}
+    )
+    assert stale.get("/", follow_redirects=False).headers["location"] == "/login"
