@@ -875,6 +875,7 @@ def create_app(*, portal: Portal) -> FastAPI:
         )
         ctx.state.clear()
         ctx.state.update(stage="enrol", username=user.username)
+        renew(ctx)
         save(ctx, user_id=user.id)
         return redirect(ctx, "/enrol")
 
