@@ -301,17 +301,27 @@ class Factors:
         self._ip_precheck(client_ip=client_ip, actor=username)
         user = self.store.find_user(username=username)
         creds = self.store.list_credentials(user_id=user.id, kind="password") if user else []
+        now = self.clock()
+        rules = tier.throttle
         if user is None or user.status != "active" or not creds:
-            key = "name:" + hash_token(username.lower())
-            now = self.clock()
-            n = self.store.count_ip_failures(ip=key, now=now, window_s=86400)
-            if n >= tier.throttle.backoff_after_failures:
+            # Not a usable account: count failures exactly as for a password credential.
+            key = hash_token("name:" + username.lower())
+            failures, locked_until = self.store.name_throttle(key=key)
+            if failures >= rules.max_consecutive_failures or locked_until > now:
+                self._refused(
+                    actor=username, client_ip=client_ip, factor="password", reason="throttled"
+                )
                 raise ThrottledError(
                     "Too many failed attempts; wait before trying again.",
-                    retry_after_s=tier.throttle.backoff_initial_s,
+                    retry_after_s=max(rules.backoff_initial_s, int(locked_until - now)),
                 )
             self.hasher.burn(password=password)
-            self.store.add_ip_failure(ip=key, now=now, window_s=86400)
+            self.store.record_name_failure(
+                key=key,
+                now=now,
+                backoff_after=rules.backoff_after_failures,
+                backoff_s=rules.backoff_initial_s,
+            )
             if client_ip is not None:
                 self.store.add_ip_failure(ip=client_ip, now=now, window_s=self.ip_window_s)
             self.auditor.record(
@@ -327,20 +337,14 @@ class Factors:
             )
             raise FactorFailedError(wrong)
         cred = creds[0]
-        if cred.disabled or cred.locked_until > self.clock():
+        if cred.disabled or cred.locked_until > now:
             # Same words as for unknown names: existence is not revealed.
-            self.auditor.record(
-                action="auth.factor.refused",
-                actor=user.username,
-                outcome="failure",
-                client_ip=client_ip,
-                details={"factor": "password", "category": "knowledge", "reason": "throttled"},
+            self._refused(
+                actor=user.username, client_ip=client_ip, factor="password", reason="throttled"
             )
             raise ThrottledError(
                 "Too many failed attempts; wait before trying again.",
-                retry_after_s=max(
-                    tier.throttle.backoff_initial_s, int(cred.locked_until - self.clock())
-                ),
+                retry_after_s=max(rules.backoff_initial_s, int(cred.locked_until - now)),
             )
         if not self.hasher.verify(stored=cred.secret.decode(), password=password):
             raise self._fail(

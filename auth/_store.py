@@ -79,6 +79,9 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS access_tokens (
         token_hash TEXT PRIMARY KEY, payload TEXT NOT NULL, expires_at {real} NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS ip_failures (ip TEXT NOT NULL, at {real} NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS name_throttle (
+        key TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until {real} NOT NULL,
+        updated_at {real} NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS ip_failures_ip_at ON ip_failures (ip, at)",
     """CREATE TABLE IF NOT EXISTS signing_keys (
         kid TEXT PRIMARY KEY, sealed {blob} NOT NULL, created_at {real} NOT NULL,
@@ -468,6 +471,32 @@ class IdentityStore:
                 (failures, locked_until, failures, max_failures, cred_id),
             )
         return self.get_credential(cred_id=cred_id)
+
+    def name_throttle(self, *, key: str) -> tuple[int, float]:
+        """(failures, locked_until) for a username that has no password credential."""
+        with self._tx(write=False) as tx:
+            rows = tx.q("SELECT failures, locked_until FROM name_throttle WHERE key = ?", (key,))
+        return (int(rows[0][0]), float(rows[0][1])) if rows else (0, 0.0)
+
+    def record_name_failure(
+        self, *, key: str, now: float, backoff_after: int, backoff_s: int
+    ) -> None:
+        """The same counting as ``record_failure``, for names that are not users, so the
+        answers cannot tell the two apart."""
+        with self._tx() as tx:
+            rows = tx.q("SELECT failures FROM name_throttle WHERE key = ?", (key,))
+            failures = (int(rows[0][0]) if rows else 0) + 1
+            locked_until = 0.0
+            if failures >= backoff_after:
+                locked_until = now + min(3600, backoff_s * 2 ** (failures - backoff_after))
+            tx.rc(
+                "DELETE FROM name_throttle WHERE key = ? OR updated_at < ?", (key, now - 30 * 86400)
+            )
+            tx.q(
+                "INSERT INTO name_throttle (key, failures, locked_until, updated_at) "
+                "VALUES (?,?,?,?)",
+                (key, failures, locked_until, now),
+            )
 
     def record_success(self, *, cred_id: str, now: float, sign_count: int | None = None) -> None:
         with self._tx() as tx:
@@ -900,7 +929,8 @@ class IdentityStore:
         """Record one failure from ``ip``; the count within the window, this one included."""
         with self._tx() as tx:
             tx.q("INSERT INTO ip_failures (ip, at) VALUES (?, ?)", (ip, now))
-            tx.rc("DELETE FROM ip_failures WHERE at < ?", (now - window_s,))
+            tx.rc("DELETE FROM ip_failures WHERE ip = ? AND at < ?", (ip, now - window_s))
+            tx.rc("DELETE FROM ip_failures WHERE at < ?", (now - 86400,))
             rows = tx.q(
                 "SELECT COUNT(*) FROM ip_failures WHERE ip = ? AND at >= ?", (ip, now - window_s)
             )

@@ -39,6 +39,7 @@ def test_no_composition_rules() -> None:
 def test_unknown_and_known_users_get_the_same_answers(
     factors: Factors, store: IdentityStore, clock: FakeClock
 ) -> None:
+    """Same status, words and Retry-After, attempt after attempt, waiting or not."""
     tier = load_catalog().get("nbdc-standard")
     user = store.create_user(
         user_id="u1",
@@ -50,15 +51,25 @@ def test_unknown_and_known_users_get_the_same_answers(
         now=clock(),
     )
     factors.set_password(user=user, password="ochre lantern gravel", tier=tier)
+    waits = [0, 0, 0, 0, 0, 0, 31, 0, 61, 10, 200, 0]
     answers: dict[str, list[str]] = {"alice": [], "mallory": []}
+    start = clock.now
     for name in answers:
-        for _ in range(6):
+        clock.now = start
+        for w in waits:
+            clock.advance(w)
             try:
                 factors.verify_password(
                     username=name, password="wrong wrong wrong", tier=tier, client_ip=None
                 )
-            except (FactorFailedError, ThrottledError) as e:
-                answers[name].append(f"{type(e).__name__}: {e.message}")
+            except ThrottledError as e:
+                answers[name].append(f"429 {e.message} {e.retry_after_s}")
+            except FactorFailedError as e:
+                answers[name].append(f"401 {e.message}")
     assert answers["alice"] == answers["mallory"]
-    assert answers["alice"][0] == "FactorFailedError: The username or password is not correct."
-    assert answers["alice"][-1].startswith("ThrottledError")
+    assert answers["alice"][0] == "401 The username or password is not correct."
+    assert answers["alice"][5].startswith("429")
+    assert answers["alice"][6].startswith("401")  # after the 30 s back-off
+    assert answers["alice"][7].startswith(
+        "429 Too many failed attempts; wait before trying again. 60"
+    )
