@@ -36,6 +36,7 @@ class PortalProcess:
     state: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    extra: tuple[str, ...] = ()
 
     @property
     def base(self) -> str:
@@ -72,6 +73,7 @@ class PortalProcess:
                 str(self.port),
                 "--admin-token-file",
                 str(token_file),
+                *self.extra,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
