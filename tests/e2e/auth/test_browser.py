@@ -178,3 +178,36 @@ def test_webauthn_without_uv_does_not_count_for_high_tier(
     assert any(e["action"] == "enclave.entry.refused" for e in ev)
     assert not any(e["action"] == "enclave.entry.allowed" for e in ev)
     _ = base64  # keep import for debugging payloads
+
+
+def test_synced_passkey_does_not_count_where_device_bound_is_required(
+    chromium: Any, portal_server: PortalProcess
+) -> None:
+    ctx = chromium.new_context()
+    page = ctx.new_page()
+    add_authenticator(ctx, page, defaultBackupEligibility=True, defaultBackupState=True)
+    enrol(page, portal_server, "e2e-synced", webauthn=True)
+    assert portal_server.admin("POST", "/api/admin/users/e2e-synced/approve").status_code == 200
+    users = portal_server.admin("GET", "/api/admin/users").json()
+    (me,) = [u for u in users if u["username"] == "e2e-synced"]
+    assert [c["backup_eligible"] for c in me["credentials"] if c["kind"] == "webauthn"] == [True]
+    r = portal_server.admin(
+        "PUT",
+        "/api/admin/enclaves/strong-synced",
+        json={
+            "tier": "tommo-strong",
+            "members": [{"user": "e2e-synced"}],
+            "networks": ["127.0.0.0/8", "::1/128"],
+        },
+    )
+    assert r.status_code == 200, r.text
+    password_step(page, portal_server, "e2e-synced")
+    page.click("#webauthn-button")
+    page.wait_for_selector("#sessions")
+    page.click("#enter-strong-synced")
+    page.wait_for_selector("#webauthn-button")
+    page.click("#webauthn-button")
+    page.wait_for_selector("h1:has-text('Entry refused'), #error")
+    assert page.inner_text("h1") == "Entry refused"
+    assert "synced passkey is not device-bound" in page.inner_text("#reasons")
+    ctx.close()
