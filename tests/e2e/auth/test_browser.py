@@ -6,7 +6,6 @@ WebAuthn uses Chromium's CDP virtual authenticator (rp_id ``localhost``, browsin
 
 from __future__ import annotations
 
-import base64
 import time
 from typing import Any
 
@@ -177,7 +176,6 @@ def test_webauthn_without_uv_does_not_count_for_high_tier(
     assert "User verification is required" in failed[-1]["details"]["reason"]
     assert any(e["action"] == "enclave.entry.refused" for e in ev)
     assert not any(e["action"] == "enclave.entry.allowed" for e in ev)
-    _ = base64  # keep import for debugging payloads
 
 
 def test_synced_passkey_does_not_count_where_device_bound_is_required(
