@@ -133,16 +133,6 @@ class Portal:
                 return hop
         return chain[0]
 
-    @staticmethod
-    def ip_allowed(*, client_ip: str | None, networks: Sequence[str]) -> bool:
-        if client_ip is None:
-            return False
-        try:
-            addr = ipaddress.ip_address(client_ip)
-        except ValueError:
-            return False
-        return any(addr in ipaddress.ip_network(n, strict=False) for n in networks)
-
     # ----- users ---------------------------------------------------------------------------
     def invite_user(
         self,
