@@ -6,14 +6,37 @@ failed checks exit 1. Library code never exits the process; only this module doe
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from audit.cli import audit
-from policies.cli import tiers
 from policies.telemetry import configure_logging
 
+#: Each subcommand group, imported only when it is used: `enclave tiers` must not
+#: pay for importing the portal's and the audit service's web stacks.
+_GROUPS = {
+    "tiers": "policies.cli:tiers",
+    "audit": "audit.cli:audit",
+    "portal": "auth.cli:portal",
+    "users": "auth.cli:users",
+    "enclaves": "auth.cli:enclaves",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_GROUPS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _GROUPS:
+            module, attr = _GROUPS[cmd_name].split(":")
+            command = getattr(importlib.import_module(module), attr)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="enclave", prog_name="enclave")
 @click.option(
     "--log-level",
@@ -27,8 +50,6 @@ def cli(log_level: str) -> None:
     configure_logging(level=log_level)
 
 
-cli.add_command(tiers)
-cli.add_command(audit)
 
 
 @cli.command()

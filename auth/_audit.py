@@ -1,0 +1,155 @@
+"""The portal's one road to the audit log: ``Auditor.record(...)``.
+
+Every security decision goes through here with ``source="portal"``. The sink is
+injected (a Protocol) so the app can be pointed at ``audit``'s client; the local
+``FileAuditSink`` appends canonical JSON lines durably and fails closed.
+Details must never carry a secret (passwords, codes, TOTP secrets, tokens).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from ._errors import AuditUnavailableError
+
+__all__ = ["AuditSink", "Auditor", "FileAuditSink", "MemoryAuditSink"]
+
+_FORBIDDEN_DETAIL_KEYS = frozenset({"password", "code", "secret", "token", "otp"})
+
+
+class AuditSink(Protocol):
+    """Where events go. ``emit`` returns only once the event is durable, or raises."""
+
+    def emit(self, event: Mapping[str, Any]) -> None: ...
+
+
+class FileAuditSink:
+    """Append one canonical JSON line per event; ``emit`` returns once it is fsync'd.
+
+    Group commit: concurrent callers share one write + fsync (the first waiting
+    caller becomes the leader for everything queued so far), so durability costs
+    one fsync per batch rather than per event. If the write fails, every caller in
+    that batch gets ``AuditUnavailableError`` (fail closed).
+    """
+
+    def __init__(self, *, path: Path) -> None:
+        self._path = path
+        self._cv = threading.Condition()
+        self._queue: list[bytes] = []
+        self._queued = 0  # sequence number of the last queued line
+        self._durable = 0  # sequence number of the last fsync'd line
+        self._failed: list[tuple[int, int]] = []  # (first, last) sequence ranges that failed
+        self._leader = False
+
+    def _write(self, lines: list[bytes]) -> None:
+        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            data = b"".join(lines)
+            while data:
+                n = os.write(fd, data)
+                data = data[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        line = orjson.dumps(dict(event), option=orjson.OPT_SORT_KEYS) + b"\n"
+        with self._cv:
+            self._queue.append(line)
+            self._queued += 1
+            mine = self._queued
+            while True:
+                if any(a <= mine <= b for a, b in self._failed):
+                    raise AuditUnavailableError(
+                        "The audit log cannot be written; the portal refuses to continue."
+                    )
+                if self._durable >= mine:
+                    return
+                if self._leader:
+                    self._cv.wait()
+                    continue
+                self._leader = True
+                batch, first, last = self._queue, self._durable + 1, self._queued
+                self._queue = []
+                self._cv.release()
+                error: OSError | None = None
+                try:
+                    self._write(batch)
+                except OSError as e:
+                    error = e
+                finally:
+                    self._cv.acquire()
+                    self._leader = False
+                if error is None:
+                    self._durable = last
+                else:
+                    self._failed.append((first, last))
+                    self._durable = last  # later lines start a new batch
+                self._cv.notify_all()
+
+
+class MemoryAuditSink:
+    """Keeps events in a list; for tests that assert what a flow recorded."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        with self._lock:
+            self.events.append(dict(event))
+
+    def actions(self) -> list[str]:
+        return [str(e["action"]) for e in self.events]
+
+
+class Auditor:
+    """Builds portal events and hands them to the sink; raises if it cannot."""
+
+    def __init__(self, *, sink: AuditSink, clock: Callable[[], float] = time.time) -> None:
+        self._sink = sink
+        self._clock = clock
+
+    def record(
+        self,
+        *,
+        action: str,
+        actor: str,
+        outcome: str,
+        enclave: str | None = None,
+        client_ip: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        d = dict(details or {})
+        leaked = _FORBIDDEN_DETAIL_KEYS & set(d)
+        if leaked:
+            raise ValueError(f"audit details must not carry secrets: {sorted(leaked)}")
+        now = self._clock()
+        event = {
+            "id": str(uuid.uuid4()),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+            + f".{int((now % 1) * 1e6):06d}Z",
+            "source": "portal",
+            "actor": actor,
+            "action": action,
+            "enclave": enclave,
+            "outcome": outcome,
+            "client_ip": client_ip,
+            "details": d,
+        }
+        try:
+            self._sink.emit(event)
+        except AuditUnavailableError:
+            raise
+        except OSError as e:
+            raise AuditUnavailableError(
+                "The audit log cannot be written; the portal refuses to continue."
+            ) from e

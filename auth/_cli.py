@@ -1,0 +1,454 @@
+"""``enclave portal|users|enclaves``: serve the portal and administer it locally.
+
+Commands open the identity store directly (same services as the admin API, so
+every action is audited). Secrets never travel in argv: the admin token and the
+key ring are read from files; invitation codes and client secrets are printed once.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ._audit import FileAuditSink
+from ._crypto import KeyRing, hash_token
+from ._errors import AuthError
+from ._portal import Portal, PortalSettings
+
+__all__ = ["enclaves", "portal", "users"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _common(f: F) -> F:
+    opts = [
+        click.option(
+            "--store",
+            "store_url",
+            envvar="ENCLAVE_PORTAL_STORE",
+            required=True,
+            help="Identity store URL: sqlite:///path or postgresql://...",
+        ),
+        click.option(
+            "--key-file",
+            envvar="ENCLAVE_PORTAL_KEY_FILE",
+            required=True,
+            type=click.Path(path_type=Path),
+            help="AES-GCM key ring: one kid:base64 per line, the first seals.",
+        ),
+        click.option(
+            "--audit-log",
+            envvar="ENCLAVE_PORTAL_AUDIT_LOG",
+            required=True,
+            type=click.Path(path_type=Path),
+            help="Audit JSON-lines file (appended, fsync'd).",
+        ),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _fail_cleanly(f: F) -> F:
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except AuthError as e:
+            click.echo(f"error: {e.message}", err=True)
+            sys.exit(2)
+        except OSError as e:
+            click.echo(f"error: {e.strerror or e} ({getattr(e, 'filename', '')}).", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _open(
+    store_url: str, key_file: Path, audit_log: Path, issuer: str = "https://localhost", **extra: Any
+) -> Portal:
+    if not key_file.exists():
+        raise click.UsageError(
+            f"Key file {key_file} does not exist; create it with 'enclave portal init-keys'."
+        )
+    settings = PortalSettings(
+        issuer=issuer, store_url=store_url, key_file=key_file, audit_path=audit_log, **extra
+    )
+    return Portal(settings=settings, sink=FileAuditSink(path=audit_log))
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+@click.group()
+def portal() -> None:
+    """Run the portal (login, enrolment, OIDC provider)."""
+
+
+@portal.command("init-keys")
+@click.argument("key_file", type=click.Path(path_type=Path))
+@click.option("--kid", default="k1", show_default=True)
+@click.option("--rotate", is_flag=True, help="Prepend a new key to an existing ring.")
+@_fail_cleanly
+def init_keys(key_file: Path, kid: str, rotate: bool) -> None:
+    """Create (or rotate) the AES-GCM key ring file (mode 0600)."""
+    new = KeyRing.generate(kid=kid)
+    if key_file.exists():
+        if not rotate:
+            raise click.UsageError(f"{key_file} exists; pass --rotate to add a new first key.")
+        old = KeyRing.from_file(path=key_file)
+        new = KeyRing(keys=(new.keys[0], *old.keys))
+    key_file.touch(mode=0o600)
+    key_file.write_text(new.to_text())
+    click.echo(f"key ring {key_file}: {', '.join(k for k, _ in new.keys)} (first seals)")
+
+
+@portal.command("reseal")
+@_common
+@_fail_cleanly
+def reseal(store_url: str, key_file: Path, audit_log: Path) -> None:
+    """Re-encrypt every sealed secret under the first key (after a rotation)."""
+    p = _open(store_url, key_file, audit_log)
+
+    def again(blob: bytes, context: str) -> bytes:
+        return p.keyring.seal(
+            plaintext=p.keyring.open(sealed=blob, context=context), context=context
+        )
+
+    n = p.store.reseal_all(reseal=again)
+    p.auditor.record(
+        action="admin.keys.resealed", actor=_actor(), outcome="success", details={"count": n}
+    )
+    click.echo(f"re-sealed {n} secrets")
+
+
+@portal.command("serve")
+@_common
+@click.option(
+    "--issuer",
+    required=True,
+    help="Public base URL, e.g. https://portal.example (also the WebAuthn origin).",
+)
+@click.option("--rp-id", default=None, help="WebAuthn RP ID (default: the issuer's host).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--login-tier", default="nbdc-standard", show_default=True)
+@click.option(
+    "--admin-token-file",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="File holding the admin API bearer token (enables /api/admin).",
+)
+@click.option(
+    "--trusted-proxy", multiple=True, help="CIDR whose X-Forwarded-For is believed (repeatable)."
+)
+@click.option(
+    "--biometric-aaguid", multiple=True, help="AAGUID=amr of a biometric-only authenticator model."
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes sharing the store (each TOTP step and code is still single-use).",
+)
+@_fail_cleanly
+def serve(
+    workers: int,
+    store_url: str,
+    key_file: Path,
+    audit_log: Path,
+    issuer: str,
+    rp_id: str | None,
+    host: str,
+    port: int,
+    login_tier: str,
+    admin_token_file: Path | None,
+    trusted_proxy: tuple[str, ...],
+    biometric_aaguid: tuple[str, ...],
+) -> None:
+    """Serve the portal over HTTP (put TLS in front; HSTS is sent on https)."""
+    import urllib.parse
+
+    import uvicorn
+
+    from ._app import create_app
+
+    admin_hash = None
+    if admin_token_file is not None:
+        admin_hash = hash_token(admin_token_file.read_text().strip())
+    aaguids = {}
+    for item in biometric_aaguid:
+        a, sep, amr = item.partition("=")
+        if not sep or amr not in ("fpt", "face", "iris", "retina", "vbm"):
+            raise click.UsageError(
+                f"--biometric-aaguid {item!r}: expected AAGUID=fpt|face|iris|retina|vbm."
+            )
+        aaguids[a.lower()] = amr
+    p = _open(
+        store_url,
+        key_file,
+        audit_log,
+        issuer=issuer,
+        rp_id=rp_id or (urllib.parse.urlparse(issuer).hostname or "localhost"),
+        login_tier=login_tier,
+        admin_token_hash=admin_hash,
+        trusted_proxies=trusted_proxy,
+        biometric_aaguids=aaguids,
+    )
+    common = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "proxy_headers": False,
+        "server_header": False,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(portal=p), **common)  # type: ignore[arg-type]
+        return
+    # Several processes: each builds its own Portal from the same settings. The parent
+    # opened the store first, so the schema and the first signing key already exist.
+    s = p.settings
+    os.environ[_SERVE_ENV] = json.dumps(
+        {
+            "issuer": s.issuer,
+            "store_url": s.store_url,
+            "key_file": str(s.key_file),
+            "audit_path": str(s.audit_path),
+            "rp_id": s.rp_id,
+            "login_tier": s.login_tier,
+            "admin_token_hash": s.admin_token_hash,
+            "trusted_proxies": list(s.trusted_proxies),
+            "biometric_aaguids": dict(s.biometric_aaguids),
+        }
+    )
+    p.store.close()
+    uvicorn.run("auth._cli:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+
+
+_SERVE_ENV = "ENCLAVE_PORTAL_SERVE_SETTINGS"
+
+
+def app_from_env() -> Any:
+    """uvicorn's app factory for ``serve --workers N`` (settings handed over by the parent)."""
+    from ._app import create_app
+
+    cfg = json.loads(os.environ[_SERVE_ENV])
+    settings = PortalSettings(
+        issuer=cfg["issuer"],
+        store_url=cfg["store_url"],
+        key_file=Path(cfg["key_file"]),
+        audit_path=Path(cfg["audit_path"]),
+        rp_id=cfg["rp_id"],
+        login_tier=cfg["login_tier"],
+        admin_token_hash=cfg["admin_token_hash"],
+        trusted_proxies=tuple(cfg["trusted_proxies"]),
+        biometric_aaguids=cfg["biometric_aaguids"],
+    )
+    return create_app(
+        portal=Portal(settings=settings, sink=FileAuditSink(path=settings.audit_path))
+    )
+
+
+@click.group()
+def users() -> None:
+    """Portal users: invite, list, disable, approve enrolments, re-bind."""
+
+
+@users.command("invite")
+@_common
+@click.argument("username")
+@click.option("--display-name", default="")
+@click.option("--role", "roles", multiple=True, default=("researcher",), show_default=True)
+@click.option("--locale", type=click.Choice(["en", "ja"]), default="en", show_default=True)
+@_fail_cleanly
+def invite(
+    store_url: str,
+    key_file: Path,
+    audit_log: Path,
+    username: str,
+    display_name: str,
+    roles: tuple[str, ...],
+    locale: str,
+) -> None:
+    """Invite USERNAME; prints the single-use invitation code once."""
+    inv = _open(store_url, key_file, audit_log).invite_user(
+        username=username,
+        display_name=display_name,
+        roles=list(roles),
+        locale=locale,
+        actor=_actor(),
+    )
+    click.echo(
+        json.dumps(
+            {
+                "username": inv.username,
+                "invitation_code": inv.code,
+                "expires_at": int(inv.expires_at),
+            }
+        )
+    )
+
+
+@users.command("list")
+@_common
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def list_users(store_url: str, key_file: Path, audit_log: Path, as_json: bool) -> None:
+    """List users and their credentials."""
+    p = _open(store_url, key_file, audit_log)
+    rows: list[dict[str, Any]] = []
+    for u in p.store.list_users():
+        creds = p.store.list_credentials(user_id=u.id)
+        rows.append(
+            {
+                "username": u.username,
+                "status": u.status,
+                "roles": sorted(u.roles),
+                "credentials": [
+                    {"kind": c.kind, "approved": c.approved, "disabled": c.disabled} for c in creds
+                ],
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        kinds = ", ".join(
+            c["kind"]
+            + ("" if c["approved"] or c["kind"] == "password" else " (pending)")
+            + (" (disabled)" if c["disabled"] else "")
+            for c in r["credentials"]
+        )
+        click.echo(f"{r['username']:<32} {r['status']:<9} {','.join(r['roles']):<20} {kinds}")
+
+
+@users.command("disable")
+@_common
+@click.argument("username")
+@_fail_cleanly
+def disable(store_url: str, key_file: Path, audit_log: Path, username: str) -> None:
+    """Disable USERNAME and end all their sessions."""
+    n = _open(store_url, key_file, audit_log).disable_user(username=username, actor=_actor())
+    click.echo(f"disabled {username}; {n} session(s) ended")
+
+
+@users.command("approve")
+@_common
+@click.argument("username")
+@_fail_cleanly
+def approve(store_url: str, key_file: Path, audit_log: Path, username: str) -> None:
+    """Approve USERNAME's pending enrolments (needed for high and strong tiers)."""
+    ids = _open(store_url, key_file, audit_log).approve_user(username=username, actor=_actor())
+    click.echo(f"approved {len(ids)} credential(s) for {username}")
+
+
+@users.command("rebind")
+@_common
+@click.argument("username")
+@_fail_cleanly
+def rebind(store_url: str, key_file: Path, audit_log: Path, username: str) -> None:
+    """Officer-assisted recovery: drop USERNAME's factors and print a new invitation code."""
+    inv = _open(store_url, key_file, audit_log).rebind_user(username=username, actor=_actor())
+    click.echo(
+        json.dumps(
+            {
+                "username": inv.username,
+                "invitation_code": inv.code,
+                "expires_at": int(inv.expires_at),
+            }
+        )
+    )
+
+
+@click.group()
+def enclaves() -> None:
+    """The enclave registry the portal uses for entry decisions and OIDC clients."""
+
+
+@enclaves.command("register")
+@_common
+@click.argument("name")
+@click.option("--tier", required=True)
+@click.option("--display-name", default="")
+@click.option("--member", "members", multiple=True, help="USER or USER=ROLE (repeatable).")
+@click.option("--network", "networks", multiple=True, help="Allowed client CIDR (repeatable).")
+@click.option("--hub-url", default="")
+@click.option("--client-id", default=None)
+@click.option("--redirect-uri", "redirect_uris", multiple=True)
+@click.option("--post-logout-redirect-uri", "post_logout", multiple=True)
+@click.option("--rotate-secret", is_flag=True)
+@_fail_cleanly
+def register(
+    store_url: str,
+    key_file: Path,
+    audit_log: Path,
+    name: str,
+    tier: str,
+    display_name: str,
+    members: tuple[str, ...],
+    networks: tuple[str, ...],
+    hub_url: str,
+    client_id: str | None,
+    redirect_uris: tuple[str, ...],
+    post_logout: tuple[str, ...],
+    rotate_secret: bool,
+) -> None:
+    """Create or replace enclave NAME; prints its OIDC client secret when one is issued."""
+    mem = []
+    for m in members:
+        user, _, role = m.partition("=")
+        mem.append((user, role or "researcher"))
+    reg = _open(store_url, key_file, audit_log).register_enclave(
+        name=name,
+        tier=tier,
+        display_name=display_name,
+        members=mem,
+        networks=list(networks),
+        hub_url=hub_url,
+        client_id=client_id,
+        redirect_uris=list(redirect_uris),
+        post_logout_redirect_uris=list(post_logout),
+        rotate_secret=rotate_secret,
+        actor=_actor(),
+    )
+    out: dict[str, Any] = {"name": reg.enclave.name, "tier": reg.enclave.tier}
+    if reg.client is not None:
+        out["client_id"] = reg.client.client_id
+    if reg.client_secret is not None:
+        out["client_secret"] = reg.client_secret
+    click.echo(json.dumps(out))
+
+
+@enclaves.command("list")
+@_common
+@click.option("--json", "as_json", is_flag=True)
+@_fail_cleanly
+def list_enclaves(store_url: str, key_file: Path, audit_log: Path, as_json: bool) -> None:
+    """List registered enclaves."""
+    p = _open(store_url, key_file, audit_log)
+    rows = [p.describe_enclave(e) for e in p.store.list_enclaves()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for r in rows:
+        click.echo(f"{r['name']:<32} {r['tier']:<15} {len(r['members'])} member(s)")
+
+
+@enclaves.command("remove")
+@_common
+@click.argument("name")
+@_fail_cleanly
+def remove(store_url: str, key_file: Path, audit_log: Path, name: str) -> None:
+    """Remove enclave NAME, its OIDC client and its members' tokens for it."""
+    _open(store_url, key_file, audit_log).remove_enclave(name=name, actor=_actor())
+    click.echo(f"removed {name}")

@@ -1,0 +1,816 @@
+"""Authentication factors, one function per ceremony step, with throttling.
+
+Knowledge: password (argon2id, >= the tier's minimum length, not on the common
+list). Possession: TOTP (RFC 6238, +-1 step, each step accepted at most once per
+credential across every process sharing the store) and WebAuthn (py_webauthn).
+Biometric: WebAuthn with UV on an attested, allow-listed AAGUID (TIERS.md).
+
+Throttling (NIST SP 800-63B-4 section 3.2.2), applied by every ``verify_*``:
+  1. refuse at once if the authenticator is disabled (after the tier's
+     ``max_consecutive_failures``) or inside its back-off window;
+  2. refuse at once if the client IP has too many recent failures;
+  3. verify; on failure count it (authenticator + IP), start or grow the back-off
+     from the ``backoff_after_failures``-th failure, disable at the limit; audit;
+  4. on success reset the authenticator's counter; audit with the factor category.
+Unknown usernames get the same answers as known ones (a dummy argon2id check and a
+failure counter keyed on the name).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import hmac
+import importlib.util
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pyotp
+import segno
+import webauthn
+from cryptography import x509
+from webauthn.helpers import options_to_json, parse_attestation_object
+from webauthn.helpers.exceptions import WebAuthnException
+from webauthn.helpers.structs import (
+    AttestationConveyancePreference,
+    AttestationFormat,
+    AuthenticatorSelectionCriteria,
+    CredentialDeviceType,
+    PublicKeyCredentialDescriptor,
+    ResidentKeyRequirement,
+    UserVerificationRequirement,
+)
+
+from ._audit import Auditor
+from ._crypto import KeyRing, PasswordHasher, hash_token
+from ._errors import FactorFailedError, InvalidInputError, ThrottledError
+from ._policy import FactorKind, Tier, VerifiedFactor
+from ._store import Credential, IdentityStore, User
+
+__all__ = [
+    "FactorResult",
+    "Factors",
+    "TotpEnrolment",
+    "WebAuthnSettings",
+    "check_password_policy",
+    "is_common_password",
+    "totp_at",
+]
+
+Clock = Callable[[], float]
+MAX_WEBAUTHN_JSON = 16 * 1024
+MAX_PASSWORD = 1024
+_FIDO_AAGUID_OID = x509.ObjectIdentifier("1.3.6.1.4.1.45724.1.1.4")
+_CATEGORY = {"password": "knowledge", "totp": "possession", "webauthn": "possession"}
+
+
+@lru_cache(maxsize=1)
+def _common_passwords() -> frozenset[str]:
+    """Django's maintained list of 20,000 common passwords (read as data, not imported)."""
+    spec = importlib.util.find_spec("django")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the 'django' package (common-password list) is not installed")
+    path = (
+        Path(next(iter(spec.submodule_search_locations))) / "contrib/auth/common-passwords.txt.gz"
+    )
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return frozenset(line.strip().lower() for line in f if line.strip())
+
+
+def is_common_password(password: str) -> bool:
+    return password.strip().lower() in _common_passwords()
+
+
+def check_password_policy(*, password: str, min_length: int, username: str) -> None:
+    """NIST SP 800-63B-4: length and a block-list only, no composition rules."""
+    if len(password) < min_length:
+        raise InvalidInputError(f"The password must be at least {min_length} characters long.")
+    if len(password) > MAX_PASSWORD:
+        raise InvalidInputError(f"The password must be at most {MAX_PASSWORD} characters long.")
+    if is_common_password(password):
+        raise InvalidInputError("That password is on a list of common passwords; choose another.")
+    if username and username.lower() in password.lower():
+        raise InvalidInputError("The password must not contain your username.")
+
+
+def totp_at(*, secret_b32: str, for_time: int, digits: int = 6, digest: str = "sha1") -> str:
+    """The TOTP code at ``for_time`` (RFC 6238; T0 = 0, X = 30 s)."""
+    return str(
+        pyotp.TOTP(secret_b32, digits=digits, digest=getattr(hashlib, digest), interval=30).at(
+            for_time
+        )
+    )
+
+
+@dataclass(frozen=True)
+class FactorResult:
+    """A factor that verified: what it proves and which credential proved it."""
+
+    factor: VerifiedFactor
+    credential_id: str
+    category: str
+
+
+@dataclass(frozen=True)
+class TotpEnrolment:
+    """A TOTP secret being enrolled: sealed for the session, shown to the user once."""
+
+    sealed_secret_b64: str
+    secret_b32: str
+    provisioning_uri: str
+    qr_svg: str
+
+
+@dataclass(frozen=True)
+class WebAuthnSettings:
+    rp_id: str
+    rp_name: str
+    origins: tuple[str, ...]
+    # AAGUID (lower-case, dashed) -> RFC 8176 amr of its only UV method ("fpt"/"face").
+    biometric_aaguids: Mapping[str, str] = field(default_factory=dict)
+    # PEM roots per attestation format; attestation is verified against them.
+    attestation_roots: Mapping[str, tuple[bytes, ...]] = field(default_factory=dict)
+    challenge_ttl_s: int = 300
+
+
+@dataclass
+class Factors:
+    store: IdentityStore
+    keyring: KeyRing
+    hasher: PasswordHasher
+    auditor: Auditor
+    webauthn: WebAuthnSettings
+    clock: Clock = time.time
+    issuer: str = "Enclave"
+    ip_window_s: int = 900
+    ip_max_failures: int = 50
+
+    # ----- throttling -----------------------------------------------------------------
+    def _precheck(self, *, cred: Credential, client_ip: str | None, actor: str) -> None:
+        now = self.clock()
+        if cred.disabled:
+            self._refused(actor=actor, client_ip=client_ip, factor=cred.kind, reason="disabled")
+            raise ThrottledError(
+                "This authenticator is disabled after too many failed attempts; "
+                "ask a security officer to re-bind it.",
+                retry_after_s=3600,
+            )
+        if cred.locked_until > now:
+            self._refused(actor=actor, client_ip=client_ip, factor=cred.kind, reason="back-off")
+            raise ThrottledError(
+                "Too many failed attempts; wait before trying again.",
+                retry_after_s=int(cred.locked_until - now) + 1,
+            )
+        self._ip_precheck(client_ip=client_ip, actor=actor)
+
+    def _refused(self, *, actor: str, client_ip: str | None, factor: str, reason: str) -> None:
+        """Audit an attempt refused by throttling before the factor was even checked."""
+        self.auditor.record(
+            action="auth.factor.refused",
+            actor=actor,
+            outcome="failure",
+            client_ip=client_ip,
+            details={"factor": factor, "reason": reason},
+        )
+
+    def _ip_precheck(self, *, client_ip: str | None, actor: str = "anonymous") -> None:
+        if client_ip is None:
+            return
+        n = self.store.count_ip_failures(ip=client_ip, now=self.clock(), window_s=self.ip_window_s)
+        if n >= self.ip_max_failures:
+            self._refused(actor=actor, client_ip=client_ip, factor="any", reason="client IP limit")
+            raise ThrottledError(
+                "Too many failed attempts from your network; wait before trying again.",
+                retry_after_s=self.ip_window_s,
+            )
+
+    def _fail(
+        self,
+        *,
+        user: User,
+        cred: Credential,
+        tier: Tier,
+        client_ip: str | None,
+        reason: str,
+        message: str,
+        enclave: str | None = None,
+    ) -> FactorFailedError:
+        now = self.clock()
+        if client_ip is not None:
+            self.store.add_ip_failure(ip=client_ip, now=now, window_s=self.ip_window_s)
+        after = self.store.record_failure(
+            cred_id=cred.id,
+            now=now,
+            max_failures=tier.throttle.max_consecutive_failures,
+            backoff_after=tier.throttle.backoff_after_failures,
+            backoff_s=tier.throttle.backoff_initial_s,
+        )
+        self.auditor.record(
+            action="auth.factor.failed",
+            actor=user.username,
+            outcome="failure",
+            enclave=enclave,
+            client_ip=client_ip,
+            details={
+                "factor": cred.kind,
+                "category": _CATEGORY[cred.kind],
+                "credential": cred.id,
+                "reason": reason,
+                "consecutive_failures": after.failures,
+            },
+        )
+        if after.disabled and not cred.disabled:
+            self.auditor.record(
+                action="auth.authenticator.disabled",
+                actor=user.username,
+                outcome="success",
+                client_ip=client_ip,
+                details={"factor": cred.kind, "credential": cred.id, "failures": after.failures},
+            )
+        return FactorFailedError(message)
+
+    def _pass(
+        self,
+        *,
+        user: User,
+        cred: Credential,
+        factor: VerifiedFactor,
+        client_ip: str | None,
+        sign_count: int | None = None,
+        enclave: str | None = None,
+        reset_done: bool = False,
+    ) -> FactorResult:
+        if not reset_done:
+            self.store.record_success(cred_id=cred.id, now=self.clock(), sign_count=sign_count)
+        category = _CATEGORY[cred.kind]
+        details: dict[str, Any] = {"factor": cred.kind, "category": category, "credential": cred.id}
+        if cred.kind == "webauthn":
+            details.update(
+                user_verified=factor.user_verified,
+                biometric_attested=factor.biometric_attested,
+                backup_eligible=factor.backup_eligible,
+            )
+        self.auditor.record(
+            action="auth.factor.verified",
+            actor=user.username,
+            outcome="success",
+            enclave=enclave,
+            client_ip=client_ip,
+            details=details,
+        )
+        return FactorResult(factor=factor, credential_id=cred.id, category=category)
+
+    # ----- knowledge: password -----------------------------------------------------------
+    def set_password(self, *, user: User, password: str, tier: Tier) -> None:
+        check_password_policy(
+            password=password,
+            min_length=max(12, tier.login.password_min_length),
+            username=user.username,
+        )
+        self.store.add_credential(
+            cred_id=str(uuid.uuid4()),
+            user_id=user.id,
+            kind="password",
+            label="password",
+            secret=self.hasher.hash(password=password).encode(),
+            now=self.clock(),
+            approved=True,
+            replace_kind=True,
+        )
+        self.auditor.record(
+            action="auth.enrolment.password",
+            actor=user.username,
+            outcome="success",
+            details={"factor": "password", "category": "knowledge"},
+        )
+
+    def verify_password(
+        self, *, username: str, password: str, tier: Tier, client_ip: str | None
+    ) -> tuple[User, FactorResult]:
+        """Step 1 of login. The same error for an unknown user and a wrong password."""
+        wrong = "The username or password is not correct."
+        if len(password) > MAX_PASSWORD or len(username) > 256:
+            raise InvalidInputError("The username or password is too long.")
+        self._ip_precheck(client_ip=client_ip, actor=username)
+        user = self.store.find_user(username=username)
+        creds = self.store.list_credentials(user_id=user.id, kind="password") if user else []
+        now = self.clock()
+        rules = tier.throttle
+        if user is None or user.status != "active" or not creds:
+            # Not a usable account: count failures exactly as for a password credential.
+            key = hash_token("name:" + username.lower())
+            failures, locked_until = self.store.name_throttle(key=key)
+            if failures >= rules.max_consecutive_failures or locked_until > now:
+                self._refused(
+                    actor=username, client_ip=client_ip, factor="password", reason="throttled"
+                )
+                raise ThrottledError(
+                    "Too many failed attempts; wait before trying again.",
+                    retry_after_s=max(rules.backoff_initial_s, int(locked_until - now)),
+                )
+            self.hasher.burn(password=password)
+            self.store.record_name_failure(
+                key=key,
+                now=now,
+                backoff_after=rules.backoff_after_failures,
+                backoff_s=rules.backoff_initial_s,
+            )
+            if client_ip is not None:
+                self.store.add_ip_failure(ip=client_ip, now=now, window_s=self.ip_window_s)
+            self.auditor.record(
+                action="auth.factor.failed",
+                actor=username,
+                outcome="failure",
+                client_ip=client_ip,
+                details={
+                    "factor": "password",
+                    "category": "knowledge",
+                    "reason": "unknown user" if user is None else f"user {user.status}",
+                },
+            )
+            raise FactorFailedError(wrong)
+        cred = creds[0]
+        if cred.disabled or cred.locked_until > now:
+            # Same words as for unknown names: existence is not revealed.
+            self._refused(
+                actor=user.username, client_ip=client_ip, factor="password", reason="throttled"
+            )
+            raise ThrottledError(
+                "Too many failed attempts; wait before trying again.",
+                retry_after_s=max(rules.backoff_initial_s, int(cred.locked_until - now)),
+            )
+        if not self.hasher.verify(stored=cred.secret.decode(), password=password):
+            raise self._fail(
+                user=user,
+                cred=cred,
+                tier=tier,
+                client_ip=client_ip,
+                reason="wrong password",
+                message=wrong,
+            )
+        return user, self._pass(
+            user=user,
+            cred=cred,
+            factor=VerifiedFactor(kind=FactorKind.PASSWORD),
+            client_ip=client_ip,
+        )
+
+    # ----- possession: TOTP -----------------------------------------------------------------
+    def begin_totp_enrolment(self, *, user: User, session_hash: str) -> TotpEnrolment:
+        secret = pyotp.random_base32(length=32)
+        sealed = self.keyring.seal(
+            plaintext=secret.encode(), context=f"totp-pending:{session_hash}"
+        )
+        uri = pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=self.issuer)
+        svg = segno.make(uri, error="m").svg_inline(scale=4, title="TOTP QR code")
+        return TotpEnrolment(
+            sealed_secret_b64=base64.b64encode(sealed).decode(),
+            secret_b32=secret,
+            provisioning_uri=uri,
+            qr_svg=str(svg),
+        )
+
+    def reveal_pending_totp(self, *, sealed_secret_b64: str, session_hash: str) -> str:
+        return self.keyring.open(
+            sealed=base64.b64decode(sealed_secret_b64), context=f"totp-pending:{session_hash}"
+        ).decode()
+
+    def finish_totp_enrolment(
+        self,
+        *,
+        user: User,
+        sealed_secret_b64: str,
+        session_hash: str,
+        code: str,
+        client_ip: str | None,
+    ) -> Credential:
+        secret = self.reveal_pending_totp(
+            sealed_secret_b64=sealed_secret_b64, session_hash=session_hash
+        )
+        code = code.strip().replace(" ", "")
+        step = self._match_step(secret=secret, code=code)
+        if step is None:
+            self.auditor.record(
+                action="auth.enrolment.totp",
+                actor=user.username,
+                outcome="failure",
+                client_ip=client_ip,
+                details={"factor": "totp", "category": "possession", "reason": "wrong code"},
+            )
+            raise InvalidInputError(
+                "The code does not match; check your device's clock and try again."
+            )
+        cred_id = str(uuid.uuid4())
+        cred = self.store.add_credential(
+            cred_id=cred_id,
+            user_id=user.id,
+            kind="totp",
+            label="authenticator app",
+            secret=self.keyring.seal(plaintext=secret.encode(), context=f"totp:{cred_id}"),
+            now=self.clock(),
+            replace_kind=True,
+        )
+        self.store.claim_totp_step(cred_id=cred_id, step=step)
+        self.auditor.record(
+            action="auth.enrolment.totp",
+            actor=user.username,
+            outcome="success",
+            client_ip=client_ip,
+            details={"factor": "totp", "category": "possession", "credential": cred_id},
+        )
+        return cred
+
+    def _match_step(self, *, secret: str, code: str) -> int | None:
+        if not (len(code) == 6 and code.isdigit()):
+            return None
+        now_step = int(self.clock()) // 30
+        found = None
+        for step in (now_step - 1, now_step, now_step + 1):
+            # Check every candidate so timing does not tell which step matched.
+            if hmac.compare_digest(totp_at(secret_b32=secret, for_time=step * 30), code):
+                found = step
+        return found
+
+    def verify_totp(
+        self,
+        *,
+        user: User,
+        code: str,
+        tier: Tier,
+        client_ip: str | None,
+        enclave: str | None = None,
+    ) -> FactorResult:
+        creds = self.store.list_credentials(user_id=user.id, kind="totp")
+        if not creds:
+            raise InvalidInputError("You have no authenticator app enrolled.")
+        cred = creds[0]
+        self._precheck(cred=cred, client_ip=client_ip, actor=user.username)
+        code = code.strip().replace(" ", "")
+        if len(code) > 16:
+            raise InvalidInputError("The code must be 6 digits.")
+        secret = self.keyring.open(sealed=cred.secret, context=f"totp:{cred.id}").decode()
+        step = self._match_step(secret=secret, code=code)
+        if step is None:
+            raise self._fail(
+                user=user,
+                cred=cred,
+                tier=tier,
+                client_ip=client_ip,
+                reason="wrong code",
+                message="The code is not correct.",
+                enclave=enclave,
+            )
+        if not self.store.claim_totp_step(cred_id=cred.id, step=step, now=self.clock()):
+            raise self._fail(
+                user=user,
+                cred=cred,
+                tier=tier,
+                client_ip=client_ip,
+                reason="code reused",
+                message="That code was already used; wait for the next one.",
+                enclave=enclave,
+            )
+        return self._pass(
+            user=user,
+            cred=cred,
+            factor=VerifiedFactor(kind=FactorKind.TOTP),
+            client_ip=client_ip,
+            enclave=enclave,
+            reset_done=True,
+        )
+
+    # ----- possession / biometric: WebAuthn ------------------------------------------------
+    def begin_webauthn_registration(self, *, user: User, session_hash: str) -> str:
+        existing = self.store.list_credentials(user_id=user.id, kind="webauthn")
+        opts = webauthn.generate_registration_options(
+            rp_id=self.webauthn.rp_id,
+            rp_name=self.webauthn.rp_name,
+            user_name=user.username,
+            user_id=user.id.encode(),
+            user_display_name=user.display_name,
+            attestation=(
+                AttestationConveyancePreference.DIRECT
+                if self.webauthn.biometric_aaguids
+                else AttestationConveyancePreference.NONE
+            ),
+            authenticator_selection=AuthenticatorSelectionCriteria(
+                resident_key=ResidentKeyRequirement.PREFERRED,
+                user_verification=UserVerificationRequirement.PREFERRED,
+            ),
+            exclude_credentials=[
+                PublicKeyCredentialDescriptor(id=c.webauthn_id) for c in existing if c.webauthn_id
+            ],
+        )
+        self.store.put_challenge(
+            session_hash=session_hash,
+            purpose="webauthn-register",
+            challenge=opts.challenge,
+            expires_at=self.clock() + self.webauthn.challenge_ttl_s,
+        )
+        return str(options_to_json(opts))
+
+    def _take(self, *, session_hash: str, purpose: str, user: str, client_ip: str | None) -> bytes:
+        ch = self.store.take_challenge(session_hash=session_hash, purpose=purpose, now=self.clock())
+        if ch is None:
+            self.auditor.record(
+                action="auth.webauthn.rejected",
+                actor=user,
+                outcome="failure",
+                client_ip=client_ip,
+                details={
+                    "reason": "no pending challenge (expired or already used)",
+                    "ceremony": purpose,
+                },
+            )
+            raise InvalidInputError(
+                "No WebAuthn ceremony is pending (it expired or was already used); start again."
+            )
+        return ch
+
+    def _reject(
+        self, *, user: str, client_ip: str | None, ceremony: str, message: str
+    ) -> InvalidInputError:
+        """Audit a refused WebAuthn payload and return the 400 to raise."""
+        self.auditor.record(
+            action="auth.webauthn.rejected",
+            actor=user,
+            outcome="failure",
+            client_ip=client_ip,
+            details={"reason": message, "ceremony": ceremony},
+        )
+        return InvalidInputError(message)
+
+    def _parse(
+        self, payload: str, *, user: str, client_ip: str | None, ceremony: str
+    ) -> dict[str, Any]:
+        def bad(message: str) -> InvalidInputError:
+            return self._reject(user=user, client_ip=client_ip, ceremony=ceremony, message=message)
+
+        if len(payload) > MAX_WEBAUTHN_JSON:
+            raise bad(f"The WebAuthn response is larger than {MAX_WEBAUTHN_JSON} bytes.")
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            raise bad("The WebAuthn response is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise bad("The WebAuthn response must be a JSON object.")
+        return data
+
+    def finish_webauthn_registration(
+        self, *, user: User, session_hash: str, credential_json: str, client_ip: str | None
+    ) -> Credential:
+        challenge = self._take(
+            session_hash=session_hash,
+            purpose="webauthn-register",
+            user=user.username,
+            client_ip=client_ip,
+        )
+        data = self._parse(
+            credential_json, user=user.username, client_ip=client_ip, ceremony="webauthn-register"
+        )
+        try:
+            v = webauthn.verify_registration_response(
+                credential=data,
+                expected_challenge=challenge,
+                expected_rp_id=self.webauthn.rp_id,
+                expected_origin=list(self.webauthn.origins),
+                require_user_verification=False,
+                pem_root_certs_bytes_by_fmt={
+                    AttestationFormat(k): list(v)
+                    for k, v in self.webauthn.attestation_roots.items()
+                }
+                or None,
+            )
+        except (WebAuthnException, ValueError, KeyError, TypeError, IndexError) as e:
+            reason = _trim(e)
+            self.auditor.record(
+                action="auth.enrolment.webauthn",
+                actor=user.username,
+                outcome="failure",
+                client_ip=client_ip,
+                details={"factor": "webauthn", "category": "possession", "reason": reason},
+            )
+            raise InvalidInputError(f"The WebAuthn registration was refused: {reason}") from None
+        fmt = str(getattr(v.fmt, "value", v.fmt))
+        aaguid = str(v.aaguid).lower()
+        attested = self._biometric_attested(
+            fmt=fmt, aaguid=aaguid, attestation_object=v.attestation_object
+        )
+        cred_id = str(uuid.uuid4())
+        cred = self.store.add_credential(
+            cred_id=cred_id,
+            user_id=user.id,
+            kind="webauthn",
+            label=f"security key {aaguid[:8]}",
+            secret=v.credential_public_key,
+            webauthn_id=v.credential_id,
+            sign_count=v.sign_count,
+            aaguid=aaguid,
+            uv_capable=bool(v.user_verified),
+            backup_eligible=v.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
+            biometric_attested=attested,
+            now=self.clock(),
+        )
+        self.auditor.record(
+            action="auth.enrolment.webauthn",
+            actor=user.username,
+            outcome="success",
+            client_ip=client_ip,
+            details={
+                "factor": "webauthn",
+                "category": "biometric" if attested else "possession",
+                "credential": cred_id,
+                "aaguid": aaguid,
+                "attestation": fmt,
+                "user_verified": bool(v.user_verified),
+                "backup_eligible": cred.backup_eligible,
+            },
+        )
+        return cred
+
+    def _biometric_attested(self, *, fmt: str, aaguid: str, attestation_object: bytes) -> bool:
+        """Is this credential an allow-listed biometric model, proven by attestation?
+
+        1. The AAGUID is on the operator's biometric allow-list.
+        2. The format has operator-supplied trust roots, so py_webauthn has verified
+           the x5c chain against them (it skips the chain check without roots).
+        3. The statement carries an x5c chain: self attestation proves nothing about
+           the model, whatever AAGUID the authenticator claims.
+        4. The attestation certificate names the same AAGUID (FIDO extension
+           1.3.6.1.4.1.45724.1.1.4); a certificate without it is not trusted here.
+        """
+        if aaguid not in self.webauthn.biometric_aaguids:  # 1
+            return False
+        if fmt == "none" or fmt not in self.webauthn.attestation_roots:  # 2
+            return False
+        x5c = parse_attestation_object(attestation_object).att_stmt.x5c or []
+        if not x5c:  # 3
+            return False
+        try:
+            cert = x509.load_der_x509_certificate(x5c[0])
+            ext = cert.extensions.get_extension_for_oid(_FIDO_AAGUID_OID).value
+        except (ValueError, x509.ExtensionNotFound):
+            return False
+        raw = getattr(ext, "value", b"")
+        if len(raw) != 18 or raw[:2] != b"\x04\x10":  # DER OCTET STRING of 16 bytes
+            return False
+        return raw[2:].hex() == aaguid.replace("-", "")  # 4
+
+    def begin_webauthn_authentication(self, *, user: User, session_hash: str) -> str:
+        creds = [
+            c
+            for c in self.store.list_credentials(user_id=user.id, kind="webauthn")
+            if c.webauthn_id
+        ]
+        if not creds:
+            raise InvalidInputError("You have no security key or passkey enrolled.")
+        opts = webauthn.generate_authentication_options(
+            rp_id=self.webauthn.rp_id,
+            allow_credentials=[
+                PublicKeyCredentialDescriptor(id=c.webauthn_id) for c in creds if c.webauthn_id
+            ],
+            user_verification=UserVerificationRequirement.PREFERRED,
+        )
+        self.store.put_challenge(
+            session_hash=session_hash,
+            purpose="webauthn-authenticate",
+            challenge=opts.challenge,
+            expires_at=self.clock() + self.webauthn.challenge_ttl_s,
+        )
+        return str(options_to_json(opts))
+
+    def finish_webauthn_authentication(
+        self,
+        *,
+        user: User,
+        session_hash: str,
+        credential_json: str,
+        tier: Tier,
+        client_ip: str | None,
+        enclave: str | None = None,
+    ) -> FactorResult:
+        """Verify an assertion. Where the tier needs UV, an assertion without it FAILS."""
+        challenge = self._take(
+            session_hash=session_hash,
+            purpose="webauthn-authenticate",
+            user=user.username,
+            client_ip=client_ip,
+        )
+        ceremony = "webauthn-authenticate"
+        data = self._parse(
+            credential_json, user=user.username, client_ip=client_ip, ceremony=ceremony
+        )
+        raw_id = data.get("rawId") or data.get("id")
+        if not isinstance(raw_id, str) or not raw_id or len(raw_id) > 1400:
+            raise self._reject(
+                user=user.username,
+                client_ip=client_ip,
+                ceremony=ceremony,
+                message="The WebAuthn response has no valid credential id.",
+            )
+        try:
+            cred_bytes = base64.b64decode(
+                raw_id + "=" * (-len(raw_id) % 4), altchars=b"-_", validate=True
+            )
+        except ValueError:
+            raise self._reject(
+                user=user.username,
+                client_ip=client_ip,
+                ceremony=ceremony,
+                message="The WebAuthn credential id is not base64url.",
+            ) from None
+        cred = self.store.find_webauthn(webauthn_id=cred_bytes)
+        if cred is None or cred.user_id != user.id:
+            raise self._reject(
+                user=user.username,
+                client_ip=client_ip,
+                ceremony=ceremony,
+                message="That security key is not enrolled for your account.",
+            )
+        self._precheck(cred=cred, client_ip=client_ip, actor=user.username)
+        need_uv = tier.login.webauthn_user_verification
+        try:
+            v = webauthn.verify_authentication_response(
+                credential=data,
+                expected_challenge=challenge,
+                expected_rp_id=self.webauthn.rp_id,
+                expected_origin=list(self.webauthn.origins),
+                credential_public_key=cred.secret,
+                credential_current_sign_count=cred.sign_count,
+                require_user_verification=need_uv,
+            )
+        except (WebAuthnException, ValueError, KeyError, TypeError, IndexError) as e:
+            reason = _trim(e)
+            raise self._fail(
+                user=user,
+                cred=cred,
+                tier=tier,
+                client_ip=client_ip,
+                reason=reason,
+                message=f"The security key check failed: {reason}",
+                enclave=enclave,
+            ) from None
+        factor = VerifiedFactor(
+            kind=FactorKind.WEBAUTHN,
+            user_verified=bool(v.user_verified),
+            biometric_attested=bool(v.user_verified and cred.biometric_attested and cred.approved),
+            backup_eligible=cred.backup_eligible
+            or v.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
+            biometric_amr=(
+                self.webauthn.biometric_aaguids.get(cred.aaguid or "")
+                if v.user_verified and cred.biometric_attested and cred.approved
+                else None
+            ),
+        )
+        return self._pass(
+            user=user,
+            cred=cred,
+            factor=factor,
+            client_ip=client_ip,
+            sign_count=v.new_sign_count,
+            enclave=enclave,
+        )
+
+
+def _trim(e: BaseException) -> str:
+    text = " ".join(str(e).split())[:200] or type(e).__name__
+    return text if text.endswith(".") else text + "."
+
+
+def factor_to_json(f: FactorResult, *, approved: bool, at: float) -> dict[str, Any]:
+    return {
+        "kind": f.factor.kind.value,
+        "credential": f.credential_id,
+        "user_verified": f.factor.user_verified,
+        "biometric_attested": f.factor.biometric_attested,
+        "backup_eligible": f.factor.backup_eligible,
+        "biometric_amr": f.factor.biometric_amr,
+        "approved": approved,
+        "at": at,
+    }
+
+
+def factors_from_json(
+    items: Sequence[Mapping[str, Any]], *, approved_only: bool
+) -> list[VerifiedFactor]:
+    out = []
+    for it in items:
+        if approved_only and not it.get("approved", False):
+            continue
+        out.append(
+            VerifiedFactor(
+                kind=FactorKind(it["kind"]),
+                user_verified=bool(it.get("user_verified")),
+                biometric_attested=bool(it.get("biometric_attested")),
+                backup_eligible=bool(it.get("backup_eligible")),
+                biometric_amr=it.get("biometric_amr"),
+            )
+        )
+    return out

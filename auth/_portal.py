@@ -1,0 +1,384 @@
+"""The portal's services, shared by the web app, the admin API and the CLI.
+
+Admin operations (invite, disable, approve, re-bind, enclave registration) live
+here once, so the HTTP API and the CLI cannot drift; each one is audited.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._audit import Auditor, AuditSink
+from ._crypto import Argon2Params, KeyRing, PasswordHasher, hash_token, new_token
+from ._errors import InvalidInputError, NotFoundError
+from ._factors import Factors, WebAuthnSettings
+from ._oidc import SigningKeys
+from ._policy import Tier, UnknownTierError, load_catalog
+from ._store import ClientRecord, EnclaveRecord, IdentityStore, User, open_store
+
+__all__ = ["Invitation", "Portal", "PortalSettings", "RegisteredEnclave"]
+
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
+_ENCLAVE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+ROLES = frozenset({"researcher", "pi", "officer", "admin"})
+
+
+@dataclass(frozen=True)
+class PortalSettings:
+    """Everything the portal is configured with. Times are seconds."""
+
+    issuer: str  # e.g. https://portal.example; also the WebAuthn origin
+    store_url: str
+    key_file: Path  # AES-GCM key ring, one kid:base64 per line, first seals
+    audit_path: Path  # local durable audit sink (JSON lines) until audit's client is wired
+    rp_id: str = "localhost"
+    rp_name: str = "Enclave"
+    login_tier: str = "nbdc-standard"  # what a portal login itself must prove (SATRE: MFA)
+    biometric_aaguids: Mapping[str, str] = field(default_factory=dict)
+    attestation_roots: Mapping[str, tuple[bytes, ...]] = field(default_factory=dict)
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For we believe
+    admin_token_hash: str | None = None  # SHA-256 of the admin API bearer token
+    invitation_ttl_s: int = 72 * 3600
+    code_ttl_s: int = 60
+    access_token_ttl_s: int = 600
+    id_token_ttl_s: int = 300
+    argon2: Argon2Params = field(default_factory=Argon2Params)
+    hsts: bool = True  # sent on https requests only
+
+
+@dataclass(frozen=True)
+class Invitation:
+    username: str
+    code: str  # shown once to the inviter; stored only as SHA-256
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class RegisteredEnclave:
+    enclave: EnclaveRecord
+    client: ClientRecord | None
+    client_secret: str | None  # only when newly generated
+
+
+class Portal:
+    """Wires the store, key ring, factors, signing keys and auditor together."""
+
+    def __init__(
+        self,
+        *,
+        settings: PortalSettings,
+        sink: AuditSink,
+        clock: Callable[[], float] = time.time,
+        store: IdentityStore | None = None,
+        keyring: KeyRing | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.catalog = load_catalog()
+        self.catalog.get(settings.login_tier)
+        self.store = store or open_store(url=settings.store_url)
+        self.keyring = keyring or KeyRing.from_file(path=settings.key_file)
+        self.auditor = Auditor(sink=sink, clock=clock)
+        self.hasher = PasswordHasher(params=settings.argon2)
+        self.factors = Factors(
+            store=self.store,
+            keyring=self.keyring,
+            hasher=self.hasher,
+            auditor=self.auditor,
+            webauthn=WebAuthnSettings(
+                rp_id=settings.rp_id,
+                rp_name=settings.rp_name,
+                origins=(settings.issuer.rstrip("/"),),
+                biometric_aaguids=dict(settings.biometric_aaguids),
+                attestation_roots=dict(settings.attestation_roots),
+            ),
+            clock=clock,
+            issuer=settings.rp_name,
+        )
+        self.keys = SigningKeys(store=self.store, keyring=self.keyring, clock=clock)
+        self._proxies = [ipaddress.ip_network(c) for c in settings.trusted_proxies]
+
+    # ----- tiers and networks -------------------------------------------------------------
+    def tier(self, name: str) -> Tier:
+        try:
+            return self.catalog.get(name)
+        except UnknownTierError:
+            raise InvalidInputError(f"Unknown tier {name!r}.") from None
+
+    @property
+    def login_tier(self) -> Tier:
+        return self.catalog.get(self.settings.login_tier)
+
+    def client_ip(self, *, peer: str | None, forwarded_for: str | None) -> str | None:
+        """The client address: X-Forwarded-For is believed only from trusted proxies."""
+        if peer is None:
+            return None
+        chain = [peer]
+        if forwarded_for:
+            chain = [p.strip() for p in forwarded_for.split(",") if p.strip()] + [peer]
+        # Walk from the nearest hop outwards while the hop is a trusted proxy.
+        for hop in reversed(chain):
+            try:
+                addr = ipaddress.ip_address(hop)
+            except ValueError:
+                return hop if hop == peer else None
+            if not any(addr in n for n in self._proxies):
+                return hop
+        return chain[0]
+
+    # ----- users ---------------------------------------------------------------------------
+    def invite_user(
+        self,
+        *,
+        username: str,
+        display_name: str,
+        roles: Sequence[str],
+        locale: str,
+        actor: str,
+    ) -> Invitation:
+        if not _USERNAME.match(username):
+            raise InvalidInputError(
+                "The username must be 1-128 characters: letters, digits and . _ @ + -."
+            )
+        bad = set(roles) - ROLES
+        if bad or not roles:
+            raise InvalidInputError(f"Roles must be some of {sorted(ROLES)}; got {sorted(roles)}.")
+        if locale not in ("en", "ja"):
+            raise InvalidInputError("The locale must be 'en' or 'ja'.")
+        now = self.clock()
+        user = self.store.find_user(username=username)
+        if user is None:
+            user = self.store.create_user(
+                user_id=str(uuid.uuid4()),
+                username=username,
+                display_name=display_name or username,
+                roles=frozenset(roles),
+                status="invited",
+                locale=locale,
+                now=now,
+            )
+        elif user.status != "invited":
+            raise InvalidInputError(f"User {username!r} exists already ({user.status}).")
+        code = new_token(nbytes=24)
+        expires = now + self.settings.invitation_ttl_s
+        self.store.add_invitation(
+            token_hash=hash_token(code), user_id=user.id, created_by=actor, expires_at=expires
+        )
+        self.auditor.record(
+            action="admin.user.invited",
+            actor=actor,
+            outcome="success",
+            details={"user": username, "roles": sorted(roles), "expires_at": int(expires)},
+        )
+        return Invitation(username=username, code=code, expires_at=expires)
+
+    def user(self, username: str) -> User:
+        u = self.store.find_user(username=username)
+        if u is None:
+            raise NotFoundError(f"No user named {username!r}.")
+        return u
+
+    def disable_user(self, *, username: str, actor: str) -> int:
+        u = self.user(username)
+        self.store.set_user_status(user_id=u.id, status="disabled")
+        n = self.revoke_sessions(user_id=u.id, actor=actor, reason="user disabled")
+        self.store.revoke_user_tokens(user_id=u.id)
+        self.auditor.record(
+            action="admin.user.disabled",
+            actor=actor,
+            outcome="success",
+            details={"user": username, "sessions_revoked": n},
+        )
+        return n
+
+    def approve_user(self, *, username: str, actor: str) -> list[str]:
+        """Approve the user's pending (non-password) credentials; returns their ids."""
+        u = self.user(username)
+        approved = []
+        for c in self.store.list_credentials(user_id=u.id):
+            if c.kind != "password" and not c.approved:
+                self.store.approve_credential(cred_id=c.id)
+                approved.append(c.id)
+                self.auditor.record(
+                    action="admin.credential.approved",
+                    actor=actor,
+                    outcome="success",
+                    details={"user": username, "credential": c.id, "factor": c.kind},
+                )
+        if not approved:
+            raise InvalidInputError(f"User {username!r} has no enrolment waiting for approval.")
+        return approved
+
+    def rebind_user(self, *, username: str, actor: str) -> Invitation:
+        """Officer-assisted recovery: drop every credential, end sessions, new invitation."""
+        u = self.user(username)
+        for c in self.store.list_credentials(user_id=u.id):
+            self.store.delete_credential(cred_id=c.id)
+        self.revoke_sessions(user_id=u.id, actor=actor, reason="re-binding")
+        self.store.set_user_status(user_id=u.id, status="invited")
+        self.auditor.record(
+            action="admin.user.rebound",
+            actor=actor,
+            outcome="success",
+            details={"user": username},
+        )
+        return self.invite_user(
+            username=username,
+            display_name=u.display_name,
+            roles=sorted(u.roles),
+            locale=u.locale,
+            actor=actor,
+        )
+
+    def revoke_sessions(self, *, user_id: str, actor: str, reason: str) -> int:
+        n = 0
+        for s in self.store.list_sessions(user_id=user_id):
+            if self.store.end_session(id_hash=s.id_hash, now=self.clock()):
+                n += 1
+                self.auditor.record(
+                    action="session.ended",
+                    actor=actor,
+                    outcome="success",
+                    details={"session": s.id_hash[:16], "reason": reason, "user_id": user_id},
+                )
+        return n
+
+    # ----- enclaves --------------------------------------------------------------------------
+    def register_enclave(
+        self,
+        *,
+        name: str,
+        tier: str,
+        display_name: str,
+        members: Sequence[tuple[str, str]],
+        networks: Sequence[str],
+        hub_url: str,
+        client_id: str | None,
+        redirect_uris: Sequence[str],
+        post_logout_redirect_uris: Sequence[str] = (),
+        rotate_secret: bool = False,
+        actor: str,
+    ) -> RegisteredEnclave:
+        if not _ENCLAVE.match(name):
+            raise InvalidInputError("The enclave name must be a DNS-1123 label (a-z, 0-9, -).")
+        t = self.tier(tier)
+        for n in networks:
+            try:
+                ipaddress.ip_network(n, strict=False)
+            except ValueError:
+                raise InvalidInputError(f"{n!r} is not a network in CIDR notation.") from None
+        if t.network.source_allowlist_required and not networks:
+            raise InvalidInputError(
+                f"Tier {tier} requires a source network allow-list (accessNetworks)."
+            )
+        for u, role in members:
+            if not _USERNAME.match(u) or role not in ROLES:
+                raise InvalidInputError(f"Member {u!r} with role {role!r} is not valid.")
+        for uri in [*redirect_uris, *post_logout_redirect_uris, hub_url]:
+            if uri and not re.match(r"^https?://[^\s#]+$", uri):
+                raise InvalidInputError(f"{uri!r} is not an absolute http(s) URL without fragment.")
+        added, removed = self.store.put_enclave(
+            name=name,
+            tier=tier,
+            display_name=display_name or name,
+            networks=list(networks),
+            members=list(members),
+            hub_url=hub_url,
+            now=self.clock(),
+        )
+        secret = None
+        client = None
+        if client_id:
+            client = self.store.get_client(client_id=client_id)
+            if client is None or rotate_secret:
+                secret = new_token(nbytes=32)
+                secret_hash = hash_token(secret)
+            else:
+                secret_hash = client.secret_hash
+            self.store.put_client(
+                client_id=client_id,
+                secret_hash=secret_hash,
+                redirect_uris=list(redirect_uris),
+                post_logout_redirect_uris=list(post_logout_redirect_uris),
+                enclave=name,
+                now=self.clock(),
+            )
+            client = self.store.get_client(client_id=client_id)
+        for username in removed:
+            gone = self.store.find_user(username=username)
+            if gone is not None:
+                # Membership changes take effect at once: no further tokens for this enclave.
+                self.store.revoke_user_tokens(user_id=gone.id, enclave=name)
+        self.auditor.record(
+            action="admin.enclave.registered",
+            actor=actor,
+            outcome="success",
+            enclave=name,
+            details={
+                "tier": tier,
+                "members_added": sorted(added),
+                "members_removed": sorted(removed),
+                "networks": list(networks),
+                "client_id": client_id,
+                "client_secret_issued": secret is not None,
+            },
+        )
+        enc = self.store.get_enclave(name=name)
+        assert enc is not None
+        return RegisteredEnclave(enclave=enc, client=client, client_secret=secret)
+
+    def register_client(
+        self,
+        *,
+        client_id: str,
+        redirect_uris: Sequence[str],
+        post_logout_redirect_uris: Sequence[str],
+        actor: str,
+    ) -> str:
+        """A client not tied to an enclave (e.g. the audit UI); returns its new secret."""
+        secret = new_token(nbytes=32)
+        self.store.put_client(
+            client_id=client_id,
+            secret_hash=hash_token(secret),
+            redirect_uris=list(redirect_uris),
+            post_logout_redirect_uris=list(post_logout_redirect_uris),
+            enclave=None,
+            now=self.clock(),
+        )
+        self.auditor.record(
+            action="admin.client.registered",
+            actor=actor,
+            outcome="success",
+            details={"client_id": client_id, "redirect_uris": list(redirect_uris)},
+        )
+        return secret
+
+    def remove_enclave(self, *, name: str, actor: str) -> None:
+        enc = self.store.get_enclave(name=name)
+        if enc is None:
+            raise NotFoundError(f"No enclave named {name!r}.")
+        for username, _ in enc.members:
+            u = self.store.find_user(username=username)
+            if u is not None:
+                self.store.revoke_user_tokens(user_id=u.id, enclave=name)
+        self.store.remove_enclave(name=name)
+        self.auditor.record(
+            action="admin.enclave.removed", actor=actor, outcome="success", enclave=name
+        )
+
+    def describe_enclave(self, enc: EnclaveRecord) -> dict[str, Any]:
+        return {
+            "name": enc.name,
+            "tier": enc.tier,
+            "display_name": enc.display_name,
+            "networks": list(enc.networks),
+            "members": [{"user": u, "role": r} for u, r in enc.members],
+            "hub_url": enc.hub_url,
+        }

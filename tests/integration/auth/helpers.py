@@ -1,0 +1,100 @@
+"""Helpers shared by the portal's integration and e2e tests: a portal on a temp dir."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from auth import (
+    Argon2Params,
+    FileAuditSink,
+    KeyRing,
+    MemoryAuditSink,
+    Portal,
+    PortalSettings,
+)
+from auth._audit import AuditSink
+from auth._crypto import hash_token
+
+ADMIN_TOKEN = "test-admin-token-" + "x" * 20
+CHEAP_ARGON2 = Argon2Params(time_cost=1, memory_cost_kib=8192, parallelism=1)
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_settings(tmp: Path, *, issuer: str = "https://localhost") -> PortalSettings:
+    key_file = tmp / "keys"
+    if not key_file.exists():
+        key_file.write_text(KeyRing.generate().to_text())
+    return PortalSettings(
+        issuer=issuer,
+        store_url=f"sqlite:///{tmp / 'identity.db'}",
+        key_file=key_file,
+        audit_path=tmp / "audit.jsonl",
+        rp_id="localhost",
+        admin_token_hash=hash_token(ADMIN_TOKEN),
+        argon2=CHEAP_ARGON2,
+    )
+
+
+def make_portal(
+    tmp: Path,
+    *,
+    clock: FakeClock | None = None,
+    sink: AuditSink | None = None,
+    issuer: str = "https://localhost",
+) -> tuple[Portal, AuditSink]:
+    settings = make_settings(tmp, issuer=issuer)
+    sink = sink or MemoryAuditSink()
+    kwargs = {"clock": clock} if clock is not None else {}
+    return Portal(settings=settings, sink=sink, **kwargs), sink
+
+
+def file_sink(tmp: Path) -> FileAuditSink:
+    return FileAuditSink(path=tmp / "audit.jsonl")
+
+
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    m = _CSRF.search(html)
+    assert m, "no CSRF field on the page"
+    return m.group(1)
+
+
+def totp_secret_of(html: str) -> str:
+    m = re.search(r'<code id="totp-secret">([A-Z2-7]+)</code>', html)
+    assert m, "no TOTP secret on the page"
+    return m.group(1)
+
+
+@dataclass(frozen=True)
+class Pkce:
+    verifier: str
+    challenge: str
+
+    @classmethod
+    def new(cls) -> Pkce:
+        v = secrets.token_urlsafe(48)
+        c = base64.urlsafe_b64encode(hashlib.sha256(v.encode()).digest()).rstrip(b"=").decode()
+        return cls(v, c)
+
+
+def form_post(client: httpx.Client, url: str, page_html: str, **fields: str) -> httpx.Response:
+    return client.post(url, data={"csrf": csrf_of(page_html), **fields})

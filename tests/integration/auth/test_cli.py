@@ -1,0 +1,105 @@
+"""The portal CLI against a real SQLite store: invite, list, approve, disable, enclaves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from auth.cli import enclaves, portal, users
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    keys = tmp_path / "keys"
+    r = CliRunner().invoke(portal, ["init-keys", str(keys)])
+    assert r.exit_code == 0, r.output
+    assert (keys.stat().st_mode & 0o777) == 0o600
+    return {
+        "ENCLAVE_PORTAL_STORE": f"sqlite:///{tmp_path / 'id.db'}",
+        "ENCLAVE_PORTAL_KEY_FILE": str(keys),
+        "ENCLAVE_PORTAL_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+    }
+
+
+def run(group: object, args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    r = CliRunner().invoke(group, args, env=env)  # type: ignore[arg-type]
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_users_and_enclaves_round_trip(env: dict[str, str], tmp_path: Path) -> None:
+    code, out, _ = run(users, ["invite", "r.tanaka@company-a.example", "--role", "researcher"], env)
+    assert code == 0
+    assert len(json.loads(out)["invitation_code"]) >= 32
+    code, out, _ = run(users, ["list", "--json"], env)
+    assert json.loads(out)[0]["status"] == "invited"
+    code, out, _ = run(
+        enclaves,
+        [
+            "register",
+            "gut-2026",
+            "--tier",
+            "nbdc-high",
+            "--member",
+            "r.tanaka@company-a.example",
+            "--network",
+            "192.0.2.0/24",
+            "--client-id",
+            "hub-gut",
+            "--redirect-uri",
+            "https://gut.example/hub/oauth_callback",
+        ],
+        env,
+    )
+    assert code == 0, out
+    reg = json.loads(out)
+    assert reg["client_id"] == "hub-gut"
+    assert len(reg["client_secret"]) >= 40
+    code, out, _ = run(enclaves, ["list", "--json"], env)
+    assert json.loads(out)[0]["members"] == [
+        {"user": "r.tanaka@company-a.example", "role": "researcher"}
+    ]
+    # The secret is stored hashed only.
+    assert reg["client_secret"].encode() not in (tmp_path / "id.db").read_bytes()
+    code, out, _ = run(users, ["disable", "r.tanaka@company-a.example"], env)
+    assert code == 0
+    code, out, _ = run(enclaves, ["remove", "gut-2026"], env)
+    assert code == 0
+    actions = [json.loads(x)["action"] for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert actions == [
+        "admin.user.invited",
+        "admin.enclave.registered",
+        "admin.user.disabled",
+        "admin.enclave.removed",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("group", "args", "msg"),
+    [
+        (enclaves, ["register", "Bad_Name", "--tier", "nbdc-standard"], "DNS-1123"),
+        (enclaves, ["register", "x", "--tier", "nbdc-ultra"], "Unknown tier 'nbdc-ultra'"),
+        (
+            enclaves,
+            ["register", "x", "--tier", "nbdc-high"],
+            "requires a source network allow-list",
+        ),
+        (
+            enclaves,
+            ["register", "x", "--tier", "nbdc-standard", "--network", "10.0.0.300/8"],
+            "CIDR",
+        ),
+        (enclaves, ["remove", "nope"], "No enclave named 'nope'"),
+        (users, ["approve", "ghost"], "No user named 'ghost'"),
+        (users, ["invite", "bad name"], "The username must be"),
+    ],
+)
+def test_bad_input_is_one_sentence_exit_2(
+    env: dict[str, str], group: object, args: list[str], msg: str
+) -> None:
+    code, out, err = run(group, args, env)
+    assert code == 2
+    assert msg in err
+    assert "Traceback" not in err + out

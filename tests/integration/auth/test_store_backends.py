@@ -1,0 +1,159 @@
+"""The identity store's contract, run against SQLite and a real PostgreSQL.
+
+Two store instances on one database stand for two portal processes: the TOTP
+single-use claim and the authorization-code redemption have exactly one winner.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from auth._errors import ConflictError, InvalidInputError
+from auth._store import IdentityStore, open_store
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'id.db'}"
+        return
+    base = request.getfixturevalue("postgres_url")
+    # A fresh schema per test: a new database keeps tests independent.
+    import psycopg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(base, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    yield base.replace("/postgres?", f"/{name}?")
+
+
+def _user(s: IdentityStore, name: str = "dave") -> str:
+    uid = str(uuid.uuid4())
+    s.create_user(
+        user_id=uid,
+        username=name,
+        display_name=name,
+        roles=frozenset({"researcher"}),
+        status="active",
+        locale="ja",
+        now=1.0,
+    )
+    return uid
+
+
+def test_users_credentials_and_conflicts(url: str) -> None:
+    s = open_store(url=url)
+    uid = _user(s)
+    assert s.find_user(username="dave").locale == "ja"  # type: ignore[union-attr]
+    with pytest.raises(ConflictError):
+        _user(s)
+    c = s.add_credential(
+        cred_id="c1",
+        user_id=uid,
+        kind="webauthn",
+        label="k",
+        secret=b"\x00\xffpk",
+        webauthn_id=b"\x01\x02",
+        now=2.0,
+        backup_eligible=True,
+    )
+    assert c.secret == b"\x00\xffpk"
+    assert s.find_webauthn(webauthn_id=b"\x01\x02").id == "c1"  # type: ignore[union-attr]
+    after = s.record_failure(cred_id="c1", now=10.0, max_failures=3, backoff_after=2, backoff_s=30)
+    assert after.failures == 1
+    assert after.locked_until == 0
+    after = s.record_failure(cred_id="c1", now=10.0, max_failures=3, backoff_after=2, backoff_s=30)
+    assert after.locked_until == 40.0
+    after = s.record_failure(cred_id="c1", now=50.0, max_failures=3, backoff_after=2, backoff_s=30)
+    assert after.disabled
+    s.close()
+
+
+def test_totp_step_single_use_across_two_instances(url: str) -> None:
+    a, b = open_store(url=url), open_store(url=url)
+    uid = _user(a)
+    a.add_credential(cred_id="t1", user_id=uid, kind="totp", label="app", secret=b"sealed", now=1.0)
+    wins: list[bool] = []
+    lock = threading.Lock()
+
+    def claim(s: IdentityStore) -> None:
+        ok = s.claim_totp_step(cred_id="t1", step=1000, now=5.0)
+        with lock:
+            wins.append(ok)
+
+    ts = [threading.Thread(target=claim, args=(s,)) for s in (a, b, a, b)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert sorted(wins) == [False, False, False, True]
+    assert not b.claim_totp_step(cred_id="t1", step=999)  # older steps are never accepted
+    assert b.claim_totp_step(cred_id="t1", step=1001)
+    a.close()
+    b.close()
+
+
+def test_code_redeemed_once_across_two_instances(url: str) -> None:
+    a, b = open_store(url=url), open_store(url=url)
+    a.put_code(code_hash="h", payload={"x": 1}, expires_at=100.0)
+    assert b.peek_code(code_hash="h", now=50.0) == {"x": 1}
+    r1 = a.redeem_code(
+        code_hash="h", now=50.0, token_hash="t1", token_payload={"u": 1}, token_expires_at=60.0
+    )
+    r2 = b.redeem_code(
+        code_hash="h", now=50.0, token_hash="t2", token_payload={"u": 1}, token_expires_at=60.0
+    )
+    assert (r1, r2) == (True, False)
+    assert b.get_access_token(token_hash="t1", now=55.0) == {"u": 1}
+    assert b.get_access_token(token_hash="t1", now=61.0) is None
+    a.put_code(code_hash="old", payload={}, expires_at=10.0)
+    assert not a.redeem_code(
+        code_hash="old", now=50.0, token_hash="t3", token_payload={}, token_expires_at=60.0
+    )
+    a.close()
+    b.close()
+
+
+def test_enclaves_sessions_invitations(url: str) -> None:
+    s = open_store(url=url)
+    uid = _user(s)
+    added, removed = s.put_enclave(
+        name="e1",
+        tier="nbdc-high",
+        display_name="E",
+        networks=["192.0.2.0/24"],
+        members=[("dave", "pi")],
+        hub_url="",
+        now=1.0,
+    )
+    assert (added, removed) == ({"dave"}, set())
+    added, removed = s.put_enclave(
+        name="e1", tier="nbdc-high", display_name="E", networks=[], members=[], hub_url="", now=2.0
+    )
+    assert removed == {"dave"}
+    assert s.list_enclaves(username="dave") == []
+    s.add_invitation(token_hash="ih", user_id=uid, created_by="o", expires_at=100.0)
+    assert s.consume_invitation(token_hash="ih", now=200.0) is None
+    s.add_invitation(token_hash="ih2", user_id=uid, created_by="o", expires_at=100.0)
+    assert s.consume_invitation(token_hash="ih2", now=50.0) == uid
+    assert s.consume_invitation(token_hash="ih2", now=50.0) is None
+    s.create_session(id_hash="sh", csrf="c", client_ip="192.0.2.1", now=1.0)
+    s.save_session(
+        id_hash="sh", user_id=uid, state={"stage": "authenticated"}, last_seen=2.0, auth_time=2.0
+    )
+    assert [r.id_hash for r in s.list_sessions(user_id=uid)] == ["sh"]
+    assert s.end_session(id_hash="sh", now=3.0)
+    assert not s.end_session(id_hash="sh", now=3.0)
+    s.close()
+
+
+def test_bad_urls_are_refused() -> None:
+    with pytest.raises(InvalidInputError, match="sqlite:/// or postgresql://"):
+        open_store(url="mysql://x")
+    with pytest.raises(InvalidInputError, match=r"synchronous=full\|normal"):
+        open_store(url="sqlite:////tmp/x.db?journal=off")

@@ -1,0 +1,49 @@
+"""The portal's local audit sink: durable JSON lines, group commit, fail closed."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from auth._audit import Auditor, FileAuditSink
+from auth._errors import AuditUnavailableError
+
+
+def test_concurrent_events_all_land_once(tmp_path: Path) -> None:
+    a = Auditor(sink=FileAuditSink(path=tmp_path / "a.jsonl"))
+
+    def work(i: int) -> None:
+        for j in range(50):
+            a.record(
+                action="auth.factor.verified", actor=f"u{i}", outcome="success", details={"j": j}
+            )
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    lines = (tmp_path / "a.jsonl").read_text().splitlines()
+    assert len(lines) == 400
+    events = [json.loads(x) for x in lines]
+    assert len({e["id"] for e in events}) == 400
+    assert all(e["source"] == "portal" for e in events)
+    assert lines[0] == json.dumps(
+        events[0], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+
+
+def test_unwritable_log_fails_closed(tmp_path: Path) -> None:
+    a = Auditor(sink=FileAuditSink(path=tmp_path / "missing-dir" / "a.jsonl"))
+    with pytest.raises(AuditUnavailableError, match="refuses to continue"):
+        a.record(action="session.started", actor="x", outcome="success")
+
+
+def test_secrets_are_refused_in_details(tmp_path: Path) -> None:
+    a = Auditor(sink=FileAuditSink(path=tmp_path / "a.jsonl"))
+    with pytest.raises(ValueError, match="must not carry secrets"):
+        a.record(action="x", actor="y", outcome="success", details={"password": "hunter2"})
+    assert not (tmp_path / "a.jsonl").exists()
