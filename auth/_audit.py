@@ -18,9 +18,12 @@ from typing import Any, Protocol
 
 import orjson
 
+from audit import EventError, parse_event
+from audit.client import AuditClient, ClientError
+
 from ._errors import AuditUnavailableError
 
-__all__ = ["AuditSink", "Auditor", "FileAuditSink", "MemoryAuditSink"]
+__all__ = ["AuditClientSink", "AuditSink", "Auditor", "FileAuditSink", "MemoryAuditSink"]
 
 _FORBIDDEN_DETAIL_KEYS = frozenset({"password", "code", "secret", "token", "otp"})
 
@@ -96,6 +99,30 @@ class FileAuditSink:
                 self._cv.notify_all()
 
 
+class AuditClientSink:
+    """Send events through ``audit``'s client: the audit log proper.
+
+    ``emit`` uses the client's ``record``: it returns only once the event is
+    durable (appended to the local store, or fsync'd in the spool of an HTTP
+    client), and otherwise raises ``AuditUnavailableError`` so that the portal
+    refuses the action it was about to take (fail closed).
+    """
+
+    def __init__(self, *, client: AuditClient) -> None:
+        self._client = client
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        try:
+            self._client.record(event)
+        except ClientError as e:
+            raise AuditUnavailableError(
+                "The audit log cannot be written; the portal refuses to continue."
+            ) from e
+
+    def close(self) -> None:
+        self._client.close()
+
+
 class MemoryAuditSink:
     """Keeps events in a list; for tests that assert what a flow recorded."""
 
@@ -145,6 +172,12 @@ class Auditor:
             "client_ip": client_ip,
             "details": d,
         }
+        # Every portal event is checked against the audit registry here, at its
+        # source: an event the log would refuse is a bug, never a silent loss.
+        try:
+            parse_event(event)
+        except EventError as e:
+            raise ValueError(f"portal event {action!r} does not fit the audit registry: {e}") from e
         try:
             self._sink.emit(event)
         except AuditUnavailableError:

@@ -128,10 +128,10 @@ class Portal:
             try:
                 addr = ipaddress.ip_address(hop)
             except ValueError:
-                return hop if hop == peer else None
+                return None  # a Unix-socket peer, or garbage in the header: unknown
             if not any(addr in n for n in self._proxies):
-                return hop
-        return chain[0]
+                return str(addr)  # canonical form, as the audit log requires
+        return str(ipaddress.ip_address(chain[0]))
 
     # ----- users ---------------------------------------------------------------------------
     def invite_user(

@@ -50,8 +50,6 @@ def cli(log_level: str) -> None:
     configure_logging(level=log_level)
 
 
-
-
 @cli.command()
 def demo() -> None:
     """Run the embedded default on this machine and print how to log in."""

@@ -283,24 +283,25 @@ class NetworkDecision:
 
 
 def check_source_network(
-    *, tier: Tier, allowlist: Sequence[str], client_ip: str
+    *, tier: Tier, allowlist: Sequence[str], client_ip: str | None
 ) -> NetworkDecision:
     """May a client at ``client_ip`` enter an enclave with this ``allowlist``?
 
     The caller MUST pass the client address as established through its trusted
-    proxies only. An empty allow-list denies where the tier requires one (fail
-    closed) and allows where it is optional. A malformed address or network denies.
+    proxies only (``None`` when it is unknown). An empty allow-list denies where the
+    tier requires one (fail closed) and allows anyone where it is optional. Against
+    a non-empty list, an unknown or malformed address, or a malformed network, denies.
     """
-    try:
-        address = ipaddress.ip_address(client_ip)
-    except ValueError:
-        return NetworkDecision(False, f"the client address {client_ip!r} is not an IP address")
     if not allowlist:
         if tier.network.source_allowlist_required:
             return NetworkDecision(
                 False, "this tier admits only listed client networks, and none is listed"
             )
         return NetworkDecision(True, "this tier does not restrict client networks")
+    try:
+        address = ipaddress.ip_address(client_ip or "")
+    except ValueError:
+        return NetworkDecision(False, f"the client address {client_ip!r} is not an IP address")
     for cidr in allowlist:
         try:
             network = ipaddress.ip_network(cidr, strict=False)

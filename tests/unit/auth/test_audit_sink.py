@@ -18,7 +18,10 @@ def test_concurrent_events_all_land_once(tmp_path: Path) -> None:
     def work(i: int) -> None:
         for j in range(50):
             a.record(
-                action="auth.factor.verified", actor=f"u{i}", outcome="success", details={"j": j}
+                action="auth.factor.verified",
+                actor=f"u{i}",
+                outcome="success",
+                details={"factor": "totp", "credential": f"c{j}"},
             )
 
     ts = [threading.Thread(target=work, args=(i,)) for i in range(8)]

@@ -203,6 +203,9 @@ def test_claims_that_do_not_meet_the_tier_are_refused(claims, reason):
         ("nbdc-high", ["2001:db8::/32"], "2001:db8::1", True),
         ("nbdc-high", ["2001:db8::/32"], "192.0.2.10", False),
         ("nbdc-high", ["192.0.2.0/24"], "not-an-ip", False),
+        ("nbdc-standard", ["192.0.2.0/24"], None, False),  # unknown address, listed networks
+        ("nbdc-standard", [], None, True),  # no restriction at all
+        ("nbdc-high", [], None, False),
         ("nbdc-high", ["not-a-network"], "192.0.2.10", False),
     ],
 )
