@@ -536,3 +536,27 @@ def test_session_id_and_csrf_are_renewed_at_sign_in(
         client.app, base_url="https://localhost", cookies={"__Host-enclave-session": before or ""}
     )
     assert stale.get("/", follow_redirects=False).headers["location"] == "/login"
+
+
+@pytest.mark.parametrize(
+    ("content", "ctype", "message"),
+    [
+        (
+            "grant_type=authorization_code&code=a&code=b",
+            "application/x-www-form-urlencoded",
+            "appears twice",
+        ),
+        ('{"grant_type": "authorization_code"}', "application/json", "x-www-form-urlencoded"),
+        ("code=" + "x" * 9000, "application/x-www-form-urlencoded", "larger than 8 KiB"),
+        ("code=" + "x" * 300, "application/x-www-form-urlencoded", "longer than 200"),
+        (b"code=\xff\xfe", "application/x-www-form-urlencoded", "UTF-8"),
+    ],
+)
+def test_token_endpoint_refuses_malformed_bodies(
+    env: tuple[Portal, MemoryAuditSink, TestClient], content: str | bytes, ctype: str, message: str
+) -> None:
+    _portal, _sink, client = env
+    r = client.post("/oidc/token", content=content, headers={"Content-Type": ctype})
+    assert r.status_code == 400
+    assert r.json()["error"] == "invalid_request"
+    assert message in r.json()["error_description"]
