@@ -8,7 +8,7 @@ checkpoints.
 
 from __future__ import annotations
 
-from ._merkle import verify_consistency, verify_inclusion
+from ._merkle import leaf_hash, verify_consistency, verify_inclusion
 from ._note import Checkpoint, Signer, Verifier, parse_checkpoint
 from ._store import Query
 from ._verify import VerifyReport, verify_store
@@ -49,6 +49,7 @@ __all__ = [
     "TreeHead",
     "Verifier",
     "VerifyReport",
+    "leaf_hash",
     "open_log",
     "parse_checkpoint",
     "parse_event",

@@ -18,7 +18,7 @@ to one database still get contiguous indexes (one sequencer at a time).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from ._store import Store, migrations
+from ._store import ENTRY_COLUMNS, EntryRow, Store, migrations
 from .errors import ConfigError, DuplicateIdError, StoreError, TemporaryError
 
 __all__ = ["PostgresStore"]
@@ -133,6 +133,16 @@ class PostgresStore(Store):
                 if not conn.closed:
                     conn.rollback()
                 raise
+
+    def sequence(self, rows: Sequence[EntryRow]) -> int:
+        """As :meth:`Store.sequence`, with COPY (several times faster than INSERTs)."""
+        with self._write() as cur:
+            cur.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries")
+            first = int(cur.fetchone()[0])
+            with cur.copy(f"COPY audit_entries ({ENTRY_COLUMNS}) FROM STDIN") as copy:
+                for i, r in enumerate(rows):
+                    copy.write_row((first + i, *r))
+        return first
 
     def schema_version(self) -> int:
         row = self._fetchone("SELECT to_regclass('audit_schema_migrations') IS NOT NULL")

@@ -177,8 +177,8 @@ def verify_store(
         except NoteError as e:
             st.bad(f"a verifier key recorded in the store is malformed: {e}", None)
             verifiers = []
-    total = store.size()
-    # expected roots: size -> list of (root, label); filled lazily from two ordered streams
+    # The log may grow while it is verified: read what was signed first, then how far it
+    # was integrated, then how many entries there are, so each bound covers the one before.
     head_it = _heads(store)
     cp_it = _checkpoints(store)
 
@@ -199,16 +199,20 @@ def verify_store(
         if cp.size < prev_size:
             st.bad(f"{label}: size is smaller than the previous checkpoint's ({prev_size})", None)
         prev_size = max(prev_size, cp.size)
-        if cp.size > total:
-            st.bad(
-                f"{label} covers {cp.size} entries but the log has {total}: entries were removed",
-                total,
-            )
         cp_expect.append((cp.size, cp.root_hash, label))
         if len(cp_expect) > 100_000:
             st.bad("more than 100000 checkpoints: verify the newest with --against instead", None)
             break
     cp_expect.sort(key=lambda t: t[0])
+    integrated = store.latest_head()
+    integrated_size = integrated[0] if integrated else 0
+    total = store.size()
+    for size, _, label in cp_expect:
+        if size > total:
+            st.bad(
+                f"{label} covers {size} entries but the log has {total}: entries were removed",
+                total,
+            )
 
     # step 2: --against
     against_cp: Checkpoint | None = None
@@ -245,8 +249,6 @@ def verify_store(
         next_head = next(head_it, None)
 
     # steps 3 and 4, segment by segment (in worker processes for big logs)
-    integrated = store.latest_head()
-    integrated_size = integrated[0] if integrated else 0
     upper: list[_Level] = [_Level(), _Level(), _Level()]  # tile levels >= 2 live here
     stored = _TileCache(store)
     last_stack: list[bytes] = []
@@ -343,27 +345,31 @@ def verify_store(
         if progress is not None:
             progress(s1, total)
 
-    # step 5
+    # step 5 (re-reading the current state in an order that growth cannot fool)
     rows_n, index_end = store.index_count()
-    if rows_n != index_end or index_end > integrated_size:
+    tile_levels = store.tile_levels()
+    head_now = store.latest_head()
+    integrated_now = head_now[0] if head_now else 0
+    total_now = store.size()
+    if rows_n != index_end or index_end > integrated_now:
         st.bad(
             f"the query index has {rows_n} rows up to index {index_end} for an integrated size "
-            f"of {integrated_size}",
-            min(index_end, integrated_size) if index_end > integrated_size else None,
+            f"of {integrated_now}",
+            min(index_end, integrated_now) if index_end > integrated_now else None,
         )
-    for level, count in store.tile_levels().items():
-        if count * _TILE ** (level + 1) > total:
+    for level, count in tile_levels.items():
+        if count * _TILE ** (level + 1) > total_now:
             st.bad(
                 f"stored tiles at level {level} cover more entries than the log has: "
                 "the tail was removed",
-                total,
+                total_now,
             )
     while next_head is not None:
-        if next_head[0] > total:
+        if next_head[0] > total_now:
             st.bad(
-                f"tree head at size {next_head[0]} but the log has only {total} entries: "
+                f"tree head at size {next_head[0]} but the log has only {total_now} entries: "
                 "the tail was removed",
-                total,
+                total_now,
             )
             break
         next_head = next(head_it, None)

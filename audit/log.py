@@ -15,11 +15,13 @@ nothing a later step does can change what an earlier one made durable.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import structlog
@@ -433,7 +435,7 @@ class AuditLog:
         local = self._edge_tiles.get(size)
         if local is None:  # the right edge of a tree of ``size`` never changes: keep it
             if len(self._edge_tiles) >= 8:
-                self._edge_tiles.pop(next(iter(self._edge_tiles)))
+                _evict_one(self._edge_tiles)
             local = self._edge_tiles[size] = {}
         store = self._store
         full = self._full_tiles
@@ -446,7 +448,7 @@ class AuditLog:
                 if blob is not None:
                     lv = _levels([blob[i : i + _HASH] for i in range(0, len(blob), _HASH)])
                     if len(full) >= _TILE_CACHE:
-                        full.pop(next(iter(full)))
+                        _evict_one(full)
                     full[key] = lv
                 else:
                     lo = tile_idx * TILE_WIDTH
@@ -615,6 +617,13 @@ class AuditLog:
         out = [parse_leaf(leaf, index=idx) for idx, _, leaf in rows]
         nxt = encode_cursor(rows[-1][1], rows[-1][0]) if more and rows else None
         return out, nxt
+
+
+def _evict_one(cache: dict[Any, Any]) -> None:
+    """Drop the oldest entry of a bounded cache shared by reader threads (best effort)."""
+    # another thread may have emptied or resized it meanwhile
+    with contextlib.suppress(StopIteration, RuntimeError):
+        cache.pop(next(iter(cache)), None)
 
 
 def _levels(items: list[bytes]) -> list[list[bytes]]:

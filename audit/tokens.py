@@ -9,7 +9,8 @@ refuses events from any other source under it.
 Security procedure for checking a presented token (``TokenStore.authenticate``):
 
 1. Reject anything that is not ``eat_<id>_<secret>`` with the expected lengths.
-2. Reload the file if it changed on disk, so a revocation applies without a restart.
+2. Reload the file if it changed on disk (looking at most every ``RELOAD_SECONDS``),
+   so a revocation applies without a restart, within a quarter of a second.
 3. Look the record up by ``id``; an unknown id fails.
 4. Compare ``sha256(token)`` with the stored hash in constant time; a mismatch fails.
 5. Fail if the record is revoked, or rotated and past its grace period.
@@ -31,6 +32,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 __all__ = [
+    "RELOAD_SECONDS",
     "SOURCES",
     "IssuedToken",
     "TokenError",
@@ -40,6 +42,9 @@ __all__ = [
 
 #: The event sources that may hold intake tokens (DESIGN.md "Audit").
 SOURCES: frozenset[str] = frozenset({"portal", "hub", "workspace", "controller", "audit", "cli"})
+
+#: how often ``authenticate`` looks at the token file for changes (seconds)
+RELOAD_SECONDS = 0.25
 
 _PREFIX = "eat_"
 _ID_BYTES = 6
@@ -103,6 +108,7 @@ class TokenStore:
         self._lock = threading.Lock()
         self._records: dict[str, TokenRecord] = {}
         self._stamp: tuple[int, int, int] | None = None
+        self._checked = 0.0
         self._load()
 
     @property
@@ -110,7 +116,12 @@ class TokenStore:
         return self._path
 
     # -- persistence ------------------------------------------------------------
-    def _load(self) -> None:
+    def _load(self, *, max_age: float = 0.0) -> None:
+        """Re-read the file if it changed; with ``max_age``, look at most that often."""
+        now = time.monotonic()
+        if max_age and now - self._checked < max_age:
+            return
+        self._checked = now
         try:
             st = self._path.stat()
         except FileNotFoundError:
@@ -168,7 +179,7 @@ class TokenStore:
             return IssuedToken(token=token, record=rec)
 
     def revoke(self, *, token_id: str) -> TokenRecord:
-        """Revoke at once; the service refuses the token from its next request."""
+        """Revoke; a running service refuses the token within ``RELOAD_SECONDS``."""
         with self._lock:
             self._load()
             rec = self._get(token_id)
@@ -219,7 +230,7 @@ class TokenStore:
             return None
         with self._lock:
             try:
-                self._load()  # step 2
+                self._load(max_age=RELOAD_SECONDS)  # step 2
             except TokenError:
                 return None  # fail closed on an unreadable file
             rec = self._records.get(tid)  # step 3

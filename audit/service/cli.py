@@ -238,7 +238,7 @@ def rotate(*, tokens_path: Path, store_url: str | None, token_id: str, grace: fl
 @click.argument("token_id")
 @click.option("--reason", default="", help="why, for the audit record")
 def revoke(*, tokens_path: Path, store_url: str | None, token_id: str, reason: str) -> None:
-    """Revoke at once: the service refuses the token from its next request."""
+    """Revoke: the service refuses the token within a quarter of a second."""
     from ..tokens import TokenError, TokenStore
 
     store = _store(tokens_path)

@@ -62,3 +62,18 @@ def test_the_metric_names_exist() -> None:
     for name in listed:
         family = f"enclave_audit_{name}".removesuffix("_total")
         assert f"enclave_audit_{name}" in names or family in names, name
+
+
+def test_the_python_section_runs(tmp_path: Path) -> None:
+    text = DOC.read_text()
+    section = text[text.index("## Using it from Python") :]
+    code = section[section.index("```python\n") + 10 :]
+    code = code[: code.index("```")].replace("/srv/audit/", f"{tmp_path}/")
+    from audit._note import generate_key, write_key_file
+
+    write_key_file(tmp_path / "signing.key", generate_key("audit.example.org/enclave"))
+    scope: dict[str, object] = {}
+    exec(compile(code, str(DOC), "exec"), scope)  # noqa: S102 - the documented example
+    page = scope["page"]
+    assert isinstance(page, list)
+    assert [p.event.action for p in page] == ["auth.factor.verified"]

@@ -280,3 +280,36 @@ def test_migrations_are_versioned_and_explicit(postgres_db: PgDatabase, tmp_path
 def test_checkpoint_needs_a_key(store_url: str) -> None:
     with open_log(store_url) as lg, pytest.raises(ConfigError, match="signing key"):
         lg.checkpoint()
+
+
+def test_verify_while_the_log_grows(log: AuditLog) -> None:
+    """Appends, integrations and checkpoints during verification raise no false alarm."""
+    log.append([ev(i) for i in range(600)])
+    log.integrate()
+    log.checkpoint()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        i = 1000
+        try:
+            while not stop.is_set():
+                log.append([ev(j) for j in range(i, i + 50)])
+                log.integrate()
+                if i % 200 == 0:
+                    log.checkpoint()
+                i += 50
+        except BaseException as e:  # noqa: BLE001 - asserted on below
+            errors.append(e)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        reports = [verify_store(log.store, chunk=97) for _ in range(3)]
+    finally:
+        stop.set()
+        t.join()
+    assert not errors
+    for r in reports:
+        assert r.ok, r.problems
+    assert reports[-1].entries > 600

@@ -95,3 +95,26 @@ def test_serve_refuses_a_missing_officer_token_file(tmp_path: Path) -> None:
     )
     assert r.exit_code == 2
     assert "does not exist" in r.output
+
+
+def test_the_client_example_runs_against_the_real_service(tmp_path: Path) -> None:
+    from tests.harness.audit_service import ServiceProcess, make_audit_env, sample_event
+
+    code = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)[0]
+    env = make_audit_env(tmp_path / "audit")
+    with ServiceProcess(env) as sp:
+        other = sample_event()
+        denied: list[bool] = []
+        ns = {
+            "TOKEN": env.tokens["portal"],
+            "STATE": tmp_path,
+            "user": "r.tanaka@company-a.example",
+            "ip": "192.0.2.1",
+            "deny_entry": lambda: denied.append(True),
+            "other_event": other,
+        }
+        exec(code.replace("http://audit:8700", sp.url), ns)  # noqa: S102
+    assert denied == []
+    with open_log(env.store_url) as log:
+        rows = log.store.entries(0, log.sequenced())
+    assert [r[6] for r in rows if r[4] == "portal"] == ["session.started", other.action]
