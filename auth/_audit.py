@@ -23,7 +23,14 @@ from audit.client import AuditClient, ClientError
 
 from ._errors import AuditUnavailableError
 
-__all__ = ["AuditClientSink", "AuditSink", "Auditor", "FileAuditSink", "MemoryAuditSink"]
+__all__ = [
+    "AuditClientSink",
+    "AuditSink",
+    "Auditor",
+    "FileAuditSink",
+    "MemoryAuditSink",
+    "open_sink",
+]
 
 _FORBIDDEN_DETAIL_KEYS = frozenset({"password", "code", "secret", "token", "otp"})
 
@@ -121,6 +128,37 @@ class AuditClientSink:
 
     def close(self) -> None:
         self._client.close()
+
+
+def open_sink(
+    target: str, *, token_file: Path | None = None, spool: Path | None = None
+) -> AuditSink:
+    """The sink for an audit target (see ``PortalSettings.audit_target``).
+
+    - ``http://`` / ``https://``: the audit service, through audit's client with a
+      durable spool; the intake token is read from ``token_file`` (never argv).
+    - ``sqlite:///...`` / ``postgresql://...``: an audit store, appended in-process
+      by audit's client (the embedded default, one writer).
+    - anything else: a JSON-lines file (development and tests only; it is not the
+      tamper-evident log).
+    """
+    if target.startswith(("http://", "https://")):
+        if token_file is None or spool is None:
+            raise AuditUnavailableError(
+                "Sending to the audit service needs --audit-token-file and --audit-spool."
+            )
+        try:
+            token = token_file.read_text("utf-8").strip()
+        except OSError as e:
+            raise AuditUnavailableError(
+                f"Cannot read the audit token file {token_file}: {e.strerror}."
+            ) from None
+        if not token:
+            raise AuditUnavailableError(f"The audit token file {token_file} is empty.")
+        return AuditClientSink(client=AuditClient.http(url=target, token=token, spool_path=spool))
+    if target.startswith(("sqlite:", "postgresql:", "postgres:")):
+        return AuditClientSink(client=AuditClient.local(store_url=target))
+    return FileAuditSink(path=Path(target))
 
 
 class MemoryAuditSink:

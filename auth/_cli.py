@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ._audit import FileAuditSink
+from ._audit import open_sink
 from ._crypto import KeyRing, hash_token
 from ._errors import AuthError
 from ._portal import Portal, PortalSettings
@@ -48,8 +48,20 @@ def _common(f: F) -> F:
             "--audit-log",
             envvar="ENCLAVE_PORTAL_AUDIT_LOG",
             required=True,
-            type=click.Path(path_type=Path),
-            help="Audit JSON-lines file (appended, fsync'd).",
+            help="Where audit events go: the audit service's URL (http[s]://...), an "
+            "audit store URL (sqlite:///..., postgresql://...), or a JSON-lines file.",
+        ),
+        click.option(
+            "--audit-token-file",
+            envvar="ENCLAVE_PORTAL_AUDIT_TOKEN_FILE",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="File holding the portal's intake token (with an audit service URL).",
+        ),
+        click.option(
+            "--audit-spool",
+            envvar="ENCLAVE_PORTAL_AUDIT_SPOOL",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Spool file keeping events durable while the audit service is away.",
         ),
     ]
     for o in reversed(opts):
@@ -73,16 +85,33 @@ def _fail_cleanly(f: F) -> F:
 
 
 def _open(
-    store_url: str, key_file: Path, audit_log: Path, issuer: str = "https://localhost", **extra: Any
+    store_url: str,
+    key_file: Path,
+    audit_log: str,
+    issuer: str = "https://localhost",
+    *,
+    audit_token_file: Path | None = None,
+    audit_spool: Path | None = None,
+    **extra: Any,
 ) -> Portal:
     if not key_file.exists():
         raise click.UsageError(
             f"Key file {key_file} does not exist; create it with 'enclave portal init-keys'."
         )
     settings = PortalSettings(
-        issuer=issuer, store_url=store_url, key_file=key_file, audit_path=audit_log, **extra
+        issuer=issuer,
+        store_url=store_url,
+        key_file=key_file,
+        audit_target=audit_log,
+        audit_token_file=audit_token_file,
+        audit_spool=audit_spool,
+        **extra,
     )
-    return Portal(settings=settings, sink=FileAuditSink(path=audit_log))
+    return Portal(settings=settings, sink=_sink(settings))
+
+
+def _sink(s: PortalSettings) -> Any:
+    return open_sink(s.audit_target, token_file=s.audit_token_file, spool=s.audit_spool)
 
 
 def _actor() -> str:
@@ -115,9 +144,17 @@ def init_keys(key_file: Path, kid: str, rotate: bool) -> None:
 @portal.command("reseal")
 @_common
 @_fail_cleanly
-def reseal(store_url: str, key_file: Path, audit_log: Path) -> None:
+def reseal(
+    store_url: str,
+    key_file: Path,
+    audit_log: str,
+    audit_token_file: Path | None,
+    audit_spool: Path | None,
+) -> None:
     """Re-encrypt every sealed secret under the first key (after a rotation)."""
-    p = _open(store_url, key_file, audit_log)
+    p = _open(
+        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
+    )
 
     def again(blob: bytes, context: str) -> bytes:
         return p.keyring.seal(
@@ -166,7 +203,9 @@ def serve(
     workers: int,
     store_url: str,
     key_file: Path,
-    audit_log: Path,
+    audit_log: str,
+    audit_token_file: Path | None,
+    audit_spool: Path | None,
     issuer: str,
     rp_id: str | None,
     host: str,
@@ -198,6 +237,8 @@ def serve(
         store_url,
         key_file,
         audit_log,
+        audit_token_file=audit_token_file,
+        audit_spool=audit_spool,
         issuer=issuer,
         rp_id=rp_id or (urllib.parse.urlparse(issuer).hostname or "localhost"),
         login_tier=login_tier,
@@ -223,7 +264,9 @@ def serve(
             "issuer": s.issuer,
             "store_url": s.store_url,
             "key_file": str(s.key_file),
-            "audit_path": str(s.audit_path),
+            "audit_target": s.audit_target,
+            "audit_token_file": str(s.audit_token_file) if s.audit_token_file else None,
+            "audit_spool": str(s.audit_spool) if s.audit_spool else None,
             "rp_id": s.rp_id,
             "login_tier": s.login_tier,
             "admin_token_hash": s.admin_token_hash,
@@ -247,16 +290,16 @@ def app_from_env() -> Any:
         issuer=cfg["issuer"],
         store_url=cfg["store_url"],
         key_file=Path(cfg["key_file"]),
-        audit_path=Path(cfg["audit_path"]),
+        audit_target=cfg["audit_target"],
+        audit_token_file=Path(cfg["audit_token_file"]) if cfg["audit_token_file"] else None,
+        audit_spool=Path(cfg["audit_spool"]) if cfg["audit_spool"] else None,
         rp_id=cfg["rp_id"],
         login_tier=cfg["login_tier"],
         admin_token_hash=cfg["admin_token_hash"],
         trusted_proxies=tuple(cfg["trusted_proxies"]),
         biometric_aaguids=cfg["biometric_aaguids"],
     )
-    return create_app(
-        portal=Portal(settings=settings, sink=FileAuditSink(path=settings.audit_path))
-    )
+    return create_app(portal=Portal(settings=settings, sink=_sink(settings)))
 
 
 @click.group()
@@ -274,14 +317,18 @@ def users() -> None:
 def invite(
     store_url: str,
     key_file: Path,
-    audit_log: Path,
+    audit_log: str,
+    audit_token_file: Path | None,
+    audit_spool: Path | None,
     username: str,
     display_name: str,
     roles: tuple[str, ...],
     locale: str,
 ) -> None:
     """Invite USERNAME; prints the single-use invitation code once."""
-    inv = _open(store_url, key_file, audit_log).invite_user(
+    inv = _open(
+        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
+    ).invite_user(
         username=username,
         display_name=display_name,
         roles=list(roles),
@@ -303,9 +350,18 @@ def invite(
 @_common
 @click.option("--json", "as_json", is_flag=True)
 @_fail_cleanly
-def list_users(store_url: str, key_file: Path, audit_log: Path, as_json: bool) -> None:
+def list_users(
+    store_url: str,
+    key_file: Path,
+    audit_log: str,
+    audit_token_file: Path | None,
+    audit_spool: Path | None,
+    as_json: bool,
+) -> None:
     """List users and their credentials."""
-    p = _open(store_url, key_file, audit_log)
+    p = _open(
+        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
+    )
     rows: list[dict[str, Any]] = []
     for u in p.store.list_users():
         creds = p.store.list_credentials(user_id=u.id)
@@ -336,9 +392,18 @@ def list_users(store_url: str, key_file: Path, audit_log: Path, as_json: bool) -
 @_common
 @click.argument("username")
 @_fail_cleanly
-def disable(store_url: str, key_file: Path, audit_log: Path, username: str) -> None:
+def disable(
+    store_url: str,
+    key_file: Path,
+    audit_log: str,
+    audit_token_file: Path | None,
+    audit_spool: Path | None,
+    username: str,
+) -> None:
     """Disable USERNAME and end all their sessions."""
-    n = _open(store_url, key_file, audit_log).disable_user(username=username, actor=_actor())
+    n = _open(
+        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
+    ).disable_user(username=username, actor=_actor())
     click.echo(f"disabled {username}; {n} session(s) ended")
 
 
@@ -346,9 +411,18 @@ def disable(store_url: str, key_file: Path, audit_log: Path, username: str) -> N
 @_common
 @click.argument("username")
 @_fail_cleanly
-def approve(store_url: str, key_file: Path, audit_log: Path, username: str) -> None:
+def approve(
+    store_url: str,
+    key_file: Path,
+    audit_log: str,
+    audit_token_file: Path | None,
+    audit_spool: Path | None,
+    username: str,
+) -> None:
     """Approve USERNAME's pending enrolments (needed for high and strong tiers)."""
-    ids = _open(store_url, key_file, audit_log).approve_user(username=username, actor=_actor())
+    ids = _open(
+        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
+    ).approve_user(username=username, actor=_actor())
     click.echo(f"approved {len(ids)} credential(s) for {username}")
 
 
@@ -356,9 +430,18 @@ def approve(store_url: str, key_file: Path, audit_log: Path, username: str) -> N
 @_common
 @click.argument("username")
 @_fail_cleanly
-def rebind(store_url: str, key_file: Path, audit_log: Path, username: str) -> None:
+def rebind(
+    store_url: str,
+    key_file: Path,
+    audit_log: str,
+    audit_token_file: Path | None,
+    audit_spool: Path | None,
+    username: str,
+) -> None:
     """Officer-assisted recovery: drop USERNAME's factors and print a new invitation code."""
-    inv = _open(store_url, key_file, audit_log).rebind_user(username=username, actor=_actor())
+    inv = _open(
+        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
+    ).rebind_user(username=username, actor=_actor())
     click.echo(
         json.dumps(
             {
@@ -391,7 +474,9 @@ def enclaves() -> None:
 def register(
     store_url: str,
     key_file: Path,
-    audit_log: Path,
+    audit_log: str,
+    audit_token_file: Path | None,
+    audit_spool: Path | None,
     name: str,
     tier: str,
     display_name: str,
@@ -408,7 +493,9 @@ def register(
     for m in members:
         user, _, role = m.partition("=")
         mem.append((user, role or "researcher"))
-    reg = _open(store_url, key_file, audit_log).register_enclave(
+    reg = _open(
+        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
+    ).register_enclave(
         name=name,
         tier=tier,
         display_name=display_name,
@@ -433,9 +520,18 @@ def register(
 @_common
 @click.option("--json", "as_json", is_flag=True)
 @_fail_cleanly
-def list_enclaves(store_url: str, key_file: Path, audit_log: Path, as_json: bool) -> None:
+def list_enclaves(
+    store_url: str,
+    key_file: Path,
+    audit_log: str,
+    audit_token_file: Path | None,
+    audit_spool: Path | None,
+    as_json: bool,
+) -> None:
     """List registered enclaves."""
-    p = _open(store_url, key_file, audit_log)
+    p = _open(
+        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
+    )
     rows = [p.describe_enclave(e) for e in p.store.list_enclaves()]
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -448,7 +544,16 @@ def list_enclaves(store_url: str, key_file: Path, audit_log: Path, as_json: bool
 @_common
 @click.argument("name")
 @_fail_cleanly
-def remove(store_url: str, key_file: Path, audit_log: Path, name: str) -> None:
+def remove(
+    store_url: str,
+    key_file: Path,
+    audit_log: str,
+    audit_token_file: Path | None,
+    audit_spool: Path | None,
+    name: str,
+) -> None:
     """Remove enclave NAME, its OIDC client and its members' tokens for it."""
-    _open(store_url, key_file, audit_log).remove_enclave(name=name, actor=_actor())
+    _open(
+        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
+    ).remove_enclave(name=name, actor=_actor())
     click.echo(f"removed {name}")

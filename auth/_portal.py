@@ -37,7 +37,10 @@ class PortalSettings:
     issuer: str  # e.g. https://portal.example; also the WebAuthn origin
     store_url: str
     key_file: Path  # AES-GCM key ring, one kid:base64 per line, first seals
-    audit_path: Path  # local durable audit sink (JSON lines) until audit's client is wired
+    # Where audit events go (auth._audit.open_sink): the audit service's URL
+    # (http[s]://..., with audit_token_file and audit_spool), an audit store URL
+    # (sqlite:///..., postgresql://...: appended in-process), or a JSON-lines file.
+    audit_target: str
     rp_id: str = "localhost"
     rp_name: str = "Enclave"
     login_tier: str = "nbdc-standard"  # what a portal login itself must prove (SATRE: MFA)
@@ -51,6 +54,8 @@ class PortalSettings:
     id_token_ttl_s: int = 300
     argon2: Argon2Params = field(default_factory=Argon2Params)
     hsts: bool = True  # sent on https requests only
+    audit_token_file: Path | None = None  # the portal's intake token (service mode)
+    audit_spool: Path | None = None  # durable spool while the service is away
 
 
 @dataclass(frozen=True)

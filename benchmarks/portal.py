@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from auth import Argon2Params, MemoryAuditSink, PasswordHasher, Portal, PortalSettings  # noqa: E402
 from auth._crypto import KeyRing, hash_token  # noqa: E402
 from auth._factors import totp_at  # noqa: E402
-from tests.unit.auth.softkey import SoftKey  # noqa: E402
+from tests.harness.softkey import SoftKey  # noqa: E402
 
 N_TOTP = 2000
 N_WEBAUTHN = 2000
@@ -64,7 +64,7 @@ def make_portal(tmp: Path, clock: Clock | None = None) -> Portal:
         issuer="http://localhost:8000",
         store_url=f"sqlite:///{tmp / 'id.db'}",
         key_file=tmp / "keys",
-        audit_path=tmp / "audit.jsonl",
+        audit_target=str(tmp / "audit.jsonl"),
         admin_token_hash=hash_token("bench-admin"),
         argon2=Argon2Params(time_cost=1, memory_cost_kib=8192, parallelism=1),
     )
@@ -205,7 +205,7 @@ def bench_token(tmp: Path, *, query: str = "", workers: int = 1) -> tuple[float,
     ]
     # Register the enclave and client, and the user, through the CLI's services.
     s = PortalSettings(
-        issuer=base, store_url=store_url, key_file=keys, audit_path=tmp / "audit.jsonl"
+        issuer=base, store_url=store_url, key_file=keys, audit_target=str(tmp / "audit.jsonl")
     )
     p = Portal(settings=s, sink=MemoryAuditSink())
     user = p.store.create_user(

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from auth import MemoryAuditSink, Portal, create_app
-from tests.unit.auth.softkey import SoftKey
+from tests.harness.softkey import SoftKey
 
 from .helpers import FakeClock, csrf_of, make_portal
 from .test_web_flows import ADMIN, enrol_alice, login, register

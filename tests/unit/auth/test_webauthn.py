@@ -12,9 +12,9 @@ from auth._errors import FactorFailedError, InvalidInputError
 from auth._factors import Factors
 from auth._policy import FactorCategory, evaluate_login, load_catalog
 from auth._store import IdentityStore, User
+from tests.harness.softkey import SoftKey
 
 from .conftest import FakeClock
-from .softkey import SoftKey
 
 CAT = load_catalog()
 STD, HIGH, STRONG = CAT.get("nbdc-standard"), CAT.get("nbdc-high"), CAT.get("tommo-strong")
@@ -243,7 +243,7 @@ def _bio_factors(factors: Factors, roots: list[bytes]) -> Factors:
 def test_attested_allow_listed_model_is_biometric(
     factors: Factors, user: User, store: IdentityStore
 ) -> None:
-    from .softkey import attestation_ca
+    from tests.harness.softkey import attestation_ca
 
     root, att_key, x5c = attestation_ca(BIO_AAGUID)
     f = _bio_factors(factors, [root])
@@ -275,7 +275,7 @@ def test_attested_allow_listed_model_is_biometric(
 def test_claimed_biometric_without_proof_is_not_biometric(
     factors: Factors, user: User, store: IdentityStore, forgery: str
 ) -> None:
-    from .softkey import attestation_ca
+    from tests.harness.softkey import attestation_ca
 
     root, att_key, x5c = attestation_ca(
         BIO_AAGUID, with_aaguid_extension=forgery != "no-aaguid-extension"
