@@ -112,15 +112,26 @@ def prepare(layout: DemoLayout, *, say: object = print) -> str:
         _run(["audit", "keygen", "--name", AUDIT_KEY_NAME, "--out", str(st / "audit.key")])
     if not (st / "portal-audit-token").exists():
         emit("  audit: intake token for the portal")
-        token = _run(
-            [
-                "audit", "token", "issue",
-                "--tokens", str(st / "audit-tokens.json"),
-                "--store", layout.audit_store,
-                "--source", "portal",
-                "--label", "demo portal",
-            ]
-        ).strip().splitlines()[-1].strip()
+        token = (
+            _run(
+                [
+                    "audit",
+                    "token",
+                    "issue",
+                    "--tokens",
+                    str(st / "audit-tokens.json"),
+                    "--store",
+                    layout.audit_store,
+                    "--source",
+                    "portal",
+                    "--label",
+                    "demo portal",
+                ]
+            )
+            .strip()
+            .splitlines()[-1]
+            .strip()
+        )
         _write_secret(st / "portal-audit-token", token)
     if not (st / "officer-token").exists():
         _write_secret(st / "officer-token", secrets.token_urlsafe(32))
@@ -130,7 +141,9 @@ def prepare(layout: DemoLayout, *, say: object = print) -> str:
     return ""
 
 
-def _start(args: list[str], *, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def _start(
+    args: list[str], *, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     out = log.open("ab")
     return subprocess.Popen(
         [*_enclave(), *args],
@@ -146,7 +159,9 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, *, timeout: 
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log.read_text(errors="replace")[-600:]
-            raise DemoError(f"{url} exited at start (exit {proc.returncode}); its log ends:\n{tail}")
+            raise DemoError(
+                f"{url} exited at start (exit {proc.returncode}); its log ends:\n{tail}"
+            )
         try:
             if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
                 return
@@ -176,13 +191,20 @@ def _enrol_demo_people(layout: DemoLayout) -> str:
         return f"sign in as {DEMO_USER} with the password you chose earlier"
     if status not in (None, "invited"):
         return f"{DEMO_USER} is {status}; start afresh with a new ENCLAVE_DEMO_DIR"
-    invite = json.loads(_run(["users", "invite", DEMO_USER, "--display-name", "Demo Researcher"], env=env))
+    invite = json.loads(
+        _run(["users", "invite", DEMO_USER, "--display-name", "Demo Researcher"], env=env)
+    )
     for tier in load_catalog():
         args = [
-            "enclaves", "register", f"demo-{tier.id}",
-            "--tier", tier.id,
-            "--display-name", f"Demo project ({tier.name})",
-            "--member", f"{DEMO_USER}=researcher",
+            "enclaves",
+            "register",
+            f"demo-{tier.id}",
+            "--tier",
+            tier.id,
+            "--display-name",
+            f"Demo project ({tier.name})",
+            "--member",
+            f"{DEMO_USER}=researcher",
         ]
         for net in LOCAL_NETWORKS:
             args += ["--network", net]
@@ -210,14 +232,22 @@ def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = Fal
     try:
         audit = _start(
             [
-                "audit", "serve",
-                "--store", layout.audit_store,
-                "--key", str(st / "audit.key"),
-                "--tokens", str(st / "audit-tokens.json"),
-                "--officer-token-file", str(st / "officer-token"),
-                "--port", str(audit_port),
-                "--checkpoint-interval", "30",
-                "--checkpoint-export", str(st / "latest-checkpoint"),
+                "audit",
+                "serve",
+                "--store",
+                layout.audit_store,
+                "--key",
+                str(st / "audit.key"),
+                "--tokens",
+                str(st / "audit-tokens.json"),
+                "--officer-token-file",
+                str(st / "officer-token"),
+                "--port",
+                str(audit_port),
+                "--checkpoint-interval",
+                "30",
+                "--checkpoint-export",
+                str(st / "latest-checkpoint"),
             ],
             log=st / "audit.log",
         )
@@ -229,10 +259,14 @@ def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = Fal
             _write_secret(admin, secrets.token_urlsafe(32))
         portal = _start(
             [
-                "portal", "serve",
-                "--issuer", layout.portal_url,
-                "--port", str(portal_port),
-                "--admin-token-file", str(admin),
+                "portal",
+                "serve",
+                "--issuer",
+                layout.portal_url,
+                "--port",
+                str(portal_port),
+                "--admin-token-file",
+                str(admin),
             ],
             log=st / "portal.log",
             env=layout.portal_env(),

@@ -7,6 +7,8 @@ failed checks exit 1. Library code never exits the process; only this module doe
 from __future__ import annotations
 
 import importlib
+import sys
+from pathlib import Path
 
 import click
 
@@ -51,19 +53,30 @@ def cli(log_level: str) -> None:
 
 
 @cli.command()
-def demo() -> None:
+@click.option(
+    "--state",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="ENCLAVE_DEMO_DIR",
+    default=Path(".state/demo"),
+    show_default=True,
+    help="State directory: keys, stores, tokens, logs (env: ENCLAVE_DEMO_DIR).",
+)
+@click.option(
+    "--audit-port", type=int, default=8700, envvar="ENCLAVE_DEMO_AUDIT_PORT", show_default=True
+)
+@click.option(
+    "--portal-port", type=int, default=8000, envvar="ENCLAVE_DEMO_PORTAL_PORT", show_default=True
+)
+@click.option("--once", is_flag=True, help="Start, print how to log in, then stop (a smoke check).")
+def demo(state: Path, audit_port: int, portal_port: int, once: bool) -> None:
     """Run the embedded default on this machine and print how to log in."""
-    from policies import load_catalog
+    from ._demo import DemoError, run_demo
 
-    catalog = load_catalog()
-    click.echo("Enclave demo (embedded default, no cluster)\n")
-    click.echo("Built so far: the tier catalog. Tiers in force:")
-    for tier in catalog:
-        click.echo(f"  {tier.id:15} {tier.name}")
-    click.echo(
-        "\nNot built yet, so not started: the portal (login), the audit service and the\n"
-        "local workspaces. Read a tier with: enclave tiers show nbdc-high"
-    )
+    try:
+        run_demo(state=state, audit_port=audit_port, portal_port=portal_port, once=once)
+    except DemoError as e:
+        click.echo(f"enclave demo: {e}", err=True)
+        sys.exit(1)
 
 
 def main() -> None:
