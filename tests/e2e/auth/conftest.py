@@ -63,7 +63,7 @@ class PortalProcess:
                 "--key-file",
                 str(keys),
                 "--audit-log",
-                str(self.state / "audit.jsonl"),
+                f"unsafe-jsonl:{self.state / 'audit.jsonl'}",
                 "--issuer",
                 self.base,
                 "--rp-id",

@@ -20,7 +20,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     return {
         "ENCLAVE_PORTAL_STORE": f"sqlite:///{tmp_path / 'id.db'}",
         "ENCLAVE_PORTAL_KEY_FILE": str(keys),
-        "ENCLAVE_PORTAL_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+        "ENCLAVE_PORTAL_AUDIT_LOG": f"unsafe-jsonl:{tmp_path / 'audit.jsonl'}",
     }
 
 

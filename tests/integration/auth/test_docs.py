@@ -21,7 +21,7 @@ def test_operator_commands_run(tmp_path: Path) -> None:
         **os.environ,
         "ENCLAVE_PORTAL_STORE": f"sqlite:///{tmp_path / 'identity.db'}",
         "ENCLAVE_PORTAL_KEY_FILE": str(tmp_path / "portal-keys"),
-        "ENCLAVE_PORTAL_AUDIT_LOG": str(tmp_path / "portal-audit.jsonl"),
+        "ENCLAVE_PORTAL_AUDIT_LOG": f"sqlite:///{tmp_path / 'audit.db'}",
     }
     outputs = []
     for cmd in commands:
