@@ -1242,6 +1242,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 "acr",
                 "enclave_factors",
                 "enclaves",
+                "roles",
                 "preferred_username",
                 "name",
                 "sid",
@@ -1546,6 +1547,7 @@ def create_app(*, portal: Portal) -> FastAPI:
             "enclaves": enclaves,
             "preferred_username": user.username,
             "name": user.display_name,
+            "roles": sorted(user.roles),
             "sid": payload["sid"],
         }
         if payload["enclave"]:
@@ -1622,6 +1624,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 "acr": c["acr"],
                 "enclave_factors": c["enclave_factors"],
                 "enclaves": [e.name for e in store.list_enclaves(username=user.username)],
+                "roles": sorted(user.roles),
                 "auth_time": c["auth_time"],
             }
         )
