@@ -590,8 +590,12 @@ def register_client(
 
     Its ID tokens carry the user's portal roles (claim ``roles``): the audit UI admits
     only holders of the officer role."""
+    from urllib.parse import urlsplit
+
     for uri in (*redirect_uris, *post_logout):
-        if not uri.startswith(("https://", "http://localhost", "http://127.0.0.1")):
+        parts = urlsplit(uri)
+        local = parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
+        if not (parts.scheme == "https" and parts.hostname) and not local:
             raise click.BadParameter(
                 f"{uri!r} must be an https URL (http only for localhost)",
                 param_hint="--redirect-uri",

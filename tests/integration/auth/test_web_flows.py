@@ -188,6 +188,7 @@ def test_invite_enrol_login_and_oidc_token(
     assert claims["enclaves"] == ["gut-2026"]
     assert claims["acr"] == "urn:enclave:aal2"
     assert isinstance(claims["auth_time"], int)
+    assert claims["roles"] == ["researcher"]  # relying parties (the audit UI) check roles
     # The code is single-use.
     again = client.post(
         "/oidc/token",
@@ -204,6 +205,7 @@ def test_invite_enrol_login_and_oidc_token(
     ui = client.get("/oidc/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert ui.status_code == 200
     assert ui.json()["preferred_username"] == "alice"
+    assert ui.json()["roles"] == ["researcher"]
     acts = sink.actions()
     for a in [
         "admin.user.invited",
