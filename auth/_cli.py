@@ -590,16 +590,6 @@ def register_client(
 
     Its ID tokens carry the user's portal roles (claim ``roles``): the audit UI admits
     only holders of the officer role."""
-    from urllib.parse import urlsplit
-
-    for uri in (*redirect_uris, *post_logout):
-        parts = urlsplit(uri)
-        local = parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
-        if not (parts.scheme == "https" and parts.hostname) and not local:
-            raise click.BadParameter(
-                f"{uri!r} must be an https URL (http only for localhost)",
-                param_hint="--redirect-uri",
-            )
     secret = _open(
         store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
     ).register_client(

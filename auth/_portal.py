@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -359,6 +360,13 @@ class Portal:
             )
         if not redirect_uris:
             raise InvalidInputError("A client needs at least one redirect URI.")
+        for uri in (*redirect_uris, *post_logout_redirect_uris):
+            parts = urllib.parse.urlsplit(uri)
+            local = parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
+            if not (parts.scheme == "https" and parts.hostname) and not local:
+                raise InvalidInputError(
+                    f"Redirect URI {uri[:200]!r} must be an https URL (http only for localhost)."
+                )
         existing = self.store.get_client(client_id=client_id)
         if existing is not None and existing.enclave is not None:
             raise InvalidInputError(
