@@ -9,6 +9,7 @@ forbids inline script and framing.
 from __future__ import annotations
 
 import hmac
+import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -1242,6 +1243,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 "acr",
                 "enclave_factors",
                 "enclaves",
+                "roles",
                 "preferred_username",
                 "name",
                 "sid",
@@ -1484,12 +1486,14 @@ def create_app(*, portal: Portal) -> FastAPI:
                 return oauth_error("invalid_client", "Malformed Basic credentials.", 401)
         client = store.get_client(client_id=client_id) if client_id else None
         if client is None or not tokens_equal(client.secret_hash, hash_token(client_secret)):
+            # a client id that cannot be one (control characters, ...) is not echoed
+            named = bool(re.fullmatch(r"[A-Za-z0-9._-]{1,128}", client_id))
             audit(
                 action="oidc.client.auth_failed",
-                actor=client_id or "unknown",
+                actor=client_id if named else "unknown",
                 outcome="failure",
                 client_ip=ip,
-                details={"client_id": client_id[:128]},
+                details={"client_id": client_id if named else "(not a client id)"},
             )
             return oauth_error("invalid_client", "Client authentication failed.", 401)
         if grant_type != "authorization_code":
@@ -1546,6 +1550,7 @@ def create_app(*, portal: Portal) -> FastAPI:
             "enclaves": enclaves,
             "preferred_username": user.username,
             "name": user.display_name,
+            "roles": sorted(user.roles),
             "sid": payload["sid"],
         }
         if payload["enclave"]:
@@ -1622,6 +1627,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 "acr": c["acr"],
                 "enclave_factors": c["enclave_factors"],
                 "enclaves": [e.name for e in store.list_enclaves(username=user.username)],
+                "roles": sorted(user.roles),
                 "auth_time": c["auth_time"],
             }
         )

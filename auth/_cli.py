@@ -23,7 +23,7 @@ from ._crypto import KeyRing, hash_token
 from ._errors import AuthError
 from ._portal import Portal, PortalSettings
 
-__all__ = ["enclaves", "portal", "users"]
+__all__ = ["clients", "enclaves", "portal", "users"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -557,3 +557,45 @@ def remove(
         store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
     ).remove_enclave(name=name, actor=_actor())
     click.echo(f"removed {name}")
+
+
+@click.group()
+def clients() -> None:
+    """OIDC clients that are not an enclave's hub (the audit UI, later tools)."""
+
+
+@clients.command("register")
+@_common
+@click.argument("client_id")
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    required=True,
+    help="Exact redirect URI (repeatable).",
+)
+@click.option("--post-logout-redirect-uri", "post_logout", multiple=True)
+@_fail_cleanly
+def register_client(
+    store_url: str,
+    key_file: Path,
+    audit_log: str,
+    audit_token_file: Path | None,
+    audit_spool: Path | None,
+    client_id: str,
+    redirect_uris: tuple[str, ...],
+    post_logout: tuple[str, ...],
+) -> None:
+    """Create or replace OIDC client CLIENT_ID; prints its new client secret once.
+
+    Its ID tokens carry the user's portal roles (claim ``roles``): the audit UI admits
+    only holders of the officer role."""
+    secret = _open(
+        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
+    ).register_client(
+        client_id=client_id,
+        redirect_uris=list(redirect_uris),
+        post_logout_redirect_uris=list(post_logout),
+        actor=_actor(),
+    )
+    click.echo(json.dumps({"client_id": client_id, "client_secret": secret}))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from auth.cli import enclaves, portal, users
+from auth.cli import clients, enclaves, portal, users
 
 
 @pytest.fixture
@@ -76,6 +76,43 @@ def test_users_and_enclaves_round_trip(env: dict[str, str], tmp_path: Path) -> N
     ]
 
 
+def test_clients_register_a_non_enclave_client(env: dict[str, str], tmp_path: Path) -> None:
+    uri = "https://audit.example/ui/oidc/callback"
+    code, out, err = run(clients, ["register", "audit-ui", "--redirect-uri", uri], env)
+    assert code == 0, err
+    first = json.loads(out)
+    assert first["client_id"] == "audit-ui"
+    assert len(first["client_secret"]) >= 40
+    # registering again issues a new secret; only hashes are stored
+    code, out, _ = run(clients, ["register", "audit-ui", "--redirect-uri", uri], env)
+    second = json.loads(out)
+    assert second["client_secret"] != first["client_secret"]
+    db = (tmp_path / "id.db").read_bytes()
+    assert first["client_secret"].encode() not in db
+    assert second["client_secret"].encode() not in db
+    actions = [json.loads(x)["action"] for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert actions == ["admin.client.registered", "admin.client.registered"]
+    # an enclave hub's client cannot be taken over through `clients register`
+    code, _, err = run(
+        enclaves,
+        [
+            "register",
+            "gut-2026",
+            "--tier",
+            "nbdc-standard",
+            "--client-id",
+            "hub-gut",
+            "--redirect-uri",
+            "https://gut.example/hub/oauth_callback",
+        ],
+        env,
+    )
+    assert code == 0, err
+    code, _, err = run(clients, ["register", "hub-gut", "--redirect-uri", uri], env)
+    assert code == 2
+    assert "belongs to enclave 'gut-2026'" in err
+
+
 @pytest.mark.parametrize(
     ("group", "args", "msg"),
     [
@@ -94,6 +131,9 @@ def test_users_and_enclaves_round_trip(env: dict[str, str], tmp_path: Path) -> N
         (enclaves, ["remove", "nope"], "No enclave named 'nope'"),
         (users, ["approve", "ghost"], "No user named 'ghost'"),
         (users, ["invite", "bad name"], "The username must be"),
+        (clients, ["register", "bad id!", "--redirect-uri", "https://a.example/cb"], "client_id"),
+        (clients, ["register", "audit-ui", "--redirect-uri", "http://a.example/cb"], "https"),
+        (clients, ["register", "audit-ui"], "--redirect-uri"),
     ],
 )
 def test_bad_input_is_one_sentence_exit_2(

@@ -36,3 +36,5 @@ def test_operator_commands_run(tmp_path: Path) -> None:
     assert "client_secret" in outputs[2]
     assert "gut-microbiome-2026" in outputs[3]
     assert "k2, k1" in outputs[5]
+    assert '"client_id": "audit-ui"' in outputs[-1]
+    assert "client_secret" in outputs[-1]
