@@ -9,6 +9,7 @@ forbids inline script and framing.
 from __future__ import annotations
 
 import hmac
+import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,13 @@ from ._errors import (
     ThrottledError,
     UnauthenticatedError,
 )
-from ._factors import FactorResult, factor_to_json, factors_from_json
+from ._factors import (
+    MALFORMED_USERNAME_ACTOR,
+    USERNAME_RE,
+    FactorResult,
+    factor_to_json,
+    factors_from_json,
+)
 from ._i18n import LANGS, translate, translate_message
 from ._oidc import pkce_s256_matches, validate_code_verifier
 from ._policy import (
@@ -54,6 +61,8 @@ __all__ = ["create_app"]
 SESSION_COOKIE = "__Host-enclave-session"
 LANG_COOKIE = "__Host-enclave-lang"
 _HERE = Path(__file__).parent
+#: A well-formed OIDC client_id: printable ASCII, no spaces, at most 128 characters.
+_CLIENT_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -528,8 +537,20 @@ def create_app(*, portal: Portal) -> FastAPI:
         ctx = session_ctx(request)
         check_csrf(ctx, csrf)
         pending = ctx.state.get("authorize")  # an OIDC request waiting for this sign-in
+        name = username.strip()
+        if not USERNAME_RE.match(name):
+            # Never stored or logged raw (it becomes the audit actor): the password step
+            # answers exactly as for an unknown user, under a placeholder actor.
+            audit(
+                action="web.request.rejected",
+                actor=MALFORMED_USERNAME_ACTOR,
+                outcome="failure",
+                client_ip=ctx.client_ip,
+                details={"path": "/login", "field": "username", "reason": "malformed username"},
+            )
+            name = ""
         ctx.state.clear()
-        ctx.state.update(stage="username", username=username.strip())
+        ctx.state.update(stage="username", username=name)
         if isinstance(pending, dict):
             ctx.state["authorize"] = pending
         store.save_session(
@@ -1482,6 +1503,16 @@ def create_app(*, portal: Portal) -> FastAPI:
                 client_id, client_secret = urllib.parse.unquote(cid), urllib.parse.unquote(csec)
             except (binascii.Error, UnicodeDecodeError):
                 return oauth_error("invalid_client", "Malformed Basic credentials.", 401)
+        if client_id and not _CLIENT_ID.match(client_id):
+            # Malformed (control characters, oversize): refused before it can reach the log.
+            audit(
+                action="web.request.rejected",
+                actor="anonymous",
+                outcome="failure",
+                client_ip=ip,
+                details={"path": "/oidc/token", "field": "client_id", "reason": "malformed"},
+            )
+            return oauth_error("invalid_client", "Client authentication failed.", 401)
         client = store.get_client(client_id=client_id) if client_id else None
         if client is None or not tokens_equal(client.secret_hash, hash_token(client_secret)):
             audit(
