@@ -893,15 +893,17 @@ def create_app(*, portal: Portal) -> FastAPI:
             )
         user = store.get_user(user_id=user_id)
         try:
-            portal.factors.set_password(user=user, password=password, tier=portal.login_tier)
+            # Consume and set the password in one transaction: the loser changes nothing.
+            accepted = portal.factors.accept_invitation(
+                token_hash=str(ctx.state["invite"]),
+                user=user,
+                password=password,
+                tier=portal.login_tier,
+            )
         except InvalidInputError as e:
             return set_password_form(ctx, error=e.message, status=400)
-        if (
-            store.consume_invitation(token_hash=str(ctx.state["invite"]), now=portal.clock())
-            is None
-        ):
+        if not accepted:
             return invite_form(ctx, error="That invitation was used meanwhile.", status=409)
-        store.set_user_status(user_id=user.id, status="active")
         audit(
             action="auth.invitation.accepted",
             actor=user.username,

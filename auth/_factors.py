@@ -277,6 +277,30 @@ class Factors:
         return FactorResult(factor=factor, credential_id=cred.id, category=category)
 
     # ----- knowledge: password -----------------------------------------------------------
+    def accept_invitation(self, *, token_hash: str, user: User, password: str, tier: Tier) -> bool:
+        """Check the password, then consume the invitation and set the password in one
+        store transaction: False (nothing changed) if another submission won."""
+        check_password_policy(
+            password=password,
+            min_length=max(12, tier.login.password_min_length),
+            username=user.username,
+        )
+        if not self.store.accept_invitation(
+            token_hash=token_hash,
+            user_id=user.id,
+            now=self.clock(),
+            cred_id=str(uuid.uuid4()),
+            password_hash=self.hasher.hash(password=password).encode(),
+        ):
+            return False
+        self.auditor.record(
+            action="auth.enrolment.password",
+            actor=user.username,
+            outcome="success",
+            details={"factor": "password", "category": "knowledge"},
+        )
+        return True
+
     def set_password(self, *, user: User, password: str, tier: Tier) -> None:
         check_password_policy(
             password=password,

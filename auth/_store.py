@@ -595,6 +595,27 @@ class IdentityStore:
                 return None
         return str(rows[0][0])
 
+    def accept_invitation(
+        self, *, token_hash: str, user_id: str, now: float, cred_id: str, password_hash: bytes
+    ) -> bool:
+        """Consume the invitation, set the user's password and activate the user, all in
+        one transaction; False (nothing changed) if it is unknown, used or expired."""
+        with self._tx() as tx:
+            if not tx.rc(
+                "UPDATE invitations SET used_at = ? WHERE token_hash = ? AND user_id = ? "
+                "AND used_at IS NULL AND expires_at > ?",
+                (now, token_hash, user_id, now),
+            ):
+                return False
+            tx.rc("DELETE FROM credentials WHERE user_id = ? AND kind = 'password'", (user_id,))
+            tx.q(
+                "INSERT INTO credentials (id, user_id, kind, label, secret, approved, created_at) "
+                "VALUES (?, ?, 'password', 'password', ?, 1, ?)",
+                (cred_id, user_id, password_hash, now),
+            )
+            tx.rc("UPDATE users SET status = 'active' WHERE id = ?", (user_id,))
+        return True
+
     # ----- sessions ------------------------------------------------------------------
     _SESS_COLS = (
         "id_hash, user_id, state, csrf, client_ip, created_at, last_seen, auth_time, ended_at"

@@ -15,8 +15,10 @@ from fastapi.testclient import TestClient
 
 from auth import MemoryAuditSink, Portal, create_app
 
-from .helpers import FakeClock, csrf_of, make_portal
-from .test_web_flows import password_step
+from .helpers import ADMIN_TOKEN, FakeClock, csrf_of, make_portal
+from .test_web_flows import PASSWORD, new_browser, password_step
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture
@@ -115,3 +117,52 @@ def test_malformed_client_id_at_token_endpoint_is_invalid_client(
     new = sink.events[before:]
     assert [e["action"] for e in new] == ["web.request.rejected"]
     assert new[0]["actor"] == "anonymous"
+
+
+def test_invitation_race_loser_changes_nothing(
+    env: tuple[Portal, MemoryAuditSink, TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two submissions of one invitation: the loser's check passes, then the winner
+    completes before the loser acts (forced interleaving on the real store)."""
+    portal, sink, client = env
+    r = client.post(
+        "/api/admin/users", json={"username": "alice", "display_name": "Alice"}, headers=ADMIN
+    )
+    assert r.status_code == 201, r.text
+    code = r.json()["invitation_code"]
+    winner, loser = client, new_browser(client)
+    forms = []
+    for b in (winner, loser):  # both open the same invitation before either submits
+        page = b.get("/invite")
+        r = b.post("/invite", data={"csrf": csrf_of(page.text), "code": code})
+        assert r.status_code == 200, r.text
+        forms.append(r.text)
+    pw_winner, pw_loser = PASSWORD, "quartz meadow ladle 77"
+    winner_status: list[int] = []
+    real_peek = portal.store.peek_invitation
+
+    def peek_then_let_the_winner_finish(*, token_hash: str, now: float) -> str | None:
+        found = real_peek(token_hash=token_hash, now=now)
+        if not winner_status:
+            monkeypatch.setattr(portal.store, "peek_invitation", real_peek)
+            w = winner.post(
+                "/invite/password",
+                data={"csrf": csrf_of(forms[0]), "password": pw_winner, "password2": pw_winner},
+                follow_redirects=False,
+            )
+            winner_status.append(w.status_code)
+        return found
+
+    monkeypatch.setattr(portal.store, "peek_invitation", peek_then_let_the_winner_finish)
+    r = loser.post(
+        "/invite/password",
+        data={"csrf": csrf_of(forms[1]), "password": pw_loser, "password2": pw_loser},
+        follow_redirects=False,
+    )
+    assert winner_status == [303]
+    assert r.status_code == 409
+    assert [e["action"] for e in sink.events].count("auth.enrolment.password") == 1
+    assert password_step(new_browser(client), password=pw_loser).status_code == 401
+    r = password_step(new_browser(client), password=pw_winner)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/login/factor"
