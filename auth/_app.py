@@ -1675,7 +1675,25 @@ def create_app(*, portal: Portal) -> FastAPI:
             except InvalidInputError:
                 claims = {}
             hint_ok = bool(claims) and claims.get("sid") == ctx.session.id_hash[:32]
-            client_id = client_id or str(claims.get("aud", ""))
+            aud = claims.get("aud", "")
+            auds = [str(a) for a in aud] if isinstance(aud, list) else [str(aud)]
+            if claims and client_id and client_id not in auds:
+                # RP-Initiated Logout 1.0 §2: both given, they must name the same client.
+                audit(
+                    action="web.request.rejected",
+                    actor=_actor(ctx.session),
+                    outcome="failure",
+                    client_ip=ctx.client_ip,
+                    details={
+                        "path": "/oidc/logout",
+                        "field": "client_id",
+                        "reason": "client_id differs from the id_token_hint audience",
+                    },
+                )
+                raise InvalidInputError(
+                    "client_id does not name the client the id_token_hint was issued to."
+                )
+            client_id = client_id or auds[0]
         client = store.get_client(client_id=client_id) if client_id else None
         target = None
         if post_logout_redirect_uri:

@@ -8,6 +8,7 @@ re-raises), so "no 5xx" is checked twice.
 from __future__ import annotations
 
 import base64
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,17 @@ from fastapi.testclient import TestClient
 
 from auth import MemoryAuditSink, Portal, create_app
 
-from .helpers import ADMIN_TOKEN, FakeClock, csrf_of, make_portal
-from .test_web_flows import PASSWORD, new_browser, password_step
+from .helpers import ADMIN_TOKEN, FakeClock, Pkce, csrf_of, make_portal
+from .test_web_flows import (
+    PASSWORD,
+    REDIRECT,
+    authorize,
+    enrol_alice,
+    login,
+    new_browser,
+    password_step,
+    register,
+)
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -166,3 +176,52 @@ def test_invitation_race_loser_changes_nothing(
     r = password_step(new_browser(client), password=pw_winner)
     assert r.status_code == 303
     assert r.headers["location"] == "/login/factor"
+
+
+def signed_in_with_tokens(client: TestClient, clock: FakeClock) -> tuple[str, str]:
+    """alice signed in through hub-gut-2026: (id_token, access_token)."""
+    secret = enrol_alice(client, clock)
+    login(client, secret, clock)
+    client_secret = register(client, "gut-2026", "nbdc-standard", ["alice"])
+    pkce = Pkce.new()
+    r = authorize(client, "hub-gut-2026", pkce)
+    assert r.status_code == 303, r.text
+    code = urllib.parse.parse_qs(urllib.parse.urlparse(r.headers["location"]).query)["code"][0]
+    tok = client.post(
+        "/oidc/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": pkce.verifier,
+        },
+        auth=("hub-gut-2026", client_secret),
+    )
+    assert tok.status_code == 200, tok.text
+    return str(tok.json()["id_token"]), str(tok.json()["access_token"])
+
+
+def test_logout_refuses_client_id_other_than_the_hint_audience(
+    env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
+) -> None:
+    _portal, sink, client = env
+    id_token, _access = signed_in_with_tokens(client, clock)
+    register(client, "liver-2026", "nbdc-standard", ["alice"])
+    q = {
+        "id_token_hint": id_token,
+        "client_id": "hub-liver-2026",
+        "post_logout_redirect_uri": "https://hub.example/bye",
+        "state": "s1",
+    }
+    r = client.get("/oidc/logout?" + urllib.parse.urlencode(q), follow_redirects=False)
+    assert r.status_code == 400
+    assert "id_token_hint" in r.text
+    ev = sink.events[-1]
+    assert ev["action"] == "web.request.rejected"
+    assert ev["details"]["field"] == "client_id"
+    assert client.get("/", follow_redirects=False).status_code == 200  # still signed in
+    # The matching client (or none, taken from the hint) signs out and redirects.
+    q["client_id"] = "hub-gut-2026"
+    r = client.get("/oidc/logout?" + urllib.parse.urlencode(q), follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == "https://hub.example/bye?state=s1"
