@@ -414,6 +414,17 @@ def create_app(*, portal: Portal) -> FastAPI:
         assert rec2 is not None
         return _Ctx(request, rec2, token, lang_of(request), ip)
 
+    def session_live(id_hash: str) -> bool:
+        """The session exists, was not ended and is within the idle and absolute limits."""
+        rec = store.get_session(id_hash=id_hash) if id_hash else None
+        if rec is None or rec.ended_at is not None:
+            return False
+        rules, now = portal.login_tier.session, portal.clock()
+        return (
+            now - rec.last_seen <= rules.idle_timeout_s
+            and now - min(rec.auth_time or now, rec.created_at) <= rules.max_session_s
+        )
+
     def _actor(rec: SessionRecord) -> str:
         return str(rec.state.get("username") or rec.user_id or "anonymous")
 
@@ -1592,7 +1603,12 @@ def create_app(*, portal: Portal) -> FastAPI:
             code_hash=code_hash,
             now=portal.clock(),
             token_hash=hash_token(access),
-            token_payload={"user_id": user.id, "enclave": payload["enclave"], "claims": claims},
+            token_payload={
+                "user_id": user.id,
+                "enclave": payload["enclave"],
+                "claims": claims,
+                "session": payload["session"],
+            },
             token_expires_at=now + s.access_token_ttl_s,
         ):
             audit(
@@ -1646,6 +1662,21 @@ def create_app(*, portal: Portal) -> FastAPI:
             )
         c = p["claims"]
         user = store.get_user(user_id=p["user_id"])
+        if not session_live(str(p.get("session", ""))) or user.status != "active":
+            # The token dies with its sign-in session (logout, idle or absolute limit,
+            # revocation), as at the token endpoint.
+            audit(
+                action="oidc.token.refused",
+                actor=user.username,
+                outcome="failure",
+                enclave=p["enclave"],
+                details={"reason": "userinfo after the sign-in session ended"},
+            )
+            return JSONResponse(
+                {"detail": "The sign-in session of this access token has ended."},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
         return JSONResponse(
             {
                 "sub": c["sub"],

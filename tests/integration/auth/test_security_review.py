@@ -225,3 +225,36 @@ def test_logout_refuses_client_id_other_than_the_hint_audience(
     r = client.get("/oidc/logout?" + urllib.parse.urlencode(q), follow_redirects=False)
     assert r.status_code == 303
     assert r.headers["location"] == "https://hub.example/bye?state=s1"
+
+
+def _userinfo(client: TestClient, access: str) -> int:
+    return client.get("/oidc/userinfo", headers={"Authorization": f"Bearer {access}"}).status_code
+
+
+def test_access_token_dies_with_its_session_at_logout(
+    env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
+) -> None:
+    _portal, sink, client = env
+    _id_token, access = signed_in_with_tokens(client, clock)
+    assert _userinfo(client, access) == 200
+    home = client.get("/")
+    r = client.post("/logout", data={"csrf": csrf_of(home.text)})
+    assert r.status_code == 200
+    assert _userinfo(client, access) == 401
+    ev = sink.events[-1]
+    assert ev["action"] == "oidc.token.refused"
+    assert ev["actor"] == "alice"
+
+
+def test_access_token_dies_with_its_session_at_officer_revocation(
+    env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
+) -> None:
+    _portal, _sink, client = env
+    _id_token, access = signed_in_with_tokens(client, clock)
+    assert _userinfo(client, access) == 200
+    sessions = client.get("/api/admin/sessions", headers=ADMIN).json()
+    mine = [s["session"] for s in sessions if s["user_id"]]
+    assert len(mine) == 1
+    r = client.delete(f"/api/admin/sessions/{mine[0]}", headers=ADMIN)
+    assert r.status_code == 204
+    assert _userinfo(client, access) == 401
