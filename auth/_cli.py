@@ -245,6 +245,11 @@ def serve(
 
     admin_hash = None
     if admin_token_file is not None:
+        if admin_token_file.stat().st_mode & 0o077:
+            raise click.UsageError(
+                f"The admin token file {admin_token_file} is readable by group or others; "
+                "chmod 600 it."
+            )
         admin_hash = hash_token(admin_token_file.read_text().strip())
     aaguids = {}
     for item in biometric_aaguid:

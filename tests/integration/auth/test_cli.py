@@ -133,3 +133,20 @@ def test_key_ring_rotation_is_atomic_and_keeps_old_keys(
     assert keys.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keys"]
     assert KeyRing.from_file(path=keys).open(sealed=sealed, context="c") == b"totp-secret"
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_serve_refuses_a_group_or_world_readable_admin_token_file(
+    env: dict[str, str], tmp_path: Path, mode: int
+) -> None:
+    token = tmp_path / "admin-token"
+    token.write_text("t" * 40)
+    token.chmod(mode)
+    code, out, err = run(
+        portal,
+        ["serve", "--issuer", "https://localhost", "--admin-token-file", str(token)],
+        env,
+    )
+    assert code == 2
+    assert "readable by group or others; chmod 600 it" in err
+    assert "Traceback" not in err + out
