@@ -382,6 +382,8 @@ def create_app(*, portal: Portal) -> FastAPI:
         resp.headers.update(headers)
         return resp
 
+    purged = [0.0]  # when session_ctx last purged dead sessions
+
     def session_ctx(request: Request, *, create: bool = True) -> _Ctx:
         now = portal.clock()
         ip = client_ip(request)
@@ -408,6 +410,15 @@ def create_app(*, portal: Portal) -> FastAPI:
                 )
         if not create:
             raise UnauthenticatedError("You are not signed in.")
+        if now - purged[0] >= 60:
+            # Each cookieless request makes a row: drop dead ones (anonymous and idle past
+            # the limit, or ended longer than a session can last) at most once a minute.
+            purged[0] = now
+            rules = portal.login_tier.session
+            store.purge_sessions(
+                anonymous_idle_before=now - rules.idle_timeout_s,
+                ended_before=now - rules.max_session_s,
+            )
         token = new_token()
         store.create_session(id_hash=hash_token(token), csrf=new_token(), client_ip=ip, now=now)
         rec2 = store.get_session(id_hash=hash_token(token))

@@ -689,6 +689,16 @@ class IdentityStore:
                 == 1
             )
 
+    def purge_sessions(self, *, anonymous_idle_before: float, ended_before: float) -> int:
+        """Delete sessions nobody signed in to that are idle since ``anonymous_idle_before``
+        and sessions ended before ``ended_before``; the number deleted."""
+        with self._tx() as tx:
+            return tx.rc(
+                "DELETE FROM sessions WHERE (user_id IS NULL AND last_seen < ?) "
+                "OR (ended_at IS NOT NULL AND ended_at < ?)",
+                (anonymous_idle_before, ended_before),
+            )
+
     def list_sessions(self, *, user_id: str | None = None) -> list[SessionRecord]:
         with self._tx(write=False) as tx:
             if user_id is None:

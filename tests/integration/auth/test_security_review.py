@@ -258,3 +258,36 @@ def test_access_token_dies_with_its_session_at_officer_revocation(
     r = client.delete(f"/api/admin/sessions/{mine[0]}", headers=ADMIN)
     assert r.status_code == 204
     assert _userinfo(client, access) == 401
+
+
+def test_dead_anonymous_and_ended_sessions_are_purged(
+    env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    portal, _sink, client = env
+
+    def rows() -> tuple[int, int]:
+        with sqlite3.connect(tmp_path / "identity.db") as c:
+            anon = c.execute("SELECT count(*) FROM sessions WHERE user_id IS NULL").fetchone()
+            signed = c.execute("SELECT count(*) FROM sessions WHERE user_id IS NOT NULL")
+            return int(anon[0]), int(signed.fetchone()[0])
+
+    signed_in_with_tokens(client, clock)  # alice's live session must survive
+    for _ in range(20):  # cookieless visitors: one row each
+        assert new_browser(client).get("/login").status_code == 200
+    anon, signed = rows()
+    assert anon >= 20
+    assert signed >= 1
+    rules = portal.login_tier.session
+    clock.advance(rules.idle_timeout_s - 5)
+    assert client.get("/").status_code == 200  # alice stays active
+    clock.advance(10)
+    assert new_browser(client).get("/login").status_code == 200
+    assert rows() == (1, signed)  # only the newest visitor; signed-in ones stay
+    # Ended sessions are kept while a session could last, then purged.
+    home = client.get("/")
+    assert client.post("/logout", data={"csrf": csrf_of(home.text)}).status_code == 200
+    clock.advance(rules.max_session_s + 61)
+    assert new_browser(client).get("/login").status_code == 200
+    assert rows() == (1, 0)  # alice's and the finished enrolment's ended sessions

@@ -145,3 +145,23 @@ def test_older_totp_step_never_accepted_after_a_newer_one(postgres_url: str) -> 
     assert result == [False]
     b.close()
     a.close()
+
+
+def test_purge_sessions_deletes_only_dead_ones(url: str) -> None:
+    s = open_store(url=url)
+    _totp_user(s)
+    uid = s.find_user(username="erin").id  # type: ignore[union-attr]
+    for name, at in (("anon-old", 10.0), ("anon-new", 500.0), ("user-old", 10.0)):
+        s.create_session(id_hash=name, csrf="c", client_ip=None, now=at)
+    s.save_session(id_hash="user-old", user_id=uid, state={}, last_seen=10.0, auth_time=10.0)
+    s.create_session(id_hash="ended", csrf="c", client_ip=None, now=10.0)
+    s.save_session(id_hash="ended", user_id=uid, state={}, last_seen=10.0, auth_time=10.0)
+    assert s.end_session(id_hash="ended", now=20.0)
+    assert s.purge_sessions(anonymous_idle_before=100.0, ended_before=15.0) == 1
+    assert s.get_session(id_hash="anon-old") is None
+    assert s.get_session(id_hash="ended") is not None
+    assert s.purge_sessions(anonymous_idle_before=100.0, ended_before=25.0) == 1
+    assert s.get_session(id_hash="ended") is None
+    assert s.get_session(id_hash="anon-new") is not None
+    assert s.get_session(id_hash="user-old") is not None  # its end is audited at its next use
+    s.close()
