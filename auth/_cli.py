@@ -123,6 +123,28 @@ def portal() -> None:
     """Run the portal (login, enrolment, OIDC provider)."""
 
 
+def _replace_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (mode 0600) atomically: a temp file in the same
+    directory, fsynced, renamed over the old file, then the directory fsynced. The only
+    copy of a key ring is never observed truncated or half-written."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
 @portal.command("init-keys")
 @click.argument("key_file", type=click.Path(path_type=Path))
 @click.option("--kid", default="k1", show_default=True)
@@ -136,8 +158,7 @@ def init_keys(key_file: Path, kid: str, rotate: bool) -> None:
             raise click.UsageError(f"{key_file} exists; pass --rotate to add a new first key.")
         old = KeyRing.from_file(path=key_file)
         new = KeyRing(keys=(new.keys[0], *old.keys))
-    key_file.touch(mode=0o600)
-    key_file.write_text(new.to_text())
+    _replace_private(key_file, new.to_text())
     click.echo(f"key ring {key_file}: {', '.join(k for k, _ in new.keys)} (first seals)")
 
 
@@ -224,6 +245,11 @@ def serve(
 
     admin_hash = None
     if admin_token_file is not None:
+        if admin_token_file.stat().st_mode & 0o077:
+            raise click.UsageError(
+                f"The admin token file {admin_token_file} is readable by group or others; "
+                "chmod 600 it."
+            )
         admin_hash = hash_token(admin_token_file.read_text().strip())
     aaguids = {}
     for item in biometric_aaguid:

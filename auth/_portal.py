@@ -19,6 +19,7 @@ from typing import Any
 from ._audit import Auditor, AuditSink
 from ._crypto import Argon2Params, KeyRing, PasswordHasher, hash_token, new_token
 from ._errors import InvalidInputError, NotFoundError
+from ._factors import USERNAME_RE as _USERNAME
 from ._factors import Factors, WebAuthnSettings
 from ._oidc import SigningKeys
 from ._policy import Tier, UnknownTierError, load_catalog
@@ -26,7 +27,6 @@ from ._store import ClientRecord, EnclaveRecord, IdentityStore, User, open_store
 
 __all__ = ["Invitation", "Portal", "PortalSettings", "RegisteredEnclave"]
 
-_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 _ENCLAVE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 ROLES = frozenset({"researcher", "pi", "officer", "admin"})
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -192,6 +192,7 @@ def bench_token(tmp: Path, *, query: str = "", workers: int = 1) -> tuple[float,
     keys = tmp / "keys"
     keys.write_text(KeyRing.generate().to_text())
     (tmp / "admin").write_text("bench-admin")
+    (tmp / "admin").chmod(0o600)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     store_url = f"sqlite:///{tmp / 'id.db'}{query}"

@@ -143,3 +143,50 @@ def test_bad_input_is_one_sentence_exit_2(
     assert code == 2
     assert msg in err
     assert "Traceback" not in err + out
+
+
+def test_key_ring_rotation_is_atomic_and_keeps_old_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from auth import KeyRing
+
+    keys = tmp_path / "keys"
+    assert CliRunner().invoke(portal, ["init-keys", str(keys)]).exit_code == 0
+    sealed = KeyRing.from_file(path=keys).seal(plaintext=b"totp-secret", context="c")
+    for kid in ("k2", "k3"):
+        r = CliRunner().invoke(portal, ["init-keys", str(keys), "--rotate", "--kid", kid])
+        assert r.exit_code == 0, r.output
+        assert (keys.stat().st_mode & 0o777) == 0o600
+    ring = KeyRing.from_file(path=keys)
+    assert [k for k, _ in ring.keys] == ["k3", "k2", "k1"]
+    assert ring.open(sealed=sealed, context="c") == b"totp-secret"
+    before = keys.read_bytes()
+
+    # A failure just before the rename (disk full, crash) leaves the old ring intact.
+    def fail(*_a: object, **_k: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("auth._cli.os.replace", fail)
+    r = CliRunner().invoke(portal, ["init-keys", str(keys), "--rotate", "--kid", "k4"])
+    assert r.exit_code == 2
+    assert "No space left on device" in r.stderr
+    assert keys.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keys"]
+    assert KeyRing.from_file(path=keys).open(sealed=sealed, context="c") == b"totp-secret"
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_serve_refuses_a_group_or_world_readable_admin_token_file(
+    env: dict[str, str], tmp_path: Path, mode: int
+) -> None:
+    token = tmp_path / "admin-token"
+    token.write_text("t" * 40)
+    token.chmod(mode)
+    code, out, err = run(
+        portal,
+        ["serve", "--issuer", "https://localhost", "--admin-token-file", str(token)],
+        env,
+    )
+    assert code == 2
+    assert "readable by group or others; chmod 600 it" in err
+    assert "Traceback" not in err + out
