@@ -54,7 +54,7 @@ def _portal_cli(portal: PortalProcess, *args: str) -> dict[str, Any]:
         **os.environ,
         "ENCLAVE_PORTAL_STORE": f"sqlite:///{portal.state / 'id.db'}",
         "ENCLAVE_PORTAL_KEY_FILE": str(portal.state / "keys"),
-        "ENCLAVE_PORTAL_AUDIT_LOG": str(portal.state / "audit.jsonl"),
+        "ENCLAVE_PORTAL_AUDIT_LOG": f"unsafe-jsonl:{portal.state / 'audit.jsonl'}",
     }
     r = subprocess.run([ENCLAVE, *args], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
