@@ -143,6 +143,17 @@ class Store(ABC):
     def _write(self) -> AbstractContextManager[Any]:
         """A write transaction holding the log's writer lock; yields a cursor."""
 
+    @abstractmethod
+    def snapshot(self, *, share: str | None = None) -> AbstractContextManager[str | None]:
+        """Run this thread's reads inside one read-only transaction: every read sees the
+        same committed state of the store, whatever writers commit meanwhile.
+
+        Yields a token that other processes may pass as ``share`` to read the very same
+        state (PostgreSQL: an exported snapshot id), or None where the backend cannot
+        share one (SQLite: each process gets its own, later, snapshot). Re-entrant: a
+        nested call reuses the open transaction.
+        """
+
     def _q(self, sql: str) -> str:
         return sql
 

@@ -59,12 +59,17 @@ class VerifyReport:
     checkpoints: int
     root_hash: bytes
     against: Checkpoint | None = None
+    pending: int = 0
+    """Entries sequenced but not yet integrated when verification began: their leaves
+    and columns were checked; tiles, index rows and roots do not cover them yet."""
 
     @property
     def summary(self) -> str:
         """One line for humans."""
         if self.ok:
             extra = f", extends checkpoint at size {self.against.size}" if self.against else ""
+            if self.pending:
+                extra += f" ({self.pending} newest entries not integrated yet: leaves checked)"
             return f"OK: {self.entries} entries, {self.checkpoints} checkpoints verified{extra}"
         where = f" at index {self.first_bad_index}" if self.first_bad_index is not None else ""
         return f"FAILED{where}: {self.problems[0]}"
@@ -73,6 +78,7 @@ class VerifyReport:
 @dataclass
 class _State:
     problems: list[tuple[str, int | None]] = field(default_factory=list)
+    ranges: list[tuple[str, int, int]] = field(default_factory=list)  # bad_range calls
     first_exact: int | None = None  # an entry shown bad by its own hashes or columns
     first_range: int | None = None  # the start of a range a root mismatch points at
     last_good_size: int = 0
@@ -80,6 +86,7 @@ class _State:
 
     def bad_range(self, msg: str, lo: int, size: int) -> None:
         """A root mismatch: some entry in ``lo..size-1`` is bad, unless one is known already."""
+        self.ranges.append((msg, lo, size))
         explained = self.first_exact is not None and self.first_exact < size
         self._add(msg, None if explained else lo)
         if not explained and (self.first_range is None or lo < self.first_range):
@@ -165,11 +172,41 @@ def verify_store(
 ) -> VerifyReport:
     """Verify everything stored in ``store``; see the module docstring for the steps.
 
+    Everything is read inside one read-only snapshot of the store (see
+    :meth:`Store.snapshot`), so writers may go on appending, integrating and signing
+    meanwhile: the verdict is about the log as it stood when the snapshot began.
+    Entries sequenced but not yet integrated then are checked as far as they can be
+    (leaf hash, canonical JSON, columns) and counted in ``VerifyReport.pending``.
+
     Entries are scanned in independent segments of 65,536 (one level-1 tile); with
     ``workers`` > 1 they are scanned in that many worker processes (started with
     ``spawn``, so the calling program's main module must be import-safe), which open
-    the store themselves; results are combined here in order. Memory stays bounded.
+    the store themselves and read the same snapshot (PostgreSQL) or a later one bounded
+    to the same sizes (SQLite, whose committed rows cannot change: append-only);
+    results are combined here in order. Memory stays bounded.
     """
+    with store.snapshot() as share:
+        return _verify_snapshot(
+            store,
+            share=share,
+            verifiers=verifiers,
+            against=against,
+            progress=progress,
+            chunk=chunk,
+            workers=workers,
+        )
+
+
+def _verify_snapshot(
+    store: Store,
+    *,
+    share: str | None,
+    verifiers: Sequence[Verifier] | None,
+    against: str | bytes | None,
+    progress: Callable[[int, int], None] | None,
+    chunk: int,
+    workers: int,
+) -> VerifyReport:
     st = _State()
     if verifiers is None:
         try:
@@ -177,8 +214,6 @@ def verify_store(
         except NoteError as e:
             st.bad(f"a verifier key recorded in the store is malformed: {e}", None)
             verifiers = []
-    # The log may grow while it is verified: read what was signed first, then how far it
-    # was integrated, then how many entries there are, so each bound covers the one before.
     head_it = _heads(store)
     cp_it = _checkpoints(store)
 
@@ -261,7 +296,8 @@ def verify_store(
         lv.add(h)
         if len(lv.nodes) == _TILE:
             tile_idx = node_idx // _TILE
-            _check_tile(st, stored, level, tile_idx, lv.nodes)
+            if (tile_idx + 1) * _TILE ** (level + 1) <= integrated_size:
+                _check_tile(st, stored, level, tile_idx, lv.nodes)
             root = lv.root()
             lv.reset()
             upper_push(level + 1, root, tile_idx)
@@ -329,13 +365,21 @@ def verify_store(
 
     segments = [(s0, min(total, s0 + SEGMENT)) for s0 in range(0, total, SEGMENT)]
     jobs = [(s0, s1, integrated_size, chunk) for s0, s1 in segments]
+    if total < integrated_size:
+        st.bad(
+            f"the latest tree head covers {integrated_size} entries but the log has {total}: "
+            "entries were removed",
+            total,
+        )
     n_workers = workers if len(jobs) > 1 else 1
     url = getattr(store, "open_url", None)
     if n_workers > 1 and url is None:
         n_workers = 1
-    for (s0, s1, *_), result in _run_segments(store, url, jobs, sizes_in, n_workers):
+    for (s0, s1, *_), result in _run_segments(store, url, share, jobs, sizes_in, n_workers):
         for msg, idx in result.problems:
             st.bad(msg, idx)
+        for msg, lo, end in result.ranges:
+            st.bad_range(msg, lo, end)
         for size, seg_stack in result.stacks:
             check_root(size, root_at(seg_stack))
         if s1 - s0 == SEGMENT:
@@ -345,31 +389,34 @@ def verify_store(
         if progress is not None:
             progress(s1, total)
 
-    # step 5 (re-reading the current state in an order that growth cannot fool)
+    # step 5 (in the same snapshot: nothing a writer did since can show here)
     rows_n, index_end = store.index_count()
-    tile_levels = store.tile_levels()
-    head_now = store.latest_head()
-    integrated_now = head_now[0] if head_now else 0
-    total_now = store.size()
-    if rows_n != index_end or index_end > integrated_now:
+    if rows_n != index_end or index_end > integrated_size:
         st.bad(
             f"the query index has {rows_n} rows up to index {index_end} for an integrated size "
-            f"of {integrated_now}",
-            min(index_end, integrated_now) if index_end > integrated_now else None,
+            f"of {integrated_size}",
+            min(index_end, integrated_size) if index_end > integrated_size else None,
         )
-    for level, count in tile_levels.items():
-        if count * _TILE ** (level + 1) > total_now:
+    for level, count in sorted(store.tile_levels().items()):
+        covered = count * _TILE ** (level + 1)
+        if covered > total:
             st.bad(
                 f"stored tiles at level {level} cover more entries than the log has: "
                 "the tail was removed",
-                total_now,
+                total,
+            )
+        elif covered > integrated_size:
+            st.bad(
+                f"stored tiles at level {level} cover {covered} entries but the latest tree "
+                f"head only {integrated_size}: tree heads were removed",
+                None,
             )
     while next_head is not None:
-        if next_head[0] > total_now:
+        if next_head[0] > total:
             st.bad(
-                f"tree head at size {next_head[0]} but the log has only {total_now} entries: "
+                f"tree head at size {next_head[0]} but the log has only {total} entries: "
                 "the tail was removed",
-                total_now,
+                total,
             )
             break
         next_head = next(head_it, None)
@@ -381,6 +428,7 @@ def verify_store(
         checkpoints=n_cp,
         root_hash=root_at(last_stack),
         against=against_cp,
+        pending=max(0, total - integrated_size),
     )
 
 
@@ -392,7 +440,8 @@ SEGMENT = _TILE * _TILE
 class _Segment:
     """What one segment's scan found: problems, and compact ranges at requested sizes."""
 
-    problems: list[tuple[str, int | None]]
+    problems: list[tuple[str, int | None]]  # exact: the entry at the index is bad
+    ranges: list[tuple[str, int, int]]  # some entry in [lo, end) or a stored hash is bad
     stacks: list[tuple[int, list[bytes]]]  # (size, compact range of [start, size))
     stacks_final: list[bytes]  # compact range of the whole segment
     expected_end: int
@@ -428,11 +477,14 @@ def _check_tile(
         for j in range(_TILE):
             if got[j * 32 : (j + 1) * 32] != nodes[j]:
                 first = (tile_idx * _TILE + j) * span
-                st.bad(
+                msg = (
                     f"stored tile hash (level {level}, node {tile_idx * _TILE + j}) differs "
-                    f"from the hash recomputed from entries {first}..{first + span - 1}",
-                    first,
+                    f"from the hash recomputed from entries {first}..{first + span - 1}"
                 )
+                if span == 1:
+                    st.bad(msg, first)
+                else:  # the stored hash, or one of the entries it covers, was altered
+                    st.bad_range(msg, first, first + span)
                 break
 
 
@@ -509,11 +561,12 @@ def _scan_segment(
             level0.add(h)
             if len(level0.nodes) == _TILE:
                 t0 = idx // _TILE
-                _check_tile(st, tiles, 0, t0, level0.nodes)
+                if idx < integrated_size:  # tiles are written at integration
+                    _check_tile(st, tiles, 0, t0, level0.nodes)
                 root = level0.root()
                 level0.reset()
                 level1.add(root)
-                if len(level1.nodes) == _TILE:
+                if len(level1.nodes) == _TILE and idx < integrated_size:
                     _check_tile(st, tiles, 1, t0 // _TILE, level1.nodes)
             expected_idx = idx + 1
             if expected_idx in want:
@@ -527,7 +580,11 @@ def _scan_segment(
     if len(level1.nodes) == _TILE:
         final = [level1.root()]
     return _Segment(
-        problems=st.problems, stacks=stacks, stacks_final=final, expected_end=expected_idx
+        problems=[p for p in st.problems if p[0] not in {r[0] for r in st.ranges}],
+        ranges=st.ranges,
+        stacks=stacks,
+        stacks_final=final,
+        expected_end=expected_idx,
     )
 
 
@@ -535,7 +592,7 @@ _worker_store: dict[str, Store] = {}
 
 
 def _segment_in_worker(
-    url: str, job: tuple[int, int, int, int], sizes: tuple[int, ...]
+    url: str, share: str | None, job: tuple[int, int, int, int], sizes: tuple[int, ...]
 ) -> _Segment:
     from .log import open_store
 
@@ -543,12 +600,14 @@ def _segment_in_worker(
     if store is None:
         store = _worker_store[url] = open_store(url, create=False)
     s0, s1, integrated_size, chunk = job
-    return _scan_segment(store, s0, s1, integrated_size, chunk, sizes)
+    with store.snapshot(share=share):
+        return _scan_segment(store, s0, s1, integrated_size, chunk, sizes)
 
 
 def _run_segments(
     store: Store,
     url: str | None,
+    share: str | None,
     jobs: list[tuple[int, int, int, int]],
     sizes_in: Callable[[int, int], tuple[int, ...]],
     n_workers: int,
@@ -567,7 +626,7 @@ def _run_segments(
         it = iter(jobs)
         for job in it:
             window.append(
-                (job, pool.submit(_segment_in_worker, url, job, sizes_in(job[0], job[1])))
+                (job, pool.submit(_segment_in_worker, url, share, job, sizes_in(job[0], job[1])))
             )
             if len(window) >= 2 * n_workers:
                 break
@@ -576,6 +635,9 @@ def _run_segments(
             nxt = next(it, None)
             if nxt is not None:
                 window.append(
-                    (nxt, pool.submit(_segment_in_worker, url, nxt, sizes_in(nxt[0], nxt[1])))
+                    (
+                        nxt,
+                        pool.submit(_segment_in_worker, url, share, nxt, sizes_in(nxt[0], nxt[1])),
+                    )
                 )
             yield job, fut.result()
