@@ -276,6 +276,25 @@ class Store(ABC):
             (start, end),
         )
 
+    _SAME = "IS"  # null-safe equality in this dialect
+
+    def verify_rows(self, start: int, end: int) -> list[tuple[Any, ...]]:
+        """Entries ``start <= idx < end`` in index order as ``(idx, leaf_hash, event_id,
+        time_ns, source, actor, action, enclave, outcome, leaf, indexed)``, where
+        ``indexed`` is true iff the entry's query-index row exists and each of its columns
+        equals the entry's own column (compared by the database, null-safe)."""
+        same = " AND ".join(
+            f"i.{c} {self._SAME} e.{c}"
+            for c in ("time_ns", "source", "actor", "action", "enclave", "outcome")
+        )
+        cols = ", ".join(f"e.{c.strip()}" for c in ENTRY_COLUMNS.split(","))
+        return self._fetchall(
+            f"SELECT {cols}, (i.idx IS NOT NULL AND {same}) FROM audit_entries e "  # noqa: S608 (constant)
+            "LEFT JOIN audit_index i ON i.idx = e.idx "
+            "WHERE e.idx >= ? AND e.idx < ? ORDER BY e.idx",
+            (start, end),
+        )
+
     def index_count(self) -> tuple[int, int]:
         """``(rows, max idx + 1)`` of the query index."""
         row = self._fetchone("SELECT COUNT(*), COALESCE(MAX(idx) + 1, 0) FROM audit_index")

@@ -83,6 +83,8 @@ class PostgresStore(Store):
             self._conns.append(conn)
         return conn
 
+    _SAME = "IS NOT DISTINCT FROM"
+
     def _q(self, text: str) -> str:
         return text.replace("?", "%s")
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -168,7 +169,7 @@ def verify_store(
     against: str | bytes | None = None,
     progress: Callable[[int, int], None] | None = None,
     chunk: int = 20_000,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> VerifyReport:
     """Verify everything stored in ``store``; see the module docstring for the steps.
 
@@ -179,7 +180,8 @@ def verify_store(
     (leaf hash, canonical JSON, columns) and counted in ``VerifyReport.pending``.
 
     Entries are scanned in independent segments of 65,536 (one level-1 tile); with
-    ``workers`` > 1 they are scanned in that many worker processes (started with
+    ``workers`` > 1 (default: :data:`DEFAULT_WORKERS` on logs of more than two segments,
+    at most the machine's cores) they are scanned in that many worker processes (started with
     ``spawn``, so the calling program's main module must be import-safe), which open
     the store themselves and read the same snapshot (PostgreSQL) or a later one bounded
     to the same sizes (SQLite, whose committed rows cannot change: append-only);
@@ -205,7 +207,7 @@ def _verify_snapshot(
     against: str | bytes | None,
     progress: Callable[[int, int], None] | None,
     chunk: int,
-    workers: int,
+    workers: int | None,
 ) -> VerifyReport:
     st = _State()
     if verifiers is None:
@@ -371,6 +373,8 @@ def _verify_snapshot(
             "entries were removed",
             total,
         )
+    if workers is None:  # the default: both cores of a small machine, on a big log
+        workers = min(DEFAULT_WORKERS, os.cpu_count() or 1) if total > 2 * SEGMENT else 1
     n_workers = workers if len(jobs) > 1 else 1
     url = getattr(store, "open_url", None)
     if n_workers > 1 and url is None:
@@ -433,6 +437,9 @@ def _verify_snapshot(
 
 
 SEGMENT = _TILE * _TILE
+DEFAULT_WORKERS = 2
+"""Worker processes when ``workers`` is not given (logs over two segments only; never
+more than the machine's cores)."""
 """Entries per unit of work: one level-1 tile (aligned, so segments are independent)."""
 
 
@@ -488,95 +495,149 @@ def _check_tile(
                 break
 
 
+def _tile_levels(items: list[bytes]) -> list[list[bytes]]:
+    """``[items, parents, ...]``: the nodes of every perfect subtree over ``items``, one
+    list per height up to a tile's root (a trailing odd node has no parent yet)."""
+    sha256 = hashlib.sha256
+    out = [items]
+    level = items
+    for _ in range(8):
+        it = iter(level)
+        level = [sha256(b"\x01" + a + b).digest() for a, b in zip(it, it, strict=False)]
+        out.append(level)
+    return out
+
+
+def _compact(levels: list[list[bytes]], k: int) -> list[bytes]:
+    """The compact range (perfect subtree roots, left to right) of the first ``k`` items."""
+    out: list[bytes] = []
+    lo = 0
+    for b in range(k.bit_length() - 1, -1, -1):
+        if k >> b & 1:
+            out.append(levels[b][lo >> b])
+            lo += 1 << b
+    return out
+
+
+def _time_parser() -> Callable[[str], int]:
+    """``time_ns`` with a per-minute cache for the common shapes (``...:SSZ`` and
+    ``...:SS.fffZ``); anything else goes through the strict parser. (A leaf's time only
+    has to agree with its stored column here; the leaf itself is covered by its hash.)"""
+    minute_ns: dict[str, int] = {}
+
+    def time_of(t: str) -> int:
+        n = len(t)
+        if n >= 20 and t[-1] == "Z" and "0" <= t[17] <= "5" and "0" <= t[18] <= "9":
+            frac = 0
+            if n > 20:
+                f = t[20:-1]
+                if t[19] != "." or not (f.isascii() and f.isdigit()) or len(f) > 9:
+                    return event_time_ns(t)
+                frac = int(f.ljust(9, "0"))
+            elif t[19] != "Z":
+                return event_time_ns(t)
+            key = t[:17]
+            base = minute_ns.get(key)
+            if base is None:
+                base = minute_ns[key] = event_time_ns(key + "00Z")
+            return base + int(t[17:19]) * 1_000_000_000 + frac
+        return event_time_ns(t)
+
+    return time_of
+
+
 def _scan_segment(
     store: Store, start: int, end: int, integrated_size: int, chunk: int, sizes: tuple[int, ...]
 ) -> _Segment:
-    """Step 3 and the tile part of step 4 for entries ``[start, end)``."""
+    """Step 3 and the tile part of step 4 for entries ``[start, end)``.
+
+    Leaf hashes of a level-0 tile are collected and hashed level by level when the tile
+    is full (its 255 interior hashes, as the tile's own root needs anyway); level-1 tile
+    roots go into an incremental compact range. The compact range at a requested size
+    is taken from the levels of the tile it falls in."""
     st = _State()
     tiles = _TileCache(store)
-    levels = [_Level(), _Level()]
+    level1 = _Level()
     sha256 = hashlib.sha256
     loads = orjson.loads
     dumps = orjson.dumps
     sort = orjson.OPT_SORT_KEYS
-    day_ns: dict[str, int] = {}
+    time_of = _time_parser()
     want = set(sizes)
     stacks: list[tuple[int, list[bytes]]] = []
+    marks: list[tuple[int, int, list[bytes]]] = []  # (size, items in tile, level-1 stack)
+    hashes: list[bytes] = []
+    add = hashes.append
 
-    def time_of(t: str) -> int:
-        # Fast path for the common shape; anything else goes through the strict parser.
-        # (A leaf's time only has to agree with its stored column here; the leaf itself
-        # is covered by its hash.)
-        if len(t) >= 20 and t[-1] == "Z" and t[10] == "T" and t[13] == ":" and t[16] == ":":
-            day = day_ns.get(t[:10])
-            if day is None:
-                day = day_ns[t[:10]] = event_time_ns(t[:10] + "T00:00:00Z")
-            hms = t[11:13] + t[14:16] + t[17:19]
-            frac = t[20:-1]
-            if hms.isdigit() and (
-                len(t) == 20 or (t[19] == "." and frac.isdigit() and len(frac) <= 9)
-            ):
-                sec = int(hms[:2]) * 3600 + int(hms[2:4]) * 60 + int(hms[4:])
-                return day + sec * 1_000_000_000 + (int(frac.ljust(9, "0")) if frac else 0)
-        return event_time_ns(t)
+    def flush(last_idx: int) -> None:
+        """Close the current level-0 tile (full, or the partial one at the segment end)."""
+        nonlocal hashes, add
+        levels = _tile_levels(hashes)
+        for size, k, l1 in marks:
+            stacks.append((size, l1 + _compact(levels, k)))
+        marks.clear()
+        if len(hashes) == _TILE:
+            t0 = last_idx // _TILE
+            if last_idx < integrated_size:  # tiles are written at integration
+                _check_tile(st, tiles, 0, t0, hashes)
+            level1.add(levels[8][0])
+            if len(level1.nodes) == _TILE and last_idx < integrated_size:
+                _check_tile(st, tiles, 1, t0 // _TILE, level1.nodes)
+            hashes = []
+            add = hashes.append
 
     expected_idx = start
-    level0, level1 = levels
     pos = start
+    bad_event = (orjson.JSONDecodeError, KeyError, TypeError, AuditError)
     while pos < end:
         stop = min(end, pos + chunk)
-        rows = store.entries(pos, stop)
-        index = {int(r[0]): tuple(r[1:]) for r in store.index_rows(pos, min(stop, integrated_size))}
-        for idx, lh, eid, t_ns, source, actor, action, enclave, outcome, leaf in rows:
+        rows = store.verify_rows(pos, stop)
+        for idx, lh, eid, t_ns, source, actor, action, enclave, outcome, leaf, indexed in rows:
             if idx != expected_idx:
                 st.bad(
                     f"entry {expected_idx} is missing (the next stored index is {idx})",
                     expected_idx,
                 )
                 expected_idx = idx
-            leaf = bytes(leaf)
             h = sha256(b"\x00" + leaf).digest()
-            if h != bytes(lh):
+            if h != lh:
                 st.bad(f"entry {idx}: stored leaf hash is not SHA-256(0x00||leaf)", idx)
             try:
                 d = loads(leaf)
                 if dumps(d, option=sort) != leaf:
                     st.bad(f"entry {idx}: leaf is not canonical JSON", idx)
-                cols = (
-                    time_of(d["time"]),
-                    d["source"],
-                    d["actor"],
-                    d["action"],
-                    d["enclave"],
-                    d["outcome"],
-                )
-                if d["id"] != eid or cols != (t_ns, source, actor, action, enclave, outcome):
+                if (
+                    d["id"] != eid
+                    or d["source"] != source
+                    or d["actor"] != actor
+                    or d["action"] != action
+                    or d["enclave"] != enclave
+                    or d["outcome"] != outcome
+                    or time_of(d["time"]) != t_ns
+                ):
                     st.bad(f"entry {idx}: a stored column differs from the leaf's value", idx)
-                if idx < integrated_size and index.get(idx) != cols:
+                # the index row equals the entry's columns (compared by the database) and
+                # those equal the leaf's values (just above): so the index equals the leaf
+                if not indexed and idx < integrated_size:
                     st.bad(
                         f"entry {idx}: its query-index row is missing or differs from the leaf", idx
                     )
-            except (orjson.JSONDecodeError, KeyError, TypeError, AuditError):
+            except bad_event:
                 st.bad(f"entry {idx}: leaf is not a well-formed event", idx)
-            level0.add(h)
-            if len(level0.nodes) == _TILE:
-                t0 = idx // _TILE
-                if idx < integrated_size:  # tiles are written at integration
-                    _check_tile(st, tiles, 0, t0, level0.nodes)
-                root = level0.root()
-                level0.reset()
-                level1.add(root)
-                if len(level1.nodes) == _TILE and idx < integrated_size:
-                    _check_tile(st, tiles, 1, t0 // _TILE, level1.nodes)
+            add(h)
             expected_idx = idx + 1
             if expected_idx in want:
-                stacks.append((expected_idx, level1.stack + level0.stack))
+                marks.append((expected_idx, len(hashes), list(level1.stack)))
+            if len(hashes) == _TILE:
+                flush(idx)
         if not rows:
             st.bad(f"entries {pos}..{stop - 1} are missing", pos)
         pos = stop
     if expected_idx < end:
         st.bad(f"entries from {expected_idx} are missing", expected_idx)
-    final = level1.stack + level0.stack
+    partial = list(hashes)
+    flush(expected_idx - 1)
+    final = list(level1.stack) + _compact(_tile_levels(partial), len(partial))
     if len(level1.nodes) == _TILE:
         final = [level1.root()]
     return _Segment(
