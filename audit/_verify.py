@@ -87,7 +87,8 @@ class _State:
 
     def bad_range(self, msg: str, lo: int, size: int) -> None:
         """A root mismatch: some entry in ``lo..size-1`` is bad, unless one is known already."""
-        self.ranges.append((msg, lo, size))
+        if len(self.ranges) < _MAX_PROBLEMS:  # later ones start later: bounded memory
+            self.ranges.append((msg, lo, size))
         explained = self.first_exact is not None and self.first_exact < size
         self._add(msg, None if explained else lo)
         if not explained and (self.first_range is None or lo < self.first_range):

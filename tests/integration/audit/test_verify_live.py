@@ -93,7 +93,6 @@ def test_verify_while_a_writer_appends_integrates_and_signs(
             "tests.integration.audit._live_writer",
             store_url,
             str(key_file),
-            "0",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
