@@ -520,7 +520,7 @@ def _compact(levels: list[list[bytes]], k: int) -> list[bytes]:
     return out
 
 
-def _time_parser() -> Callable[[str], int]:
+def _time_parser() -> tuple[Callable[[str], int], dict[str, int]]:
     """``time_ns`` with a per-minute cache for the common shapes (``...:SSZ`` and
     ``...:SS.fffZ``); anything else goes through the strict parser. (A leaf's time only
     has to agree with its stored column here; the leaf itself is covered by its hash.)"""
@@ -544,7 +544,7 @@ def _time_parser() -> Callable[[str], int]:
             return base + int(t[17:19]) * 1_000_000_000 + frac
         return event_time_ns(t)
 
-    return time_of
+    return time_of, minute_ns
 
 
 def _scan_segment(
@@ -563,7 +563,8 @@ def _scan_segment(
     loads = orjson.loads
     dumps = orjson.dumps
     sort = orjson.OPT_SORT_KEYS
-    time_of = _time_parser()
+    time_of, minute_cache = _time_parser()
+    minute_ns = minute_cache.get
     want = set(sizes)
     stacks: list[tuple[int, list[bytes]]] = []
     marks: list[tuple[int, int, list[bytes]]] = []  # (size, items in tile, level-1 stack)
@@ -607,6 +608,18 @@ def _scan_segment(
                 d = loads(leaf)
                 if dumps(d, option=sort) != leaf:
                     st.bad(f"entry {idx}: leaf is not canonical JSON", idx)
+                t = d["time"]
+                tn = minute_ns(t[:17])  # the common shape, ...:SSZ, inline; else the parser
+                if (
+                    tn is not None
+                    and len(t) == 20
+                    and t[19] == "Z"
+                    and t[17] in "012345"
+                    and t[18] in "0123456789"
+                ):
+                    tn += int(t[17:19]) * 1_000_000_000
+                else:
+                    tn = time_of(t)
                 if (
                     d["id"] != eid
                     or d["source"] != source
@@ -614,7 +627,7 @@ def _scan_segment(
                     or d["action"] != action
                     or d["enclave"] != enclave
                     or d["outcome"] != outcome
-                    or time_of(d["time"]) != t_ns
+                    or tn != t_ns
                 ):
                     st.bad(f"entry {idx}: a stored column differs from the leaf's value", idx)
                 # the index row equals the entry's columns (compared by the database) and
