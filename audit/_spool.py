@@ -49,7 +49,13 @@ class SpoolRow:
 
 
 class Spool:
-    """Thread-safe access to one spool file (one connection, one lock)."""
+    """Thread-safe access to one spool file (one connection, one lock).
+
+    Several processes may share one spool file (``portal serve --workers N``): the
+    row count is always read from the file inside the writing transaction, never
+    kept in memory, so the bound holds across processes. Two senders may then send
+    the same rows; the service ignores event ids it already holds (exactly once).
+    """
 
     def __init__(self, *, path: Path, max_events: int) -> None:
         if max_events < 1:
@@ -68,24 +74,28 @@ class Spool:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
-        self._count = int(self._db.execute("SELECT count(*) FROM spool").fetchone()[0])
+
+    def _rows(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM spool").fetchone()[0])
 
     def __len__(self) -> int:
-        return self._count
+        with self._lock:
+            return self._rows()
 
     def free(self) -> int:
-        return self.max_events - self._count
+        return self.max_events - len(self)
 
     def add(self, rows: Sequence[tuple[str, bytes]]) -> bool:
         """Append ``(event_id, body)`` rows in one transaction; False when over capacity."""
         if not rows:
             return True
         with self._lock:
-            if self._count + len(rows) > self.max_events:
-                return False
             now = time.time()
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if self._rows() + len(rows) > self.max_events:
+                    self._db.execute("ROLLBACK")
+                    return False
                 self._db.executemany(
                     "INSERT INTO spool (event_id, body, queued) VALUES (?, ?, ?)",
                     [(eid, body, now) for eid, body in rows],
@@ -94,7 +104,6 @@ class Spool:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._count += len(rows)
             return True
 
     def head(self, limit: int) -> list[SpoolRow]:
@@ -108,8 +117,7 @@ class Spool:
     def ack(self, upto_seq: int) -> None:
         """Remove every row up to and including ``upto_seq`` (acknowledged by the service)."""
         with self._lock:
-            cur = self._db.execute("DELETE FROM spool WHERE seq <= ?", (upto_seq,))
-            self._count -= cur.rowcount
+            self._db.execute("DELETE FROM spool WHERE seq <= ?", (upto_seq,))
 
     def bury(self, seq: int, *, reason: str) -> None:
         """Move one permanently refused row to ``dead``, keeping it for an operator."""
@@ -121,12 +129,11 @@ class Spool:
                     "SELECT seq, event_id, body, queued, ?, ? FROM spool WHERE seq = ?",
                     (time.time(), reason[:1000], seq),
                 )
-                cur = self._db.execute("DELETE FROM spool WHERE seq = ?", (seq,))
+                self._db.execute("DELETE FROM spool WHERE seq = ?", (seq,))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._count -= cur.rowcount
 
     def dead(self) -> list[tuple[str, str]]:
         """``(event_id, reason)`` of every refused row."""

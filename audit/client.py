@@ -44,7 +44,7 @@ import orjson
 
 from ._events import Event, parse_event
 from ._spool import Spool
-from .errors import AuditError
+from .errors import AuditError, EventError
 
 __all__ = [
     "AuditBackpressure",
@@ -89,12 +89,17 @@ class AuditClient(ABC):
         request_timeout: float = 10.0,
         max_backoff: float = 5.0,
         transport: httpx.BaseTransport | None = None,
+        source: str | None = None,
     ) -> AuditClient:
         """A client of the audit service at ``url`` (e.g. ``http://127.0.0.1:8700``).
 
         ``token`` is this component's intake token (sent only in the Authorization
         header). ``batch_size`` is capped at the service's 1000. ``max_spool_events``
-        bounds the spool file, ``max_queue_events`` the in-memory queue of ``emit``."""
+        bounds the spool file, ``max_queue_events`` the in-memory queue of ``emit``.
+        ``source``: the one source this component's token may send; an event of
+        another source is refused at hand-over (``EventError``), before the spool.
+        Without it, the service's refusal (403 wrong_source) is treated as a token
+        misconfiguration: every event is kept and retried, never set aside."""
         return _HttpClient(
             url=url,
             token=token,
@@ -106,6 +111,7 @@ class AuditClient(ABC):
             request_timeout=request_timeout,
             max_backoff=max_backoff,
             transport=transport,
+            source=source,
         )
 
     @staticmethod
@@ -162,26 +168,36 @@ class _LocalClient(AuditClient):
         self._closed = threading.Event()
         self._queue: queue.Queue[Event] = queue.Queue(maxsize=max_queue_events)
         self._order = threading.Lock()  # queued events are appended before a record
+        # A batch whose append failed goes back here and is tried first next time:
+        # an event taken by ``emit`` is never dropped by a failing store.
+        self._retry: list[Event] = []
         self._last_error: str | None = None
         self._thread = threading.Thread(target=self._drain, name="audit-local", daemon=True)
         self._thread.start()
 
     def _append_queued(self, extra: Event | None = None) -> None:
         with self._order:
-            batch: list[Event] = []
+            batch: list[Event] = self._retry
+            self._retry = []
             while len(batch) < 1000:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            queued = len(batch)
             if extra is not None:
                 batch.append(extra)
-            if batch:
+            if not batch:
+                return
+            try:
                 self._log.append(batch)
+            except BaseException:
+                self._retry = batch[:queued]  # the record (extra) is refused to its caller
+                raise
 
     def _drain(self) -> None:
         while not self._closed.wait(0.02):
-            if self._queue.empty():
+            if not self.pending():
                 continue
             try:
                 self._append_queued()
@@ -211,17 +227,17 @@ class _LocalClient(AuditClient):
             ) from None
 
     def pending(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._retry)
 
     def flush(self, *, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
-        while not self._queue.empty() and time.monotonic() < deadline:
+        while self.pending() and time.monotonic() < deadline:
             try:
                 self._append_queued()
             except AuditError as e:
                 self._last_error = f"the audit store refused queued events: {e}"
                 self._closed.wait(0.1)
-        return self._queue.empty()
+        return self.pending() == 0
 
     @property
     def last_error(self) -> str | None:
@@ -233,8 +249,8 @@ class _LocalClient(AuditClient):
         self.flush(timeout=flush_timeout)
         self._closed.set()
         self._thread.join(timeout=10)
-        if not self._queue.empty():
-            _log.error("audit client closed with %d events not appended", self._queue.qsize())
+        if self.pending():
+            _log.error("audit client closed with %d events not appended", self.pending())
         self._log.close()
 
 
@@ -252,13 +268,16 @@ class _HttpClient(AuditClient):
         request_timeout: float,
         max_backoff: float,
         transport: httpx.BaseTransport | None,
+        source: str | None = None,
     ) -> None:
+        self._source = source
         self._spool = Spool(path=spool_path, max_events=max_spool_events)
         self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=max_queue_events)
         self._batch_max = max(1, min(batch_size, 1000))
         self._batch = self._batch_max
         self._flush_interval = flush_interval
         self._max_backoff = max_backoff
+        self._backoff = 0.1  # current retry delay while the service is unreachable or busy
         self._url = url.rstrip("/") + "/v1/events"
         self._http = httpx.Client(
             timeout=request_timeout,
@@ -279,9 +298,18 @@ class _HttpClient(AuditClient):
         self._wake_sender.set()  # drain whatever an earlier run left in the spool
 
     # -- sending -------------------------------------------------------------------------------
+    def _checked(self, event: Event | Mapping[str, Any]) -> Event:
+        ev = _as_event(event)
+        if self._source is not None and ev.source != self._source:
+            raise EventError(
+                f"this client sends {self._source!r} events; {ev.source!r} is another source",
+                field="source",
+            )
+        return ev
+
     def record(self, event: Event | Mapping[str, Any], *, timeout: float = 5.0) -> None:
         """Make ``event`` durable before returning; raise ``RecordNotDurable`` otherwise."""
-        ev = _as_event(event)
+        ev = self._checked(event)
         if self._closed.is_set():
             raise RecordNotDurable("the audit client is closed")
         deadline = time.monotonic() + timeout
@@ -301,7 +329,7 @@ class _HttpClient(AuditClient):
 
     def emit(self, event: Event | Mapping[str, Any], *, timeout: float = 30.0) -> None:
         """Queue ``event`` for the spool; block up to ``timeout`` when full (back-pressure)."""
-        ev = _as_event(event)
+        ev = self._checked(event)
         if self._closed.is_set():
             raise ClientError("the audit client is closed")
         try:
@@ -387,61 +415,76 @@ class _HttpClient(AuditClient):
         while not self._closed.wait(self._flush_interval):
             if self._queue.empty():
                 continue
-            self._move_to_spool()
+            try:
+                self._move_to_spool()
+            except Exception as e:  # noqa: BLE001 (the thread must outlive a spool error)
+                self._last_error = f"the spool cannot be written: {type(e).__name__}: {e}"
+                _log.error("%s", self._last_error)
+                self._closed.wait(self._max_backoff)
+                continue
             self._wake_sender.set()
 
     def _sender(self) -> None:
-        backoff = 0.1
+        # One failing iteration (a spool I/O error, a lock timeout) must never end
+        # delivery silently: report it, back off, and carry on.
         while not self._closed.is_set():
-            rows = self._spool.head(self._batch)
-            if not rows:
-                self._wake_sender.wait(timeout=0.5)
-                self._wake_sender.clear()
-                continue
-            body = b'{"events":[' + b",".join(r.body for r in rows) + b"]}"
             try:
-                resp = self._http.post(self._url, content=body)
-            except httpx.HTTPError as e:
-                self._last_error = f"audit service unreachable: {type(e).__name__}"
-                self._closed.wait(backoff)
-                backoff = min(self._max_backoff, backoff * 2)
-                continue
-            if resp.status_code == 200:
-                self._spool.ack(rows[-1].seq)
-                self._batch = self._batch_max
-                self._last_error = None
-                backoff = 0.1
-                with self._space:
-                    self._space.notify_all()
-                continue
-            self._last_error = f"audit service answered {resp.status_code}: {resp.text[:300]}"
-            if resp.status_code == 503 or resp.status_code >= 500:
-                delay = _retry_after(resp, default=backoff)
-                self._closed.wait(delay)
-                backoff = min(self._max_backoff, backoff * 2)
-                continue
-            reason = _error_field(resp, "reason")
-            if resp.status_code in (400, 413, 422) or reason == "wrong_source":
-                # a permanent problem with one event: set it aside, keep the rest moving
-                index = _error_field(resp, "index")
-                if isinstance(index, int) and 0 <= index < len(rows):
-                    _log.error(
-                        "the audit service refused event %s permanently; kept in the dead "
-                        "table: %s",
-                        rows[index].event_id,
-                        resp.text[:300],
-                    )
-                    self._spool.bury(rows[index].seq, reason=resp.text)
-                    continue
-                if len(rows) > 1:
-                    self._batch = max(1, len(rows) // 2)  # find the bad one by halving
-                    continue
-                self._spool.bury(rows[0].seq, reason=resp.text)
-                continue
-            # 401 and anything else: a configuration problem (a revoked or wrong token).
-            # Keep everything and retry slowly; an operator must fix the token.
-            _log.error("audit intake refused: %s", self._last_error)
-            self._closed.wait(self._max_backoff)
+                self._send_once()
+            except Exception as e:  # noqa: BLE001 (the thread must outlive any one failure)
+                self._last_error = f"audit delivery failed: {type(e).__name__}: {e}"
+                _log.error("%s", self._last_error)
+                self._closed.wait(self._max_backoff)
+
+    def _send_once(self) -> None:
+        """Send the oldest spooled batch once and act on the answer."""
+        rows = self._spool.head(self._batch)
+        if not rows:
+            self._wake_sender.wait(timeout=0.5)
+            self._wake_sender.clear()
+            return
+        body = b'{"events":[' + b",".join(r.body for r in rows) + b"]}"
+        try:
+            resp = self._http.post(self._url, content=body)
+        except httpx.HTTPError as e:
+            self._last_error = f"audit service unreachable: {type(e).__name__}"
+            self._closed.wait(self._backoff)
+            self._backoff = min(self._max_backoff, self._backoff * 2)
+            return
+        if resp.status_code == 200:
+            self._spool.ack(rows[-1].seq)
+            self._batch = self._batch_max
+            self._last_error = None
+            self._backoff = 0.1
+            with self._space:
+                self._space.notify_all()
+            return
+        self._last_error = f"audit service answered {resp.status_code}: {resp.text[:300]}"
+        if resp.status_code >= 500:
+            self._closed.wait(_retry_after(resp, default=self._backoff))
+            self._backoff = min(self._max_backoff, self._backoff * 2)
+            return
+        if resp.status_code in (400, 413, 422):
+            # A permanent problem with one event: set it aside, keep the rest moving.
+            index = _error_field(resp, "index")
+            if isinstance(index, int) and 0 <= index < len(rows):
+                _log.error(
+                    "the audit service refused event %s permanently; kept in the dead table: %s",
+                    rows[index].event_id,
+                    resp.text[:300],
+                )
+                self._spool.bury(rows[index].seq, reason=resp.text)
+                return
+            if len(rows) > 1:
+                self._batch = max(1, len(rows) // 2)  # find the bad one by halving
+                return
+            self._spool.bury(rows[0].seq, reason=resp.text)
+            return
+        # 401, 403 (a revoked token, or a token of another source: wrong_source) and
+        # anything else: a configuration problem. Keep every event and retry slowly;
+        # the spool fills, record() then fails closed, and an operator must fix the
+        # token. Setting events aside here would lose security records silently.
+        _log.error("audit intake refused: %s", self._last_error)
+        self._closed.wait(self._max_backoff)
 
 
 def _retry_after(resp: httpx.Response, *, default: float) -> float:

@@ -9,6 +9,7 @@ forbids inline script and framing.
 from __future__ import annotations
 
 import hmac
+import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,13 @@ from ._errors import (
     ThrottledError,
     UnauthenticatedError,
 )
-from ._factors import FactorResult, factor_to_json, factors_from_json
+from ._factors import (
+    MALFORMED_USERNAME_ACTOR,
+    USERNAME_RE,
+    FactorResult,
+    factor_to_json,
+    factors_from_json,
+)
 from ._i18n import LANGS, translate, translate_message
 from ._oidc import pkce_s256_matches, validate_code_verifier
 from ._policy import (
@@ -54,6 +61,8 @@ __all__ = ["create_app"]
 SESSION_COOKIE = "__Host-enclave-session"
 LANG_COOKIE = "__Host-enclave-lang"
 _HERE = Path(__file__).parent
+#: A well-formed OIDC client_id: printable ASCII, no spaces, at most 128 characters.
+_CLIENT_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -373,6 +382,8 @@ def create_app(*, portal: Portal) -> FastAPI:
         resp.headers.update(headers)
         return resp
 
+    purged = [0.0]  # when session_ctx last purged dead sessions
+
     def session_ctx(request: Request, *, create: bool = True) -> _Ctx:
         now = portal.clock()
         ip = client_ip(request)
@@ -399,11 +410,31 @@ def create_app(*, portal: Portal) -> FastAPI:
                 )
         if not create:
             raise UnauthenticatedError("You are not signed in.")
+        if now - purged[0] >= 60:
+            # Each cookieless request makes a row: drop dead ones (anonymous and idle past
+            # the limit, or ended longer than a session can last) at most once a minute.
+            purged[0] = now
+            rules = portal.login_tier.session
+            store.purge_sessions(
+                anonymous_idle_before=now - rules.idle_timeout_s,
+                ended_before=now - rules.max_session_s,
+            )
         token = new_token()
         store.create_session(id_hash=hash_token(token), csrf=new_token(), client_ip=ip, now=now)
         rec2 = store.get_session(id_hash=hash_token(token))
         assert rec2 is not None
         return _Ctx(request, rec2, token, lang_of(request), ip)
+
+    def session_live(id_hash: str) -> bool:
+        """The session exists, was not ended and is within the idle and absolute limits."""
+        rec = store.get_session(id_hash=id_hash) if id_hash else None
+        if rec is None or rec.ended_at is not None:
+            return False
+        rules, now = portal.login_tier.session, portal.clock()
+        return (
+            now - rec.last_seen <= rules.idle_timeout_s
+            and now - min(rec.auth_time or now, rec.created_at) <= rules.max_session_s
+        )
 
     def _actor(rec: SessionRecord) -> str:
         return str(rec.state.get("username") or rec.user_id or "anonymous")
@@ -528,8 +559,20 @@ def create_app(*, portal: Portal) -> FastAPI:
         ctx = session_ctx(request)
         check_csrf(ctx, csrf)
         pending = ctx.state.get("authorize")  # an OIDC request waiting for this sign-in
+        name = username.strip()
+        if not USERNAME_RE.match(name):
+            # Never stored or logged raw (it becomes the audit actor): the password step
+            # answers exactly as for an unknown user, under a placeholder actor.
+            audit(
+                action="web.request.rejected",
+                actor=MALFORMED_USERNAME_ACTOR,
+                outcome="failure",
+                client_ip=ctx.client_ip,
+                details={"path": "/login", "field": "username", "reason": "malformed username"},
+            )
+            name = ""
         ctx.state.clear()
-        ctx.state.update(stage="username", username=username.strip())
+        ctx.state.update(stage="username", username=name)
         if isinstance(pending, dict):
             ctx.state["authorize"] = pending
         store.save_session(
@@ -872,15 +915,17 @@ def create_app(*, portal: Portal) -> FastAPI:
             )
         user = store.get_user(user_id=user_id)
         try:
-            portal.factors.set_password(user=user, password=password, tier=portal.login_tier)
+            # Consume and set the password in one transaction: the loser changes nothing.
+            accepted = portal.factors.accept_invitation(
+                token_hash=str(ctx.state["invite"]),
+                user=user,
+                password=password,
+                tier=portal.login_tier,
+            )
         except InvalidInputError as e:
             return set_password_form(ctx, error=e.message, status=400)
-        if (
-            store.consume_invitation(token_hash=str(ctx.state["invite"]), now=portal.clock())
-            is None
-        ):
+        if not accepted:
             return invite_form(ctx, error="That invitation was used meanwhile.", status=409)
-        store.set_user_status(user_id=user.id, status="active")
         audit(
             action="auth.invitation.accepted",
             actor=user.username,
@@ -1242,6 +1287,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 "acr",
                 "enclave_factors",
                 "enclaves",
+                "roles",
                 "preferred_username",
                 "name",
                 "sid",
@@ -1482,14 +1528,26 @@ def create_app(*, portal: Portal) -> FastAPI:
                 client_id, client_secret = urllib.parse.unquote(cid), urllib.parse.unquote(csec)
             except (binascii.Error, UnicodeDecodeError):
                 return oauth_error("invalid_client", "Malformed Basic credentials.", 401)
-        client = store.get_client(client_id=client_id) if client_id else None
-        if client is None or not tokens_equal(client.secret_hash, hash_token(client_secret)):
+        if client_id and not _CLIENT_ID.match(client_id):
+            # Malformed (control characters, oversize): refused before it can reach the log.
             audit(
-                action="oidc.client.auth_failed",
-                actor=client_id or "unknown",
+                action="web.request.rejected",
+                actor="anonymous",
                 outcome="failure",
                 client_ip=ip,
-                details={"client_id": client_id[:128]},
+                details={"path": "/oidc/token", "field": "client_id", "reason": "malformed"},
+            )
+            return oauth_error("invalid_client", "Client authentication failed.", 401)
+        client = store.get_client(client_id=client_id) if client_id else None
+        if client is None or not tokens_equal(client.secret_hash, hash_token(client_secret)):
+            # a client id that cannot be one (control characters, ...) is not echoed
+            named = bool(re.fullmatch(r"[A-Za-z0-9._-]{1,128}", client_id))
+            audit(
+                action="oidc.client.auth_failed",
+                actor=client_id if named else "unknown",
+                outcome="failure",
+                client_ip=ip,
+                details={"client_id": client_id if named else "(not a client id)"},
             )
             return oauth_error("invalid_client", "Client authentication failed.", 401)
         if grant_type != "authorization_code":
@@ -1546,6 +1604,7 @@ def create_app(*, portal: Portal) -> FastAPI:
             "enclaves": enclaves,
             "preferred_username": user.username,
             "name": user.display_name,
+            "roles": sorted(user.roles),
             "sid": payload["sid"],
         }
         if payload["enclave"]:
@@ -1559,7 +1618,12 @@ def create_app(*, portal: Portal) -> FastAPI:
             code_hash=code_hash,
             now=portal.clock(),
             token_hash=hash_token(access),
-            token_payload={"user_id": user.id, "enclave": payload["enclave"], "claims": claims},
+            token_payload={
+                "user_id": user.id,
+                "enclave": payload["enclave"],
+                "claims": claims,
+                "session": payload["session"],
+            },
             token_expires_at=now + s.access_token_ttl_s,
         ):
             audit(
@@ -1613,6 +1677,21 @@ def create_app(*, portal: Portal) -> FastAPI:
             )
         c = p["claims"]
         user = store.get_user(user_id=p["user_id"])
+        if not session_live(str(p.get("session", ""))) or user.status != "active":
+            # The token dies with its sign-in session (logout, idle or absolute limit,
+            # revocation), as at the token endpoint.
+            audit(
+                action="oidc.token.refused",
+                actor=user.username,
+                outcome="failure",
+                enclave=p["enclave"],
+                details={"reason": "userinfo after the sign-in session ended"},
+            )
+            return JSONResponse(
+                {"detail": "The sign-in session of this access token has ended."},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
         return JSONResponse(
             {
                 "sub": c["sub"],
@@ -1622,6 +1701,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 "acr": c["acr"],
                 "enclave_factors": c["enclave_factors"],
                 "enclaves": [e.name for e in store.list_enclaves(username=user.username)],
+                "roles": sorted(user.roles),
                 "auth_time": c["auth_time"],
             }
         )
@@ -1642,7 +1722,25 @@ def create_app(*, portal: Portal) -> FastAPI:
             except InvalidInputError:
                 claims = {}
             hint_ok = bool(claims) and claims.get("sid") == ctx.session.id_hash[:32]
-            client_id = client_id or str(claims.get("aud", ""))
+            aud = claims.get("aud", "")
+            auds = [str(a) for a in aud] if isinstance(aud, list) else [str(aud)]
+            if claims and client_id and client_id not in auds:
+                # RP-Initiated Logout 1.0 §2: both given, they must name the same client.
+                audit(
+                    action="web.request.rejected",
+                    actor=_actor(ctx.session),
+                    outcome="failure",
+                    client_ip=ctx.client_ip,
+                    details={
+                        "path": "/oidc/logout",
+                        "field": "client_id",
+                        "reason": "client_id differs from the id_token_hint audience",
+                    },
+                )
+                raise InvalidInputError(
+                    "client_id does not name the client the id_token_hint was issued to."
+                )
+            client_id = client_id or auds[0]
         client = store.get_client(client_id=client_id) if client_id else None
         target = None
         if post_logout_redirect_uri:

@@ -8,6 +8,7 @@ Details must never carry a secret (passwords, codes, TOTP secrets, tokens).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -139,8 +140,10 @@ def open_sink(
       durable spool; the intake token is read from ``token_file`` (never argv).
     - ``sqlite:///...`` / ``postgresql://...``: an audit store, appended in-process
       by audit's client (the embedded default, one writer).
-    - anything else: a JSON-lines file (development and tests only; it is not the
-      tamper-evident log).
+    - ``unsafe-jsonl:PATH``: a JSON-lines file, for development and tests only: it
+      is not the tamper-evident log, so its name says so and it is warned about.
+
+    Anything else is refused: a mistyped target must never quietly become a file.
     """
     if target.startswith(("http://", "https://")):
         if token_file is None or spool is None:
@@ -155,10 +158,25 @@ def open_sink(
             ) from None
         if not token:
             raise AuditUnavailableError(f"The audit token file {token_file} is empty.")
-        return AuditClientSink(client=AuditClient.http(url=target, token=token, spool_path=spool))
+        client = AuditClient.http(url=target, token=token, spool_path=spool, source="portal")
+        return AuditClientSink(client=client)
     if target.startswith(("sqlite:", "postgresql:", "postgres:")):
         return AuditClientSink(client=AuditClient.local(store_url=target))
-    return FileAuditSink(path=Path(target))
+    if target.startswith(UNSAFE_JSONL) and len(target) > len(UNSAFE_JSONL):
+        logging.getLogger("auth.audit").warning(
+            "portal audit events go to a plain JSON-lines file (%s), not the tamper-evident "
+            "audit log: for development only",
+            target[len(UNSAFE_JSONL) :],
+        )
+        return FileAuditSink(path=Path(target[len(UNSAFE_JSONL) :]))
+    raise AuditUnavailableError(
+        f"The audit target {target!r} is not an audit service URL (http[s]://...), an audit "
+        f"store URL (sqlite:///..., postgresql://...) or {UNSAFE_JSONL}PATH."
+    )
+
+
+#: The scheme of the development-only JSON-lines audit target.
+UNSAFE_JSONL = "unsafe-jsonl:"
 
 
 class MemoryAuditSink:

@@ -23,7 +23,7 @@ from ._crypto import KeyRing, hash_token
 from ._errors import AuthError
 from ._portal import Portal, PortalSettings
 
-__all__ = ["enclaves", "portal", "users"]
+__all__ = ["clients", "enclaves", "portal", "users"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -123,6 +123,28 @@ def portal() -> None:
     """Run the portal (login, enrolment, OIDC provider)."""
 
 
+def _replace_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (mode 0600) atomically: a temp file in the same
+    directory, fsynced, renamed over the old file, then the directory fsynced. The only
+    copy of a key ring is never observed truncated or half-written."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
 @portal.command("init-keys")
 @click.argument("key_file", type=click.Path(path_type=Path))
 @click.option("--kid", default="k1", show_default=True)
@@ -136,8 +158,7 @@ def init_keys(key_file: Path, kid: str, rotate: bool) -> None:
             raise click.UsageError(f"{key_file} exists; pass --rotate to add a new first key.")
         old = KeyRing.from_file(path=key_file)
         new = KeyRing(keys=(new.keys[0], *old.keys))
-    key_file.touch(mode=0o600)
-    key_file.write_text(new.to_text())
+    _replace_private(key_file, new.to_text())
     click.echo(f"key ring {key_file}: {', '.join(k for k, _ in new.keys)} (first seals)")
 
 
@@ -224,6 +245,11 @@ def serve(
 
     admin_hash = None
     if admin_token_file is not None:
+        if admin_token_file.stat().st_mode & 0o077:
+            raise click.UsageError(
+                f"The admin token file {admin_token_file} is readable by group or others; "
+                "chmod 600 it."
+            )
         admin_hash = hash_token(admin_token_file.read_text().strip())
     aaguids = {}
     for item in biometric_aaguid:
@@ -557,3 +583,45 @@ def remove(
         store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
     ).remove_enclave(name=name, actor=_actor())
     click.echo(f"removed {name}")
+
+
+@click.group()
+def clients() -> None:
+    """OIDC clients that are not an enclave's hub (the audit UI, later tools)."""
+
+
+@clients.command("register")
+@_common
+@click.argument("client_id")
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    required=True,
+    help="Exact redirect URI (repeatable).",
+)
+@click.option("--post-logout-redirect-uri", "post_logout", multiple=True)
+@_fail_cleanly
+def register_client(
+    store_url: str,
+    key_file: Path,
+    audit_log: str,
+    audit_token_file: Path | None,
+    audit_spool: Path | None,
+    client_id: str,
+    redirect_uris: tuple[str, ...],
+    post_logout: tuple[str, ...],
+) -> None:
+    """Create or replace OIDC client CLIENT_ID; prints its new client secret once.
+
+    Its ID tokens carry the user's portal roles (claim ``roles``): the audit UI admits
+    only holders of the officer role."""
+    secret = _open(
+        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
+    ).register_client(
+        client_id=client_id,
+        redirect_uris=list(redirect_uris),
+        post_logout_redirect_uris=list(post_logout),
+        actor=_actor(),
+    )
+    click.echo(json.dumps({"client_id": client_id, "client_secret": secret}))

@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import importlib.util
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -55,6 +56,8 @@ from ._policy import FactorKind, Tier, VerifiedFactor
 from ._store import Credential, IdentityStore, User
 
 __all__ = [
+    "MALFORMED_USERNAME_ACTOR",
+    "USERNAME_RE",
     "FactorResult",
     "Factors",
     "TotpEnrolment",
@@ -63,6 +66,12 @@ __all__ = [
     "is_common_password",
     "totp_at",
 ]
+
+#: The one rule for usernames (invitations, enclave members, login).
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
+#: The audit actor for a login attempt whose username breaks that rule: the raw value
+#: (control characters, blank, oversize) is never written to the log.
+MALFORMED_USERNAME_ACTOR = "(malformed username)"
 
 Clock = Callable[[], float]
 MAX_WEBAUTHN_JSON = 16 * 1024
@@ -268,6 +277,30 @@ class Factors:
         return FactorResult(factor=factor, credential_id=cred.id, category=category)
 
     # ----- knowledge: password -----------------------------------------------------------
+    def accept_invitation(self, *, token_hash: str, user: User, password: str, tier: Tier) -> bool:
+        """Check the password, then consume the invitation and set the password in one
+        store transaction: False (nothing changed) if another submission won."""
+        check_password_policy(
+            password=password,
+            min_length=max(12, tier.login.password_min_length),
+            username=user.username,
+        )
+        if not self.store.accept_invitation(
+            token_hash=token_hash,
+            user_id=user.id,
+            now=self.clock(),
+            cred_id=str(uuid.uuid4()),
+            password_hash=self.hasher.hash(password=password).encode(),
+        ):
+            return False
+        self.auditor.record(
+            action="auth.enrolment.password",
+            actor=user.username,
+            outcome="success",
+            details={"factor": "password", "category": "knowledge"},
+        )
+        return True
+
     def set_password(self, *, user: User, password: str, tier: Tier) -> None:
         check_password_policy(
             password=password,
@@ -298,8 +331,10 @@ class Factors:
         wrong = "The username or password is not correct."
         if len(password) > MAX_PASSWORD or len(username) > 256:
             raise InvalidInputError("The username or password is too long.")
-        self._ip_precheck(client_ip=client_ip, actor=username)
-        user = self.store.find_user(username=username)
+        well_formed = USERNAME_RE.match(username) is not None
+        actor = username if well_formed else MALFORMED_USERNAME_ACTOR
+        self._ip_precheck(client_ip=client_ip, actor=actor)
+        user = self.store.find_user(username=username) if well_formed else None
         creds = self.store.list_credentials(user_id=user.id, kind="password") if user else []
         now = self.clock()
         rules = tier.throttle
@@ -309,7 +344,7 @@ class Factors:
             failures, locked_until = self.store.name_throttle(key=key)
             if failures >= rules.max_consecutive_failures or locked_until > now:
                 self._refused(
-                    actor=username, client_ip=client_ip, factor="password", reason="throttled"
+                    actor=actor, client_ip=client_ip, factor="password", reason="throttled"
                 )
                 raise ThrottledError(
                     "Too many failed attempts; wait before trying again.",
@@ -326,13 +361,19 @@ class Factors:
                 self.store.add_ip_failure(ip=client_ip, now=now, window_s=self.ip_window_s)
             self.auditor.record(
                 action="auth.factor.failed",
-                actor=username,
+                actor=actor,
                 outcome="failure",
                 client_ip=client_ip,
                 details={
                     "factor": "password",
                     "category": "knowledge",
-                    "reason": "unknown user" if user is None else f"user {user.status}",
+                    "reason": (
+                        "malformed username"
+                        if not well_formed
+                        else "unknown user"
+                        if user is None
+                        else f"user {user.status}"
+                    ),
                 },
             )
             raise FactorFailedError(wrong)

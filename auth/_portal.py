@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 from ._audit import Auditor, AuditSink
 from ._crypto import Argon2Params, KeyRing, PasswordHasher, hash_token, new_token
 from ._errors import InvalidInputError, NotFoundError
+from ._factors import USERNAME_RE as _USERNAME
 from ._factors import Factors, WebAuthnSettings
 from ._oidc import SigningKeys
 from ._policy import Tier, UnknownTierError, load_catalog
@@ -25,9 +27,9 @@ from ._store import ClientRecord, EnclaveRecord, IdentityStore, User, open_store
 
 __all__ = ["Invitation", "Portal", "PortalSettings", "RegisteredEnclave"]
 
-_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 _ENCLAVE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 ROLES = frozenset({"researcher", "pi", "officer", "admin"})
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -347,7 +349,30 @@ class Portal:
         post_logout_redirect_uris: Sequence[str],
         actor: str,
     ) -> str:
-        """A client not tied to an enclave (e.g. the audit UI); returns its new secret."""
+        """A client not tied to an enclave (e.g. the audit UI); returns its new secret.
+
+        Registering an existing id replaces it (a new secret); an enclave hub's client
+        is refused here (it belongs to ``register_enclave``)."""
+        if not _CLIENT_ID.match(client_id):
+            raise InvalidInputError(
+                "client_id must be 1-128 characters of a-z A-Z 0-9 . _ - starting with a "
+                "letter or digit."
+            )
+        if not redirect_uris:
+            raise InvalidInputError("A client needs at least one redirect URI.")
+        for uri in (*redirect_uris, *post_logout_redirect_uris):
+            parts = urllib.parse.urlsplit(uri)
+            local = parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
+            if not (parts.scheme == "https" and parts.hostname) and not local:
+                raise InvalidInputError(
+                    f"Redirect URI {uri[:200]!r} must be an https URL (http only for localhost)."
+                )
+        existing = self.store.get_client(client_id=client_id)
+        if existing is not None and existing.enclave is not None:
+            raise InvalidInputError(
+                f"Client {client_id!r} belongs to enclave {existing.enclave!r}; "
+                "change it with `enclave enclaves register`."
+            )
         secret = new_token(nbytes=32)
         self.store.put_client(
             client_id=client_id,

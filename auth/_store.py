@@ -457,18 +457,23 @@ class IdentityStore:
     ) -> Credential:
         """Count one failure atomically; set the back-off and, at the limit, disable."""
         with self._tx() as tx:
-            rows = tx.q("SELECT failures FROM credentials WHERE id = ?", (cred_id,))
+            # One atomic increment: under PostgreSQL's READ COMMITTED a read-then-write
+            # would lose concurrent failures; this UPDATE also holds the row until commit.
+            rows = tx.q(
+                "UPDATE credentials SET failures = failures + 1 WHERE id = ? RETURNING failures",
+                (cred_id,),
+            )
             if not rows:
                 raise NotFoundError("No such credential.")
-            failures = int(rows[0][0]) + 1
+            failures = int(rows[0][0])
             locked_until = 0.0
             if failures >= backoff_after:
                 # 30 s at the 5th failure, doubling each time, at most one hour.
                 locked_until = now + min(3600, backoff_s * 2 ** (failures - backoff_after))
             tx.rc(
-                "UPDATE credentials SET failures = ?, locked_until = ?, disabled = "
+                "UPDATE credentials SET locked_until = ?, disabled = "
                 "CASE WHEN ? >= ? THEN 1 ELSE disabled END WHERE id = ?",
-                (failures, locked_until, failures, max_failures, cred_id),
+                (locked_until, failures, max_failures, cred_id),
             )
         return self.get_credential(cred_id=cred_id)
 
@@ -484,19 +489,23 @@ class IdentityStore:
         """The same counting as ``record_failure``, for names that are not users, so the
         answers cannot tell the two apart."""
         with self._tx() as tx:
-            rows = tx.q("SELECT failures FROM name_throttle WHERE key = ?", (key,))
-            failures = (int(rows[0][0]) if rows else 0) + 1
+            tx.rc(
+                "DELETE FROM name_throttle WHERE key != ? AND updated_at < ?",
+                (key, now - 30 * 86400),
+            )
+            # One atomic upsert-and-increment (no read-then-write: see record_failure).
+            rows = tx.q(
+                "INSERT INTO name_throttle (key, failures, locked_until, updated_at) "
+                "VALUES (?, 1, 0, ?) ON CONFLICT (key) DO UPDATE SET "
+                "failures = name_throttle.failures + 1, updated_at = excluded.updated_at "
+                "RETURNING failures",
+                (key, now),
+            )
+            failures = int(rows[0][0])
             locked_until = 0.0
             if failures >= backoff_after:
                 locked_until = now + min(3600, backoff_s * 2 ** (failures - backoff_after))
-            tx.rc(
-                "DELETE FROM name_throttle WHERE key = ? OR updated_at < ?", (key, now - 30 * 86400)
-            )
-            tx.q(
-                "INSERT INTO name_throttle (key, failures, locked_until, updated_at) "
-                "VALUES (?,?,?,?)",
-                (key, failures, locked_until, now),
-            )
+            tx.rc("UPDATE name_throttle SET locked_until = ? WHERE key = ?", (locked_until, key))
 
     def record_success(self, *, cred_id: str, now: float, sign_count: int | None = None) -> None:
         with self._tx() as tx:
@@ -516,9 +525,14 @@ class IdentityStore:
     def claim_totp_step(self, *, cred_id: str, step: int, now: float | None = None) -> bool:
         """True once per (credential, step) and only for steps after the last accepted one.
 
-        The primary key makes the claim atomic across processes sharing the store.
+        The primary key makes one step's claim atomic across processes sharing the
+        store; the credential row lock (PostgreSQL ``FOR UPDATE``; SQLite's BEGIN
+        IMMEDIATE write lock) serialises claims of different steps, so an older step is
+        never accepted after a newer one committed.
         """
         with self._tx() as tx:
+            if self._pg is not None:
+                tx.q("SELECT 1 FROM credentials WHERE id = ? FOR UPDATE", (cred_id,))
             later = tx.q(
                 "SELECT 1 FROM totp_used_steps WHERE credential_id = ? AND step >= ?",
                 (cred_id, step),
@@ -580,6 +594,27 @@ class IdentityStore:
             ):
                 return None
         return str(rows[0][0])
+
+    def accept_invitation(
+        self, *, token_hash: str, user_id: str, now: float, cred_id: str, password_hash: bytes
+    ) -> bool:
+        """Consume the invitation, set the user's password and activate the user, all in
+        one transaction; False (nothing changed) if it is unknown, used or expired."""
+        with self._tx() as tx:
+            if not tx.rc(
+                "UPDATE invitations SET used_at = ? WHERE token_hash = ? AND user_id = ? "
+                "AND used_at IS NULL AND expires_at > ?",
+                (now, token_hash, user_id, now),
+            ):
+                return False
+            tx.rc("DELETE FROM credentials WHERE user_id = ? AND kind = 'password'", (user_id,))
+            tx.q(
+                "INSERT INTO credentials (id, user_id, kind, label, secret, approved, created_at) "
+                "VALUES (?, ?, 'password', 'password', ?, 1, ?)",
+                (cred_id, user_id, password_hash, now),
+            )
+            tx.rc("UPDATE users SET status = 'active' WHERE id = ?", (user_id,))
+        return True
 
     # ----- sessions ------------------------------------------------------------------
     _SESS_COLS = (
@@ -652,6 +687,16 @@ class IdentityStore:
                     (now, id_hash),
                 )
                 == 1
+            )
+
+    def purge_sessions(self, *, anonymous_idle_before: float, ended_before: float) -> int:
+        """Delete sessions nobody signed in to that are idle since ``anonymous_idle_before``
+        and sessions ended before ``ended_before``; the number deleted."""
+        with self._tx() as tx:
+            return tx.rc(
+                "DELETE FROM sessions WHERE (user_id IS NULL AND last_seen < ?) "
+                "OR (ended_at IS NOT NULL AND ended_at < ?)",
+                (anonymous_idle_before, ended_before),
             )
 
     def list_sessions(self, *, user_id: str | None = None) -> list[SessionRecord]:

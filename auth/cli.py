@@ -1,5 +1,5 @@
 """The portal's click groups, for ``controller.cli`` to add to the ``enclave`` command."""
 
-from ._cli import enclaves, portal, users
+from ._cli import clients, enclaves, portal, users
 
-__all__ = ["enclaves", "portal", "users"]
+__all__ = ["clients", "enclaves", "portal", "users"]

@@ -64,7 +64,7 @@ def make_portal(tmp: Path, clock: Clock | None = None) -> Portal:
         issuer="http://localhost:8000",
         store_url=f"sqlite:///{tmp / 'id.db'}",
         key_file=tmp / "keys",
-        audit_target=str(tmp / "audit.jsonl"),
+        audit_target=f"unsafe-jsonl:{tmp / 'audit.jsonl'}",
         admin_token_hash=hash_token("bench-admin"),
         argon2=Argon2Params(time_cost=1, memory_cost_kib=8192, parallelism=1),
     )
@@ -192,6 +192,7 @@ def bench_token(tmp: Path, *, query: str = "", workers: int = 1) -> tuple[float,
     keys = tmp / "keys"
     keys.write_text(KeyRing.generate().to_text())
     (tmp / "admin").write_text("bench-admin")
+    (tmp / "admin").chmod(0o600)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     store_url = f"sqlite:///{tmp / 'id.db'}{query}"
@@ -201,11 +202,14 @@ def bench_token(tmp: Path, *, query: str = "", workers: int = 1) -> tuple[float,
         "--key-file",
         str(keys),
         "--audit-log",
-        str(tmp / "audit.jsonl"),
+        f"unsafe-jsonl:{tmp / 'audit.jsonl'}",
     ]
     # Register the enclave and client, and the user, through the CLI's services.
     s = PortalSettings(
-        issuer=base, store_url=store_url, key_file=keys, audit_target=str(tmp / "audit.jsonl")
+        issuer=base,
+        store_url=store_url,
+        key_file=keys,
+        audit_target=f"unsafe-jsonl:{tmp / 'audit.jsonl'}",
     )
     p = Portal(settings=s, sink=MemoryAuditSink())
     user = p.store.create_user(

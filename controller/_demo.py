@@ -32,6 +32,8 @@ from policies import load_catalog
 __all__ = ["DemoError", "run_demo"]
 
 DEMO_USER = "demo.researcher@example.org"
+DEMO_OFFICER = "demo.officer@example.org"
+AUDIT_CLIENT = "audit-ui"
 AUDIT_KEY_NAME = "demo.enclave.localhost/audit"
 # The access-terminal allow-list of the strict tiers: this machine only.
 LOCAL_NETWORKS = ("127.0.0.0/8", "::1/128")
@@ -138,6 +140,22 @@ def prepare(layout: DemoLayout, *, say: object = print) -> str:
     if not (st / "portal-keys").exists():
         emit("  portal: key ring")
         _run(["portal", "init-keys", str(st / "portal-keys")])
+    # The officer UI is an OIDC client of the portal (DESIGN.md). Registered again when
+    # the audit port changed; the portal's event waits in its spool until it runs.
+    redirect = f"http://localhost:{layout.audit_port}/ui/oidc/callback"
+    marker = st / "audit-oidc-redirect"
+    if not (st / "audit-oidc-secret").exists() or (
+        not marker.exists() or marker.read_text().strip() != redirect
+    ):
+        emit("  portal: OIDC client for the audit officer UI")
+        reg = json.loads(
+            _run(
+                ["clients", "register", AUDIT_CLIENT, "--redirect-uri", redirect],
+                env=layout.portal_env(),
+            )
+        )
+        _write_secret(st / "audit-oidc-secret", reg["client_secret"])
+        marker.write_text(redirect + "\n")
     return ""
 
 
@@ -209,10 +227,28 @@ def _enrol_demo_people(layout: DemoLayout) -> str:
         for net in LOCAL_NETWORKS:
             args += ["--network", net]
         _run(args, env=env)
+    officer_status = next((u["status"] for u in users if u["username"] == DEMO_OFFICER), None)
+    if officer_status not in (None, "invited"):
+        officer_line = f"The demo officer {DEMO_OFFICER} is {officer_status}"
+    else:
+        officer = json.loads(
+            _run(
+                [
+                    *("users", "invite", DEMO_OFFICER),
+                    *("--display-name", "Demo Officer", "--role", "officer"),
+                ],
+                env=env,
+            )
+        )
+        officer_line = (
+            f"An officer: the same with the officer invitation code "
+            f"{officer['invitation_code']}\n    (for {DEMO_OFFICER})"
+        )
     return (
         f"open {layout.portal_url}/invite, enter the invitation code {invite['invitation_code']}\n"
         f"    (single use, for {DEMO_USER}), choose a password of 12+ characters and enrol\n"
-        "    an authenticator app (TOTP) or a security key, then sign in"
+        "    an authenticator app (TOTP) or a security key, then sign in.\n"
+        f"    {officer_line}, then open the audit officer UI below"
     )
 
 
@@ -242,6 +278,17 @@ def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = Fal
                 str(st / "audit-tokens.json"),
                 "--officer-token-file",
                 str(st / "officer-token"),
+                "--oidc-issuer",
+                layout.portal_url,
+                "--oidc-client-id",
+                AUDIT_CLIENT,
+                "--oidc-client-secret-file",
+                str(st / "audit-oidc-secret"),
+                "--oidc-redirect-uri",
+                f"http://localhost:{audit_port}/ui/oidc/callback",
+                # the demo admits officers with password + TOTP; production: nbdc-high
+                "--oidc-min-tier",
+                "nbdc-standard",
                 "--port",
                 str(audit_port),
                 "--checkpoint-interval",
@@ -281,7 +328,10 @@ def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = Fal
             + ", ".join(f"demo-{t.id}" for t in load_catalog())
             + "\n"
             f"  Audit officer UI    http://localhost:{audit_port}/ui\n"
-            f"    bootstrap officer token: the file {st / 'officer-token'}\n"
+            '    "Sign in with the portal" as the demo officer (password + TOTP is enough\n'
+            "    in the demo: --oidc-min-tier nbdc-standard; the production default is\n"
+            "    nbdc-high, which needs a security key)\n"
+            f"    bootstrap path: the officer token in the file {st / 'officer-token'}\n"
             f"  Verify the log      enclave audit verify --store {layout.audit_store}\n"
             f"  Tiers               enclave tiers show nbdc-high\n"
             f"  Logs                {st / 'portal.log'}, {st / 'audit.log'}\n\n"

@@ -22,6 +22,7 @@ _GROUPS = {
     "portal": "auth.cli:portal",
     "users": "auth.cli:users",
     "enclaves": "auth.cli:enclaves",
+    "clients": "auth.cli:clients",
 }
 
 

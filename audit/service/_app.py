@@ -25,6 +25,7 @@ from ._core import b64, stored_dict
 from ._errors import Backpressure, BadRequest, Forbidden, NotFound, ServiceError, Unauthenticated
 from ._headers import SecurityHeaders
 from ._officer import Officer, Officers
+from ._oidc import OidcConfig, OidcLogin
 from ._state import ServiceSettings, ServiceState
 from ._tiles import tiles_router
 
@@ -682,11 +683,13 @@ def create_app(
     officer_token_file: Path | None,
     settings: ServiceSettings | None = None,
     ui: bool = True,
+    oidc: OidcConfig | None = None,
 ) -> FastAPI:
     """The audit service over an open ``AuditLog``.
 
     ``tokens`` authorises intake per source; ``officer_token_file`` holds the bootstrap
-    officer token (None: every officer read is refused, there is no open access)."""
+    officer token (None: every officer read is refused, there is no open access);
+    ``oidc`` lets officers sign in through the portal's OpenID Connect provider."""
     settings = settings or ServiceSettings()
     state = ServiceState(
         log=log,
@@ -699,6 +702,7 @@ def create_app(
             failure_window=settings.login_window_seconds,
         ),
         settings=settings,
+        oidc=OidcLogin(config=oidc) if oidc is not None else None,
     )
 
     @contextlib.asynccontextmanager

@@ -1,10 +1,12 @@
-"""Officer identity for the read API and the UI: a bootstrap token, then a session.
+"""Officer identity for the read API and the UI: a portal sign-in or a bootstrap token,
+then a session.
 
-Until the portal's OIDC provider is wired in, an officer proves who they are with
-the bootstrap officer token: a secret kept in a file (``--officer-token-file`` or
-the environment variable ``ENCLAVE_AUDIT_OFFICER_TOKEN_FILE`` naming the file),
-never in a URL or argv. There is no open access: without a token file every read
-is refused.
+Officers normally sign in through the portal's OpenID Connect provider (``_oidc``;
+their portal username becomes the officer identity). The bootstrap path, for setting
+up and for when the portal is down, is the bootstrap officer token: a secret kept
+in a file (``--officer-token-file`` or the environment variable
+``ENCLAVE_AUDIT_OFFICER_TOKEN_FILE`` naming the file), never in a URL or argv. There
+is no open access: without a token file or a portal sign-in every read is refused.
 
 Security procedure (``Officers.login``):
 
@@ -143,10 +145,14 @@ class Officers:
         officer = self.check_token(presented)
         if officer is None:
             return None
+        return self.start_session(officer_id=officer.id)
+
+    def start_session(self, *, officer_id: str) -> tuple[str, Session]:
+        """Step 3 for an officer already proven otherwise (the portal's OIDC sign-in)."""
         cookie = secrets.token_urlsafe(32)
         now = time.time()
         sess = Session(
-            officer=replace(officer, via="session"),
+            officer=Officer(id=officer_id, via="session"),
             csrf=secrets.token_urlsafe(32),
             created=now,
             last_seen=now,

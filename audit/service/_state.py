@@ -20,6 +20,7 @@ from ._core import officer_read_event
 from ._errors import Backpressure
 from ._metrics import ServiceMetrics
 from ._officer import Officer, Officers
+from ._oidc import OidcLogin
 from ._writer import AppendResult, Writer
 
 __all__ = ["ServiceSettings", "ServiceState"]
@@ -102,6 +103,8 @@ class ServiceState:
     last_checkpoint: float | None = None
     last_checkpoint_size: int = -1
     verify_jobs: dict[str, VerifyJob] = field(default_factory=dict)
+    #: officer sign-in through the portal's OIDC provider (None: bootstrap token only)
+    oidc: OidcLogin | None = None
     #: refused intake requests not yet written to the log: (reason, ip) -> count
     rejections: dict[tuple[str, str | None], int] = field(default_factory=dict)
     rejections_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -10,6 +10,7 @@ import getpass
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -66,6 +67,25 @@ _TOKENS_ENV = "ENCLAVE_AUDIT_TOKENS_FILE"
     type=click.IntRange(min=1),
     help="intake batches waiting for the writer before answering 503 + Retry-After",
 )
+@click.option("--oidc-issuer", default=None, help="the portal's issuer URL (officer sign-in)")
+@click.option("--oidc-client-id", default=None, help="this service's client id at the portal")
+@click.option(
+    "--oidc-client-secret-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="file holding the client secret printed by `enclave clients register` (chmod 600)",
+)
+@click.option(
+    "--oidc-redirect-uri",
+    default=None,
+    help="the exact redirect URI registered at the portal, ending in /ui/oidc/callback",
+)
+@click.option(
+    "--oidc-min-tier",
+    default="nbdc-high",
+    show_default=True,
+    help="the tier whose login rules the officer's portal sign-in must satisfy",
+)
 def serve(
     *,
     store_url: str,
@@ -77,6 +97,11 @@ def serve(
     checkpoint_interval: float,
     checkpoint_export: Path | None,
     max_pending_batches: int,
+    oidc_issuer: str | None,
+    oidc_client_id: str | None,
+    oidc_client_secret_file: Path | None,
+    oidc_redirect_uri: str | None,
+    oidc_min_tier: str,
 ) -> None:
     """Run the audit service: intake API, officer read API and UI, proofs, metrics."""
     import uvicorn
@@ -95,6 +120,13 @@ def serve(
         problem = Officers.check_file(officer_token_file)
         if problem is not None:
             raise click.BadParameter(problem, param_hint="--officer-token-file")
+    oidc = _oidc_config(
+        issuer=oidc_issuer,
+        client_id=oidc_client_id,
+        secret_file=oidc_client_secret_file,
+        redirect_uri=oidc_redirect_uri,
+        min_tier=oidc_min_tier,
+    )
     try:
         tokens = TokenStore(path=tokens_path)
     except TokenError as e:
@@ -103,9 +135,10 @@ def serve(
         log = open_log(store_url, signer_key_path=key_path)
     except AuditError as e:
         raise click.UsageError(str(e)) from None
-    if officer_token_file is None:
+    if officer_token_file is None and oidc is None:
         logging.getLogger("audit.service").warning(
-            "no officer token file: the read API and the officer UI refuse everyone"
+            "neither --oidc-issuer nor an officer token file: the read API and the officer "
+            "UI refuse everyone"
         )
     settings = ServiceSettings(
         checkpoint_interval_seconds=checkpoint_interval,
@@ -113,12 +146,67 @@ def serve(
         max_pending_batches=max_pending_batches,
     )
     app = create_app(
-        log=log, tokens=tokens, officer_token_file=officer_token_file, settings=settings
+        log=log,
+        tokens=tokens,
+        officer_token_file=officer_token_file,
+        settings=settings,
+        oidc=oidc,
     )
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
         log.close()
+
+
+def _oidc_config(
+    *,
+    issuer: str | None,
+    client_id: str | None,
+    secret_file: Path | None,
+    redirect_uri: str | None,
+    min_tier: str,
+) -> Any:
+    """The relying-party settings, or None when --oidc-issuer is not given."""
+    from policies import TIER_IDS
+
+    from ._oidc import OidcConfig
+
+    given = {
+        "--oidc-client-id": client_id,
+        "--oidc-client-secret-file": secret_file,
+        "--oidc-redirect-uri": redirect_uri,
+    }
+    if issuer is None:
+        extra = [k for k, v in given.items() if v is not None]
+        if extra:
+            raise click.UsageError(f"{extra[0]} needs --oidc-issuer")
+        return None
+    missing = [k for k, v in given.items() if v is None]
+    if missing:
+        raise click.UsageError(f"--oidc-issuer needs {', '.join(missing)}")
+    if min_tier not in TIER_IDS:
+        raise click.BadParameter(
+            f"unknown tier {min_tier!r}; one of {', '.join(TIER_IDS)}", param_hint="--oidc-min-tier"
+        )
+    if secret_file is None or client_id is None or redirect_uri is None:  # checked above
+        raise click.UsageError("--oidc-issuer needs its companion options")
+    problem = OidcConfig.check_secret_file(secret_file)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="--oidc-client-secret-file")
+    if not redirect_uri.rstrip("/").endswith("/ui/oidc/callback"):
+        raise click.BadParameter(
+            "the redirect URI must end in /ui/oidc/callback", param_hint="--oidc-redirect-uri"
+        )
+    try:
+        return OidcConfig(
+            issuer=issuer,
+            client_id=client_id,
+            client_secret_file=secret_file,
+            redirect_uri=redirect_uri,
+            min_tier=min_tier,
+        )
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
 
 
 @click.group("token")

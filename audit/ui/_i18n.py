@@ -16,7 +16,18 @@ _EN = {
     "verify": "Verify",
     "logout": "Log out",
     "login": "Log in",
-    "login_intro": "Officer access only. Paste the bootstrap officer token.",
+    "login_intro": "Officer access only. Sign in with your portal account; officers need "
+    "the officer role and a sign-in with the factors the audit service requires.",
+    "login_portal": "Sign in with the portal",
+    "bootstrap_title": "Bootstrap officer token",
+    "bootstrap_intro": "For setting up, or when the portal is unavailable: paste the "
+    "bootstrap officer token. Reads are then recorded as officer:bootstrap.",
+    "oidc_off": "Sign-in through the portal is not configured on this audit service.",
+    "refused_title": "Sign-in refused",
+    "refused_intro": "The audit service did not let you in. The attempt was recorded.",
+    "try_again": "Back to the sign-in page",
+    "signed_in": "Signed in as {who}.",
+    "continue": "Continue",
     "officer_token": "Officer token",
     "login_failed": "That token is not valid. The attempt was recorded.",
     "login_locked": "Too many failed attempts: the login is locked for {seconds} s. "
@@ -85,7 +96,18 @@ _JA = {
     "verify": "検証",
     "logout": "ログアウト",
     "login": "ログイン",
-    "login_intro": "監査担当者専用です。ブートストラップ用の担当者トークンを入力してください。",
+    "login_intro": "監査担当者専用です。ポータルのアカウントでサインインしてください。"
+    "担当者ロールと、監査サービスが求める認証要素でのサインインが必要です。",
+    "login_portal": "ポータルでサインイン",
+    "bootstrap_title": "ブートストラップ用の担当者トークン",
+    "bootstrap_intro": "初期設定時やポータルが利用できないとき用です。ブートストラップ用の担当者"
+    "トークンを入力してください。閲覧は officer:bootstrap として記録されます。",
+    "oidc_off": "この監査サービスではポータルによるサインインが設定されていません。",
+    "refused_title": "サインインが拒否されました",
+    "refused_intro": "監査サービスへのアクセスは許可されませんでした。この試行は記録されました。",
+    "try_again": "サインインページに戻る",
+    "signed_in": "{who} としてサインインしました。",
+    "continue": "続ける",
     "officer_token": "担当者トークン",
     "login_failed": "トークンが正しくありません。この試行は記録されました。",
     "login_locked": "失敗が多すぎるため、ログインは {seconds} 秒間ロックされています。"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import Depends, FastAPI, Form, Request
+from fastapi import Depends, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -32,6 +32,7 @@ from ..service._app import (
 )
 from ..service._errors import ServiceError
 from ..service._officer import Session
+from ..service._oidc import OidcError
 from ..service._state import ServiceState, VerifyJob
 from ._charts import stacked_bars
 from ._i18n import LABELS, LANGS, pick_lang
@@ -42,6 +43,7 @@ _HERE = Path(__file__).parent
 _log = logging.getLogger("audit.ui")
 _LANG_COOKIE = "enclave_audit_lang"
 _OVERVIEW_DAYS = 14
+UNKNOWN_OFFICER = "officer:unknown"  # actor of a refused portal sign-in that named no one
 _OVERVIEW_CAP = 50_000  # events read per chart at most; the page says when it is capped
 
 
@@ -140,7 +142,12 @@ def ui_router(app: FastAPI) -> None:
     async def login_form(request: Request) -> HTMLResponse:
         st = _state(request)
         token = secrets.token_urlsafe(32)
-        resp = render(request, "login.html", {"login_csrf": token, "error": None}, session=None)
+        resp = render(
+            request,
+            "login.html",
+            {"login_csrf": token, "error": None, "oidc": st.oidc is not None},
+            session=None,
+        )
         resp.set_cookie(
             _login_cookie(st),
             token,
@@ -228,7 +235,7 @@ def ui_router(app: FastAPI) -> None:
         resp = render(
             request,
             "login.html",
-            {"login_csrf": fresh, "error": error},
+            {"login_csrf": fresh, "error": error, "oidc": st.oidc is not None},
             session=None,
             status=status,
         )
@@ -243,6 +250,108 @@ def ui_router(app: FastAPI) -> None:
         )
         return resp
 
+    # -- sign-in through the portal (OpenID Connect; see service/_oidc.py) ------------------
+    def _oidc_cookie(st: ServiceState) -> str:
+        return "__Host-enclave_audit_oidc" if st.settings.secure_cookies else "enclave_audit_oidc"
+
+    @app.get("/ui/login/oidc", include_in_schema=False)
+    async def oidc_begin(request: Request) -> Response:
+        st = _state(request)
+        if st.oidc is None:
+            return _login_page(request, st, error=LABELS[_lang(request)]["oidc_off"], status=404)
+        try:
+            cookie, url = await asyncio.to_thread(st.oidc.begin)
+        except OidcError as e:
+            return _oidc_refused(request, st, reason=e.reason, status=502)
+        resp = RedirectResponse(url, status_code=303)
+        resp.set_cookie(
+            _oidc_cookie(st),
+            cookie,
+            httponly=True,
+            secure=st.settings.secure_cookies,
+            samesite="lax",  # the redirect back from the portal is a top-level GET
+            path="/",
+            max_age=int(st.oidc.config.pending_ttl),
+        )
+        return resp
+
+    @app.get("/ui/oidc/callback", include_in_schema=False, response_class=HTMLResponse)
+    async def oidc_callback(
+        request: Request,
+        state: Annotated[str, Query(max_length=500)] = "",
+        code: Annotated[str, Query(max_length=500)] = "",
+        error: Annotated[str, Query(max_length=200)] = "",
+    ) -> Response:
+        st = _state(request)
+        if st.oidc is None:
+            return _login_page(request, st, error=LABELS[_lang(request)]["oidc_off"], status=404)
+        oidc = st.oidc
+        try:
+            decision, _claims = await asyncio.to_thread(
+                oidc.finish,
+                cookie=request.cookies.get(_oidc_cookie(st)),
+                state=state,
+                code=code,
+                error=error,
+            )
+        except OidcError as e:
+            await _record_auth(
+                st,
+                request,
+                action="auth.factor.failed",
+                outcome="failure",
+                details={"factor": "oidc", "reason": e.reason[:256]},
+                actor=e.username or UNKNOWN_OFFICER,
+            )
+            return _oidc_refused(request, st, reason=e.reason, status=401)
+        if not decision.allowed or decision.username is None:
+            reason = "; ".join(decision.reasons)[:256]
+            await _record_auth(
+                st,
+                request,
+                action="auth.factor.failed",
+                outcome="denied",
+                details={"factor": "oidc", "reason": reason},
+                actor=decision.username or UNKNOWN_OFFICER,
+            )
+            return _oidc_refused(request, st, reason=reason, status=403)
+        cookie, _sess = st.officers.start_session(officer_id=decision.username)
+        try:
+            await _record_auth(
+                st,
+                request,
+                action="auth.factor.verified",
+                outcome="success",
+                details={"factor": "oidc", "aal": decision.aal},
+                actor=decision.username,
+            )
+        except BaseException:
+            st.officers.logout(cookie)  # fail closed: no record, no session
+            raise
+        # A page, not a redirect: the chain began at the portal (cross-site), and a
+        # browser would not send the SameSite=Strict session cookie along a redirect.
+        done = render(
+            request,
+            "signed_in.html",
+            {"who": decision.username},
+            session=None,
+        )
+        done.set_cookie(
+            session_cookie_name(st.settings),
+            cookie,
+            httponly=True,
+            secure=st.settings.secure_cookies,
+            samesite="strict",
+            path="/",
+        )
+        done.delete_cookie(_oidc_cookie(st), path="/")
+        return done
+
+    def _oidc_refused(request: Request, st: ServiceState, *, reason: str, status: int) -> Response:
+        resp = render(request, "refused.html", {"reason": reason}, session=None, status=status)
+        resp.delete_cookie(_oidc_cookie(st), path="/")
+        return resp
+
     @app.post("/ui/logout", include_in_schema=False)
     async def logout(
         request: Request, session: SessionDep, csrf: Annotated[str, Form()] = ""
@@ -251,7 +360,14 @@ def ui_router(app: FastAPI) -> None:
         st = _state(request)
         name = session_cookie_name(st.settings)
         st.officers.logout(request.cookies.get(name))
-        await _record_auth(st, request, action="auth.logout", outcome="success", details={})
+        await _record_auth(
+            st,
+            request,
+            action="auth.logout",
+            outcome="success",
+            details={},
+            actor=session.officer.id,
+        )
         resp = RedirectResponse("/ui/login", status_code=303)
         resp.delete_cookie(name, path="/", secure=st.settings.secure_cookies, httponly=True)
         return resp
@@ -553,19 +669,26 @@ def ui_router(app: FastAPI) -> None:
 
 
 async def _record_auth(
-    st: ServiceState, request: Request, *, action: str, outcome: str, details: dict[str, Any]
+    st: ServiceState,
+    request: Request,
+    *,
+    action: str,
+    outcome: str,
+    details: dict[str, Any],
+    actor: str | None = None,
 ) -> None:
     """Record an officer login decision before answering (fails closed with 503).
 
     The bootstrap token is a shared secret typed like a password: factor
-    ``password``, category ``knowledge``. Until the portal's OIDC provider is wired in,
-    the only officer identity is ``officer:bootstrap``."""
+    ``password``, category ``knowledge``, actor ``officer:bootstrap``. A sign-in
+    through the portal is factor ``oidc`` with the portal username as actor (or
+    ``officer:unknown`` when the refusal came before a verified token named anyone)."""
     from .._events import Event
     from ..service._officer import BOOTSTRAP_OFFICER
 
     event = Event.new(
         source="audit",
-        actor=BOOTSTRAP_OFFICER,
+        actor=actor or BOOTSTRAP_OFFICER,
         action=action,
         outcome=outcome,
         client_ip=_ip(request),

@@ -122,3 +122,12 @@ def test_an_unreadable_token_file_stops_the_portal_cli_with_one_sentence(tmp_pat
     assert r.returncode == 2
     assert r.stderr.strip().startswith("error: Cannot read the audit token file")
     assert "Traceback" not in r.stderr
+
+
+def test_a_mistyped_audit_target_is_refused_not_turned_into_a_file(tmp_path: Path):
+    env = portal_env(tmp_path, f"sqlite:///{tmp_path / 'audit.db'}")
+    env["ENCLAVE_PORTAL_AUDIT_LOG"] = "audit.example:8700"
+    r = enclave("users", "list", env=env)
+    assert r.returncode == 2
+    assert "is not an audit service URL" in r.stderr
+    assert not (Path.cwd() / "audit.example:8700").exists()

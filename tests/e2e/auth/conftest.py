@@ -51,6 +51,7 @@ class PortalProcess:
             )
         token_file = self.state / "admin-token"
         token_file.write_text(ADMIN_TOKEN)
+        token_file.chmod(0o600)  # the portal refuses a group/world-readable token file
         log = open(self.state / f"portal-{self.port}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
@@ -63,7 +64,7 @@ class PortalProcess:
                 "--key-file",
                 str(keys),
                 "--audit-log",
-                str(self.state / "audit.jsonl"),
+                f"unsafe-jsonl:{self.state / 'audit.jsonl'}",
                 "--issuer",
                 self.base,
                 "--rp-id",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from audit import EventError
 from audit.client import AuditBackpressure, AuditClient, RecordNotDurable
 from audit.log import open_log
 from tests.harness.audit_service import AuditEnv, ServiceProcess, make_audit_env, sample_event
@@ -202,7 +203,7 @@ def test_a_bad_event_is_refused_at_hand_over_not_spooled(env: AuditEnv, tmp_path
         client.close(flush_timeout=0)
 
 
-def test_an_event_the_service_refuses_is_set_aside_and_the_rest_flow(
+def test_an_event_of_another_source_is_refused_at_hand_over_and_the_rest_flow(
     env: AuditEnv, service: ServiceProcess, tmp_path: Path
 ) -> None:
     client = AuditClient.http(
@@ -210,21 +211,43 @@ def test_an_event_the_service_refuses_is_set_aside_and_the_rest_flow(
         token=env.tokens["portal"],
         spool_path=tmp_path / "spool.db",
         max_backoff=0.3,
-        flush_interval=0.5,  # let all of them share one batch
+        source="portal",
     )
     sent = []
     try:
         for i in range(30):
-            e = sample_event(source="hub") if i == 17 else sample_event()
-            client.emit(e)
             if i == 17:
-                stray = e.id
-            else:
-                sent.append(e.id)
+                with pytest.raises(EventError, match="another source"):
+                    client.emit(sample_event(source="hub"))
+                continue
+            e = sample_event()
+            client.emit(e)
+            sent.append(e.id)
         assert client.flush(timeout=30), client.last_error
-        dead = client.dead_letters()
+        assert client.dead_letters() == []
     finally:
         client.close()
-    assert [d[0] for d in dead] == [stray]
-    assert "wrong_source" in dead[0][1]
     assert _portal_ids_in_log(env) == sent
+
+
+def test_a_token_of_another_source_keeps_every_event_and_says_why(
+    env: AuditEnv, service: ServiceProcess, tmp_path: Path
+) -> None:
+    # A misconfigured token (the hub's, given to the portal): nothing may be set
+    # aside silently; the events wait in the spool and last_error names the cause.
+    client = AuditClient.http(
+        url=service.url,
+        token=env.tokens["hub"],
+        spool_path=tmp_path / "spool.db",
+        max_backoff=0.2,
+    )
+    try:
+        for _ in range(5):
+            client.record(sample_event())
+        assert not client.flush(timeout=2)
+        assert client.pending() == 5
+        assert client.dead_letters() == []
+        assert client.last_error is not None
+        assert "403" in client.last_error
+    finally:
+        client.close(flush_timeout=0)

@@ -118,3 +118,36 @@ def test_the_client_example_runs_against_the_real_service(tmp_path: Path) -> Non
     with open_log(env.store_url) as log:
         rows = log.store.entries(0, log.sequenced())
     assert [r[6] for r in rows if r[4] == "portal"] == ["session.started", other.action]
+
+
+def test_serve_refuses_incomplete_or_unsafe_oidc_options(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 40)
+    secret.chmod(0o644)
+    base = ["serve", "--store", f"sqlite:///{tmp_path / 'a.db'}", "--tokens", str(tmp_path / "t")]
+    full = [
+        "--oidc-issuer",
+        "https://portal.example",
+        "--oidc-client-id",
+        "audit-ui",
+        "--oidc-client-secret-file",
+        str(secret),
+        "--oidc-redirect-uri",
+        "https://audit.example/ui/oidc/callback",
+    ]
+    cases = [
+        (full[:2], "--oidc-issuer needs --oidc-client-id"),
+        (full[2:4], "--oidc-client-id needs --oidc-issuer"),
+        (full, "readable by group or others"),
+        ([*full, "--oidc-min-tier", "nbdc-ultra"], "unknown tier 'nbdc-ultra'"),
+    ]
+    for extra, msg in cases:
+        r = CliRunner().invoke(audit, [*base, *extra])
+        assert r.exit_code == 2, (extra, r.output)
+        assert msg in r.output
+        assert "Traceback" not in r.output
+    secret.chmod(0o600)
+    wrong_uri = [*full[:-1], "https://audit.example/elsewhere"]
+    r = CliRunner().invoke(audit, [*base, *wrong_uri])
+    assert r.exit_code == 2
+    assert "must end in /ui/oidc/callback" in r.output

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from auth.cli import enclaves, portal, users
+from auth.cli import clients, enclaves, portal, users
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     return {
         "ENCLAVE_PORTAL_STORE": f"sqlite:///{tmp_path / 'id.db'}",
         "ENCLAVE_PORTAL_KEY_FILE": str(keys),
-        "ENCLAVE_PORTAL_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+        "ENCLAVE_PORTAL_AUDIT_LOG": f"unsafe-jsonl:{tmp_path / 'audit.jsonl'}",
     }
 
 
@@ -76,6 +76,43 @@ def test_users_and_enclaves_round_trip(env: dict[str, str], tmp_path: Path) -> N
     ]
 
 
+def test_clients_register_a_non_enclave_client(env: dict[str, str], tmp_path: Path) -> None:
+    uri = "https://audit.example/ui/oidc/callback"
+    code, out, err = run(clients, ["register", "audit-ui", "--redirect-uri", uri], env)
+    assert code == 0, err
+    first = json.loads(out)
+    assert first["client_id"] == "audit-ui"
+    assert len(first["client_secret"]) >= 40
+    # registering again issues a new secret; only hashes are stored
+    code, out, _ = run(clients, ["register", "audit-ui", "--redirect-uri", uri], env)
+    second = json.loads(out)
+    assert second["client_secret"] != first["client_secret"]
+    db = (tmp_path / "id.db").read_bytes()
+    assert first["client_secret"].encode() not in db
+    assert second["client_secret"].encode() not in db
+    actions = [json.loads(x)["action"] for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert actions == ["admin.client.registered", "admin.client.registered"]
+    # an enclave hub's client cannot be taken over through `clients register`
+    code, _, err = run(
+        enclaves,
+        [
+            "register",
+            "gut-2026",
+            "--tier",
+            "nbdc-standard",
+            "--client-id",
+            "hub-gut",
+            "--redirect-uri",
+            "https://gut.example/hub/oauth_callback",
+        ],
+        env,
+    )
+    assert code == 0, err
+    code, _, err = run(clients, ["register", "hub-gut", "--redirect-uri", uri], env)
+    assert code == 2
+    assert "belongs to enclave 'gut-2026'" in err
+
+
 @pytest.mark.parametrize(
     ("group", "args", "msg"),
     [
@@ -94,6 +131,9 @@ def test_users_and_enclaves_round_trip(env: dict[str, str], tmp_path: Path) -> N
         (enclaves, ["remove", "nope"], "No enclave named 'nope'"),
         (users, ["approve", "ghost"], "No user named 'ghost'"),
         (users, ["invite", "bad name"], "The username must be"),
+        (clients, ["register", "bad id!", "--redirect-uri", "https://a.example/cb"], "client_id"),
+        (clients, ["register", "audit-ui", "--redirect-uri", "http://a.example/cb"], "https"),
+        (clients, ["register", "audit-ui"], "--redirect-uri"),
     ],
 )
 def test_bad_input_is_one_sentence_exit_2(
@@ -102,4 +142,51 @@ def test_bad_input_is_one_sentence_exit_2(
     code, out, err = run(group, args, env)
     assert code == 2
     assert msg in err
+    assert "Traceback" not in err + out
+
+
+def test_key_ring_rotation_is_atomic_and_keeps_old_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from auth import KeyRing
+
+    keys = tmp_path / "keys"
+    assert CliRunner().invoke(portal, ["init-keys", str(keys)]).exit_code == 0
+    sealed = KeyRing.from_file(path=keys).seal(plaintext=b"totp-secret", context="c")
+    for kid in ("k2", "k3"):
+        r = CliRunner().invoke(portal, ["init-keys", str(keys), "--rotate", "--kid", kid])
+        assert r.exit_code == 0, r.output
+        assert (keys.stat().st_mode & 0o777) == 0o600
+    ring = KeyRing.from_file(path=keys)
+    assert [k for k, _ in ring.keys] == ["k3", "k2", "k1"]
+    assert ring.open(sealed=sealed, context="c") == b"totp-secret"
+    before = keys.read_bytes()
+
+    # A failure just before the rename (disk full, crash) leaves the old ring intact.
+    def fail(*_a: object, **_k: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("auth._cli.os.replace", fail)
+    r = CliRunner().invoke(portal, ["init-keys", str(keys), "--rotate", "--kid", "k4"])
+    assert r.exit_code == 2
+    assert "No space left on device" in r.stderr
+    assert keys.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keys"]
+    assert KeyRing.from_file(path=keys).open(sealed=sealed, context="c") == b"totp-secret"
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_serve_refuses_a_group_or_world_readable_admin_token_file(
+    env: dict[str, str], tmp_path: Path, mode: int
+) -> None:
+    token = tmp_path / "admin-token"
+    token.write_text("t" * 40)
+    token.chmod(mode)
+    code, out, err = run(
+        portal,
+        ["serve", "--issuer", "https://localhost", "--admin-token-file", str(token)],
+        env,
+    )
+    assert code == 2
+    assert "readable by group or others; chmod 600 it" in err
     assert "Traceback" not in err + out

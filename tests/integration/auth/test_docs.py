@@ -21,7 +21,7 @@ def test_operator_commands_run(tmp_path: Path) -> None:
         **os.environ,
         "ENCLAVE_PORTAL_STORE": f"sqlite:///{tmp_path / 'identity.db'}",
         "ENCLAVE_PORTAL_KEY_FILE": str(tmp_path / "portal-keys"),
-        "ENCLAVE_PORTAL_AUDIT_LOG": str(tmp_path / "portal-audit.jsonl"),
+        "ENCLAVE_PORTAL_AUDIT_LOG": f"sqlite:///{tmp_path / 'audit.db'}",
     }
     outputs = []
     for cmd in commands:
@@ -36,3 +36,5 @@ def test_operator_commands_run(tmp_path: Path) -> None:
     assert "client_secret" in outputs[2]
     assert "gut-microbiome-2026" in outputs[3]
     assert "k2, k1" in outputs[5]
+    assert '"client_id": "audit-ui"' in outputs[-1]
+    assert "client_secret" in outputs[-1]

@@ -188,6 +188,7 @@ def test_invite_enrol_login_and_oidc_token(
     assert claims["enclaves"] == ["gut-2026"]
     assert claims["acr"] == "urn:enclave:aal2"
     assert isinstance(claims["auth_time"], int)
+    assert claims["roles"] == ["researcher"]  # relying parties (the audit UI) check roles
     # The code is single-use.
     again = client.post(
         "/oidc/token",
@@ -204,6 +205,7 @@ def test_invite_enrol_login_and_oidc_token(
     ui = client.get("/oidc/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert ui.status_code == 200
     assert ui.json()["preferred_username"] == "alice"
+    assert ui.json()["roles"] == ["researcher"]
     acts = sink.actions()
     for a in [
         "admin.user.invited",
@@ -560,3 +562,18 @@ def test_token_endpoint_refuses_malformed_bodies(
     assert r.status_code == 400
     assert r.json()["error"] == "invalid_request"
     assert message in r.json()["error_description"]
+
+
+def test_token_endpoint_audits_a_malformed_client_id_without_echoing_it(
+    env: tuple[Portal, MemoryAuditSink, TestClient],
+) -> None:
+    _portal, sink, client = env
+    r = client.post(
+        "/oidc/token",
+        data={"client_id": "\x1f", "client_secret": "x", "code": "c", "code_verifier": "v"},
+    )
+    assert r.status_code == 401
+    assert r.json()["error"] == "invalid_client"
+    failed = [e for e in sink.events if e["action"] == "oidc.client.auth_failed"]
+    assert failed[-1]["actor"] == "unknown"
+    assert failed[-1]["details"]["client_id"] == "(not a client id)"
