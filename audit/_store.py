@@ -356,10 +356,17 @@ class Store(ABC):
         return [(int(a), bytes(b)) for a, b in rows]
 
     # -- checkpoints and keys ----------------------------------------------------------
-    def add_checkpoint(self, *, size: int, root: bytes, note: str, created: str, vkey: str) -> None:
+    def add_checkpoint(self, *, size: int, root: bytes, note: str, created: str, vkey: str) -> bool:
+        """Store a signed checkpoint; False (storing nothing) when the newest stored one is
+        already larger: another process signed a later tree meanwhile (sizes never go back)."""
         with self._write() as cur:
-            cur.execute(self._q("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_checkpoints"))
-            seq = int(cur.fetchone()[0])
+            cur.execute(
+                self._q("SELECT seq, size FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+            )
+            row = cur.fetchone()
+            if row is not None and int(row[1]) > size:
+                return False
+            seq = 0 if row is None else int(row[0]) + 1
             cur.execute(self._q("SELECT 1 FROM audit_keys WHERE vkey = ?"), (vkey,))
             if cur.fetchone() is None:
                 cur.execute(
@@ -372,6 +379,7 @@ class Store(ABC):
                 ),
                 (seq, size, root, note, created),
             )
+        return True
 
     def checkpoints(
         self, *, after_seq: int = -1, limit: int = 10_000
