@@ -143,6 +143,17 @@ class Store(ABC):
     def _write(self) -> AbstractContextManager[Any]:
         """A write transaction holding the log's writer lock; yields a cursor."""
 
+    @abstractmethod
+    def snapshot(self, *, share: str | None = None) -> AbstractContextManager[str | None]:
+        """Run this thread's reads inside one read-only transaction: every read sees the
+        same committed state of the store, whatever writers commit meanwhile.
+
+        Yields a token that other processes may pass as ``share`` to read the very same
+        state (PostgreSQL: an exported snapshot id), or None where the backend cannot
+        share one (SQLite: each process gets its own, later, snapshot). Re-entrant: a
+        nested call reuses the open transaction.
+        """
+
     def _q(self, sql: str) -> str:
         return sql
 
@@ -265,6 +276,25 @@ class Store(ABC):
             (start, end),
         )
 
+    _SAME = "IS"  # null-safe equality in this dialect
+
+    def verify_rows(self, start: int, end: int) -> list[tuple[Any, ...]]:
+        """Entries ``start <= idx < end`` in index order as ``(idx, leaf_hash, event_id,
+        time_ns, source, actor, action, enclave, outcome, leaf, indexed)``, where
+        ``indexed`` is true iff the entry's query-index row exists and each of its columns
+        equals the entry's own column (compared by the database, null-safe)."""
+        same = " AND ".join(
+            f"i.{c} {self._SAME} e.{c}"
+            for c in ("time_ns", "source", "actor", "action", "enclave", "outcome")
+        )
+        cols = ", ".join(f"e.{c.strip()}" for c in ENTRY_COLUMNS.split(","))
+        return self._fetchall(
+            f"SELECT {cols}, (i.idx IS NOT NULL AND {same}) FROM audit_entries e "  # noqa: S608 (constant)
+            "LEFT JOIN audit_index i ON i.idx = e.idx "
+            "WHERE e.idx >= ? AND e.idx < ? ORDER BY e.idx",
+            (start, end),
+        )
+
     def index_count(self) -> tuple[int, int]:
         """``(rows, max idx + 1)`` of the query index."""
         row = self._fetchone("SELECT COUNT(*), COALESCE(MAX(idx) + 1, 0) FROM audit_index")
@@ -326,10 +356,17 @@ class Store(ABC):
         return [(int(a), bytes(b)) for a, b in rows]
 
     # -- checkpoints and keys ----------------------------------------------------------
-    def add_checkpoint(self, *, size: int, root: bytes, note: str, created: str, vkey: str) -> None:
+    def add_checkpoint(self, *, size: int, root: bytes, note: str, created: str, vkey: str) -> bool:
+        """Store a signed checkpoint; False (storing nothing) when the newest stored one is
+        already larger: another process signed a later tree meanwhile (sizes never go back)."""
         with self._write() as cur:
-            cur.execute(self._q("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_checkpoints"))
-            seq = int(cur.fetchone()[0])
+            cur.execute(
+                self._q("SELECT seq, size FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+            )
+            row = cur.fetchone()
+            if row is not None and int(row[1]) > size:
+                return False
+            seq = 0 if row is None else int(row[0]) + 1
             cur.execute(self._q("SELECT 1 FROM audit_keys WHERE vkey = ?"), (vkey,))
             if cur.fetchone() is None:
                 cur.execute(
@@ -342,6 +379,7 @@ class Store(ABC):
                 ),
                 (seq, size, root, note, created),
             )
+        return True
 
     def checkpoints(
         self, *, after_seq: int = -1, limit: int = 10_000

@@ -83,6 +83,8 @@ class PostgresStore(Store):
             self._conns.append(conn)
         return conn
 
+    _SAME = "IS NOT DISTINCT FROM"
+
     def _q(self, text: str) -> str:
         return text.replace("?", "%s")
 
@@ -98,6 +100,32 @@ class PostgresStore(Store):
             conn = self._connect(autocommit=True)
             self._local.conn = conn
         return conn
+
+    @contextmanager
+    def snapshot(self, *, share: str | None = None) -> Iterator[str | None]:
+        """One REPEATABLE READ READ ONLY transaction on this thread's connection; yields
+        its exported snapshot id. With ``share`` (an id exported by another session that
+        is still open) this transaction reads exactly that session's snapshot."""
+        conn = self._read_conn()
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            yield None
+            return
+        try:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            if share is not None:
+                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(share)))
+                token: str | None = share
+            else:
+                token = str(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])
+        except psycopg.Error as e:
+            if not conn.closed:
+                conn.execute("ROLLBACK")
+            raise _translate(e) from e
+        try:
+            yield token
+        finally:
+            if not conn.closed and not conn.broken:
+                conn.execute("ROLLBACK")  # read-only: nothing to keep
 
     def _fetchall(self, text: str, params: Any = ()) -> list[Any]:
         try:

@@ -141,6 +141,30 @@ class SqliteStore(Store):
             self._local.conn = conn
         return conn
 
+    @contextmanager
+    def snapshot(self, *, share: str | None = None) -> Iterator[str | None]:
+        """One WAL read transaction on this thread's connection (``share`` is ignored:
+        SQLite cannot hand a snapshot to another process). Writers go on committing;
+        this reader keeps seeing the state of its first read until the end."""
+        conn = self._read_conn()
+        if conn.in_transaction:
+            yield None
+            return
+        try:
+            conn.execute("BEGIN DEFERRED")
+            conn.execute(
+                "SELECT COUNT(*) FROM sqlite_master"
+            ).fetchone()  # the snapshot starts here
+        except sqlite3.Error as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise _translate(e) from e
+        try:
+            yield None
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")  # read-only: nothing to keep
+
     def _fetchall(self, sql: str, params: Any = ()) -> list[Any]:
         try:
             return super()._fetchall(sql, params)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -59,12 +60,17 @@ class VerifyReport:
     checkpoints: int
     root_hash: bytes
     against: Checkpoint | None = None
+    pending: int = 0
+    """Entries sequenced but not yet integrated when verification began: their leaves
+    and columns were checked; tiles, index rows and roots do not cover them yet."""
 
     @property
     def summary(self) -> str:
         """One line for humans."""
         if self.ok:
             extra = f", extends checkpoint at size {self.against.size}" if self.against else ""
+            if self.pending:
+                extra += f" ({self.pending} newest entries not integrated yet: leaves checked)"
             return f"OK: {self.entries} entries, {self.checkpoints} checkpoints verified{extra}"
         where = f" at index {self.first_bad_index}" if self.first_bad_index is not None else ""
         return f"FAILED{where}: {self.problems[0]}"
@@ -73,6 +79,7 @@ class VerifyReport:
 @dataclass
 class _State:
     problems: list[tuple[str, int | None]] = field(default_factory=list)
+    ranges: list[tuple[str, int, int]] = field(default_factory=list)  # bad_range calls
     first_exact: int | None = None  # an entry shown bad by its own hashes or columns
     first_range: int | None = None  # the start of a range a root mismatch points at
     last_good_size: int = 0
@@ -80,6 +87,8 @@ class _State:
 
     def bad_range(self, msg: str, lo: int, size: int) -> None:
         """A root mismatch: some entry in ``lo..size-1`` is bad, unless one is known already."""
+        if len(self.ranges) < _MAX_PROBLEMS:  # later ones start later: bounded memory
+            self.ranges.append((msg, lo, size))
         explained = self.first_exact is not None and self.first_exact < size
         self._add(msg, None if explained else lo)
         if not explained and (self.first_range is None or lo < self.first_range):
@@ -161,15 +170,46 @@ def verify_store(
     against: str | bytes | None = None,
     progress: Callable[[int, int], None] | None = None,
     chunk: int = 20_000,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> VerifyReport:
     """Verify everything stored in ``store``; see the module docstring for the steps.
 
+    Everything is read inside one read-only snapshot of the store (see
+    :meth:`Store.snapshot`), so writers may go on appending, integrating and signing
+    meanwhile: the verdict is about the log as it stood when the snapshot began.
+    Entries sequenced but not yet integrated then are checked as far as they can be
+    (leaf hash, canonical JSON, columns) and counted in ``VerifyReport.pending``.
+
     Entries are scanned in independent segments of 65,536 (one level-1 tile); with
-    ``workers`` > 1 they are scanned in that many worker processes (started with
+    ``workers`` > 1 (default: :data:`DEFAULT_WORKERS` on logs of more than two segments,
+    at most the machine's cores) they are scanned in that many worker processes (started with
     ``spawn``, so the calling program's main module must be import-safe), which open
-    the store themselves; results are combined here in order. Memory stays bounded.
+    the store themselves and read the same snapshot (PostgreSQL) or a later one bounded
+    to the same sizes (SQLite, whose committed rows cannot change: append-only);
+    results are combined here in order. Memory stays bounded.
     """
+    with store.snapshot() as share:
+        return _verify_snapshot(
+            store,
+            share=share,
+            verifiers=verifiers,
+            against=against,
+            progress=progress,
+            chunk=chunk,
+            workers=workers,
+        )
+
+
+def _verify_snapshot(
+    store: Store,
+    *,
+    share: str | None,
+    verifiers: Sequence[Verifier] | None,
+    against: str | bytes | None,
+    progress: Callable[[int, int], None] | None,
+    chunk: int,
+    workers: int | None,
+) -> VerifyReport:
     st = _State()
     if verifiers is None:
         try:
@@ -177,8 +217,6 @@ def verify_store(
         except NoteError as e:
             st.bad(f"a verifier key recorded in the store is malformed: {e}", None)
             verifiers = []
-    # The log may grow while it is verified: read what was signed first, then how far it
-    # was integrated, then how many entries there are, so each bound covers the one before.
     head_it = _heads(store)
     cp_it = _checkpoints(store)
 
@@ -261,7 +299,8 @@ def verify_store(
         lv.add(h)
         if len(lv.nodes) == _TILE:
             tile_idx = node_idx // _TILE
-            _check_tile(st, stored, level, tile_idx, lv.nodes)
+            if (tile_idx + 1) * _TILE ** (level + 1) <= integrated_size:
+                _check_tile(st, stored, level, tile_idx, lv.nodes)
             root = lv.root()
             lv.reset()
             upper_push(level + 1, root, tile_idx)
@@ -329,13 +368,23 @@ def verify_store(
 
     segments = [(s0, min(total, s0 + SEGMENT)) for s0 in range(0, total, SEGMENT)]
     jobs = [(s0, s1, integrated_size, chunk) for s0, s1 in segments]
+    if total < integrated_size:
+        st.bad(
+            f"the latest tree head covers {integrated_size} entries but the log has {total}: "
+            "entries were removed",
+            total,
+        )
+    if workers is None:  # the default: both cores of a small machine, on a big log
+        workers = min(DEFAULT_WORKERS, os.cpu_count() or 1) if total > 2 * SEGMENT else 1
     n_workers = workers if len(jobs) > 1 else 1
     url = getattr(store, "open_url", None)
     if n_workers > 1 and url is None:
         n_workers = 1
-    for (s0, s1, *_), result in _run_segments(store, url, jobs, sizes_in, n_workers):
+    for (s0, s1, *_), result in _run_segments(store, url, share, jobs, sizes_in, n_workers):
         for msg, idx in result.problems:
             st.bad(msg, idx)
+        for msg, lo, end in result.ranges:
+            st.bad_range(msg, lo, end)
         for size, seg_stack in result.stacks:
             check_root(size, root_at(seg_stack))
         if s1 - s0 == SEGMENT:
@@ -345,31 +394,34 @@ def verify_store(
         if progress is not None:
             progress(s1, total)
 
-    # step 5 (re-reading the current state in an order that growth cannot fool)
+    # step 5 (in the same snapshot: nothing a writer did since can show here)
     rows_n, index_end = store.index_count()
-    tile_levels = store.tile_levels()
-    head_now = store.latest_head()
-    integrated_now = head_now[0] if head_now else 0
-    total_now = store.size()
-    if rows_n != index_end or index_end > integrated_now:
+    if rows_n != index_end or index_end > integrated_size:
         st.bad(
             f"the query index has {rows_n} rows up to index {index_end} for an integrated size "
-            f"of {integrated_now}",
-            min(index_end, integrated_now) if index_end > integrated_now else None,
+            f"of {integrated_size}",
+            min(index_end, integrated_size) if index_end > integrated_size else None,
         )
-    for level, count in tile_levels.items():
-        if count * _TILE ** (level + 1) > total_now:
+    for level, count in sorted(store.tile_levels().items()):
+        covered = count * _TILE ** (level + 1)
+        if covered > total:
             st.bad(
                 f"stored tiles at level {level} cover more entries than the log has: "
                 "the tail was removed",
-                total_now,
+                total,
+            )
+        elif covered > integrated_size:
+            st.bad(
+                f"stored tiles at level {level} cover {covered} entries but the latest tree "
+                f"head only {integrated_size}: tree heads were removed",
+                None,
             )
     while next_head is not None:
-        if next_head[0] > total_now:
+        if next_head[0] > total:
             st.bad(
-                f"tree head at size {next_head[0]} but the log has only {total_now} entries: "
+                f"tree head at size {next_head[0]} but the log has only {total} entries: "
                 "the tail was removed",
-                total_now,
+                total,
             )
             break
         next_head = next(head_it, None)
@@ -381,10 +433,14 @@ def verify_store(
         checkpoints=n_cp,
         root_hash=root_at(last_stack),
         against=against_cp,
+        pending=max(0, total - integrated_size),
     )
 
 
 SEGMENT = _TILE * _TILE
+DEFAULT_WORKERS = 2
+"""Worker processes when ``workers`` is not given (logs over two segments only; never
+more than the machine's cores)."""
 """Entries per unit of work: one level-1 tile (aligned, so segments are independent)."""
 
 
@@ -392,7 +448,8 @@ SEGMENT = _TILE * _TILE
 class _Segment:
     """What one segment's scan found: problems, and compact ranges at requested sizes."""
 
-    problems: list[tuple[str, int | None]]
+    problems: list[tuple[str, int | None]]  # exact: the entry at the index is bad
+    ranges: list[tuple[str, int, int]]  # some entry in [lo, end) or a stored hash is bad
     stacks: list[tuple[int, list[bytes]]]  # (size, compact range of [start, size))
     stacks_final: list[bytes]  # compact range of the whole segment
     expected_end: int
@@ -428,106 +485,181 @@ def _check_tile(
         for j in range(_TILE):
             if got[j * 32 : (j + 1) * 32] != nodes[j]:
                 first = (tile_idx * _TILE + j) * span
-                st.bad(
+                msg = (
                     f"stored tile hash (level {level}, node {tile_idx * _TILE + j}) differs "
-                    f"from the hash recomputed from entries {first}..{first + span - 1}",
-                    first,
+                    f"from the hash recomputed from entries {first}..{first + span - 1}"
                 )
+                if span == 1:
+                    st.bad(msg, first)
+                else:  # the stored hash, or one of the entries it covers, was altered
+                    st.bad_range(msg, first, first + span)
                 break
+
+
+def _tile_levels(items: list[bytes]) -> list[list[bytes]]:
+    """``[items, parents, ...]``: the nodes of every perfect subtree over ``items``, one
+    list per height up to a tile's root (a trailing odd node has no parent yet)."""
+    sha256 = hashlib.sha256
+    out = [items]
+    level = items
+    for _ in range(8):
+        it = iter(level)
+        level = [sha256(b"\x01" + a + b).digest() for a, b in zip(it, it, strict=False)]
+        out.append(level)
+    return out
+
+
+def _compact(levels: list[list[bytes]], k: int) -> list[bytes]:
+    """The compact range (perfect subtree roots, left to right) of the first ``k`` items."""
+    out: list[bytes] = []
+    lo = 0
+    for b in range(k.bit_length() - 1, -1, -1):
+        if k >> b & 1:
+            out.append(levels[b][lo >> b])
+            lo += 1 << b
+    return out
+
+
+def _time_parser() -> tuple[Callable[[str], int], dict[str, int]]:
+    """``time_ns`` with a per-minute cache for the common shapes (``...:SSZ`` and
+    ``...:SS.fffZ``); anything else goes through the strict parser. (A leaf's time only
+    has to agree with its stored column here; the leaf itself is covered by its hash.)"""
+    minute_ns: dict[str, int] = {}
+
+    def time_of(t: str) -> int:
+        n = len(t)
+        if n >= 20 and t[-1] == "Z" and "0" <= t[17] <= "5" and "0" <= t[18] <= "9":
+            frac = 0
+            if n > 20:
+                f = t[20:-1]
+                if t[19] != "." or not (f.isascii() and f.isdigit()) or len(f) > 9:
+                    return event_time_ns(t)
+                frac = int(f.ljust(9, "0"))
+            elif t[19] != "Z":
+                return event_time_ns(t)
+            key = t[:17]
+            base = minute_ns.get(key)
+            if base is None:
+                base = minute_ns[key] = event_time_ns(key + "00Z")
+            return base + int(t[17:19]) * 1_000_000_000 + frac
+        return event_time_ns(t)
+
+    return time_of, minute_ns
 
 
 def _scan_segment(
     store: Store, start: int, end: int, integrated_size: int, chunk: int, sizes: tuple[int, ...]
 ) -> _Segment:
-    """Step 3 and the tile part of step 4 for entries ``[start, end)``."""
+    """Step 3 and the tile part of step 4 for entries ``[start, end)``.
+
+    Leaf hashes of a level-0 tile are collected and hashed level by level when the tile
+    is full (its 255 interior hashes, as the tile's own root needs anyway); level-1 tile
+    roots go into an incremental compact range. The compact range at a requested size
+    is taken from the levels of the tile it falls in."""
     st = _State()
     tiles = _TileCache(store)
-    levels = [_Level(), _Level()]
+    level1 = _Level()
     sha256 = hashlib.sha256
     loads = orjson.loads
     dumps = orjson.dumps
     sort = orjson.OPT_SORT_KEYS
-    day_ns: dict[str, int] = {}
+    time_of, minute_cache = _time_parser()
+    minute_ns = minute_cache.get
     want = set(sizes)
     stacks: list[tuple[int, list[bytes]]] = []
+    marks: list[tuple[int, int, list[bytes]]] = []  # (size, items in tile, level-1 stack)
+    hashes: list[bytes] = []
+    add = hashes.append
 
-    def time_of(t: str) -> int:
-        # Fast path for the common shape; anything else goes through the strict parser.
-        # (A leaf's time only has to agree with its stored column here; the leaf itself
-        # is covered by its hash.)
-        if len(t) >= 20 and t[-1] == "Z" and t[10] == "T" and t[13] == ":" and t[16] == ":":
-            day = day_ns.get(t[:10])
-            if day is None:
-                day = day_ns[t[:10]] = event_time_ns(t[:10] + "T00:00:00Z")
-            hms = t[11:13] + t[14:16] + t[17:19]
-            frac = t[20:-1]
-            if hms.isdigit() and (
-                len(t) == 20 or (t[19] == "." and frac.isdigit() and len(frac) <= 9)
-            ):
-                sec = int(hms[:2]) * 3600 + int(hms[2:4]) * 60 + int(hms[4:])
-                return day + sec * 1_000_000_000 + (int(frac.ljust(9, "0")) if frac else 0)
-        return event_time_ns(t)
+    def flush(last_idx: int) -> None:
+        """Close the current level-0 tile (full, or the partial one at the segment end)."""
+        nonlocal hashes, add
+        levels = _tile_levels(hashes)
+        for size, k, l1 in marks:
+            stacks.append((size, l1 + _compact(levels, k)))
+        marks.clear()
+        if len(hashes) == _TILE:
+            t0 = last_idx // _TILE
+            if last_idx < integrated_size:  # tiles are written at integration
+                _check_tile(st, tiles, 0, t0, hashes)
+            level1.add(levels[8][0])
+            if len(level1.nodes) == _TILE and last_idx < integrated_size:
+                _check_tile(st, tiles, 1, t0 // _TILE, level1.nodes)
+            hashes = []
+            add = hashes.append
 
     expected_idx = start
-    level0, level1 = levels
     pos = start
+    bad_event = (orjson.JSONDecodeError, KeyError, TypeError, AuditError)
     while pos < end:
         stop = min(end, pos + chunk)
-        rows = store.entries(pos, stop)
-        index = {int(r[0]): tuple(r[1:]) for r in store.index_rows(pos, min(stop, integrated_size))}
-        for idx, lh, eid, t_ns, source, actor, action, enclave, outcome, leaf in rows:
+        rows = store.verify_rows(pos, stop)
+        for idx, lh, eid, t_ns, source, actor, action, enclave, outcome, leaf, indexed in rows:
             if idx != expected_idx:
                 st.bad(
                     f"entry {expected_idx} is missing (the next stored index is {idx})",
                     expected_idx,
                 )
                 expected_idx = idx
-            leaf = bytes(leaf)
             h = sha256(b"\x00" + leaf).digest()
-            if h != bytes(lh):
+            if h != lh:
                 st.bad(f"entry {idx}: stored leaf hash is not SHA-256(0x00||leaf)", idx)
             try:
                 d = loads(leaf)
                 if dumps(d, option=sort) != leaf:
                     st.bad(f"entry {idx}: leaf is not canonical JSON", idx)
-                cols = (
-                    time_of(d["time"]),
-                    d["source"],
-                    d["actor"],
-                    d["action"],
-                    d["enclave"],
-                    d["outcome"],
-                )
-                if d["id"] != eid or cols != (t_ns, source, actor, action, enclave, outcome):
+                t = d["time"]
+                tn = minute_ns(t[:17])  # the common shape, ...:SSZ, inline; else the parser
+                if (
+                    tn is not None
+                    and len(t) == 20
+                    and t[19] == "Z"
+                    and t[17] in "012345"
+                    and t[18] in "0123456789"
+                ):
+                    tn += int(t[17:19]) * 1_000_000_000
+                else:
+                    tn = time_of(t)
+                if (
+                    d["id"] != eid
+                    or d["source"] != source
+                    or d["actor"] != actor
+                    or d["action"] != action
+                    or d["enclave"] != enclave
+                    or d["outcome"] != outcome
+                    or tn != t_ns
+                ):
                     st.bad(f"entry {idx}: a stored column differs from the leaf's value", idx)
-                if idx < integrated_size and index.get(idx) != cols:
+                # the index row equals the entry's columns (compared by the database) and
+                # those equal the leaf's values (just above): so the index equals the leaf
+                if not indexed and idx < integrated_size:
                     st.bad(
                         f"entry {idx}: its query-index row is missing or differs from the leaf", idx
                     )
-            except (orjson.JSONDecodeError, KeyError, TypeError, AuditError):
+            except bad_event:
                 st.bad(f"entry {idx}: leaf is not a well-formed event", idx)
-            level0.add(h)
-            if len(level0.nodes) == _TILE:
-                t0 = idx // _TILE
-                _check_tile(st, tiles, 0, t0, level0.nodes)
-                root = level0.root()
-                level0.reset()
-                level1.add(root)
-                if len(level1.nodes) == _TILE:
-                    _check_tile(st, tiles, 1, t0 // _TILE, level1.nodes)
+            add(h)
             expected_idx = idx + 1
             if expected_idx in want:
-                stacks.append((expected_idx, level1.stack + level0.stack))
+                marks.append((expected_idx, len(hashes), list(level1.stack)))
+            if len(hashes) == _TILE:
+                flush(idx)
         if not rows:
             st.bad(f"entries {pos}..{stop - 1} are missing", pos)
         pos = stop
     if expected_idx < end:
         st.bad(f"entries from {expected_idx} are missing", expected_idx)
-    final = level1.stack + level0.stack
+    partial = list(hashes)
+    flush(expected_idx - 1)
+    final = list(level1.stack) + _compact(_tile_levels(partial), len(partial))
     if len(level1.nodes) == _TILE:
         final = [level1.root()]
     return _Segment(
-        problems=st.problems, stacks=stacks, stacks_final=final, expected_end=expected_idx
+        problems=[p for p in st.problems if p[0] not in {r[0] for r in st.ranges}],
+        ranges=st.ranges,
+        stacks=stacks,
+        stacks_final=final,
+        expected_end=expected_idx,
     )
 
 
@@ -535,7 +667,7 @@ _worker_store: dict[str, Store] = {}
 
 
 def _segment_in_worker(
-    url: str, job: tuple[int, int, int, int], sizes: tuple[int, ...]
+    url: str, share: str | None, job: tuple[int, int, int, int], sizes: tuple[int, ...]
 ) -> _Segment:
     from .log import open_store
 
@@ -543,12 +675,14 @@ def _segment_in_worker(
     if store is None:
         store = _worker_store[url] = open_store(url, create=False)
     s0, s1, integrated_size, chunk = job
-    return _scan_segment(store, s0, s1, integrated_size, chunk, sizes)
+    with store.snapshot(share=share):
+        return _scan_segment(store, s0, s1, integrated_size, chunk, sizes)
 
 
 def _run_segments(
     store: Store,
     url: str | None,
+    share: str | None,
     jobs: list[tuple[int, int, int, int]],
     sizes_in: Callable[[int, int], tuple[int, ...]],
     n_workers: int,
@@ -567,7 +701,7 @@ def _run_segments(
         it = iter(jobs)
         for job in it:
             window.append(
-                (job, pool.submit(_segment_in_worker, url, job, sizes_in(job[0], job[1])))
+                (job, pool.submit(_segment_in_worker, url, share, job, sizes_in(job[0], job[1])))
             )
             if len(window) >= 2 * n_workers:
                 break
@@ -576,6 +710,9 @@ def _run_segments(
             nxt = next(it, None)
             if nxt is not None:
                 window.append(
-                    (nxt, pool.submit(_segment_in_worker, url, nxt, sizes_in(nxt[0], nxt[1])))
+                    (
+                        nxt,
+                        pool.submit(_segment_in_worker, url, share, nxt, sizes_in(nxt[0], nxt[1])),
+                    )
                 )
             yield job, fut.result()

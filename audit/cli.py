@@ -152,12 +152,16 @@ def append_cmd(store_url: str, source: IO[bytes], integrate: bool) -> None:
 @click.option(
     "--workers",
     type=click.IntRange(min=1, max=64),
-    default=1,
-    show_default=True,
-    help="processes scanning the log in parallel (each opens the store itself)",
+    default=None,
+    help="processes scanning the log in parallel, each opening the store itself "
+    "(default: 2 on logs over 131072 entries, at most the machine's cores; else 1)",
 )
 def verify_cmd(
-    store_url: str, vkey: str | None, against: Path | None, progress: bool | None, workers: int
+    store_url: str,
+    vkey: str | None,
+    against: Path | None,
+    progress: bool | None,
+    workers: int | None,
 ) -> None:
     """Recompute every hash and check every signature; exit 0 intact, 1 with the first bad index."""
     with _errors():

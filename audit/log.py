@@ -540,6 +540,16 @@ class AuditLog:
             raise ConfigError(
                 "checkpoints need a signing key file (make one with `enclave audit keygen`)"
             )
+        for _ in range(10):  # another process may sign a later tree between steps 2 and 5
+            cp = self._checkpoint_once(self._signer)
+            if cp is not None:
+                return cp
+        raise InconsistentCheckpointError(
+            "other processes kept signing later checkpoints; refusing to sign an older one"
+        )
+
+    def _checkpoint_once(self, signer: Signer) -> Checkpoint | None:
+        """Steps 1-5 of :meth:`checkpoint`; None when a later checkpoint was stored meanwhile."""
         with self._cp_lock:
             head = self.head()  # step 1
             last = self._store.latest_checkpoint()  # step 2
@@ -567,22 +577,23 @@ class AuditLog:
                     ) from e
                 if psize == head.size:  # step 4
                     try:
-                        return parse_checkpoint(pnote, [self._signer.verifier])
+                        return parse_checkpoint(pnote, [signer.verifier])
                     except NoteError:
                         pass  # signed by another key (rotation): sign again with ours
-            body = format_checkpoint_body(self._signer.name, head.size, head.root_hash)  # step 5
-            note = sign_note(body, self._signer)
-            self._store.add_checkpoint(
+            body = format_checkpoint_body(signer.name, head.size, head.root_hash)  # step 5
+            note = sign_note(body, signer)
+            if not self._store.add_checkpoint(
                 size=head.size,
                 root=head.root_hash,
                 note=note,
                 created=self._clock(),
-                vkey=self._signer.verifier.vkey,
-            )
+                vkey=signer.verifier.vkey,
+            ):
+                return None
             m.mark_checkpoint()
-            _log.info("audit_checkpoint_signed", size=head.size, key=self._signer.verifier.vkey)
+            _log.info("audit_checkpoint_signed", size=head.size, key=signer.verifier.vkey)
             return Checkpoint(
-                origin=self._signer.name, size=head.size, root_hash=head.root_hash, text=note
+                origin=signer.name, size=head.size, root_hash=head.root_hash, text=note
             )
 
     def latest_checkpoint(self) -> Checkpoint | None:

@@ -15,8 +15,10 @@ What is measured:
 - ``integrate_events_per_s``: building the tree (tiles, tree heads) and the officers'
   query index over those entries (a separate step that may lag the appends).
 - ``verify_events_per_s``: ``verify_store`` over the whole log (every hash, column,
-  query-index row, tile, head and checkpoint), one process; ``verify_2_workers_...``
-  the same with two worker processes.
+  query-index row, tile, head and checkpoint) with its default number of workers;
+  ``verify_1_worker_...`` / ``verify_2_workers_...`` with one and two processes; each
+  with the 1-minute load average when it started (``..._load1``): other work on the
+  machine shares its cores. ``--log DIR --only verify`` reuses a log built once.
 - ``proof_p99_ms``: inclusion proof for a random index at the full size (tile reads).
 - ``query_p99_ms``: one actor over one day, first page of 100.
 - ``pg_append_events_per_s`` / ``pg_verify_events_per_s``: the same on PostgreSQL
@@ -77,12 +79,15 @@ def make_events(start: int, count: int) -> list[Event]:
 
 
 class Ctx:
-    def __init__(self, n: int, batch: int) -> None:
+    def __init__(self, n: int, batch: int, keep: Path | None = None) -> None:
         self.n = n
         self.batch = batch
-        self.tmp = Path(tempfile.mkdtemp(prefix="enclave-bench-"))
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+        self.tmp = keep or Path(tempfile.mkdtemp(prefix="enclave-bench-"))
         self.key = self.tmp / "key"
-        write_key_file(self.key, generate_key("bench.enclave/audit"))
+        if not self.key.exists():
+            write_key_file(self.key, generate_key("bench.enclave/audit"))
         self.sqlite_url = f"sqlite://{self.tmp}/audit.db"
         self.log: AuditLog | None = None
 
@@ -114,15 +119,34 @@ def bench_sqlite(ctx: Ctx) -> dict[str, Any]:
     log.integrate()
     out["integrate_events_per_s"] = round(ctx.n / (time.perf_counter() - t0))
     log.checkpoint()
-    t0 = time.perf_counter()
-    report = verify_store(log.store)
-    out["verify_events_per_s"] = round(ctx.n / (time.perf_counter() - t0))
-    assert report.ok, report.problems
-    t0 = time.perf_counter()
-    report = verify_store(log.store, workers=2)
-    out["verify_2_workers_events_per_s"] = round(ctx.n / (time.perf_counter() - t0))
-    assert report.ok, report.problems
     out["sqlite_db_bytes"] = os.path.getsize(ctx.tmp / "audit.db")
+    return out
+
+
+def bench_verify(ctx: Ctx) -> dict[str, Any]:
+    """Verify the SQLite log of the ``sqlite`` section, or the one kept with ``--log``
+    (built here, durably, if that directory has none yet)."""
+    log = ctx.log or open_log(ctx.sqlite_url, signer_key_path=ctx.key)
+    ctx.log = log
+    if log.sequenced() == 0:
+        _append_all(log, ctx)
+    log.integrate()
+    log.checkpoint()
+    n = log.sequenced()
+    out: dict[str, Any] = {"verify_log_entries": n}
+    for key, workers in (
+        ("verify_events_per_s", None),
+        ("verify_1_worker_events_per_s", 1),
+        ("verify_2_workers_events_per_s", 2),
+    ):
+        load = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        report = (
+            verify_store(log.store) if workers is None else verify_store(log.store, workers=workers)
+        )
+        out[key] = round(n / (time.perf_counter() - t0))
+        out[key.replace("_events_per_s", "_load1")] = round(load, 2)
+        assert report.ok, report.problems
     return out
 
 
@@ -307,6 +331,7 @@ def bench_http(
 SECTIONS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "validate": bench_validate,
     "sqlite": bench_sqlite,
+    "verify": bench_verify,
     "proofs": bench_proofs,
     "query": bench_query,
     "postgres": bench_postgres,
@@ -319,8 +344,14 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_000_000, help="entries per log")
     ap.add_argument("--batch", type=int, default=1000, help="events per append call")
     ap.add_argument("--only", nargs="*", choices=sorted(SECTIONS), help="run only these sections")
+    ap.add_argument(
+        "--log",
+        type=Path,
+        help="keep the SQLite log (and its key) in this directory and reuse it on the next run "
+        "(e.g. `--log /tmp/audit-1m --only verify`: builds it once, then only verifies)",
+    )
     args = ap.parse_args()
-    ctx = Ctx(args.n, args.batch)
+    ctx = Ctx(args.n, args.batch, args.log)
     result: dict[str, Any] = {"benchmark": "audit"}
     for name, fn in SECTIONS.items():
         if args.only and name not in args.only:

@@ -10,10 +10,9 @@ i.e. once it is durable.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +49,6 @@ class Writer:
         self._pending = 0
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
-        self._paused: str | None = None
 
     def start(self) -> None:
         if self._pool is None:
@@ -75,11 +73,6 @@ class Writer:
                     "the audit service is starting or stopping; retry later",
                     retry_after=self._retry_after,
                 )
-            if self._paused is not None:
-                raise Backpressure(
-                    f"{self._paused}; nothing of this batch was appended, retry later",
-                    retry_after=self._retry_after,
-                )
             if self._pending >= self._max_pending:
                 raise Backpressure(
                     "the audit service is at capacity; nothing of this batch was appended, "
@@ -96,32 +89,6 @@ class Writer:
             raise Backpressure(
                 "the audit service is stopping; retry later", retry_after=self._retry_after
             ) from None
-
-    @contextlib.contextmanager
-    def paused(self, *, why: str, drain_timeout: float = 60.0) -> Iterator[None]:
-        """Refuse new batches (503) and wait for accepted ones to finish; then yield.
-
-        For work that needs the log to hold still, such as a whole-log verification
-        (which reads entries, tiles, heads and checkpoints in several queries)."""
-        with self._lock:
-            if self._paused is not None:
-                raise Backpressure(
-                    f"{self._paused}; try again later", retry_after=self._retry_after
-                )
-            self._paused = why
-        try:
-            deadline = time.monotonic() + drain_timeout
-            while self._pending > 0:
-                if time.monotonic() > deadline:
-                    raise Backpressure(
-                        "appends did not finish in time; try again later",
-                        retry_after=self._retry_after,
-                    )
-                time.sleep(0.005)  # polls the in-flight count with a deadline
-            yield
-        finally:
-            with self._lock:
-                self._paused = None
 
     def _run(self, events: Sequence[Any]) -> AppendResult:
         try:

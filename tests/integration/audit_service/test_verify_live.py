@@ -1,5 +1,6 @@
-"""'Verify the whole log now' on a live log: intake keeps arriving, the verification
-must not raise a false alarm, and no event is lost (intake is paused, not dropped)."""
+"""'Verify the whole log now' on a live log: intake keeps arriving and keeps being
+accepted (verification reads one snapshot; it does not pause intake), the verification
+must not raise a false alarm, and no event is lost."""
 
 from __future__ import annotations
 
@@ -28,23 +29,19 @@ def test_verification_during_intake_is_accurate_and_loses_nothing(
         assert session_csrf is not None
 
         sent: list[str] = []
+        refused: list[str] = []
         stop = threading.Event()
-        refused = [0]
 
         def flood() -> None:
             while not stop.is_set():
                 batch = [sample_event().to_dict() for _ in range(20)]
-                while True:
-                    r = client.post(
-                        "/v1/events", json={"events": batch}, headers=bearer(env.tokens["portal"])
-                    )
-                    if r.status_code == 200:
-                        sent.extend(e["id"] for e in batch)
-                        break
-                    assert r.status_code == 503, r.text
-                    assert "retry-after" in r.headers
-                    refused[0] += 1
-                    time.sleep(0.01)
+                r = client.post(
+                    "/v1/events", json={"events": batch}, headers=bearer(env.tokens["portal"])
+                )
+                if r.status_code == 200:
+                    sent.extend(e["id"] for e in batch)
+                else:  # one sender is far below capacity: any refusal means intake paused
+                    refused.append(f"{r.status_code} {r.text}")
 
         t = threading.Thread(target=flood)
         t.start()
@@ -69,6 +66,7 @@ def test_verification_during_intake_is_accurate_and_loses_nothing(
             stop.set()
             t.join(timeout=30)
     assert all(ok for ok, _ in results), results
+    assert refused == []
     ids = {row[2] for row in log.store.entries(0, log.sequenced())}
     assert set(sent) <= ids
     assert len(sent) >= 200
