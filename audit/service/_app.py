@@ -143,6 +143,9 @@ def current_officer(request: Request) -> Officer:
     if token is not None:
         officer = st.officers.check_token(token)
         if officer is None:
+            # Summarised into the log as audit.intake.rejected (reason officer_token),
+            # so guessing the officer token leaves a record.
+            st.note_rejection("officer_token", client_ip(request))
             raise Unauthenticated("the officer token is not valid")
         return officer
     sess = st.officers.session(request.cookies.get(session_cookie_name(st.settings)))

@@ -23,6 +23,8 @@ _HEADERS: list[tuple[bytes, bytes]] = [
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+    # Responses carry personal data (access records): no browser or proxy keeps them.
+    (b"cache-control", b"no-store"),
 ]
 
 Scope = MutableMapping[str, Any]

@@ -92,3 +92,30 @@ def test_refused_intake_is_summarised_into_the_log(env: AuditEnv, log: AuditLog)
                 break
             time.sleep(0.05)
     assert summary == {"unauthenticated": 7, "wrong_source": 1}
+
+
+def test_wrong_officer_bearer_tokens_leave_a_record(env: AuditEnv, log: AuditLog) -> None:
+    # Guessing the officer token on the read API must not go unrecorded.
+    with make_client(
+        env, log, checkpoint_interval_seconds=0, rejection_report_interval_seconds=0.2
+    ) as client:
+        for _ in range(5):
+            r = client.get("/v1/events", headers=bearer("not-the-officer-token"))
+            assert r.status_code == 401
+        deadline = time.monotonic() + 10
+        summary: dict[str, int] = {}
+        while time.monotonic() < deadline and "officer_token" not in summary:
+            summary = {
+                e["details"]["reason"]: e["details"]["count"]
+                for e in _actions(log)
+                if e["action"] == "audit.intake.rejected"
+            }
+            time.sleep(0.05)  # poll interval; the deadline bounds the wait
+    assert summary.get("officer_token") == 5
+
+
+def test_responses_with_access_records_are_never_cached(env: AuditEnv, log: AuditLog) -> None:
+    with make_client(env, log, checkpoint_interval_seconds=0) as client:
+        r = client.get("/v1/events", headers=bearer(env.officer_token))
+        assert r.status_code == 200
+        assert r.headers["cache-control"] == "no-store"
