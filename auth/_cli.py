@@ -49,7 +49,8 @@ def _common(f: F) -> F:
             envvar="ENCLAVE_PORTAL_AUDIT_LOG",
             required=True,
             help="Where audit events go: the audit service's URL (http[s]://...), an "
-            "audit store URL (sqlite:///..., postgresql://...), or a JSON-lines file.",
+            "audit store URL (sqlite:///..., postgresql://...), or unsafe-jsonl:PATH "
+            "(development only).",
         ),
         click.option(
             "--audit-token-file",
@@ -64,9 +65,33 @@ def _common(f: F) -> F:
             help="Spool file keeping events durable while the audit service is away.",
         ),
     ]
+
+    # The five options become one ``open_portal(**settings)`` argument, so each
+    # command says what it does rather than threading the connection through.
+    @functools.wraps(f)
+    def wrapper(
+        *args: Any,
+        store_url: str,
+        key_file: Path,
+        audit_log: str,
+        audit_token_file: Path | None,
+        audit_spool: Path | None,
+        **kwargs: Any,
+    ) -> Any:
+        opener = functools.partial(
+            _open,
+            store_url,
+            key_file,
+            audit_log,
+            audit_token_file=audit_token_file,
+            audit_spool=audit_spool,
+        )
+        return f(*args, open_portal=opener, **kwargs)
+
+    g: Any = wrapper
     for o in reversed(opts):
-        f = o(f)
-    return f
+        g = o(g)
+    return g  # type: ignore[no-any-return]
 
 
 def _fail_cleanly(f: F) -> F:
@@ -166,16 +191,10 @@ def init_keys(key_file: Path, kid: str, rotate: bool) -> None:
 @_common
 @_fail_cleanly
 def reseal(
-    store_url: str,
-    key_file: Path,
-    audit_log: str,
-    audit_token_file: Path | None,
-    audit_spool: Path | None,
+    open_portal: Callable[..., Portal],
 ) -> None:
     """Re-encrypt every sealed secret under the first key (after a rotation)."""
-    p = _open(
-        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
-    )
+    p = open_portal()
 
     def again(blob: bytes, context: str) -> bytes:
         return p.keyring.seal(
@@ -222,11 +241,7 @@ def reseal(
 @_fail_cleanly
 def serve(
     workers: int,
-    store_url: str,
-    key_file: Path,
-    audit_log: str,
-    audit_token_file: Path | None,
-    audit_spool: Path | None,
+    open_portal: Callable[..., Portal],
     issuer: str,
     rp_id: str | None,
     host: str,
@@ -259,12 +274,7 @@ def serve(
                 f"--biometric-aaguid {item!r}: expected AAGUID=fpt|face|iris|retina|vbm."
             )
         aaguids[a.lower()] = amr
-    p = _open(
-        store_url,
-        key_file,
-        audit_log,
-        audit_token_file=audit_token_file,
-        audit_spool=audit_spool,
+    p = open_portal(
         issuer=issuer,
         rp_id=rp_id or (urllib.parse.urlparse(issuer).hostname or "localhost"),
         login_tier=login_tier,
@@ -341,20 +351,14 @@ def users() -> None:
 @click.option("--locale", type=click.Choice(["en", "ja"]), default="en", show_default=True)
 @_fail_cleanly
 def invite(
-    store_url: str,
-    key_file: Path,
-    audit_log: str,
-    audit_token_file: Path | None,
-    audit_spool: Path | None,
+    open_portal: Callable[..., Portal],
     username: str,
     display_name: str,
     roles: tuple[str, ...],
     locale: str,
 ) -> None:
     """Invite USERNAME; prints the single-use invitation code once."""
-    inv = _open(
-        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
-    ).invite_user(
+    inv = open_portal().invite_user(
         username=username,
         display_name=display_name,
         roles=list(roles),
@@ -377,17 +381,11 @@ def invite(
 @click.option("--json", "as_json", is_flag=True)
 @_fail_cleanly
 def list_users(
-    store_url: str,
-    key_file: Path,
-    audit_log: str,
-    audit_token_file: Path | None,
-    audit_spool: Path | None,
+    open_portal: Callable[..., Portal],
     as_json: bool,
 ) -> None:
     """List users and their credentials."""
-    p = _open(
-        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
-    )
+    p = open_portal()
     rows: list[dict[str, Any]] = []
     for u in p.store.list_users():
         creds = p.store.list_credentials(user_id=u.id)
@@ -419,17 +417,11 @@ def list_users(
 @click.argument("username")
 @_fail_cleanly
 def disable(
-    store_url: str,
-    key_file: Path,
-    audit_log: str,
-    audit_token_file: Path | None,
-    audit_spool: Path | None,
+    open_portal: Callable[..., Portal],
     username: str,
 ) -> None:
     """Disable USERNAME and end all their sessions."""
-    n = _open(
-        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
-    ).disable_user(username=username, actor=_actor())
+    n = open_portal().disable_user(username=username, actor=_actor())
     click.echo(f"disabled {username}; {n} session(s) ended")
 
 
@@ -438,17 +430,11 @@ def disable(
 @click.argument("username")
 @_fail_cleanly
 def approve(
-    store_url: str,
-    key_file: Path,
-    audit_log: str,
-    audit_token_file: Path | None,
-    audit_spool: Path | None,
+    open_portal: Callable[..., Portal],
     username: str,
 ) -> None:
     """Approve USERNAME's pending enrolments (needed for high and strong tiers)."""
-    ids = _open(
-        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
-    ).approve_user(username=username, actor=_actor())
+    ids = open_portal().approve_user(username=username, actor=_actor())
     click.echo(f"approved {len(ids)} credential(s) for {username}")
 
 
@@ -457,17 +443,11 @@ def approve(
 @click.argument("username")
 @_fail_cleanly
 def rebind(
-    store_url: str,
-    key_file: Path,
-    audit_log: str,
-    audit_token_file: Path | None,
-    audit_spool: Path | None,
+    open_portal: Callable[..., Portal],
     username: str,
 ) -> None:
     """Officer-assisted recovery: drop USERNAME's factors and print a new invitation code."""
-    inv = _open(
-        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
-    ).rebind_user(username=username, actor=_actor())
+    inv = open_portal().rebind_user(username=username, actor=_actor())
     click.echo(
         json.dumps(
             {
@@ -498,11 +478,7 @@ def enclaves() -> None:
 @click.option("--rotate-secret", is_flag=True)
 @_fail_cleanly
 def register(
-    store_url: str,
-    key_file: Path,
-    audit_log: str,
-    audit_token_file: Path | None,
-    audit_spool: Path | None,
+    open_portal: Callable[..., Portal],
     name: str,
     tier: str,
     display_name: str,
@@ -519,9 +495,7 @@ def register(
     for m in members:
         user, _, role = m.partition("=")
         mem.append((user, role or "researcher"))
-    reg = _open(
-        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
-    ).register_enclave(
+    reg = open_portal().register_enclave(
         name=name,
         tier=tier,
         display_name=display_name,
@@ -547,17 +521,11 @@ def register(
 @click.option("--json", "as_json", is_flag=True)
 @_fail_cleanly
 def list_enclaves(
-    store_url: str,
-    key_file: Path,
-    audit_log: str,
-    audit_token_file: Path | None,
-    audit_spool: Path | None,
+    open_portal: Callable[..., Portal],
     as_json: bool,
 ) -> None:
     """List registered enclaves."""
-    p = _open(
-        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
-    )
+    p = open_portal()
     rows = [p.describe_enclave(e) for e in p.store.list_enclaves()]
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -571,17 +539,11 @@ def list_enclaves(
 @click.argument("name")
 @_fail_cleanly
 def remove(
-    store_url: str,
-    key_file: Path,
-    audit_log: str,
-    audit_token_file: Path | None,
-    audit_spool: Path | None,
+    open_portal: Callable[..., Portal],
     name: str,
 ) -> None:
     """Remove enclave NAME, its OIDC client and its members' tokens for it."""
-    _open(
-        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
-    ).remove_enclave(name=name, actor=_actor())
+    open_portal().remove_enclave(name=name, actor=_actor())
     click.echo(f"removed {name}")
 
 
@@ -603,11 +565,7 @@ def clients() -> None:
 @click.option("--post-logout-redirect-uri", "post_logout", multiple=True)
 @_fail_cleanly
 def register_client(
-    store_url: str,
-    key_file: Path,
-    audit_log: str,
-    audit_token_file: Path | None,
-    audit_spool: Path | None,
+    open_portal: Callable[..., Portal],
     client_id: str,
     redirect_uris: tuple[str, ...],
     post_logout: tuple[str, ...],
@@ -616,9 +574,7 @@ def register_client(
 
     Its ID tokens carry the user's portal roles (claim ``roles``): the audit UI admits
     only holders of the officer role."""
-    secret = _open(
-        store_url, key_file, audit_log, audit_token_file=audit_token_file, audit_spool=audit_spool
-    ).register_client(
+    secret = open_portal().register_client(
         client_id=client_id,
         redirect_uris=list(redirect_uris),
         post_logout_redirect_uris=list(post_logout),
