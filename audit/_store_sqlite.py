@@ -36,6 +36,7 @@ import structlog
 
 from ._store import Store, migrations
 from .errors import ConfigError, DuplicateIdError, StoreError, TemporaryError
+from .sqlite import BUSY_TIMEOUT_S, enable_wal
 
 __all__ = ["SqliteStore"]
 
@@ -113,12 +114,11 @@ class SqliteStore(Store):
     def _connect(self, *, guarded: bool = True) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
+                self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
             )
-            conn.execute("PRAGMA journal_mode=WAL")
+            enable_wal(conn)
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA cache_size=-65536")
-            conn.execute("PRAGMA busy_timeout=30000")
         except sqlite3.Error as e:
             raise StoreError(f"cannot open SQLite store {self.path}: {e}") from e
         if guarded:

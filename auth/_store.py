@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from audit.sqlite import enable_wal
+
 from ._errors import AuthError, ConflictError, InvalidInputError, NotFoundError
 
 __all__ = [
@@ -204,8 +206,10 @@ class IdentityStore:
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             try:
-                conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
+                conn = sqlite3.connect(
+                    path, check_same_thread=False, isolation_level=None, timeout=10
+                )
+                enable_wal(conn, timeout=10)
                 conn.execute(f"PRAGMA synchronous={sync}")
                 conn.execute("PRAGMA busy_timeout=10000")
                 conn.execute("PRAGMA foreign_keys=ON")

@@ -313,3 +313,29 @@ def test_verify_while_the_log_grows(log: AuditLog) -> None:
     for r in reports:
         assert r.ok, r.problems
     assert reports[-1].entries > 600
+
+
+def test_sqlite_open_waits_for_a_writer_holding_the_file(tmp_path: Path) -> None:
+    """A second process opening the store while another is mid-write in rollback mode
+    (e.g. switching the file to WAL) gets "database is locked" from SQLite at once,
+    without the busy handler; the store waits it out instead of failing to open."""
+    path = tmp_path / "audit.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE filler (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO filler VALUES (1)")
+    probe = sqlite3.connect(path, isolation_level=None, timeout=5)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        probe.execute("PRAGMA journal_mode=WAL")  # the SQLite behaviour being handled
+    probe.close()
+    release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        with open_log(f"sqlite:///{path}") as log:
+            assert log.sequenced() == 0
+    finally:
+        release.join()
+        holder.close()
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    check.close()
