@@ -26,14 +26,18 @@ root that matched.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import hashlib
 import hmac
 import multiprocessing
+import operator
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -169,7 +173,7 @@ def verify_store(
     verifiers: Sequence[Verifier] | None = None,
     against: str | bytes | None = None,
     progress: Callable[[int, int], None] | None = None,
-    chunk: int = 20_000,
+    chunk: int = 512,
     workers: int | None = None,
 ) -> VerifyReport:
     """Verify everything stored in ``store``; see the module docstring for the steps.
@@ -438,6 +442,10 @@ def _verify_snapshot(
 
 
 SEGMENT = _TILE * _TILE
+_BATCH = 128
+_COLUMN_FIELDS = ("id", "source", "actor", "action", "enclave", "outcome")
+"""The event fields stored as the columns of Store.VERIFY_COLUMNS, in that order."""
+"""Rows checked together by the fast path (measured best among 64..20,000)."""
 DEFAULT_WORKERS = 2
 """Worker processes when ``workers`` is not given (logs over two segments only; never
 more than the machine's cores)."""
@@ -520,11 +528,28 @@ def _compact(levels: list[list[bytes]], k: int) -> list[bytes]:
     return out
 
 
-def _time_parser() -> tuple[Callable[[str], int], dict[str, int]]:
-    """``time_ns`` with a per-minute cache for the common shapes (``...:SSZ`` and
-    ``...:SS.fffZ``); anything else goes through the strict parser. (A leaf's time only
-    has to agree with its stored column here; the leaf itself is covered by its hash.)"""
+def _time_parser() -> Callable[[str], int]:
+    """``time_ns`` with a per-day and per-minute cache for the common shapes
+    (``...:SSZ`` and ``...:SS.fffZ``); anything else goes through the strict parser.
+    (A leaf's time only has to agree with its stored column here; the leaf itself is
+    covered by its hash.)"""
     minute_ns: dict[str, int] = {}
+    day_ns: dict[str, int] = {}
+    digits = frozenset("0123456789")
+
+    def minute(key: str) -> int:
+        """``key`` is ``YYYY-MM-DDTHH:MM:``; the day goes through the strict parser once."""
+        day = day_ns.get(key[:11])
+        if day is None:
+            day = day_ns[key[:11]] = event_time_ns(key[:11] + "00:00:00Z")
+        if len(day_ns) > 10_000:
+            day_ns.clear()
+        hh, mm = key[11:13], key[14:16]
+        if key[13] != ":" or key[16] != ":" or not digits.issuperset(hh + mm):
+            return event_time_ns(key + "00Z")  # raises: not RFC 3339
+        if int(hh) > 23 or int(mm) > 59:
+            return event_time_ns(key + "00Z")  # raises: not a valid time
+        return day + int(hh) * 3_600_000_000_000 + int(mm) * 60_000_000_000
 
     def time_of(t: str) -> int:
         n = len(t)
@@ -540,17 +565,27 @@ def _time_parser() -> tuple[Callable[[str], int], dict[str, int]]:
             key = t[:17]
             base = minute_ns.get(key)
             if base is None:
-                base = minute_ns[key] = event_time_ns(key + "00Z")
+                if len(minute_ns) > 100_000:
+                    minute_ns.clear()
+                base = minute_ns[key] = minute(key)
             return base + int(t[17:19]) * 1_000_000_000 + frac
         return event_time_ns(t)
 
-    return time_of, minute_ns
+    return time_of
 
 
 def _scan_segment(
     store: Store, start: int, end: int, integrated_size: int, chunk: int, sizes: tuple[int, ...]
 ) -> _Segment:
     """Step 3 and the tile part of step 4 for entries ``[start, end)``.
+
+    Rows are checked in batches of :data:`_BATCH`, one operation per check over the
+    whole batch (``map`` and list comparisons run in C, not one interpreted step per
+    entry): contiguous indexes, leaf hashes, canonical JSON, columns, index rows. Only
+    a batch that fails some check is walked entry by entry (:func:`_check_rows`) to
+    name exactly which entries are bad; both paths apply the same definitions. Small
+    batches (and chunks) keep the working set in the CPU caches: with 20,000 rows at a
+    time the same work measured twice as slow.
 
     Leaf hashes of a level-0 tile are collected and hashed level by level when the tile
     is full (its 255 interior hashes, as the tile's own root needs anyway); level-1 tile
@@ -562,18 +597,18 @@ def _scan_segment(
     sha256 = hashlib.sha256
     loads = orjson.loads
     dumps = orjson.dumps
-    sort = orjson.OPT_SORT_KEYS
-    time_of, minute_cache = _time_parser()
-    minute_ns = minute_cache.get
-    want = set(sizes)
+    canonical = functools.partial(dumps, option=orjson.OPT_SORT_KEYS)
+    time_field = operator.itemgetter("time")
+    column_fields = operator.itemgetter(*_COLUMN_FIELDS)
+    time_of = _time_parser()
+    wanted = sorted(set(sizes))
     stacks: list[tuple[int, list[bytes]]] = []
     marks: list[tuple[int, int, list[bytes]]] = []  # (size, items in tile, level-1 stack)
     hashes: list[bytes] = []
-    add = hashes.append
 
     def flush(last_idx: int) -> None:
         """Close the current level-0 tile (full, or the partial one at the segment end)."""
-        nonlocal hashes, add
+        nonlocal hashes
         levels = _tile_levels(hashes)
         for size, k, l1 in marks:
             stacks.append((size, l1 + _compact(levels, k)))
@@ -586,66 +621,59 @@ def _scan_segment(
             if len(level1.nodes) == _TILE and last_idx < integrated_size:
                 _check_tile(st, tiles, 1, t0 // _TILE, level1.nodes)
             hashes = []
-            add = hashes.append
+
+    def add(hs: list[bytes], first: int) -> None:
+        """Add the leaf hashes of entries ``first, first+1, ...``, tile by tile."""
+        i = 0
+        while i < len(hs):
+            part = hs[i : i + _TILE - len(hashes)]
+            lo = first + i
+            hi = lo + len(part)
+            # the compact range at a requested size is taken when its tile closes
+            for size in wanted[bisect.bisect_right(wanted, lo) : bisect.bisect_right(wanted, hi)]:
+                marks.append((size, len(hashes) + size - lo, list(level1.stack)))
+            hashes.extend(part)
+            i += len(part)
+            if len(hashes) == _TILE:
+                flush(hi - 1)
 
     expected_idx = start
     pos = start
-    bad_event = (orjson.JSONDecodeError, KeyError, TypeError, AuditError)
     while pos < end:
         stop = min(end, pos + chunk)
         rows = store.verify_rows(pos, stop)
-        for idx, lh, eid, t_ns, source, actor, action, enclave, outcome, leaf, indexed in rows:
-            if idx != expected_idx:
-                st.bad(
-                    f"entry {expected_idx} is missing (the next stored index is {idx})",
-                    expected_idx,
-                )
-                expected_idx = idx
-            h = sha256(b"\x00" + leaf).digest()
-            if h != lh:
-                st.bad(f"entry {idx}: stored leaf hash is not SHA-256(0x00||leaf)", idx)
-            try:
-                d = loads(leaf)
-                if dumps(d, option=sort) != leaf:
-                    st.bad(f"entry {idx}: leaf is not canonical JSON", idx)
-                t = d["time"]
-                tn = minute_ns(t[:17])  # the common shape, ...:SSZ, inline; else the parser
-                if (
-                    tn is not None
-                    and len(t) == 20
-                    and t[19] == "Z"
-                    and t[17] in "012345"
-                    and t[18] in "0123456789"
-                ):
-                    tn += int(t[17:19]) * 1_000_000_000
-                else:
-                    tn = time_of(t)
-                if (
-                    d["id"] != eid
-                    or d["source"] != source
-                    or d["actor"] != actor
-                    or d["action"] != action
-                    or d["enclave"] != enclave
-                    or d["outcome"] != outcome
-                    or tn != t_ns
-                ):
-                    st.bad(f"entry {idx}: a stored column differs from the leaf's value", idx)
-                # the index row equals the entry's columns (compared by the database) and
-                # those equal the leaf's values (just above): so the index equals the leaf
-                if not indexed and idx < integrated_size:
-                    st.bad(
-                        f"entry {idx}: its query-index row is missing or differs from the leaf", idx
-                    )
-            except bad_event:
-                st.bad(f"entry {idx}: leaf is not a well-formed event", idx)
-            add(h)
-            expected_idx = idx + 1
-            if expected_idx in want:
-                marks.append((expected_idx, len(hashes), list(level1.stack)))
-            if len(hashes) == _TILE:
-                flush(idx)
         if not rows:
             st.bad(f"entries {pos}..{stop - 1} are missing", pos)
+            pos = stop
+            continue
+        for b in range(0, len(rows), _BATCH):
+            batch = rows[b : b + _BATCH]
+            first = expected_idx
+            idxs, stored_hashes, leaves, times_ns, cols, indexed = zip(*batch, strict=True)
+            hs = [sha256(b"\x00" + leaf).digest() for leaf in leaves]
+            try:
+                events = list(map(loads, leaves))
+                ok = (
+                    idxs[0] == first  # indexes are unique and ordered: so first, last
+                    and idxs[-1] == first + len(idxs) - 1  # and count say contiguous
+                    and tuple(hs) == stored_hashes
+                    and tuple(map(canonical, events)) == leaves
+                    and tuple(map(time_of, map(time_field, events))) == times_ns
+                    # the columns' JSON array as this store wrote it, byte for byte, or
+                    # else by value (another store's spacing or escaping)
+                    and (
+                        tuple(map(dumps, map(column_fields, events))) == cols
+                        or list(map(loads, cols)) == list(map(list, map(column_fields, events)))
+                    )
+                    and all(indexed[: max(0, integrated_size - first)])
+                )
+            except (orjson.JSONDecodeError, KeyError, TypeError, AuditError):
+                ok = False
+            if ok:
+                add(hs, first)
+                expected_idx = first + len(batch)
+            else:
+                expected_idx = _check_rows(st, batch, first, integrated_size, time_of, add)
         pos = stop
     if expected_idx < end:
         st.bad(f"entries from {expected_idx} are missing", expected_idx)
@@ -661,6 +689,56 @@ def _scan_segment(
         stacks_final=final,
         expected_end=expected_idx,
     )
+
+
+def _check_rows(
+    st: _State,
+    rows: list[tuple[Any, ...]],
+    expected_idx: int,
+    integrated_size: int,
+    time_of: Callable[[str], int],
+    add: Callable[[list[bytes], int], None],
+) -> int:
+    """Step 3 entry by entry, naming each bad one; returns the next expected index.
+
+    The same checks as the chunk-wide fast path in :func:`_scan_segment`, which sends a
+    chunk here as soon as any of them fails."""
+    sha256 = hashlib.sha256
+    loads = orjson.loads
+    sort = orjson.OPT_SORT_KEYS
+    for idx, lh, leaf, t_ns, cols, indexed in rows:
+        if idx != expected_idx:
+            st.bad(
+                f"entry {expected_idx} is missing (the next stored index is {idx})", expected_idx
+            )
+            expected_idx = idx
+        h = sha256(b"\x00" + leaf).digest()
+        if h != lh:
+            st.bad(f"entry {idx}: stored leaf hash is not SHA-256(0x00||leaf)", idx)
+        try:
+            d = loads(leaf)
+            if orjson.dumps(d, option=sort) != leaf:
+                st.bad(f"entry {idx}: leaf is not canonical JSON", idx)
+            # the stored text columns arrive as one JSON array (see Store.verify_rows),
+            # compared by value with the leaf's: exact, whatever escaping the store used
+            if time_of(d["time"]) != t_ns or loads(cols) != [
+                d["id"],
+                d["source"],
+                d["actor"],
+                d["action"],
+                d["enclave"],
+                d["outcome"],
+            ]:
+                st.bad(f"entry {idx}: a stored column differs from the leaf's value", idx)
+            # the index row equals the entry's columns (compared by the database) and
+            # those equal the leaf's values (just above): so the index equals the leaf
+            if not indexed and idx < integrated_size:
+                st.bad(f"entry {idx}: its query-index row is missing or differs from the leaf", idx)
+        except (orjson.JSONDecodeError, KeyError, TypeError, AuditError):
+            st.bad(f"entry {idx}: leaf is not a well-formed event", idx)
+        add([h], idx)
+        expected_idx = idx + 1
+    return expected_idx
 
 
 _worker_store: dict[str, Store] = {}
@@ -699,12 +777,17 @@ def _run_segments(
     with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
         window: deque[tuple[tuple[int, int, int, int], Future[_Segment]]] = deque()
         it = iter(jobs)
+        head = next(it)
+        head_sizes = sizes_in(head[0], head[1])
         for job in it:
             window.append(
                 (job, pool.submit(_segment_in_worker, url, share, job, sizes_in(job[0], job[1])))
             )
             if len(window) >= 2 * n_workers:
                 break
+        # A spawned worker needs about half a second to import before it scans: this
+        # process scans the first segment meanwhile, instead of waiting.
+        yield head, _scan_segment(store, head[0], head[1], head[2], head[3], head_sizes)
         while window:
             job, fut = window.popleft()
             nxt = next(it, None)

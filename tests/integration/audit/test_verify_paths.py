@@ -1,0 +1,90 @@
+"""Verification's chunk-wide fast path and its entry-by-entry fallback agree.
+
+``verify`` checks a chunk of entries at once and walks it entry by entry only when
+something in it fails. These tests tamper with the file directly (triggers dropped,
+as an intruder with file access would) in the places the attack corpus does not
+reach: a leaf that hashes right but is not canonical, and a missing query-index row
+in a chunk that straddles the integrated size."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import orjson
+import pytest
+
+from audit import Event, open_log, verify_store
+
+
+def _events(first: int, n: int) -> list[Event]:
+    return [
+        Event(
+            id=f"p-{i}",
+            time=f"2026-11-26T10:{i // 60 % 60:02d}:{i % 60:02d}.{i % 1000:03d}Z",
+            source="portal",
+            actor=f"user{i % 4}",
+            action="auth.logout",
+            outcome="success",
+            enclave=None if i % 5 == 0 else f"proj-{i % 3}",
+        )
+        for i in range(first, first + n)
+    ]
+
+
+def _tamper(path: Path, *sql: tuple[str, tuple[object, ...]]) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"):
+        conn.execute(f'DROP TRIGGER "{name}"')
+    for stmt, params in sql:
+        conn.execute(stmt, params)
+    conn.close()
+
+
+@pytest.mark.parametrize("chunk", [7, 256, 20_000])
+def test_clean_log_passes_whatever_the_chunk(tmp_path: Path, chunk: int) -> None:
+    url = f"sqlite://{tmp_path}/audit.db"
+    with open_log(url) as log:
+        log.append(_events(0, 700))
+        log.integrate()
+        log.append(_events(700, 30))  # pending: leaves checked, no tiles yet
+    report = verify_store(open_log(url).store, chunk=chunk)
+    assert report.ok, report.problems
+    assert (report.entries, report.pending) == (730, 30)
+
+
+@pytest.mark.parametrize("chunk", [7, 20_000])
+def test_non_canonical_leaf_with_a_matching_hash(tmp_path: Path, chunk: int) -> None:
+    url = f"sqlite://{tmp_path}/audit.db"
+    with open_log(url) as log:
+        log.append(_events(0, 300))  # not integrated: no tile or root covers them
+    with open_log(url) as log:
+        leaf = log.entry(123)
+    spaced = orjson.dumps(orjson.loads(leaf), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    assert spaced != leaf
+    _tamper(
+        tmp_path / "audit.db",
+        (
+            "UPDATE audit_entries SET leaf = ?, leaf_hash = ? WHERE idx = 123",
+            (spaced, hashlib.sha256(b"\x00" + spaced).digest()),
+        ),
+    )
+    report = verify_store(open_log(url).store, chunk=chunk)
+    assert not report.ok
+    assert report.first_bad_index == 123
+    assert report.problems == ("entry 123: leaf is not canonical JSON",)
+
+
+@pytest.mark.parametrize("chunk", [7, 20_000])
+def test_missing_index_row_just_below_the_integrated_size(tmp_path: Path, chunk: int) -> None:
+    url = f"sqlite://{tmp_path}/audit.db"
+    with open_log(url) as log:
+        log.append(_events(0, 300))
+        log.integrate()
+        log.append(_events(300, 50))  # the last chunk holds integrated and pending entries
+    _tamper(tmp_path / "audit.db", ("DELETE FROM audit_index WHERE idx = ?", (299,)))
+    report = verify_store(open_log(url).store, chunk=chunk)
+    assert not report.ok
+    assert report.first_bad_index == 299
+    assert "entry 299: its query-index row is missing or differs from the leaf" in report.problems
