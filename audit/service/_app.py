@@ -9,6 +9,7 @@ import datetime as dt
 import io
 import ipaddress
 import logging
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,7 +23,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..tokens import TokenStore
 from ._core import b64, stored_dict
-from ._errors import Backpressure, BadRequest, Forbidden, NotFound, ServiceError, Unauthenticated
+from ._errors import (
+    Backpressure,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    ServiceError,
+    TooManyFailures,
+    Unauthenticated,
+)
 from ._headers import SecurityHeaders
 from ._officer import Officer, Officers
 from ._oidc import OidcConfig, OidcLogin
@@ -141,11 +150,20 @@ def current_officer(request: Request) -> Officer:
     st = _state(request)
     token = _bearer(request.headers.get("authorization"))
     if token is not None:
+        ip = client_ip(request)
+        locked = st.officers.locked_for(ip)
+        if locked > 0:
+            st.note_rejection("officer_token_locked", ip)
+            raise TooManyFailures(
+                "too many wrong officer tokens from this address; retry later",
+                retry_after=math.ceil(locked),
+            )
         officer = st.officers.check_token(token)
         if officer is None:
-            # Summarised into the log as audit.intake.rejected (reason officer_token),
-            # so guessing the officer token leaves a record.
-            st.note_rejection("officer_token", client_ip(request))
+            # Counted towards the address's lock, and summarised into the log as
+            # audit.intake.rejected (reason officer_token): guessing leaves a record.
+            st.officers.note_failure(ip)
+            st.note_rejection("officer_token", ip)
             raise Unauthenticated("the officer token is not valid")
         return officer
     sess = st.officers.session(request.cookies.get(session_cookie_name(st.settings)))
@@ -672,7 +690,7 @@ def _error_response(exc: ServiceError) -> JSONResponse:
         body["index"] = exc.index
         body["field"] = exc.field
     headers = {}
-    if isinstance(exc, Backpressure):
+    if isinstance(exc, Backpressure | TooManyFailures):
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"

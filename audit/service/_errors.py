@@ -8,6 +8,7 @@ __all__ = [
     "Forbidden",
     "NotFound",
     "ServiceError",
+    "TooManyFailures",
     "Unauthenticated",
 ]
 
@@ -62,4 +63,16 @@ class Backpressure(ServiceError):
 
     def __init__(self, message: str, *, retry_after: int, reason: str | None = None) -> None:
         super().__init__(message, reason=reason)
+        self.retry_after = retry_after
+
+
+class TooManyFailures(ServiceError):
+    """This client address sent too many wrong credentials; it is refused, without
+    checking what it sends, for ``retry_after`` seconds."""
+
+    status = 429
+    reason = "locked"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
         self.retry_after = retry_after

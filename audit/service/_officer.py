@@ -18,11 +18,16 @@ Security procedure (``Officers.login``):
    default, TIERS.md), and a separate random CSRF token bound to the session.
 4. The caller MUST set the cookie ``Secure; HttpOnly; SameSite=Strict; Path=/`` and
    MUST record the login (and a failed login) as an audit event before answering.
-5. After ``max_failures`` failed logins within ``failure_window`` seconds the login
-   form is locked for one window (``locked_for``); the caller MUST refuse logins
-   without checking the token meanwhile, and record the lockout.
+5. After ``max_failures`` failed logins within ``failure_window`` seconds from one
+   client address, that address is locked for one window (``locked_for(client)``);
+   the caller MUST count the failure before anything else can fail, refuse that
+   address's logins without checking the token meanwhile, and record the lockout.
+   The lock is per address, not global, so that nobody can lock every officer out by
+   sending wrong tokens; a 32-character random token cannot be guessed in the
+   attempts a window allows in any case.
 
-API callers may instead send the bootstrap token as ``Authorization: Bearer``.
+API callers may instead send the bootstrap token as ``Authorization: Bearer``; wrong
+bearer tokens count towards the same per-address limit.
 """
 
 from __future__ import annotations
@@ -33,10 +38,11 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-__all__ = ["BOOTSTRAP_OFFICER", "Officer", "Officers", "Session"]
+__all__ = ["BOOTSTRAP_OFFICER", "FailureThrottle", "Officer", "Officers", "Session"]
 
 BOOTSTRAP_OFFICER = "officer:bootstrap"
 _MIN_TOKEN_CHARS = 32
@@ -56,6 +62,72 @@ class Session:
     csrf: str
     created: float
     last_seen: float
+
+
+class FailureThrottle:
+    """Failed logins per client address in a sliding window, and the lock they cause.
+
+    Memory is bounded: at most ``max_clients`` addresses are tracked (idle ones are
+    dropped first); beyond that, new addresses share one overflow bucket, so flooding
+    from many addresses can lock only that bucket, never an address already known.
+    ``None`` (a peer that is not an IP address) is one bucket of its own."""
+
+    _OVERFLOW = "*overflow*"
+
+    def __init__(
+        self,
+        *,
+        max_failures: int,
+        window: float,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_failures < 1 or window <= 0:
+            raise ValueError("max_failures must be at least 1 and window positive")
+        self._clock = clock
+        self._max_failures = max_failures
+        self._window = window
+        self._max_clients = max_clients
+        self._lock = threading.Lock()
+        self._failures: dict[str | None, deque[float]] = {}
+        self._locked_until: dict[str | None, float] = {}
+
+    def _key(self, client: str | None, now: float) -> str | None:
+        if client in self._failures or client in self._locked_until:
+            return client
+        if len(self._failures) + len(self._locked_until) >= self._max_clients:
+            self._expire(now)
+            if len(self._failures) + len(self._locked_until) >= self._max_clients:
+                return self._OVERFLOW
+        return client
+
+    def _expire(self, now: float) -> None:
+        for k in [k for k, q in self._failures.items() if not q or now - q[-1] > self._window]:
+            del self._failures[k]
+        for k in [k for k, until in self._locked_until.items() if until <= now]:
+            del self._locked_until[k]
+
+    def locked_for(self, client: str | None) -> float:
+        """Seconds ``client`` stays locked (0 when open)."""
+        now = self._clock()
+        with self._lock:
+            until = self._locked_until.get(self._key(client, now), 0.0)
+        return max(0.0, until - now)
+
+    def note_failure(self, client: str | None) -> bool:
+        """Count a failure from ``client``; True when this one locks it for a window."""
+        now = self._clock()
+        with self._lock:
+            key = self._key(client, now)
+            q = self._failures.setdefault(key, deque())
+            q.append(now)
+            while q and now - q[0] > self._window:
+                q.popleft()
+            if len(q) >= self._max_failures:
+                del self._failures[key]
+                self._locked_until[key] = now + self._window
+                return True
+            return False
 
 
 def _digest(value: str) -> str:
@@ -79,28 +151,16 @@ class Officers:
         self._max = max_seconds
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
-        self._max_failures = max_failures
-        self._window = failure_window
-        self._failures: deque[float] = deque()
-        self._locked_until = 0.0
+        self.throttle = FailureThrottle(max_failures=max_failures, window=failure_window)
 
-    # -- throttle: the login form locks after repeated failures ---------------------------
-    def locked_for(self) -> float:
-        """Seconds the login form stays locked (0 when open)."""
-        return max(0.0, self._locked_until - time.monotonic())
+    # -- throttle: a client address locks after repeated failures ------------------------
+    def locked_for(self, client: str | None) -> float:
+        """Seconds logins from ``client`` stay refused (0 when open)."""
+        return self.throttle.locked_for(client)
 
-    def note_failure(self) -> bool:
-        """Count a failed login; True when this failure locks the form for a window."""
-        now = time.monotonic()
-        with self._lock:
-            self._failures.append(now)
-            while self._failures and now - self._failures[0] > self._window:
-                self._failures.popleft()
-            if len(self._failures) >= self._max_failures:
-                self._failures.clear()
-                self._locked_until = now + self._window
-                return True
-            return False
+    def note_failure(self, client: str | None) -> bool:
+        """Count a failed login from ``client``; True when it locks that address."""
+        return self.throttle.note_failure(client)
 
     @property
     def configured(self) -> bool:

@@ -172,7 +172,8 @@ def ui_router(app: FastAPI) -> None:
                 {"error": "the login form expired or came from another site; reload it"},
                 status_code=403,
             )
-        locked = st.officers.locked_for()
+        ip = _ip(request)
+        locked = st.officers.locked_for(ip)
         if locked > 0:
             return _login_page(
                 request,
@@ -182,6 +183,8 @@ def ui_router(app: FastAPI) -> None:
             )
         result = st.officers.login(token.strip())
         if result is None:
+            # counted first, so that a failure to record cannot make guessing free
+            locks = st.officers.note_failure(ip)
             await _record_auth(
                 st,
                 request,
@@ -192,7 +195,7 @@ def ui_router(app: FastAPI) -> None:
                     "reason": "the bootstrap officer token did not match",
                 },
             )
-            if st.officers.note_failure():
+            if locks:
                 await _record_auth(
                     st,
                     request,
@@ -200,7 +203,7 @@ def ui_router(app: FastAPI) -> None:
                     outcome="denied",
                     details={
                         "failures": st.settings.max_login_failures,
-                        "reason": "officer login form locked after repeated failures",
+                        "reason": "officer login locked for this address after repeated failures",
                     },
                 )
             return _login_page(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from audit.log import AuditLog, open_log
@@ -29,15 +30,23 @@ def log(env: AuditEnv) -> Iterator[AuditLog]:
         lg.close()
 
 
-def make_client(env: AuditEnv, log: AuditLog, **settings: Any) -> TestClient:
-    app = create_app(
+def make_app(env: AuditEnv, log: AuditLog, **settings: Any) -> FastAPI:
+    return create_app(
         log=log,
         tokens=TokenStore(path=env.tokens_path),
         officer_token_file=env.officer_file,
         settings=ServiceSettings(**settings),
     )
+
+
+def make_client(env: AuditEnv, log: AuditLog, **settings: Any) -> TestClient:
     # https: the session cookie is Secure and __Host- prefixed
-    return TestClient(app, base_url="https://testserver")
+    return TestClient(make_app(env, log, **settings), base_url="https://testserver")
+
+
+def client_from(app: FastAPI, address: str) -> TestClient:
+    """A client of ``app`` whose requests come from the IP ``address``."""
+    return TestClient(app, base_url="https://testserver", client=(address, 50000))
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from audit.log import AuditLog
 from tests.harness.audit_service import AuditEnv, sample_event
 
-from .conftest import bearer, make_client
+from .conftest import bearer, client_from, make_app, make_client
 
 
 def _actions(log: AuditLog) -> list[dict[str, Any]]:
@@ -119,3 +119,48 @@ def test_responses_with_access_records_are_never_cached(env: AuditEnv, log: Audi
         r = client.get("/v1/events", headers=bearer(env.officer_token))
         assert r.status_code == 200
         assert r.headers["cache-control"] == "no-store"
+
+
+def test_a_lockout_holds_one_address_not_every_officer(env: AuditEnv, log: AuditLog) -> None:
+    # A global lock would let anyone lock every officer out by sending wrong tokens.
+    app = make_app(env, log, checkpoint_interval_seconds=0, max_login_failures=3)
+    with client_from(app, "192.0.2.7") as guesser, client_from(app, "198.51.100.2") as officer:
+        for _ in range(3):
+            assert _login(guesser, "wrong-" + "y" * 40).status_code == 401
+        assert _login(guesser, env.officer_token).status_code == 429
+        assert _login(officer, env.officer_token).status_code == 303
+    events = _actions(log)
+    lockouts = [e for e in events if e["action"] == "auth.lockout"]
+    assert [e["client_ip"] for e in lockouts] == ["192.0.2.7"]
+    verified = [e for e in events if e["action"] == "auth.factor.verified"]
+    assert [e["client_ip"] for e in verified] == ["198.51.100.2"]
+
+
+def test_wrong_bearer_tokens_lock_the_address_out_of_the_read_api(
+    env: AuditEnv, log: AuditLog
+) -> None:
+    app = make_app(
+        env,
+        log,
+        checkpoint_interval_seconds=0,
+        max_login_failures=4,
+        rejection_report_interval_seconds=0.2,
+    )
+    with client_from(app, "192.0.2.9") as guesser, client_from(app, "198.51.100.3") as officer:
+        for _ in range(4):
+            assert guesser.get("/v1/events", headers=bearer("guess-" + "z" * 40)).status_code == 401
+        locked = guesser.get("/v1/events", headers=bearer(env.officer_token))
+        assert locked.status_code == 429
+        assert int(locked.headers["retry-after"]) >= 1
+        assert locked.json()["reason"] == "locked"
+        assert officer.get("/v1/events", headers=bearer(env.officer_token)).status_code == 200
+        deadline = time.monotonic() + 10
+        summary: dict[str, int] = {}
+        while time.monotonic() < deadline and "officer_token_locked" not in summary:
+            summary = {
+                e["details"]["reason"]: e["details"]["count"]
+                for e in _actions(log)
+                if e["action"] == "audit.intake.rejected"
+            }
+            time.sleep(0.05)  # poll interval; the deadline bounds the wait
+    assert summary == {"officer_token": 4, "officer_token_locked": 1}
