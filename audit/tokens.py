@@ -28,6 +28,7 @@ import secrets
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -100,6 +101,10 @@ def _split(token: str) -> str | None:
     return tid
 
 
+Recorder = Callable[["TokenRecord"], None]
+"""Called with the changed record before the token file is written (see ``_commit``)."""
+
+
 class TokenStore:
     """The token file: a JSON list of ``TokenRecord``; every change is atomic."""
 
@@ -161,7 +166,22 @@ class TokenStore:
         self._stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
 
     # -- operations -------------------------------------------------------------
-    def issue(self, *, source: str, label: str = "") -> IssuedToken:
+    def _commit(
+        self, before: dict[str, TokenRecord], record: Recorder | None, rec: TokenRecord
+    ) -> None:
+        """Run ``record`` on the change, then save; if ``record`` raises, nothing changed.
+
+        ``record`` is where the caller appends the audit event: the event is durable
+        before the file changes, so no change ever goes unrecorded."""
+        if record is not None:
+            try:
+                record(rec)
+            except BaseException:
+                self._records = before
+                raise
+        self._save()
+
+    def issue(self, *, source: str, label: str = "", record: Recorder | None = None) -> IssuedToken:
         """Make a new token for ``source``; the returned secret is never stored."""
         if source not in SOURCES:
             raise TokenError(
@@ -174,22 +194,28 @@ class TokenStore:
             rec = TokenRecord(
                 id=tid, source=source, sha256=_hash(token), created=time.time(), label=label
             )
+            before = dict(self._records)
             self._records[tid] = rec
-            self._save()
+            self._commit(before, record, rec)
             return IssuedToken(token=token, record=rec)
 
-    def revoke(self, *, token_id: str) -> TokenRecord:
-        """Revoke; a running service refuses the token within ``RELOAD_SECONDS``."""
+    def revoke(self, *, token_id: str, record: Recorder | None = None) -> TokenRecord:
+        """Revoke; a running service refuses the token within ``RELOAD_SECONDS``.
+
+        Revoking a revoked token changes nothing and records nothing."""
         with self._lock:
             self._load()
             rec = self._get(token_id)
             if rec.revoked is None:
+                before = dict(self._records)
                 rec = replace(rec, revoked=time.time())
                 self._records[token_id] = rec
-                self._save()
+                self._commit(before, record, rec)
             return rec
 
-    def rotate(self, *, token_id: str, grace_seconds: float = 3600.0) -> IssuedToken:
+    def rotate(
+        self, *, token_id: str, grace_seconds: float = 3600.0, record: Recorder | None = None
+    ) -> IssuedToken:
         """Issue a successor for the same source; the old one expires after the grace."""
         if grace_seconds < 0:
             raise TokenError("the grace period must not be negative")
@@ -198,6 +224,7 @@ class TokenStore:
             old = self._get(token_id)
             if not old.active(now=time.time()):
                 raise TokenError(f"token {token_id} is no longer active; issue a new one")
+            before = dict(self._records)
             self._records[token_id] = replace(old, expires=time.time() + grace_seconds)
             tid = secrets.token_hex(_ID_BYTES)
             token = f"{_PREFIX}{tid}_{secrets.token_urlsafe(_SECRET_BYTES)}"
@@ -209,7 +236,7 @@ class TokenStore:
                 label=old.label,
             )
             self._records[tid] = rec
-            self._save()
+            self._commit(before, record, rec)
             return IssuedToken(token=token, record=rec)
 
     def list(self) -> list[TokenRecord]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -209,6 +210,9 @@ def _oidc_config(
         raise click.UsageError(str(e)) from None
 
 
+T = TypeVar("T")
+
+
 @click.group("token")
 def token() -> None:
     """Intake tokens, one source each: issue, list, rotate, revoke."""
@@ -225,36 +229,45 @@ _tokens_opt = click.option(
 _store_opt = click.option(
     "--store",
     "store_url",
-    default=None,
-    help="also record the change in this audit store (recommended)",
+    required=True,
+    envvar="ENCLAVE_AUDIT_STORE",
+    help="the audit store that records the change (the event is written before the "
+    "token file changes); env ENCLAVE_AUDIT_STORE",
 )
 
 
-def _record(store_url: str | None, *, action: str, details: dict[str, str]) -> None:
-    if store_url is None:
-        return
-    from .._events import Event
-    from ..errors import AuditError
-    from ..log import open_log
+class _Recorder:
+    """Appends one CLI event per token change to the audit store, opened up front so
+    that an unreachable store refuses the command before anything changes."""
 
-    try:
-        log = open_log(store_url)
+    def __init__(self, store_url: str) -> None:
+        from ..errors import AuditError
+        from ..log import open_log
+
         try:
-            log.append(
-                [
-                    Event.new(
-                        source="cli",
-                        actor=os.environ.get("SUDO_USER") or getpass.getuser(),
-                        action=action,
-                        outcome="success",
-                        details=details,
-                    )
-                ]
-            )
-        finally:
-            log.close()
-    except AuditError as e:
-        raise click.UsageError(f"the change was made but could not be recorded: {e}") from None
+            self._log = open_log(store_url)
+        except AuditError as e:
+            raise click.BadParameter(
+                f"cannot open the audit store, nothing was changed: {e}", param_hint="--store"
+            ) from None
+
+    def close(self) -> None:
+        self._log.close()
+
+    def __call__(self, action: str, details: dict[str, str]) -> None:
+        from .._events import Event
+
+        self._log.append(
+            [
+                Event.new(
+                    source="cli",
+                    actor=os.environ.get("SUDO_USER") or getpass.getuser(),
+                    action=action,
+                    outcome="success",
+                    details=details,
+                )
+            ]
+        )
 
 
 def _store(path: Path) -> object:
@@ -266,25 +279,48 @@ def _store(path: Path) -> object:
         raise click.BadParameter(str(e), param_hint="--tokens") from None
 
 
+def _change(store_url: str, apply: Callable[[_Recorder], T], *, param_hint: str) -> T:
+    """Run one token change with its audit event; one sentence on any failure."""
+    from ..errors import AuditError
+    from ..tokens import TokenError
+
+    recorder = _Recorder(store_url)
+    try:
+        return apply(recorder)
+    except TokenError as e:
+        raise click.BadParameter(str(e), param_hint=param_hint) from None
+    except AuditError as e:
+        raise click.ClickException(
+            f"the change could not be recorded, so it was not made: {e}"
+        ) from None
+    except OSError as e:
+        raise click.ClickException(
+            f"the change was recorded but the token file could not be written: {e}; "
+            "check the file and run the command again"
+        ) from None
+    finally:
+        recorder.close()
+
+
 @token.command("issue")
 @_tokens_opt
 @_store_opt
 @click.option("--source", required=True, help="portal | hub | workspace | controller | audit | cli")
 @click.option("--label", default="", help="a note for operators, e.g. the host")
-def issue(*, tokens_path: Path, store_url: str | None, source: str, label: str) -> None:
+def issue(*, tokens_path: Path, store_url: str, source: str, label: str) -> None:
     """Issue a token; it is printed once, on stdout, and only its hash is kept."""
-    from ..tokens import TokenError, TokenStore
+    from ..tokens import TokenStore
 
     store = _store(tokens_path)
     assert isinstance(store, TokenStore)
-    try:
-        issued = store.issue(source=source, label=label)
-    except TokenError as e:
-        raise click.BadParameter(str(e), param_hint="--source") from None
-    _record(
+    issued = _change(
         store_url,
-        action="audit.token.issued",
-        details={"token_id": issued.record.id, "for_source": source},
+        lambda rec: store.issue(
+            source=source,
+            label=label,
+            record=lambda r: rec("audit.token.issued", {"token_id": r.id, "for_source": r.source}),
+        ),
+        param_hint="--source",
     )
     click.echo(issued.token)
     click.echo(f"token id {issued.record.id} for source {source}", err=True)
@@ -301,20 +337,20 @@ def issue(*, tokens_path: Path, store_url: str | None, source: str, label: str) 
     type=click.FloatRange(min=0),
     help="seconds the old token stays valid",
 )
-def rotate(*, tokens_path: Path, store_url: str | None, token_id: str, grace: float) -> None:
+def rotate(*, tokens_path: Path, store_url: str, token_id: str, grace: float) -> None:
     """Issue a successor for the same source; the old token expires after --grace."""
-    from ..tokens import TokenError, TokenStore
+    from ..tokens import TokenStore
 
     store = _store(tokens_path)
     assert isinstance(store, TokenStore)
-    try:
-        issued = store.rotate(token_id=token_id, grace_seconds=grace)
-    except TokenError as e:
-        raise click.BadParameter(str(e), param_hint="TOKEN_ID") from None
-    _record(
+    issued = _change(
         store_url,
-        action="audit.token.issued",
-        details={"token_id": issued.record.id, "for_source": issued.record.source},
+        lambda rec: store.rotate(
+            token_id=token_id,
+            grace_seconds=grace,
+            record=lambda r: rec("audit.token.issued", {"token_id": r.id, "for_source": r.source}),
+        ),
+        param_hint="TOKEN_ID",
     )
     click.echo(issued.token)
     click.echo(f"token id {issued.record.id} replaces {token_id} (grace {grace:g} s)", err=True)
@@ -325,20 +361,22 @@ def rotate(*, tokens_path: Path, store_url: str | None, token_id: str, grace: fl
 @_store_opt
 @click.argument("token_id")
 @click.option("--reason", default="", help="why, for the audit record")
-def revoke(*, tokens_path: Path, store_url: str | None, token_id: str, reason: str) -> None:
+def revoke(*, tokens_path: Path, store_url: str, token_id: str, reason: str) -> None:
     """Revoke: the service refuses the token within a quarter of a second."""
-    from ..tokens import TokenError, TokenStore
+    from ..tokens import TokenStore
 
     store = _store(tokens_path)
     assert isinstance(store, TokenStore)
-    try:
-        store.revoke(token_id=token_id)
-    except TokenError as e:
-        raise click.BadParameter(str(e), param_hint="TOKEN_ID") from None
     details = {"token_id": token_id}
     if reason:
         details["reason"] = reason
-    _record(store_url, action="audit.token.revoked", details=details)
+    _change(
+        store_url,
+        lambda rec: store.revoke(
+            token_id=token_id, record=lambda _r: rec("audit.token.revoked", details)
+        ),
+        param_hint="TOKEN_ID",
+    )
     click.echo(f"revoked {token_id}", err=True)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sqlite3
 from pathlib import Path
 
 import orjson
@@ -58,15 +59,65 @@ def test_the_token_commands_run_as_documented(tmp_path: Path) -> None:
 
 def test_bad_token_input_exits_2_with_one_sentence(tmp_path: Path) -> None:
     runner = CliRunner()
+    tokens = str(tmp_path / "t.json")
+    store = f"sqlite:///{tmp_path / 'audit.db'}"
     r = runner.invoke(
-        audit, ["token", "issue", "--tokens", str(tmp_path / "t.json"), "--source", "browser"]
+        audit, ["token", "issue", "--tokens", tokens, "--store", store, "--source", "browser"]
     )
     assert r.exit_code == 2
     assert "unknown source 'browser'" in r.output
     assert "Traceback" not in r.output
-    r = runner.invoke(audit, ["token", "revoke", "--tokens", str(tmp_path / "t.json"), "nope"])
+    r = runner.invoke(audit, ["token", "revoke", "--tokens", tokens, "--store", store, "nope"])
     assert r.exit_code == 2
     assert "no token with id 'nope'" in r.output
+
+
+def test_a_token_change_without_an_audit_store_changes_nothing(tmp_path: Path) -> None:
+    runner = CliRunner()
+    tokens = tmp_path / "t.json"
+    r = runner.invoke(audit, ["token", "issue", "--tokens", str(tokens), "--source", "hub"], env={})
+    assert r.exit_code == 2
+    assert "--store" in r.output
+    missing = f"sqlite:///{tmp_path / 'no-such-dir' / 'audit.db'}"
+    r = runner.invoke(
+        audit, ["token", "issue", "--tokens", str(tokens), "--store", missing, "--source", "hub"]
+    )
+    assert r.exit_code == 2
+    assert "nothing was changed" in r.output
+    assert "Traceback" not in r.output
+    assert not tokens.exists()
+
+
+def test_a_change_the_store_refuses_to_record_is_not_made(tmp_path: Path) -> None:
+    runner = CliRunner()
+    tokens = tmp_path / "t.json"
+    store = f"sqlite:///{tmp_path / 'audit.db'}"
+    r = runner.invoke(
+        audit, ["token", "issue", "--tokens", str(tokens), "--store", store, "--source", "hub"]
+    )
+    assert r.exit_code == 0, r.output
+    token_id = r.stdout.strip().split("_")[1]
+    before = tokens.read_bytes()
+    # the store accepts no more entries (a full disk, a broken replica, ...)
+    conn = sqlite3.connect(tmp_path / "audit.db")
+    conn.execute(
+        "CREATE TRIGGER full BEFORE INSERT ON audit_entries "
+        "BEGIN SELECT RAISE(ABORT, 'the disk is full'); END"
+    )
+    conn.commit()
+    conn.close()
+    for argv in (
+        ["issue", "--source", "portal"],
+        ["rotate", token_id],
+        ["revoke", token_id, "--reason", "test"],
+    ):
+        r = runner.invoke(
+            audit, ["token", argv[0], "--tokens", str(tokens), "--store", store, *argv[1:]]
+        )
+        assert r.exit_code == 1, (argv, r.output)
+        assert "could not be recorded, so it was not made" in r.output
+        assert "eat_" not in r.output  # no token was handed out
+        assert tokens.read_bytes() == before, argv
 
 
 def test_every_serve_option_in_the_doc_exists() -> None:
