@@ -149,6 +149,16 @@ class WebAuthnSettings:
     challenge_ttl_s: int = 300
 
 
+UNKNOWN_CLIENT = "unknown"
+"""The per-client-IP bucket of requests whose address is unknown (a peer that is not an
+IP address, e.g. a Unix socket without a trusted proxy's header): they share one
+bucket, limited like any address, rather than escaping the limit."""
+
+
+def _ip_bucket(client_ip: str | None) -> str:
+    return client_ip if client_ip is not None else UNKNOWN_CLIENT
+
+
 @dataclass
 class Factors:
     store: IdentityStore
@@ -190,9 +200,9 @@ class Factors:
         )
 
     def _ip_precheck(self, *, client_ip: str | None, actor: str = "anonymous") -> None:
-        if client_ip is None:
-            return
-        n = self.store.count_ip_failures(ip=client_ip, now=self.clock(), window_s=self.ip_window_s)
+        n = self.store.count_ip_failures(
+            ip=_ip_bucket(client_ip), now=self.clock(), window_s=self.ip_window_s
+        )
         if n >= self.ip_max_failures:
             self._refused(actor=actor, client_ip=client_ip, factor="any", reason="client IP limit")
             raise ThrottledError(
@@ -212,8 +222,7 @@ class Factors:
         enclave: str | None = None,
     ) -> FactorFailedError:
         now = self.clock()
-        if client_ip is not None:
-            self.store.add_ip_failure(ip=client_ip, now=now, window_s=self.ip_window_s)
+        self.store.add_ip_failure(ip=_ip_bucket(client_ip), now=now, window_s=self.ip_window_s)
         after = self.store.record_failure(
             cred_id=cred.id,
             now=now,
@@ -357,8 +366,7 @@ class Factors:
                 backoff_after=rules.backoff_after_failures,
                 backoff_s=rules.backoff_initial_s,
             )
-            if client_ip is not None:
-                self.store.add_ip_failure(ip=client_ip, now=now, window_s=self.ip_window_s)
+            self.store.add_ip_failure(ip=_ip_bucket(client_ip), now=now, window_s=self.ip_window_s)
             self.auditor.record(
                 action="auth.factor.failed",
                 actor=actor,

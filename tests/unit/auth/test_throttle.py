@@ -112,3 +112,22 @@ def test_per_ip_limit(factors: Factors, store: IdentityStore, clock: FakeClock) 
         factors.verify_password(
             username="someone", password="x" * 12, tier=tier, client_ip="203.0.113.9"
         )
+
+
+def test_unknown_client_addresses_share_one_limited_bucket(
+    factors: Factors, store: IdentityStore, clock: FakeClock
+) -> None:
+    # A request whose address is unknown must not escape the per-address limit.
+    tier = load_catalog().get("nbdc-standard")
+    for i in range(factors.ip_max_failures):
+        with pytest.raises(FactorFailedError):
+            factors.verify_password(
+                username=f"nobody{i}", password="x" * 12, tier=tier, client_ip=None
+            )
+    with pytest.raises(ThrottledError, match="your network"):
+        factors.verify_password(username="someone", password="x" * 12, tier=tier, client_ip=None)
+    # known addresses keep their own buckets
+    with pytest.raises(FactorFailedError):
+        factors.verify_password(
+            username="someone", password="x" * 12, tier=tier, client_ip="198.51.100.4"
+        )
