@@ -4,7 +4,8 @@ A token looks like ``eat_<id>_<secret>``. Only a SHA-256 hash of the whole token
 stored (the secret is 32 random bytes, so a fast hash is enough; there is nothing to
 brute-force), in a JSON file written atomically. Presented tokens are compared with
 ``hmac.compare_digest``. A token authorises exactly one ``source``: the service
-refuses events from any other source under it.
+refuses events from any other source under it. A token issued for one enclave (a
+project's hub or workspace) may in addition only submit that enclave's events.
 
 Security procedure for checking a presented token (``TokenStore.authenticate``):
 
@@ -14,8 +15,8 @@ Security procedure for checking a presented token (``TokenStore.authenticate``):
 3. Look the record up by ``id``; an unknown id fails.
 4. Compare ``sha256(token)`` with the stored hash in constant time; a mismatch fails.
 5. Fail if the record is revoked, or rotated and past its grace period.
-6. Return the record's ``source``; the caller MUST check every event's ``source``
-   against it.
+6. Return the record; the caller MUST check every event's ``source`` against the
+   record's, and, when the record names an ``enclave``, every event's ``enclave``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import tempfile
 import threading
@@ -39,6 +41,7 @@ __all__ = [
     "TokenError",
     "TokenRecord",
     "TokenStore",
+    "enclave_name_problem",
 ]
 
 #: The event sources that may hold intake tokens (DESIGN.md "Audit").
@@ -49,6 +52,7 @@ RELOAD_SECONDS = 0.25
 
 _PREFIX = "eat_"
 _ID_BYTES = 6
+_ENCLAVE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # as events' enclave field
 _SECRET_BYTES = 32
 
 
@@ -68,6 +72,8 @@ class TokenRecord:
     revoked: float | None = None
     #: set when the token was rotated: it stays valid until this time (grace period)
     expires: float | None = None
+    #: set for a per-enclave component (hub, workspace): only this enclave's events
+    enclave: str | None = None
 
     def active(self, *, now: float) -> bool:
         """True when the token may be used at ``now``."""
@@ -82,6 +88,13 @@ class IssuedToken:
 
     token: str
     record: TokenRecord
+
+
+def enclave_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an enclave name (one sentence), or None."""
+    if _ENCLAVE_RE.fullmatch(name):
+        return None
+    return f"{name[:40]!r} is not an enclave name (letters, digits, '.', '_', '-'; at most 128)"
 
 
 def _hash(token: str) -> str:
@@ -181,18 +194,34 @@ class TokenStore:
                 raise
         self._save()
 
-    def issue(self, *, source: str, label: str = "", record: Recorder | None = None) -> IssuedToken:
-        """Make a new token for ``source``; the returned secret is never stored."""
+    def issue(
+        self,
+        *,
+        source: str,
+        label: str = "",
+        enclave: str | None = None,
+        record: Recorder | None = None,
+    ) -> IssuedToken:
+        """Make a new token for ``source`` (and only ``enclave``'s events, if given);
+        the returned secret is never stored."""
         if source not in SOURCES:
             raise TokenError(
                 f"unknown source {source!r}; expected one of {', '.join(sorted(SOURCES))}"
             )
+        problem = enclave_name_problem(enclave) if enclave is not None else None
+        if problem:
+            raise TokenError(problem)
         with self._lock:
             self._load()
             tid = secrets.token_hex(_ID_BYTES)
             token = f"{_PREFIX}{tid}_{secrets.token_urlsafe(_SECRET_BYTES)}"
             rec = TokenRecord(
-                id=tid, source=source, sha256=_hash(token), created=time.time(), label=label
+                id=tid,
+                source=source,
+                sha256=_hash(token),
+                created=time.time(),
+                label=label,
+                enclave=enclave,
             )
             before = dict(self._records)
             self._records[tid] = rec
@@ -234,6 +263,7 @@ class TokenStore:
                 sha256=_hash(token),
                 created=time.time(),
                 label=old.label,
+                enclave=old.enclave,
             )
             self._records[tid] = rec
             self._commit(before, record, rec)
@@ -252,6 +282,11 @@ class TokenStore:
 
     def authenticate(self, token: str) -> str | None:
         """Return the source the token may submit for, or None (see the module steps)."""
+        rec = self.authenticate_record(token)
+        return rec.source if rec is not None else None
+
+    def authenticate_record(self, token: str) -> TokenRecord | None:
+        """Return the token's record (its source and enclave), or None (module steps)."""
         tid = _split(token)  # step 1
         if tid is None:
             return None
@@ -267,4 +302,4 @@ class TokenStore:
             return None
         if not rec.active(now=time.time()):  # step 5
             return None
-        return rec.source  # step 6
+        return rec  # step 6

@@ -358,12 +358,13 @@ async def _intake(request: Request, st: ServiceState) -> Response:
     from ..errors import EventError
 
     token = _bearer(request.headers.get("authorization"))
-    source = st.tokens.authenticate(token) if token else None
-    if source is None:
+    grant = st.tokens.authenticate_record(token) if token else None
+    if grant is None:
         raise Unauthenticated(
             "a valid intake token is required (Authorization: Bearer eat_...); "
             "it is missing, unknown, revoked or expired"
         )
+    source = grant.source
     limit = st.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -433,6 +434,15 @@ async def _intake(request: Request, st: ServiceState) -> Response:
                 field="source",
                 status=403,
                 reason="wrong_source",
+            )
+        if grant.enclave is not None and ev.enclave != grant.enclave:
+            raise EventIndexError(
+                f"event {i}: field 'enclave': this token may only submit events of enclave "
+                f"{grant.enclave!r}, not {ev.enclave!r}; nothing of the batch was appended",
+                index=i,
+                field="enclave",
+                status=403,
+                reason="wrong_enclave",
             )
         events.append(ev)
     try:

@@ -254,7 +254,7 @@ class _Recorder:
     def close(self) -> None:
         self._log.close()
 
-    def __call__(self, action: str, details: dict[str, str]) -> None:
+    def __call__(self, action: str, details: dict[str, str], enclave: str | None) -> None:
         from .._events import Event
 
         self._log.append(
@@ -264,6 +264,7 @@ class _Recorder:
                     actor=os.environ.get("SUDO_USER") or getpass.getuser(),
                     action=action,
                     outcome="success",
+                    enclave=enclave,
                     details=details,
                 )
             ]
@@ -307,10 +308,20 @@ def _change(store_url: str, apply: Callable[[_Recorder], T], *, param_hint: str)
 @_store_opt
 @click.option("--source", required=True, help="portal | hub | workspace | controller | audit | cli")
 @click.option("--label", default="", help="a note for operators, e.g. the host")
-def issue(*, tokens_path: Path, store_url: str, source: str, label: str) -> None:
+@click.option(
+    "--enclave",
+    default=None,
+    help="only this enclave's events (for a project's hub or workspace)",
+)
+def issue(
+    *, tokens_path: Path, store_url: str, source: str, label: str, enclave: str | None
+) -> None:
     """Issue a token; it is printed once, on stdout, and only its hash is kept."""
-    from ..tokens import TokenStore
+    from ..tokens import TokenStore, enclave_name_problem
 
+    problem = enclave_name_problem(enclave) if enclave is not None else None
+    if problem:
+        raise click.BadParameter(problem, param_hint="--enclave")
     store = _store(tokens_path)
     assert isinstance(store, TokenStore)
     issued = _change(
@@ -318,12 +329,16 @@ def issue(*, tokens_path: Path, store_url: str, source: str, label: str) -> None
         lambda rec: store.issue(
             source=source,
             label=label,
-            record=lambda r: rec("audit.token.issued", {"token_id": r.id, "for_source": r.source}),
+            enclave=enclave,
+            record=lambda r: rec(
+                "audit.token.issued", {"token_id": r.id, "for_source": r.source}, r.enclave
+            ),
         ),
         param_hint="--source",
     )
     click.echo(issued.token)
-    click.echo(f"token id {issued.record.id} for source {source}", err=True)
+    scope = f" of enclave {enclave}" if enclave else ""
+    click.echo(f"token id {issued.record.id} for source {source}{scope}", err=True)
 
 
 @token.command("rotate")
@@ -348,7 +363,9 @@ def rotate(*, tokens_path: Path, store_url: str, token_id: str, grace: float) ->
         lambda rec: store.rotate(
             token_id=token_id,
             grace_seconds=grace,
-            record=lambda r: rec("audit.token.issued", {"token_id": r.id, "for_source": r.source}),
+            record=lambda r: rec(
+                "audit.token.issued", {"token_id": r.id, "for_source": r.source}, r.enclave
+            ),
         ),
         param_hint="TOKEN_ID",
     )
@@ -373,7 +390,7 @@ def revoke(*, tokens_path: Path, store_url: str, token_id: str, reason: str) -> 
     _change(
         store_url,
         lambda rec: store.revoke(
-            token_id=token_id, record=lambda _r: rec("audit.token.revoked", details)
+            token_id=token_id, record=lambda r: rec("audit.token.revoked", details, r.enclave)
         ),
         param_hint="TOKEN_ID",
     )
@@ -393,4 +410,4 @@ def list_tokens(*, tokens_path: Path) -> None:
     now = time.time()
     for r in store.list():
         state = "active" if r.active(now=now) else ("revoked" if r.revoked else "expired")
-        click.echo(f"{r.id}\t{r.source}\t{state}\t{r.label}")
+        click.echo(f"{r.id}\t{r.source}\t{state}\t{r.label}\t{r.enclave or '*'}")

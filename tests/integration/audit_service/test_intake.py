@@ -255,3 +255,30 @@ def test_back_pressure_is_503_with_retry_after_and_loses_nothing_acknowledged(
         if first.status_code == 200:  # type: ignore[attr-defined]
             assert {e["id"] for e in first_events} <= ids
         assert not ({e["id"] for e in refused_events} & ids)
+
+
+def test_a_token_issued_for_one_enclave_submits_only_its_events(
+    client: TestClient, env: AuditEnv, log: AuditLog
+) -> None:
+    # A project's hub holds a token for its own enclave: it cannot write another's record.
+    issued = TokenStore(path=env.tokens_path).issue(source="hub", enclave="gut-microbiome-2026")
+    own = sample_event(source="hub", enclave="gut-microbiome-2026").to_dict()
+    other = sample_event(source="hub", enclave="metabolome-2027").to_dict()
+    before = log.sequenced()
+    deadline = time.monotonic() + 2  # the service looks at the file every RELOAD_SECONDS
+    while True:
+        r = client.post("/v1/events", json={"events": [own, other]}, headers=bearer(issued.token))
+        if r.status_code != 401 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert r.status_code == 403
+    assert r.json()["reason"] == "wrong_enclave"
+    assert r.json()["index"] == 1
+    assert "metabolome-2027" in r.json()["error"]
+    assert log.sequenced() == before  # nothing of the batch
+    unscoped = sample_event(source="hub", enclave=None).to_dict()
+    r = client.post("/v1/events", json={"events": [unscoped]}, headers=bearer(issued.token))
+    assert r.status_code == 403
+    r = client.post("/v1/events", json={"events": [own]}, headers=bearer(issued.token))
+    assert r.status_code == 200
+    assert log.sequenced() == before + 1

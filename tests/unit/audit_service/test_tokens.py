@@ -91,3 +91,34 @@ def test_an_unreadable_file_fails_closed(tmp_path: Path) -> None:
 
 def test_every_design_source_can_hold_a_token() -> None:
     assert {"portal", "hub", "workspace", "controller", "audit", "cli"} == SOURCES
+
+
+def test_an_enclave_token_keeps_its_enclave_through_rotation(tmp_path: Path) -> None:
+    store = TokenStore(path=tmp_path / "t.json")
+    issued = store.issue(source="workspace", enclave="proj-a")
+    rec = TokenStore(path=tmp_path / "t.json").authenticate_record(issued.token)
+    assert rec is not None
+    assert (rec.source, rec.enclave) == ("workspace", "proj-a")
+    new = store.rotate(token_id=issued.record.id, grace_seconds=0)
+    assert new.record.enclave == "proj-a"
+    with pytest.raises(TokenError, match="not an enclave name"):
+        store.issue(source="hub", enclave="../etc")
+
+
+def test_a_failing_record_callback_leaves_the_file_unchanged(tmp_path: Path) -> None:
+    store = TokenStore(path=tmp_path / "t.json")
+    first = store.issue(source="portal")
+    before = (tmp_path / "t.json").read_bytes()
+
+    def refuse(_rec: object) -> None:
+        raise RuntimeError("the audit store is full")
+
+    with pytest.raises(RuntimeError):
+        store.issue(source="hub", record=refuse)
+    with pytest.raises(RuntimeError):
+        store.rotate(token_id=first.record.id, record=refuse)
+    with pytest.raises(RuntimeError):
+        store.revoke(token_id=first.record.id, record=refuse)
+    assert (tmp_path / "t.json").read_bytes() == before
+    assert [r.id for r in store.list()] == [first.record.id]
+    assert store.authenticate(first.token) == "portal"
