@@ -20,6 +20,20 @@ def _actions(log: AuditLog) -> list[dict[str, Any]]:
     return [orjson.loads(r[-1]) for r in rows if r[4] == "audit"]
 
 
+def _rejections_once(log: AuditLog, reason: str) -> dict[str, int]:
+    """The ``audit.intake.rejected`` counts by reason, once ``reason`` has a summary."""
+    deadline = time.monotonic() + 10
+    summary: dict[str, int] = {}
+    while time.monotonic() < deadline and reason not in summary:
+        summary = {
+            e["details"]["reason"]: e["details"]["count"]
+            for e in _actions(log)
+            if e["action"] == "audit.intake.rejected"
+        }
+        time.sleep(0.05)  # poll interval; the deadline bounds the wait
+    return summary
+
+
 def _login(client: TestClient, token: str) -> Any:
     form = client.get("/ui/login")
     csrf = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
@@ -102,15 +116,7 @@ def test_wrong_officer_bearer_tokens_leave_a_record(env: AuditEnv, log: AuditLog
         for _ in range(5):
             r = client.get("/v1/events", headers=bearer("not-the-officer-token"))
             assert r.status_code == 401
-        deadline = time.monotonic() + 10
-        summary: dict[str, int] = {}
-        while time.monotonic() < deadline and "officer_token" not in summary:
-            summary = {
-                e["details"]["reason"]: e["details"]["count"]
-                for e in _actions(log)
-                if e["action"] == "audit.intake.rejected"
-            }
-            time.sleep(0.05)  # poll interval; the deadline bounds the wait
+        summary = _rejections_once(log, "officer_token")
     assert summary.get("officer_token") == 5
 
 
@@ -154,13 +160,5 @@ def test_wrong_bearer_tokens_lock_the_address_out_of_the_read_api(
         assert int(locked.headers["retry-after"]) >= 1
         assert locked.json()["reason"] == "locked"
         assert officer.get("/v1/events", headers=bearer(env.officer_token)).status_code == 200
-        deadline = time.monotonic() + 10
-        summary: dict[str, int] = {}
-        while time.monotonic() < deadline and "officer_token_locked" not in summary:
-            summary = {
-                e["details"]["reason"]: e["details"]["count"]
-                for e in _actions(log)
-                if e["action"] == "audit.intake.rejected"
-            }
-            time.sleep(0.05)  # poll interval; the deadline bounds the wait
+        summary = _rejections_once(log, "officer_token_locked")
     assert summary == {"officer_token": 4, "officer_token_locked": 1}
