@@ -643,6 +643,16 @@ _SPECS: list[dict[str, object]] = [
         "fields": {"count": _f("int")},
     },
     {
+        "name": "admin.store.migrated",
+        "summary": "The portal's identity store schema was migrated to a newer version.",
+        "cannot_capture": "Whether a backup was taken before the migration.",
+        "ocsf": 6003,
+        "fields": {
+            "version": _f("int", required=True),
+            "applied": _f("str", required=True, max_len=1024),
+        },
+    },
+    {
         "name": "admin.auth.failed",
         "summary": "A request to the admin API carried no valid admin token.",
         "cannot_capture": "The token presented (never logged).",

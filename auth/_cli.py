@@ -117,8 +117,11 @@ def _open(
     *,
     audit_token_file: Path | None = None,
     audit_spool: Path | None = None,
+    migrate: bool = False,
     **extra: Any,
 ) -> Portal:
+    """The portal the options name; ``migrate`` first applies pending schema steps
+    (and leaves them in ``portal.store.migrations_applied``)."""
     if not key_file.exists():
         raise click.UsageError(
             f"Key file {key_file} does not exist; create it with 'enclave portal init-keys'."
@@ -132,7 +135,14 @@ def _open(
         audit_spool=audit_spool,
         **extra,
     )
-    return Portal(settings=settings, sink=_sink(settings))
+    from ._store import open_store
+
+    store = open_store(url=store_url, migrate=migrate)
+    try:
+        return Portal(settings=settings, sink=_sink(settings), store=store)
+    except BaseException:
+        store.close()
+        raise
 
 
 def _sink(s: PortalSettings) -> Any:
@@ -206,6 +216,25 @@ def reseal(
         action="admin.keys.resealed", actor=_actor(), outcome="success", details={"count": n}
     )
     click.echo(f"re-sealed {n} secrets")
+
+
+@portal.command("migrate")
+@_common
+@_fail_cleanly
+def migrate(open_portal: Callable[..., Portal]) -> None:
+    """Apply pending identity-store schema steps (take a backup first)."""
+    p = open_portal(migrate=True)
+    applied, version = p.store.migrations_applied, p.store.schema_version()
+    if not applied:
+        click.echo(f"identity store already at schema version {version}")
+        return
+    p.auditor.record(
+        action="admin.store.migrated",
+        actor=_actor(),
+        outcome="success",
+        details={"version": version, "applied": ",".join(applied)},
+    )
+    click.echo(f"identity store at schema version {version}: applied {', '.join(applied)}")
 
 
 @portal.command("serve")

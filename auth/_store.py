@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,6 +90,14 @@ _SCHEMA = [
         kid TEXT PRIMARY KEY, sealed {blob} NOT NULL, created_at {real} NOT NULL,
         retired_at {real})""",
 ]
+
+
+MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = ((1, "initial", tuple(_SCHEMA)),)
+"""The identity store's schema, as numbered steps; append, never edit a released one.
+``{blob}`` and ``{real}`` stand for the backend's types."""
+
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+_MIGRATION_LOCK = 0x656E636C  # PostgreSQL advisory lock: one migrating process at a time
 
 
 @dataclass(frozen=True)
@@ -187,7 +196,7 @@ class _PgTx:
 class IdentityStore:
     """All persistent portal state. Thread-safe; safe across processes sharing one DB."""
 
-    def __init__(self, *, url: str) -> None:
+    def __init__(self, *, url: str, migrate: bool = False) -> None:
         self.url = url
         self._lock = threading.RLock()
         self._pg: Any = None
@@ -228,9 +237,68 @@ class IdentityStore:
             self._blob, self._real = "BYTEA", "DOUBLE PRECISION"
         else:
             raise InvalidInputError("The store URL must start with sqlite:/// or postgresql://.")
+        try:
+            self.migrations_applied = self._schema(migrate=migrate, steps=MIGRATIONS)
+        except BaseException:
+            self.close()
+            raise
+
+    def _schema(
+        self, *, migrate: bool, steps: Sequence[tuple[int, str, Sequence[str]]]
+    ) -> list[str]:
+        """Bring the schema to the last of ``steps``, in one transaction.
+
+        A new store gets every step. A store made before steps were recorded holds
+        step 1's tables: step 1 (all ``IF NOT EXISTS``) adopts it. Any later step on an
+        existing store runs only with ``migrate`` (``enclave portal migrate``, after a
+        backup); a store newer than this code is refused: nothing is changed."""
+        latest = steps[-1][0]
+        applied: list[str] = []
         with self._tx() as tx:
-            for stmt in _SCHEMA:
-                tx.q(stmt.format(blob=self._blob, real=self._real))
+            if self._pg is not None:
+                tx.q("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+            tx.q(
+                "CREATE TABLE IF NOT EXISTS identity_schema_migrations (version INTEGER "
+                f"PRIMARY KEY, name TEXT NOT NULL, applied_at {self._real} NOT NULL)"
+            )
+            have = int(
+                tx.q("SELECT COALESCE(MAX(version), 0) FROM identity_schema_migrations")[0][0]
+            )
+            if have > latest:
+                raise StoreError(
+                    f"The identity store is at schema version {have}, newer than this Enclave "
+                    f"knows ({latest}): upgrade Enclave before using it."
+                )
+            existing = have > 0 or self._has_table(tx, "users")
+            for version, name, stmts in steps:
+                if version <= have:
+                    continue
+                if existing and version > 1 and not migrate:
+                    raise StoreError(
+                        f"The identity store is at schema version {max(have, 1)} and this "
+                        f"Enclave needs {latest}: back it up, then run `enclave portal migrate`."
+                    )
+                for stmt in stmts:
+                    tx.q(stmt.format(blob=self._blob, real=self._real))
+                tx.q(
+                    "INSERT INTO identity_schema_migrations (version, name, applied_at) "
+                    "VALUES (?, ?, ?)",
+                    (version, name, time.time()),
+                )
+                applied.append(f"{version:04d}_{name}")
+        return applied
+
+    def _has_table(self, tx: _Tx, name: str) -> bool:
+        if self._pg is not None:
+            return tx.q("SELECT to_regclass(?) IS NOT NULL", (name,))[0][0] is True
+        return bool(tx.q("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)))
+
+    def schema_version(self) -> int:
+        """The last schema step applied to this store."""
+        with self._tx(write=False) as tx:
+            return int(
+                tx.q("SELECT COALESCE(MAX(version), 0) FROM identity_schema_migrations")[0][0]
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -1038,6 +1106,7 @@ class IdentityStore:
         return n
 
 
-def open_store(*, url: str) -> IdentityStore:
-    """Open (and create if needed) the identity store at ``url``."""
-    return IdentityStore(url=url)
+def open_store(*, url: str, migrate: bool = False) -> IdentityStore:
+    """Open (and create if needed) the identity store at ``url``; with ``migrate``,
+    apply pending schema steps to an existing store (see ``IdentityStore._schema``)."""
+    return IdentityStore(url=url, migrate=migrate)

@@ -190,3 +190,37 @@ def test_serve_refuses_a_group_or_world_readable_admin_token_file(
     assert code == 2
     assert "readable by group or others; chmod 600 it" in err
     assert "Traceback" not in err + out
+
+
+def test_migrate_applies_pending_steps_records_them_and_refuses_a_newer_store(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from auth import _store
+
+    code, out, _ = run(portal, ["migrate"], env)  # a new store: every step
+    assert code == 0, out
+    assert "applied 0001_initial" in out
+    code, out, _ = run(portal, ["migrate"], env)
+    assert (code, out.strip()) == (0, "identity store already at schema version 1")
+    step = (2, "test_step", ("CREATE TABLE test_step (x INTEGER)",))
+    monkeypatch.setattr(_store, "MIGRATIONS", (*_store.MIGRATIONS, step))
+    code, _, err = run(users, ["list"], env)  # an older store is not changed silently
+    assert code == 2
+    assert "enclave portal migrate" in err
+    assert "Traceback" not in err
+    code, out, _ = run(portal, ["migrate"], env)
+    assert code == 0, out
+    assert "schema version 2: applied 0002_test_step" in out
+    events = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    migrated = [e for e in events if e["action"] == "admin.store.migrated"]
+    assert [e["details"] for e in migrated] == [
+        {"version": 1, "applied": "0001_initial"},
+        {"version": 2, "applied": "0002_test_step"},
+    ]
+    monkeypatch.undo()
+    code, _, err = run(users, ["list"], env)
+    assert code == 2
+    assert "newer than this Enclave knows (1)" in err
+    assert sqlite3.connect(tmp_path / "id.db").execute("SELECT count(*) FROM test_step").fetchone()

@@ -32,9 +32,10 @@ def test_operator_commands_run(tmp_path: Path) -> None:
         )
         assert r.returncode == 0, f"{cmd}\n{r.stderr}"
         outputs.append(r.stdout)
-    assert "invitation_code" in outputs[1]
-    assert "client_secret" in outputs[2]
-    assert "gut-microbiome-2026" in outputs[3]
-    assert "k2, k1" in outputs[5]
+    assert "schema version 1: applied 0001_initial" in outputs[1]
+    assert "invitation_code" in outputs[2]
+    assert "client_secret" in outputs[3]
+    assert "gut-microbiome-2026" in outputs[4]
+    assert "k2, k1" in outputs[6]
     assert '"client_id": "audit-ui"' in outputs[-1]
     assert "client_secret" in outputs[-1]

@@ -157,3 +157,46 @@ def test_bad_urls_are_refused() -> None:
         open_store(url="mysql://x")
     with pytest.raises(InvalidInputError, match=r"synchronous=full\|normal"):
         open_store(url="sqlite:////tmp/x.db?journal=off")
+
+
+def test_schema_steps_are_recorded_and_an_existing_store_migrates_only_when_asked(
+    url: str,
+) -> None:
+    from auth._store import MIGRATIONS, SCHEMA_VERSION, StoreError
+
+    s = open_store(url=url)
+    assert s.migrations_applied == [f"{v:04d}_{n}" for v, n, _ in MIGRATIONS]
+    assert s.schema_version() == SCHEMA_VERSION
+    uid = _user(s)
+    s.close()
+    again = open_store(url=url)
+    assert again.migrations_applied == []
+    step = (SCHEMA_VERSION + 1, "test_step", ("CREATE TABLE test_step (x INTEGER)",))
+    with pytest.raises(StoreError, match="enclave portal migrate"):
+        again._schema(migrate=False, steps=(*MIGRATIONS, step))
+    assert again.schema_version() == SCHEMA_VERSION  # nothing changed
+    assert again._schema(migrate=True, steps=(*MIGRATIONS, step)) == [
+        f"{SCHEMA_VERSION + 1:04d}_test_step"
+    ]
+    again.close()
+    with pytest.raises(StoreError, match="newer than this Enclave knows"):
+        open_store(url=url)  # the store is now ahead of this code
+    with pytest.raises(StoreError, match="newer than this Enclave knows"):
+        open_store(url=url, migrate=True)  # which migrate cannot change either
+    assert uid
+
+
+def test_a_store_made_before_steps_were_recorded_is_adopted(tmp_path: Path) -> None:
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'id.db'}"
+    s = open_store(url=url)
+    uid = _user(s)
+    s.close()
+    raw = sqlite3.connect(tmp_path / "id.db")
+    raw.execute("DROP TABLE identity_schema_migrations")  # as the code before them made it
+    raw.commit()
+    raw.close()
+    adopted = open_store(url=url)
+    assert adopted.migrations_applied == ["0001_initial"]
+    assert adopted.get_user(user_id=uid).username == "dave"
