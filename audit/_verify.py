@@ -33,6 +33,7 @@ import hmac
 import multiprocessing
 import operator
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -186,8 +187,9 @@ def verify_store(
 
     Entries are scanned in independent segments of 65,536 (one level-1 tile); with
     ``workers`` > 1 (default: :data:`DEFAULT_WORKERS` on logs of more than two segments,
-    at most the machine's cores) they are scanned in that many worker processes (started with
-    ``spawn``, so the calling program's main module must be import-safe), which open
+    at most the machine's cores) they are scanned in that many worker processes (forked
+    in a single-threaded program, else spawned, when the calling program's main module
+    must be import-safe; see :func:`_start_method`), which open
     the store themselves and read the same snapshot (PostgreSQL) or a later one bounded
     to the same sizes (SQLite, whose committed rows cannot change: append-only);
     results are combined here in order. Memory stays bounded.
@@ -741,6 +743,17 @@ def _check_rows(
     return expected_idx
 
 
+def _start_method() -> str:
+    """``fork`` in a single-threaded process (the CLI, a benchmark): workers start at
+    once, sharing the imported code. ``spawn`` otherwise (the audit service verifies
+    from a thread): forking a process with other threads can copy a lock another
+    thread holds and deadlock the child. A forked worker never touches the parent's
+    store connections; it opens its own (``_segment_in_worker``)."""
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return "fork"
+    return "spawn"
+
+
 _worker_store: dict[str, Store] = {}
 
 
@@ -773,7 +786,7 @@ def _run_segments(
                 _scan_segment(store, job[0], job[1], job[2], job[3], sizes_in(job[0], job[1])),
             )
         return
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context(_start_method())
     with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
         window: deque[tuple[tuple[int, int, int, int], Future[_Segment]]] = deque()
         it = iter(jobs)
@@ -786,7 +799,8 @@ def _run_segments(
             if len(window) >= 2 * n_workers:
                 break
         # A spawned worker needs about half a second to import before it scans: this
-        # process scans the first segment meanwhile, instead of waiting.
+        # process scans the first segment meanwhile, instead of waiting (and with
+        # fork, while the pool starts).
         yield head, _scan_segment(store, head[0], head[1], head[2], head[3], head_sizes)
         while window:
             job, fut = window.popleft()

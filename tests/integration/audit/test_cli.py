@@ -205,6 +205,7 @@ def test_verify_in_worker_processes_finds_what_one_process_finds(
 ) -> None:
     """Two segments (65,536 entries each at most) scanned by two workers: same result."""
     import sqlite3
+    import threading
 
     from audit import Event, verify_store
 
@@ -221,9 +222,14 @@ def test_verify_in_worker_processes_finds_what_one_process_finds(
         log.integrate()
         log.checkpoint()
         one = verify_store(log.store)
-        two = verify_store(log.store, workers=2)
+        two = verify_store(log.store, workers=2)  # forked: this program has one thread
+        spawned: list[object] = []  # from a thread, as the service does: spawned workers
+        t = threading.Thread(target=lambda: spawned.append(verify_store(log.store, workers=2)))
+        t.start()
+        t.join()
         assert one.ok
         assert two.ok
+        assert spawned == [two]
         assert one.root_hash == two.root_hash == log.root_hash()
     conn = sqlite3.connect(tmp_path / "w.db")
     conn.execute("DROP TRIGGER audit_entries_no_update")
