@@ -40,10 +40,6 @@ __all__ = [
 
 
 def needs_enrolment_approval(tier: Tier) -> bool:
-    """High and strong tiers count a credential only once an officer approved it.
-
-    (Issue 5, Enrolment: "enrolments for high and strong tiers need an officer's
-    approval before they count".) Those are the tiers that demand a
-    phishing-resistant or biometric factor.
-    """
-    return bool(tier.login.require_phishing_resistant or tier.login.require_biometric)
+    """Whether a credential counts for ``tier`` only once an officer approved it
+    (the tier catalog's ``login.enrolment_approval``)."""
+    return tier.login.enrolment_approval

@@ -198,6 +198,14 @@ class Login(Control):
         _s(Stricter.HIGHER),
         Field(ge=1, le=3, description="NIST SP 800-63B-4 authenticator assurance level."),
     ]
+    enrolment_approval: Annotated[
+        bool,
+        _s(Stricter.TRUE),
+        Field(
+            description="A newly enrolled factor counts for this tier only after a security "
+            "officer approved it."
+        ),
+    ]
 
     @model_validator(mode="after")
     def _consistent(self) -> Login:
