@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from fastapi.testclient import TestClient
 
 from auth import (
     Argon2Params,
@@ -18,6 +19,7 @@ from auth import (
     MemoryAuditSink,
     Portal,
     PortalSettings,
+    create_app,
 )
 from auth._audit import AuditSink
 from auth._crypto import hash_token
@@ -63,6 +65,16 @@ def make_portal(
     sink = sink or MemoryAuditSink()
     kwargs = {"clock": clock} if clock is not None else {}
     return Portal(settings=settings, sink=sink, **kwargs), sink
+
+
+def portal_env(tmp: Path, clock: FakeClock) -> tuple[Portal, MemoryAuditSink, TestClient]:
+    """A portal with an in-memory audit sink, and a browser at 192.0.2.10 talking to it."""
+    portal, sink = make_portal(tmp, clock=clock)
+    assert isinstance(sink, MemoryAuditSink)
+    client = TestClient(
+        create_app(portal=portal), base_url="https://localhost", client=("192.0.2.10", 50000)
+    )
+    return portal, sink, client
 
 
 def file_sink(tmp: Path) -> FileAuditSink:

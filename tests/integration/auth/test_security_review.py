@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from auth import MemoryAuditSink, Portal, create_app
+from auth import MemoryAuditSink, Portal
 
-from .helpers import ADMIN_TOKEN, FakeClock, Pkce, csrf_of, make_portal
+from .helpers import ADMIN_TOKEN, FakeClock, Pkce, csrf_of, portal_env
 from .test_web_flows import (
     PASSWORD,
-    REDIRECT,
     authorize,
     enrol_alice,
     login,
     new_browser,
     password_step,
+    redeem,
     register,
 )
 
@@ -38,12 +38,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def env(tmp_path: Path, clock: FakeClock) -> tuple[Portal, MemoryAuditSink, TestClient]:
-    portal, sink = make_portal(tmp_path, clock=clock)
-    assert isinstance(sink, MemoryAuditSink)
-    client = TestClient(
-        create_app(portal=portal), base_url="https://localhost", client=("192.0.2.10", 50000)
-    )
-    return portal, sink, client
+    return portal_env(tmp_path, clock)
 
 
 @pytest.mark.parametrize(
@@ -187,16 +182,7 @@ def signed_in_with_tokens(client: TestClient, clock: FakeClock) -> tuple[str, st
     r = authorize(client, "hub-gut-2026", pkce)
     assert r.status_code == 303, r.text
     code = urllib.parse.parse_qs(urllib.parse.urlparse(r.headers["location"]).query)["code"][0]
-    tok = client.post(
-        "/oidc/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": pkce.verifier,
-        },
-        auth=("hub-gut-2026", client_secret),
-    )
+    tok = redeem(client, code, pkce, client_secret)
     assert tok.status_code == 200, tok.text
     return str(tok.json()["id_token"]), str(tok.json()["access_token"])
 

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from auth import MemoryAuditSink, Portal, create_app, totp_at
 
-from .helpers import ADMIN_TOKEN, FakeClock, Pkce, csrf_of, make_portal, totp_secret_of
+from .helpers import ADMIN_TOKEN, FakeClock, Pkce, csrf_of, make_portal, portal_env, totp_secret_of
 
 PASSWORD = "ochre lantern gravel 41"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -30,12 +30,23 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def env(tmp_path: Path, clock: FakeClock) -> tuple[Portal, MemoryAuditSink, TestClient]:
-    portal, sink = make_portal(tmp_path, clock=clock)
-    assert isinstance(sink, MemoryAuditSink)
-    client = TestClient(
-        create_app(portal=portal), base_url="https://localhost", client=("192.0.2.10", 50000)
+    return portal_env(tmp_path, clock)
+
+
+def redeem(
+    client: TestClient, code: str, pkce: Pkce, secret: str, *, client_id: str = "hub-gut-2026"
+) -> httpx.Response:
+    """The hub's side of the code flow: redeem ``code`` at the token endpoint."""
+    return client.post(
+        "/oidc/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": pkce.verifier,
+        },
+        auth=(client_id, secret),
     )
-    return portal, sink, client
 
 
 def new_browser(app_client: TestClient) -> TestClient:
@@ -165,16 +176,7 @@ def test_invite_enrol_login_and_oidc_token(
     assert q["state"] == ["st-1"]
     code = q["code"][0]
     # Wrong verifier: refused, and the code is burned with it? No: PKCE failure leaves it used.
-    tok = client.post(
-        "/oidc/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": pkce.verifier,
-        },
-        auth=("hub-gut-2026", secret_client),
-    )
+    tok = redeem(client, code, pkce, secret_client)
     assert tok.status_code == 200, tok.text
     body = tok.json()
     jwks = JsonWebKey.import_key_set(client.get("/oidc/jwks").json())
@@ -190,16 +192,7 @@ def test_invite_enrol_login_and_oidc_token(
     assert isinstance(claims["auth_time"], int)
     assert claims["roles"] == ["researcher"]  # relying parties (the audit UI) check roles
     # The code is single-use.
-    again = client.post(
-        "/oidc/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": pkce.verifier,
-        },
-        auth=("hub-gut-2026", secret_client),
-    )
+    again = redeem(client, code, pkce, secret_client)
     assert again.status_code == 400
     assert again.json()["error"] == "invalid_grant"
     ui = client.get("/oidc/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
@@ -337,16 +330,7 @@ def test_membership_removal_stops_tokens(
         urllib.parse.urlparse(authorize(client, "hub-gut-2026", pkce).headers["location"]).query
     )["code"][0]
     register(client, "gut-2026", "nbdc-standard", [])
-    r = client.post(
-        "/oidc/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": pkce.verifier,
-        },
-        auth=("hub-gut-2026", csec),
-    )
+    r = redeem(client, code, pkce, csec)
     assert r.status_code == 400
     assert "no longer a member" in r.json()["error_description"]
 
@@ -468,16 +452,7 @@ def test_whole_flow_on_postgresql(tmp_path: Path, clock: FakeClock, postgres_url
     pkce = Pkce.new()
     loc = authorize(client, "hub-gut-2026", pkce).headers["location"]
     code = urllib.parse.parse_qs(urllib.parse.urlparse(loc).query)["code"][0]
-    r = client.post(
-        "/oidc/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": pkce.verifier,
-        },
-        auth=("hub-gut-2026", csec),
-    )
+    r = redeem(client, code, pkce, csec)
     assert r.status_code == 200, r.text
     assert "oidc.token.issued" in sink.actions()  # type: ignore[attr-defined]
 

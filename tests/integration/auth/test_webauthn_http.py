@@ -10,21 +10,17 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from auth import MemoryAuditSink, Portal, create_app
+from auth import MemoryAuditSink, Portal
 from tests.harness.softkey import SoftKey
 
-from .helpers import FakeClock, csrf_of, make_portal
+from .helpers import FakeClock, csrf_of, portal_env
 from .test_web_flows import ADMIN, enrol_alice, login, register
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> tuple[Portal, MemoryAuditSink, TestClient, FakeClock]:
     clock = FakeClock()
-    portal, sink = make_portal(tmp_path, clock=clock)
-    assert isinstance(sink, MemoryAuditSink)
-    client = TestClient(
-        create_app(portal=portal), base_url="https://localhost", client=("192.0.2.10", 50000)
-    )
+    portal, sink, client = portal_env(tmp_path, clock)
     return portal, sink, client, clock
 
 
