@@ -84,6 +84,7 @@ class PostgresStore(Store):
         return conn
 
     _SAME = "IS NOT DISTINCT FROM"
+    verify_chunk = 20_000  # each query costs a round trip and a plan: fewer, larger ones
     _JSON_ARRAY = "convert_to(json_build_array({})::text, 'UTF8')"  # bytes, not decoded
 
     def _q(self, text: str) -> str:

@@ -174,7 +174,7 @@ def verify_store(
     verifiers: Sequence[Verifier] | None = None,
     against: str | bytes | None = None,
     progress: Callable[[int, int], None] | None = None,
-    chunk: int = 512,
+    chunk: int | None = None,
     workers: int | None = None,
 ) -> VerifyReport:
     """Verify everything stored in ``store``; see the module docstring for the steps.
@@ -194,6 +194,8 @@ def verify_store(
     to the same sizes (SQLite, whose committed rows cannot change: append-only);
     results are combined here in order. Memory stays bounded.
     """
+    if chunk is None:
+        chunk = store.verify_chunk
     with store.snapshot() as share:
         return _verify_snapshot(
             store,
