@@ -18,8 +18,10 @@ from policies import (
     VerifiedFactor,
     acr_for_aal,
     check_source_network,
+    client_address,
     evaluate_login,
     load_catalog,
+    parse_proxies,
 )
 
 __all__ = [
@@ -33,9 +35,11 @@ __all__ = [
     "VerifiedFactor",
     "acr_for_aal",
     "check_source_network",
+    "client_address",
     "evaluate_login",
     "load_catalog",
     "needs_enrolment_approval",
+    "parse_proxies",
 ]
 
 

@@ -22,7 +22,7 @@ from ._errors import InvalidInputError, NotFoundError
 from ._factors import USERNAME_RE as _USERNAME
 from ._factors import Factors, WebAuthnSettings
 from ._oidc import SigningKeys
-from ._policy import Tier, UnknownTierError, load_catalog
+from ._policy import Tier, UnknownTierError, client_address, load_catalog, parse_proxies
 from ._store import ClientRecord, EnclaveRecord, IdentityStore, User, open_store
 
 __all__ = ["Invitation", "Portal", "PortalSettings", "RegisteredEnclave"]
@@ -110,7 +110,7 @@ class Portal:
             issuer=settings.rp_name,
         )
         self.keys = SigningKeys(store=self.store, keyring=self.keyring, clock=clock)
-        self._proxies = [ipaddress.ip_network(c) for c in settings.trusted_proxies]
+        self._proxies = parse_proxies(settings.trusted_proxies)
 
     # ----- tiers and networks -------------------------------------------------------------
     def tier(self, name: str) -> Tier:
@@ -125,20 +125,7 @@ class Portal:
 
     def client_ip(self, *, peer: str | None, forwarded_for: str | None) -> str | None:
         """The client address: X-Forwarded-For is believed only from trusted proxies."""
-        if peer is None:
-            return None
-        chain = [peer]
-        if forwarded_for:
-            chain = [p.strip() for p in forwarded_for.split(",") if p.strip()] + [peer]
-        # Walk from the nearest hop outwards while the hop is a trusted proxy.
-        for hop in reversed(chain):
-            try:
-                addr = ipaddress.ip_address(hop)
-            except ValueError:
-                return None  # a Unix-socket peer, or garbage in the header: unknown
-            if not any(addr in n for n in self._proxies):
-                return str(addr)  # canonical form, as the audit log requires
-        return str(ipaddress.ip_address(chain[0]))
+        return client_address(peer=peer, forwarded_for=forwarded_for, trusted_proxies=self._proxies)
 
     # ----- users ---------------------------------------------------------------------------
     def invite_user(

@@ -17,14 +17,19 @@ __all__ = [
     "BIOMETRIC_AMR",
     "FactorCategory",
     "FactorKind",
+    "IPNetwork",
     "LoginDecision",
     "NetworkDecision",
     "VerifiedFactor",
     "acr_for_aal",
     "check_source_network",
+    "client_address",
     "evaluate_claims",
     "evaluate_login",
+    "parse_proxies",
 ]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class FactorKind(enum.StrEnum):
@@ -280,6 +285,42 @@ def evaluate_claims(
 class NetworkDecision:
     allowed: bool
     reason: str
+
+
+def parse_proxies(cidrs: Sequence[str]) -> tuple[IPNetwork, ...]:
+    """The trusted proxies' networks; raises ``ValueError`` naming a malformed one."""
+    out = []
+    for cidr in cidrs:
+        try:
+            out.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            raise ValueError(f"{cidr!r} is not a network (e.g. 10.0.0.0/8)") from None
+    return tuple(out)
+
+
+def client_address(
+    *, peer: str | None, forwarded_for: str | None, trusted_proxies: Sequence[IPNetwork]
+) -> str | None:
+    """The client's address as the audit log records it, or None when unknown.
+
+    ``X-Forwarded-For`` is believed only as far as it was written by trusted proxies:
+    walking from the TCP peer outwards, the first hop that is not a trusted proxy is
+    the client. A peer or hop that is not an IP address (a Unix socket, garbage in
+    the header) makes the address unknown; the canonical text form is returned.
+    """
+    if peer is None:
+        return None
+    chain = [peer]
+    if forwarded_for:
+        chain = [p.strip() for p in forwarded_for.split(",") if p.strip()] + [peer]
+    for hop in reversed(chain):
+        try:
+            addr = ipaddress.ip_address(hop)
+        except ValueError:
+            return None
+        if not any(addr in n for n in trusted_proxies):
+            return str(addr)
+    return str(ipaddress.ip_address(chain[0]))
 
 
 def check_source_network(

@@ -7,7 +7,6 @@ import contextlib
 import csv
 import datetime as dt
 import io
-import ipaddress
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -20,6 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
+
+from policies import client_address
 
 from ..tokens import TokenStore
 from ._core import b64, stored_dict
@@ -119,12 +120,13 @@ class EventIndexError(BadRequest):
 
 
 def client_ip(request: Request) -> str | None:
-    """The peer address in canonical form, or None when it is not an IP (tests, sockets)."""
-    host = request.client.host if request.client else None
-    try:
-        return str(ipaddress.ip_address(host)) if host else None
-    except ValueError:
-        return None
+    """The client's address in canonical form: the TCP peer, or the address a trusted
+    proxy put in X-Forwarded-For (``--trusted-proxy``); None when it is not an IP."""
+    return client_address(
+        peer=request.client.host if request.client else None,
+        forwarded_for=request.headers.get("x-forwarded-for"),
+        trusted_proxies=_state(request).proxies,
+    )
 
 
 def _bearer(authorization: str | None) -> str | None:

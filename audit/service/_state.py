@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 
+from policies import IPNetwork, parse_proxies
+
 from ..tokens import TokenStore
 from ._core import officer_read_event
 from ._errors import Backpressure
@@ -60,6 +62,9 @@ class ServiceSettings:
     #: page size of the read API when the caller gives none, and its maximum
     default_page: int = 100
     max_page: int = 1000
+    #: networks of reverse proxies whose X-Forwarded-For is believed (CIDRs); without
+    #: them the TCP peer is the client address recorded and throttled
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass
@@ -108,8 +113,10 @@ class ServiceState:
     #: refused intake requests not yet written to the log: (reason, ip) -> count
     rejections: dict[tuple[str, str | None], int] = field(default_factory=dict)
     rejections_lock: threading.Lock = field(default_factory=threading.Lock)
+    proxies: tuple[IPNetwork, ...] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.proxies = parse_proxies(self.settings.trusted_proxies)
         self.writer = Writer(
             append=self.log.append,
             max_pending=self.settings.max_pending_batches,

@@ -87,6 +87,13 @@ _TOKENS_ENV = "ENCLAVE_AUDIT_TOKENS_FILE"
     show_default=True,
     help="the tier whose login rules the officer's portal sign-in must satisfy",
 )
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    help="CIDR of a reverse proxy whose X-Forwarded-For is believed (repeatable); "
+    "without it the TCP peer is the client address",
+)
 def serve(
     *,
     store_url: str,
@@ -103,15 +110,23 @@ def serve(
     oidc_client_secret_file: Path | None,
     oidc_redirect_uri: str | None,
     oidc_min_tier: str,
+    trusted_proxies: tuple[str, ...],
 ) -> None:
     """Run the audit service: intake API, officer read API and UI, proofs, metrics."""
     import uvicorn
+
+    from policies import parse_proxies
 
     from ..errors import AuditError
     from ..log import open_log
     from ..tokens import TokenError, TokenStore
     from . import ServiceSettings, create_app
     from ._officer import Officers
+
+    try:
+        parse_proxies(trusted_proxies)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--trusted-proxy") from None
 
     if officer_token_file is not None:
         if not officer_token_file.is_file():
@@ -145,6 +160,7 @@ def serve(
         checkpoint_interval_seconds=checkpoint_interval,
         checkpoint_export_path=checkpoint_export,
         max_pending_batches=max_pending_batches,
+        trusted_proxies=trusted_proxies,
     )
     app = create_app(
         log=log,

@@ -162,3 +162,39 @@ def test_wrong_bearer_tokens_lock_the_address_out_of_the_read_api(
         assert officer.get("/v1/events", headers=bearer(env.officer_token)).status_code == 200
         summary = _rejections_once(log, "officer_token_locked")
     assert summary == {"officer_token": 4, "officer_token_locked": 1}
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_is_recorded_and_locked(
+    env: AuditEnv, log: AuditLog
+) -> None:
+    app = make_app(
+        env,
+        log,
+        checkpoint_interval_seconds=0,
+        max_login_failures=2,
+        trusted_proxies=("10.0.0.0/8",),
+    )
+    with client_from(app, "10.0.0.5") as proxy:
+        guesser = {"X-Forwarded-For": "192.0.2.7"}
+        officer = {"X-Forwarded-For": "198.51.100.2"}
+        for _ in range(2):
+            r = proxy.get("/v1/events", headers={**bearer("guess-" + "q" * 40), **guesser})
+            assert r.status_code == 401
+        locked = proxy.get("/v1/events", headers={**bearer(env.officer_token), **guesser})
+        assert locked.status_code == 429
+        ok = proxy.get("/v1/events", headers={**bearer(env.officer_token), **officer})
+        assert ok.status_code == 200
+    reads = [e for e in _actions(log) if e["action"] == "audit.read"]
+    assert [e["client_ip"] for e in reads] == ["198.51.100.2"]
+
+
+def test_a_forwarded_header_from_an_untrusted_peer_is_ignored(env: AuditEnv, log: AuditLog) -> None:
+    app = make_app(env, log, checkpoint_interval_seconds=0)
+    with client_from(app, "203.0.113.4") as client:
+        r = client.get(
+            "/v1/events",
+            headers={**bearer(env.officer_token), "X-Forwarded-For": "198.51.100.2"},
+        )
+        assert r.status_code == 200
+    reads = [e for e in _actions(log) if e["action"] == "audit.read"]
+    assert [e["client_ip"] for e in reads] == ["203.0.113.4"]
