@@ -446,14 +446,14 @@ def _verify_snapshot(
 
 
 SEGMENT = _TILE * _TILE
-_BATCH = 128
-_COLUMN_FIELDS = ("id", "source", "actor", "action", "enclave", "outcome")
-"""The event fields stored as the columns of Store.VERIFY_COLUMNS, in that order."""
-"""Rows checked together by the fast path (measured best among 64..20,000)."""
+"""Entries per unit of work: one level-1 tile (aligned, so segments are independent)."""
 DEFAULT_WORKERS = 2
 """Worker processes when ``workers`` is not given (logs over two segments only; never
 more than the machine's cores)."""
-"""Entries per unit of work: one level-1 tile (aligned, so segments are independent)."""
+_BATCH = 128
+"""Rows checked together by the fast path (measured best among 64..20,000)."""
+_COLUMN_FIELDS = ("id", "source", "actor", "action", "enclave", "outcome")
+"""The event fields stored as the columns of Store.VERIFY_COLUMNS, in that order."""
 
 
 @dataclass
@@ -725,14 +725,7 @@ def _check_rows(
                 st.bad(f"entry {idx}: leaf is not canonical JSON", idx)
             # the stored text columns arrive as one JSON array (see Store.verify_rows),
             # compared by value with the leaf's: exact, whatever escaping the store used
-            if time_of(d["time"]) != t_ns or loads(cols) != [
-                d["id"],
-                d["source"],
-                d["actor"],
-                d["action"],
-                d["enclave"],
-                d["outcome"],
-            ]:
+            if time_of(d["time"]) != t_ns or loads(cols) != [d[f] for f in _COLUMN_FIELDS]:
                 st.bad(f"entry {idx}: a stored column differs from the leaf's value", idx)
             # the index row equals the entry's columns (compared by the database) and
             # those equal the leaf's values (just above): so the index equals the leaf
