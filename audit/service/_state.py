@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import tempfile
@@ -26,6 +27,8 @@ from ._oidc import OidcLogin
 from ._writer import AppendResult, Writer
 
 __all__ = ["ServiceSettings", "ServiceState"]
+
+logger = logging.getLogger("audit.service")
 
 T = TypeVar("T")
 
@@ -266,6 +269,6 @@ class ServiceState:
                     next_rej = time.monotonic() + s.rejection_report_interval_seconds
                     await anyio.to_thread.run_sync(self.report_rejections_sync)
             except Exception:
-                import logging
-
-                logging.getLogger("audit.service").exception("integration failed")
+                # the loop must outlive a failing store: logged with its traceback, and
+                # tried again at the next tick (nothing acknowledged is lost meanwhile)
+                logger.exception("integration failed")

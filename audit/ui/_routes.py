@@ -140,24 +140,7 @@ def ui_router(app: FastAPI) -> None:
 
     @app.get("/ui/login", include_in_schema=False, response_class=HTMLResponse)
     async def login_form(request: Request) -> HTMLResponse:
-        st = _state(request)
-        token = secrets.token_urlsafe(32)
-        resp = render(
-            request,
-            "login.html",
-            {"login_csrf": token, "error": None, "oidc": st.oidc is not None},
-            session=None,
-        )
-        resp.set_cookie(
-            _login_cookie(st),
-            token,
-            httponly=True,
-            secure=st.settings.secure_cookies,
-            samesite="strict",
-            path="/",
-            max_age=600,
-        )
-        return resp
+        return _login_page(request, _state(request), error=None, status=200)
 
     @app.post("/ui/login", include_in_schema=False, response_class=HTMLResponse)
     async def login(
@@ -233,7 +216,10 @@ def ui_router(app: FastAPI) -> None:
         done.delete_cookie(_login_cookie(st), path="/")
         return done
 
-    def _login_page(request: Request, st: ServiceState, *, error: str, status: int) -> Response:
+    def _login_page(
+        request: Request, st: ServiceState, *, error: str | None, status: int
+    ) -> HTMLResponse:
+        """The login form with a fresh login-CSRF token in its cookie (and ``error``)."""
         fresh = secrets.token_urlsafe(32)
         resp = render(
             request,
