@@ -112,7 +112,7 @@ def migrations(dialect: str) -> list[tuple[int, str, str]]:
 
 ENTRY_COLUMNS = "idx, leaf_hash, event_id, time_ns, source, actor, action, enclave, outcome, leaf"
 VERIFY_COLUMNS = ("event_id", "source", "actor", "action", "enclave", "outcome")
-"""The text columns :meth:`Store.verify_rows` packs, in this order, into one JSON array."""
+"""The text columns :meth:`Store.verify_rows` returns, in this order."""
 
 
 class Store(ABC):
@@ -282,27 +282,36 @@ class Store(ABC):
     """Rows per ``verify_rows`` query when verifying: small keeps them in the CPU caches
     (SQLite answers each query in microseconds; PostgreSQL raises it)."""
     _SAME = "IS"  # null-safe equality in this dialect
-    _JSON_ARRAY = "CAST(json_array({}) AS BLOB)"  # a JSON array of SQL values, as bytes
+    _VERIFY_COLUMNS = "CAST(json_array({}) AS BLOB)"
+    """How ``verify_rows`` returns the text columns: here one JSON array of them, as
+    bytes (one value to decode instead of six driver conversions, which was most of
+    what a SQLite row cost); a store whose driver converts text cheaply returns them as
+    they are (``{}``)."""
 
     def verify_rows(self, start: int, end: int) -> list[tuple[Any, ...]]:
         """Entries ``start <= idx < end`` in index order as ``(idx, leaf_hash, leaf,
-        time_ns, columns, indexed)``. ``columns`` is a JSON array (UTF-8 bytes) of the
-        stored ``[event_id, source, actor, action, enclave, outcome]``: one value to
-        decode instead of six driver conversions, which is most of what a row used to
-        cost. ``indexed`` is true iff the entry's query-index row exists and each of its
-        columns equals the entry's own (compared by the database, null-safe)."""
+        time_ns, indexed, *columns)``. ``columns`` are the stored ``[event_id, source,
+        actor, action, enclave, outcome]`` (:data:`VERIFY_COLUMNS`), either as six values
+        or packed into one JSON array (UTF-8 bytes; see ``_VERIFY_COLUMNS``). ``indexed``
+        is true iff the entry's query-index row exists and each of its columns equals the
+        entry's own (compared by the database, null-safe)."""
         same = " AND ".join(
             f"i.{c} {self._SAME} e.{c}"
             for c in ("time_ns", "source", "actor", "action", "enclave", "outcome")
         )
-        packed = self._JSON_ARRAY.format(", ".join(f"e.{c}" for c in VERIFY_COLUMNS))
-        return self._fetchall(
-            f"SELECT e.idx, e.leaf_hash, e.leaf, e.time_ns, {packed}, "  # noqa: S608 (constant)
-            f"(i.idx IS NOT NULL AND {same}) FROM audit_entries e "
-            "LEFT JOIN audit_index i ON i.idx = e.idx "
+        columns = self._VERIFY_COLUMNS.format(", ".join(f"e.{c}" for c in VERIFY_COLUMNS))
+        # The index side is bounded too: without it PostgreSQL's merge join reads the
+        # index table from its first row for every chunk (quadratic in the log's size).
+        return self._fetch_verify(
+            f"SELECT e.idx, e.leaf_hash, e.leaf, e.time_ns, "  # noqa: S608 (constant)
+            f"(i.idx IS NOT NULL AND {same}), {columns} FROM audit_entries e "
+            "LEFT JOIN audit_index i ON i.idx = e.idx AND i.idx >= ? AND i.idx < ? "
             "WHERE e.idx >= ? AND e.idx < ? ORDER BY e.idx",
-            (start, end),
+            (start, end, start, end),
         )
+
+    def _fetch_verify(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self._fetchall(sql, params)
 
     def index_count(self) -> tuple[int, int]:
         """``(rows, max idx + 1)`` of the query index."""

@@ -85,7 +85,16 @@ class PostgresStore(Store):
 
     _SAME = "IS NOT DISTINCT FROM"
     verify_chunk = 20_000  # each query costs a round trip and a plan: fewer, larger ones
-    _JSON_ARRAY = "convert_to(json_build_array({})::text, 'UTF8')"  # bytes, not decoded
+    _VERIFY_COLUMNS = "{}"  # as they are: json_build_array cost the server 2 µs a row
+
+    def _fetch_verify(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """In binary format: leaves and hashes arrive as they are, not hex-encoded and
+        decoded again (half the client's time per row in text format)."""
+        try:
+            cur = self._read_conn().cursor(binary=True)
+            return list(cur.execute(self._q(text), params).fetchall())
+        except psycopg.Error as e:
+            raise _translate(e) from e
 
     def _q(self, text: str) -> str:
         return text.replace("?", "%s")

@@ -33,6 +33,7 @@ import hmac
 import multiprocessing
 import operator
 import os
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -532,30 +533,49 @@ def _compact(levels: list[list[bytes]], k: int) -> list[bytes]:
     return out
 
 
-def _time_parser() -> Callable[[str], int]:
+class _TimeParser:
     """``time_ns`` with a per-day and per-minute cache for the common shapes
     (``...:SSZ`` and ``...:SS.fffZ``); anything else goes through the strict parser.
     (A leaf's time only has to agree with its stored column here; the leaf itself is
-    covered by its hash.)"""
-    minute_ns: dict[str, int] = {}
-    day_ns: dict[str, int] = {}
-    digits = frozenset("0123456789")
+    covered by its hash.) ``many`` parses a batch with one C-level pass per step when
+    every time in it has the same shape, and agrees with the strict parser on every
+    input, like a call per time does."""
 
-    def minute(key: str) -> int:
+    __slots__ = ("_day_ns", "_minute_ns", "_shapes")
+
+    _DIGITS = frozenset("0123456789")
+    _KEY = operator.itemgetter(slice(0, 17))  # YYYY-MM-DDTHH:MM:
+    _SECONDS = operator.itemgetter(slice(17, 19))
+
+    def __init__(self) -> None:
+        self._minute_ns: dict[str, int] = {}
+        self._day_ns: dict[str, int] = {}
+        self._shapes: dict[int, re.Pattern[str]] = {}
+
+    def _minute(self, key: str) -> int:
         """``key`` is ``YYYY-MM-DDTHH:MM:``; the day goes through the strict parser once."""
+        day_ns = self._day_ns
         day = day_ns.get(key[:11])
         if day is None:
+            if len(day_ns) > 10_000:
+                day_ns.clear()
             day = day_ns[key[:11]] = event_time_ns(key[:11] + "00:00:00Z")
-        if len(day_ns) > 10_000:
-            day_ns.clear()
         hh, mm = key[11:13], key[14:16]
-        if key[13] != ":" or key[16] != ":" or not digits.issuperset(hh + mm):
+        if key[13] != ":" or key[16] != ":" or not self._DIGITS.issuperset(hh + mm):
             return event_time_ns(key + "00Z")  # raises: not RFC 3339
         if int(hh) > 23 or int(mm) > 59:
             return event_time_ns(key + "00Z")  # raises: not a valid time
         return day + int(hh) * 3_600_000_000_000 + int(mm) * 60_000_000_000
 
-    def time_of(t: str) -> int:
+    def _base(self, key: str) -> int:
+        base = self._minute_ns.get(key)
+        if base is None:
+            if len(self._minute_ns) > 100_000:
+                self._minute_ns.clear()
+            base = self._minute_ns[key] = self._minute(key)
+        return base
+
+    def __call__(self, t: str) -> int:
         n = len(t)
         if n >= 20 and t[-1] == "Z" and "0" <= t[17] <= "5" and "0" <= t[18] <= "9":
             frac = 0
@@ -566,16 +586,51 @@ def _time_parser() -> Callable[[str], int]:
                 frac = int(f.ljust(9, "0"))
             elif t[19] != "Z":
                 return event_time_ns(t)
-            key = t[:17]
-            base = minute_ns.get(key)
-            if base is None:
-                if len(minute_ns) > 100_000:
-                    minute_ns.clear()
-                base = minute_ns[key] = minute(key)
-            return base + int(t[17:19]) * 1_000_000_000 + frac
+            return self._base(t[:17]) + int(t[17:19]) * 1_000_000_000 + frac
         return event_time_ns(t)
 
-    return time_of
+    def _shape(self, n: int) -> re.Pattern[str] | None:
+        """The pattern of ``n`` times of length ``n``, one per line, or None if no
+        RFC 3339 time the fast path handles has that length."""
+        if n != 20 and not 22 <= n <= 30:
+            return None
+        p = self._shapes.get(n)
+        if p is None:
+            frac = "" if n == 20 else r"\." + "[0-9]" * (n - 21)
+            one = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+            one += frac + "Z"
+            p = self._shapes[n] = re.compile(f"{one}(?:\n{one})*")
+        return p
+
+    def many(self, ts: list[str]) -> list[int]:
+        """``[self(t) for t in ts]``, computed a step at a time over the whole batch
+        when every time has one shape (the pattern checks each digit's place and the
+        hour, minute and second ranges; the strict parser checks each new day)."""
+        lengths = set(map(len, ts))
+        shape = self._shape(lengths.pop()) if len(lengths) == 1 else None
+        if shape is None or shape.fullmatch("\n".join(ts)) is None:
+            return list(map(self, ts))
+        keys = list(map(self._KEY, ts))
+        cached = self._minute_ns
+        try:
+            bases = list(map(cached.__getitem__, keys))
+        except KeyError:  # a minute not seen yet: cache the batch's new ones, then again
+            for key in set(keys).difference(cached):
+                self._base(key)
+            try:
+                bases = list(map(cached.__getitem__, keys))
+            except KeyError:  # the cache was cleared meanwhile (it is bounded)
+                bases = list(map(self._base, keys))
+        out = list(map(operator.add, bases, map(_SECOND.__mul__, map(int, map(self._SECONDS, ts)))))
+        n = len(ts[0]) if ts else 20
+        if n > 20:
+            fraction = operator.itemgetter(slice(20, n - 1))
+            scale = 10 ** (30 - n)  # n - 21 digits of a fraction of a second
+            out = list(map(operator.add, out, map(scale.__mul__, map(int, map(fraction, ts)))))
+        return out
+
+
+_SECOND = 1_000_000_000
 
 
 def _scan_segment(
@@ -603,8 +658,7 @@ def _scan_segment(
     dumps = orjson.dumps
     canonical = functools.partial(dumps, option=orjson.OPT_SORT_KEYS)
     time_field = operator.itemgetter("time")
-    column_fields = operator.itemgetter(*_COLUMN_FIELDS)
-    time_of = _time_parser()
+    time_of = _TimeParser()
     wanted = sorted(set(sizes))
     stacks: list[tuple[int, list[bytes]]] = []
     marks: list[tuple[int, int, list[bytes]]] = []  # (size, items in tile, level-1 stack)
@@ -653,22 +707,19 @@ def _scan_segment(
         for b in range(0, len(rows), _BATCH):
             batch = rows[b : b + _BATCH]
             first = expected_idx
-            idxs, stored_hashes, leaves, times_ns, cols, indexed = zip(*batch, strict=True)
-            hs = [sha256(b"\x00" + leaf).digest() for leaf in leaves]
+            idxs, stored_hashes, leaves, times_ns, indexed, *columns = zip(*batch, strict=True)
             try:
+                hs = [sha256(b"\x00" + leaf).digest() for leaf in leaves]
                 events = list(map(loads, leaves))
                 ok = (
                     idxs[0] == first  # indexes are unique and ordered: so first, last
                     and idxs[-1] == first + len(idxs) - 1  # and count say contiguous
                     and tuple(hs) == stored_hashes
-                    and tuple(map(canonical, events)) == leaves
-                    and tuple(map(time_of, map(time_field, events))) == times_ns
-                    # the columns' JSON array as this store wrote it, byte for byte, or
-                    # else by value (another store's spacing or escaping)
-                    and (
-                        tuple(map(dumps, map(column_fields, events))) == cols
-                        or list(map(loads, cols)) == list(map(list, map(column_fields, events)))
-                    )
+                    # one canonical array for the batch: its elements are the leaves iff it
+                    # equals their join (each leaf parsed as one value above)
+                    and canonical(events) == b"[" + b",".join(leaves) + b"]"
+                    and tuple(time_of.many(list(map(time_field, events)))) == times_ns
+                    and _columns_equal(events, columns)
                     and all(indexed[: max(0, integrated_size - first)])
                 )
             except (orjson.JSONDecodeError, KeyError, TypeError, AuditError):
@@ -695,12 +746,29 @@ def _scan_segment(
     )
 
 
+_COLUMN_VALUES = operator.itemgetter(*_COLUMN_FIELDS)
+
+
+def _columns_equal(events: list[Any], columns: list[tuple[Any, ...]]) -> bool:
+    """Whether the stored columns of a batch (``verify_rows``' trailing fields, as
+    ``zip`` transposed them) equal the events' values: six value columns compared as
+    they are; one packed JSON array per row compared byte for byte as this store wrote
+    it, or else by value (another store's spacing or escaping)."""
+    values = map(_COLUMN_VALUES, events)
+    if len(columns) != 1:
+        return tuple(values) == tuple(zip(*columns, strict=True))
+    packed = columns[0]
+    if tuple(map(orjson.dumps, values)) == packed:
+        return True
+    return list(map(orjson.loads, packed)) == list(map(list, map(_COLUMN_VALUES, events)))
+
+
 def _check_rows(
     st: _State,
     rows: list[tuple[Any, ...]],
     expected_idx: int,
     integrated_size: int,
-    time_of: Callable[[str], int],
+    time_of: _TimeParser,
     add: Callable[[list[bytes], int], None],
 ) -> int:
     """Step 3 entry by entry, naming each bad one; returns the next expected index.
@@ -710,12 +778,15 @@ def _check_rows(
     sha256 = hashlib.sha256
     loads = orjson.loads
     sort = orjson.OPT_SORT_KEYS
-    for idx, lh, leaf, t_ns, cols, indexed in rows:
+    for idx, lh, leaf, t_ns, indexed, *columns in rows:
         if idx != expected_idx:
             st.bad(
                 f"entry {expected_idx} is missing (the next stored index is {idx})", expected_idx
             )
             expected_idx = idx
+        if not isinstance(leaf, bytes):  # stored as text: a type a writer never uses
+            st.bad(f"entry {idx}: leaf is not stored as bytes", idx)
+            leaf = str(leaf).encode()
         h = sha256(b"\x00" + leaf).digest()
         if h != lh:
             st.bad(f"entry {idx}: stored leaf hash is not SHA-256(0x00||leaf)", idx)
@@ -723,9 +794,10 @@ def _check_rows(
             d = loads(leaf)
             if orjson.dumps(d, option=sort) != leaf:
                 st.bad(f"entry {idx}: leaf is not canonical JSON", idx)
-            # the stored text columns arrive as one JSON array (see Store.verify_rows),
-            # compared by value with the leaf's: exact, whatever escaping the store used
-            if time_of(d["time"]) != t_ns or loads(cols) != [d[f] for f in _COLUMN_FIELDS]:
+            # the stored text columns arrive as they are or as one JSON array (see
+            # Store.verify_rows), compared by value: exact, whatever escaping was used
+            stored = loads(columns[0]) if len(columns) == 1 else list(columns)
+            if time_of(d["time"]) != t_ns or stored != [d[f] for f in _COLUMN_FIELDS]:
                 st.bad(f"entry {idx}: a stored column differs from the leaf's value", idx)
             # the index row equals the entry's columns (compared by the database) and
             # those equal the leaf's values (just above): so the index equals the leaf

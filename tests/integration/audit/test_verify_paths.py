@@ -88,3 +88,76 @@ def test_missing_index_row_just_below_the_integrated_size(tmp_path: Path, chunk:
     assert not report.ok
     assert report.first_bad_index == 299
     assert "entry 299: its query-index row is missing or differs from the leaf" in report.problems
+
+
+def test_leaf_stored_as_text_is_named_not_a_crash(tmp_path: Path) -> None:
+    """The same bytes stored as TEXT: no writer does that, so it is reported, and the
+    verifier goes on (it hashes the text's bytes) instead of failing with a TypeError."""
+    url = f"sqlite://{tmp_path}/audit.db"
+    with open_log(url) as log:
+        log.append(_events(0, 200))
+        log.integrate()
+    _tamper(
+        tmp_path / "audit.db",
+        ("UPDATE audit_entries SET leaf = CAST(leaf AS TEXT) WHERE idx = ?", (77,)),
+    )
+    report = verify_store(open_log(url).store)
+    assert not report.ok
+    assert report.first_bad_index == 77
+    assert report.problems == ("entry 77: leaf is not stored as bytes",)
+
+
+@pytest.mark.parametrize(
+    ("shape", "idx"),
+    [("{s}Z", 130), ("{s}.5Z", 5), ("{s}.123456789Z", 255)],
+)
+def test_time_column_off_by_one_nanosecond(tmp_path: Path, shape: str, idx: int) -> None:
+    """Batches whose times share one shape are parsed a step at a time over the batch
+    (``_TimeParser.many``): a stored time one nanosecond off is still named."""
+    url = f"sqlite://{tmp_path}/audit.db"
+    events = [
+        Event(
+            id=f"t-{i}",
+            time=shape.format(s=f"2026-11-26T{10 + i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}"),
+            source="portal",
+            actor="user",
+            action="auth.logout",
+            outcome="success",
+        )
+        for i in range(300)
+    ]
+    with open_log(url) as log:
+        log.append(events)
+        log.integrate()
+    report = verify_store(open_log(url).store)
+    assert report.ok, report.problems
+    _tamper(
+        tmp_path / "audit.db",
+        ("UPDATE audit_entries SET time_ns = time_ns + 1 WHERE idx = ?", (idx,)),
+        ("UPDATE audit_index SET time_ns = time_ns + 1 WHERE idx = ?", (idx,)),
+    )
+    report = verify_store(open_log(url).store)
+    assert not report.ok
+    assert report.first_bad_index == idx
+    assert report.problems == (f"entry {idx}: a stored column differs from the leaf's value",)
+
+
+def test_times_of_mixed_shapes_in_one_batch(tmp_path: Path) -> None:
+    """Times with and without a fraction in one batch take the time-by-time path."""
+    url = f"sqlite://{tmp_path}/audit.db"
+    events = [
+        Event(
+            id=f"m-{i}",
+            time=f"2026-02-28T23:59:{i % 60:02d}" + ("Z" if i % 3 else f".{i:04d}Z"),
+            source="portal",
+            actor="user",
+            action="auth.logout",
+            outcome="success",
+        )
+        for i in range(300)
+    ]
+    with open_log(url) as log:
+        log.append(events)
+        log.integrate()
+    report = verify_store(open_log(url).store)
+    assert report.ok, report.problems

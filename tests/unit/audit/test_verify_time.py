@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as s
 
 from audit._events import time_ns
-from audit._verify import _time_parser
+from audit._verify import _TimeParser
 from audit.errors import EventError
 
 _times = s.datetimes(
@@ -33,7 +33,7 @@ def _cached(parse: object, t: str) -> int | str:
 @settings(max_examples=300, deadline=None)
 @given(_times, s.integers(min_value=0, max_value=10), s.integers(min_value=0, max_value=25))
 def test_cached_parser_equals_strict(dt: datetime, digits: int, mutate_at: int) -> None:
-    parse = _time_parser()
+    parse = _TimeParser()
     text = dt.strftime("%Y-%m-%dT%H:%M:%S")
     if digits:
         text += "." + f"{dt.microsecond:06d}{dt.microsecond:06d}"[:digits]
@@ -45,3 +45,50 @@ def test_cached_parser_equals_strict(dt: datetime, digits: int, mutate_at: int) 
     for ch in ("9", "6", "x", "٣", ""):
         bad = text[:mutate_at] + ch + text[mutate_at + 1 :]
         assert _cached(parse, bad) == _strict(bad), bad
+
+
+def _batch(parse: _TimeParser, ts: list[str]) -> list[int] | str:
+    try:
+        return parse.many(ts)
+    except EventError:
+        return "invalid"
+
+
+def _strict_all(ts: list[str]) -> list[int] | str:
+    out = [_strict(t) for t in ts]
+    return "invalid" if "invalid" in out else out  # type: ignore[return-value]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    s.lists(_times, min_size=1, max_size=40),
+    s.integers(min_value=0, max_value=9),
+    s.integers(min_value=0, max_value=40),
+    s.integers(min_value=0, max_value=25),
+    s.sampled_from(["9", "6", "x", "٣", "", "Z", "."]),
+)
+def test_batch_parser_equals_strict(
+    dts: list[datetime], digits: int, victim: int, mutate_at: int, ch: str
+) -> None:
+    """A batch of one shape takes the vectorised path; a mutation of any one of its
+    times (another digit, a non-ASCII digit, another length) must give the strict
+    parser's answer for the batch, as one call per time would."""
+    parse = _TimeParser()
+    ts = []
+    for dt in dts:
+        text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+        if digits:
+            text += "." + f"{dt.microsecond:06d}{dt.microsecond:06d}"[:digits]
+        ts.append(text + "Z")
+    assert _batch(parse, ts) == _strict_all(ts)
+    assert _batch(parse, ts) == _strict_all(ts)  # from the caches
+    if victim < len(ts):
+        t = ts[victim]
+        ts[victim] = t[:mutate_at] + ch + t[mutate_at + 1 :]
+    assert _batch(parse, ts) == _strict_all(ts), ts
+
+
+def test_non_ascii_digits_are_not_rfc3339() -> None:
+    """RFC 3339's DIGIT is ASCII: the strict parser refuses other scripts' digits."""
+    assert _strict("2026-11-2٣T10:00:00Z") == "invalid"
+    assert _strict("2026-11-23T10:00:00Z") != "invalid"
