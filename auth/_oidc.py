@@ -2,7 +2,8 @@
 
 The HTTP endpoints live in ``_app``; this module holds the parts that must be
 right regardless of transport:
-  1. RS256 signing keys are generated here, sealed at rest, published as a JWKS;
+  1. RS256 signing keys are generated here, sealed at rest, published as a JWKS (the
+     JWS and JWK formats are joserfc's);
      rotation adds a new key that signs from then on and keeps retired keys in the
      JWKS for ``retired_grace_s`` so tokens already issued still verify.
   2. PKCE: only S256, verifier 43-128 characters of the RFC 7636 alphabet.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 import threading
 import time
@@ -21,9 +21,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from joserfc import jwt
+from joserfc.errors import BadSignatureError, JoseError, UnsupportedAlgorithmError
+from joserfc.jwk import RSAKey
 
 from ._crypto import KeyRing, new_token
 from ._errors import InvalidInputError
@@ -36,10 +38,6 @@ _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def validate_code_verifier(verifier: str) -> None:
@@ -59,9 +57,13 @@ def pkce_s256_matches(*, verifier: str, challenge: str) -> bool:
 @dataclass(frozen=True)
 class _Key:
     kid: str
-    private: rsa.RSAPrivateKey
+    jwk: RSAKey  # the private key as joserfc's JWK, with kid, use=sig, alg=RS256
     created_at: float
     retired_at: float | None
+
+
+def _jwk(kid: str, private: rsa.RSAPrivateKey) -> RSAKey:
+    return RSAKey.import_key(private, {"kid": kid, "use": "sig", "alg": "RS256"})
 
 
 class SigningKeys:
@@ -94,13 +96,13 @@ class SigningKeys:
         for kid, sealed, created, retired in self._store.list_signing_keys():
             known = cached.get(kid)
             if known is not None:
-                keys.append(_Key(kid, known.private, created, retired))
+                keys.append(_Key(kid, known.jwk, created, retired))
                 continue
             pem = self._keyring.open(sealed=sealed, context=f"signing-key:{kid}")
             priv = serialization.load_pem_private_key(pem, password=None)
             if not isinstance(priv, rsa.RSAPrivateKey):
                 raise InvalidInputError(f"Signing key {kid} is not an RSA key.")
-            keys.append(_Key(kid, priv, created, retired))
+            keys.append(_Key(kid, _jwk(kid, priv), created, retired))
         with self._lock:
             self._keys = keys
             self._loaded_at = time.monotonic()
@@ -142,58 +144,41 @@ class SigningKeys:
         for k in keys:
             if k.retired_at is not None and k.retired_at + self._grace < now:
                 continue
-            nums = k.private.public_key().public_numbers()
-            out.append(
-                {
-                    "kty": "RSA",
-                    "use": "sig",
-                    "alg": "RS256",
-                    "kid": k.kid,
-                    "n": b64url(nums.n.to_bytes((nums.n.bit_length() + 7) // 8, "big")),
-                    "e": b64url(nums.e.to_bytes((nums.e.bit_length() + 7) // 8, "big")),
-                }
-            )
+            out.append(k.jwk.as_dict(private=False))
         return {"keys": out}
 
     def sign(self, claims: Mapping[str, Any]) -> str:
+        """A compact JWS (RS256, the active key's ``kid``) of ``claims``, by joserfc."""
         key = self._active()
         header = {"alg": "RS256", "kid": key.kid, "typ": "JWT"}
-        signing_input = (
-            b64url(json.dumps(header, separators=(",", ":")).encode())
-            + "."
-            + b64url(json.dumps(dict(claims), separators=(",", ":"), ensure_ascii=False).encode())
-        )
-        sig = key.private.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
-        return signing_input + "." + b64url(sig)
+        return jwt.encode(header, dict(claims), key.jwk, algorithms=["RS256"])
+
+    def _key(self, kid: object) -> RSAKey:
+        """The key named ``kid``, re-reading the list once for one rotated elsewhere."""
+        for attempt in (0, 1):
+            if attempt:
+                self.reload()
+            with self._lock:
+                for k in self._keys:
+                    if k.kid == kid:
+                        return k.jwk
+        raise InvalidInputError("The token was not signed by a key of this provider.")
 
     def verify(self, token: str) -> dict[str, Any]:
-        """Claims of a token this provider signed (signature only; callers check times)."""
-        parts = token.split(".")
-        if len(parts) != 3 or len(token) > 16384:
+        """Claims of a token this provider signed (signature only; callers check times).
+        The JWS is joserfc's, with RS256 the only algorithm allowed."""
+        if len(token) > 16384 or token.count(".") != 2:
             raise InvalidInputError("The token is not a compact JWS.")
         try:
-            header = json.loads(_unb64url(parts[0]))
-            claims = json.loads(_unb64url(parts[1]))
-            sig = _unb64url(parts[2])
-        except ValueError:
-            raise InvalidInputError("The token is not valid base64url JSON.") from None
-        if not isinstance(header, dict) or header.get("alg") != "RS256":
-            raise InvalidInputError("The token is not RS256.")
-        with self._lock:
-            keys = {k.kid: k for k in self._keys}
-        key = keys.get(str(header.get("kid")))
-        if key is None:
-            self.reload()
-            with self._lock:
-                key = {k.kid: k for k in self._keys}.get(str(header.get("kid")))
-        if key is None:
-            raise InvalidInputError("The token was not signed by a key of this provider.")
-        try:
-            key.private.public_key().verify(
-                sig, (parts[0] + "." + parts[1]).encode(), padding.PKCS1v15(), hashes.SHA256()
-            )
-        except InvalidSignature:
+            claims = jwt.decode(
+                token, lambda obj: self._key(obj.headers().get("kid")), algorithms=["RS256"]
+            ).claims
+        except UnsupportedAlgorithmError:
+            raise InvalidInputError("The token is not RS256.") from None
+        except BadSignatureError:
             raise InvalidInputError("The token's signature does not verify.") from None
+        except (JoseError, ValueError, TypeError):
+            raise InvalidInputError("The token is not valid base64url JSON.") from None
         if not isinstance(claims, dict):
             raise InvalidInputError("The token's claims are not an object.")
         return claims

@@ -20,12 +20,12 @@ Security procedure (``OidcLogin.begin`` / ``OidcLogin.finish``):
 4. Redeem the code at the token endpoint with client authentication
    (``client_secret_basic``; the secret is read from its file now, never from argv)
    and the ``code_verifier``.
-5. Verify the ID token (``verify_id_token``): compact JWS, ``alg`` RS256 only, a ``kid``
-   from the issuer's JWKS (fetched again once for an unknown ``kid``, for rotation),
-   the RSA signature, ``iss`` equal to the configured issuer, ``aud`` containing the
-   client id (and ``azp`` equal to it when there are several audiences), ``exp`` in
-   the future and ``iat`` not in the future (60 s leeway), ``nonce`` equal to the
-   pending one.
+5. Verify the ID token (``verify_id_token``, the JWS by joserfc): compact JWS, ``alg``
+   RS256 only, a ``kid`` from the issuer's JWKS (fetched again once for an unknown
+   ``kid``, for rotation), the RSA signature, ``iss`` equal to the configured issuer,
+   ``aud`` containing the client id (and ``azp`` equal to it when there are several
+   audiences), ``exp`` in the future and ``iat`` not in the future (60 s leeway),
+   ``nonce`` equal to the pending one.
 6. Decide (``officer_decision``): the ``roles`` claim must hold the required role
    (``officer``); ``preferred_username`` must be a plain name; the token's
    ``enclave_factors``/``amr``/``acr`` must satisfy the minimum tier through
@@ -41,7 +41,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import re
 import secrets
 import threading
@@ -53,9 +52,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from joserfc import jws, jwt
+from joserfc.errors import BadSignatureError, JoseError, UnsupportedAlgorithmError
+from joserfc.jwk import GuestProtocol, RSAKey
 
 __all__ = [
     "DEFAULT_MIN_TIER",
@@ -145,21 +144,17 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _unb64url(text: str) -> bytes:
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _alg(token: str) -> object:
+    """The ``alg`` a token's header claims, for the refusal message only."""
+    try:
+        return jws.extract_compact(token.encode("ascii")).headers().get("alg")
+    except (JoseError, ValueError, UnicodeError):
+        return None
 
 
 def pkce_challenge(verifier: str) -> str:
     """RFC 7636 S256: BASE64URL(SHA256(verifier))."""
     return _b64url(hashlib.sha256(verifier.encode("ascii")).digest())
-
-
-def _rsa_key(jwk: Mapping[str, Any]) -> rsa.RSAPublicKey:
-    n = int.from_bytes(_unb64url(str(jwk["n"])), "big")
-    e = int.from_bytes(_unb64url(str(jwk["e"])), "big")
-    return rsa.RSAPublicNumbers(e, n).public_key()
 
 
 def verify_id_token(
@@ -174,36 +169,36 @@ def verify_id_token(
     """Step 5: the verified claims of ``token``, or ``OidcError`` saying what was wrong.
 
     ``jwks`` is the issuer's JSON Web Key Set; an unknown ``kid`` raises ``OidcError``
-    whose reason starts with "unknown signing key" (the caller may refetch once)."""
-    parts = token.split(".")
-    if len(parts) != 3 or len(token) > 16384:
+    whose reason starts with "unknown signing key" (the caller may refetch once). The
+    JWS itself (compact form, base64url, the RS256 signature) is joserfc's; the key is
+    the JWKS entry with the token's ``kid``, and only RS256 is allowed."""
+    if len(token) > 16384 or token.count(".") != 2:
         raise OidcError("the ID token is not a compact JWS")
+
+    def key_for(obj: GuestProtocol) -> RSAKey:
+        kid = obj.headers().get("kid")
+        keys = [
+            k
+            for k in jwks.get("keys", [])
+            if isinstance(k, dict) and k.get("kty") == "RSA" and k.get("kid") == kid
+        ]
+        if not keys:
+            raise OidcError("unknown signing key: the ID token's kid is not in the issuer's JWKS")
+        try:
+            return RSAKey.import_key(keys[0])
+        except (JoseError, ValueError, KeyError, TypeError):
+            raise OidcError("the ID token's signature does not verify") from None
+
     try:
-        header = json.loads(_unb64url(parts[0]))
-        claims = json.loads(_unb64url(parts[1]))
-        signature = _unb64url(parts[2])
-    except ValueError:
-        raise OidcError("the ID token is not valid base64url JSON") from None
-    if not isinstance(header, dict) or not isinstance(claims, dict):
-        raise OidcError("the ID token's header or claims are not JSON objects")
-    if header.get("alg") != "RS256":
-        raise OidcError(f"the ID token's algorithm {header.get('alg')!r} is not RS256")
-    keys = [
-        k
-        for k in jwks.get("keys", [])
-        if isinstance(k, dict) and k.get("kty") == "RSA" and k.get("kid") == header.get("kid")
-    ]
-    if not keys:
-        raise OidcError("unknown signing key: the ID token's kid is not in the issuer's JWKS")
-    try:
-        _rsa_key(keys[0]).verify(
-            signature,
-            (parts[0] + "." + parts[1]).encode("ascii"),
-            padding.PKCS1v15(),
-            hashes.SHA256(),
-        )
-    except (InvalidSignature, ValueError, KeyError):
+        claims = jwt.decode(token, key_for, algorithms=["RS256"]).claims
+    except UnsupportedAlgorithmError:
+        raise OidcError(f"the ID token's algorithm {_alg(token)!r} is not RS256") from None
+    except BadSignatureError:
         raise OidcError("the ID token's signature does not verify") from None
+    except (JoseError, ValueError, TypeError):
+        raise OidcError("the ID token is not valid base64url JSON with object claims") from None
+    if not isinstance(claims, dict):
+        raise OidcError("the ID token's claims are not a JSON object")
     if claims.get("iss") != issuer:
         raise OidcError("the ID token was issued by another issuer")
     aud = claims.get("aud")

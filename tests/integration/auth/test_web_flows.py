@@ -12,10 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from joserfc import jwt
-from joserfc.jwk import KeySet
 
 from auth import MemoryAuditSink, Portal, create_app, totp_at
+from tests.harness import id_tokens
 
 from .helpers import ADMIN_TOKEN, FakeClock, Pkce, csrf_of, make_portal, portal_env, totp_secret_of
 
@@ -180,11 +179,7 @@ def test_invite_enrol_login_and_oidc_token(
     tok = redeem(client, code, pkce, secret_client)
     assert tok.status_code == 200, tok.text
     body = tok.json()
-    jwks = KeySet.import_key_set(client.get("/oidc/jwks").json())
-    claims = jwt.decode(body["id_token"], jwks, algorithms=["RS256"]).claims
-    jwt.JWTClaimsRegistry(
-        now=int(clock()), exp={"essential": True}, iat={"essential": True}
-    ).validate(claims)
+    claims = id_tokens.decode(body["id_token"], client.get("/oidc/jwks").json(), now=clock())
     assert claims["iss"] == "https://localhost"
     assert claims["aud"] == "hub-gut-2026"
     assert claims["nonce"] == "n-1"
@@ -390,9 +385,8 @@ def test_jwks_rotation_keeps_old_tokens_verifiable(
     keys = client.get("/oidc/jwks").json()["keys"]
     assert len(keys) == 2
     assert r.json()["kid"] in {k["kid"] for k in keys}
-    jwks = KeySet.import_key_set({"keys": keys})
-    assert jwt.decode(old, jwks, algorithms=["RS256"]).claims["sub"] == "x"
-    assert jwt.decode(new, jwks, algorithms=["RS256"]).claims["sub"] == "y"
+    assert id_tokens.decode(old, {"keys": keys})["sub"] == "x"
+    assert id_tokens.decode(new, {"keys": keys})["sub"] == "y"
     assert "admin.signing_key.rotated" in sink.actions()
 
 
