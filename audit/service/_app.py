@@ -448,7 +448,7 @@ async def _intake(request: Request, st: ServiceState) -> Response:
             )
         events.append(ev)
     try:
-        result = await st.append(events)
+        result = await st.append(events, client=grant.id)
     except EventError as e:  # e.g. an id already used by a different event
         raise EventIndexError(
             f"{e}; nothing of the batch was appended", index=None, field=e.field

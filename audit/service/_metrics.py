@@ -21,11 +21,13 @@ __all__ = ["REJECTION_REASONS", "ServiceMetrics"]
 REJECTION_REASONS = (
     "unauthenticated",
     "wrong_source",
+    "wrong_enclave",
     "malformed_json",
     "invalid_event",
     "too_many_events",
     "too_large",
     "backpressure",
+    "client_share",
     "store_error",
 )
 

@@ -43,6 +43,9 @@ class ServiceSettings:
     max_body_bytes: int = 1000 * 64 * 1024 + 64 * 1024
     #: batches that may wait for the writer; beyond it intake answers 503 + Retry-After
     max_pending_batches: int = 256
+    #: of those, most from one intake token (None: a quarter); beyond it that token is
+    #: answered 503 + Retry-After while the others still get in
+    max_pending_batches_per_token: int | None = None
     #: seconds a refused client should wait (the Retry-After header)
     retry_after_seconds: int = 1
     #: how often new entries are integrated into the tree (seconds)
@@ -123,6 +126,7 @@ class ServiceState:
         self.writer = Writer(
             append=self.log.append,
             max_pending=self.settings.max_pending_batches,
+            max_pending_per_client=self.settings.max_pending_batches_per_token,
             retry_after=self.settings.retry_after_seconds,
             on_appended=self._observe,
         )
@@ -135,11 +139,12 @@ class ServiceState:
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
 
-    async def append(self, events: Sequence[Any]) -> AppendResult:
-        """Durable indexes of ``events``; store trouble becomes ``Backpressure`` (503)."""
+    async def append(self, events: Sequence[Any], *, client: str = "") -> AppendResult:
+        """Durable indexes of ``events`` sent by ``client`` (an intake token's id); store
+        trouble becomes ``Backpressure`` (503)."""
         from ..errors import EventError, StoreError, TemporaryError
 
-        fut = self.writer.submit(events)
+        fut = self.writer.submit(events, client=client)
         try:
             return await asyncio.wrap_future(fut)
         except EventError:
@@ -182,7 +187,7 @@ class ServiceState:
                 fmt=fmt,
             )
         )
-        await self.append([event])
+        await self.append([event], client="(service)")  # its own share, not an intake token's
         self.metrics.officer_reads.labels(view=view).inc()
 
     # -- refused intake, summarised ----------------------------------------------------

@@ -6,6 +6,12 @@ batches may be waiting for it: past ``max_pending`` a batch is refused at once w
 ``Backpressure`` (503 + Retry-After), so memory stays bounded and nothing that was
 acknowledged can be lost. A batch is acknowledged only when ``append`` has returned,
 i.e. once it is durable.
+
+No one client may hold more than ``max_pending_per_client`` of those places (a share
+of the queue, by default a quarter): a source that floods intake (a runaway or
+compromised workspace with a valid token) is refused with 503 while the others'
+batches still get in. Refused clients keep their events in their spools, so nothing
+is lost either way; the share only decides whose events wait.
 """
 
 from __future__ import annotations
@@ -37,12 +43,17 @@ class Writer:
         *,
         append: Callable[[Sequence[Any]], list[int]],
         max_pending: int = 256,
+        max_pending_per_client: int | None = None,
         threads: int = 8,
         retry_after: int = 1,
         on_appended: Callable[[Sequence[Any], float], None] | None = None,
     ) -> None:
         self._append = append
         self._max_pending = max_pending
+        self._per_client = (
+            max(1, max_pending // 4) if max_pending_per_client is None else max_pending_per_client
+        )
+        self._by_client: dict[str, int] = {}
         self._threads = threads
         self._retry_after = retry_after
         self._on_appended = on_appended
@@ -66,7 +77,14 @@ class Writer:
     def pending(self) -> int:
         return self._pending
 
-    def submit(self, events: Sequence[Any]) -> Future[AppendResult]:
+    def pending_of(self, client: str) -> int:
+        """Batches of ``client`` accepted and not yet finished."""
+        with self._lock:
+            return self._by_client.get(client, 0)
+
+    def submit(self, events: Sequence[Any], *, client: str = "") -> Future[AppendResult]:
+        """Queue ``events`` for one ``append``; ``client`` names who sent them (the
+        intake token's id) for the per-client share."""
         with self._lock:
             if self._pool is None:
                 raise Backpressure(
@@ -79,18 +97,35 @@ class Writer:
                     "retry later",
                     retry_after=self._retry_after,
                 )
+            mine = self._by_client.get(client, 0)
+            if mine >= self._per_client:
+                raise Backpressure(
+                    f"this token already has {mine} batches waiting (its share of the "
+                    "queue); nothing of this batch was appended, retry later",
+                    retry_after=self._retry_after,
+                    reason="client_share",
+                )
             self._pending += 1
+            self._by_client[client] = mine + 1
             pool = self._pool
         try:
-            return pool.submit(self._run, events)
+            return pool.submit(self._run, events, client)
         except RuntimeError:
-            with self._lock:
-                self._pending -= 1
+            self._release(client)
             raise Backpressure(
                 "the audit service is stopping; retry later", retry_after=self._retry_after
             ) from None
 
-    def _run(self, events: Sequence[Any]) -> AppendResult:
+    def _release(self, client: str) -> None:
+        with self._lock:
+            self._pending -= 1
+            left = self._by_client[client] - 1
+            if left:
+                self._by_client[client] = left
+            else:
+                del self._by_client[client]  # bounded: only clients with batches waiting
+
+    def _run(self, events: Sequence[Any], client: str) -> AppendResult:
         try:
             t0 = time.perf_counter()
             indexes = self._append(events)
@@ -98,5 +133,4 @@ class Writer:
                 self._on_appended(events, time.perf_counter() - t0)
             return AppendResult(indexes=tuple(indexes))
         finally:
-            with self._lock:
-                self._pending -= 1
+            self._release(client)

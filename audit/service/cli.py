@@ -68,6 +68,13 @@ _TOKENS_ENV = "ENCLAVE_AUDIT_TOKENS_FILE"
     type=click.IntRange(min=1),
     help="intake batches waiting for the writer before answering 503 + Retry-After",
 )
+@click.option(
+    "--max-pending-per-token",
+    default=None,
+    type=click.IntRange(min=1),
+    help="of those, most from one intake token before it alone gets 503 "
+    "[default: a quarter of --max-pending-batches]",
+)
 @click.option("--oidc-issuer", default=None, help="the portal's issuer URL (officer sign-in)")
 @click.option("--oidc-client-id", default=None, help="this service's client id at the portal")
 @click.option(
@@ -105,6 +112,7 @@ def serve(
     checkpoint_interval: float,
     checkpoint_export: Path | None,
     max_pending_batches: int,
+    max_pending_per_token: int | None,
     oidc_issuer: str | None,
     oidc_client_id: str | None,
     oidc_client_secret_file: Path | None,
@@ -160,6 +168,7 @@ def serve(
         checkpoint_interval_seconds=checkpoint_interval,
         checkpoint_export_path=checkpoint_export,
         max_pending_batches=max_pending_batches,
+        max_pending_batches_per_token=max_pending_per_token,
         trusted_proxies=trusted_proxies,
     )
     app = create_app(

@@ -257,6 +257,60 @@ def test_back_pressure_is_503_with_retry_after_and_loses_nothing_acknowledged(
         assert not ({e["id"] for e in refused_events} & ids)
 
 
+def test_one_token_cannot_take_the_whole_queue(env: AuditEnv, log: AuditLog) -> None:
+    """A flooding token is refused with 503 once it holds its share of the queue, while
+    another source's batch is still taken; nothing of the refused batch is appended."""
+    with make_client(
+        env,
+        log,
+        checkpoint_interval_seconds=0,
+        max_pending_batches=8,
+        max_pending_batches_per_token=1,
+    ) as client:
+        blocker = sqlite3.connect(env.db_path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # the writer waits: batches stay pending
+        state = client.app.state.audit  # type: ignore[attr-defined]
+        sent: dict[str, tuple[list[dict[str, object]], object]] = {}
+
+        def send(name: str, source: str) -> None:
+            events = [sample_event(source=source).to_dict() for _ in range(2)]
+            sent[name] = (events, None)
+            r = client.post(
+                "/v1/events", json={"events": events}, headers=bearer(env.tokens[source])
+            )
+            sent[name] = (events, r)
+
+        def wait_pending(n: int) -> None:
+            deadline = time.monotonic() + 10
+            while state.writer.pending < n and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert state.writer.pending == n
+
+        flood = threading.Thread(target=send, args=("flood", "hub"))
+        flood.start()
+        wait_pending(1)
+        refused_events = [sample_event(source="hub").to_dict() for _ in range(2)]
+        refused = client.post(
+            "/v1/events", json={"events": refused_events}, headers=bearer(env.tokens["hub"])
+        )
+        assert refused.status_code == 503
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["reason"] == "client_share"
+        other = threading.Thread(target=send, args=("other", "portal"))
+        other.start()
+        wait_pending(2)  # taken, though the queue's first place is the flooder's
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        flood.join(timeout=60)
+        other.join(timeout=60)
+        ids = {log.stored_event(i).event.id for i in range(log.sequenced())}
+        for events, r in sent.values():
+            assert r.status_code == 200, r.text  # type: ignore[attr-defined]
+            assert {e["id"] for e in events} <= ids
+        assert not ({e["id"] for e in refused_events} & ids)
+        assert state.writer.pending_of(state.tokens.authenticate_record(env.tokens["hub"]).id) == 0
+
+
 def test_a_token_issued_for_one_enclave_submits_only_its_events(
     client: TestClient, env: AuditEnv, log: AuditLog
 ) -> None:
