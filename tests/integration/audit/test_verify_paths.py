@@ -114,23 +114,10 @@ def test_leaf_stored_as_text_is_named_not_a_crash(tmp_path: Path) -> None:
 def test_time_column_off_by_one_nanosecond(tmp_path: Path, shape: str, idx: int) -> None:
     """Batches whose times share one shape are parsed a step at a time over the batch
     (``_TimeParser.many``): a stored time one nanosecond off is still named."""
-    url = f"sqlite://{tmp_path}/audit.db"
-    events = [
-        Event(
-            id=f"t-{i}",
-            time=shape.format(s=f"2026-11-26T{10 + i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}"),
-            source="portal",
-            actor="user",
-            action="auth.logout",
-            outcome="success",
-        )
-        for i in range(300)
-    ]
-    with open_log(url) as log:
-        log.append(events)
-        log.integrate()
-    report = verify_store(open_log(url).store)
-    assert report.ok, report.problems
+    url = _log_of_times(
+        tmp_path,
+        [shape.format(s=f"2026-11-26T10:{i // 60 % 60:02d}:{i % 60:02d}") for i in range(300)],
+    )
     _tamper(
         tmp_path / "audit.db",
         ("UPDATE audit_entries SET time_ns = time_ns + 1 WHERE idx = ?", (idx,)),
@@ -144,20 +131,29 @@ def test_time_column_off_by_one_nanosecond(tmp_path: Path, shape: str, idx: int)
 
 def test_times_of_mixed_shapes_in_one_batch(tmp_path: Path) -> None:
     """Times with and without a fraction in one batch take the time-by-time path."""
+    _log_of_times(
+        tmp_path,
+        [f"2026-02-28T23:59:{i % 60:02d}" + ("Z" if i % 3 else f".{i:04d}Z") for i in range(300)],
+    )
+
+
+def _log_of_times(tmp_path: Path, times: list[str]) -> str:
+    """A log of one event per time, integrated; verified clean. Returns its URL."""
     url = f"sqlite://{tmp_path}/audit.db"
     events = [
         Event(
-            id=f"m-{i}",
-            time=f"2026-02-28T23:59:{i % 60:02d}" + ("Z" if i % 3 else f".{i:04d}Z"),
+            id=f"t-{i}",
+            time=t,
             source="portal",
             actor="user",
             action="auth.logout",
             outcome="success",
         )
-        for i in range(300)
+        for i, t in enumerate(times)
     ]
     with open_log(url) as log:
         log.append(events)
         log.integrate()
     report = verify_store(open_log(url).store)
     assert report.ok, report.problems
+    return url
