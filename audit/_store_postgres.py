@@ -91,8 +91,8 @@ class PostgresStore(Store):
         """In binary format: leaves and hashes arrive as they are, not hex-encoded and
         decoded again (half the client's time per row in text format)."""
         try:
-            cur = self._read_conn().cursor(binary=True)
-            return list(cur.execute(self._q(text), params).fetchall())
+            with self._read_conn().cursor(binary=True) as cur:
+                return list(cur.execute(self._q(text), params).fetchall())
         except psycopg.Error as e:
             raise _translate(e) from e
 
