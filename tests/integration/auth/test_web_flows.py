@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from auth import MemoryAuditSink, Portal, create_app, totp_at
+from auth import InvalidInputError, MemoryAuditSink, Portal, create_app, totp_at
 from tests.harness import id_tokens
 
 from .helpers import ADMIN_TOKEN, FakeClock, Pkce, csrf_of, make_portal, portal_env, totp_secret_of
@@ -388,6 +388,47 @@ def test_jwks_rotation_keeps_old_tokens_verifiable(
     assert id_tokens.decode(old, {"keys": keys})["sub"] == "x"
     assert id_tokens.decode(new, {"keys": keys})["sub"] == "y"
     assert "admin.signing_key.rotated" in sink.actions()
+
+
+def test_signing_keys_verify_refuses_what_it_did_not_sign(
+    env: tuple[Portal, MemoryAuditSink, TestClient],
+) -> None:
+    """The portal checks id_token_hint with its own keys: only RS256, only its kids,
+    only an intact signature; each refusal is one sentence, never a library error."""
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from joserfc import jwt
+    from joserfc.jwk import OctKey, RSAKey
+
+    portal, _, _ = env
+    good = portal.keys.sign({"sub": "x", "sid": "s"})
+    assert portal.keys.verify(good) == {"sub": "x", "sid": "s"}
+
+    def b64(obj: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    head, body, sig = good.split(".")
+    kid = json.loads(base64.urlsafe_b64decode(head + "=="))["kid"]
+    stranger = RSAKey.import_key(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048), {"kid": kid}
+    )
+    cases = {
+        f"{head}.{b64({'sub': 'admin', 'sid': 's'})}.{sig}": "signature does not verify",
+        jwt.encode({"alg": "RS256", "kid": kid}, {"sub": "x"}, stranger): "does not verify",
+        jwt.encode({"alg": "RS256", "kid": "k9"}, {"sub": "x"}, stranger): "not signed by a key",
+        f"{b64({'alg': 'none', 'kid': kid})}.{body}.": "not RS256",
+        jwt.encode({"alg": "HS256", "kid": kid}, {"sub": "x"}, OctKey.import_key(b"k" * 32)): (
+            "not RS256"
+        ),
+        "a.b": "not a compact JWS",
+        "!!.??.**": "not valid base64url JSON",
+        good + "." + sig: "not a compact JWS",
+    }
+    for token, reason in cases.items():
+        with pytest.raises(InvalidInputError, match=reason):
+            portal.keys.verify(token)
 
 
 def test_forwarded_for_only_through_trusted_proxies(tmp_path: Path) -> None:
