@@ -139,7 +139,7 @@ class ServiceState:
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
 
-    async def append(self, events: Sequence[Any], *, client: str = "") -> AppendResult:
+    async def append(self, events: Sequence[Any], *, client: str) -> AppendResult:
         """Durable indexes of ``events`` sent by ``client`` (an intake token's id); store
         trouble becomes ``Backpressure`` (503)."""
         from ..errors import EventError, StoreError, TemporaryError

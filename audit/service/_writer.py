@@ -82,7 +82,7 @@ class Writer:
         with self._lock:
             return self._by_client.get(client, 0)
 
-    def submit(self, events: Sequence[Any], *, client: str = "") -> Future[AppendResult]:
+    def submit(self, events: Sequence[Any], *, client: str) -> Future[AppendResult]:
         """Queue ``events`` for one ``append``; ``client`` names who sent them (the
         intake token's id) for the per-client share."""
         with self._lock:
@@ -109,12 +109,17 @@ class Writer:
             self._by_client[client] = mine + 1
             pool = self._pool
         try:
-            return pool.submit(self._run, events, client)
+            fut = pool.submit(self._run, events)
         except RuntimeError:
             self._release(client)
             raise Backpressure(
                 "the audit service is stopping; retry later", retry_after=self._retry_after
             ) from None
+        # Released when the batch is done, whichever way: also when it is cancelled while
+        # still queued (a cancelled request task cancels it through asyncio.wrap_future),
+        # when _run never runs and a release there would leak the place for good.
+        fut.add_done_callback(lambda _: self._release(client))
+        return fut
 
     def _release(self, client: str) -> None:
         with self._lock:
@@ -125,12 +130,9 @@ class Writer:
             else:
                 del self._by_client[client]  # bounded: only clients with batches waiting
 
-    def _run(self, events: Sequence[Any], client: str) -> AppendResult:
-        try:
-            t0 = time.perf_counter()
-            indexes = self._append(events)
-            if self._on_appended is not None:
-                self._on_appended(events, time.perf_counter() - t0)
-            return AppendResult(indexes=tuple(indexes))
-        finally:
-            self._release(client)
+    def _run(self, events: Sequence[Any]) -> AppendResult:
+        t0 = time.perf_counter()
+        indexes = self._append(events)
+        if self._on_appended is not None:
+            self._on_appended(events, time.perf_counter() - t0)
+        return AppendResult(indexes=tuple(indexes))

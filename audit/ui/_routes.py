@@ -683,7 +683,7 @@ async def _record_auth(
         client_ip=_ip(request),
         details=details,
     )
-    await st.append([event])
+    await st.append([event], client="(ui)")  # sign-ins and officer actions: their own share
 
 
 def _form_time(value: str) -> str | None:
@@ -779,7 +779,7 @@ def _record_verified(
     deadline = time.monotonic() + 60
     while True:
         try:
-            st.writer.submit([event]).result(timeout=30)
+            st.writer.submit([event], client="(service)").result(timeout=30)
             return
         except ServiceError:
             if time.monotonic() > deadline:
