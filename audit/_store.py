@@ -295,19 +295,22 @@ class Store(ABC):
         or packed into one JSON array (UTF-8 bytes; see ``_VERIFY_COLUMNS``). ``indexed``
         is true iff the entry's query-index row exists and each of its columns equals the
         entry's own (compared by the database, null-safe)."""
+        columns = self._VERIFY_COLUMNS.format(", ".join(f"e.{c}" for c in VERIFY_COLUMNS))
+        return self._fetch_verify(self._verify_sql(columns), (start, end, start, end))
+
+    def _verify_sql(self, columns: str) -> str:
+        """The ``verify_rows`` query with ``columns`` (SQL) for the text columns."""
         same = " AND ".join(
             f"i.{c} {self._SAME} e.{c}"
             for c in ("time_ns", "source", "actor", "action", "enclave", "outcome")
         )
-        columns = self._VERIFY_COLUMNS.format(", ".join(f"e.{c}" for c in VERIFY_COLUMNS))
         # The index side is bounded too: without it PostgreSQL's merge join reads the
         # index table from its first row for every chunk (quadratic in the log's size).
-        return self._fetch_verify(
+        return (
             f"SELECT e.idx, e.leaf_hash, e.leaf, e.time_ns, "  # noqa: S608 (constant)
             f"(i.idx IS NOT NULL AND {same}), {columns} FROM audit_entries e "
             "LEFT JOIN audit_index i ON i.idx = e.idx AND i.idx >= ? AND i.idx < ? "
-            "WHERE e.idx >= ? AND e.idx < ? ORDER BY e.idx",
-            (start, end, start, end),
+            "WHERE e.idx >= ? AND e.idx < ? ORDER BY e.idx"
         )
 
     def _fetch_verify(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import structlog
 
-from ._store import Store, migrations
+from ._store import VERIFY_COLUMNS, Store, migrations
 from .errors import ConfigError, DuplicateIdError, StoreError, TemporaryError
 from .sqlite import BUSY_TIMEOUT_S, enable_wal
 
@@ -177,6 +177,35 @@ class SqliteStore(Store):
         except sqlite3.OperationalError as e:
             raise _translate(e) from e
 
+    def _fetch_verify(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """``verify_rows`` must name a bad entry, not fail, whatever a tamperer stored.
+        SQLite keeps any type in any column: a BLOB in a text column makes json_array
+        refuse the whole chunk, and TEXT that is not UTF-8 (a leaf or hash written as
+        text) makes the driver refuse it. Such a chunk is read again with every text
+        column that is not text turned into a value no leaf can hold (a NUL and its type
+        name) and text decoded leniently: the verifier then reports those entries."""
+        conn = self._read_conn()
+        try:
+            return list(conn.execute(sql, params).fetchall())
+        except sqlite3.OperationalError:
+            pass
+        any_type = ", ".join(
+            f"CASE WHEN typeof(e.{c}) IN ('text', 'null') THEN e.{c} "
+            f"ELSE char(0) || typeof(e.{c}) END"
+            for c in VERIFY_COLUMNS
+        )
+        conn.text_factory = _lenient_text
+        try:
+            return list(
+                conn.execute(
+                    self._verify_sql(f"CAST(json_array({any_type}) AS BLOB)"), params
+                ).fetchall()
+            )
+        except sqlite3.OperationalError as e:
+            raise _translate(e) from e
+        finally:
+            conn.text_factory = str
+
     @contextmanager
     def _write(self) -> Iterator[Any]:
         with self._wlock:
@@ -265,6 +294,11 @@ def _split_sql(sql: str) -> list[str]:
     if buf.strip():
         out.append(buf.strip())
     return out
+
+
+def _lenient_text(data: bytes) -> str:
+    """TEXT as str even when it is not UTF-8 (the bytes kept as surrogate escapes)."""
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _translate(e: sqlite3.Error) -> StoreError:

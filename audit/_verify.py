@@ -786,7 +786,11 @@ def _check_rows(
             expected_idx = idx
         if not isinstance(leaf, bytes):  # stored as text: a type a writer never uses
             st.bad(f"entry {idx}: leaf is not stored as bytes", idx)
-            leaf = str(leaf).encode()
+            leaf = (
+                leaf.encode("utf-8", "surrogateescape")  # the stored bytes, however decoded
+                if isinstance(leaf, str)
+                else str(leaf).encode()
+            )
         h = sha256(b"\x00" + leaf).digest()
         if h != lh:
             st.bad(f"entry {idx}: stored leaf hash is not SHA-256(0x00||leaf)", idx)

@@ -157,3 +157,41 @@ def _log_of_times(tmp_path: Path, times: list[str]) -> str:
     report = verify_store(open_log(url).store)
     assert report.ok, report.problems
     return url
+
+
+@pytest.mark.parametrize(
+    ("stmt", "problem"),
+    [
+        (
+            "UPDATE audit_entries SET actor = CAST(actor AS BLOB) WHERE idx = ?",
+            "a stored column differs from the leaf's value",
+        ),
+        (
+            "UPDATE audit_entries SET event_id = CAST(event_id AS BLOB) WHERE idx = ?",
+            "a stored column differs from the leaf's value",
+        ),
+        (
+            "UPDATE audit_entries SET leaf_hash = CAST(leaf_hash AS TEXT) WHERE idx = ?",
+            "stored leaf hash is not SHA-256(0x00||leaf)",
+        ),
+        (
+            "UPDATE audit_entries SET leaf = CAST(X'00ff' || leaf AS TEXT) WHERE idx = ?",
+            "leaf is not stored as bytes",
+        ),
+    ],
+)
+def test_values_of_another_type_are_named_not_a_crash(
+    tmp_path: Path, stmt: str, problem: str
+) -> None:
+    """SQLite keeps any type in any column. A BLOB where text belongs (json_array
+    refuses it) or TEXT that is not UTF-8 (the driver refuses it) used to abort verify
+    with a store error; the entry is named instead."""
+    url = f"sqlite://{tmp_path}/audit.db"
+    with open_log(url) as log:
+        log.append(_events(0, 300))
+        log.integrate()
+    _tamper(tmp_path / "audit.db", (stmt, (201,)))
+    report = verify_store(open_log(url).store)
+    assert not report.ok
+    assert report.first_bad_index == 201
+    assert f"entry 201: {problem}" in report.problems
