@@ -178,7 +178,7 @@ class SigningKeys:
         except BadSignatureError:
             raise InvalidInputError("The token's signature does not verify.") from None
         except (JoseError, ValueError, TypeError):
-            raise InvalidInputError("The token is not valid base64url JSON.") from None
-        if not isinstance(claims, dict):
-            raise InvalidInputError("The token's claims are not an object.")
+            raise InvalidInputError(
+                "The token is not valid base64url JSON with object claims."
+            ) from None
         return claims

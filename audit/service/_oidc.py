@@ -197,8 +197,6 @@ def verify_id_token(
         raise OidcError("the ID token's signature does not verify") from None
     except (JoseError, ValueError, TypeError):
         raise OidcError("the ID token is not valid base64url JSON with object claims") from None
-    if not isinstance(claims, dict):
-        raise OidcError("the ID token's claims are not a JSON object")
     if claims.get("iss") != issuer:
         raise OidcError("the ID token was issued by another issuer")
     aud = claims.get("aud")
