@@ -276,16 +276,7 @@ def test_pkce_is_required_and_checked(
     )
     assert r.status_code == 400
     assert "code_verifier does not match" in r.json()["error_description"]
-    r = client.post(
-        "/oidc/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT,
-            "code_verifier": pkce.verifier,
-        },
-        auth=("hub-gut-2026", "wrong-secret"),
-    )
+    r = redeem(client, code, pkce, "wrong-secret")
     assert r.status_code == 401
     assert r.json()["error"] == "invalid_client"
 
