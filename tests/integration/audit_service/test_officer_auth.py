@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import orjson
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from audit.log import AuditLog
@@ -127,9 +128,14 @@ def test_responses_with_access_records_are_never_cached(env: AuditEnv, log: Audi
         assert r.headers["cache-control"] == "no-store"
 
 
+def _app(env: AuditEnv, log: AuditLog, **settings: Any) -> FastAPI:
+    """The service without its checkpoint timer (these tests sign none)."""
+    return make_app(env, log, checkpoint_interval_seconds=0, **settings)
+
+
 def test_a_lockout_holds_one_address_not_every_officer(env: AuditEnv, log: AuditLog) -> None:
     # A global lock would let anyone lock every officer out by sending wrong tokens.
-    app = make_app(env, log, checkpoint_interval_seconds=0, max_login_failures=3)
+    app = _app(env, log, max_login_failures=3)
     with client_from(app, "192.0.2.7") as guesser, client_from(app, "198.51.100.2") as officer:
         for _ in range(3):
             assert _login(guesser, "wrong-" + "y" * 40).status_code == 401
@@ -145,13 +151,7 @@ def test_a_lockout_holds_one_address_not_every_officer(env: AuditEnv, log: Audit
 def test_wrong_bearer_tokens_lock_the_address_out_of_the_read_api(
     env: AuditEnv, log: AuditLog
 ) -> None:
-    app = make_app(
-        env,
-        log,
-        checkpoint_interval_seconds=0,
-        max_login_failures=4,
-        rejection_report_interval_seconds=0.2,
-    )
+    app = _app(env, log, max_login_failures=4, rejection_report_interval_seconds=0.2)
     with client_from(app, "192.0.2.9") as guesser, client_from(app, "198.51.100.3") as officer:
         for _ in range(4):
             assert guesser.get("/v1/events", headers=bearer("guess-" + "z" * 40)).status_code == 401
@@ -167,13 +167,7 @@ def test_wrong_bearer_tokens_lock_the_address_out_of_the_read_api(
 def test_behind_a_trusted_proxy_the_forwarded_client_is_recorded_and_locked(
     env: AuditEnv, log: AuditLog
 ) -> None:
-    app = make_app(
-        env,
-        log,
-        checkpoint_interval_seconds=0,
-        max_login_failures=2,
-        trusted_proxies=("10.0.0.0/8",),
-    )
+    app = _app(env, log, max_login_failures=2, trusted_proxies=("10.0.0.0/8",))
     with client_from(app, "10.0.0.5") as proxy:
         guesser = {"X-Forwarded-For": "192.0.2.7"}
         officer = {"X-Forwarded-For": "198.51.100.2"}
@@ -189,7 +183,7 @@ def test_behind_a_trusted_proxy_the_forwarded_client_is_recorded_and_locked(
 
 
 def test_a_forwarded_header_from_an_untrusted_peer_is_ignored(env: AuditEnv, log: AuditLog) -> None:
-    app = make_app(env, log, checkpoint_interval_seconds=0)
+    app = _app(env, log)
     with client_from(app, "203.0.113.4") as client:
         r = client.get(
             "/v1/events",
