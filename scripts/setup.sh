@@ -13,8 +13,10 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 # --- 1. Debian packages --------------------------------------------------------
 # chromium: browser tests; bubblewrap+socat: the local no-egress sandbox;
-# postgresql: the PostgreSQL store tests; clamav: airlock malware scanning.
-DEB_PACKAGES=(chromium bubblewrap socat postgresql clamav clamav-daemon xxd)
+# postgresql: the PostgreSQL store tests; clamav: airlock malware scanning;
+# gcc, libc6-dev, python3-dev, libssl-dev: build audit/_speedups.pyx (verify's fast path).
+DEB_PACKAGES=(chromium bubblewrap socat postgresql clamav clamav-daemon xxd
+  gcc libc6-dev python3-dev libssl-dev)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -43,7 +45,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
 fi
-want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+# The compiled module is built by this install too: a change to it reinstalls.
+want=$(cat pyproject.toml setup.py audit/_speedups.pyx | sha256sum | cut -c1-16)
 if [ "$(cat .venv/.enclave-stamp 2>/dev/null)" != "$want" ]; then
   say "installing Python packages into .venv (first time takes a few minutes)"
   log=$(mktemp)

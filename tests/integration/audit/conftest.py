@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from audit import _verify as verify_module
 from audit._note import Signer, write_key_file
 from audit._store_postgres import PostgresStore
 from tests.harness.postgres import PgDatabase
@@ -16,6 +17,16 @@ CORPUS = Path(__file__).resolve().parents[2] / "assets" / "audit"
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=["compiled", "python"])
+def verify_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with verify's compiled fast path, and again without it (as on a host
+    where ``audit._speedups`` could not be built): the Python checks must catch the
+    same things on their own."""
+    if request.param == "python":
+        monkeypatch.setattr(verify_module, "_speedups", None)
     return str(request.param)
 
 

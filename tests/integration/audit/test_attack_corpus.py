@@ -18,6 +18,8 @@ from .conftest import CORPUS
 EXPECT = json.loads((CORPUS / "expect.json").read_text())
 ATTACKS = sorted(k for k in EXPECT if k != "intact")
 
+pytestmark = pytest.mark.usefixtures("verify_path")
+
 
 def _load(name: str, backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     rows = make_corpus.attacked_rows(name)

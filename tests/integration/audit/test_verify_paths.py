@@ -17,6 +17,8 @@ import pytest
 
 from audit import Event, open_log, verify_store
 
+pytestmark = pytest.mark.usefixtures("verify_path")
+
 
 def _events(first: int, n: int) -> list[Event]:
     return [
