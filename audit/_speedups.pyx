@@ -484,19 +484,40 @@ cdef bint _packed_equal(bytes column, const unsigned char *leaf, _Field *fields)
     return pos + 1 == n and p[pos] == 93  # ']'
 
 
-cdef int _text_equal(object column, const unsigned char *leaf, _Field *fd) except -1:
-    """Whether a text column (str, or None for NULL) equals the leaf's value."""
-    cdef Py_ssize_t ln
-    cdef const char *s
-    if column is None:
-        return fd.kind == _NULL
-    if fd.kind != _PLAIN or not PyUnicode_CheckExact(column):
-        return 0
+cdef bint _unit_equal(object column, const unsigned char *leaf, _Field *fields) except -1:
+    """Whether ``column`` (a str) is exactly the UNIT_PACKING form of the leaf's values
+    (``audit._store.UNIT_PACKING``): each a string without escapes, hence without any
+    control character, so the str holds five U+001F, no value holds one, and it reads
+    back to exactly the leaf's values."""
+    cdef Py_ssize_t n, pos = 0, ln
+    cdef const unsigned char *p
+    cdef int f
+    cdef _Field *fd
+    if not PyUnicode_CheckExact(column):
+        return False
     try:
-        s = PyUnicode_AsUTF8AndSize(column, &ln)
-    except UnicodeEncodeError:  # a lone surrogate (a leniently decoded column): unequal
-        return 0
-    return ln == fd.length and memcmp(s, leaf + fd.start, ln) == 0
+        p = <const unsigned char *>PyUnicode_AsUTF8AndSize(column, &n)
+    except UnicodeEncodeError:  # a lone surrogate: not what the leaf holds
+        return False
+    for f in range(1, _N_FIELDS):
+        fd = &fields[f]
+        if f > 1:
+            if pos >= n or p[pos] != 0x1F:
+                return False
+            pos += 1
+        if f == 5:  # enclave: empty for NULL, else U+001E and the value
+            if fd.kind == _NULL:
+                continue
+            if pos >= n or p[pos] != 0x1E:
+                return False
+            pos += 1
+        if fd.kind != _PLAIN:
+            return False
+        ln = fd.length
+        if pos + ln > n or memcmp(p + pos, leaf + fd.start, ln) != 0:
+            return False
+        pos += ln
+    return pos == n
 
 
 # --- the batch -------------------------------------------------------------------------
@@ -504,11 +525,11 @@ cdef int _text_equal(object column, const unsigned char *leaf, _Field *fd) excep
 def check_batch(list rows, Py_ssize_t first, Py_ssize_t integrated_size):
     """The leaf hashes of ``rows`` (``Store.verify_rows`` rows for indexes ``first``,
     ``first + 1``, ...) if every check of the verify fast path passes, else None.
-    Rows of 6 fields carry the text columns packed as one JSON array (bytes), rows of
-    11 carry the six values."""
+    A row's text columns come packed in one value: a JSON array (bytes, SQLite) or
+    the UNIT_PACKING form (str, PostgreSQL)."""
     cdef Py_ssize_t n = PyList_GET_SIZE(rows)
-    cdef Py_ssize_t i, width, idx
-    cdef int overflow, f
+    cdef Py_ssize_t i, idx
+    cdef int overflow
     cdef long long col_ns
     cdef int64_t leaf_ns
     cdef unsigned char h[32]
@@ -517,16 +538,9 @@ def check_batch(list rows, Py_ssize_t first, Py_ssize_t integrated_size):
     cdef const unsigned char *lp
     cdef list hashes = []
     cdef _Digest dg = _Digest()
-    width = -1
     for i in range(n):
         row = <object>PyList_GET_ITEM(rows, i)
-        if not PyTuple_CheckExact(row):
-            return None
-        if width < 0:
-            width = PyTuple_GET_SIZE(row)
-            if width != 6 and width != 11:
-                return None
-        elif PyTuple_GET_SIZE(row) != width:
+        if not PyTuple_CheckExact(row) or PyTuple_GET_SIZE(row) != 6:
             return None
         # the index is the next one expected
         value = <object>PyTuple_GET_ITEM(row, 0)
@@ -564,14 +578,12 @@ def check_batch(list rows, Py_ssize_t first, Py_ssize_t integrated_size):
         if overflow or col_ns != leaf_ns:
             return None
         # the text columns equal the leaf's values
-        if width == 6:
-            value = <object>PyTuple_GET_ITEM(row, 5)
-            if not PyBytes_CheckExact(value) or not _packed_equal(value, lp, fields):
+        value = <object>PyTuple_GET_ITEM(row, 5)
+        if PyBytes_CheckExact(value):
+            if not _packed_equal(value, lp, fields):
                 return None
-        else:
-            for f in range(1, _N_FIELDS):
-                if not _text_equal(<object>PyTuple_GET_ITEM(row, 4 + f), lp, &fields[f]):
-                    return None
+        elif not _unit_equal(value, lp, fields):
+            return None
         hashes.append(PyBytes_FromStringAndSize(<char *>h, 32))
     return hashes
 

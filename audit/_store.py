@@ -113,6 +113,12 @@ def migrations(dialect: str) -> list[tuple[int, str, str]]:
 ENTRY_COLUMNS = "idx, leaf_hash, event_id, time_ns, source, actor, action, enclave, outcome, leaf"
 VERIFY_COLUMNS = ("event_id", "source", "actor", "action", "enclave", "outcome")
 """The text columns :meth:`Store.verify_rows` returns, in this order."""
+UNIT_PACKING = "\x1f"
+"""A store may pack the six text columns as ``event_id US source US actor US action
+US enclave' US outcome`` (US = U+001F), where ``enclave'`` is empty for NULL and
+U+001E followed by the value otherwise. It reads back exactly when the str holds five
+US, that is when no value contains one; else verify fetches that entry's columns as
+they are (:meth:`Store.entry_columns`). A NULL in another column makes it NULL."""
 
 
 class Store(ABC):
@@ -282,21 +288,33 @@ class Store(ABC):
     """Rows per ``verify_rows`` query when verifying: small keeps them in the CPU caches
     (SQLite answers each query in microseconds; PostgreSQL raises it)."""
     _SAME = "IS"  # null-safe equality in this dialect
-    _VERIFY_COLUMNS = "CAST(json_array({}) AS BLOB)"
-    """How ``verify_rows`` returns the text columns: here one JSON array of them, as
-    bytes (one value to decode instead of six driver conversions, which was most of
-    what a SQLite row cost); a store whose driver converts text cheaply returns them as
-    they are (``{}``)."""
+
+    def _verify_columns(self) -> str:
+        """How ``verify_rows`` returns the text columns (SQL): here one JSON array of
+        them, as bytes (one value to decode instead of six driver conversions, which was
+        most of what a SQLite row cost)."""
+        return f"CAST(json_array({', '.join(f'e.{c}' for c in VERIFY_COLUMNS)}) AS BLOB)"
 
     def verify_rows(self, start: int, end: int) -> list[tuple[Any, ...]]:
         """Entries ``start <= idx < end`` in index order as ``(idx, leaf_hash, leaf,
-        time_ns, indexed, *columns)``. ``columns`` are the stored ``[event_id, source,
-        actor, action, enclave, outcome]`` (:data:`VERIFY_COLUMNS`), either as six values
-        or packed into one JSON array (UTF-8 bytes; see ``_VERIFY_COLUMNS``). ``indexed``
-        is true iff the entry's query-index row exists and each of its columns equals the
-        entry's own (compared by the database, null-safe)."""
-        columns = self._VERIFY_COLUMNS.format(", ".join(f"e.{c}" for c in VERIFY_COLUMNS))
-        return self._fetch_verify(self._verify_sql(columns), (start, end, start, end))
+        time_ns, indexed, columns)``. ``columns`` packs the stored ``[event_id, source,
+        actor, action, enclave, outcome]`` (:data:`VERIFY_COLUMNS`) into one value:
+        a JSON array as UTF-8 bytes, or a str of the :data:`UNIT_PACKING` form
+        (:func:`audit._verify.unpack_columns` reads both). ``indexed`` is true iff the
+        entry's query-index row exists and each of its columns equals the entry's own
+        (compared by the database, null-safe)."""
+        return self._fetch_verify(
+            self._verify_sql(self._verify_columns()), (start, end, start, end)
+        )
+
+    def entry_columns(self, idx: int) -> tuple[Any, ...] | None:
+        """The six stored :data:`VERIFY_COLUMNS` of entry ``idx`` as they are, or None
+        (verify's reference when a packed form cannot be read back unambiguously)."""
+        row = self._fetchone(
+            f"SELECT {', '.join(VERIFY_COLUMNS)} FROM audit_entries WHERE idx = ?",  # noqa: S608
+            (idx,),
+        )
+        return None if row is None else tuple(row)
 
     def _verify_sql(self, columns: str) -> str:
         """The ``verify_rows`` query with ``columns`` (SQL) for the text columns."""

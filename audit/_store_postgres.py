@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from ._store import ENTRY_COLUMNS, EntryRow, Store, migrations
+from ._store import ENTRY_COLUMNS, VERIFY_COLUMNS, EntryRow, Store, migrations
 from .errors import ConfigError, DuplicateIdError, StoreError, TemporaryError
 
 __all__ = ["PostgresStore"]
@@ -84,8 +84,18 @@ class PostgresStore(Store):
         return conn
 
     _SAME = "IS NOT DISTINCT FROM"
-    verify_chunk = 20_000  # each query costs a round trip and a plan: fewer, larger ones
-    _VERIFY_COLUMNS = "{}"  # as they are: json_build_array cost the server 2 µs a row
+    # Each query costs a round trip and a plan, so more rows than SQLite's 512; past a
+    # few thousand, the client's memory traffic grows instead (4,096 measured about 6 %
+    # faster than 20,000 over six alternating runs of a 1,000,000-entry verify).
+    verify_chunk = 4096
+
+    def _verify_columns(self) -> str:
+        """The UNIT_PACKING form: a JSON array cost the server 2 µs a row to build, six
+        text values cost this client 0.2 µs each to convert; one str about as much as
+        one of them, and the server no more than the six."""
+        e = {c: f"e.{c}" for c in VERIFY_COLUMNS}
+        e["enclave"] = "COALESCE(E'\\x1e' || e.enclave, '')"
+        return " || E'\\x1f' || ".join(e[c] for c in VERIFY_COLUMNS)
 
     def _fetch_verify(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """In binary format: leaves and hashes arrive as they are, not hex-encoded and

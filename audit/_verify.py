@@ -30,7 +30,6 @@ import bisect
 import functools
 import hashlib
 import hmac
-import logging
 import multiprocessing
 import operator
 import os
@@ -43,11 +42,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import structlog
 
 from ._events import time_ns as event_time_ns
 from ._merkle import EMPTY_ROOT
 from ._note import Checkpoint, Verifier, parse_checkpoint
-from ._store import Store
+from ._store import UNIT_PACKING, Store
 from .errors import AuditError, NoteError
 
 try:
@@ -55,11 +55,11 @@ try:
 except ImportError:  # not built (no C compiler at install): the same checks in Python
     _speedups = None  # type: ignore[assignment]
 
-__all__ = ["VerifyReport", "verify_store"]
+__all__ = ["VerifyReport", "unpack_columns", "verify_store"]
 
 _TILE = 256
 _MAX_PROBLEMS = 20
-_log = logging.getLogger(__name__)
+_log = structlog.get_logger("audit.verify")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,9 +206,10 @@ def verify_store(
         chunk = store.verify_chunk
     if _speedups is None:
         _log.warning(
-            "audit._speedups (verify's compiled fast path) is not built: verifying in "
-            "Python, two to three times slower; reinstall with a C compiler, Python "
-            "headers and OpenSSL headers to build it"
+            "audit_verify_not_compiled",
+            hint="audit._speedups (verify's compiled fast path) is not built: verifying "
+            "in Python, two to three times slower; reinstall with a C compiler and the "
+            "Python and OpenSSL headers to build it",
         )
     with store.snapshot() as share:
         return _verify_snapshot(
@@ -752,7 +753,9 @@ def _scan_segment(
                 add(hs, first)
                 expected_idx = first + len(batch)
             else:
-                expected_idx = _check_rows(st, batch, first, integrated_size, time_of, add)
+                expected_idx = _check_rows(
+                    st, batch, first, integrated_size, time_of, add, store.entry_columns
+                )
         pos = stop
     if expected_idx < end:
         st.bad(f"entries from {expected_idx} are missing", expected_idx)
@@ -773,18 +776,45 @@ def _scan_segment(
 _COLUMN_VALUES = operator.itemgetter(*_COLUMN_FIELDS)
 
 
+def unpack_columns(packed: object) -> list[Any] | None:
+    """The six stored text columns from the packed value of a ``verify_rows`` row, or
+    None when they cannot be read back exactly from it: a JSON array (bytes) that is not
+    six values, a :data:`~audit._store.UNIT_PACKING` str in which some value holds a
+    U+001F itself, or NULL. The caller then reads the columns as they are
+    (:meth:`Store.entry_columns`)."""
+    if isinstance(packed, bytes):
+        try:
+            values = orjson.loads(packed)
+        except orjson.JSONDecodeError:
+            return None
+        return values if isinstance(values, list) and len(values) == 6 else None
+    if not isinstance(packed, str):
+        return None
+    parts: list[Any] = packed.split(UNIT_PACKING)
+    if len(parts) != 6:
+        return None
+    enclave = parts[4]
+    if not enclave:
+        parts[4] = None
+    elif enclave[0] == "\x1e":
+        parts[4] = enclave[1:]
+    else:  # not what the store's SQL writes
+        return None
+    return parts
+
+
 def _columns_equal(events: list[Any], columns: list[tuple[Any, ...]]) -> bool:
     """Whether the stored columns of a batch (``verify_rows``' trailing fields, as
-    ``zip`` transposed them) equal the events' values: six value columns compared as
-    they are; one packed JSON array per row compared byte for byte as this store wrote
-    it, or else by value (another store's spacing or escaping)."""
+    ``zip`` transposed them) equal the events' values: a packed JSON array per row
+    compared byte for byte as this store wrote it, or else by value (another store's
+    spacing or escaping); a UNIT_PACKING str by value; six value columns as they are."""
     values = map(_COLUMN_VALUES, events)
     if len(columns) != 1:
         return tuple(values) == tuple(zip(*columns, strict=True))
     packed = columns[0]
-    if tuple(map(orjson.dumps, values)) == packed:
+    if isinstance(packed[0], bytes) and tuple(map(orjson.dumps, values)) == packed:
         return True
-    return list(map(orjson.loads, packed)) == list(map(list, map(_COLUMN_VALUES, events)))
+    return list(map(unpack_columns, packed)) == list(map(list, map(_COLUMN_VALUES, events)))
 
 
 def _check_rows(
@@ -794,11 +824,13 @@ def _check_rows(
     integrated_size: int,
     time_of: _TimeParser,
     add: Callable[[list[bytes], int], None],
+    columns_of: Callable[[int], tuple[Any, ...] | None],
 ) -> int:
     """Step 3 entry by entry, naming each bad one; returns the next expected index.
 
     The same checks as the chunk-wide fast path in :func:`_scan_segment`, which sends a
-    chunk here as soon as any of them fails."""
+    chunk here as soon as any of them fails. ``columns_of(idx)`` reads an entry's
+    columns as they are when their packed form cannot be read back exactly."""
     sha256 = hashlib.sha256
     loads = orjson.loads
     sort = orjson.OPT_SORT_KEYS
@@ -822,9 +854,12 @@ def _check_rows(
             d = loads(leaf)
             if orjson.dumps(d, option=sort) != leaf:
                 st.bad(f"entry {idx}: leaf is not canonical JSON", idx)
-            # the stored text columns arrive as they are or as one JSON array (see
-            # Store.verify_rows), compared by value: exact, whatever escaping was used
-            stored = loads(columns[0]) if len(columns) == 1 else list(columns)
+            # the stored text columns arrive packed in one value (see Store.verify_rows),
+            # compared by value: exact, whatever escaping was used
+            stored = unpack_columns(columns[0]) if len(columns) == 1 else list(columns)
+            if stored is None:
+                raw = columns_of(idx)
+                stored = None if raw is None else list(raw)
             if time_of(d["time"]) != t_ns or stored != [d[f] for f in _COLUMN_FIELDS]:
                 st.bad(f"entry {idx}: a stored column differs from the leaf's value", idx)
             # the index row equals the entry's columns (compared by the database) and

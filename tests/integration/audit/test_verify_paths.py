@@ -13,9 +13,11 @@ import sqlite3
 from pathlib import Path
 
 import orjson
+import psycopg
 import pytest
 
 from audit import Event, open_log, verify_store
+from tests.harness.postgres import PgDatabase
 
 pytestmark = pytest.mark.usefixtures("verify_path")
 
@@ -197,3 +199,49 @@ def test_values_of_another_type_are_named_not_a_crash(
     assert not report.ok
     assert report.first_bad_index == 201
     assert f"entry 201: {problem}" in report.problems
+
+
+def _leaf_with(leaf: bytes, **fields: object) -> tuple[bytes, bytes]:
+    event = orjson.loads(leaf)
+    event.update(fields)
+    new = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+    return new, hashlib.sha256(b"\x00" + new).digest()
+
+
+@pytest.mark.parametrize(
+    ("case", "problem"),
+    [
+        ("column holds a separator", "a stored column differs from the leaf's value"),
+        ("empty enclave for a null one", "a stored column differs from the leaf's value"),
+        ("leaf and column hold a separator", None),  # exact: no false alarm
+        ("leaf and column hold the enclave marker", None),
+    ],
+)
+def test_postgres_packed_columns_read_back_exactly(
+    pg_migrated: PgDatabase, case: str, problem: str | None
+) -> None:
+    """PostgreSQL packs the text columns into one str separated by U+001F (see
+    UNIT_PACKING). A value holding a U+001F (refused at intake, but a store can hold
+    anything) must neither hide a tampered column nor raise a false alarm: verify then
+    reads that entry's columns as they are."""
+    with open_log(pg_migrated.writer_url) as log:
+        log.append(_events(0, 300))  # not integrated: no tile or root covers them
+        leaf = log.entry(125)  # i % 5 == 0: a null enclave
+    set_leaf = "leaf = %s, leaf_hash = %s"
+    if case == "column holds a separator":
+        sql, params = "actor = actor || E'\\x1fx'", ()
+    elif case == "empty enclave for a null one":
+        sql, params = "enclave = ''", ()
+    elif case == "leaf and column hold a separator":
+        sql, params = f"{set_leaf}, actor = %s", (*_leaf_with(leaf, actor="a\x1fb"), "a\x1fb")
+    else:
+        sql, params = f"{set_leaf}, enclave = %s", (*_leaf_with(leaf, enclave="\x1e"), "\x1e")
+    with psycopg.connect(pg_migrated.admin_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE audit_entries DISABLE TRIGGER USER")
+        conn.execute(f"UPDATE audit_entries SET {sql} WHERE idx = 125", params)  # noqa: S608
+    report = verify_store(open_log(pg_migrated.writer_url).store)
+    if problem is None:
+        assert report.ok, report.problems
+    else:
+        assert report.first_bad_index == 125
+        assert report.problems == (f"entry 125: {problem}",)

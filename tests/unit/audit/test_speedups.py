@@ -276,23 +276,33 @@ def _python_verdict(batch: list[tuple[Any, ...]], first: int) -> tuple[bool, lis
     st = verify_module._State()
     hashes: list[bytes] = []
     verify_module._check_rows(
-        st, batch, first, 10**9, verify_module._TimeParser(), lambda hs, _i: hashes.extend(hs)
+        st,
+        batch,
+        first,
+        10**9,
+        verify_module._TimeParser(),
+        lambda hs, _i: hashes.extend(hs),
+        lambda _idx: None,  # a packed value that cannot be read back: no columns
     )
     return not st.problems, hashes
 
 
-def _unpacked(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The row as a store that returns the six text columns as they are (PostgreSQL)."""
-    return (*row[:5], *orjson.loads(row[5]))
+def _unit(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The row as PostgreSQL returns it: the columns in the UNIT_PACKING form."""
+    values = orjson.loads(row[5])
+    values[4] = "" if values[4] is None else "\x1e" + values[4]
+    return (*row[:5], "\x1f".join(values))
 
 
 def test_clean_rows_pass_in_both_shapes(rows: list[tuple[Any, ...]]) -> None:
-    """Rows whose columns need no escape pass, packed (SQLite) or not (PostgreSQL);
-    a column with an escape sends its batch to Python, which passes it too."""
+    """Rows whose columns need no escape pass, packed as JSON (SQLite) or in the
+    UNIT_PACKING form (PostgreSQL); a value with an escape in the leaf sends its batch
+    to Python, which passes it too."""
     ok, hashes = _python_verdict(rows, 0)
     assert ok
     assert hashes[:48] == [hashlib.sha256(b"\x00" + r[2]).digest() for r in rows[:48]]
-    for shape in (rows, [_unpacked(r) for r in rows]):
+    assert _python_verdict([_unit(r) for r in rows], 0) == (True, hashes)
+    for shape in (rows, [_unit(r) for r in rows]):
         assert _speedups.check_batch(shape[:48], 0, 10**9) == hashes[:48]
         assert _speedups.check_batch(shape[47:49], 47, 10**9) is None
         assert _speedups.check_batch(shape, 0, 10**9) is None
@@ -321,7 +331,7 @@ def test_check_batch_is_sound(
 ) -> None:
     """Tamper with one field of one row of a batch; if the compiled check still passes
     the batch, the Python checks find no problem in it and agree on every hash."""
-    batch = [r if packed else _unpacked(r) for r in rows[start : start + length]]
+    batch = [r if packed else _unit(r) for r in rows[start : start + length]]
     victim = list(batch[0])
     value = victim[field]
     if isinstance(value, bytes):
@@ -329,14 +339,13 @@ def test_check_batch_is_sound(
         victim[field] = value[:at] + piece + value[at + len(piece) :]
     elif isinstance(value, int) and not isinstance(value, bool):
         victim[field] = value + (1 if at % 2 else -1) * (1 + at % 3)
-    elif isinstance(value, str) and field != 4:
-        victim[field] = value + piece.decode("latin-1")
+    elif isinstance(value, str):  # a UNIT_PACKING str
+        at %= len(value) + 1
+        victim[field] = value[:at] + piece.decode("latin-1") + value[at + len(piece) :]
     else:
         victim[field] = not value
-    if field == 5 and not packed:  # the raw columns: change one of them instead
-        victim[5 + at % 6] = "x" if victim[5 + at % 6] is None else None
     batch[0] = tuple(victim)
-    assume(batch[0] != (rows[start] if packed else _unpacked(rows[start])))
+    assume(batch[0] != (rows[start] if packed else _unit(rows[start])))
     got = _speedups.check_batch(batch, start, 10**9)
     if got is not None:
         ok, hashes = _python_verdict(batch, start)
