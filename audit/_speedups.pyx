@@ -102,22 +102,20 @@ FIELD_NAMES = ("time", "id", "source", "actor", "action", "enclave", "outcome")
 ``Store.VERIFY_COLUMNS``."""
 
 
+_NAME_BYTES = tuple(name.encode() for name in FIELD_NAMES)  # alive as long as the module
+cdef const char *_NAME_PTR[_N_FIELDS]
+cdef Py_ssize_t _NAME_LEN[_N_FIELDS]
+for _i in range(_N_FIELDS):
+    _NAME_PTR[_i] = PyBytes_AS_STRING(_NAME_BYTES[_i])
+    _NAME_LEN[_i] = PyBytes_GET_SIZE(_NAME_BYTES[_i])
+
+
 cdef inline int _field_index(const unsigned char *k, Py_ssize_t n) noexcept:
     """The position in FIELD_NAMES of the key ``k[:n]``, or -1."""
-    if n == 4 and memcmp(k, b"time", 4) == 0:
-        return 0
-    if n == 2 and memcmp(k, b"id", 2) == 0:
-        return 1
-    if n == 6 and memcmp(k, b"source", 6) == 0:
-        return 2
-    if n == 5 and memcmp(k, b"actor", 5) == 0:
-        return 3
-    if n == 6 and memcmp(k, b"action", 6) == 0:
-        return 4
-    if n == 7 and memcmp(k, b"enclave", 7) == 0:
-        return 5
-    if n == 7 and memcmp(k, b"outcome", 7) == 0:
-        return 6
+    cdef int f
+    for f in range(_N_FIELDS):
+        if n == _NAME_LEN[f] and memcmp(k, _NAME_PTR[f], n) == 0:
+            return f
     return -1
 
 

@@ -19,6 +19,7 @@ What is measured:
   ``verify_1_worker_...`` / ``verify_2_workers_...`` with one and two processes; each
   with the 1-minute load average when it started (``..._load1``): other work on the
   machine shares its cores. ``--log DIR --only verify`` reuses a log built once.
+  ``verify_compiled`` says whether the compiled fast path (``audit._speedups``) ran.
 - ``proof_p99_ms``: inclusion proof for a random index at the full size (tile reads).
 - ``query_p99_ms``: one actor over one day, first page of 100.
 - ``pg_append_events_per_s`` / ``pg_verify_events_per_s``: the same on PostgreSQL
@@ -123,6 +124,13 @@ def bench_sqlite(ctx: Ctx) -> dict[str, Any]:
     return out
 
 
+def _verify_compiled() -> bool:
+    """Whether verify ran its compiled fast path (``audit._speedups``), not Python only."""
+    from audit import _verify
+
+    return _verify._speedups is not None
+
+
 def bench_verify(ctx: Ctx) -> dict[str, Any]:
     """Verify the SQLite log of the ``sqlite`` section, or the one kept with ``--log``
     (built here, durably, if that directory has none yet)."""
@@ -133,7 +141,7 @@ def bench_verify(ctx: Ctx) -> dict[str, Any]:
     log.integrate()
     log.checkpoint()
     n = log.sequenced()
-    out: dict[str, Any] = {"verify_log_entries": n}
+    out: dict[str, Any] = {"verify_log_entries": n, "verify_compiled": _verify_compiled()}
     for key, workers in (
         ("verify_events_per_s", None),
         ("verify_1_worker_events_per_s", 1),
