@@ -19,12 +19,12 @@ the reference:
 * :func:`tile_levels` hashes the interior nodes of one tile (RFC 9162
   ``SHA-256(0x01 || left || right)``), like ``_verify._tile_levels``.
 
-SHA-256 is OpenSSL's (``EVP_MD_fetch``: the provider configuration, e.g. FIPS, applies),
-the library ``hashlib`` uses. Nothing here releases the GIL or keeps state between calls.
+SHA-256 is OpenSSL's (``EVP_MD_fetch``: the provider configuration, e.g. FIPS, applies):
+the system's ``libcrypto``, which a Debian Python's ``hashlib`` uses too. Nothing here releases the GIL or keeps state between calls.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.bool cimport PyBool_Check
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_CheckExact
@@ -32,6 +32,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcmp
 
 cdef extern from "Python.h":
+    const Py_ssize_t PY_SSIZE_T_MAX
     const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
 
 cdef extern from "openssl/evp.h":
@@ -90,7 +91,7 @@ cdef class _Digest:
 #   \b \t \n \f \r and \u00XX (lowercase hex) for the other characters below U+0020;
 # * object keys are strings without escapes, in strictly increasing byte order (UTF-8
 #   byte order is code point order, orjson's sort order; strictly: no duplicates);
-# * integers have at most 18 digits (orjson reads larger ones as floats), no leading
+# * integers have at most 18 digits (well inside the 64 bits orjson keeps as ints), no leading
 #   zero, no "-0"; floats (a fraction or an exponent) are refused.
 
 cdef enum:
@@ -102,7 +103,7 @@ FIELD_NAMES = ("time", "id", "source", "actor", "action", "enclave", "outcome")
 ``Store.VERIFY_COLUMNS``."""
 
 
-_NAME_BYTES = tuple(name.encode() for name in FIELD_NAMES)  # alive as long as the module
+cdef tuple _NAME_BYTES = tuple(name.encode() for name in FIELD_NAMES)  # C-level: not rebindable
 cdef const char *_NAME_PTR[_N_FIELDS]
 cdef Py_ssize_t _NAME_LEN[_N_FIELDS]
 for _i in range(_N_FIELDS):
@@ -341,7 +342,7 @@ cdef int _object(_Scan *s, int depth) noexcept:
 
 cdef int _scan_leaf(const unsigned char *p, Py_ssize_t n, _Field *fields) noexcept:
     """Whether ``p[:n]`` is one canonical JSON object (nothing after it); fills
-    ``fields`` for its top-level keys named in _FIELD_NAMES."""
+    ``fields`` for its top-level keys named in FIELD_NAMES."""
     cdef _Scan s
     cdef int f
     for f in range(_N_FIELDS):
@@ -355,9 +356,9 @@ cdef int _scan_leaf(const unsigned char *p, Py_ssize_t n, _Field *fields) noexce
     return _object(&s, 1) and s.pos == n
 
 
-def canonical_fields(bytes leaf):
+def canonical_fields(bytes leaf not None):
     """``None`` if the canonical-JSON check refuses ``leaf``, else a dict of the
-    top-level fields in _FIELD_NAMES that it has: name -> (kind, raw bytes of a string's
+    top-level fields in FIELD_NAMES that it has: name -> (kind, raw bytes of a string's
     content, else b""). Exposed for the tests that compare it with orjson."""
     cdef _Field fields[_N_FIELDS]
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(leaf)
@@ -437,7 +438,7 @@ cdef int _time_ns(const unsigned char *s, Py_ssize_t n, int64_t *out) noexcept:
     return 1
 
 
-def time_ns(bytes t):
+def time_ns(bytes t not None):
     """``_events.time_ns(t.decode())`` if ``t`` has the shape the fast path handles,
     else None (exposed for the tests that compare it with the strict parser)."""
     cdef int64_t v
@@ -450,9 +451,9 @@ def time_ns(bytes t):
 
 cdef bint _packed_equal(bytes column, const unsigned char *leaf, _Field *fields) noexcept:
     """Whether ``column`` is exactly ``["id","source","actor","action","enclave",
-    "outcome"]`` of the leaf's values written without escapes (``null`` for a null
-    enclave): each value must be a string without escapes, whose bytes then appear as
-    they are. So the array decodes to exactly the leaf's values."""
+    "outcome"]`` of the leaf's values written without escapes (``null`` where the leaf
+    has null): each other value must be a string without escapes, whose bytes then
+    appear as they are. So the array decodes to exactly the leaf's values."""
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(column)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(column)
     cdef Py_ssize_t pos = 1, ln
@@ -520,12 +521,13 @@ cdef bint _unit_equal(object column, const unsigned char *leaf, _Field *fields) 
 
 # --- the batch -------------------------------------------------------------------------
 
-def check_batch(list rows, Py_ssize_t first, Py_ssize_t integrated_size):
+def check_batch(list rows not None, Py_ssize_t first, Py_ssize_t integrated_size):
     """The leaf hashes of ``rows`` (``Store.verify_rows`` rows for indexes ``first``,
     ``first + 1``, ...) if every check of the verify fast path passes, else None.
     A row's text columns come packed in one value: a JSON array (bytes, SQLite) or
     the UNIT_PACKING form (str, PostgreSQL)."""
-    cdef Py_ssize_t n = PyList_GET_SIZE(rows)
+    cdef tuple rs = tuple(rows)  # a snapshot: nothing run meanwhile can shrink it
+    cdef Py_ssize_t n = PyTuple_GET_SIZE(rs)
     cdef Py_ssize_t i, idx
     cdef int overflow
     cdef long long col_ns
@@ -536,8 +538,10 @@ def check_batch(list rows, Py_ssize_t first, Py_ssize_t integrated_size):
     cdef const unsigned char *lp
     cdef list hashes = []
     cdef _Digest dg = _Digest()
+    if n and first > PY_SSIZE_T_MAX - n:  # first + i must not overflow
+        return None
     for i in range(n):
-        row = <object>PyList_GET_ITEM(rows, i)
+        row = <object>PyTuple_GET_ITEM(rs, i)
         if not PyTuple_CheckExact(row) or PyTuple_GET_SIZE(row) != 6:
             return None
         # the index is the next one expected
@@ -558,7 +562,10 @@ def check_batch(list rows, Py_ssize_t first, Py_ssize_t integrated_size):
         if memcmp(h, PyBytes_AS_STRING(stored), 32) != 0:
             return None
         # the query-index row exists and equals the entry's columns (compared by the store)
-        if idx < integrated_size and not (<object>PyTuple_GET_ITEM(row, 4)):
+        value = <object>PyTuple_GET_ITEM(row, 4)
+        if not PyLong_CheckExact(value) and not PyBool_Check(value):  # what drivers give
+            return None
+        if idx < integrated_size and not value:
             return None
         # the leaf is canonical JSON
         lp = <const unsigned char *>PyBytes_AS_STRING(leaf)
@@ -586,26 +593,27 @@ def check_batch(list rows, Py_ssize_t first, Py_ssize_t integrated_size):
     return hashes
 
 
-def tile_levels(list items):
-    """``[items, parents, ...]`` over 32-byte hashes: ``_verify._tile_levels``."""
+def tile_levels(list items not None):
+    """``[items, parents, ...]``: ``_verify._tile_levels`` for items that are 32-byte
+    ``bytes`` (ValueError otherwise; the Python one hashes any bytes-like items)."""
     cdef list out = [items]
-    cdef list level = items
+    cdef tuple level = tuple(items)  # a snapshot: nothing run meanwhile can shrink it
     cdef list nxt
     cdef Py_ssize_t i, n
     cdef object a, b
     cdef unsigned char h[32]
     cdef _Digest dg = _Digest()
     for _ in range(8):
-        n = PyList_GET_SIZE(level)
+        n = PyTuple_GET_SIZE(level)
         nxt = []
         for i in range(0, n - 1, 2):
-            a = <object>PyList_GET_ITEM(level, i)
-            b = <object>PyList_GET_ITEM(level, i + 1)
+            a = <object>PyTuple_GET_ITEM(level, i)
+            b = <object>PyTuple_GET_ITEM(level, i + 1)
             if (not PyBytes_CheckExact(a) or not PyBytes_CheckExact(b)
                     or PyBytes_GET_SIZE(a) != 32 or PyBytes_GET_SIZE(b) != 32):
                 raise ValueError("tile nodes must be 32-byte hashes")
             dg.sha(1, PyBytes_AS_STRING(a), 32, PyBytes_AS_STRING(b), 32, h)
             nxt.append(PyBytes_FromStringAndSize(<char *>h, 32))
         out.append(nxt)
-        level = nxt
+        level = tuple(nxt)
     return out

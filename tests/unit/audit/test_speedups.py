@@ -319,6 +319,7 @@ _FIELDS = range(6)
     s.integers(0, 400),
     s.binary(min_size=1, max_size=3),
     s.booleans(),
+    s.booleans(),
 )
 def test_check_batch_is_sound(
     rows: list[tuple[Any, ...]],
@@ -328,6 +329,7 @@ def test_check_batch_is_sound(
     at: int,
     piece: bytes,
     packed: bool,
+    rehash: bool,
 ) -> None:
     """Tamper with one field of one row of a batch; if the compiled check still passes
     the batch, the Python checks find no problem in it and agree on every hash."""
@@ -344,6 +346,8 @@ def test_check_batch_is_sound(
         victim[field] = value[:at] + piece.decode("latin-1") + value[at + len(piece) :]
     else:
         victim[field] = not value
+    if field == 2 and rehash:  # a leaf edited with its hash: the deeper checks must see it
+        victim[1] = hashlib.sha256(b"\x00" + victim[2]).digest()
     batch[0] = tuple(victim)
     assume(batch[0] != (rows[start] if packed else _unit(rows[start])))
     got = _speedups.check_batch(batch, start, 10**9)
@@ -351,3 +355,27 @@ def test_check_batch_is_sound(
         ok, hashes = _python_verdict(batch, start)
         assert ok, batch[0]
         assert got == hashes
+
+
+def test_check_batch_refuses_odd_calls(rows: list[tuple[Any, ...]]) -> None:
+    """Found in review: an index past the largest one, an ``indexed`` value of a type
+    no driver returns (its truth could run code), arguments of the wrong type."""
+    assert _speedups.check_batch(rows[:2], 2**63 - 1, 10**9) is None
+
+    mine = list(rows[:4])
+
+    class Odd:
+        def __bool__(self) -> bool:
+            mine.clear()  # would free the rows under a check reading them in place
+            return True
+
+    mine[1] = (*mine[1][:4], Odd(), mine[1][5])
+    assert _speedups.check_batch(mine, 0, 10**9) is None
+    for call in (
+        lambda: _speedups.check_batch(None, 0, 0),  # type: ignore[arg-type]
+        lambda: _speedups.tile_levels(None),  # type: ignore[arg-type]
+        lambda: _speedups.canonical_fields(None),  # type: ignore[arg-type]
+        lambda: _speedups.time_ns(None),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(TypeError):
+            call()
