@@ -276,37 +276,47 @@ cdef int _value(_Scan *s, int depth, _Field *field) noexcept:
     return 0
 
 
-cdef int _array(_Scan *s, int depth) noexcept:
+cdef int _open(_Scan *s, int depth, unsigned char close) noexcept:
+    """Past a container's opening bracket: 0 to refuse (nested too deep), 1 if it is
+    empty (``close`` follows; consumed), 2 if values follow."""
     if depth > _MAX_DEPTH:
         return 0
-    s.pos += 1  # '['
-    if s.pos < s.n and s.p[s.pos] == 93:
+    s.pos += 1
+    if s.pos < s.n and s.p[s.pos] == close:
         s.pos += 1
         return 1
-    while True:
+    return 2
+
+
+cdef int _after(_Scan *s, unsigned char close) noexcept:
+    """After a value in a container: 0 to refuse, 1 if ``close`` ended it, 2 after a
+    comma (another value follows)."""
+    if s.pos >= s.n:
+        return 0
+    if s.p[s.pos] == close:
+        s.pos += 1
+        return 1
+    if s.p[s.pos] != 44:  # ','
+        return 0
+    s.pos += 1
+    return 2
+
+
+cdef int _array(_Scan *s, int depth) noexcept:
+    cdef int r = _open(s, depth, 93)  # ']'
+    while r == 2:
         if not _value(s, depth, NULL):
             return 0
-        if s.pos >= s.n:
-            return 0
-        if s.p[s.pos] == 93:  # ']'
-            s.pos += 1
-            return 1
-        if s.p[s.pos] != 44:  # ','
-            return 0
-        s.pos += 1
+        r = _after(s, 93)
+    return r
 
 
 cdef int _object(_Scan *s, int depth) noexcept:
     cdef Py_ssize_t key, key_len, prev = -1, prev_len = 0, common
     cdef int kind, cmp, f
     cdef _Field *field
-    if depth > _MAX_DEPTH:
-        return 0
-    s.pos += 1  # '{'
-    if s.pos < s.n and s.p[s.pos] == 125:
-        s.pos += 1
-        return 1
-    while True:
+    cdef int r = _open(s, depth, 125)  # '}'
+    while r == 2:
         if s.pos >= s.n or s.p[s.pos] != 34:
             return 0
         key = s.pos + 1
@@ -330,14 +340,8 @@ cdef int _object(_Scan *s, int depth) noexcept:
                 field = &s.fields[f]
         if not _value(s, depth, field):
             return 0
-        if s.pos >= s.n:
-            return 0
-        if s.p[s.pos] == 125:  # '}'
-            s.pos += 1
-            return 1
-        if s.p[s.pos] != 44:
-            return 0
-        s.pos += 1
+        r = _after(s, 125)
+    return r
 
 
 cdef int _scan_leaf(const unsigned char *p, Py_ssize_t n, _Field *fields) noexcept:
