@@ -21,12 +21,14 @@ lint: setup
 	$(BIN)/mypy --strict policies audit auth
 	$(BIN)/lint-imports
 	$(BIN)/python -m policies.docs --check docs/tiers.md
+	$(BIN)/python -m controller.clidocs --check docs/cli.md
 
 bench: setup
 	@set -e; for b in benchmarks/*.py; do echo "== $$b" >&2; $(BIN)/python -P $$b; done
 
 docs: setup
 	$(BIN)/python -m policies.docs --write docs/tiers.md
+	$(BIN)/python -m controller.clidocs --write docs/cli.md
 
 format: setup
 	$(BIN)/ruff format .
