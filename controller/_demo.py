@@ -322,6 +322,8 @@ def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = Fal
         _wait_ready(f"http://127.0.0.1:{portal_port}", portal, st / "portal.log")
         print(
             "\nEnclave demo is running (embedded default, no cluster). Ctrl-C stops it.\n\n"
+            f"Portal: {layout.portal_url}\n"
+            f"Audit: http://localhost:{audit_port}/ui\n\n"
             f"  Researcher portal   {layout.portal_url}\n"
             f"    {how}.\n"
             f"    Demo enclaves, one per tier: "

@@ -43,6 +43,9 @@ def test_demo_starts_prints_how_to_log_in_and_records_everything(tmp_path: Path)
             line = proc.stdout.readline()
             assert line, f"demo exited early:\n{out}"
             out += line
+        # 0. the fixed contract (DESIGN.md "CLI"): one "Portal: <url>" and one "Audit: <url>" line
+        assert re.search(rf"^Portal: http://localhost:{portal_port}$", out, re.M), out
+        assert re.search(rf"^Audit: http://localhost:{audit_port}/ui$", out, re.M), out
         # 1. the invitation code it printed opens the portal's invitation flow
         code = re.search(r"enter the invitation code (\S+)", out)
         assert code, out
