@@ -76,8 +76,6 @@ _NBDC_U7 = {
         5,
         {
             1: "Controlled-access data stays on the data server and is never moved off it.",
-            2: "No copies of the data (backups and transient copies excepted, deleted "
-            "unrecoverably after use).",
             4: "Data is accessed solely from data servers or data access terminals.",
         },
     ),
@@ -113,7 +111,7 @@ _NBDC_U7 = {
             5: "The terminal locks after about 15 minutes idle.",
             6: "No copies of the data on the data access terminal (browser cache included).",
             12: "When use ends, all data is deleted unrecoverably.",
-            13: "On an incident, stop, disconnect and report at once.",
+            13: "On an incident, disconnect at once.",
         },
     ),
     **_numbered(
