@@ -1,10 +1,13 @@
 """Strict typed models of the tier catalog.
 
 Every control group is a frozen model whose constructor rejects anything
-malformed (wrong type, unknown key, missing citation). Every tunable field says
-which direction is *stricter*, so that an operator overlay can be checked
-mechanically: tightening is accepted, loosening is refused unless it is declared
-as an unsafe exception.
+malformed (wrong type, unknown key, missing citation, a citation of a clause its
+source does not have). Every tunable field says which direction is *stricter*, so
+that an operator overlay can be checked mechanically: tightening is accepted,
+loosening is refused unless it is declared as an unsafe exception. A setting
+another one depends on (:data:`DEPENDENCIES`) cannot be switched off at all while
+the dependent one is on. :data:`ORGANISATIONAL_DUTIES` lists, with their clauses,
+what no tier can enforce.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ class Control(BaseModel):
 
     sources: tuple[str, ...] = Field(
         min_length=1,
-        description="Guideline clauses behind this control (short names from TIERS.md).",
+        description="Guideline clauses behind this control (policies/_sources.py checks them).",
     )
     note: str = Field(
         default="",
