@@ -98,6 +98,15 @@ def test_show_says_who_enforces_each_setting_and_claims_nothing_unbuilt():
         assert rows[setting] == "not yet enforced", setting
 
 
+def test_show_says_what_each_cited_clause_requires():
+    r = run("tiers", "show", "nbdc-standard", env={"COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    assert "NBDC-U7 2.3 item 5: The terminal locks after about 15 minutes idle." in r.stdout
+    assert "NBDC-U7 2.1 item 4: Data is accessed solely from data servers or data access" in (
+        r.stdout
+    )
+
+
 def test_show_lists_the_operators_organisational_duties():
     r = run("tiers", "show", "nbdc-standard", env={"COLUMNS": "200"})
     assert r.returncode == 0, r.stderr
