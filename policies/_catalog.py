@@ -4,6 +4,9 @@ The built-in catalog is four YAML files shipped in ``policies/catalog``. An
 operator overlay may only *tighten* controls; a loosening is refused unless it
 is declared under ``unsafeExceptions`` with a reason, in which case it is applied,
 logged as a warning whenever the catalog is loaded, and shown in ``tiers show``.
+A setting another setting depends on (``_model.DEPENDENCIES``, e.g. the audit intake
+that file events travel through) cannot be switched off at all while the dependent
+one is on: not by a tightening, not by an unsafe exception, not by a catalog file.
 
 Overlay file format::
 
@@ -32,7 +35,14 @@ import structlog
 import yaml
 from pydantic import ValidationError
 
-from ._model import CONTROL_GROUPS, Stricter, Tier, UnsafeException, strictness_of
+from ._model import (
+    CONTROL_GROUPS,
+    Stricter,
+    Tier,
+    UnsafeException,
+    broken_dependency,
+    strictness_of,
+)
 from .errors import CatalogError, UnknownTierError
 
 __all__ = ["TIER_IDS", "Catalog", "load_catalog"]
@@ -141,6 +151,7 @@ def _load_dir(directory: Path | None) -> dict[str, Tier]:
                 file=label, path="id", problem=f"must be {tier_id!r} (the file's name)"
             )
         tiers[tier_id] = _validate_tier(label, "", data)
+        _refuse_broken_dependency(file=label, path=None, prefix="", tier=tiers[tier_id])
     if directory is not None:
         extra = sorted(p.stem for p in directory.glob("*.yaml") if p.stem not in TIER_IDS)
         if extra:
@@ -157,6 +168,22 @@ def _validate_tier(file: str, prefix: str, data: Mapping[str, Any]) -> Tier:
         return Tier.model_validate(data)
     except ValidationError as e:
         raise _as_catalog_error(file, prefix, e) from None
+
+
+def _refuse_broken_dependency(*, file: str, path: str | None, prefix: str, tier: Tier) -> None:
+    """Refuse ``tier`` if it switches off a setting another one depends on.
+
+    The error's key path is ``path`` when given, else the switched-off setting under
+    ``prefix``; the problem names both settings.
+    """
+    dep = broken_dependency(tier)
+    if dep is None:
+        return
+    raise CatalogError(
+        file=file,
+        path=path if path is not None else ".".join(p for p in [prefix, dep.needs] if p),
+        problem=f"{dep.needs} cannot be switched off: {dep.setting} depends on it ({dep.why})",
+    )
 
 
 def _as_catalog_error(file: str, prefix: str, e: ValidationError) -> CatalogError:
@@ -256,7 +283,8 @@ def _apply_overlay(
         for tid, t in tiers.items()
     }
 
-    # 1. Tightening: merge, validate the whole tier, then refuse any loosening.
+    # 1. Tightening: merge, validate the whole tier, refuse a broken dependency, then
+    #    refuse any loosening.
     tightened = _mapping(file, "tiers", data.get("tiers", {}))
     touched: set[str] = set()
     for tier_id, groups in tightened.items():
@@ -272,10 +300,12 @@ def _apply_overlay(
     result = dict(tiers)
     for tier_id in touched:
         merged = _validate_tier(file, f"tiers.{tier_id}", raw[tier_id])
+        _refuse_broken_dependency(file=file, path=None, prefix=f"tiers.{tier_id}", tier=merged)
         _refuse_loosening(file=file, prefix=f"tiers.{tier_id}", base=tiers[tier_id], new=merged)
         result[tier_id] = merged
 
-    # 2. Unsafe exceptions: each must really loosen, and must say why.
+    # 2. Unsafe exceptions: each must really loosen, must say why, and may not switch
+    #    off a setting another one depends on.
     declared = data.get("unsafeExceptions", [])
     if not isinstance(declared, list):
         raise CatalogError(file=file, path="unsafeExceptions", problem="must be a list")
@@ -311,6 +341,7 @@ def _apply_overlay(
         candidate = before.model_dump(by_alias=True, exclude={"unsafe_exceptions"}, mode="json")
         _merge_setting_group(file, f"{where}.control", candidate, group, {name: entry["value"]})
         after = _validate_tier(file, f"{where}.value", candidate)
+        _refuse_broken_dependency(file=file, path=f"{where}.control", prefix="", tier=after)
         old, new = getattr(before.control(group), name), getattr(after.control(group), name)
         direction = strictness_of(type(before.control(group)), name)
         assert direction is not None

@@ -1,46 +1,39 @@
 """Strict typed models of the tier catalog.
 
 Every control group is a frozen model whose constructor rejects anything
-malformed (wrong type, unknown key, missing citation). Every tunable field says
-which direction is *stricter*, so that an operator overlay can be checked
-mechanically: tightening is accepted, loosening is refused unless it is declared
-as an unsafe exception.
+malformed (wrong type, unknown key, missing citation, a citation of a clause its
+source does not have). Every tunable field says which direction is *stricter*, so
+that an operator overlay can be checked mechanically: tightening is accepted,
+loosening is refused unless it is declared as an unsafe exception. A setting
+another one depends on (:data:`DEPENDENCIES`) cannot be switched off at all while
+the dependent one is on. :data:`ORGANISATIONAL_DUTIES` lists, with their clauses,
+what no tier can enforce.
 """
 
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ._sources import SOURCES, parse_citation
+
 __all__ = [
     "CONTROL_GROUPS",
+    "DEPENDENCIES",
+    "ORGANISATIONAL_DUTIES",
     "SOURCES",
     "Control",
-    "ExportContent",
+    "Dependency",
+    "OrganisationalDuty",
     "PodSecurityLevel",
     "Stricter",
     "Tier",
     "strictness_of",
 ]
-
-#: The short names of the sources in TIERS.md; every citation starts with one.
-SOURCES: dict[str, str] = {
-    "NBDC-U7": "NBDC Human Data Security Guidelines for data users, Ver. 7.0 (2024-04-01)",
-    "NBDC-S8": "NBDC Human Data Sharing Guidelines, Ver. 8.0",
-    "NBDC-DC4": "NBDC guideline for database-centre and off-premise server operators, Ver. 4.0",
-    "TMM-SP": "ToMMo Data Information Security Policy (rev. Oct 2024) and supercomputer rules",
-    "SATRE": "Standard Architecture for Trusted Research Environments",
-    "NIST-63B4": "NIST SP 800-63B-4, Digital Identity Guidelines: Authentication",
-    "RFC8176": "RFC 8176, Authentication Method Reference Values",
-    "ETHICS-JP": "Ethical Guidelines for Medical and Biological Research Involving Human Subjects",
-}
-
-_CITATION = re.compile(r"^(?P<source>[A-Z][A-Z0-9-]*[A-Z0-9])(?: (?P<clause>\S.{0,118}))?$")
 
 
 class Stricter(enum.Enum):
@@ -61,16 +54,14 @@ class PodSecurityLevel(enum.StrEnum):
     RESTRICTED = "restricted"
 
 
-class ExportContent(enum.StrEnum):
-    """What may leave through the airlock, most to least permissive."""
-
-    DATA_OR_RESULTS = "data-or-results"
-    RESULTS = "results"
-    NOTHING = "nothing"
-
-
 def _s(direction: Stricter) -> Any:
     return direction
+
+
+#: A yes/no setting where ``true`` is the stricter value (a requirement).
+TrueIsStricter = Annotated[bool, Stricter.TRUE]
+#: A yes/no setting where ``false`` is the stricter value (a permission).
+FalseIsStricter = Annotated[bool, Stricter.FALSE]
 
 
 class Control(BaseModel):
@@ -83,7 +74,7 @@ class Control(BaseModel):
 
     sources: tuple[str, ...] = Field(
         min_length=1,
-        description="Guideline clauses behind this control (short names from TIERS.md).",
+        description="Guideline clauses behind this control (policies/_sources.py checks them).",
     )
     note: str = Field(
         default="",
@@ -98,12 +89,9 @@ class Control(BaseModel):
 
     @field_validator("sources")
     @classmethod
-    def _known_sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _known_clauses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for citation in value:
-            match = _CITATION.match(citation)
-            if match is None or match["source"] not in SOURCES:
-                known = ", ".join(SOURCES)
-                raise ValueError(f"citation {citation!r} must start with one of {known}")
+            parse_citation(citation)  # refuses an unknown source or a clause it lacks
         return value
 
     def settings(self) -> Iterator[tuple[str, Any, Stricter, str]]:
@@ -131,22 +119,16 @@ def strictness_of(model: type[BaseModel], field: str) -> Stricter | None:
 class Isolation(Control):
     title: ClassVar[str] = "Project isolation"
     dedicated_namespace: Annotated[
-        bool,
-        _s(Stricter.TRUE),
-        Field(description="Each project gets its own namespace, hub and storage."),
+        TrueIsStricter, Field(description="Each project gets its own namespace, hub and storage.")
     ]
     cross_project_paths: Annotated[
-        bool,
-        _s(Stricter.FALSE),
-        Field(description="Any network or storage path between two projects."),
+        FalseIsStricter, Field(description="Any network or storage path between two projects.")
     ]
 
 
 class Datasets(Control):
     title: ClassVar[str] = "Datasets"
-    read_only: Annotated[
-        bool, _s(Stricter.TRUE), Field(description="Datasets are mounted read-only.")
-    ]
+    read_only: Annotated[TrueIsStricter, Field(description="Datasets are mounted read-only.")]
 
 
 class Login(Control):
@@ -166,26 +148,21 @@ class Login(Control):
         ),
     ]
     require_phishing_resistant: Annotated[
-        bool,
-        _s(Stricter.TRUE),
-        Field(description="One factor must be phishing-resistant (WebAuthn)."),
+        TrueIsStricter, Field(description="One factor must be phishing-resistant (WebAuthn).")
     ]
     require_biometric: Annotated[
-        bool,
-        _s(Stricter.TRUE),
+        TrueIsStricter,
         Field(
             description="One factor must be an attested biometric "
             "(WebAuthn UV on an allow-listed authenticator model)."
         ),
     ]
     require_device_bound: Annotated[
-        bool,
-        _s(Stricter.TRUE),
+        TrueIsStricter,
         Field(description="WebAuthn keys must be device-bound (synced passkeys refused)."),
     ]
     webauthn_user_verification: Annotated[
-        bool,
-        _s(Stricter.TRUE),
+        TrueIsStricter,
         Field(description="A WebAuthn assertion without user verification (UV) is refused."),
     ]
     password_min_length: Annotated[
@@ -199,8 +176,7 @@ class Login(Control):
         Field(ge=1, le=3, description="NIST SP 800-63B-4 authenticator assurance level."),
     ]
     enrolment_approval: Annotated[
-        bool,
-        _s(Stricter.TRUE),
+        TrueIsStricter,
         Field(
             description="A newly enrolled factor counts for this tier only after a security "
             "officer approved it."
@@ -258,126 +234,132 @@ class Throttle(Control):
 class Network(Control):
     title: ClassVar[str] = "Client source networks"
     source_allowlist_required: Annotated[
-        bool,
-        _s(Stricter.TRUE),
+        TrueIsStricter,
         Field(
             description="Entry only from listed client networks (access terminals, "
             "remote security areas); an empty list denies."
         ),
     ]
     encrypted_transport: Annotated[
-        bool, _s(Stricter.TRUE), Field(description="Paths from outside are TLS-encrypted.")
+        TrueIsStricter, Field(description="Paths from outside are TLS-encrypted.")
     ]
 
 
 class Egress(Control):
     title: ClassVar[str] = "Workspace egress"
-    internet: Annotated[
-        bool, _s(Stricter.FALSE), Field(description="Outbound internet from the workspace.")
-    ]
+    internet: Annotated[FalseIsStricter, Field(description="Outbound internet from the workspace.")]
     hub_api: Annotated[
-        bool,
-        _s(Stricter.FALSE),
+        FalseIsStricter,
         Field(description="The workspace may reach its own hub's API (needed to run)."),
     ]
     audit_intake: Annotated[
-        bool,
-        _s(Stricter.FALSE),
-        Field(description="The workspace may reach the audit intake (to record file events)."),
+        TrueIsStricter,
+        Field(
+            description="The workspace reaches the audit intake, through which its file "
+            "events are recorded (switching it off would silence them)."
+        ),
     ]
     dns: Annotated[
-        bool,
-        _s(Stricter.FALSE),
+        FalseIsStricter,
         Field(description="The workspace may query cluster DNS (DNS can tunnel data)."),
     ]
     cloud_metadata: Annotated[
-        bool,
-        _s(Stricter.FALSE),
-        Field(description="The workspace may reach the cloud metadata endpoint."),
+        FalseIsStricter, Field(description="The workspace may reach the cloud metadata endpoint.")
     ]
 
 
 class BrowserDownload(Control):
     title: ClassVar[str] = "Download to the browser"
     allowed: Annotated[
-        bool,
-        _s(Stricter.FALSE),
+        FalseIsStricter,
         Field(description="Files may be downloaded to the browser (/files, nbconvert, ?download)."),
+    ]
+    cache_no_store: Annotated[
+        TrueIsStricter,
+        Field(
+            description="Workspace and portal pages are sent with Cache-Control: no-store, "
+            "so the browser keeps no copy."
+        ),
     ]
 
 
-class Export(Control):
-    title: ClassVar[str] = "Export (airlock egress)"
-    content: Annotated[
-        ExportContent,
-        _s(Stricter.ORDERED),
-        Field(strict=False, description="What may leave: data-or-results, results, or nothing."),
+class Clipboard(Control):
+    title: ClassVar[str] = "Clipboard copy-out"
+    copy_out_disabled: Annotated[
+        TrueIsStricter,
+        Field(
+            description="JupyterLab's clipboard copy-out is switched off (best effort: a "
+            "browser can still copy what it shows)."
+        ),
+    ]
+
+
+class ExportResults(Control):
+    title: ClassVar[str] = "Export of results (airlock egress)"
+    allowed: Annotated[
+        FalseIsStricter,
+        Field(description="Results (no individual-level data) may leave through the airlock."),
     ]
     reviewers: Annotated[
         int,
         _s(Stricter.HIGHER),
-        Field(ge=0, le=5, description="Distinct reviewers who must approve each export."),
+        Field(ge=1, le=5, description="Distinct reviewers who must approve each results export."),
     ]
-    security_committee: Annotated[
-        bool,
-        _s(Stricter.TRUE),
-        Field(description="Approval must come from the security committee."),
-    ]
-    retained_copy: Annotated[
-        bool,
-        _s(Stricter.TRUE),
-        Field(description="A copy of every export is kept for audit."),
-    ]
-    dataset_files: Annotated[
-        bool,
-        _s(Stricter.FALSE),
-        Field(description="Files that are (copies of) provided dataset files may be exported."),
+    individual_level_data: Annotated[
+        FalseIsStricter, Field(description="A results export may contain individual-level data.")
     ]
 
-    @model_validator(mode="after")
-    def _reviewed(self) -> Export:
-        if self.content is not ExportContent.NOTHING and self.reviewers < 1:
-            raise ValueError("an export that is allowed needs at least one reviewer")
-        return self
+
+class ExportData(Control):
+    title: ClassVar[str] = "Export of data (airlock egress)"
+    allowed: Annotated[
+        FalseIsStricter,
+        Field(
+            description="Data (individual-level records or dataset files) may leave through "
+            "the airlock."
+        ),
+    ]
+    security_committee_approval: Annotated[
+        TrueIsStricter,
+        Field(description="A data export needs the security committee's approval, recorded."),
+    ]
+    declared_destination: Annotated[
+        TrueIsStricter,
+        Field(
+            description="A data export names its destination (an approved analysis server), "
+            "recorded."
+        ),
+    ]
+    retained_copy: Annotated[
+        TrueIsStricter, Field(description="A copy of every data export is kept for audit.")
+    ]
 
 
 class Import(Control):
     title: ClassVar[str] = "Import (airlock ingress)"
     malware_scan: Annotated[
-        bool, _s(Stricter.TRUE), Field(description="Files brought in are malware-scanned.")
+        TrueIsStricter, Field(description="Files brought in are malware-scanned.")
     ]
     reviewer_required: Annotated[
-        bool, _s(Stricter.TRUE), Field(description="A reviewer approves each import.")
+        TrueIsStricter, Field(description="A reviewer approves each import.")
     ]
 
 
 class Terminals(Control):
     title: ClassVar[str] = "Jupyter terminals"
-    enabled: Annotated[
-        bool, _s(Stricter.FALSE), Field(description="Jupyter terminals are available.")
-    ]
+    enabled: Annotated[FalseIsStricter, Field(description="Jupyter terminals are available.")]
 
 
 class AuditedOperations(Control):
     title: ClassVar[str] = "Audited operations"
-    logins: Annotated[
-        bool,
-        _s(Stricter.TRUE),
-        Field(description="Every login factor, passed and failed."),
-    ]
-    sessions: Annotated[bool, _s(Stricter.TRUE), Field(description="Session start and end.")]
-    spawns: Annotated[bool, _s(Stricter.TRUE), Field(description="Workspace start and stop.")]
-    file_events: Annotated[
-        bool, _s(Stricter.TRUE), Field(description="File opens, saves and deletions.")
-    ]
-    exports: Annotated[bool, _s(Stricter.TRUE), Field(description="Export and import requests.")]
-    admin_actions: Annotated[
-        bool, _s(Stricter.TRUE), Field(description="Every administrative action.")
-    ]
+    logins: Annotated[TrueIsStricter, Field(description="Every login factor, passed and failed.")]
+    sessions: Annotated[TrueIsStricter, Field(description="Session start and end.")]
+    spawns: Annotated[TrueIsStricter, Field(description="Workspace start and stop.")]
+    file_events: Annotated[TrueIsStricter, Field(description="File opens, saves and deletions.")]
+    exports: Annotated[TrueIsStricter, Field(description="Export and import requests.")]
+    admin_actions: Annotated[TrueIsStricter, Field(description="Every administrative action.")]
     code_execution: Annotated[
-        bool,
-        _s(Stricter.TRUE),
-        Field(description="Every code execution request sent to a kernel."),
+        TrueIsStricter, Field(description="Every code execution request sent to a kernel.")
     ]
 
     @model_validator(mode="after")
@@ -387,11 +369,48 @@ class AuditedOperations(Control):
         return self
 
 
+class AccessLogReview(Control):
+    title: ClassVar[str] = "Access-log review"
+    reviews_recorded: Annotated[
+        TrueIsStricter,
+        Field(description="Each officer's review of the access log is recorded in the log."),
+    ]
+    overdue_reminder: Annotated[
+        TrueIsStricter,
+        Field(description="Officers are reminded when no review happened within the period."),
+    ]
+    review_period_days: Annotated[
+        int,
+        _s(Stricter.LOWER),
+        Field(
+            ge=1,
+            le=366,
+            description="Days between reviews of the access log at most (the operator's "
+            "period; the product default is monthly).",
+        ),
+    ]
+
+
+class Register(Control):
+    title: ClassVar[str] = "Register of users and data"
+    users: Annotated[
+        TrueIsStricter,
+        Field(description="A register of the users of each project and their roles."),
+    ]
+    data_locations: Annotated[
+        TrueIsStricter,
+        Field(description="A register of each dataset and where it is stored and mounted."),
+    ]
+    change_history: Annotated[
+        TrueIsStricter,
+        Field(description="Every change to the register is kept and can be reviewed."),
+    ]
+
+
 class Compute(Control):
     title: ClassVar[str] = "Compute placement"
     dedicated_nodes: Annotated[
-        bool,
-        _s(Stricter.TRUE),
+        TrueIsStricter,
         Field(description="Workspaces run on a dedicated node pool (taint + selector)."),
     ]
 
@@ -404,26 +423,66 @@ class PodSecurity(Control):
         Field(strict=False, description="Pod Security Admission level enforced on the namespace."),
     ]
     read_only_root_fs: Annotated[
-        bool, _s(Stricter.TRUE), Field(description="Containers have a read-only root filesystem.")
+        TrueIsStricter, Field(description="Containers have a read-only root filesystem.")
     ]
     service_account_token: Annotated[
-        bool,
-        _s(Stricter.FALSE),
-        Field(description="Workspace pods get a Kubernetes service-account token."),
+        FalseIsStricter, Field(description="Workspace pods get a Kubernetes service-account token.")
+    ]
+
+
+class Images(Control):
+    title: ClassVar[str] = "Workspace images"
+    no_unneeded_software: Annotated[
+        TrueIsStricter,
+        Field(description="Images carry no P2P or other software the analysis does not need."),
+    ]
+    patched_base_images: Annotated[
+        TrueIsStricter,
+        Field(description="Images are built on patched base images and rebuilt for fixes."),
+    ]
+
+
+class EncryptionAtRest(Control):
+    title: ClassVar[str] = "Encryption at rest"
+    stores: Annotated[
+        TrueIsStricter,
+        Field(description="The identity, audit and airlock stores are encrypted at rest."),
+    ]
+    volumes: Annotated[
+        TrueIsStricter, Field(description="Workspace and dataset volumes are encrypted at rest.")
     ]
 
 
 class EndOfUse(Control):
     title: ClassVar[str] = "End of use"
     destroy_volumes: Annotated[
-        bool,
-        _s(Stricter.TRUE),
+        TrueIsStricter,
         Field(description="Workspace volumes are destroyed unrecoverably at expiry or deletion."),
     ]
+    destroy_snapshots_and_backups: Annotated[
+        TrueIsStricter,
+        Field(description="Volume snapshots and the backups the product made are destroyed too."),
+    ]
+    destroy_airlock_staging: Annotated[
+        TrueIsStricter,
+        Field(
+            description="Airlock staging, and retained exports past their retention, are "
+            "destroyed too."
+        ),
+    ]
     completion_report: Annotated[
-        bool,
-        _s(Stricter.TRUE),
-        Field(description="A completion report is signed into the audit log."),
+        TrueIsStricter, Field(description="A completion report is signed into the audit log.")
+    ]
+
+
+class StopOrder(Control):
+    title: ClassVar[str] = "Stop order or consent withdrawal"
+    stop_and_delete: Annotated[
+        TrueIsStricter,
+        Field(
+            description="On a stop order or a consent withdrawal, access stops and the "
+            "affected data is deleted, recorded in the audit log."
+        ),
     ]
 
 
@@ -432,23 +491,40 @@ class AuditRetention(Control):
     min_years: Annotated[
         int,
         _s(Stricter.HIGHER),
-        Field(ge=5, le=100, description="Years the audit log is kept at least."),
+        Field(
+            ge=5,
+            le=100,
+            description="Years the audit log is kept at least, counted from the completion report.",
+        ),
+    ]
+    min_years_after_final_publication: Annotated[
+        int,
+        _s(Stricter.HIGHER),
+        Field(
+            ge=3,
+            le=100,
+            description="Years kept at least after the final publication, if that ends later.",
+        ),
     ]
     pruned_on_deletion: Annotated[
-        bool,
-        _s(Stricter.FALSE),
-        Field(description="Deleting a project prunes its audit entries."),
+        FalseIsStricter, Field(description="Deleting a project prunes its audit entries.")
     ]
 
 
 class Incident(Control):
     title: ClassVar[str] = "Incident response"
     one_command_quarantine: Annotated[
-        bool,
-        _s(Stricter.TRUE),
+        TrueIsStricter,
         Field(
             description="One command revokes sessions, stops the hub, denies all traffic "
             "and records it."
+        ),
+    ]
+    provider_report: Annotated[
+        TrueIsStricter,
+        Field(
+            description="After quarantine, the incident report for the data provider is "
+            "prepared from the audit log."
         ),
     ]
 
@@ -463,16 +539,26 @@ CONTROL_GROUPS: dict[str, type[Control]] = {
     "network": Network,
     "egress": Egress,
     "browser_download": BrowserDownload,
-    "export": Export,
+    "clipboard": Clipboard,
+    "export_results": ExportResults,
+    "export_data": ExportData,
     "import": Import,
     "terminals": Terminals,
     "audited_operations": AuditedOperations,
+    "access_log_review": AccessLogReview,
+    "register": Register,
     "compute": Compute,
     "pod_security": PodSecurity,
+    "images": Images,
+    "encryption_at_rest": EncryptionAtRest,
     "end_of_use": EndOfUse,
+    "stop_order": StopOrder,
     "audit_retention": AuditRetention,
     "incident": Incident,
 }
+
+#: Groups whose attribute name differs (Python keyword, or a name pydantic reserves).
+_ATTRIBUTE = {"import": "import_", "register": "register_"}
 
 TierId = Literal["nbdc-standard", "nbdc-high", "tommo-standard", "tommo-strong"]
 
@@ -506,13 +592,20 @@ class Tier(BaseModel):
     network: Network
     egress: Egress
     browser_download: BrowserDownload
-    export: Export
+    clipboard: Clipboard
+    export_results: ExportResults
+    export_data: ExportData
     import_: Import = Field(alias="import")
     terminals: Terminals
     audited_operations: AuditedOperations
+    access_log_review: AccessLogReview
+    register_: Register = Field(alias="register")
     compute: Compute
     pod_security: PodSecurity
+    images: Images
+    encryption_at_rest: EncryptionAtRest
     end_of_use: EndOfUse
+    stop_order: StopOrder
     audit_retention: AuditRetention
     incident: Incident
 
@@ -522,10 +615,119 @@ class Tier(BaseModel):
         """The control group named as in the catalog files (``import``, not ``import_``)."""
         if group not in CONTROL_GROUPS:
             raise KeyError(group)
-        value = getattr(self, "import_" if group == "import" else group)
+        value = getattr(self, _ATTRIBUTE.get(group, group))
         assert isinstance(value, Control)
         return value
 
     def controls(self) -> Iterator[tuple[str, Control]]:
         for group in CONTROL_GROUPS:
             yield group, self.control(group)
+
+
+# --- dependencies between controls ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """While ``setting`` is on, ``needs`` must stay on: no overlay may switch it off."""
+
+    setting: str
+    needs: str
+    why: str
+
+    def _value(self, tier: Tier, ref: str) -> bool:
+        group, name = ref.split(".")
+        return bool(getattr(tier.control(group), name))
+
+    def applies(self, tier: Tier) -> bool:
+        return self._value(tier, self.setting)
+
+    def holds(self, tier: Tier) -> bool:
+        return not self.applies(tier) or self._value(tier, self.needs)
+
+
+#: Every dependency between two settings; :func:`broken_dependency` checks them all.
+DEPENDENCIES: tuple[Dependency, ...] = (
+    Dependency(
+        "audited_operations.file_events",
+        "egress.audit_intake",
+        "the workspace records file events through the audit intake",
+    ),
+    Dependency(
+        "audited_operations.code_execution",
+        "egress.audit_intake",
+        "the workspace records code execution requests through the audit intake",
+    ),
+    Dependency(
+        "login.require_biometric",
+        "login.webauthn_user_verification",
+        "a biometric is only proven through WebAuthn user verification",
+    ),
+    Dependency(
+        "access_log_review.overdue_reminder",
+        "access_log_review.reviews_recorded",
+        "a review is overdue only when reviews are recorded",
+    ),
+    Dependency(
+        "incident.provider_report",
+        "audited_operations.sessions",
+        "the incident report is prepared from the recorded sessions",
+    ),
+)
+
+
+def broken_dependency(tier: Tier) -> Dependency | None:
+    """The first dependency ``tier`` breaks, or None."""
+    return next((d for d in DEPENDENCIES if not d.holds(tier)), None)
+
+
+# --- what no tier can enforce ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrganisationalDuty:
+    """A duty of the operator or the researcher that software cannot discharge."""
+
+    duty: str
+    sources: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for citation in self.sources:
+            parse_citation(citation)
+
+
+#: TIERS.md's "cannot enforce" list. A source cited without a clause means TIERS.md
+#: does not pin the clause; the docs say so.
+ORGANISATIONAL_DUTIES: tuple[OrganisationalDuty, ...] = (
+    OrganisationalDuty(
+        "The operator's physical server room, at every tier: multi-factor entry, entry "
+        "records captured automatically, a room or locked rack dedicated to the approved "
+        "use. NBDC-U7 3 does not apply to off-premise servers; NBDC-DC4 puts it on the "
+        "operator.",
+        ("NBDC-DC4 §2", "NBDC-U7 3 (1)", "NBDC-U7 3 (2)", "NBDC-U7 3 (3)"),
+    ),
+    OrganisationalDuty(
+        "Device disposal: disks and devices that held data are destroyed unrecoverably.",
+        ("NBDC-U7", "NBDC-DC4"),
+    ),
+    OrganisationalDuty("Training of data users and operators.", ("NBDC-U7", "NBDC-DC4")),
+    OrganisationalDuty(
+        "The yearly checklist (its own numbering; the guideline clauses govern).",
+        ("NBDC-U7", "NBDC-DC4"),
+    ),
+    OrganisationalDuty("Accepting audits by the review board or NBDC.", ("NBDC-U7", "NBDC-DC4")),
+    OrganisationalDuty(
+        "An expert audit of the system when built and every 2-3 years.",
+        ("NBDC-DC4 2.1 general 7",),
+    ),
+    OrganisationalDuty(
+        "The researcher's own terminal: patches, no public PCs, no printouts or photographs "
+        "of data.",
+        ("NBDC-U7 2.3 item 3", "NBDC-U7 2.3 item 6"),
+    ),
+    OrganisationalDuty(
+        "ToMMo's viewing-room rules: remote access only from approved remote security "
+        "areas, and the rules of those rooms.",
+        ("TMM-SP",),
+    ),
+)

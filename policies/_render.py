@@ -6,9 +6,11 @@ import enum
 from typing import Any
 
 from ._catalog import Catalog
+from ._enforcement import enforced_by
 from ._model import Tier
+from ._sources import SOURCE_TABLE, parse_citation
 
-__all__ = ["catalog_as_dict", "format_value", "tier_as_dict"]
+__all__ = ["catalog_as_dict", "citation_text", "format_value", "tier_as_dict"]
 
 SCHEMA_VERSION = "enclave.dev/v1alpha1"
 
@@ -26,6 +28,7 @@ def tier_as_dict(tier: Tier) -> dict[str, Any]:
             "settings": {name: _plain(value) for name, value, _, _ in control.settings()},
             "sources": list(control.sources),
             "note": control.note,
+            "enforced_by": {name: enforced_by(group, name) for name, _, _, _ in control.settings()},
         }
     return {
         "id": tier.id,
@@ -64,3 +67,13 @@ def format_value(name: str, value: Any) -> str:
     if name == "aal":
         return f"AAL{value}"
     return str(value)
+
+
+def citation_text(citation: str) -> str:
+    """What a cited clause says, or why nothing is shown, in one line for an officer."""
+    c = parse_citation(citation)
+    if c.clause is None:
+        return f"cited as a whole: {SOURCE_TABLE[c.source].title}"
+    if not c.summary:
+        return "TIERS.md does not summarise this clause; read the guideline"
+    return c.summary

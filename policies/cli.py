@@ -17,8 +17,9 @@ from rich.panel import Panel
 from rich.table import Table
 
 from ._catalog import Catalog, load_catalog
-from ._model import SOURCES, Tier
-from ._render import catalog_as_dict, format_value, tier_as_dict
+from ._enforcement import enforced_by
+from ._model import ORGANISATIONAL_DUTIES, SOURCES, Tier
+from ._render import catalog_as_dict, citation_text, format_value, tier_as_dict
 from .errors import PolicyError
 
 __all__ = ["tiers"]
@@ -86,7 +87,7 @@ def list_(as_json: bool, overlay: Path | None, catalog_dir: Path | None) -> None
             _export_summary(t),
             "yes" if t.terminals.enabled else "no",
         )
-    Console(width=160).print(table)
+    _console(min_width=160).print(table)
 
 
 @tiers.command("show")
@@ -105,7 +106,7 @@ def show(tier_id: str, as_json: bool, overlay: Path | None, catalog_dir: Path | 
     if as_json:
         click.echo(json.dumps(tier_as_dict(tier), ensure_ascii=False, indent=2))
         return
-    console = Console(width=120)
+    console = _console()
     console.print(
         Panel(
             f"[bold]{tier.name}[/bold]  ({tier.provider} {tier.provider_level})\n\n{tier.summary}",
@@ -117,24 +118,29 @@ def show(tier_id: str, as_json: bool, overlay: Path | None, catalog_dir: Path | 
             f"[bold red]UNSAFE EXCEPTION[/bold red] {exc.control} = {exc.value!r} "
             f"(tier default {exc.baseline!r}): {exc.reason}"
         )
-    table = Table(show_lines=False)
-    table.add_column("control", style="bold", max_width=22)
-    table.add_column("setting", max_width=56)
-    table.add_column("value", max_width=16)
-    table.add_column("sources", max_width=24)
-    for _, control in tier.controls():
-        settings = list(control.settings())
-        sources = "\n".join(control.sources)
-        table.add_row(type(control).title, f"[italic]{control.note}[/italic]", "", sources)
-        for i, (name, value, _, description) in enumerate(settings):
-            table.add_row(
-                "", description, format_value(name, value), "", end_section=i == len(settings) - 1
-            )
-    console.print(table)
+    for group, control in tier.controls():
+        console.print(f"\n[bold]{type(control).title}[/bold]  [italic]{control.note}[/italic]")
+        for citation in control.sources:
+            console.print(f"  {citation}: {citation_text(citation)}", highlight=False)
+        table = Table(show_lines=False)
+        table.add_column("setting", ratio=5)
+        table.add_column("value", ratio=1)
+        table.add_column("enforced by", ratio=4)
+        for name, value, _, description in control.settings():
+            table.add_row(description, format_value(name, value), enforced_by(group, name))
+        console.print(table)
+    console.print("\n[bold]Organisational duties[/bold] (no tier can enforce them):")
+    for duty in ORGANISATIONAL_DUTIES:
+        console.print(f"  - {duty.duty} ({'; '.join(duty.sources)})", highlight=False)
     used = sorted({c.split(" ")[0] for _, ctl in tier.controls() for c in ctl.sources})
-    console.print("Sources:")
+    console.print("\nSources:")
     for short in used:
         console.print(f"  {short}: {SOURCES[short]}")
+
+
+def _console(*, min_width: int = 120) -> Console:
+    """A console as wide as the terminal (or ``COLUMNS``), never narrower than ``min_width``."""
+    return Console(width=max(min_width, Console().width))
 
 
 def _login_summary(t: Tier) -> str:
@@ -153,7 +159,13 @@ def _egress_summary(t: Tier) -> str:
 
 
 def _export_summary(t: Tier) -> str:
-    e = t.export
-    who = "security committee" if e.security_committee else f"{e.reviewers} reviewer(s)"
-    kept = ", copy kept" if e.retained_copy else ""
-    return f"{e.content.value}, {who}{kept}"
+    r, d = t.export_results, t.export_data
+    results = f"results: {r.reviewers} reviewer(s)" if r.allowed else "no results"
+    if not d.allowed:
+        return f"{results}; no data"
+    conditions = [
+        "committee" if d.security_committee_approval else "",
+        "declared destination" if d.declared_destination else "",
+        "copy kept" if d.retained_copy else "",
+    ]
+    return f"{results}; data: {', '.join(c for c in conditions if c)}"

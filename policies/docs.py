@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 from ._catalog import TIER_IDS, load_catalog
-from ._model import CONTROL_GROUPS, SOURCES
-from ._render import format_value
+from ._enforcement import enforced_by
+from ._model import CONTROL_GROUPS, DEPENDENCIES, ORGANISATIONAL_DUTIES, SOURCES, Tier
+from ._render import citation_text, format_value
 
 __all__ = ["render_markdown"]
 
@@ -23,11 +24,14 @@ _HEADER = """<!-- Generated from policies/catalog by `make docs`; do not edit by
 Every enclave has one tier, chosen from its data provider's security level. The
 tier decides every control below; nothing else in Enclave hard-codes a tier's
 rules. Each control cites the guideline clauses that demand it (short names
-below). Operators may **tighten** any setting with an overlay file; a
+below), and each setting says which component enforces it today: "not yet
+enforced" where that component (the workspaces, the controller, the airlock) is
+not built yet. Operators may **tighten** any setting with an overlay file; a
 loosening is refused unless declared as an unsafe exception (see the end).
 
 Read the catalog in force with `enclave tiers list` and `enclave tiers show TIER`
-(`--json` for scripts; the JSON includes every citation).
+(`--json` for scripts; the JSON includes every citation and who enforces each
+setting).
 """
 
 _OVERLAY = """
@@ -53,7 +57,18 @@ A malformed overlay (wrong type, unknown key, unknown tier, or a loosening under
 path and the problem. An unsafe exception is applied, logged as a warning every
 time the catalog is loaded, and shown in red by `enclave tiers show`.
 
+Some settings depend on others, and a setting another one depends on cannot be
+switched off, not even as an unsafe exception, while the dependent one is on (the
+refusal names both); switch off the dependent one first, as an unsafe exception:
+
+{dependencies}
+
 ## What no tier can enforce
+
+These are organisational duties of the operator or the researcher, each with its
+clause (a source named without a clause: TIERS.md does not pin the clause):
+
+{duties}
 
 Screen photography, shoulder-surfing, printing from the researcher's own device
 and physical room entry are outside the software. Clipboard copy-out from a
@@ -68,19 +83,33 @@ def render_markdown() -> str:
     catalog = load_catalog()
     tiers = [catalog.get(t) for t in TIER_IDS]
     out = [_HEADER, "\n## The control matrix\n"]
-    out.append("| control | setting | " + " | ".join(f"`{t.id}`" for t in tiers) + " | sources |")
-    out.append("|---|---|" + "---|" * len(tiers) + "---|")
+    out.append(
+        "| control | setting | "
+        + " | ".join(f"`{t.id}`" for t in tiers)
+        + " | enforced today by | sources |"
+    )
+    out.append("|---|---|" + "---|" * len(tiers) + "---|---|")
     for group, model in CONTROL_GROUPS.items():
         controls = [t.control(group) for t in tiers]
-        sources = sorted({c for ctl in controls for c in ctl.sources})
+        sources = list(dict.fromkeys(c for ctl in controls for c in ctl.sources))
         for i, (name, _, _, description) in enumerate(controls[0].settings()):
             values = [format_value(name, getattr(ctl, name)) for ctl in controls]
             out.append(
                 f"| {model.title if i == 0 else ''} | {description} | "
                 + " | ".join(values)
-                + f" | {', '.join(sources) if i == 0 else ''} |"
+                + f" | {enforced_by(group, name)} | {', '.join(sources) if i == 0 else ''} |"
             )
-    out.append("\n## Each tier in plain words\n")
+    out.append("\n## What each cited clause says\n")
+    out.append(
+        "Beside each control, the clauses it cites and what each says, in the words of\n"
+        "TIERS.md: a short summary, not the guideline's own text, which governs. A\n"
+        "citation marked *by analogy* borrows a clause that does not apply to an\n"
+        "off-premise server as such (NBDC-U7 3 is the data user's own server room).\n"
+    )
+    for group, model in CONTROL_GROUPS.items():
+        out.append(f"#### {model.title}\n")
+        out.extend(_quotes(group, tiers))
+    out.append("## Each tier in plain words\n")
     for t in tiers:
         out.append(f"### `{t.id}`: {t.name} ({t.provider} {t.provider_level})\n")
         out.append(f"{t.summary}\n")
@@ -94,8 +123,25 @@ def render_markdown() -> str:
     out.append("|---|---|")
     for short, title in SOURCES.items():
         out.append(f"| {short} | {title} |")
-    out.append(_OVERLAY)
+    dependencies = "\n".join(
+        f"- `{d.needs}`, while `{d.setting}` is on: {d.why}." for d in DEPENDENCIES
+    )
+    duties = "\n".join(f"- {d.duty} ({'; '.join(d.sources)})" for d in ORGANISATIONAL_DUTIES)
+    out.append(_OVERLAY.replace("{dependencies}", dependencies).replace("{duties}", duties))
     return "\n".join(out).rstrip() + "\n"
+
+
+def _quotes(group: str, tiers: list[Tier]) -> list[str]:
+    """One quote per citation of ``group``, naming the tiers that cite it when not all do."""
+    citing: dict[str, list[str]] = {}
+    for t in tiers:
+        for citation in t.control(group).sources:
+            citing.setdefault(citation, []).append(t.id)
+    lines = []
+    for citation, ids in citing.items():
+        only = "" if len(ids) == len(tiers) else f" ({', '.join(ids)})"
+        lines.append(f"> **{citation}**{only}: {citation_text(citation)}\n")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

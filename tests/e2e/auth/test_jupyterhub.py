@@ -38,6 +38,8 @@ def hub(portal_server: PortalProcess, tmp_path_factory: pytest.TempPathFactory) 
         json={
             "tier": "nbdc-standard",
             "members": [{"user": "jh-user"}],
+            # every tier admits only listed client networks (NBDC-U7 2.1 item 4)
+            "networks": ["127.0.0.0/8", "::1/128"],
             "hub_url": base + "/hub/",
             "client": {"client_id": "hub-jh-std", "redirect_uris": [base + "/hub/oauth_callback"]},
         },

@@ -61,6 +61,8 @@ def test_authlib_client_code_pkce_and_logout(
         json={
             "tier": "nbdc-standard",
             "members": [{"user": "oidc-user"}],
+            # every tier admits only listed client networks (NBDC-U7 2.1 item 4)
+            "networks": ["127.0.0.0/8", "::1/128"],
             "client": {
                 "client_id": "hub-oidc-std",
                 "redirect_uris": [redirect_uri],

@@ -100,6 +100,8 @@ def test_clients_register_a_non_enclave_client(env: dict[str, str], tmp_path: Pa
             "gut-2026",
             "--tier",
             "nbdc-standard",
+            "--network",  # every tier requires an allow-list (NBDC-U7 2.1 item 4)
+            "192.0.2.0/24",
             "--client-id",
             "hub-gut",
             "--redirect-uri",

@@ -13,12 +13,13 @@ from policies import (
     SOURCES,
     TIER_IDS,
     CatalogError,
-    ExportContent,
     PodSecurityLevel,
     UnknownTierError,
     load_catalog,
 )
-from policies._model import Control, strictness_of
+from policies._catalog import _looser
+from policies._model import DEPENDENCIES, Control, strictness_of
+from policies._sources import SOURCE_TABLE, parse_citation
 
 CATALOG_DIR = Path(__file__).parents[3] / "policies" / "catalog"
 
@@ -133,52 +134,158 @@ def test_unknown_tier_lookup(catalog):
         catalog.get("nbdc-ultra")
 
 
-# The control matrix of TIERS.md, row by row, as the catalog must state it.
+# --- citations name clauses that exist -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "citation",
+    [
+        "NBDC-U7 item 34",  # the old catalog's: U7 has no consecutive item numbering
+        "NBDC-U7 item 27",
+        "NBDC-U7 2-2 item 13",
+        "NBDC-U7 2.1 item 6",  # 2.1 has items 1-5
+        "NBDC-U7 2.2 general 7",  # "Data use in general" has 1-6
+        "NBDC-U7 2.2 server 11",  # "Data server" has 1-10
+        "NBDC-U7 2.3 item 14",  # 2.3 has items 1-13
+        "NBDC-U7 3 (4)",  # 3 has (1)-(3)
+        "NBDC-U7 §3 ①",
+        "NBDC-DC4 2.1 server 11",
+        "SATRE 4.2",  # cited as a whole: no clause structure declared
+    ],
+)
+def test_a_citation_of_a_clause_the_source_does_not_have_is_refused(tmp_path, citation):
+    for f in CATALOG_DIR.glob("*.yaml"):
+        shutil.copy(f, tmp_path)
+    path = tmp_path / "nbdc-high.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["session"]["sources"] = [citation]
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    with pytest.raises(CatalogError) as e:
+        load_catalog(catalog_dir=tmp_path)
+    assert e.value.path == "session.sources"
+    assert citation in e.value.problem
+
+
+@pytest.mark.parametrize(
+    ("citation", "source", "clause", "by_analogy"),
+    [
+        ("NBDC-U7 2.3 item 5", "NBDC-U7", "2.3 item 5", False),
+        ("NBDC-U7 2.2 server 6", "NBDC-U7", "2.2 server 6", False),
+        ("NBDC-U7 2.2 general 3", "NBDC-U7", "2.2 general 3", False),
+        ("NBDC-U7 1.5(3)", "NBDC-U7", "1.5(3)", False),
+        ("NBDC-U7 3 (1) (by analogy)", "NBDC-U7", "3 (1)", True),
+        ("NBDC-DC4 2.1 server 10", "NBDC-DC4", "2.1 server 10", False),
+        ("NBDC-DC4 §2 (by analogy)", "NBDC-DC4", "§2", True),
+        ("NBDC-S8 §5.3.3", "NBDC-S8", "§5.3.3", False),
+        ("NIST-63B4", "NIST-63B4", None, False),
+    ],
+)
+def test_the_citation_scheme_of_tiers_md_parses(citation, source, clause, by_analogy):
+    c = parse_citation(citation)
+    assert (c.source, c.clause, c.by_analogy) == (source, clause, by_analogy)
+
+
+def test_each_source_declares_the_clause_structure_tiers_md_gives_it():
+    u7 = SOURCE_TABLE["NBDC-U7"].clauses
+    for prefix, count in (
+        ("2.1 item", 5),
+        ("2.2 general", 6),
+        ("2.2 server", 10),
+        ("2.3 item", 13),
+    ):
+        numbered = [c for c in u7 if c.rsplit(" ", 1)[0] == prefix]
+        assert numbered == [f"{prefix} {n}" for n in range(1, count + 1)], prefix
+    assert [c for c in u7 if c.startswith("3 ")] == ["3 (1)", "3 (2)", "3 (3)"]
+
+
+def test_type_ii_room_clauses_are_cited_only_by_analogy(catalog):
+    # NBDC-U7 3 does not apply to off-premise servers; NBDC-DC4 2 puts the room on the
+    # operator. The digital controls cite them by analogy only.
+    for tier in catalog:
+        for group, control in tier.controls():
+            for citation in control.sources:
+                c = parse_citation(citation)
+                if (c.source, (c.clause or "")[:1]) == ("NBDC-U7", "3") or c.clause == "§2":
+                    assert c.by_analogy, f"{tier.id}.{group}: {citation}"
+
+
+# --- the control matrix of TIERS.md ---------------------------------------------------
+
+T, F = True, False
+# The control matrix of TIERS.md, row by row, as the catalog must state it:
+# (group, setting): values for nbdc-standard, nbdc-high, tommo-standard, tommo-strong.
 MATRIX = {
-    # (group, setting): values for nbdc-standard, nbdc-high, tommo-standard, tommo-strong
-    ("isolation", "dedicated_namespace"): (True, True, True, True),
-    ("isolation", "cross_project_paths"): (False, False, False, False),
-    ("datasets", "read_only"): (True, True, True, True),
+    ("isolation", "dedicated_namespace"): (T, T, T, T),
+    ("isolation", "cross_project_paths"): (F, F, F, F),
+    ("datasets", "read_only"): (T, T, T, T),
+    ("login", "min_factors"): (2, 2, 2, 2),
     ("login", "min_categories"): (2, 2, 2, 2),
-    ("login", "require_phishing_resistant"): (False, True, False, True),
-    ("login", "require_biometric"): (False, False, False, True),
-    ("login", "require_device_bound"): (False, False, False, True),
+    ("login", "require_phishing_resistant"): (F, T, F, T),
+    ("login", "require_biometric"): (F, F, F, T),
+    ("login", "require_device_bound"): (F, F, F, T),
+    ("login", "webauthn_user_verification"): (F, T, F, T),
+    ("login", "password_min_length"): (12, 12, 12, 12),
     ("login", "aal"): (2, 2, 2, 3),
+    ("login", "enrolment_approval"): (F, T, F, T),
     ("session", "idle_timeout_s"): (900, 900, 900, 900),
     ("session", "max_session_s"): (43200, 43200, 43200, 43200),
     ("throttle", "max_consecutive_failures"): (100, 100, 100, 100),
+    ("throttle", "backoff_after_failures"): (5, 5, 5, 5),
     ("throttle", "backoff_initial_s"): (30, 30, 30, 30),
-    ("network", "source_allowlist_required"): (False, True, False, True),
-    ("egress", "internet"): (False, False, False, False),
-    ("egress", "hub_api"): (True, True, True, True),
-    ("egress", "audit_intake"): (True, True, True, True),
-    ("egress", "dns"): (True, False, True, False),
-    ("egress", "cloud_metadata"): (False, False, False, False),
-    ("browser_download", "allowed"): (False, False, False, False),
-    ("export", "content"): (
-        ExportContent.RESULTS,
-        ExportContent.RESULTS,
-        ExportContent.DATA_OR_RESULTS,
-        ExportContent.RESULTS,
-    ),
-    ("export", "reviewers"): (1, 1, 1, 2),
-    ("export", "security_committee"): (False, False, True, False),
-    ("export", "retained_copy"): (False, False, True, True),
-    ("export", "dataset_files"): (False, False, True, False),
-    ("import", "malware_scan"): (True, True, True, True),
-    ("import", "reviewer_required"): (False, True, False, True),
-    ("terminals", "enabled"): (True, False, True, False),
-    ("audited_operations", "logins"): (True, True, True, True),
-    ("audited_operations", "code_execution"): (False, False, False, True),
-    ("compute", "dedicated_nodes"): (False, True, False, True),
+    # NBDC-U7 2.1 item 4 and 2.3 item 3: an allow-list at every tier.
+    ("network", "source_allowlist_required"): (T, T, T, T),
+    ("network", "encrypted_transport"): (T, T, T, T),
+    ("egress", "internet"): (F, F, F, F),
+    ("egress", "hub_api"): (T, T, T, T),
+    ("egress", "audit_intake"): (T, T, T, T),
+    # NBDC-U7 2.1 item 1, 1.5(3), NBDC-DC4 2.1 server 3: no DNS at any tier.
+    ("egress", "dns"): (F, F, F, F),
+    ("egress", "cloud_metadata"): (F, F, F, F),
+    ("browser_download", "allowed"): (F, F, F, F),
+    ("browser_download", "cache_no_store"): (T, T, T, T),
+    ("clipboard", "copy_out_disabled"): (T, T, T, T),
+    ("export_results", "allowed"): (T, T, T, T),
+    ("export_results", "reviewers"): (1, 1, 1, 2),
+    ("export_results", "individual_level_data"): (F, F, F, F),
+    ("export_data", "allowed"): (F, F, T, F),
+    ("export_data", "security_committee_approval"): (T, T, T, T),
+    ("export_data", "declared_destination"): (T, T, T, T),
+    ("export_data", "retained_copy"): (T, T, T, T),
+    ("import", "malware_scan"): (T, T, T, T),
+    ("import", "reviewer_required"): (F, T, F, T),
+    ("terminals", "enabled"): (T, F, T, F),
+    ("audited_operations", "logins"): (T, T, T, T),
+    ("audited_operations", "sessions"): (T, T, T, T),
+    ("audited_operations", "spawns"): (T, T, T, T),
+    ("audited_operations", "file_events"): (T, T, T, T),
+    ("audited_operations", "exports"): (T, T, T, T),
+    ("audited_operations", "admin_actions"): (T, T, T, T),
+    ("audited_operations", "code_execution"): (F, F, F, T),
+    ("access_log_review", "reviews_recorded"): (T, T, T, T),
+    ("access_log_review", "overdue_reminder"): (T, T, T, T),
+    ("access_log_review", "review_period_days"): (30, 30, 30, 30),
+    ("register", "users"): (T, T, T, T),
+    ("register", "data_locations"): (T, T, T, T),
+    ("register", "change_history"): (T, T, T, T),
+    ("compute", "dedicated_nodes"): (F, T, F, T),
     ("pod_security", "level"): (PodSecurityLevel.RESTRICTED,) * 4,
-    ("pod_security", "read_only_root_fs"): (True, True, True, True),
-    ("pod_security", "service_account_token"): (False, False, False, False),
-    ("end_of_use", "destroy_volumes"): (True, True, True, True),
-    ("end_of_use", "completion_report"): (True, True, True, True),
+    ("pod_security", "read_only_root_fs"): (T, T, T, T),
+    ("pod_security", "service_account_token"): (F, F, F, F),
+    ("images", "no_unneeded_software"): (T, T, T, T),
+    ("images", "patched_base_images"): (T, T, T, T),
+    ("encryption_at_rest", "stores"): (T, T, T, T),
+    ("encryption_at_rest", "volumes"): (T, T, T, T),
+    # NBDC-U7 2.3 item 12: all project data, not only workspace volumes.
+    ("end_of_use", "destroy_volumes"): (T, T, T, T),
+    ("end_of_use", "destroy_snapshots_and_backups"): (T, T, T, T),
+    ("end_of_use", "destroy_airlock_staging"): (T, T, T, T),
+    ("end_of_use", "completion_report"): (T, T, T, T),
+    ("stop_order", "stop_and_delete"): (T, T, T, T),
     ("audit_retention", "min_years"): (5, 5, 5, 5),
-    ("audit_retention", "pruned_on_deletion"): (False, False, False, False),
-    ("incident", "one_command_quarantine"): (True, True, True, True),
+    ("audit_retention", "min_years_after_final_publication"): (3, 3, 3, 3),
+    ("audit_retention", "pruned_on_deletion"): (F, F, F, F),
+    ("incident", "one_command_quarantine"): (T, T, T, T),
+    ("incident", "provider_report"): (T, T, T, T),
 }
 
 
@@ -186,3 +293,57 @@ MATRIX = {
 def test_the_control_matrix_of_tiers_md(catalog, group, setting):
     got = tuple(getattr(catalog.get(t).control(group), setting) for t in TIER_IDS)
     assert got == MATRIX[(group, setting)]
+
+
+def test_the_matrix_covers_every_setting_of_every_control():
+    every = {(g, name) for g, model in CONTROL_GROUPS.items() for name in _settings_of(model)}
+    assert every == set(MATRIX)
+
+
+def _settings_of(model):
+    return [n for n in model.model_fields if strictness_of(model, n) is not None]
+
+
+@pytest.mark.parametrize(
+    ("stricter", "base"), [("nbdc-high", "nbdc-standard"), ("tommo-strong", "tommo-standard")]
+)
+def test_the_stricter_tier_is_nowhere_looser_than_its_base(catalog, stricter, base):
+    high, low = catalog.get(stricter), catalog.get(base)
+    for group, control in high.controls():
+        for name, value, direction, _ in control.settings():
+            old = getattr(low.control(group), name)
+            assert not _looser(direction, old, value), f"{stricter} {group}.{name}"
+
+
+# --- dependencies between controls ----------------------------------------------------
+
+
+def test_every_dependency_names_two_real_settings_and_every_tier_satisfies_it(catalog):
+    assert DEPENDENCIES
+    for dep in DEPENDENCIES:
+        for ref in (dep.setting, dep.needs):
+            group, name = ref.split(".")
+            assert name in _settings_of(CONTROL_GROUPS[group]), ref
+        for tier in catalog:
+            if dep.applies(tier):
+                assert dep.holds(tier), f"{tier.id}: {dep.setting} needs {dep.needs}"
+
+
+def test_the_file_event_audit_depends_on_the_audit_intake():
+    assert any(
+        (d.setting, d.needs) == ("audited_operations.file_events", "egress.audit_intake")
+        for d in DEPENDENCIES
+    )
+
+
+def test_a_catalog_file_that_switches_off_a_dependency_is_refused(tmp_path):
+    for f in CATALOG_DIR.glob("*.yaml"):
+        shutil.copy(f, tmp_path)
+    target = tmp_path / "tommo-strong.yaml"
+    data = yaml.safe_load(target.read_text())
+    data["login"]["webauthn_user_verification"] = False
+    target.write_text(yaml.safe_dump(data, allow_unicode=True))
+    with pytest.raises(CatalogError) as e:
+        load_catalog(catalog_dir=tmp_path)
+    assert e.value.path == "login.webauthn_user_verification"
+    assert "login.require_biometric depends on it" in e.value.problem

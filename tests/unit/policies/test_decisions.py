@@ -194,17 +194,19 @@ def test_claims_that_do_not_meet_the_tier_are_refused(claims, reason):
 @pytest.mark.parametrize(
     ("tier_id", "allowlist", "ip", "allowed"),
     [
-        ("nbdc-standard", [], "203.0.113.9", True),
-        ("nbdc-high", [], "203.0.113.9", False),  # required and empty: fail closed
+        # NBDC-U7 2.1 item 4: an allow-list at every tier; required and empty: fail closed
+        ("nbdc-standard", [], "203.0.113.9", False),
+        ("tommo-standard", [], "203.0.113.9", False),
+        ("nbdc-high", [], "203.0.113.9", False),
         ("tommo-strong", [], "192.0.2.10", False),
         ("nbdc-high", ["192.0.2.0/24"], "192.0.2.10", True),
         ("nbdc-high", ["192.0.2.0/24"], "192.0.3.10", False),
-        ("nbdc-standard", ["192.0.2.0/24"], "192.0.3.10", False),  # optional, but listed: enforced
+        ("nbdc-standard", ["192.0.2.0/24"], "192.0.3.10", False),  # listed: enforced
         ("nbdc-high", ["2001:db8::/32"], "2001:db8::1", True),
         ("nbdc-high", ["2001:db8::/32"], "192.0.2.10", False),
         ("nbdc-high", ["192.0.2.0/24"], "not-an-ip", False),
         ("nbdc-standard", ["192.0.2.0/24"], None, False),  # unknown address, listed networks
-        ("nbdc-standard", [], None, True),  # no restriction at all
+        ("nbdc-standard", [], None, False),
         ("nbdc-high", [], None, False),
         ("nbdc-high", ["not-a-network"], "192.0.2.10", False),
     ],
@@ -213,3 +215,12 @@ def test_source_networks(tier_id, allowlist, ip, allowed):
     d = check_source_network(tier=CATALOG.get(tier_id), allowlist=allowlist, client_ip=ip)
     assert d.allowed is allowed
     assert d.reason
+
+
+@pytest.mark.parametrize("tier_id", TIER_IDS)
+def test_entry_from_a_public_pc_is_refused_when_no_access_terminal_is_listed(tier_id):
+    # NBDC-U7 2.1 item 4 (solely from data servers or data access terminals) and 2.3
+    # item 3 (no public PCs): an enclave with no listed network admits nobody.
+    d = check_source_network(tier=CATALOG.get(tier_id), allowlist=[], client_ip="203.0.113.9")
+    assert d.allowed is False
+    assert "none is listed" in d.reason

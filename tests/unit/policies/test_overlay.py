@@ -40,7 +40,7 @@ def test_tightening_is_applied_and_leaves_other_tiers_alone(tmp_path):
         "apiVersion: enclave.dev/v1alpha1\nkind: TierOverlay\ntiers:\n"
         "  nbdc-standard:\n    session: {idle_timeout_s: 600}\n"
         "    login: {password_min_length: 14, require_phishing_resistant: true}\n"
-        "    export: {content: nothing}\n"
+        "    export_results: {allowed: false}\n"
     )
     base = load_catalog()
     tightened = load_catalog(overlay=overlay)
@@ -48,7 +48,7 @@ def test_tightening_is_applied_and_leaves_other_tiers_alone(tmp_path):
     assert t.session.idle_timeout_s == 600
     assert t.login.password_min_length == 14
     assert t.login.require_phishing_resistant is True
-    assert t.export.content.value == "nothing"
+    assert t.export_results.allowed is False
     assert t.session.sources == base.get("nbdc-standard").session.sources
     assert tightened.get("nbdc-high") == base.get("nbdc-high")
     assert tightened.unsafe == ()
@@ -81,3 +81,22 @@ def test_an_empty_overlay_changes_nothing(tmp_path):
 def test_a_missing_overlay_file_is_named(tmp_path):
     with pytest.raises(CatalogError, match=r"nope\.yaml: file not found"):
         load_catalog(overlay=tmp_path / "nope.yaml")
+
+
+def test_a_dependency_switched_off_by_an_unsafe_exception_names_both_controls(tmp_path):
+    # Switching off the dependent first is an ordinary unsafe exception; only then may
+    # the control it depended on go too.
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(
+        "unsafeExceptions:\n"
+        "  - {tier: nbdc-high, control: audited_operations.file_events, value: false,"
+        " reason: 'Pilot without the file audit, board decision 12.'}\n"
+        "  - {tier: nbdc-high, control: egress.audit_intake, value: false,"
+        " reason: 'Pilot without the file audit, board decision 12.'}\n"
+    )
+    tier = load_catalog(overlay=overlay).get("nbdc-high")
+    assert (tier.audited_operations.file_events, tier.egress.audit_intake) == (False, False)
+    assert [e.control for e in tier.unsafe_exceptions] == [
+        "audited_operations.file_events",
+        "egress.audit_intake",
+    ]

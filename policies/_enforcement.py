@@ -1,0 +1,133 @@
+"""Which component enforces each setting today, in one table.
+
+A setting not listed here is "not yet enforced": its component (the workspaces,
+the controller, the airlock) is not built yet. Every claim names the code that
+makes it true (``evidence``: a file of this repository and a text it contains);
+``tests/unit/policies/test_enforcement.py`` checks each one, so nothing claims
+more than the code does. Update this table in the change that adds the code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["ENFORCEMENT", "NOT_YET_ENFORCED", "Enforcement", "enforced_by"]
+
+NOT_YET_ENFORCED = "not yet enforced"
+
+
+@dataclass(frozen=True)
+class Enforcement:
+    """Who enforces a setting today, and where in the code."""
+
+    by: str
+    evidence: tuple[tuple[str, str], ...]
+
+
+_DECIDE = ("auth/_app.py", "evaluate_login(tier=tier")
+
+
+def _login(name: str) -> Enforcement:
+    return Enforcement(
+        "portal (auth): sign-in and enclave entry",
+        (("policies/_decisions.py", f"login.{name}"), _DECIDE),
+    )
+
+
+def _throttle(name: str) -> Enforcement:
+    return Enforcement("portal (auth): every factor", (("auth/_factors.py", f"throttle.{name}"),))
+
+
+_AUDIT_STORE = Enforcement(
+    "audit store: append-only, refuses UPDATE and DELETE; nothing prunes it (keeping the "
+    "database is the operator's duty)",
+    (
+        ("audit/_migrations/sqlite/0001_initial.sql", "DELETE refused on audit_entries"),
+        ("audit/_migrations/postgres/0001_initial.sql", "TRUNCATE"),
+    ),
+)
+_REGISTER = Enforcement(
+    "portal (auth): users, roles and enclave members; each change in the audit log",
+    (
+        ("auth/_portal.py", '"admin.enclave.registered"'),
+        ("auth/_portal.py", '"admin.user.invited"'),
+    ),
+)
+
+#: ``group.setting`` -> who enforces it today.
+ENFORCEMENT: Mapping[str, Enforcement] = {
+    **{
+        f"login.{n}": _login(n)
+        for n in (
+            "min_factors",
+            "min_categories",
+            "require_phishing_resistant",
+            "require_biometric",
+            "require_device_bound",
+            "webauthn_user_verification",
+            "aal",
+        )
+    },
+    "login.password_min_length": Enforcement(
+        "portal (auth): password enrolment",
+        (("auth/_factors.py", "tier.login.password_min_length"),),
+    ),
+    "login.enrolment_approval": Enforcement(
+        "portal (auth): a factor counts once an officer approved it",
+        (("auth/_policy.py", "tier.login.enrolment_approval"),),
+    ),
+    "session.idle_timeout_s": Enforcement(
+        "portal (auth): the portal sign-in session, at the portal's login tier; hub "
+        "sessions not yet (no hubs)",
+        (("auth/_app.py", "rules.idle_timeout_s"),),
+    ),
+    "session.max_session_s": Enforcement(
+        "portal (auth): enclave entry refused past it; hub sessions not yet (no hubs)",
+        (("auth/_app.py", "tier.session.max_session_s"),),
+    ),
+    **{
+        f"throttle.{n}": _throttle(n)
+        for n in ("max_consecutive_failures", "backoff_after_failures", "backoff_initial_s")
+    },
+    "network.source_allowlist_required": Enforcement(
+        "portal (auth): enclave registration and entry",
+        (
+            ("auth/_portal.py", "t.network.source_allowlist_required"),
+            ("policies/_decisions.py", "tier.network.source_allowlist_required"),
+        ),
+    ),
+    "browser_download.cache_no_store": Enforcement(
+        "portal and audit UI pages; workspace pages not yet (no workspaces)",
+        (
+            ("auth/_app.py", '(b"cache-control", b"no-store")'),
+            ("audit/service/_headers.py", '(b"cache-control", b"no-store")'),
+        ),
+    ),
+    "audited_operations.logins": Enforcement(
+        "portal (auth): every factor, passed and failed",
+        (
+            ("auth/_factors.py", '"auth.factor.failed"'),
+            ("auth/_factors.py", '"auth.factor.verified"'),
+        ),
+    ),
+    "audited_operations.sessions": Enforcement(
+        "portal (auth): portal sessions; hub sessions not yet (no hubs)",
+        (("auth/_app.py", '"session.started"'), ("auth/_app.py", '"session.ended"')),
+    ),
+    "audited_operations.admin_actions": Enforcement(
+        "portal (auth): its admin actions; controller not yet",
+        (("auth/_portal.py", '"admin.user.invited"'),),
+    ),
+    "register.users": _REGISTER,
+    "register.change_history": _REGISTER,
+    "audit_retention.min_years": _AUDIT_STORE,
+    "audit_retention.min_years_after_final_publication": _AUDIT_STORE,
+    "audit_retention.pruned_on_deletion": _AUDIT_STORE,
+}
+
+
+def enforced_by(group: str, setting: str) -> str:
+    """Who enforces ``group.setting`` today, as an officer reads it."""
+    entry = ENFORCEMENT.get(f"{group}.{setting}")
+    return entry.by if entry is not None else NOT_YET_ENFORCED

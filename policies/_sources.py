@@ -1,0 +1,204 @@
+"""The sources a control may cite, each with its own clause structure, in one table.
+
+A citation is ``SOURCE``, ``SOURCE CLAUSE`` or either followed by ``(by analogy)``:
+``NBDC-U7 2.3 item 5``, ``NBDC-U7 2.2 server 6``, ``NBDC-DC4 2.1 server 10``,
+``NBDC-U7 3 (1) (by analogy)``. :func:`parse_citation` refuses a source that is
+not in :data:`SOURCE_TABLE` and a clause its source does not declare, so a
+citation can never name a clause that does not exist.
+
+Each declared clause carries what it says, in the words of TIERS.md (a short
+summary, not the guideline's own text; the guideline governs). A clause whose
+content TIERS.md does not state carries an empty summary, and the docs say so
+rather than guess.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["SOURCES", "SOURCE_TABLE", "Citation", "Source", "parse_citation"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One document: its title and every clause a citation may name."""
+
+    title: str
+    #: clause -> what it says (summary from TIERS.md; "" where TIERS.md is silent).
+    #: Empty: the source is cited as a whole (it has no clause structure we rely on).
+    clauses: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A parsed citation: the source, the clause (or None) and whether by analogy."""
+
+    source: str
+    clause: str | None
+    by_analogy: bool
+
+    @property
+    def summary(self) -> str:
+        """What the clause says (empty for a whole-document citation or an unknown one)."""
+        if self.clause is None:
+            return ""
+        return SOURCE_TABLE[self.source].clauses[self.clause]
+
+
+def _numbered(
+    prefix: str, count: int, known: Mapping[int, str], fmt: str = "{p} {n}"
+) -> dict[str, str]:
+    """Clauses ``prefix 1`` .. ``prefix count``; ``known`` gives the summaries TIERS.md states."""
+    if any(n < 1 or n > count for n in known):
+        raise ValueError(f"{prefix}: a summary for a clause outside 1..{count}")
+    return {fmt.format(p=prefix, n=n): known.get(n, "") for n in range(1, count + 1)}
+
+
+_HYGIENE = (
+    "One of the data-server hygiene clauses (TIERS.md cites 2.2 server 4, 5 and 7 together): "
+    "patches applied, no P2P or other unnecessary software."
+)
+
+# NBDC-U7, Ver. 7.0: 1.5 (definitions of the data server, preconditions (1)-(3)),
+# 2.1 items 1-5, 2.2 "Data use in general" 1-6 and "Data server" 1-10,
+# 2.3 items 1-13, 3 (1)-(3). The yearly checklist is not cited (its own numbering).
+_NBDC_U7 = {
+    **_numbered(
+        "1.5",
+        3,
+        {3: "A data server's access from outside is kept to the necessary minimum."},
+        fmt="{p}({n})",
+    ),
+    **_numbered(
+        "2.1 item",
+        5,
+        {
+            1: "Controlled-access data stays on the data server and is never moved off it.",
+            4: "Data is accessed solely from data servers or data access terminals.",
+        },
+    ),
+    **_numbered(
+        "2.2 general",
+        6,
+        {
+            3: "A register of data users and of where the data is kept, with a reviewable "
+            "change history.",
+            6: "An incident is reported (the incident report for the data provider).",
+        },
+    ),
+    **_numbered(
+        "2.2 server",
+        10,
+        {
+            1: "A dedicated data server (a virtual one is allowed) and file system.",
+            3: "Individual accounts only; passwords of at least 8 characters.",
+            4: _HYGIENE,
+            5: _HYGIENE,
+            6: "Files brought onto the data server are scanned for malware.",
+            7: _HYGIENE,
+            8: "Logs are collected and analysed.",
+            10: "On an incident the data server is disconnected at once.",
+        },
+    ),
+    **_numbered(
+        "2.3 item",
+        13,
+        {
+            2: "Each data user has an individual account; accounts are never shared.",
+            3: "No public PCs as data access terminals.",
+            5: "The terminal locks after about 15 minutes idle.",
+            6: "No copies of the data on the data access terminal (browser cache included).",
+            12: "When use ends, all data is deleted unrecoverably.",
+            13: "On an incident, disconnect at once.",
+        },
+    ),
+    **_numbered(
+        "3",
+        3,
+        {
+            1: "Type II: entry to the server room needs multi-factor authentication combining "
+            "at least two of biometric, possession and knowledge.",
+            2: "Type II: entry records are captured automatically and can be audited later.",
+            3: "Type II: the room (or a locked rack) is dedicated to the approved use.",
+        },
+        fmt="{p} ({n})",
+    ),
+}
+
+# NBDC-DC4, Ver. 4.0: §2 (the general rule) and 2.1's two lists and 2.2's items, up to
+# the highest number TIERS.md relies on (general 8, server 10, 2.2 item 8).
+_NBDC_DC4 = {
+    "§2": "As a general rule, measures equivalent to Type II must be implemented by the "
+    "operator of an off-premise server, whatever the data's level.",
+    **_numbered(
+        "2.1 general",
+        8,
+        {
+            5: "A register of users and of where the data is kept, with change history.",
+            7: "The system is audited by security experts when built and every 2-3 years.",
+            8: "An incident is reported to the data provider and the DB centre.",
+        },
+    ),
+    **_numbered(
+        "2.1 server",
+        10,
+        {
+            3: "Access from outside is kept to the necessary minimum.",
+            8: "Files brought in are scanned for malware.",
+            10: "The access log is acquired and checked regularly.",
+        },
+    ),
+    **_numbered("2.2 item", 8, {}),
+}
+
+_NBDC_S8 = {
+    "§5.3.3": "When use ends (or on a stop order or consent withdrawal), the data is deleted "
+    "and a completion report is submitted.",
+}
+
+#: Every source a citation may name, with its clause structure (TIERS.md "Sources").
+SOURCE_TABLE: Mapping[str, Source] = {
+    "NBDC-U7": Source(
+        "NBDC Human Data Security Guidelines for data users, Ver. 7.0 (2024-04-01)", _NBDC_U7
+    ),
+    "NBDC-S8": Source("NBDC Human Data Sharing Guidelines, Ver. 8.0", _NBDC_S8),
+    "NBDC-DC4": Source(
+        "NBDC guideline for database-centre and off-premise server operators, Ver. 4.0",
+        _NBDC_DC4,
+    ),
+    "TMM-SP": Source(
+        "ToMMo Data Information Security Policy (rev. Oct 2024) and supercomputer rules", {}
+    ),
+    "SATRE": Source("Standard Architecture for Trusted Research Environments", {}),
+    "NIST-63B4": Source("NIST SP 800-63B-4, Digital Identity Guidelines: Authentication", {}),
+    "RFC8176": Source("RFC 8176, Authentication Method Reference Values", {}),
+    "ETHICS-JP": Source(
+        "Ethical Guidelines for Medical and Biological Research Involving Human Subjects "
+        "(MEXT/MHLW/METI, 2021, amended 2022)",
+        {},
+    ),
+    "ENCLAVE": Source("Enclave's own product decision, where no guideline has a clause", {}),
+}
+
+#: Short name -> title, for tables.
+SOURCES: dict[str, str] = {short: s.title for short, s in SOURCE_TABLE.items()}
+
+_CITATION = re.compile(r"^(?P<source>\S+)(?: (?P<clause>.+?))??(?P<analogy> \(by analogy\))?$")
+
+
+def parse_citation(citation: str) -> Citation:
+    """Parse one citation; raises ``ValueError`` (one sentence) naming what is wrong."""
+    match = _CITATION.match(citation)
+    source = SOURCE_TABLE.get(match["source"]) if match else None
+    if match is None or source is None:
+        raise ValueError(f"citation {citation!r} must start with one of {', '.join(SOURCE_TABLE)}")
+    clause = match["clause"]
+    if clause is not None and clause not in source.clauses:
+        if not source.clauses:
+            problem = "is cited as a whole (no clause structure is declared for it)"
+        else:
+            problem = "has no such clause"
+        raise ValueError(f"citation {citation!r}: {match['source']} {problem}")
+    return Citation(source=match["source"], clause=clause, by_analogy=bool(match["analogy"]))
