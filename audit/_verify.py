@@ -5,7 +5,9 @@ Procedure (what ``enclave audit verify`` does):
 1. Open every stored checkpoint with the trusted verifier keys (``--key``, else the
    keys recorded in the store): each signature must verify, its text must parse as a
    tlog-checkpoint, and its size and root must equal the row's stored columns; sizes
-   never decrease from one checkpoint to the next.
+   never decrease from one checkpoint to the next. Keys recorded in the store prove
+   nothing against whoever can write the store (they can add their own key and
+   re-sign a rewritten history): the report says when those were the only keys.
 2. If an earlier checkpoint is given (``--against``), open it the same way; the log
    must have at least its size.
 3. Read the entries in index order, in chunks. For each entry: the index is the next
@@ -76,6 +78,9 @@ class VerifyReport:
     pending: int = 0
     """Entries sequenced but not yet integrated when verification began: their leaves
     and columns were checked; tiles, index rows and roots do not cover them yet."""
+    keys_from_store: bool = False
+    """No trusted verifier key was given: signatures were checked only against the keys
+    the store itself records, which whoever can write the store can replace."""
 
     @property
     def summary(self) -> str:
@@ -84,6 +89,8 @@ class VerifyReport:
             extra = f", extends checkpoint at size {self.against.size}" if self.against else ""
             if self.pending:
                 extra += f" ({self.pending} newest entries not integrated yet: leaves checked)"
+            if self.keys_from_store:
+                extra += STORE_KEYS_ONLY
             return f"OK: {self.entries} entries, {self.checkpoints} checkpoints verified{extra}"
         where = f" at index {self.first_bad_index}" if self.first_bad_index is not None else ""
         return f"FAILED{where}: {self.problems[0]}"
@@ -234,6 +241,7 @@ def _verify_snapshot(
     workers: int | None,
 ) -> VerifyReport:
     st = _State()
+    keys_from_store = verifiers is None
     if verifiers is None:
         try:
             verifiers = [Verifier.parse(k) for k in store.verifier_keys()]
@@ -457,9 +465,16 @@ def _verify_snapshot(
         root_hash=root_at(last_stack),
         against=against_cp,
         pending=max(0, total - integrated_size),
+        keys_from_store=keys_from_store,
     )
 
 
+STORE_KEYS_ONLY = (
+    "; but only against verifier keys recorded in the store itself, which whoever can "
+    "write the store can replace: check with the log's verifier key kept elsewhere "
+    "(enclave audit verify --key)"
+)
+"""What an OK summary adds when no trusted key was given (``keys_from_store``)."""
 SEGMENT = _TILE * _TILE
 """Entries per unit of work: one level-1 tile (aligned, so segments are independent)."""
 DEFAULT_WORKERS = 2

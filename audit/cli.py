@@ -140,7 +140,19 @@ def append_cmd(store_url: str, source: IO[bytes], integrate: bool) -> None:
 # -- verify ---------------------------------------------------------------------------------------
 @audit.command("verify")
 @_store_option
-@click.option("--key", "vkey", help="verify signatures with this verifier key (name+hexid+base64)")
+@click.option(
+    "--key",
+    "vkeys",
+    multiple=True,
+    help="verify signatures with this verifier key (name+hexid+base64) instead of the keys "
+    "recorded in the store; repeatable (after a key rotation: the old and the new key)",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="for operators: refuse (exit 2) without --key, since keys read from the store "
+    "being checked prove nothing against whoever can write it",
+)
 @click.option(
     "--against",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -158,14 +170,24 @@ def append_cmd(store_url: str, source: IO[bytes], integrate: bool) -> None:
 )
 def verify_cmd(
     store_url: str,
-    vkey: str | None,
+    vkeys: tuple[str, ...],
+    strict: bool,
     against: Path | None,
     progress: bool | None,
     workers: int | None,
 ) -> None:
-    """Recompute every hash and check every signature; exit 0 intact, 1 with the first bad index."""
+    """Recompute every hash and check every signature; exit 0 intact, 1 with the first bad index.
+
+    Without --key, signatures are checked against the keys the store itself records and
+    the report says so; --strict then exits 2 instead.
+    """
+    if strict and not vkeys:
+        raise _BadInput(
+            "--strict needs --key: without it signatures are checked only against keys "
+            "the store itself records, which whoever can write the store can replace."
+        )
     with _errors():
-        verifiers = [Verifier.parse(vkey)] if vkey else None
+        verifiers = [Verifier.parse(k) for k in vkeys] if vkeys else None
         against_text = against.read_bytes() if against else None
         store = open_store(store_url, create=False)
     try:

@@ -298,7 +298,7 @@ def create_app(*, portal: Portal) -> FastAPI:
     def client_ip(request: Request) -> str | None:
         return portal.client_ip(
             peer=request.client.host if request.client else None,
-            forwarded_for=request.headers.get("x-forwarded-for"),
+            forwarded_for=request.headers.getlist("x-forwarded-for"),
         )
 
     def lang_of(request: Request) -> str:

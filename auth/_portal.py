@@ -123,8 +123,9 @@ class Portal:
     def login_tier(self) -> Tier:
         return self.catalog.get(self.settings.login_tier)
 
-    def client_ip(self, *, peer: str | None, forwarded_for: str | None) -> str | None:
-        """The client address: X-Forwarded-For is believed only from trusted proxies."""
+    def client_ip(self, *, peer: str | None, forwarded_for: Sequence[str]) -> str | None:
+        """The client address: every X-Forwarded-For line, believed only as far as
+        trusted proxies wrote it (see :func:`policies.client_address`)."""
         return client_address(peer=peer, forwarded_for=forwarded_for, trusted_proxies=self._proxies)
 
     # ----- users ---------------------------------------------------------------------------

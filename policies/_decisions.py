@@ -299,28 +299,40 @@ def parse_proxies(cidrs: Sequence[str]) -> tuple[IPNetwork, ...]:
 
 
 def client_address(
-    *, peer: str | None, forwarded_for: str | None, trusted_proxies: Sequence[IPNetwork]
+    *, peer: str | None, forwarded_for: Sequence[str], trusted_proxies: Sequence[IPNetwork]
 ) -> str | None:
     """The client's address as the audit log records it, or None when unknown.
 
-    ``X-Forwarded-For`` is believed only as far as it was written by trusted proxies:
-    walking from the TCP peer outwards, the first hop that is not a trusted proxy is
-    the client. A peer or hop that is not an IP address (a Unix socket, garbage in
-    the header) makes the address unknown; the canonical text form is returned.
+    ``forwarded_for`` is every ``X-Forwarded-For`` header line of the request, in the
+    order received (Starlette: ``request.headers.getlist("x-forwarded-for")``). It is
+    believed only as far as trusted proxies wrote it:
+
+    1. Join the lines, in order, into one list of hops: several lines of a list
+       header mean one line with their values joined by commas (RFC 9110 section 5.3;
+       RFC 7239 section 4 for ``Forwarded``), and a proxy may append a line of its own
+       instead of extending the last one.
+    2. Append the TCP peer: the nearest hop, the only one nobody can forge.
+    3. Walk from the right: the first hop that is not a trusted proxy is the client.
+       Only trusted proxies' entries are believed: whatever lies left of the client
+       was written by the client itself (a forged entry) or by proxies beyond it.
+    4. A hop on that walk that is not an IP address (a Unix socket peer, garbage in the
+       header) makes the address unknown; the canonical text form is returned.
+    5. If every hop is a trusted proxy, the farthest one is the client.
     """
+    if isinstance(forwarded_for, str):  # one line passed as a list of characters
+        raise TypeError("forwarded_for is the list of header lines, not one line")
     if peer is None:
         return None
-    chain = [peer]
-    if forwarded_for:
-        chain = [p.strip() for p in forwarded_for.split(",") if p.strip()] + [peer]
-    for hop in reversed(chain):
+    chain = [p.strip() for line in forwarded_for for p in line.split(",") if p.strip()]  # 1
+    chain.append(peer)  # 2
+    for hop in reversed(chain):  # 3
         try:
             addr = ipaddress.ip_address(hop)
-        except ValueError:
+        except ValueError:  # 4
             return None
         if not any(addr in n for n in trusted_proxies):
             return str(addr)
-    return str(ipaddress.ip_address(chain[0]))
+    return str(ipaddress.ip_address(chain[0]))  # 5
 
 
 def check_source_network(

@@ -120,11 +120,12 @@ class EventIndexError(BadRequest):
 
 
 def client_ip(request: Request) -> str | None:
-    """The client's address in canonical form: the TCP peer, or the address a trusted
-    proxy put in X-Forwarded-For (``--trusted-proxy``); None when it is not an IP."""
+    """The client's address in canonical form: the TCP peer, or the address trusted
+    proxies (``--trusted-proxy``) put in X-Forwarded-For, every line of it read as one
+    list from the right; None when it is not an IP."""
     return client_address(
         peer=request.client.host if request.client else None,
-        forwarded_for=request.headers.get("x-forwarded-for"),
+        forwarded_for=request.headers.getlist("x-forwarded-for"),
         trusted_proxies=_state(request).proxies,
     )
 

@@ -740,8 +740,14 @@ def _run_verify(st: ServiceState, job: VerifyJob, officer_id: str, client_ip: st
         # entry sequenced so far is integrated and signed first, so that the snapshot
         # covers it with a tile, an index row and a checkpoint.
         st.publish_now(trigger="verify")
+        # Signatures are checked against the service's own key, never against keys read
+        # from the store being checked: whoever can write the store could add their own
+        # and re-sign a rewritten history. Without a signing key (no checkpoints are
+        # signed), the store's keys are all there is, and the summary says so.
+        signer = st.log.signer
+        verifiers = [signer.verifier] if signer is not None else None
         # one process: worker processes are not started from inside the service
-        report = verify_store(st.log.store, progress=progress, workers=1)
+        report = verify_store(st.log.store, verifiers=verifiers, progress=progress, workers=1)
         job.done = job.total = report.entries
         job.ok = report.ok
         job.message = report.summary

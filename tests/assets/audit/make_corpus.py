@@ -35,11 +35,17 @@ kept elsewhere is ``<name>.checkpoint`` where the attack needs one):
   only detectable against ``truncated_tail.checkpoint`` (the checkpoint at 520).
 - ``forked_history``: entries from 400 on replaced and re-signed with the log's own
   key (an insider); only detectable against ``forked_history.checkpoint``.
+- ``rewritten_with_new_key``: entry 123's actor changed, every derived row recomputed,
+  the log's key replaced in the store by the attacker's own (same name, another key)
+  and every checkpoint re-signed with it: internally perfect, so verify without
+  ``--key`` passes, saying it trusted the store's keys; only detectable with the log's
+  real verifier key (``--key``, and the audit service's own key).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import sqlite3
 import tempfile
@@ -83,6 +89,9 @@ COLUMNS = {
 
 # The expectations the corpus test checks: attack -> (needs --against, first bad index or None).
 EXPECT: dict[str, tuple[bool, int | None]] = {}
+# Attacks only the log's real verifier key (``--key``) shows: the store's keys are forged.
+NEEDS_KEY = frozenset({"rewritten_with_new_key"})
+ATTACKER_SEED = bytes(range(32, 64))  # the attacker's own key: same name, another key
 
 
 def _ensure_key() -> None:
@@ -137,10 +146,12 @@ def build(
     *,
     integrate_at: Sequence[int],
     checkpoint_at: Sequence[int],
+    key_file: Path = KEY_FILE,
 ) -> None:
-    """Append ``events`` to a new SQLite log at ``path``, integrating and signing as told."""
+    """Append ``events`` to a new SQLite log at ``path``, integrating and signing as told
+    (with ``key_file``: the corpus key unless an attacker brings their own)."""
     _ensure_key()
-    with open_log(f"sqlite://{path}", signer_key_path=KEY_FILE, clock=_clock()) as log:
+    with open_log(f"sqlite://{path}", signer_key_path=key_file, clock=_clock()) as log:
         pos = 0
         for stop in integrate_at:
             log.append(list(events[pos:stop]))
@@ -460,13 +471,24 @@ def make_all(out: Path = HERE) -> dict[str, list[dict[str, Any]]]:
         extra_files["forked_history.checkpoint"] = cp_last
         EXPECT["forked_history"] = (True, None)
 
+        from audit._note import Signer, write_key_file
+
+        attacker_key = Path(tmp) / "attacker.key"
+        write_key_file(attacker_key, Signer(ORIGIN, ATTACKER_SEED))
+        rewritten = list(events)
+        rewritten[123] = dataclasses.replace(events[123], actor="someone-else@example.jp")
+        rekeyed = Path(tmp) / "rekeyed.db"
+        build(rekeyed, rewritten, **plan, key_file=attacker_key)  # type: ignore[arg-type]
+        attacks["rewritten_with_new_key"] = dump_sqlite(rekeyed)
+        EXPECT["rewritten_with_new_key"] = (False, None)
+
     for name, rows in attacks.items():
         write_dump(out / f"{name}.jsonl", rows if name == "intact" else diff(intact, rows))
     for name, text in extra_files.items():
         (out / name).write_text(text)
     (out / "expect.json").write_text(
-        json.dumps({k: {"needs_against": v[0], "first_bad_index": v[1]} for k, v in EXPECT.items()},
-                   indent=1, sort_keys=True) + "\n"
+        json.dumps({k: {"needs_against": v[0], "first_bad_index": v[1], "needs_key": k in NEEDS_KEY}
+                    for k, v in EXPECT.items()}, indent=1, sort_keys=True) + "\n"
     )  # fmt: skip
     return attacks
 

@@ -17,6 +17,9 @@ from .conftest import CORPUS
 
 EXPECT = json.loads((CORPUS / "expect.json").read_text())
 ATTACKS = sorted(k for k in EXPECT if k != "intact")
+# The corpus log's real verifier key, as its auditors would keep it outside the store.
+CORPUS_VKEY = "corpus.enclave.test/audit+418e87f5+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4"
+STORE_KEYS_ONLY = "but only against verifier keys recorded in the store itself"
 
 pytestmark = pytest.mark.usefixtures("verify_path")
 
@@ -42,6 +45,10 @@ def test_intact_log_verifies(backend: str, tmp_path: Path, request: pytest.Fixtu
     code, out, err = _verify(url, "--against", str(CORPUS / "truncated_tail.checkpoint"))
     assert (code, err) == (0, "")
     assert out.startswith("OK: 520 entries, 2 checkpoints verified, extends checkpoint at size 520")
+    assert STORE_KEYS_ONLY in out  # no --key: the report says whose keys it trusted
+    code, out, err = _verify(url, "--key", CORPUS_VKEY, "--strict")
+    assert (code, err) == (0, "")
+    assert out == "OK: 520 entries, 2 checkpoints verified\n"
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
@@ -55,6 +62,16 @@ def test_attack_is_detected(
         # Without a checkpoint kept elsewhere this attack is invisible: the documented limit.
         assert _verify(url)[0] == 0
         args = ["--against", str(CORPUS / f"{attack}.checkpoint")]
+    if want["needs_key"]:
+        # The store's own keys vouch for its rewrite: verify says that is all it checked,
+        # operators' --strict refuses to rely on them, the log's real key catches it.
+        code, out, _ = _verify(url, *args)
+        assert code == 0
+        assert STORE_KEYS_ONLY in out
+        code, out, err = _verify(url, *args, "--strict")
+        assert (code, out) == (2, "")
+        assert "--strict needs --key" in err
+        args = [*args, "--key", CORPUS_VKEY]
     code, out, err = _verify(url, *args)
     assert code == 1, (out, err)
     assert out == ""
@@ -76,8 +93,31 @@ def test_verify_with_another_key_fails(tmp_path: Path, request: pytest.FixtureRe
 
 def test_verify_with_the_right_key_passes(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     url = _load("intact", "sqlite", tmp_path, request)
-    vkey = "corpus.enclave.test/audit+418e87f5+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4"
-    assert _verify(url, "--key", vkey)[0] == 0
+    assert _verify(url, "--key", CORPUS_VKEY)[0] == 0
+
+
+def test_strict_verify_without_a_key_exits_non_zero(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Operators' mode: keys read from the store being checked are no proof."""
+    url = _load("intact", "sqlite", tmp_path, request)
+    code, out, err = _verify(url, "--strict")
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1  # one sentence, no traceback
+    assert "--strict needs --key" in err
+
+
+def test_verify_trusts_every_key_given_after_a_rotation(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """After a key rotation the old and the new key are both given (``--key`` twice)."""
+    url = _load("rewritten_with_new_key", "sqlite", tmp_path, request)
+    other = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+    assert _verify(url, "--key", CORPUS_VKEY, "--key", other)[0] == 1
+    new_key = "corpus.enclave.test/audit+49ead53d+ASmsuuFBvMrwsi4alNNNC8c2HlJtC/4SyJeUvJMilm3X"
+    code, out, _ = _verify(url, "--key", CORPUS_VKEY, "--key", new_key, "--strict")
+    assert code == 0  # the attacker's key, once given as trusted, is trusted
+    assert STORE_KEYS_ONLY not in out
 
 
 def test_corpus_is_what_the_script_makes(tmp_path: Path) -> None:

@@ -55,7 +55,10 @@ def test_append_checkpoint_verify_proof(store_url: str, key_file: Path, tmp_path
     r = run("verify", "--store", store_url, "--against", str(cp_file))
     assert (r.exit_code, r.stdout) == (
         0,
-        "OK: 9 entries, 1 checkpoints verified, extends checkpoint at size 5\n",
+        "OK: 9 entries, 1 checkpoints verified, extends checkpoint at size 5; but only "
+        "against verifier keys recorded in the store itself, which whoever can write the "
+        "store can replace: check with the log's verifier key kept elsewhere "
+        "(enclave audit verify --key)\n",
     )
     p = json.loads(run("proof", "--store", store_url, "--index", "3", "--size", "5").stdout)
     root = base64.b64decode(p["root_hash"])
@@ -196,7 +199,13 @@ def test_the_real_command_in_a_subprocess(tmp_path: Path, key_file: Path) -> Non
     assert p.returncode == 0
     assert p.stdout.startswith("test.enclave/audit\n1\n")
     assert p.stdout.count("\n") == 5
-    p = subprocess.run([*base, "verify", "--store", url], capture_output=True, text=True, env=env)
+    vkey = run("key", "--store", url).stdout.strip()
+    p = subprocess.run(
+        [*base, "verify", "--store", url, "--key", vkey, "--strict"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert (p.returncode, p.stdout) == (0, "OK: 1 entries, 1 checkpoints verified\n")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -17,6 +18,7 @@ from audit import (
     InconsistentCheckpointError,
     Query,
     StoreError,
+    VerifyReport,
     open_log,
     verify_store,
 )
@@ -304,8 +306,18 @@ def test_verify_while_the_log_grows(log: AuditLog) -> None:
 
     t = threading.Thread(target=writer)
     t.start()
+    reports: list[VerifyReport] = []
     try:
-        reports = [verify_store(log.store, chunk=97) for _ in range(3)]
+        for _ in range(3):
+            # Each verification starts once the writer has added entries since the last
+            # (polled with a deadline): the log grows between runs by construction.
+            want = (reports[-1].entries if reports else 600) + 1
+            deadline = time.monotonic() + 60
+            while log.store.size() < want:
+                assert not errors, errors
+                assert time.monotonic() < deadline, f"the writer stopped at {log.store.size()}"
+                time.sleep(0.01)  # poll interval; the deadline bounds the wait
+            reports.append(verify_store(log.store, chunk=97))
     finally:
         stop.set()
         t.join()

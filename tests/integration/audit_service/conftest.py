@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,3 +59,29 @@ def client(env: AuditEnv, log: AuditLog) -> Iterator[TestClient]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def officer_csrf(client: TestClient, token: str) -> str:
+    """Sign ``client`` in to the officer UI with ``token``; the session's CSRF token."""
+    form = client.get("/ui/login").text
+    login_csrf = re.search(r'name="login_csrf" value="([^"]+)"', form)
+    assert login_csrf is not None
+    client.post("/ui/login", data={"token": token, "login_csrf": login_csrf.group(1)})
+    page = client.get("/ui/verify").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert csrf is not None
+    return csrf.group(1)
+
+
+def ui_verify(client: TestClient, csrf: str) -> dict[str, Any]:
+    """'Verify the whole log now': start the job, poll it until it has finished."""
+    start = client.post("/ui/verify", headers={"X-CSRF-Token": csrf})
+    assert start.status_code == 200, start.text
+    job = start.json()["job"]
+    deadline = time.monotonic() + 120
+    while True:
+        status: dict[str, Any] = client.get(f"/ui/verify/{job}.json").json()
+        if status["finished"]:
+            return status
+        assert time.monotonic() < deadline, f"verification {job} unfinished after 120 s"
+        time.sleep(0.02)  # poll interval; the deadline bounds the wait

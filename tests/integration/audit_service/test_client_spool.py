@@ -70,10 +70,10 @@ def test_events_survive_an_outage_and_arrive_in_order_exactly_once(
             e = sample_event(actor=f"during{i}@x.example")
             (client.record if i % 10 == 0 else client.emit)(e)
             sent.append(e.id)
-        _wait(lambda: client.pending() >= 700, timeout=10, what="events to be spooled")
+        _wait(lambda: client.pending() >= 700, timeout=60, what="events to be spooled")
         assert not client.flush(timeout=0.5)  # nothing can be delivered now
-        assert client.last_error is not None
-        assert "unreachable" in client.last_error
+        _wait(lambda: client.last_error is not None, timeout=60, what="a failed delivery")
+        assert "unreachable" in str(client.last_error)
         # 3. the service returns: the spool drains, in order
         service.start()
         assert client.flush(timeout=60), client.last_error
@@ -161,7 +161,7 @@ def test_a_service_killed_mid_stream_loses_and_duplicates_nothing(
                 e = sample_event(actor=f"k{round_}-{i}@x.example")
                 client.emit(e)
                 sent.append(e.id)
-            _wait(lambda: client.pending() < 350, timeout=30, what="delivery to begin")
+            _wait(lambda: client.pending() < 350, timeout=60, what="delivery to begin")
             service.kill()
             service.start()
         assert client.flush(timeout=60), client.last_error
@@ -244,10 +244,10 @@ def test_a_token_of_another_source_keeps_every_event_and_says_why(
     try:
         for _ in range(5):
             client.record(sample_event())
-        assert not client.flush(timeout=2)
+        _wait(lambda: client.last_error is not None, timeout=60, what="a refused delivery")
+        assert not client.flush(timeout=0.5)
         assert client.pending() == 5
         assert client.dead_letters() == []
-        assert client.last_error is not None
-        assert "403" in client.last_error
+        assert "403" in str(client.last_error)
     finally:
         client.close(flush_timeout=0)

@@ -127,10 +127,11 @@ def test_older_totp_step_never_accepted_after_a_newer_one(postgres_url: str) -> 
     result: list[bool] = []
     t = threading.Thread(target=lambda: result.append(a.claim_totp_step(cred_id="c1", step=1000)))
     t.start()
-    # Poll (with a deadline) until A is either finished or waiting on B's row lock.
+    # Poll (with a deadline that only catches a hang) until A is either finished or
+    # waiting on B's row lock: the ordering under test must have happened, however slow.
     with psycopg.connect(url, autocommit=True) as watch:
-        deadline = time.monotonic() + 10
-        while not result and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while not result:
             waiting = watch.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
                 "AND wait_event_type = 'Lock'",
@@ -138,10 +139,12 @@ def test_older_totp_step_never_accepted_after_a_newer_one(postgres_url: str) -> 
             ).fetchone()
             if waiting and waiting[0]:
                 break
-            t.join(0.01)
+            assert time.monotonic() < deadline, "A neither finished nor waited on B's lock"
+            t.join(0.01)  # poll interval
     assert not result, "step 1000 was accepted while step 1001 was being claimed"
     b.commit()
-    t.join(10)
+    t.join(60)
+    assert not t.is_alive(), "A's claim did not finish after B committed"
     assert result == [False]
     b.close()
     a.close()

@@ -435,13 +435,14 @@ def test_forwarded_for_only_through_trusted_proxies(tmp_path: Path) -> None:
         keyring=portal.keyring,
     )
     # Untrusted peer: its header is ignored.
-    assert portal.client_ip(peer="198.51.100.9", forwarded_for="192.0.2.1") == "198.51.100.9"
+    assert portal.client_ip(peer="198.51.100.9", forwarded_for=["192.0.2.1"]) == "198.51.100.9"
     # Trusted proxy: the nearest untrusted hop is the client, not a spoofed first entry.
     assert (
-        trusting.client_ip(peer="10.1.2.3", forwarded_for="203.0.113.66, 192.0.2.1") == "192.0.2.1"
+        trusting.client_ip(peer="10.1.2.3", forwarded_for=["203.0.113.66, 192.0.2.1"])
+        == "192.0.2.1"
     )
-    assert trusting.client_ip(peer="10.1.2.3", forwarded_for="192.0.2.1, 10.9.9.9") == "192.0.2.1"
-    assert trusting.client_ip(peer="10.1.2.3", forwarded_for=None) == "10.1.2.3"
+    assert trusting.client_ip(peer="10.1.2.3", forwarded_for=["192.0.2.1, 10.9.9.9"]) == "192.0.2.1"
+    assert trusting.client_ip(peer="10.1.2.3", forwarded_for=[]) == "10.1.2.3"
 
 
 def test_hsts_only_when_served_over_tls(tmp_path: Path) -> None:
