@@ -179,7 +179,8 @@ def verify_cmd(
     """Recompute every hash and check every signature; exit 0 intact, 1 with the first bad index.
 
     Without --key, signatures are checked against the keys the store itself records and
-    the report says so; --strict then exits 2 instead.
+    the report says so; --strict then exits 2 instead, and exits 1 when the log has entries
+    but no checkpoint signed by a given key.
     """
     if strict and not vkeys:
         raise _BadInput(
@@ -207,6 +208,15 @@ def verify_cmd(
             )
     finally:
         store.close()
+    if strict and result.ok and result.entries and not result.checkpoints:
+        # Deleting every checkpoint leaves nothing signed to check the rewritten tree against.
+        m.VERIFICATIONS.labels(result="failed").inc()
+        click.echo(
+            f"verify: FAILED (--strict): {result.entries} entries but no checkpoint signed "
+            "by the given key; nothing proves the tree is the one the log published.",
+            err=True,
+        )
+        click.get_current_context().exit(1)
     m.VERIFICATIONS.labels(result="ok" if result.ok else "failed").inc()
     if result.ok:
         click.echo(result.summary)

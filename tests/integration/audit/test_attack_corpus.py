@@ -107,6 +107,20 @@ def test_strict_verify_without_a_key_exits_non_zero(
     assert "--strict needs --key" in err
 
 
+def test_strict_verify_refuses_a_log_whose_checkpoints_were_deleted(tmp_path: Path) -> None:
+    """Whoever can write the store can delete every checkpoint and rewrite the tree freely:
+    with no signed checkpoint left, the given key vouches for nothing, so --strict fails."""
+    rows = [r for r in make_corpus.attacked_rows("intact") if r["table"] != "audit_checkpoints"]
+    path = tmp_path / "no_checkpoints.db"
+    make_corpus.load_rows(rows, sqlite_path=path)
+    url = f"sqlite://{path}"
+    assert _verify(url, "--key", CORPUS_VKEY)[0] == 0  # internally consistent, as an attack is
+    code, out, err = _verify(url, "--key", CORPUS_VKEY, "--strict")
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1
+    assert "no checkpoint signed by the given key" in err
+
+
 def test_verify_trusts_every_key_given_after_a_rotation(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
