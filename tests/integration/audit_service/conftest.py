@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from audit.log import AuditLog, open_log
-from audit.service import ServiceSettings, create_app
+from audit.service import ServiceSettings, create_app, metrics_app
 from audit.tokens import TokenStore
 from tests.harness.audit_service import AuditEnv, make_audit_env
 
@@ -57,3 +57,11 @@ def client(env: AuditEnv, log: AuditLog) -> Iterator[TestClient]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def scrape(client: TestClient) -> str:
+    """The text of ``/metrics`` from the metrics listener of ``client``'s app."""
+    with TestClient(metrics_app(client.app.state.audit.metrics)) as m:  # type: ignore[attr-defined]
+        r = m.get("/metrics")
+        assert r.status_code == 200
+        return r.text
