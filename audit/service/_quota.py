@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ._errors import Backpressure, QuotaExceeded
 
-__all__ = ["PRIORITY_SOURCES", "BodySlots", "FreeSpaceFloor", "TokenQuotas"]
+__all__ = ["PRIORITY_SOURCES", "BodySlots", "FreeSpaceFloor", "Shares", "TokenQuotas"]
 
 #: sources still let in below the free-space floor: what officers need to reconstruct
 #: who entered (portal logins and sessions, controller quarantines and expiries)
@@ -117,6 +117,31 @@ class TokenQuotas:
         )
 
 
+class Shares:
+    """Places held, in all and per key (an intake token's id); the caller locks.
+
+    Memory is bounded: only keys holding a place are kept."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._by_key: dict[str, int] = {}
+
+    def of(self, key: str) -> int:
+        return self._by_key.get(key, 0)
+
+    def take(self, key: str) -> None:
+        self.total += 1
+        self._by_key[key] = self.of(key) + 1
+
+    def give_back(self, key: str) -> None:
+        self.total -= 1
+        left = self._by_key[key] - 1
+        if left:
+            self._by_key[key] = left
+        else:
+            del self._by_key[key]
+
+
 class BodySlots:
     """Intake request bodies held at once: in all, and per token."""
 
@@ -127,14 +152,17 @@ class BodySlots:
         self.per_token = max(1, total // 4) if per_token is None else per_token
         self._retry_after = retry_after
         self._lock = threading.Lock()
-        self._busy = 0
-        self._by_token: dict[str, int] = {}
+        self._held = Shares()
+
+    @property
+    def busy(self) -> int:
+        return self._held.total
 
     def acquire(self, token: str) -> None:
         """Take a slot for ``token`` or refuse at once (503 + Retry-After)."""
         with self._lock:
-            mine = self._by_token.get(token, 0)
-            if self._busy >= self.total or mine >= self.per_token:
+            mine = self._held.of(token)
+            if self._held.total >= self.total or mine >= self.per_token:
                 share = mine >= self.per_token
                 raise Backpressure(
                     (
@@ -146,17 +174,11 @@ class BodySlots:
                     retry_after=self._retry_after,
                     reason="busy",
                 )
-            self._busy += 1
-            self._by_token[token] = mine + 1
+            self._held.take(token)
 
     def release(self, token: str) -> None:
         with self._lock:
-            self._busy -= 1
-            left = self._by_token[token] - 1
-            if left:
-                self._by_token[token] = left
-            else:
-                del self._by_token[token]  # bounded: only tokens with a body being read
+            self._held.give_back(token)
 
 
 class FreeSpaceFloor:

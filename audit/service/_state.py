@@ -48,7 +48,7 @@ class ServiceSettings:
     max_body_bytes: int = 4 * 1024 * 1024
     #: request bodies read and parsed at once, in all (so at most this many times
     #: ``max_body_bytes`` of bodies are in memory); beyond it intake answers 503
-    max_concurrent_bodies: int = 16
+    max_concurrent_bodies: int = 32
     #: of those, most for one intake token (None: a quarter)
     max_concurrent_bodies_per_token: int | None = None
     #: events one intake token may append per minute (a bucket refilled at this rate,

@@ -21,6 +21,16 @@ _OFFICER_ENV = "ENCLAVE_AUDIT_OFFICER_TOKEN_FILE"
 _TOKENS_ENV = "ENCLAVE_AUDIT_TOKENS_FILE"
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _limit(flag: str, default: int, help: str, *, least: int = 1) -> Callable[[F], F]:
+    """An integer limit of intake (issue #12, item 3), with its default shown."""
+    return click.option(
+        flag, default=default, show_default=True, type=click.IntRange(min=least), help=help
+    )
+
+
 @click.command("serve")
 @click.option("--store", "store_url", required=True, help="sqlite:///path.db or postgresql://...")
 @click.option(
@@ -60,42 +70,29 @@ _TOKENS_ENV = "ENCLAVE_AUDIT_TOKENS_FILE"
     type=click.IntRange(1, 65535),
     help="serve GET /metrics on this port, a listener of its own [default: no metrics]",
 )
-@click.option(
-    "--max-body-kib",
-    default=4096,
-    show_default=True,
-    type=click.IntRange(min=64),
-    help="most KiB in one intake request body (larger: 413)",
-)
-@click.option(
+@_limit("--max-body-kib", 4096, "most KiB in one intake request body (larger: 413)", least=64)
+@_limit(
     "--max-concurrent-bodies",
-    default=16,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="intake requests whose bodies are held at once (beyond: 503); "
+    32,
+    "intake requests whose bodies are held at once (beyond: 503); "
     "one token may hold a quarter of them",
 )
-@click.option(
+@_limit(
     "--token-events-per-minute",
-    default=60_000,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="events one intake token may append per minute (beyond: 429 + Retry-After)",
+    60_000,
+    "events one intake token may append per minute (beyond: 429 + Retry-After)",
 )
-@click.option(
+@_limit(
     "--token-kib-per-minute",
-    default=65536,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="KiB of request bodies one intake token may send per minute (beyond: 429)",
+    65536,
+    "KiB of request bodies one intake token may send per minute (beyond: 429)",
 )
-@click.option(
+@_limit(
     "--min-free-mib",
-    default=1024,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="below this many MiB free beside a SQLite store, intake takes only the portal's "
+    1024,
+    "below this many MiB free beside a SQLite store, intake takes only the portal's "
     "and the controller's events (others: 503); 0: no floor",
+    least=0,
 )
 @click.option(
     "--checkpoint-interval",

@@ -70,6 +70,22 @@ def _post(client: TestClient, token: str, events: list[dict[str, Any]]) -> Any:
     return client.post("/v1/events", json={"events": events}, headers=bearer(token))
 
 
+def _ui_session(c: TestClient, env: AuditEnv) -> str:
+    form = c.get("/ui/login")
+    csrf = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    r = c.post(
+        "/ui/login",
+        data={"token": env.officer_token, "login_csrf": csrf.group(1)},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    page = c.get("/ui/checkpoints")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token is not None
+    return token.group(1)
+
+
 # -- item 3: disk and memory -------------------------------------------------------------
 
 
@@ -173,7 +189,7 @@ def test_many_concurrent_bodies_from_one_token_are_refused_not_held(
         portal.join(timeout=60)
         assert answers["flood"].status_code == 200
         assert answers["portal"].status_code == 200
-        assert state.bodies._busy == 0  # every slot given back
+        assert state.bodies.busy == 0  # every slot given back
 
 
 def test_below_the_free_space_floor_only_the_portal_and_controller_get_in(
@@ -203,16 +219,7 @@ def test_below_the_free_space_floor_only_the_portal_and_controller_get_in(
         ).to_dict()
         ok = _post(c, controller, [quarantine])
         assert ok.status_code == 200, ok.text
-        # the officers' own sign-ins are still recorded
-        form = c.get("/ui/login")
-        csrf = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
-        assert csrf is not None
-        login = c.post(
-            "/ui/login",
-            data={"token": env.officer_token, "login_csrf": csrf.group(1)},
-            follow_redirects=False,
-        )
-        assert login.status_code == 303
+        _ui_session(c, env)  # the officers' own sign-ins are still recorded
         assert "enclave_audit_store_free_bytes" in scrape(c)
     assert "auth.factor.verified" in [e["action"] for e in _audit_events(log)]
 
@@ -275,22 +282,6 @@ def test_a_workspace_cannot_watch_officers_through_metrics(env: AuditEnv, log: A
 
 
 # -- item 10: officer actions that change the log -----------------------------------------
-
-
-def _ui_session(c: TestClient, env: AuditEnv) -> str:
-    form = c.get("/ui/login")
-    csrf = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
-    assert csrf is not None
-    r = c.post(
-        "/ui/login",
-        data={"token": env.officer_token, "login_csrf": csrf.group(1)},
-        follow_redirects=False,
-    )
-    assert r.status_code == 303
-    page = c.get("/ui/checkpoints")
-    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert token is not None
-    return token.group(1)
 
 
 def test_an_officer_cannot_sign_a_checkpoint_unrecorded(env: AuditEnv, log: AuditLog) -> None:
