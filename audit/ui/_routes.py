@@ -158,6 +158,7 @@ def ui_router(app: FastAPI) -> None:
         ip = _ip(request)
         locked = st.officers.locked_for(ip)
         if locked > 0:
+            st.note_rejection("officer_login_locked", ip)  # summarised, not one by one
             return _login_page(
                 request,
                 st,
@@ -635,14 +636,9 @@ def ui_router(app: FastAPI) -> None:
         st = _state(request)
         try:
             job = await start_verify(st, officer_id=session.officer.id, client_ip=_ip(request))
-        except ServiceError as e:
+        except ServiceError as e:  # answered by the service's one error handler
             st.note_rejection(e.reason, _ip(request))
-            retry = str(getattr(e, "retry_after", 1))
-            return JSONResponse(
-                {"error": e.message, "reason": e.reason},
-                status_code=e.status,
-                headers={"Retry-After": retry},
-            )
+            raise
         if request.headers.get("x-csrf-token") is not None:
             return JSONResponse({"job": job.id, "total": job.total})
         return RedirectResponse(f"/ui/verify?job={job.id}", status_code=303)
