@@ -9,13 +9,7 @@ import pytest
 from audit.service._errors import Backpressure, QuotaExceeded
 from audit.service._quota import BodySlots, FreeSpaceFloor, TokenQuotas
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from .test_failure_throttle import Clock  # a clock the test moves
 
 
 def test_a_token_at_its_quota_waits_for_the_refill_and_others_do_not() -> None:
