@@ -3,8 +3,9 @@ floods the audit service at its quota (issue #12's acceptance).
 
 Run with `make bench`, or `.venv/bin/python -P benchmarks/intake_flood.py`.
 
-A real ``enclave audit serve`` process on loopback (SQLite store, the default quotas
-but ``--token-events-per-minute``, 600 here so that the flood reaches it at once); four
+A real ``enclave audit serve`` process on loopback (SQLite store, the default limits
+but ``--token-events-per-minute``: 6,000 here, for every token, so that the flood
+reaches it within a second while the portal's 1,000 events stay below it); four
 threads send 50-event workspace batches as fast as they are answered; once the flood
 has been refused with 429, the portal sends 200 batches of 5 events and an officer
 makes 200 reads, one after the other. Reported: how many of each succeeded, their
@@ -28,7 +29,7 @@ from tests.harness.flood import ENCLAVE, run_flood  # noqa: E402
 
 N_PORTAL = 200
 N_OFFICER = 200
-QUOTA = 600
+QUOTA = 6000
 
 
 def pct(xs: tuple[float, ...], p: float) -> float:
@@ -55,7 +56,7 @@ def main() -> None:
         wall = time.perf_counter() - t0
     out = {
         "benchmark": "intake_flood",
-        "workspace_quota_events_per_minute": QUOTA,
+        "token_quota_events_per_minute": QUOTA,
         "portal_writes_ok": r.portal_statuses.get(200, 0),
         "portal_writes_failed": sum(n for c, n in r.portal_statuses.items() if c != 200),
         "officer_reads_ok": r.officer_statuses.get(200, 0),
@@ -68,6 +69,8 @@ def main() -> None:
         "flood_refused_429": r.flood_statuses.get(429, 0),
         "flood_refused_503": r.flood_statuses.get(503, 0),
         "flood_other": sum(n for c, n in r.flood_statuses.items() if c not in (200, 429, 503)),
+        "portal_statuses": {str(c): n for c, n in sorted(r.portal_statuses.items())},
+        "officer_statuses": {str(c): n for c, n in sorted(r.officer_statuses.items())},
         "wall_seconds": round(wall, 1),
         "n": N_PORTAL + N_OFFICER,
         "unit": "ms",

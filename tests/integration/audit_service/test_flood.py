@@ -21,7 +21,8 @@ def test_a_workspace_flooding_at_its_quota_leaves_portal_writes_and_officer_read
     workspace = TokenStore(path=env.tokens_path).issue(
         source="workspace", label="researcher code", enclave=ENCLAVE
     )
-    with ServiceProcess(env, extra_args=("--token-events-per-minute", "600")) as svc:
+    # the quota holds for every token: the portal's 300 events stay below it
+    with ServiceProcess(env, extra_args=("--token-events-per-minute", "6000")) as svc:
         result = run_flood(
             url=svc.url,
             workspace_token=workspace.token,
