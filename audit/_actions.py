@@ -351,6 +351,13 @@ _SPECS: list[dict[str, object]] = [
         },
     },
     {
+        "name": "audit.verify.started",
+        "summary": "An officer started a whole-log verification in the audit service.",
+        "cannot_capture": "Verifications run outside the service (enclave audit verify).",
+        "ocsf": 6003,
+        "fields": {"size": _f("int"), "job": _f("str", max_len=64)},
+    },
+    {
         "name": "audit.checkpoint.published",
         "summary": "A signed checkpoint was published or exported for witnessing.",
         "cannot_capture": "Whether any witness actually stored the checkpoint.",

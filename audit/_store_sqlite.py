@@ -23,6 +23,7 @@ refuses UPDATE, DELETE, DROP and ALTER before a statement is even prepared.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -87,6 +88,24 @@ def _parse_url(url: str) -> tuple[Path, str]:
     return Path(parts.path), sync
 
 
+def _owner_only(path: Path) -> None:
+    """Create the store file readable by its owner only, whatever the umask, and
+    tighten one an older version left readable by others: entries hold personal data.
+    SQLite creates ``-wal`` and ``-shm`` with the database file's mode; any left over
+    from before are tightened too."""
+    try:
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            # another user's copy (a read-only replica being verified) is left as it is
+            if p.exists() and p.stat().st_uid == os.getuid() and p.stat().st_mode & 0o077:
+                p.chmod(0o600)
+    except OSError as e:
+        raise StoreError(
+            f"cannot create SQLite store {path} readable by its owner only: {e}"
+        ) from e
+
+
 class SqliteStore(Store):
     """The SQLite implementation of :class:`~audit._store.Store`."""
 
@@ -109,6 +128,7 @@ class SqliteStore(Store):
         self._conns_lock = threading.Lock()
         self._wlock = threading.Lock()
         self._closed = False
+        _owner_only(self.path)
         self._wconn = self._connect()
 
     def _connect(self, *, guarded: bool = True) -> sqlite3.Connection:

@@ -459,7 +459,7 @@ class _HttpClient(AuditClient):
                 self._space.notify_all()
             return
         self._last_error = f"audit service answered {resp.status_code}: {resp.text[:300]}"
-        if resp.status_code >= 500:
+        if resp.status_code >= 500 or resp.status_code == 429:  # busy, or this token's quota
             self._closed.wait(_retry_after(resp, default=self._backoff))
             self._backoff = min(self._max_backoff, self._backoff * 2)
             return

@@ -318,7 +318,10 @@ def bench_http(
 
     with tempfile.TemporaryDirectory(prefix="audit-http-bench-") as d:
         env = make_audit_env(Path(d))
-        sp = ServiceProcess(env, checkpoint_interval=10.0).start()
+        # the service's capacity, not one token's quota: lift the per-token limits
+        # (issue #12) that would otherwise refuse one token sending this much
+        lifted = ("--token-events-per-minute", "100000000", "--token-kib-per-minute", "100000000")
+        sp = ServiceProcess(env, checkpoint_interval=10.0, extra_args=lifted).start()
         try:
             asyncio.run(
                 _http_drive(sp.url, env.tokens["portal"], _http_bodies(2_000, batch), concurrency)

@@ -17,7 +17,6 @@ import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
 from policies import client_address
@@ -29,6 +28,7 @@ from ._errors import (
     BadRequest,
     Forbidden,
     NotFound,
+    QuotaExceeded,
     ServiceError,
     TooManyFailures,
     Unauthenticated,
@@ -50,8 +50,8 @@ or nothing of it is. Authenticate with the source's intake token
 
 The answer lists the durable index of each event, in order. An event whose `id` the log
 already holds is not appended again; its existing index is returned (so a client may
-safely re-send after a lost answer). On 503 wait `Retry-After` seconds and re-send the
-same batch."""
+safely re-send after a lost answer). On 429 (this token's quota of events or bytes per
+minute) or 503 wait `Retry-After` seconds and re-send the same batch."""
 
 
 class IntakeAccepted(BaseModel):
@@ -97,6 +97,7 @@ _ERR: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody},
     413: {"model": ErrorBody},
     422: {"model": ErrorBody},
+    429: {"model": ErrorBody, "description": "quota: retry after `Retry-After` seconds"},
     503: {"model": ErrorBody, "description": "back-pressure: retry after `Retry-After` seconds"},
 }
 
@@ -352,6 +353,10 @@ def _intake_router() -> APIRouter:
             st.metrics.reject(e.reason)
             st.note_rejection(e.reason, client_ip(request))
             raise
+        finally:
+            slot = getattr(request.state, "body_slot", None)
+            if slot is not None:
+                st.bodies.release(slot)
 
     return r
 
@@ -368,6 +373,11 @@ async def _intake(request: Request, st: ServiceState) -> Response:
             "it is missing, unknown, revoked or expired"
         )
     source = grant.source
+    # issue #12, item 3 (_quota.py): the disk, the memory and the token's quota are
+    # checked before the body is read; the slot is released by the caller
+    st.floor.check(source=source)
+    st.bodies.acquire(grant.id)
+    request.state.body_slot = grant.id
     limit = st.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -378,6 +388,8 @@ async def _intake(request: Request, st: ServiceState) -> Response:
             status=413,
             reason="too_large",
         )
+    if declared is not None and declared.isdigit():
+        st.quotas.check_bytes(token=grant.id, size=int(declared))
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -448,6 +460,7 @@ async def _intake(request: Request, st: ServiceState) -> Response:
                 reason="wrong_enclave",
             )
         events.append(ev)
+    st.quotas.take(token=grant.id, events=len(events), size=size)
     try:
         result = await st.append(events, client=grant.id)
     except EventError as e:  # e.g. an id already used by a different event
@@ -456,6 +469,7 @@ async def _intake(request: Request, st: ServiceState) -> Response:
         ) from None
     st.metrics.intake_batch_size.observe(len(events))
     st.metrics.intake_events.labels(source=source).inc(len(events))
+    st.metrics.intake_bytes.labels(source=source).inc(size)
     # a ready Response skips re-validating the model on the hot path; the model above
     # still documents the shape in OpenAPI
     return Response(orjson.dumps({"indexes": result.indexes}), media_type="application/json")
@@ -591,6 +605,7 @@ def _read_router() -> APIRouter:
                 reason="csrf",
             )
         cp = await asyncio.to_thread(st.publish_now, trigger="demand")
+        await st.record_published(cp, officer=officer, client_ip=client_ip(request))
         return PlainTextResponse(cp.text, media_type="text/plain; charset=utf-8")
 
     return r
@@ -689,11 +704,6 @@ def _public_router() -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @r.get("/metrics", include_in_schema=False)
-    async def metrics(request: Request) -> Response:
-        st = _state(request)
-        return Response(st.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
-
     return r
 
 
@@ -703,7 +713,7 @@ def _error_response(exc: ServiceError) -> JSONResponse:
         body["index"] = exc.index
         body["field"] = exc.field
     headers = {}
-    if isinstance(exc, Backpressure | TooManyFailures):
+    if isinstance(exc, Backpressure | TooManyFailures | QuotaExceeded):
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"

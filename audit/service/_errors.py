@@ -7,6 +7,7 @@ __all__ = [
     "BadRequest",
     "Forbidden",
     "NotFound",
+    "QuotaExceeded",
     "ServiceError",
     "TooManyFailures",
     "Unauthenticated",
@@ -75,4 +76,17 @@ class TooManyFailures(ServiceError):
 
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QuotaExceeded(ServiceError):
+    """This intake token (or officer) used up its share for now: its events or bytes
+    per minute, or its running jobs; retry after ``retry_after`` seconds. Nothing of
+    the request was done."""
+
+    status = 429
+    reason = "quota"
+
+    def __init__(self, message: str, *, retry_after: int, reason: str | None = None) -> None:
+        super().__init__(message, reason=reason)
         self.retry_after = retry_after

@@ -8,13 +8,31 @@ of its own (so several apps can live in one process) and ``/metrics`` serves bot
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.metrics_core import Metric
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from .._metrics import INTAKE_REJECTIONS
 
-__all__ = ["REJECTION_REASONS", "ServiceMetrics"]
+__all__ = ["REJECTION_REASONS", "ServiceMetrics", "metrics_app"]
+
+#: process-wide series left out of the service's exposition: they move only when an
+#: officer acts (a verification started from the UI)
+_OFFICER_SERIES = frozenset({"enclave_audit_verifications"})
 
 #: why an intake request was refused: the ``reason`` label of
 #: ``enclave_audit_intake_rejections_total`` (nothing of a refused batch is appended)
@@ -29,6 +47,10 @@ REJECTION_REASONS = (
     "backpressure",
     "client_share",
     "store_error",
+    "quota_events",
+    "quota_bytes",
+    "busy",
+    "disk_low",
 )
 
 
@@ -41,7 +63,8 @@ class ServiceMetrics:
     intake_events: Counter
     intake_latency: Histogram
     checkpoints_published: Counter
-    officer_reads: Counter
+    intake_bytes: Counter
+    store_free_bytes: Gauge
 
     @classmethod
     def create(cls) -> ServiceMetrics:
@@ -70,14 +93,21 @@ class ServiceMetrics:
             ),
             checkpoints_published=Counter(
                 "enclave_audit_checkpoints_published",
-                "Checkpoints signed by the service, by trigger (interval, demand, verify).",
+                "Checkpoints signed by the service on its own, by trigger (interval, "
+                "shutdown); those an officer asked for are recorded in the log instead.",
                 ["trigger"],
                 registry=r,
             ),
-            officer_reads=Counter(
-                "enclave_audit_officer_reads",
-                "Officer reads, each also recorded in the log as audit.read, by view.",
-                ["view"],
+            intake_bytes=Counter(
+                "enclave_audit_intake_bytes",
+                "Bytes of accepted intake request bodies, by source.",
+                ["source"],
+                registry=r,
+            ),
+            store_free_bytes=Gauge(
+                "enclave_audit_store_free_bytes",
+                "Bytes free on the SQLite store's file system (intake keeps only the portal "
+                "and the controller below --min-free-mb); NaN for PostgreSQL.",
                 registry=r,
             ),
         )
@@ -86,6 +116,32 @@ class ServiceMetrics:
     def reject(reason: str) -> None:
         INTAKE_REJECTIONS.labels(reason=reason).inc()
 
+    def watch_free_space(self, free_bytes: Callable[[], int | None]) -> None:
+        def read() -> float:
+            free = free_bytes()
+            return float("nan") if free is None else float(free)
+
+        self.store_free_bytes.set_function(read)
+
     def exposition(self) -> bytes:
-        """The text of ``/metrics``: the log's series, then the service's."""
-        return generate_latest(REGISTRY) + generate_latest(self.registry)
+        """The text of ``/metrics``: the log's series (but those that show officers at
+        work), then the service's."""
+        return generate_latest(_WithoutOfficerSeries()) + generate_latest(self.registry)
+
+
+class _WithoutOfficerSeries:
+    """The process-wide registry minus ``_OFFICER_SERIES``."""
+
+    def collect(self) -> Iterator[Metric]:
+        for family in REGISTRY.collect():
+            if family.name not in _OFFICER_SERIES:
+                yield family
+
+
+def metrics_app(metrics: ServiceMetrics) -> Starlette:
+    """``GET /metrics`` alone, for the listener of its own."""
+
+    async def endpoint(request: Request) -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(routes=[Route("/metrics", endpoint, methods=["GET"])])

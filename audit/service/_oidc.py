@@ -7,14 +7,19 @@ to read everyone's access records.
 Security procedure (``OidcLogin.begin`` / ``OidcLogin.finish``):
 
 1. ``begin``: make a fresh ``state`` (32 random bytes), ``nonce`` (32 random bytes) and
-   PKCE ``code_verifier`` (64 random bytes, S256 challenge). They are kept server-side
-   under the SHA-256 of a random cookie value (``enclave_audit_oidc``, HttpOnly, Secure,
-   SameSite=Lax so the top-level redirect back from the portal carries it) for at most
-   ``pending_ttl`` seconds; the browser is sent to the portal's authorization endpoint
-   with the exact registered ``redirect_uri`` (configured, never derived from the
-   request's Host header).
-2. ``finish``: take the pending sign-in for the cookie (single use: removed whether
-   the rest succeeds or not); refuse without one.
+   PKCE ``code_verifier`` (64 random bytes, S256 challenge). They are kept in the
+   browser that started the sign-in, never in a server-side table that others' starts
+   could flush (issue #12, item 6): sealed with AES-256-GCM under a key made when the
+   service starts, with the time they were made, into the cookie value
+   (``enclave_audit_oidc``, HttpOnly, Secure, SameSite=Lax so the top-level redirect
+   back from the portal carries it), valid for ``pending_ttl`` seconds. The browser is
+   sent to the portal's authorization endpoint with the exact registered
+   ``redirect_uri`` (configured, never derived from the request's Host header).
+2. ``finish``: open the cookie (a forged, altered, expired or other instance's cookie
+   is no sign-in); refuse without one. Single use: the cookie's SHA-256 is remembered
+   as spent until it expires, whether the rest succeeds or not (at most
+   ``_MAX_SPENT`` remembered; the oldest go first, and a cookie that old replayed
+   still needs a fresh code the portal issued for its PKCE challenge).
 3. Refuse an ``error`` answer from the portal, and a ``state`` that differs from the
    pending one (``hmac.compare_digest``).
 4. Redeem the code at the token endpoint with client authentication
@@ -41,6 +46,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import threading
@@ -52,6 +58,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from joserfc import jws, jwt
 from joserfc.errors import BadSignatureError, JoseError, UnsupportedAlgorithmError
 from joserfc.jwk import GuestProtocol, RSAKey
@@ -73,6 +81,8 @@ __all__ = [
 #: ``nbdc-high`` enclave needs (two categories, a phishing-resistant authenticator).
 DEFAULT_MIN_TIER = "nbdc-high"
 _LEEWAY = 60
+_SEAL_AAD = b"enclave-audit-oidc-pending/v1"
+_MAX_SPENT = 10_000
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 
 
@@ -250,10 +260,13 @@ def officer_decision(
 
 @dataclass
 class OidcLogin:
-    """The relying party: pending sign-ins, discovery and JWKS caches, the code exchange."""
+    """The relying party: sealed pending sign-ins, discovery and JWKS caches, the code
+    exchange."""
 
     config: OidcConfig
-    _pending: dict[str, Pending] = field(default_factory=dict)
+    _seal_key: bytes = field(default_factory=lambda: AESGCM.generate_key(bit_length=256))
+    #: SHA-256 of finished cookies -> when they would have expired (wall clock)
+    _spent: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _discovery: dict[str, Any] | None = None
     _jwks: dict[str, Any] | None = None
@@ -261,22 +274,13 @@ class OidcLogin:
     # -- step 1 -------------------------------------------------------------------------
     def begin(self) -> tuple[str, str]:
         """A new pending sign-in: (cookie value, authorization URL at the portal)."""
-        cookie = secrets.token_urlsafe(32)
         p = Pending(
             state=secrets.token_urlsafe(32),
             nonce=secrets.token_urlsafe(32),
             verifier=secrets.token_urlsafe(64),
-            created=time.monotonic(),
+            created=time.time(),
         )
-        now = time.monotonic()
-        with self._lock:
-            for k in [
-                k for k, v in self._pending.items() if now - v.created > self.config.pending_ttl
-            ]:
-                del self._pending[k]
-            if len(self._pending) > 10_000:  # bounded memory under a flood of begins
-                self._pending.pop(next(iter(self._pending)))
-            self._pending[_digest(cookie)] = p
+        cookie = self._seal(p)
         query = {
             "response_type": "code",
             "client_id": self.config.client_id,
@@ -296,11 +300,8 @@ class OidcLogin:
         self, *, cookie: str | None, state: str, code: str, error: str
     ) -> tuple[OfficerDecision, dict[str, Any]]:
         """Blocking (HTTP to the portal): the decision and the verified claims."""
-        pending = None
-        if cookie:
-            with self._lock:
-                pending = self._pending.pop(_digest(cookie), None)
-        if pending is None or time.monotonic() - pending.created > self.config.pending_ttl:
+        pending = self._open(cookie) if cookie else None
+        if pending is None or not self._spend(cookie or "", pending):
             raise OidcError("this sign-in was not started here or has expired; start again")
         if error:
             raise OidcError(f"the portal refused the sign-in: {error[:100]}")
@@ -314,6 +315,40 @@ class OidcLogin:
             claims, required_role=self.config.required_role, min_tier=self.config.min_tier
         )
         return decision, claims
+
+    # -- the pending sign-in, sealed into its cookie (step 1) and opened once (step 2) ---
+    def _seal(self, p: Pending) -> str:
+        plain = json.dumps(
+            {"s": p.state, "n": p.nonce, "v": p.verifier, "t": p.created}, separators=(",", ":")
+        ).encode("ascii")
+        iv = secrets.token_bytes(12)
+        return _b64url(iv + AESGCM(self._seal_key).encrypt(iv, plain, _SEAL_AAD))
+
+    def _open(self, cookie: str) -> Pending | None:
+        if len(cookie) > 1024:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(cookie + "=" * (-len(cookie) % 4))
+            plain = AESGCM(self._seal_key).decrypt(raw[:12], raw[12:], _SEAL_AAD)
+            d = json.loads(plain)
+            p = Pending(state=d["s"], nonce=d["n"], verifier=d["v"], created=float(d["t"]))
+        except (InvalidTag, ValueError, KeyError, TypeError):
+            return None
+        age = time.time() - p.created
+        return p if 0 <= age <= self.config.pending_ttl else None
+
+    def _spend(self, cookie: str, p: Pending) -> bool:
+        """Mark ``cookie`` used; False when it already was."""
+        key, now = _digest(cookie), time.time()
+        with self._lock:
+            while self._spent and next(iter(self._spent.values())) < now:
+                self._spent.pop(next(iter(self._spent)))  # roughly oldest first
+            if key in self._spent:
+                return False
+            while len(self._spent) >= _MAX_SPENT:
+                self._spent.pop(next(iter(self._spent)))
+            self._spent[key] = p.created + self.config.pending_ttl
+            return True
 
     def _secret(self) -> str:
         problem = OidcConfig.check_secret_file(self.config.client_secret_file)

@@ -24,6 +24,7 @@ from ._errors import Backpressure
 from ._metrics import ServiceMetrics
 from ._officer import Officer, Officers
 from ._oidc import OidcLogin
+from ._quota import BodySlots, FreeSpaceFloor, TokenQuotas, store_directory
 from ._writer import AppendResult, Writer
 
 __all__ = ["ServiceSettings", "ServiceState"]
@@ -32,6 +33,9 @@ logger = logging.getLogger("audit.service")
 
 T = TypeVar("T")
 
+#: checkpoint triggers counted in /metrics: the service's own schedule, never an officer
+_UNATTENDED_TRIGGERS = frozenset({"interval", "shutdown"})
+
 
 @dataclass(frozen=True)
 class ServiceSettings:
@@ -39,8 +43,30 @@ class ServiceSettings:
 
     #: most events in one intake request (issue 3: up to 1000)
     max_batch_events: int = 1000
-    #: most bytes in one intake body: 1000 events of 64 KiB plus JSON framing
-    max_body_bytes: int = 1000 * 64 * 1024 + 64 * 1024
+    #: most bytes in one intake body (4 MiB: a thousand ordinary events, or 63 of the
+    #: largest, 64 KiB each; a client answered 413 sends smaller batches)
+    max_body_bytes: int = 4 * 1024 * 1024
+    #: request bodies read and parsed at once, in all (so at most this many times
+    #: ``max_body_bytes`` of bodies are in memory); beyond it intake answers 503
+    max_concurrent_bodies: int = 32
+    #: of those, most for one intake token (None: a quarter)
+    max_concurrent_bodies_per_token: int | None = None
+    #: events one intake token may append per minute (a bucket refilled at this rate,
+    #: holding one minute's worth); beyond it intake answers 429 + Retry-After
+    token_events_per_minute: int = 60_000
+    #: bytes of request bodies one intake token may send per minute (same rule): at its
+    #: quota a token adds at most this much a minute to an append-only store
+    token_bytes_per_minute: int = 64 * 1024 * 1024
+    #: below this many bytes free on the store's file system intake refuses every
+    #: source but the portal and the controller (503), so that logins and entries keep
+    #: being recorded while space is made (0: no floor)
+    min_free_bytes: int = 1024 * 1024 * 1024
+    #: where free space is measured (None: the SQLite store's directory; a PostgreSQL
+    #: store's disk is the database server's, watch it there)
+    free_space_path: Path | None = None
+    #: whole-log verifications one officer may have running at once; and in all
+    max_verify_jobs_per_officer: int = 1
+    max_verify_jobs: int = 2
     #: batches that may wait for the writer; beyond it intake answers 503 + Retry-After
     max_pending_batches: int = 256
     #: of those, most from one intake token (None: a quarter); beyond it that token is
@@ -84,6 +110,7 @@ class VerifyJob:
     finished: float | None = None
     ok: bool | None = None
     message: str = ""
+    officer: str = ""
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -114,15 +141,34 @@ class ServiceState:
     last_checkpoint: float | None = None
     last_checkpoint_size: int = -1
     verify_jobs: dict[str, VerifyJob] = field(default_factory=dict)
+    verify_lock: threading.Lock = field(default_factory=threading.Lock)
     #: officer sign-in through the portal's OIDC provider (None: bootstrap token only)
     oidc: OidcLogin | None = None
     #: refused intake requests not yet written to the log: (reason, ip) -> count
     rejections: dict[tuple[str, str | None], int] = field(default_factory=dict)
     rejections_lock: threading.Lock = field(default_factory=threading.Lock)
     proxies: tuple[IPNetwork, ...] = field(init=False)
+    quotas: TokenQuotas = field(init=False)
+    bodies: BodySlots = field(init=False)
+    floor: FreeSpaceFloor = field(init=False)
 
     def __post_init__(self) -> None:
         self.proxies = parse_proxies(self.settings.trusted_proxies)
+        s = self.settings
+        self.quotas = TokenQuotas(
+            events_per_minute=s.token_events_per_minute, bytes_per_minute=s.token_bytes_per_minute
+        )
+        self.bodies = BodySlots(
+            total=s.max_concurrent_bodies,
+            per_token=s.max_concurrent_bodies_per_token,
+            retry_after=s.retry_after_seconds,
+        )
+        self.floor = FreeSpaceFloor(
+            path=s.free_space_path or store_directory(getattr(self.log, "store", None)),
+            min_free_bytes=s.min_free_bytes,
+            retry_after=s.retry_after_seconds,
+        )
+        self.metrics.watch_free_space(self.floor.free_bytes)
         self.writer = Writer(
             append=self.log.append,
             max_pending=self.settings.max_pending_batches,
@@ -187,8 +233,27 @@ class ServiceState:
                 fmt=fmt,
             )
         )
-        await self.append([event], client="(service)")  # its own share, not an intake token's
-        self.metrics.officer_reads.labels(view=view).inc()
+        # its own share, not an intake token's; deliberately not counted in /metrics,
+        # which must not show when officers are looking (issue #12, item 5)
+        await self.append([event], client="(service)")
+
+    async def record_published(self, cp: Any, *, officer: Officer, client_ip: str | None) -> None:
+        """Record that ``officer`` had checkpoint ``cp`` signed (``audit.checkpoint.published``,
+        issue #12, item 10), before the answer; fails closed with 503 like every record."""
+        from .._events import Event
+
+        details: dict[str, Any] = {"size": int(cp.size)}
+        if self.settings.checkpoint_export_path is not None:
+            details["destination"] = str(self.settings.checkpoint_export_path)[:1024]
+        event = Event.new(
+            source="audit",
+            actor=officer.id,
+            action="audit.checkpoint.published",
+            outcome="success",
+            client_ip=client_ip,
+            details=details,
+        )
+        await self.append([event], client="(ui)")
 
     # -- refused intake, summarised ----------------------------------------------------
     _MAX_REJECTION_KEYS = 256
@@ -249,7 +314,8 @@ class ServiceState:
         cp = self.log.checkpoint()
         self.last_checkpoint = time.time()
         self.last_checkpoint_size = int(cp.size)
-        self.metrics.checkpoints_published.labels(trigger=trigger).inc()
+        if trigger in _UNATTENDED_TRIGGERS:  # not the ones an officer asked for (item 5)
+            self.metrics.checkpoints_published.labels(trigger=trigger).inc()
         if self.settings.checkpoint_export_path is not None:
             write_atomic(self.settings.checkpoint_export_path, cp.text.encode("utf-8"))
         return cp

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import Backpressure
+from ._quota import Shares
 
 __all__ = ["AppendResult", "Writer"]
 
@@ -53,11 +54,10 @@ class Writer:
         self._per_client = (
             max(1, max_pending // 4) if max_pending_per_client is None else max_pending_per_client
         )
-        self._by_client: dict[str, int] = {}
+        self._shares = Shares()
         self._threads = threads
         self._retry_after = retry_after
         self._on_appended = on_appended
-        self._pending = 0
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
@@ -75,12 +75,12 @@ class Writer:
 
     @property
     def pending(self) -> int:
-        return self._pending
+        return self._shares.total
 
     def pending_of(self, client: str) -> int:
         """Batches of ``client`` accepted and not yet finished."""
         with self._lock:
-            return self._by_client.get(client, 0)
+            return self._shares.of(client)
 
     def submit(self, events: Sequence[Any], *, client: str) -> Future[AppendResult]:
         """Queue ``events`` for one ``append``; ``client`` names who sent them (the
@@ -91,13 +91,13 @@ class Writer:
                     "the audit service is starting or stopping; retry later",
                     retry_after=self._retry_after,
                 )
-            if self._pending >= self._max_pending:
+            if self._shares.total >= self._max_pending:
                 raise Backpressure(
                     "the audit service is at capacity; nothing of this batch was appended, "
                     "retry later",
                     retry_after=self._retry_after,
                 )
-            mine = self._by_client.get(client, 0)
+            mine = self._shares.of(client)
             if mine >= self._per_client:
                 raise Backpressure(
                     f"this token already has {mine} batches waiting (its share of the "
@@ -105,8 +105,7 @@ class Writer:
                     retry_after=self._retry_after,
                     reason="client_share",
                 )
-            self._pending += 1
-            self._by_client[client] = mine + 1
+            self._shares.take(client)
             pool = self._pool
         try:
             fut = pool.submit(self._run, events)
@@ -123,12 +122,7 @@ class Writer:
 
     def _release(self, client: str) -> None:
         with self._lock:
-            self._pending -= 1
-            left = self._by_client[client] - 1
-            if left:
-                self._by_client[client] = left
-            else:
-                del self._by_client[client]  # bounded: only clients with batches waiting
+            self._shares.give_back(client)  # bounded: only clients with batches waiting
 
     def _run(self, events: Sequence[Any]) -> AppendResult:
         t0 = time.perf_counter()

@@ -21,6 +21,16 @@ _OFFICER_ENV = "ENCLAVE_AUDIT_OFFICER_TOKEN_FILE"
 _TOKENS_ENV = "ENCLAVE_AUDIT_TOKENS_FILE"
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _limit(flag: str, default: int, help: str, *, least: int = 1) -> Callable[[F], F]:
+    """An integer limit of intake (issue #12, item 3), with its default shown."""
+    return click.option(
+        flag, default=default, show_default=True, type=click.IntRange(min=least), help=help
+    )
+
+
 @click.command("serve")
 @click.option("--store", "store_url", required=True, help="sqlite:///path.db or postgresql://...")
 @click.option(
@@ -48,6 +58,42 @@ _TOKENS_ENV = "ENCLAVE_AUDIT_TOKENS_FILE"
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8700, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="where the Prometheus listener binds (keep it off the network workspaces reach)",
+)
+@click.option(
+    "--metrics-port",
+    default=None,
+    type=click.IntRange(1, 65535),
+    help="serve GET /metrics on this port, a listener of its own [default: no metrics]",
+)
+@_limit("--max-body-kib", 4096, "most KiB in one intake request body (larger: 413)", least=64)
+@_limit(
+    "--max-concurrent-bodies",
+    32,
+    "intake requests whose bodies are held at once (beyond: 503); "
+    "one token may hold a quarter of them",
+)
+@_limit(
+    "--token-events-per-minute",
+    60_000,
+    "events one intake token may append per minute (beyond: 429 + Retry-After)",
+)
+@_limit(
+    "--token-kib-per-minute",
+    65536,
+    "KiB of request bodies one intake token may send per minute (beyond: 429)",
+)
+@_limit(
+    "--min-free-mib",
+    1024,
+    "below this many MiB free beside a SQLite store, intake takes only the portal's "
+    "and the controller's events (others: 503); 0: no floor",
+    least=0,
+)
 @click.option(
     "--checkpoint-interval",
     default=60.0,
@@ -109,6 +155,13 @@ def serve(
     officer_token_file: Path | None,
     host: str,
     port: int,
+    metrics_host: str,
+    metrics_port: int | None,
+    max_body_kib: int,
+    max_concurrent_bodies: int,
+    token_events_per_minute: int,
+    token_kib_per_minute: int,
+    min_free_mib: int,
     checkpoint_interval: float,
     checkpoint_export: Path | None,
     max_pending_batches: int,
@@ -120,7 +173,10 @@ def serve(
     oidc_min_tier: str,
     trusted_proxies: tuple[str, ...],
 ) -> None:
-    """Run the audit service: intake API, officer read API and UI, proofs, metrics."""
+    """Run the audit service: intake API, officer read API and UI, proofs; metrics on a
+    listener of their own."""
+    import asyncio
+
     import uvicorn
 
     from policies import parse_proxies
@@ -128,7 +184,7 @@ def serve(
     from ..errors import AuditError
     from ..log import open_log
     from ..tokens import TokenError, TokenStore
-    from . import ServiceSettings, create_app
+    from . import ServiceSettings, create_app, metrics_app
     from ._officer import Officers
 
     try:
@@ -170,6 +226,11 @@ def serve(
         max_pending_batches=max_pending_batches,
         max_pending_batches_per_token=max_pending_per_token,
         trusted_proxies=trusted_proxies,
+        max_body_bytes=max_body_kib * 1024,
+        max_concurrent_bodies=max_concurrent_bodies,
+        token_events_per_minute=token_events_per_minute,
+        token_bytes_per_minute=token_kib_per_minute * 1024,
+        min_free_bytes=min_free_mib * 1024 * 1024,
     )
     app = create_app(
         log=log,
@@ -178,8 +239,33 @@ def serve(
         settings=settings,
         oidc=oidc,
     )
+    quiet: dict[str, Any] = {"log_level": "warning", "access_log": False}
+    main = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **quiet))
+
+    async def both(metrics: uvicorn.Server) -> None:
+        # the metrics server captures the signals last: a SIGTERM stops it, then is
+        # raised again for the main server, which drains intake and stops
+        task = asyncio.create_task(metrics.serve())
+        try:
+            await main.serve()
+        finally:
+            metrics.should_exit = True
+            await task
+
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        if metrics_port is None:
+            main.run()
+        else:
+            mapp = metrics_app(app.state.audit.metrics)
+            asyncio.run(
+                both(
+                    uvicorn.Server(
+                        uvicorn.Config(
+                            mapp, host=metrics_host, port=metrics_port, lifespan="off", **quiet
+                        )
+                    )
+                )
+            )
     finally:
         log.close()
 

@@ -158,6 +158,7 @@ def ui_router(app: FastAPI) -> None:
         ip = _ip(request)
         locked = st.officers.locked_for(ip)
         if locked > 0:
+            st.note_rejection("officer_login_locked", ip)  # summarised, not one by one
             return _login_page(
                 request,
                 st,
@@ -166,29 +167,15 @@ def ui_router(app: FastAPI) -> None:
             )
         result = st.officers.login(token.strip())
         if result is None:
-            # counted first, so that a failure to record cannot make guessing free
-            locks = st.officers.note_failure(ip)
-            await _record_auth(
+            await _record_failure(
                 st,
                 request,
-                action="auth.factor.failed",
                 outcome="failure",
                 details={
                     "factor": "password",
                     "reason": "the bootstrap officer token did not match",
                 },
             )
-            if locks:
-                await _record_auth(
-                    st,
-                    request,
-                    action="auth.lockout",
-                    outcome="denied",
-                    details={
-                        "failures": st.settings.max_login_failures,
-                        "reason": "officer login locked for this address after repeated failures",
-                    },
-                )
             return _login_page(
                 request, st, error=LABELS[_lang(request)]["login_failed"], status=401
             )
@@ -275,6 +262,21 @@ def ui_router(app: FastAPI) -> None:
         if st.oidc is None:
             return _login_page(request, st, error=LABELS[_lang(request)]["oidc_off"], status=404)
         oidc = st.oidc
+        # issue #12, item 4: anyone can call this URL, and each refusal appends an event;
+        # an address that failed too often is refused unrecorded one by one, summarised
+        # as audit.intake.rejected (reason oidc_callback_locked) like refused intake
+        ip = _ip(request)
+        locked = st.officers.locked_for(ip)
+        if locked > 0:
+            st.note_rejection("oidc_callback_locked", ip)
+            refused = _oidc_refused(
+                request,
+                st,
+                reason=LABELS[_lang(request)]["login_locked"].format(seconds=math.ceil(locked)),
+                status=429,
+            )
+            refused.headers["Retry-After"] = str(math.ceil(locked))
+            return refused
         try:
             decision, _claims = await asyncio.to_thread(
                 oidc.finish,
@@ -284,10 +286,9 @@ def ui_router(app: FastAPI) -> None:
                 error=error,
             )
         except OidcError as e:
-            await _record_auth(
+            await _record_failure(
                 st,
                 request,
-                action="auth.factor.failed",
                 outcome="failure",
                 details={"factor": "oidc", "reason": e.reason[:256]},
                 actor=e.username or UNKNOWN_OFFICER,
@@ -295,10 +296,9 @@ def ui_router(app: FastAPI) -> None:
             return _oidc_refused(request, st, reason=e.reason, status=401)
         if not decision.allowed or decision.username is None:
             reason = "; ".join(decision.reasons)[:256]
-            await _record_auth(
+            await _record_failure(
                 st,
                 request,
-                action="auth.factor.failed",
                 outcome="denied",
                 details={"factor": "oidc", "reason": reason},
                 actor=decision.username or UNKNOWN_OFFICER,
@@ -616,7 +616,8 @@ def ui_router(app: FastAPI) -> None:
     ) -> Response:
         check_csrf(session, csrf)
         st = _state(request)
-        await asyncio.to_thread(st.publish_now, trigger="demand")
+        cp = await asyncio.to_thread(st.publish_now, trigger="demand")
+        await st.record_published(cp, officer=session.officer, client_ip=_ip(request))
         return RedirectResponse("/ui/checkpoints", status_code=303)
 
     # -- verify the whole log ---------------------------------------------------------------------
@@ -633,7 +634,11 @@ def ui_router(app: FastAPI) -> None:
             presented = value if isinstance(value, str) else None
         check_csrf(session, presented)
         st = _state(request)
-        job = start_verify(st, officer_id=session.officer.id, client_ip=_ip(request))
+        try:
+            job = await start_verify(st, officer_id=session.officer.id, client_ip=_ip(request))
+        except ServiceError as e:  # answered by the service's one error handler
+            st.note_rejection(e.reason, _ip(request))
+            raise
         if request.headers.get("x-csrf-token") is not None:
             return JSONResponse({"job": job.id, "total": job.total})
         return RedirectResponse(f"/ui/verify?job={job.id}", status_code=303)
@@ -654,6 +659,35 @@ def ui_router(app: FastAPI) -> None:
                 "message": job.message,
             },
             headers={"Cache-Control": "no-store"},
+        )
+
+
+async def _record_failure(
+    st: ServiceState,
+    request: Request,
+    *,
+    outcome: str,
+    details: dict[str, Any],
+    actor: str | None = None,
+) -> None:
+    """A refused officer sign-in: counted towards its address's lock first (so that a
+    failure to record cannot make guessing free), then recorded, with the lockout it
+    caused."""
+    locks = st.officers.note_failure(_ip(request))
+    await _record_auth(
+        st, request, action="auth.factor.failed", outcome=outcome, details=details, actor=actor
+    )
+    if locks:
+        await _record_auth(
+            st,
+            request,
+            action="auth.lockout",
+            outcome="denied",
+            details={
+                "failures": st.settings.max_login_failures,
+                "reason": "officer login locked for this address after repeated failures",
+            },
+            actor=actor,
         )
 
 
@@ -714,11 +748,49 @@ def _server_check(proof: Any, cp: Any) -> tuple[bool, str]:
     return True, "RFC 9162 inclusion proof verified against the signed checkpoint root"
 
 
-def start_verify(st: ServiceState, *, officer_id: str, client_ip: str | None) -> VerifyJob:
-    """Run a whole-log verification in a thread; progress lands in ``st.verify_jobs``."""
-    size = st.log.size()
-    job = VerifyJob(id=uuid.uuid4().hex, started=time.time(), total=int(size))
-    st.verify_jobs[job.id] = job
+async def start_verify(st: ServiceState, *, officer_id: str, client_ip: str | None) -> VerifyJob:
+    """Run a whole-log verification in a thread; progress lands in ``st.verify_jobs``.
+
+    Issue #12, item 10: at most ``max_verify_jobs_per_officer`` running per officer and
+    ``max_verify_jobs`` in all (``QuotaExceeded`` otherwise), and the start is recorded
+    as ``audit.verify.started`` before the job runs (no record, no job)."""
+    from .._events import Event
+    from ..service._errors import QuotaExceeded
+
+    size = int(await st.call(st.log.size))
+    job = VerifyJob(id=uuid.uuid4().hex, started=time.time(), total=size, officer=officer_id)
+    with st.verify_lock:
+        running = [j for j in st.verify_jobs.values() if j.finished is None]
+        mine = sum(1 for j in running if j.officer == officer_id)
+        if mine >= st.settings.max_verify_jobs_per_officer:
+            raise QuotaExceeded(
+                f"you already have {mine} verification(s) running; wait for it to finish",
+                retry_after=5,
+                reason="verify_busy",
+            )
+        if len(running) >= st.settings.max_verify_jobs:
+            raise QuotaExceeded(
+                f"{len(running)} verifications are running; retry when one has finished",
+                retry_after=5,
+                reason="verify_busy",
+            )
+        st.verify_jobs[job.id] = job  # holds the place while the start is recorded
+        for old in [j.id for j in st.verify_jobs.values() if j.finished is not None][:-100]:
+            del st.verify_jobs[old]  # bounded: the last hundred results stay readable
+    started = Event.new(
+        source="audit",
+        actor=officer_id,
+        action="audit.verify.started",
+        outcome="success",
+        client_ip=client_ip,
+        details={"size": size, "job": job.id},
+    )
+    try:
+        await st.append([started], client="(ui)")
+    except BaseException:
+        with st.verify_lock:
+            st.verify_jobs.pop(job.id, None)  # fail closed: no record, no job
+        raise
     threading.Thread(target=_run_verify, args=(st, job, officer_id, client_ip), daemon=True).start()
     return job
 

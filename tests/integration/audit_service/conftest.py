@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from audit.log import AuditLog, open_log
-from audit.service import ServiceSettings, create_app
+from audit.service import ServiceSettings, create_app, metrics_app
 from audit.tokens import TokenStore
 from tests.harness.audit_service import AuditEnv, make_audit_env
 
@@ -85,3 +85,11 @@ def ui_verify(client: TestClient, csrf: str) -> dict[str, Any]:
             return status
         assert time.monotonic() < deadline, f"verification {job} unfinished after 120 s"
         time.sleep(0.02)  # poll interval; the deadline bounds the wait
+
+
+def scrape(client: TestClient) -> str:
+    """The text of ``/metrics`` from the metrics listener of ``client``'s app."""
+    with TestClient(metrics_app(client.app.state.audit.metrics)) as m:  # type: ignore[attr-defined]
+        r = m.get("/metrics")
+        assert r.status_code == 200
+        return r.text

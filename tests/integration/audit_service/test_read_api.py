@@ -19,7 +19,7 @@ from audit._note import Verifier
 from audit.log import AuditLog
 from tests.harness.audit_service import AuditEnv, sample_event
 
-from .conftest import bearer, make_client
+from .conftest import bearer, make_client, scrape
 
 
 def _seed(client: TestClient, env: AuditEnv) -> list[dict[str, Any]]:
@@ -233,7 +233,7 @@ def test_checkpoints_are_published_on_an_interval_and_exported_for_witnesses(
             env.checkpoint_export.read_text(), [Verifier.parse(log.verifier_key())]
         )
         assert cp.size == 10
-        metrics = client.get("/metrics").text
+        metrics = scrape(client)
         assert 'enclave_audit_checkpoints_published_total{trigger="interval"}' in metrics
 
 
@@ -268,7 +268,7 @@ def test_metrics_count_rejections_and_batch_sizes(client: TestClient, env: Audit
         json={"events": [sample_event().to_dict() for _ in range(100)]},
         headers=bearer(env.tokens["portal"]),
     )
-    text = client.get("/metrics").text
+    text = scrape(client)
     line = next(
         x
         for x in text.splitlines()

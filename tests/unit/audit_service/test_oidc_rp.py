@@ -262,3 +262,28 @@ def test_secret_file_must_be_private_and_non_empty(tmp_path: Path) -> None:
         OidcConfig(
             issuer="portal", client_id=CLIENT, client_secret_file=f, redirect_uri="https://a/"
         )
+
+
+def test_ten_thousand_and_one_starts_do_not_flush_an_officers_pending_sign_in(
+    tmp_path: Path,
+) -> None:
+    """Issue #12, item 6: anyone may start sign-ins; an officer's pending one lives in
+    the officer's own browser (a sealed cookie), so no number of starts evicts it."""
+    login = _login(tmp_path)
+    officer_cookie, url = login.begin()
+    for _ in range(10_001):
+        login.begin()
+    from urllib.parse import parse_qs, urlsplit
+
+    state = parse_qs(urlsplit(url).query)["state"][0]
+    with pytest.raises(OidcError, match="the portal refused the sign-in: access_denied"):
+        login.finish(cookie=officer_cookie, state=state, code="", error="access_denied")
+
+
+def test_a_forged_or_altered_pending_cookie_is_not_a_sign_in(tmp_path: Path) -> None:
+    login = _login(tmp_path)
+    cookie, _url = login.begin()
+    altered = cookie[:-2] + ("AA" if cookie[-2:] != "AA" else "BB")
+    for forged in (altered, "x" * 40, "", _login(tmp_path).begin()[0]):
+        with pytest.raises(OidcError, match="not started here"):
+            login.finish(cookie=forged, state="s", code="c", error="")
