@@ -203,13 +203,16 @@ class IdentityStore:
         self._sqlite: sqlite3.Connection | None = None
         if url.startswith("sqlite:///"):
             path, _, query = url.removeprefix("sqlite:///").partition("?")
-            sync = "FULL"
-            if query:
-                if query.lower() not in ("synchronous=full", "synchronous=normal"):
-                    raise InvalidInputError(
-                        "The only SQLite URL option is synchronous=full|normal."
-                    )
-                sync = query.split("=", 1)[1].upper()
+            if query and query.lower() != "synchronous=full":
+                # No weaker setting is offered: with synchronous=normal a power cut can
+                # lose the newest commits, and here those are single-use marks (TOTP
+                # steps, invitations, authorization codes) that would become valid again.
+                raise InvalidInputError(
+                    "The only SQLite URL option of the identity store is synchronous=full "
+                    "(the default); weaker settings are not offered because a power cut "
+                    "could make a used TOTP step, invitation or authorization code valid "
+                    "again."
+                )
             if not path:
                 raise InvalidInputError("The store URL names no file: use sqlite:///path/to.db.")
             if path != ":memory:":
@@ -219,7 +222,7 @@ class IdentityStore:
                     path, check_same_thread=False, isolation_level=None, timeout=10
                 )
                 enable_wal(conn, timeout=10)
-                conn.execute(f"PRAGMA synchronous={sync}")
+                conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA busy_timeout=10000")
                 conn.execute("PRAGMA foreign_keys=ON")
                 conn.execute("PRAGMA secure_delete=ON")
