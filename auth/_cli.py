@@ -228,13 +228,15 @@ def migrate(open_portal: Callable[..., Portal]) -> None:
     if not applied:
         click.echo(f"identity store already at schema version {version}")
         return
+    details: dict[str, Any] = {"version": version, "applied": ",".join(applied)}
+    if p.store.migration_notes:
+        details["notes"] = "; ".join(p.store.migration_notes)[:4096]
     p.auditor.record(
-        action="admin.store.migrated",
-        actor=_actor(),
-        outcome="success",
-        details={"version": version, "applied": ",".join(applied)},
+        action="admin.store.migrated", actor=_actor(), outcome="success", details=details
     )
     click.echo(f"identity store at schema version {version}: applied {', '.join(applied)}")
+    for note in p.store.migration_notes:
+        click.echo(f"  {note}")
 
 
 @portal.command("serve")
@@ -450,8 +452,9 @@ def disable(
     username: str,
 ) -> None:
     """Disable USERNAME and end all their sessions."""
-    n = open_portal().disable_user(username=username, actor=_actor())
-    click.echo(f"disabled {username}; {n} session(s) ended")
+    p = open_portal()
+    n = p.disable_user(username=username, actor=_actor())
+    click.echo(f"disabled {p.user(username).username}; {n} session(s) ended")
 
 
 @users.command("approve")

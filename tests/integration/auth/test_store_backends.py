@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from auth._errors import ConflictError, InvalidInputError
-from auth._store import IdentityStore, open_store
+from auth._store import MIGRATIONS, IdentityStore, StoreError, open_store
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -137,11 +137,37 @@ def test_enclaves_sessions_invitations(url: str) -> None:
     )
     assert removed == {"dave"}
     assert s.list_enclaves(username="dave") == []
-    s.add_invitation(token_hash="ih", user_id=uid, created_by="o", expires_at=100.0)
-    assert s.consume_invitation(token_hash="ih", now=200.0) is None
-    s.add_invitation(token_hash="ih2", user_id=uid, created_by="o", expires_at=100.0)
-    assert s.consume_invitation(token_hash="ih2", now=50.0) == uid
-    assert s.consume_invitation(token_hash="ih2", now=50.0) is None
+    # A code is live only while its account is invited; a new one cancels the older.
+    roles = frozenset({"researcher"})
+    with pytest.raises(ConflictError):  # dave is active: re-bind, not re-invite
+        s.issue_invitation(
+            user_id=uid, token_hash="ih", created_by="o", expires_at=1e2, roles=roles
+        )
+    assert (
+        s.issue_invitation(
+            user_id=uid, token_hash="ih", created_by="o", expires_at=1e2, roles=roles, rebind=True
+        )
+        == 0
+    )
+    assert s.get_user(user_id=uid).status == "invited"
+    assert s.list_credentials(user_id=uid) == []
+    assert (
+        s.issue_invitation(
+            user_id=uid, token_hash="ih2", created_by="o", expires_at=1e2, roles=frozenset({"pi"})
+        )
+        == 1
+    )
+    assert s.get_user(user_id=uid).roles == {"pi"}
+    assert s.peek_invitation(token_hash="ih", now=50.0) is None
+    assert s.invitation_refusal(token_hash="ih", now=50.0) == "unknown or cancelled"
+    assert s.peek_invitation(token_hash="ih2", now=200.0) is None
+    assert s.invitation_refusal(token_hash="ih2", now=200.0) == "expired"
+    assert s.peek_invitation(token_hash="ih2", now=50.0) == uid
+    accept = {"token_hash": "ih2", "user_id": uid, "cred_id": "pw", "password_hash": b"h"}
+    assert s.accept_invitation(now=50.0, **accept)
+    assert not s.accept_invitation(now=50.0, **accept)
+    assert s.invitation_refusal(token_hash="ih2", now=50.0) == "used"
+    assert s.get_user(user_id=uid).status == "active"
     s.create_session(id_hash="sh", csrf="c", client_ip="192.0.2.1", now=1.0)
     s.save_session(
         id_hash="sh", user_id=uid, state={"stage": "authenticated"}, last_seen=2.0, auth_time=2.0
@@ -173,7 +199,7 @@ def test_power_cut_cannot_revive_a_used_totp_step_through_synchronous_normal(
 def test_schema_steps_are_recorded_and_an_existing_store_migrates_only_when_asked(
     url: str,
 ) -> None:
-    from auth._store import MIGRATIONS, SCHEMA_VERSION, StoreError
+    from auth._store import SCHEMA_VERSION
 
     s = open_store(url=url)
     assert s.migrations_applied == [f"{v:04d}_{n}" for v, n, _ in MIGRATIONS]
@@ -208,6 +234,8 @@ def test_a_store_made_before_steps_were_recorded_is_adopted(tmp_path: Path) -> N
     raw.execute("DROP TABLE identity_schema_migrations")  # as the code before them made it
     raw.commit()
     raw.close()
-    adopted = open_store(url=url)
-    assert adopted.migrations_applied == ["0001_initial"]
+    with pytest.raises(StoreError, match="enclave portal migrate"):
+        open_store(url=url)  # step 1 adopts it; the later steps need a migration
+    adopted = open_store(url=url, migrate=True)
+    assert adopted.migrations_applied == [f"{v:04d}_{n}" for v, n, _ in MIGRATIONS]
     assert adopted.get_user(user_id=uid).username == "dave"
