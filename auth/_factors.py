@@ -509,37 +509,25 @@ class Factors:
         cred = creds[0]
         self._precheck(cred=cred, client_ip=client_ip, actor=user.username)
         code = code.strip().replace(" ", "")
+        failure: tuple[str, str] | None = None  # (reason for the log, message)
         if not (len(code) == 6 and code.isdigit()):
             # Over-long or malformed: a failed attempt, counted and audited like a wrong one.
+            failure = ("malformed code", "The code must be 6 digits.")
+        else:
+            secret = self.keyring.open(sealed=cred.secret, context=f"totp:{cred.id}").decode()
+            step = self._match_step(secret=secret, code=code)
+            if step is None:
+                failure = ("wrong code", "The code is not correct.")
+            elif not self.store.claim_totp_step(cred_id=cred.id, step=step, now=self.clock()):
+                failure = ("code reused", "That code was already used; wait for the next one.")
+        if failure is not None:
             raise self._fail(
                 user=user,
                 cred=cred,
                 tier=tier,
                 client_ip=client_ip,
-                reason="malformed code",
-                message="The code must be 6 digits.",
-                enclave=enclave,
-            )
-        secret = self.keyring.open(sealed=cred.secret, context=f"totp:{cred.id}").decode()
-        step = self._match_step(secret=secret, code=code)
-        if step is None:
-            raise self._fail(
-                user=user,
-                cred=cred,
-                tier=tier,
-                client_ip=client_ip,
-                reason="wrong code",
-                message="The code is not correct.",
-                enclave=enclave,
-            )
-        if not self.store.claim_totp_step(cred_id=cred.id, step=step, now=self.clock()):
-            raise self._fail(
-                user=user,
-                cred=cred,
-                tier=tier,
-                client_ip=client_ip,
-                reason="code reused",
-                message="That code was already used; wait for the next one.",
+                reason=failure[0],
+                message=failure[1],
                 enclave=enclave,
             )
         return self._pass(

@@ -15,21 +15,10 @@ from fastapi.testclient import TestClient
 
 from auth import MemoryAuditSink, Portal, create_app, open_store, totp_at
 
-from .helpers import ADMIN_TOKEN, FakeClock, csrf_of, portal_env, totp_secret_of
+from .helpers import ADMIN, FakeClock, csrf_of, totp_secret_of
 from .test_web_flows import PASSWORD, login, new_browser, password_step
 
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ATTACKER_PASSWORD = "attacker chose this one 99"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def env(tmp_path: Path, clock: FakeClock) -> tuple[Portal, MemoryAuditSink, TestClient]:
-    return portal_env(tmp_path, clock)
 
 
 def invite(client: TestClient, username: str, roles: tuple[str, ...] = ("researcher",)) -> str:
@@ -131,35 +120,23 @@ def test_invitation_held_open_before_a_reinvite_cannot_set_the_password_afterwar
 def test_disabled_user_is_not_reactivated_by_her_outstanding_code(
     env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
 ) -> None:
+    """Neither a code entered after the account was disabled nor one entered before
+    (the password form already open) activates it."""
     portal, sink, officer = env
     code = invite(officer, "bob")
+    held_open = new_browser(officer)
+    held = enter_code(held_open, code)
     r = officer.post("/api/admin/users/bob/disable", headers=ADMIN)
     assert r.status_code == 200, r.text
     assert [e["details"] for e in sink.events if e["action"] == "admin.user.disabled"] == [
         {"user": "bob", "sessions_revoked": 0, "invitations_cancelled": 1}
     ]
-    browser = new_browser(officer)
     before = len(sink.events)
-    r = enter_code(browser, code)
-    assert r.status_code == 400
-    assert rejected(sink, before)
+    assert enter_code(new_browser(officer), code).status_code == 400
+    assert set_password(held_open, held, ATTACKER_PASSWORD).status_code == 400
+    assert len(rejected(sink, before)) == 2
     assert portal.user("bob").status == "disabled"
     assert portal.store.list_credentials(user_id=portal.user("bob").id) == []
-
-
-def test_disabling_a_user_mid_invitation_refuses_the_password_step(
-    env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
-) -> None:
-    portal, sink, officer = env
-    code = invite(officer, "bob")
-    browser = new_browser(officer)
-    held = enter_code(browser, code)
-    assert officer.post("/api/admin/users/bob/disable", headers=ADMIN).status_code == 200
-    before = len(sink.events)
-    r = set_password(browser, held, ATTACKER_PASSWORD)
-    assert r.status_code == 400
-    assert rejected(sink, before)
-    assert portal.user("bob").status == "disabled"
 
 
 def test_rebind_cancels_the_code_it_replaces(
@@ -333,44 +310,41 @@ def test_store_migration_folds_username_case_and_disables_case_twins(
 
 
 # ----- item 6 (account half): over-long factors and invitation guessing ----------------------
-def test_overlong_totp_code_is_audited_and_counted_like_a_wrong_one(
+def failures_since(
+    portal: Portal, sink: MemoryAuditSink, since: int, *, kind: str
+) -> tuple[list[str], int, int]:
+    """The reasons of ``auth.factor.failed`` events since ``since``, the consecutive
+    failures of alice's ``kind`` credential, and the failures counted against the
+    second browser's address (192.0.2.11)."""
+    reasons = [
+        str(e["details"]["reason"])
+        for e in sink.events[since:]
+        if e["action"] == "auth.factor.failed"
+    ]
+    cred = portal.store.list_credentials(user_id=portal.user("alice").id, kind=kind)[0]
+    ip = portal.store.count_ip_failures(ip="192.0.2.11", now=portal.clock(), window_s=900)
+    return reasons, cred.failures, ip
+
+
+def test_overlong_password_and_totp_code_are_audited_and_counted_like_wrong_ones(
     env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
 ) -> None:
     portal, sink, officer = env
     enrol_with(new_browser(officer), invite(officer, "alice"), clock, PASSWORD)
     browser = new_browser(officer)
+    before = len(sink.events)
+    for name in ("alice", "nobody"):
+        r = password_step(browser, name, "p" * 1500)
+        assert r.status_code == 401, r.text
+        assert "The username or password is not correct." in r.text
+    reasons = ["over-long password", "unknown user"]
+    assert failures_since(portal, sink, before, kind="password") == (reasons, 1, 2)
     assert password_step(browser).status_code == 303
     page = browser.get("/login/factor")
     before = len(sink.events)
     r = browser.post("/login/totp", data={"csrf": csrf_of(page.text), "code": "1" * 40})
     assert r.status_code == 401
-    failed = [e for e in sink.events[before:] if e["action"] == "auth.factor.failed"]
-    assert [(e["details"]["factor"], e["details"]["reason"]) for e in failed] == [
-        ("totp", "malformed code")
-    ]
-    totp = portal.store.list_credentials(user_id=portal.user("alice").id, kind="totp")[0]
-    assert totp.failures == 1
-    assert portal.store.count_ip_failures(ip="192.0.2.11", now=clock(), window_s=900) == 1
-
-
-def test_overlong_password_is_audited_and_counted_like_a_wrong_one(
-    env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
-) -> None:
-    portal, sink, officer = env
-    enrol_with(new_browser(officer), invite(officer, "alice"), clock, PASSWORD)
-    browser = new_browser(officer)
-    for name in ("alice", "nobody"):
-        before = len(sink.events)
-        r = password_step(browser, name, "p" * 1500)
-        assert r.status_code == 401, r.text
-        assert "The username or password is not correct." in r.text
-        failed = [e for e in sink.events[before:] if e["action"] == "auth.factor.failed"]
-        assert [e["details"]["reason"] for e in failed] == [
-            "over-long password" if name == "alice" else "unknown user"
-        ]
-    pw = portal.store.list_credentials(user_id=portal.user("alice").id, kind="password")[0]
-    assert pw.failures == 1
-    assert portal.store.count_ip_failures(ip="192.0.2.11", now=clock(), window_s=900) == 2
+    assert failures_since(portal, sink, before, kind="totp") == (["malformed code"], 1, 3)
 
 
 def test_overlong_form_fields_on_factor_forms_are_counted_against_the_address(
