@@ -7,13 +7,10 @@ routes (Starlette's TestClient, no mocks) on a real SQLite identity store.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
-import pytest
 from fastapi.testclient import TestClient
 
-from auth import MemoryAuditSink, Portal, create_app, open_store, totp_at
+from auth import MemoryAuditSink, Portal, create_app, totp_at
 
 from .helpers import ADMIN, FakeClock, csrf_of, totp_secret_of
 from .test_web_flows import PASSWORD, login, new_browser, password_step
@@ -254,59 +251,6 @@ def test_one_username_normalisation_for_invite_login_admin_api_and_membership(
     assert r.json()["username"] == "r.tanaka@company-a.example"
     actors = {e["actor"] for e in sink.events if e["action"].startswith("auth.")}
     assert actors <= {"r.tanaka@company-a.example", "anonymous"}, actors
-
-
-def test_store_migration_folds_username_case_and_disables_case_twins(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Existing stores: names are lower-cased by schema step 2; names that differ only
-    by case cannot be told apart any more, so every account of such a group is disabled
-    (the oldest keeps the name, the others get a suffix) until an officer re-binds the
-    right one."""
-    import sqlite3
-
-    from auth import _store
-
-    url = f"sqlite:///{tmp_path / 'id.db'}"
-    with monkeypatch.context() as m:
-        m.setattr(_store, "MIGRATIONS", _store.MIGRATIONS[:1])  # as the code before step 2
-        open_store(url=url).close()
-    raw = sqlite3.connect(tmp_path / "id.db")
-    raw.executemany(
-        "INSERT INTO users VALUES (?, ?, ?, 'researcher', ?, 'en', ?)",
-        [
-            ("u1-000000", "R.Tanaka", "Ryo", "active", 1.0),
-            ("u2-000000", "r.tanaka", "Imposter", "active", 2.0),
-            ("u3-000000", "K.Sato", "Kei", "active", 3.0),
-        ],
-    )
-    raw.execute("INSERT INTO enclaves VALUES ('gut', 'nbdc-standard', 'Gut', '[]', 'h', 0)")
-    raw.executemany(
-        "INSERT INTO enclave_members VALUES ('gut', ?, ?)",
-        [("R.Tanaka", "pi"), ("r.tanaka", "researcher"), ("K.Sato", "researcher")],
-    )
-    raw.execute("INSERT INTO invitations VALUES ('h', 'u2-000000', 'cli:x', 1e12, NULL)")
-    raw.execute("INSERT INTO sessions VALUES ('s', 'u2-000000', '{}', 'c', NULL, 0, 0, 0, NULL)")
-    raw.commit()
-    raw.close()
-    with pytest.raises(_store.StoreError, match="enclave portal migrate"):
-        open_store(url=url)
-    s = open_store(url=url, migrate=True)
-    assert s.migrations_applied == [f"{v:04d}_{n}" for v, n, _ in _store.MIGRATIONS[1:]]
-    users = {u.id: (u.username, u.status) for u in s.list_users()}
-    assert users == {
-        "u1-000000": ("r.tanaka", "disabled"),
-        "u2-000000": ("r.tanaka+case-u2-00000", "disabled"),
-        "u3-000000": ("k.sato", "active"),
-    }
-    assert s.migration_notes == [
-        "usernames that differed only by case, now disabled: r.tanaka, r.tanaka+case-u2-00000"
-    ]
-    assert s.peek_invitation(token_hash="h", now=0.0) is None
-    assert s.list_sessions(user_id="u2-000000") == []
-    assert s.list_enclaves()[0].members == (("k.sato", "researcher"), ("r.tanaka", "researcher"))
-    assert s.find_user(username="K.SATO") is not None
-    s.close()
 
 
 # ----- item 6 (account half): over-long factors and invitation guessing ----------------------

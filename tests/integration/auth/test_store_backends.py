@@ -239,3 +239,50 @@ def test_a_store_made_before_steps_were_recorded_is_adopted(tmp_path: Path) -> N
     adopted = open_store(url=url, migrate=True)
     assert adopted.migrations_applied == [f"{v:04d}_{n}" for v, n, _ in MIGRATIONS]
     assert adopted.get_user(user_id=uid).username == "dave"
+
+
+def test_store_migration_folds_username_case_and_disables_case_twins(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #11 item 3, existing stores: schema step 2 lower-cases names; accounts
+    whose names differ only by case cannot be told apart any more, so every account of
+    such a group is disabled (the oldest keeps the name, the others get a suffix) until
+    an officer re-binds the right one."""
+    from auth import _store
+
+    with monkeypatch.context() as m:
+        m.setattr(_store, "MIGRATIONS", _store.MIGRATIONS[:1])  # as the code before step 2
+        old = open_store(url=url)
+    with old._tx() as tx:  # rows as the old code kept them (create_user refuses them now)
+        for uid, name, at in [
+            ("u1-00000x", "R.Tanaka", 1),
+            ("u2-00000x", "r.tanaka", 2),
+            ("u3-00000x", "K.Sato", 3),
+        ]:
+            tx.q(
+                "INSERT INTO users VALUES (?, ?, ?, 'researcher', 'active', 'en', ?)",
+                (uid, name, name, at),
+            )
+        tx.q("INSERT INTO enclaves VALUES ('gut', 'nbdc-standard', 'Gut', '[]', 'h', 0)")
+        for name, role in [("R.Tanaka", "pi"), ("r.tanaka", "researcher"), ("K.Sato", "pi")]:
+            tx.q("INSERT INTO enclave_members VALUES ('gut', ?, ?)", (name, role))
+        tx.q("INSERT INTO invitations VALUES ('h', 'u2-00000x', 'cli:x', 1e12, NULL)")
+        tx.q("INSERT INTO sessions VALUES ('s', 'u2-00000x', '{}', 'c', NULL, 0, 0, 0, NULL)")
+    old.close()
+    with pytest.raises(StoreError, match="enclave portal migrate"):
+        open_store(url=url)
+    s = open_store(url=url, migrate=True)
+    assert s.migrations_applied == [f"{v:04d}_{n}" for v, n, _ in MIGRATIONS[1:]]
+    assert {u.id: (u.username, u.status) for u in s.list_users()} == {
+        "u1-00000x": ("r.tanaka", "disabled"),
+        "u2-00000x": ("r.tanaka+case-u2-00000", "disabled"),
+        "u3-00000x": ("k.sato", "active"),
+    }
+    assert s.migration_notes == [
+        "usernames that differed only by case, now disabled: r.tanaka, r.tanaka+case-u2-00000"
+    ]
+    assert s.peek_invitation(token_hash="h", now=0.0) is None
+    assert s.list_sessions(user_id="u2-00000x") == []
+    assert s.list_enclaves()[0].members == (("k.sato", "pi"), ("r.tanaka", "researcher"))
+    assert s.find_user(username="K.SATO") is not None
+    s.close()
