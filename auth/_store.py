@@ -476,11 +476,6 @@ class IdentityStore:
             rows = tx.q(f"SELECT {self._USER_COLS} FROM users ORDER BY username")
         return [self._user(r) for r in rows]
 
-    def set_user_status(self, *, user_id: str, status: str) -> None:
-        with self._tx() as tx:
-            if not tx.rc("UPDATE users SET status = ? WHERE id = ?", (status, user_id)):
-                raise NotFoundError("No such user.")
-
     def set_user_locale(self, *, user_id: str, locale: str) -> None:
         with self._tx() as tx:
             tx.rc("UPDATE users SET locale = ? WHERE id = ?", (locale, user_id))
