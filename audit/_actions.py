@@ -570,28 +570,40 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "admin.user.invited",
-        "summary": "An officer or admin invited a person.",
+        "version": 2,
+        "summary": "An officer or admin invited a person (or was refused: account in use).",
         "cannot_capture": "How the invitation code was handed over.",
         "ocsf": 6003,
         "fields": {
             "user": _f("str", max_len=256),
             "roles": _f("str_list", max_len=32),
             "expires_at": _f("int"),
+            "invitations_cancelled": _f("int", doc="older codes of the account cancelled"),
+            "reason": _f("str", max_len=256, doc="why a re-invitation was refused"),
         },
     },
     {
         "name": "admin.user.disabled",
+        "version": 2,
         "summary": "An officer or admin disabled a person (their sessions end).",
         "cannot_capture": "Tokens already issued to hubs before this moment.",
         "ocsf": 6003,
-        "fields": {"user": _f("str", max_len=256), "sessions_revoked": _f("int")},
+        "fields": {
+            "user": _f("str", max_len=256),
+            "sessions_revoked": _f("int"),
+            "invitations_cancelled": _f("int", doc="outstanding codes cancelled"),
+        },
     },
     {
         "name": "admin.user.rebound",
+        "version": 2,
         "summary": "Officer-assisted recovery: a person's factors were dropped and re-invited.",
         "cannot_capture": "How the officer established the person's identity.",
         "ocsf": 6003,
-        "fields": {"user": _f("str", max_len=256)},
+        "fields": {
+            "user": _f("str", max_len=256),
+            "invitations_cancelled": _f("int", doc="older codes cancelled"),
+        },
     },
     {
         "name": "admin.credential.approved",
@@ -651,12 +663,14 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "admin.store.migrated",
+        "version": 2,
         "summary": "The portal's identity store schema was migrated to a newer version.",
         "cannot_capture": "Whether a backup was taken before the migration.",
         "ocsf": 6003,
         "fields": {
             "version": _f("int", required=True),
             "applied": _f("str", required=True, max_len=1024),
+            "notes": _f("str", max_len=4096, doc="what data steps changed (disabled accounts)"),
         },
     },
     {

@@ -38,12 +38,12 @@ from ._errors import (
 )
 from ._factors import (
     MALFORMED_USERNAME_ACTOR,
-    USERNAME_RE,
     FactorResult,
     factor_to_json,
     factors_from_json,
 )
 from ._i18n import LANGS, translate, translate_message
+from ._names import canonical_username
 from ._oidc import pkce_s256_matches, validate_code_verifier
 from ._policy import (
     LoginDecision,
@@ -57,6 +57,10 @@ from ._portal import Portal
 from ._store import EnclaveRecord, SessionRecord, User
 
 __all__ = ["create_app"]
+
+#: The forms that carry a secret being guessed (password, TOTP code, invitation code):
+#: a request refused as malformed there counts against the client address.
+_SECRET_FORM = re.compile(r"/login/password|/login/totp|/invite|/enclaves/[^/]+/totp")
 
 SESSION_COOKIE = "__Host-enclave-session"
 LANG_COOKIE = "__Host-enclave-lang"
@@ -347,6 +351,9 @@ def create_app(*, portal: Portal) -> FastAPI:
         # Malformed or oversized fields: FastAPI's documented 422 body, and an audit event.
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(x) for x in first.get("loc", ()))
+        if request.method == "POST" and _SECRET_FORM.fullmatch(request.url.path):
+            # An over-long password, code or invitation is a guess like any other.
+            portal.factors.count_address_failure(client_ip=client_ip(request))
         audit(
             action="web.request.rejected",
             actor="anonymous",
@@ -559,8 +566,8 @@ def create_app(*, portal: Portal) -> FastAPI:
         ctx = session_ctx(request)
         check_csrf(ctx, csrf)
         pending = ctx.state.get("authorize")  # an OIDC request waiting for this sign-in
-        name = username.strip()
-        if not USERNAME_RE.match(name):
+        name = canonical_username(username)
+        if name is None:
             # Never stored or logged raw (it becomes the audit actor): the password step
             # answers exactly as for an unknown user, under a placeholder actor.
             audit(
@@ -861,6 +868,20 @@ def create_app(*, portal: Portal) -> FastAPI:
             ],
         )
 
+    def invitation_refused(ctx: _Ctx, token_hash: str, *, actor: str = "anonymous") -> Response:
+        """Audit a code that is not live (the reason goes to the log only) and answer
+        with the one message for every reason."""
+        audit(
+            action="auth.invitation.rejected",
+            actor=actor,
+            outcome="failure",
+            client_ip=ctx.client_ip,
+            details={"reason": store.invitation_refusal(token_hash=token_hash, now=portal.clock())},
+        )
+        return invite_form(
+            ctx, error="That invitation code is not valid, was used, or has expired.", status=400
+        )
+
     @app.post("/invite", response_class=HTMLResponse)
     def invite_code(
         request: Request,
@@ -870,26 +891,13 @@ def create_app(*, portal: Portal) -> FastAPI:
         ctx = session_ctx(request)
         check_csrf(ctx, csrf)
         portal.factors._ip_precheck(client_ip=ctx.client_ip)
-        user_id = store.peek_invitation(token_hash=hash_token(code.strip()), now=portal.clock())
-        if user_id is None:
-            if ctx.client_ip:
-                store.add_ip_failure(
-                    ip=ctx.client_ip, now=portal.clock(), window_s=portal.factors.ip_window_s
-                )
-            audit(
-                action="auth.invitation.rejected",
-                actor="anonymous",
-                outcome="failure",
-                client_ip=ctx.client_ip,
-                details={"reason": "unknown, used or expired"},
-            )
-            return invite_form(
-                ctx,
-                error="That invitation code is not valid, was used, or has expired.",
-                status=400,
-            )
+        token_hash = hash_token(code.strip())
+        if store.peek_invitation(token_hash=token_hash, now=portal.clock()) is None:
+            # A guess: counted against the address (unknown addresses share one bucket).
+            portal.factors.count_address_failure(client_ip=ctx.client_ip)
+            return invitation_refused(ctx, token_hash)
         ctx.state.clear()
-        ctx.state.update(stage="invite", invite=hash_token(code.strip()))
+        ctx.state.update(stage="invite", invite=token_hash)
         save(ctx)
         return set_password_form(ctx)
 
@@ -906,13 +914,12 @@ def create_app(*, portal: Portal) -> FastAPI:
             return redirect(ctx, "/invite")
         if not hmac.compare_digest(password.encode(), password2.encode()):
             return set_password_form(ctx, error="The two passwords differ.", status=400)
-        user_id = store.peek_invitation(token_hash=str(ctx.state["invite"]), now=portal.clock())
-        if user_id is None:
-            return invite_form(
-                ctx,
-                error="That invitation code is not valid, was used, or has expired.",
-                status=400,
-            )
+        token_hash = str(ctx.state["invite"])
+        user_id = store.peek_invitation(token_hash=token_hash, now=portal.clock())
+        if user_id is None:  # cancelled, used, expired or its account no longer invited
+            ctx.state.clear()
+            save(ctx)
+            return invitation_refused(ctx, token_hash)
         user = store.get_user(user_id=user_id)
         try:
             # Consume and set the password in one transaction: the loser changes nothing.
@@ -925,6 +932,13 @@ def create_app(*, portal: Portal) -> FastAPI:
         except InvalidInputError as e:
             return set_password_form(ctx, error=e.message, status=400)
         if not accepted:
+            audit(
+                action="auth.invitation.rejected",
+                actor=user.username,
+                outcome="failure",
+                client_ip=ctx.client_ip,
+                details={"reason": "used or cancelled meanwhile"},
+            )
             return invite_form(ctx, error="That invitation was used meanwhile.", status=409)
         audit(
             action="auth.invitation.accepted",

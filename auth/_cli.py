@@ -228,13 +228,15 @@ def migrate(open_portal: Callable[..., Portal]) -> None:
     if not applied:
         click.echo(f"identity store already at schema version {version}")
         return
+    details: dict[str, Any] = {"version": version, "applied": ",".join(applied)}
+    if p.store.migration_notes:
+        details["notes"] = "; ".join(p.store.migration_notes)[:4096]
     p.auditor.record(
-        action="admin.store.migrated",
-        actor=_actor(),
-        outcome="success",
-        details={"version": version, "applied": ",".join(applied)},
+        action="admin.store.migrated", actor=_actor(), outcome="success", details=details
     )
     click.echo(f"identity store at schema version {version}: applied {', '.join(applied)}")
+    for note in p.store.migration_notes:
+        click.echo(f"  {note}")
 
 
 @portal.command("serve")
@@ -386,7 +388,10 @@ def invite(
     roles: tuple[str, ...],
     locale: str,
 ) -> None:
-    """Invite USERNAME; prints the single-use invitation code once."""
+    """Invite USERNAME (not case-sensitive); prints the single-use code once.
+
+    Inviting again before the person accepts prints a new code, cancels the older
+    ones and gives the account these roles; an account in use is refused (rebind)."""
     inv = open_portal().invite_user(
         username=username,
         display_name=display_name,
@@ -449,9 +454,10 @@ def disable(
     open_portal: Callable[..., Portal],
     username: str,
 ) -> None:
-    """Disable USERNAME and end all their sessions."""
-    n = open_portal().disable_user(username=username, actor=_actor())
-    click.echo(f"disabled {username}; {n} session(s) ended")
+    """Disable USERNAME, end all their sessions and cancel any outstanding invitation code."""
+    p = open_portal()
+    n = p.disable_user(username=username, actor=_actor())
+    click.echo(f"disabled {p.user(username).username}; {n} session(s) ended")
 
 
 @users.command("approve")
@@ -475,7 +481,8 @@ def rebind(
     open_portal: Callable[..., Portal],
     username: str,
 ) -> None:
-    """Officer-assisted recovery: drop USERNAME's factors and print a new invitation code."""
+    """Officer-assisted recovery: drop USERNAME's factors and print a new invitation code
+    (older codes are cancelled)."""
     inv = open_portal().rebind_user(username=username, actor=_actor())
     click.echo(
         json.dumps(

@@ -22,7 +22,6 @@ import base64
 import hashlib
 import hmac
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -49,12 +48,12 @@ from webauthn.helpers.structs import (
 from ._audit import Auditor
 from ._crypto import KeyRing, PasswordHasher, hash_token
 from ._errors import FactorFailedError, InvalidInputError, ThrottledError
+from ._names import MALFORMED_USERNAME_ACTOR, canonical_username
 from ._policy import FactorKind, Tier, VerifiedFactor
 from ._store import Credential, IdentityStore, User
 
 __all__ = [
     "MALFORMED_USERNAME_ACTOR",
-    "USERNAME_RE",
     "FactorResult",
     "Factors",
     "TotpEnrolment",
@@ -64,11 +63,6 @@ __all__ = [
     "totp_at",
 ]
 
-#: The one rule for usernames (invitations, enclave members, login).
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
-#: The audit actor for a login attempt whose username breaks that rule: the raw value
-#: (control characters, blank, oversize) is never written to the log.
-MALFORMED_USERNAME_ACTOR = "(malformed username)"
 
 Clock = Callable[[], float]
 MAX_WEBAUTHN_JSON = 16 * 1024
@@ -207,6 +201,13 @@ class Factors:
                 retry_after_s=self.ip_window_s,
             )
 
+    def count_address_failure(self, *, client_ip: str | None) -> None:
+        """Count one failure against the client address (unknown addresses share one
+        bucket: ``UNKNOWN_CLIENT``), for the per-address limit ``_ip_precheck`` applies."""
+        self.store.add_ip_failure(
+            ip=_ip_bucket(client_ip), now=self.clock(), window_s=self.ip_window_s
+        )
+
     def _fail(
         self,
         *,
@@ -219,7 +220,7 @@ class Factors:
         enclave: str | None = None,
     ) -> FactorFailedError:
         now = self.clock()
-        self.store.add_ip_failure(ip=_ip_bucket(client_ip), now=now, window_s=self.ip_window_s)
+        self.count_address_failure(client_ip=client_ip)
         after = self.store.record_failure(
             cred_id=cred.id,
             now=now,
@@ -333,20 +334,24 @@ class Factors:
     def verify_password(
         self, *, username: str, password: str, tier: Tier, client_ip: str | None
     ) -> tuple[User, FactorResult]:
-        """Step 1 of login. The same error for an unknown user and a wrong password."""
+        """Step 1 of login. The same answer (status, words, throttling) for an unknown
+        user and a wrong password; ``username`` in any case is the same name
+        (``canonical_username``), for the lookup and for the throttle alike. An
+        over-long password is a failed attempt like any other (counted and audited)."""
         wrong = "The username or password is not correct."
-        if len(password) > MAX_PASSWORD or len(username) > 256:
-            raise InvalidInputError("The username or password is too long.")
-        well_formed = USERNAME_RE.match(username) is not None
-        actor = username if well_formed else MALFORMED_USERNAME_ACTOR
+        name = canonical_username(username)
+        actor = name if name is not None else MALFORMED_USERNAME_ACTOR
+        overlong = len(password) > MAX_PASSWORD
+        if overlong:
+            password = password[:MAX_PASSWORD]  # what is hashed, so the work is the same
         self._ip_precheck(client_ip=client_ip, actor=actor)
-        user = self.store.find_user(username=username) if well_formed else None
+        user = self.store.find_user(username=name) if name is not None else None
         creds = self.store.list_credentials(user_id=user.id, kind="password") if user else []
         now = self.clock()
         rules = tier.throttle
         if user is None or user.status != "active" or not creds:
             # Not a usable account: count failures exactly as for a password credential.
-            key = hash_token("name:" + username.lower())
+            key = hash_token("name:" + (name if name is not None else ""))
             failures, locked_until = self.store.name_throttle(key=key)
             if failures >= rules.max_consecutive_failures or locked_until > now:
                 self._refused(
@@ -363,7 +368,7 @@ class Factors:
                 backoff_after=rules.backoff_after_failures,
                 backoff_s=rules.backoff_initial_s,
             )
-            self.store.add_ip_failure(ip=_ip_bucket(client_ip), now=now, window_s=self.ip_window_s)
+            self.count_address_failure(client_ip=client_ip)
             self.auditor.record(
                 action="auth.factor.failed",
                 actor=actor,
@@ -374,7 +379,7 @@ class Factors:
                     "category": "knowledge",
                     "reason": (
                         "malformed username"
-                        if not well_formed
+                        if name is None
                         else "unknown user"
                         if user is None
                         else f"user {user.status}"
@@ -392,13 +397,15 @@ class Factors:
                 "Too many failed attempts; wait before trying again.",
                 retry_after_s=max(rules.backoff_initial_s, int(cred.locked_until - now)),
             )
-        if not self.hasher.verify(stored=cred.secret.decode(), password=password):
+        if overlong:
+            self.hasher.burn(password=password)
+        if overlong or not self.hasher.verify(stored=cred.secret.decode(), password=password):
             raise self._fail(
                 user=user,
                 cred=cred,
                 tier=tier,
                 client_ip=client_ip,
-                reason="wrong password",
+                reason="over-long password" if overlong else "wrong password",
                 message=wrong,
             )
         return user, self._pass(
@@ -499,28 +506,25 @@ class Factors:
         cred = creds[0]
         self._precheck(cred=cred, client_ip=client_ip, actor=user.username)
         code = code.strip().replace(" ", "")
-        if len(code) > 16:
-            raise InvalidInputError("The code must be 6 digits.")
-        secret = self.keyring.open(sealed=cred.secret, context=f"totp:{cred.id}").decode()
-        step = self._match_step(secret=secret, code=code)
-        if step is None:
+        failure: tuple[str, str] | None = None  # (reason for the log, message)
+        if not (len(code) == 6 and code.isdigit()):
+            # Over-long or malformed: a failed attempt, counted and audited like a wrong one.
+            failure = ("malformed code", "The code must be 6 digits.")
+        else:
+            secret = self.keyring.open(sealed=cred.secret, context=f"totp:{cred.id}").decode()
+            step = self._match_step(secret=secret, code=code)
+            if step is None:
+                failure = ("wrong code", "The code is not correct.")
+            elif not self.store.claim_totp_step(cred_id=cred.id, step=step, now=self.clock()):
+                failure = ("code reused", "That code was already used; wait for the next one.")
+        if failure is not None:
             raise self._fail(
                 user=user,
                 cred=cred,
                 tier=tier,
                 client_ip=client_ip,
-                reason="wrong code",
-                message="The code is not correct.",
-                enclave=enclave,
-            )
-        if not self.store.claim_totp_step(cred_id=cred.id, step=step, now=self.clock()):
-            raise self._fail(
-                user=user,
-                cred=cred,
-                tier=tier,
-                client_ip=client_ip,
-                reason="code reused",
-                message="That code was already used; wait for the next one.",
+                reason=failure[0],
+                message=failure[1],
                 enclave=enclave,
             )
         return self._pass(

@@ -18,9 +18,9 @@ from typing import Any
 
 from ._audit import Auditor, AuditSink
 from ._crypto import Argon2Params, KeyRing, PasswordHasher, hash_token, new_token
-from ._errors import InvalidInputError, NotFoundError
-from ._factors import USERNAME_RE as _USERNAME
+from ._errors import ConflictError, InvalidInputError, NotFoundError
 from ._factors import Factors, WebAuthnSettings
+from ._names import canonical_username, require_username
 from ._oidc import SigningKeys
 from ._policy import Tier, UnknownTierError, client_address, load_catalog, parse_proxies
 from ._store import ClientRecord, EnclaveRecord, IdentityStore, User, open_store
@@ -138,16 +138,16 @@ class Portal:
         locale: str,
         actor: str,
     ) -> Invitation:
-        if not _USERNAME.match(username):
-            raise InvalidInputError(
-                "The username must be 1-128 characters: letters, digits and . _ @ + -."
-            )
+        """Invite a person, or re-invite one whose account is still ``invited``: the new
+        code cancels every older one and the account takes ``roles`` (so the audit event
+        and the account agree). An account already in use is refused (audited): re-bind
+        it instead."""
+        username = require_username(username)
         bad = set(roles) - ROLES
         if bad or not roles:
             raise InvalidInputError(f"Roles must be some of {sorted(ROLES)}; got {sorted(roles)}.")
         if locale not in ("en", "ja"):
             raise InvalidInputError("The locale must be 'en' or 'ja'.")
-        now = self.clock()
         user = self.store.find_user(username=username)
         if user is None:
             user = self.store.create_user(
@@ -157,39 +157,66 @@ class Portal:
                 roles=frozenset(roles),
                 status="invited",
                 locale=locale,
-                now=now,
+                now=self.clock(),
             )
-        elif user.status != "invited":
-            raise InvalidInputError(f"User {username!r} exists already ({user.status}).")
+        return self._issue(user=user, roles=frozenset(roles), actor=actor, rebind=False)[0]
+
+    def _issue(
+        self, *, user: User, roles: frozenset[str], actor: str, rebind: bool
+    ) -> tuple[Invitation, int]:
+        """A new code for ``user`` and how many older codes it cancelled (see
+        ``IdentityStore.issue_invitation``), audited as ``admin.user.invited`` whether
+        it was issued or refused."""
         code = new_token(nbytes=24)
-        expires = now + self.settings.invitation_ttl_s
-        self.store.add_invitation(
-            token_hash=hash_token(code), user_id=user.id, created_by=actor, expires_at=expires
-        )
+        expires = self.clock() + self.settings.invitation_ttl_s
+        details: dict[str, Any] = {"user": user.username, "roles": sorted(roles)}
+        try:
+            cancelled = self.store.issue_invitation(
+                user_id=user.id,
+                token_hash=hash_token(code),
+                created_by=actor,
+                expires_at=expires,
+                roles=roles,
+                rebind=rebind,
+            )
+        except ConflictError:
+            status = self.store.get_user(user_id=user.id).status
+            self.auditor.record(
+                action="admin.user.invited",
+                actor=actor,
+                outcome="failure",
+                details={**details, "reason": f"account {status}"},
+            )
+            raise ConflictError(
+                f"User {user.username!r} exists already ({status}); "
+                "re-bind the account to issue a new invitation."
+            ) from None
         self.auditor.record(
             action="admin.user.invited",
             actor=actor,
             outcome="success",
-            details={"user": username, "roles": sorted(roles), "expires_at": int(expires)},
+            details={**details, "expires_at": int(expires), "invitations_cancelled": cancelled},
         )
-        return Invitation(username=username, code=code, expires_at=expires)
+        return Invitation(username=user.username, code=code, expires_at=expires), cancelled
 
     def user(self, username: str) -> User:
         u = self.store.find_user(username=username)
         if u is None:
-            raise NotFoundError(f"No user named {username!r}.")
+            raise NotFoundError(f"No user named {username[:200]!r}.")
         return u
 
     def disable_user(self, *, username: str, actor: str) -> int:
+        """Disable the account: its outstanding invitation codes are cancelled with it,
+        its sessions end and its access tokens are revoked."""
         u = self.user(username)
-        self.store.set_user_status(user_id=u.id, status="disabled")
+        cancelled = self.store.disable_user(user_id=u.id)
         n = self.revoke_sessions(user_id=u.id, actor=actor, reason="user disabled")
         self.store.revoke_user_tokens(user_id=u.id)
         self.auditor.record(
             action="admin.user.disabled",
             actor=actor,
             outcome="success",
-            details={"user": username, "sessions_revoked": n},
+            details={"user": u.username, "sessions_revoked": n, "invitations_cancelled": cancelled},
         )
         return n
 
@@ -212,25 +239,20 @@ class Portal:
         return approved
 
     def rebind_user(self, *, username: str, actor: str) -> Invitation:
-        """Officer-assisted recovery: drop every credential, end sessions, new invitation."""
+        """Officer-assisted recovery: in one store transaction every credential is
+        dropped, the account returns to ``invited`` and gets a new code (older codes
+        cancelled); then its sessions end and its access tokens are revoked."""
         u = self.user(username)
-        for c in self.store.list_credentials(user_id=u.id):
-            self.store.delete_credential(cred_id=c.id)
+        invitation, cancelled = self._issue(user=u, roles=u.roles, actor=actor, rebind=True)
         self.revoke_sessions(user_id=u.id, actor=actor, reason="re-binding")
-        self.store.set_user_status(user_id=u.id, status="invited")
+        self.store.revoke_user_tokens(user_id=u.id)
         self.auditor.record(
             action="admin.user.rebound",
             actor=actor,
             outcome="success",
-            details={"user": username},
+            details={"user": u.username, "invitations_cancelled": cancelled},
         )
-        return self.invite_user(
-            username=username,
-            display_name=u.display_name,
-            roles=sorted(u.roles),
-            locale=u.locale,
-            actor=actor,
-        )
+        return invitation
 
     def revoke_sessions(self, *, user_id: str, actor: str, reason: str) -> int:
         n = 0
@@ -273,9 +295,13 @@ class Portal:
             raise InvalidInputError(
                 f"Tier {tier} requires a source network allow-list (accessNetworks)."
             )
-        for u, role in members:
-            if not _USERNAME.match(u) or role not in ROLES:
-                raise InvalidInputError(f"Member {u!r} with role {role!r} is not valid.")
+        canonical = [(canonical_username(u), role) for u, role in members]
+        for (u, role), (member, _) in zip(members, canonical, strict=True):
+            if member is None or role not in ROLES:
+                raise InvalidInputError(f"Member {u[:200]!r} with role {role!r} is not valid.")
+        members = [(m, role) for m, role in canonical if m is not None]
+        if len({m for m, _ in members}) != len(members):
+            raise InvalidInputError("A member is listed twice (names are not case-sensitive).")
         for uri in [*redirect_uris, *post_logout_redirect_uris, hub_url]:
             if uri and not re.match(r"^https?://[^\s#]+$", uri):
                 raise InvalidInputError(f"{uri!r} is not an absolute http(s) URL without fragment.")

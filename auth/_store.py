@@ -14,7 +14,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from audit.sqlite import enable_wal
 
 from ._errors import AuthError, ConflictError, InvalidInputError, NotFoundError
+from ._names import canonical_username
 
 __all__ = [
     "ClientRecord",
@@ -92,9 +93,82 @@ _SCHEMA = [
 ]
 
 
-MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = ((1, "initial", tuple(_SCHEMA)),)
+class _Tx(Protocol):
+    def q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+    def rc(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+
+
+#: A data step of a migration: runs inside the migration's transaction and returns
+#: notes for the operator (printed by ``enclave portal migrate`` and audited).
+DataStep = Callable[[_Tx], list[str]]
+
+
+def _fold_username_case(tx: _Tx) -> list[str]:
+    """Step 2: usernames become canonical (``auth._names.canonical_username``).
+
+    Names that differ only by case were different accounts and are now one name, so
+    nobody can tell which person each account belongs to: every account of such a
+    group is disabled (sessions ended, outstanding invitations cancelled), the oldest
+    keeps the canonical name and the others are renamed ``NAME+case-ID8``, until an
+    officer re-binds the right one (``enclave users rebind``). Enclave memberships are
+    lower-cased too; where both spellings were members, the canonical one's role stays.
+    Outstanding invitations of accounts no longer ``invited`` are cancelled."""
+    notes: list[str] = []
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for uid, name in tx.q("SELECT id, username FROM users ORDER BY created_at, id"):
+        groups.setdefault(str(name).lower(), []).append((str(uid), str(name)))
+    renames: list[tuple[str, str]] = []
+    disabled: set[str] = set()
+    for canonical, accounts in sorted(groups.items()):
+        if len(accounts) == 1:
+            if accounts[0][1] != canonical:
+                renames.append((accounts[0][0], canonical))
+            continue
+        twins = [canonical]
+        for uid, _ in accounts[1:]:
+            suffix = f"+case-{uid[:8]}".lower()
+            twins.append(canonical[: 128 - len(suffix)] + suffix)
+        # The renamed twins first, so that the canonical name is free for the oldest.
+        for (uid, _), new in reversed(list(zip(accounts, twins, strict=True))):
+            tx.rc("UPDATE users SET username = ?, status = 'disabled' WHERE id = ?", (new, uid))
+            tx.rc(
+                "UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL",
+                (time.time(), uid),
+            )
+            disabled.add(uid)
+        notes.append("usernames that differed only by case, now disabled: " + ", ".join(twins))
+    for uid, new in renames:
+        tx.rc("UPDATE users SET username = ? WHERE id = ?", (new, uid))
+    for token_hash, payload in tx.q("SELECT token_hash, payload FROM access_tokens"):
+        if json.loads(payload).get("user_id") in disabled:
+            tx.rc("DELETE FROM access_tokens WHERE token_hash = ?", (token_hash,))
+    rows = [
+        (str(e), str(n), str(r))
+        for e, n, r in tx.q("SELECT enclave, username, role FROM enclave_members")
+    ]
+    role: dict[tuple[str, str], str] = {}
+    for e, n, r in sorted(rows, key=lambda row: row[1] != row[1].lower()):  # canonical first
+        role.setdefault((e, n.lower()), r)
+    for e, lower in sorted({(e, n.lower()) for e, n, _ in rows if n != n.lower()}):
+        tx.rc("DELETE FROM enclave_members WHERE enclave = ? AND LOWER(username) = ?", (e, lower))
+        tx.q(
+            "INSERT INTO enclave_members (enclave, username, role) VALUES (?, ?, ?)",
+            (e, lower, role[(e, lower)]),
+        )
+    tx.rc(
+        "DELETE FROM invitations WHERE used_at IS NULL AND user_id IN "
+        "(SELECT id FROM users WHERE status != 'invited')"
+    )
+    return notes
+
+
+MIGRATIONS: tuple[tuple[int, str, tuple[str | DataStep, ...]], ...] = (
+    (1, "initial", tuple(_SCHEMA)),
+    (2, "usernames_case_folded", (_fold_username_case,)),
+)
 """The identity store's schema, as numbered steps; append, never edit a released one.
-``{blob}`` and ``{real}`` stand for the backend's types."""
+A step is SQL (``{blob}`` and ``{real}`` stand for the backend's types) or a
+``DataStep``."""
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _MIGRATION_LOCK = 0x656E636C  # PostgreSQL advisory lock: one migrating process at a time
@@ -165,11 +239,6 @@ class ClientRecord:
     enclave: str | None
 
 
-class _Tx(Protocol):
-    def q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
-    def rc(self, sql: str, params: Sequence[Any] = ()) -> int: ...
-
-
 class _SqliteTx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._c = conn
@@ -203,13 +272,16 @@ class IdentityStore:
         self._sqlite: sqlite3.Connection | None = None
         if url.startswith("sqlite:///"):
             path, _, query = url.removeprefix("sqlite:///").partition("?")
-            sync = "FULL"
-            if query:
-                if query.lower() not in ("synchronous=full", "synchronous=normal"):
-                    raise InvalidInputError(
-                        "The only SQLite URL option is synchronous=full|normal."
-                    )
-                sync = query.split("=", 1)[1].upper()
+            if query and query.lower() != "synchronous=full":
+                # No weaker setting is offered: with synchronous=normal a power cut can
+                # lose the newest commits, and here those are single-use marks (TOTP
+                # steps, invitations, authorization codes) that would become valid again.
+                raise InvalidInputError(
+                    "The only SQLite URL option of the identity store is synchronous=full "
+                    "(the default); weaker settings are not offered because a power cut "
+                    "could make a used TOTP step, invitation or authorization code valid "
+                    "again."
+                )
             if not path:
                 raise InvalidInputError("The store URL names no file: use sqlite:///path/to.db.")
             if path != ":memory:":
@@ -219,7 +291,7 @@ class IdentityStore:
                     path, check_same_thread=False, isolation_level=None, timeout=10
                 )
                 enable_wal(conn, timeout=10)
-                conn.execute(f"PRAGMA synchronous={sync}")
+                conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA busy_timeout=10000")
                 conn.execute("PRAGMA foreign_keys=ON")
                 conn.execute("PRAGMA secure_delete=ON")
@@ -237,6 +309,7 @@ class IdentityStore:
             self._blob, self._real = "BYTEA", "DOUBLE PRECISION"
         else:
             raise InvalidInputError("The store URL must start with sqlite:/// or postgresql://.")
+        self.migration_notes: list[str] = []  # what data steps changed, for the operator
         try:
             self.migrations_applied = self._schema(migrate=migrate, steps=MIGRATIONS)
         except BaseException:
@@ -244,7 +317,7 @@ class IdentityStore:
             raise
 
     def _schema(
-        self, *, migrate: bool, steps: Sequence[tuple[int, str, Sequence[str]]]
+        self, *, migrate: bool, steps: Sequence[tuple[int, str, Sequence[str | DataStep]]]
     ) -> list[str]:
         """Bring the schema to the last of ``steps``, in one transaction.
 
@@ -279,7 +352,10 @@ class IdentityStore:
                         f"Enclave needs {latest}: back it up, then run `enclave portal migrate`."
                     )
                 for stmt in stmts:
-                    tx.q(stmt.format(blob=self._blob, real=self._real))
+                    if isinstance(stmt, str):
+                        tx.q(stmt.format(blob=self._blob, real=self._real))
+                    else:
+                        self.migration_notes.extend(stmt(tx))
                 tx.q(
                     "INSERT INTO identity_schema_migrations (version, name, applied_at) "
                     "VALUES (?, ?, ?)",
@@ -370,6 +446,8 @@ class IdentityStore:
         locale: str,
         now: float,
     ) -> User:
+        if canonical_username(username) != username:
+            raise InvalidInputError(f"{username[:200]!r} is not a canonical username.")
         with self._tx() as tx:
             tx.q(
                 f"INSERT INTO users ({self._USER_COLS}) VALUES (?,?,?,?,?,?,?)",
@@ -385,19 +463,18 @@ class IdentityStore:
         return self._user(rows[0])
 
     def find_user(self, *, username: str) -> User | None:
+        """The user of that name in any case (``canonical_username``); None if none."""
+        name = canonical_username(username)
+        if name is None:
+            return None
         with self._tx(write=False) as tx:
-            rows = tx.q(f"SELECT {self._USER_COLS} FROM users WHERE username = ?", (username,))
+            rows = tx.q(f"SELECT {self._USER_COLS} FROM users WHERE username = ?", (name,))
         return self._user(rows[0]) if rows else None
 
     def list_users(self) -> list[User]:
         with self._tx(write=False) as tx:
             rows = tx.q(f"SELECT {self._USER_COLS} FROM users ORDER BY username")
         return [self._user(r) for r in rows]
-
-    def set_user_status(self, *, user_id: str, status: str) -> None:
-        with self._tx() as tx:
-            if not tx.rc("UPDATE users SET status = ? WHERE id = ?", (status, user_id)):
-                raise NotFoundError("No such user.")
 
     def set_user_locale(self, *, user_id: str, locale: str) -> None:
         with self._tx() as tx:
@@ -631,54 +708,101 @@ class IdentityStore:
         return n == 1
 
     # ----- invitations -------------------------------------------------------------
-    def add_invitation(
-        self, *, token_hash: str, user_id: str, created_by: str, expires_at: float
-    ) -> None:
+    # A code is valid only while its account is ``invited``; issuing a code, re-binding,
+    # disabling and accepting each cancel (delete) every other outstanding code of the
+    # account in the same transaction, so at most one code per account is ever live.
+    _LIVE = (
+        "FROM invitations i JOIN users u ON u.id = i.user_id WHERE i.token_hash = ? "
+        "AND i.used_at IS NULL AND i.expires_at > ? AND u.status = 'invited'"
+    )
+
+    def issue_invitation(
+        self,
+        *,
+        user_id: str,
+        token_hash: str,
+        created_by: str,
+        expires_at: float,
+        roles: frozenset[str],
+        rebind: bool = False,
+    ) -> int:
+        """Give an ``invited`` account a new code with ``roles``, cancelling its older
+        codes; the number cancelled. With ``rebind`` the account (in any state) first
+        loses every credential and returns to ``invited``, in the same transaction.
+        ConflictError if the account is not ``invited`` (and not re-bound)."""
         with self._tx() as tx:
+            if rebind:
+                tx.rc(
+                    "DELETE FROM totp_used_steps WHERE credential_id IN "
+                    "(SELECT id FROM credentials WHERE user_id = ?)",
+                    (user_id,),
+                )
+                tx.rc("DELETE FROM credentials WHERE user_id = ?", (user_id,))
+                tx.rc("UPDATE users SET status = 'invited' WHERE id = ?", (user_id,))
+            if not tx.rc(
+                "UPDATE users SET roles = ? WHERE id = ? AND status = 'invited'",
+                (",".join(sorted(roles)), user_id),
+            ):
+                raise ConflictError("The account is no longer waiting for its invitation.")
+            cancelled = tx.rc(
+                "DELETE FROM invitations WHERE user_id = ? AND used_at IS NULL", (user_id,)
+            )
             tx.q(
                 "INSERT INTO invitations (token_hash, user_id, created_by, expires_at, used_at) "
                 "VALUES (?,?,?,?,NULL)",
                 (token_hash, user_id, created_by, expires_at),
             )
+        return cancelled
+
+    def disable_user(self, *, user_id: str) -> int:
+        """Set the account ``disabled`` and cancel its outstanding codes; the number
+        cancelled."""
+        with self._tx() as tx:
+            if not tx.rc("UPDATE users SET status = 'disabled' WHERE id = ?", (user_id,)):
+                raise NotFoundError("No such user.")
+            return tx.rc(
+                "DELETE FROM invitations WHERE user_id = ? AND used_at IS NULL", (user_id,)
+            )
 
     def peek_invitation(self, *, token_hash: str, now: float) -> str | None:
+        """The invited user's id if the code is live (unused, unexpired, its account
+        still ``invited``); None otherwise."""
         with self._tx(write=False) as tx:
-            rows = tx.q(
-                "SELECT user_id FROM invitations WHERE token_hash = ? AND used_at IS NULL "
-                "AND expires_at > ?",
-                (token_hash, now),
-            )
+            rows = tx.q(f"SELECT i.user_id {self._LIVE}", (token_hash, now))
         return str(rows[0][0]) if rows else None
 
-    def consume_invitation(self, *, token_hash: str, now: float) -> str | None:
-        """The invited user's id, once; None if unknown, used or expired."""
-        with self._tx() as tx:
+    def invitation_refusal(self, *, token_hash: str, now: float) -> str:
+        """Why a code is not live, for the audit log only (never shown to the caller)."""
+        with self._tx(write=False) as tx:
             rows = tx.q(
-                "SELECT user_id FROM invitations WHERE token_hash = ? AND used_at IS NULL "
-                "AND expires_at > ?",
-                (token_hash, now),
+                "SELECT i.used_at, i.expires_at, u.status FROM invitations i "
+                "JOIN users u ON u.id = i.user_id WHERE i.token_hash = ?",
+                (token_hash,),
             )
-            if not rows:
-                return None
-            if not tx.rc(
-                "UPDATE invitations SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
-                (now, token_hash),
-            ):
-                return None
-        return str(rows[0][0])
+        if not rows:
+            return "unknown or cancelled"
+        used_at, expires_at, status = rows[0]
+        if used_at is not None:
+            return "used"
+        if float(expires_at) <= now:
+            return "expired"
+        return f"account {status}"
 
     def accept_invitation(
         self, *, token_hash: str, user_id: str, now: float, cred_id: str, password_hash: bytes
     ) -> bool:
         """Consume the invitation, set the user's password and activate the user, all in
-        one transaction; False (nothing changed) if it is unknown, used or expired."""
+        one transaction; False (nothing changed) unless the code is live for ``user_id``.
+        The account's other outstanding codes are cancelled with it."""
         with self._tx() as tx:
             if not tx.rc(
                 "UPDATE invitations SET used_at = ? WHERE token_hash = ? AND user_id = ? "
-                "AND used_at IS NULL AND expires_at > ?",
-                (now, token_hash, user_id, now),
+                "AND used_at IS NULL AND expires_at > ? AND EXISTS "
+                "(SELECT 1 FROM users WHERE id = ? AND status = 'invited')",
+                (now, token_hash, user_id, now, user_id),
             ):
                 return False
+            tx.rc("DELETE FROM invitations WHERE user_id = ? AND used_at IS NULL", (user_id,))
             tx.rc("DELETE FROM credentials WHERE user_id = ? AND kind = 'password'", (user_id,))
             tx.q(
                 "INSERT INTO credentials (id, user_id, kind, label, secret, approved, created_at) "
@@ -829,7 +953,10 @@ class IdentityStore:
         hub_url: str,
         now: float,
     ) -> tuple[set[str], set[str]]:
-        """Create or replace an enclave; returns (members added, members removed)."""
+        """Create or replace an enclave; returns (members added, members removed).
+        Member names must be canonical (``canonical_username``)."""
+        if any(canonical_username(u) != u for u, _ in members):
+            raise InvalidInputError("Enclave members must be canonical usernames.")
         with self._tx() as tx:
             old = {
                 r[0]
@@ -898,7 +1025,7 @@ class IdentityStore:
                     "SELECT e.name, e.tier, e.display_name, e.networks, e.hub_url, e.created_at "
                     "FROM enclaves e JOIN enclave_members m ON m.enclave = e.name "
                     "WHERE m.username = ? ORDER BY e.name",
-                    (username,),
+                    (canonical_username(username),),
                 )
             return self._enclave_rows(tx, rows)
 

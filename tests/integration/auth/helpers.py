@@ -25,6 +25,7 @@ from auth._audit import AuditSink
 from auth._crypto import hash_token
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 20
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 CHEAP_ARGON2 = Argon2Params(time_cost=1, memory_cost_kib=8192, parallelism=1)
 
 

@@ -76,6 +76,30 @@ def test_users_and_enclaves_round_trip(env: dict[str, str], tmp_path: Path) -> N
     ]
 
 
+def test_cli_usernames_in_any_case_name_one_account(env: dict[str, str], tmp_path: Path) -> None:
+    """Issue #11 item 3: the CLI normalises names as the web app and admin API do."""
+    code, out, _ = run(users, ["invite", "R.Tanaka@Company-A.example"], env)
+    assert code == 0
+    assert json.loads(out)["username"] == "r.tanaka@company-a.example"
+    code, out, _ = run(users, ["invite", "r.tanaka@COMPANY-A.example", "--role", "pi"], env)
+    assert code == 0  # the same account, re-invited: not a second user
+    code, out, _ = run(users, ["list", "--json"], env)
+    assert [(u["username"], u["roles"]) for u in json.loads(out)] == [
+        ("r.tanaka@company-a.example", ["pi"])
+    ]
+    args = ["register", "gut-2026", "--tier", "nbdc-standard", "--network", "192.0.2.0/24"]
+    code, out, err = run(enclaves, [*args, "--member", "R.TANAKA@company-a.example=pi"], env)
+    assert code == 0, err
+    code, out, _ = run(enclaves, ["list", "--json"], env)
+    assert json.loads(out)[0]["members"] == [{"user": "r.tanaka@company-a.example", "role": "pi"}]
+    code, out, err = run(users, ["disable", "R.TANAKA@COMPANY-A.EXAMPLE"], env)
+    assert (code, out.strip()) == (0, "disabled r.tanaka@company-a.example; 0 session(s) ended")
+    code, _, err = run(users, ["invite", "r.tanaka@company-a.example"], env)
+    assert code == 2
+    assert "exists already (disabled)" in err
+    assert "Traceback" not in err
+
+
 def test_clients_register_a_non_enclave_client(env: dict[str, str], tmp_path: Path) -> None:
     uri = "https://audit.example/ui/oidc/callback"
     code, out, err = run(clients, ["register", "audit-ui", "--redirect-uri", uri], env)
@@ -203,10 +227,12 @@ def test_migrate_applies_pending_steps_records_them_and_refuses_a_newer_store(
 
     code, out, _ = run(portal, ["migrate"], env)  # a new store: every step
     assert code == 0, out
-    assert "applied 0001_initial" in out
+    every = ", ".join(f"{v:04d}_{n}" for v, n, _ in _store.MIGRATIONS)
+    latest = _store.SCHEMA_VERSION
+    assert f"schema version {latest}: applied {every}" in out
     code, out, _ = run(portal, ["migrate"], env)
-    assert (code, out.strip()) == (0, "identity store already at schema version 1")
-    step = (2, "test_step", ("CREATE TABLE test_step (x INTEGER)",))
+    assert (code, out.strip()) == (0, f"identity store already at schema version {latest}")
+    step = (latest + 1, "test_step", ("CREATE TABLE test_step (x INTEGER)",))
     monkeypatch.setattr(_store, "MIGRATIONS", (*_store.MIGRATIONS, step))
     code, _, err = run(users, ["list"], env)  # an older store is not changed silently
     assert code == 2
@@ -214,15 +240,15 @@ def test_migrate_applies_pending_steps_records_them_and_refuses_a_newer_store(
     assert "Traceback" not in err
     code, out, _ = run(portal, ["migrate"], env)
     assert code == 0, out
-    assert "schema version 2: applied 0002_test_step" in out
+    assert f"schema version {latest + 1}: applied {latest + 1:04d}_test_step" in out
     events = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     migrated = [e for e in events if e["action"] == "admin.store.migrated"]
     assert [e["details"] for e in migrated] == [
-        {"version": 1, "applied": "0001_initial"},
-        {"version": 2, "applied": "0002_test_step"},
+        {"version": latest, "applied": every.replace(", ", ",")},
+        {"version": latest + 1, "applied": f"{latest + 1:04d}_test_step"},
     ]
     monkeypatch.undo()
     code, _, err = run(users, ["list"], env)
     assert code == 2
-    assert "newer than this Enclave knows (1)" in err
+    assert f"newer than this Enclave knows ({latest})" in err
     assert sqlite3.connect(tmp_path / "id.db").execute("SELECT count(*) FROM test_step").fetchone()

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from auth import MemoryAuditSink, Portal
 
-from .helpers import ADMIN_TOKEN, FakeClock, Pkce, csrf_of, portal_env
+from .helpers import ADMIN, FakeClock, Pkce, csrf_of
 from .test_web_flows import (
     PASSWORD,
     authorize,
@@ -27,18 +27,6 @@ from .test_web_flows import (
     redeem,
     register,
 )
-
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def env(tmp_path: Path, clock: FakeClock) -> tuple[Portal, MemoryAuditSink, TestClient]:
-    return portal_env(tmp_path, clock)
 
 
 @pytest.mark.parametrize(

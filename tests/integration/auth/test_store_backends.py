@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from auth._errors import ConflictError, InvalidInputError
-from auth._store import IdentityStore, open_store
+from auth._store import MIGRATIONS, IdentityStore, StoreError, open_store
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -137,11 +137,37 @@ def test_enclaves_sessions_invitations(url: str) -> None:
     )
     assert removed == {"dave"}
     assert s.list_enclaves(username="dave") == []
-    s.add_invitation(token_hash="ih", user_id=uid, created_by="o", expires_at=100.0)
-    assert s.consume_invitation(token_hash="ih", now=200.0) is None
-    s.add_invitation(token_hash="ih2", user_id=uid, created_by="o", expires_at=100.0)
-    assert s.consume_invitation(token_hash="ih2", now=50.0) == uid
-    assert s.consume_invitation(token_hash="ih2", now=50.0) is None
+    # A code is live only while its account is invited; a new one cancels the older.
+    roles = frozenset({"researcher"})
+    with pytest.raises(ConflictError):  # dave is active: re-bind, not re-invite
+        s.issue_invitation(
+            user_id=uid, token_hash="ih", created_by="o", expires_at=1e2, roles=roles
+        )
+    assert (
+        s.issue_invitation(
+            user_id=uid, token_hash="ih", created_by="o", expires_at=1e2, roles=roles, rebind=True
+        )
+        == 0
+    )
+    assert s.get_user(user_id=uid).status == "invited"
+    assert s.list_credentials(user_id=uid) == []
+    assert (
+        s.issue_invitation(
+            user_id=uid, token_hash="ih2", created_by="o", expires_at=1e2, roles=frozenset({"pi"})
+        )
+        == 1
+    )
+    assert s.get_user(user_id=uid).roles == {"pi"}
+    assert s.peek_invitation(token_hash="ih", now=50.0) is None
+    assert s.invitation_refusal(token_hash="ih", now=50.0) == "unknown or cancelled"
+    assert s.peek_invitation(token_hash="ih2", now=200.0) is None
+    assert s.invitation_refusal(token_hash="ih2", now=200.0) == "expired"
+    assert s.peek_invitation(token_hash="ih2", now=50.0) == uid
+    accept = {"token_hash": "ih2", "user_id": uid, "cred_id": "pw", "password_hash": b"h"}
+    assert s.accept_invitation(now=50.0, **accept)
+    assert not s.accept_invitation(now=50.0, **accept)
+    assert s.invitation_refusal(token_hash="ih2", now=50.0) == "used"
+    assert s.get_user(user_id=uid).status == "active"
     s.create_session(id_hash="sh", csrf="c", client_ip="192.0.2.1", now=1.0)
     s.save_session(
         id_hash="sh", user_id=uid, state={"stage": "authenticated"}, last_seen=2.0, auth_time=2.0
@@ -155,14 +181,25 @@ def test_enclaves_sessions_invitations(url: str) -> None:
 def test_bad_urls_are_refused() -> None:
     with pytest.raises(InvalidInputError, match="sqlite:/// or postgresql://"):
         open_store(url="mysql://x")
-    with pytest.raises(InvalidInputError, match=r"synchronous=full\|normal"):
+    with pytest.raises(InvalidInputError, match=r"only SQLite URL option .* synchronous=full"):
         open_store(url="sqlite:////tmp/x.db?journal=off")
+
+
+def test_power_cut_cannot_revive_a_used_totp_step_through_synchronous_normal(
+    tmp_path: Path,
+) -> None:
+    """``synchronous=normal`` could lose the newest commits on power loss, which for
+    this store means a used TOTP step, invitation or authorization code becoming
+    valid again; the option is gone, and naming it says why."""
+    with pytest.raises(InvalidInputError, match="a power cut could make a used"):
+        open_store(url=f"sqlite:///{tmp_path / 'id.db'}?synchronous=normal")
+    open_store(url=f"sqlite:///{tmp_path / 'id.db'}?synchronous=full").close()
 
 
 def test_schema_steps_are_recorded_and_an_existing_store_migrates_only_when_asked(
     url: str,
 ) -> None:
-    from auth._store import MIGRATIONS, SCHEMA_VERSION, StoreError
+    from auth._store import SCHEMA_VERSION
 
     s = open_store(url=url)
     assert s.migrations_applied == [f"{v:04d}_{n}" for v, n, _ in MIGRATIONS]
@@ -197,6 +234,55 @@ def test_a_store_made_before_steps_were_recorded_is_adopted(tmp_path: Path) -> N
     raw.execute("DROP TABLE identity_schema_migrations")  # as the code before them made it
     raw.commit()
     raw.close()
-    adopted = open_store(url=url)
-    assert adopted.migrations_applied == ["0001_initial"]
+    with pytest.raises(StoreError, match="enclave portal migrate"):
+        open_store(url=url)  # step 1 adopts it; the later steps need a migration
+    adopted = open_store(url=url, migrate=True)
+    assert adopted.migrations_applied == [f"{v:04d}_{n}" for v, n, _ in MIGRATIONS]
     assert adopted.get_user(user_id=uid).username == "dave"
+
+
+def test_store_migration_folds_username_case_and_disables_case_twins(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #11 item 3, existing stores: schema step 2 lower-cases names; accounts
+    whose names differ only by case cannot be told apart any more, so every account of
+    such a group is disabled (the oldest keeps the name, the others get a suffix) until
+    an officer re-binds the right one."""
+    from auth import _store
+
+    with monkeypatch.context() as m:
+        m.setattr(_store, "MIGRATIONS", _store.MIGRATIONS[:1])  # as the code before step 2
+        old = open_store(url=url)
+    with old._tx() as tx:  # rows as the old code kept them (create_user refuses them now)
+        for uid, name, at in [
+            ("u1-00000x", "R.Tanaka", 1),
+            ("u2-00000x", "r.tanaka", 2),
+            ("u3-00000x", "K.Sato", 3),
+        ]:
+            tx.q(
+                "INSERT INTO users VALUES (?, ?, ?, 'researcher', 'active', 'en', ?)",
+                (uid, name, name, at),
+            )
+        tx.q("INSERT INTO enclaves VALUES ('gut', 'nbdc-standard', 'Gut', '[]', 'h', 0)")
+        for name, role in [("R.Tanaka", "pi"), ("r.tanaka", "researcher"), ("K.Sato", "pi")]:
+            tx.q("INSERT INTO enclave_members VALUES ('gut', ?, ?)", (name, role))
+        tx.q("INSERT INTO invitations VALUES ('h', 'u2-00000x', 'cli:x', 1e12, NULL)")
+        tx.q("INSERT INTO sessions VALUES ('s', 'u2-00000x', '{}', 'c', NULL, 0, 0, 0, NULL)")
+    old.close()
+    with pytest.raises(StoreError, match="enclave portal migrate"):
+        open_store(url=url)
+    s = open_store(url=url, migrate=True)
+    assert s.migrations_applied == [f"{v:04d}_{n}" for v, n, _ in MIGRATIONS[1:]]
+    assert {u.id: (u.username, u.status) for u in s.list_users()} == {
+        "u1-00000x": ("r.tanaka", "disabled"),
+        "u2-00000x": ("r.tanaka+case-u2-00000", "disabled"),
+        "u3-00000x": ("k.sato", "active"),
+    }
+    assert s.migration_notes == [
+        "usernames that differed only by case, now disabled: r.tanaka, r.tanaka+case-u2-00000"
+    ]
+    assert s.peek_invitation(token_hash="h", now=0.0) is None
+    assert s.list_sessions(user_id="u2-00000x") == []
+    assert s.list_enclaves()[0].members == (("k.sato", "pi"), ("r.tanaka", "researcher"))
+    assert s.find_user(username="K.SATO") is not None
+    s.close()

@@ -16,21 +16,10 @@ from fastapi.testclient import TestClient
 from auth import InvalidInputError, MemoryAuditSink, Portal, create_app, totp_at
 from tests.harness import id_tokens
 
-from .helpers import ADMIN_TOKEN, FakeClock, Pkce, csrf_of, make_portal, portal_env, totp_secret_of
+from .helpers import ADMIN, FakeClock, Pkce, csrf_of, make_portal, totp_secret_of
 
 PASSWORD = "ochre lantern gravel 41"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 REDIRECT = "https://hub.example/hub/oauth_callback"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def env(tmp_path: Path, clock: FakeClock) -> tuple[Portal, MemoryAuditSink, TestClient]:
-    return portal_env(tmp_path, clock)
 
 
 def redeem(
