@@ -203,6 +203,8 @@ def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
 
 def _enrol_demo_people(layout: DemoLayout) -> str:
     env = layout.portal_env()
+    # A state directory from an earlier version: apply its schema steps (a no-op otherwise).
+    _run(["portal", "migrate"], env=env)
     users = json.loads(_run(["users", "list", "--json"], env=env))
     status = next((u["status"] for u in users if u["username"] == DEMO_USER), None)
     if status == "active":
