@@ -424,7 +424,14 @@ def list_users(
                 "status": u.status,
                 "roles": sorted(u.roles),
                 "credentials": [
-                    {"kind": c.kind, "approved": c.approved, "disabled": c.disabled} for c in creds
+                    {
+                        "id": c.id,
+                        "kind": c.kind,
+                        "aaguid": c.aaguid,
+                        "approved": c.approved,
+                        "disabled": c.disabled,
+                    }
+                    for c in creds
                 ],
             }
         )
@@ -434,7 +441,7 @@ def list_users(
     for r in rows:
         kinds = ", ".join(
             c["kind"]
-            + ("" if c["approved"] or c["kind"] == "password" else " (pending)")
+            + ("" if c["approved"] or c["kind"] == "password" else f" (pending {c['id']})")
             + (" (disabled)" if c["disabled"] else "")
             for c in r["credentials"]
         )
@@ -457,14 +464,17 @@ def disable(
 @users.command("approve")
 @_common
 @click.argument("username")
+@click.argument("credential_id")
 @_fail_cleanly
 def approve(
     open_portal: Callable[..., Portal],
     username: str,
+    credential_id: str,
 ) -> None:
-    """Approve USERNAME's pending enrolments (needed for high and strong tiers)."""
-    ids = open_portal().approve_user(username=username, actor=_actor())
-    click.echo(f"approved {len(ids)} credential(s) for {username}")
+    """Approve one of USERNAME's pending credentials, CREDENTIAL_ID from `users list`
+    (needed for high and strong tiers). Check each one with the user first."""
+    open_portal().approve_credential(username=username, credential_id=credential_id, actor=_actor())
+    click.echo(f"approved credential {credential_id} for {username}")
 
 
 @users.command("rebind")
@@ -592,12 +602,20 @@ def clients() -> None:
     help="Exact redirect URI (repeatable).",
 )
 @click.option("--post-logout-redirect-uri", "post_logout", multiple=True)
+@click.option(
+    "--tier",
+    default=None,
+    help="The tier the client demands (for the audit UI: its minimum tier, nbdc-high "
+    "unless changed there): ID tokens are computed against it, and a sign-in below it is "
+    "stepped up or refused. Without it, the portal's login tier.",
+)
 @_fail_cleanly
 def register_client(
     open_portal: Callable[..., Portal],
     client_id: str,
     redirect_uris: tuple[str, ...],
     post_logout: tuple[str, ...],
+    tier: str | None,
 ) -> None:
     """Create or replace OIDC client CLIENT_ID; prints its new client secret once.
 
@@ -607,6 +625,7 @@ def register_client(
         client_id=client_id,
         redirect_uris=list(redirect_uris),
         post_logout_redirect_uris=list(post_logout),
+        tier=tier,
         actor=_actor(),
     )
     click.echo(json.dumps({"client_id": client_id, "client_secret": secret}))

@@ -129,7 +129,7 @@ def test_clients_register_a_non_enclave_client(env: dict[str, str], tmp_path: Pa
             "CIDR",
         ),
         (enclaves, ["remove", "nope"], "No enclave named 'nope'"),
-        (users, ["approve", "ghost"], "No user named 'ghost'"),
+        (users, ["approve", "ghost", "some-id"], "No user named 'ghost'"),
         (users, ["invite", "bad name"], "The username must be"),
         (clients, ["register", "bad id!", "--redirect-uri", "https://a.example/cb"], "client_id"),
         (clients, ["register", "audit-ui", "--redirect-uri", "http://a.example/cb"], "https"),
@@ -201,10 +201,12 @@ def test_migrate_applies_pending_steps_records_them_and_refuses_a_newer_store(
 
     code, out, _ = run(portal, ["migrate"], env)  # a new store: every step
     assert code == 0, out
-    assert "applied 0001_initial" in out
+    shipped = [(v, f"{v:04d}_{n}") for v, n, _ in _store.MIGRATIONS]
+    latest = shipped[-1][0]
+    assert "applied " + ", ".join(name for _, name in shipped) in out
     code, out, _ = run(portal, ["migrate"], env)
-    assert (code, out.strip()) == (0, "identity store already at schema version 1")
-    step = (2, "test_step", ("CREATE TABLE test_step (x INTEGER)",))
+    assert (code, out.strip()) == (0, f"identity store already at schema version {latest}")
+    step = (latest + 1, "test_step", ("CREATE TABLE test_step (x INTEGER)",))
     monkeypatch.setattr(_store, "MIGRATIONS", (*_store.MIGRATIONS, step))
     code, _, err = run(users, ["list"], env)  # an older store is not changed silently
     assert code == 2
@@ -212,15 +214,16 @@ def test_migrate_applies_pending_steps_records_them_and_refuses_a_newer_store(
     assert "Traceback" not in err
     code, out, _ = run(portal, ["migrate"], env)
     assert code == 0, out
-    assert "schema version 2: applied 0002_test_step" in out
+    test_step = f"{latest + 1:04d}_test_step"
+    assert f"schema version {latest + 1}: applied {test_step}" in out
     events = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     migrated = [e for e in events if e["action"] == "admin.store.migrated"]
     assert [e["details"] for e in migrated] == [
-        {"version": 1, "applied": "0001_initial"},
-        {"version": 2, "applied": "0002_test_step"},
+        {"version": latest, "applied": ",".join(name for _, name in shipped)},
+        {"version": latest + 1, "applied": test_step},
     ]
     monkeypatch.undo()
     code, _, err = run(users, ["list"], env)
     assert code == 2
-    assert "newer than this Enclave knows (1)" in err
+    assert f"newer than this Enclave knows ({latest})" in err
     assert sqlite3.connect(tmp_path / "id.db").execute("SELECT count(*) FROM test_step").fetchone()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from auth._errors import ConflictError, InvalidInputError
-from auth._store import IdentityStore, open_store
+from auth._store import MIGRATIONS, IdentityStore, StoreError, open_store
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -195,8 +195,11 @@ def test_a_store_made_before_steps_were_recorded_is_adopted(tmp_path: Path) -> N
     s.close()
     raw = sqlite3.connect(tmp_path / "id.db")
     raw.execute("DROP TABLE identity_schema_migrations")  # as the code before them made it
+    raw.execute("ALTER TABLE oidc_clients DROP COLUMN tier")  # added by step 2
     raw.commit()
     raw.close()
-    adopted = open_store(url=url)
-    assert adopted.migrations_applied == ["0001_initial"]
+    with pytest.raises(StoreError, match="enclave portal migrate"):
+        open_store(url=url)  # adopted as step 1; later steps only when asked
+    adopted = open_store(url=url, migrate=True)
+    assert adopted.migrations_applied == [f"{v:04d}_{n}" for v, n, _ in MIGRATIONS]
     assert adopted.get_user(user_id=uid).username == "dave"

@@ -15,8 +15,18 @@ from fastapi.testclient import TestClient
 
 from auth import InvalidInputError, MemoryAuditSink, Portal, create_app, totp_at
 from tests.harness import id_tokens
+from tests.harness.softkey import SoftKey
 
-from .helpers import ADMIN_TOKEN, FakeClock, Pkce, csrf_of, make_portal, portal_env, totp_secret_of
+from .helpers import (
+    ADMIN_TOKEN,
+    FakeClock,
+    Pkce,
+    add_key,
+    csrf_of,
+    make_portal,
+    portal_env,
+    totp_secret_of,
+)
 
 PASSWORD = "ochre lantern gravel 41"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -53,11 +63,15 @@ def new_browser(app_client: TestClient) -> TestClient:
     return TestClient(app_client.app, base_url="https://localhost", client=("192.0.2.11", 50000))
 
 
-def enrol_alice(client: TestClient, clock: FakeClock) -> str:
-    """invite -> set password -> enrol TOTP; returns the TOTP secret."""
-    r = client.post(
-        "/api/admin/users", json={"username": "alice", "display_name": "Alice"}, headers=ADMIN
-    )
+def enrol_alice(
+    client: TestClient, clock: FakeClock, *, roles: tuple[str, ...] = (), key: SoftKey | None = None
+) -> str:
+    """invite (with ``roles``, else the default) -> set password -> enrol TOTP (and
+    ``key``, while enrolling after the invitation); returns the TOTP secret."""
+    body: dict[str, object] = {"username": "alice", "display_name": "Alice"}
+    if roles:
+        body["roles"] = list(roles)
+    r = client.post("/api/admin/users", json=body, headers=ADMIN)
     assert r.status_code == 201, r.text
     code = r.json()["invitation_code"]
     page = client.get("/invite")
@@ -79,6 +93,9 @@ def enrol_alice(client: TestClient, clock: FakeClock) -> str:
     )
     assert r.status_code == 200, r.text
     assert 'id="done"' in r.text
+    if key is not None:
+        add_key(client, key)
+        r = client.get("/enrol")
     r = client.post("/enrol/done", data={"csrf": csrf_of(r.text)}, follow_redirects=False)
     assert r.status_code == 303
     assert r.headers["location"] == "/login"
