@@ -126,13 +126,13 @@ def test_phished_password_and_totp_plus_own_key_without_uv_is_refused_by_the_aud
     secret = register_audit_ui(client)
     attacker, _key = phish_and_enrol_own_key(client, clock)
     claims = audit_ui_claims(attacker, secret, clock)
+    decision = officer_decision(claims, required_role="officer", min_tier="nbdc-high")
+    assert not decision.allowed, decision
+    assert any("user verification" in r or "approved" in r for r in decision.reasons)
     # acr never overstates: a key that did not verify the user gives no AAL3.
     assert claims["acr"] != "urn:enclave:aal3"
     assert "user" not in claims["amr"]
     assert claims["enclave_approved"] is False
-    decision = officer_decision(claims, required_role="officer", min_tier="nbdc-high")
-    assert not decision.allowed, decision
-    assert any("user verification" in r or "approved" in r for r in decision.reasons)
     # The same session is refused by an nbdc-high enclave too.
     register(client, "genome-high", "nbdc-high", ["alice"], networks=["192.0.2.0/24"])
     entry = attacker.get("/enclaves/genome-high", follow_redirects=False)
