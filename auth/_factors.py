@@ -657,13 +657,7 @@ class Factors:
             )
         except (WebAuthnException, ValueError, KeyError, TypeError, IndexError) as e:
             reason = _trim(e)
-            self.auditor.record(
-                action="auth.enrolment.webauthn",
-                actor=user.username,
-                outcome="failure",
-                client_ip=client_ip,
-                details={"factor": "webauthn", "category": "possession", "reason": reason},
-            )
+            self._enrolment_refused(user=user, client_ip=client_ip, reason=reason)
             raise InvalidInputError(f"The WebAuthn registration was refused: {reason}") from None
         backup_eligible = v.credential_device_type == CredentialDeviceType.MULTI_DEVICE
         reaches = 3 if v.user_verified and not backup_eligible else 2
@@ -673,13 +667,7 @@ class Factors:
                 f"key that verified you); this session reached AAL{session_aal}. Sign in with "
                 "such a key, or ask a security officer to re-bind your account"
             )
-            self.auditor.record(
-                action="auth.enrolment.webauthn",
-                actor=user.username,
-                outcome="failure",
-                client_ip=client_ip,
-                details={"factor": "webauthn", "category": "possession", "reason": reason},
-            )
+            self._enrolment_refused(user=user, client_ip=client_ip, reason=reason)
             raise ForbiddenError(reason[0].upper() + reason[1:] + ".")
         fmt = str(getattr(v.fmt, "value", v.fmt))
         aaguid = str(v.aaguid).lower()
@@ -717,6 +705,15 @@ class Factors:
             },
         )
         return cred
+
+    def _enrolment_refused(self, *, user: User, client_ip: str | None, reason: str) -> None:
+        self.auditor.record(
+            action="auth.enrolment.webauthn",
+            actor=user.username,
+            outcome="failure",
+            client_ip=client_ip,
+            details={"factor": "webauthn", "category": "possession", "reason": reason},
+        )
 
     def _biometric_attested(self, *, fmt: str, aaguid: str, attestation_object: bytes) -> bool:
         """Is this credential an allow-listed biometric model, proven by attestation?

@@ -175,6 +175,15 @@ def test_webauthn_without_uv_does_not_count_for_high_tier(
     assert "does not count" in page.inner_text("#reasons")
     page.click("#webauthn-button")
     page.wait_for_selector("h1:has-text('Entry refused'), #error")
+    if mode == "uv-off":
+        # The step-up options say userVerification: required (issue #11 item 9), so
+        # the browser itself refuses a key that cannot verify the user.
+        assert "did not complete" in page.inner_text("#error"), page.content()
+        ctx.close()
+        ev = [e for e in portal_server.audit_events() if e["actor"] == user]
+        assert any(e["action"] == "enclave.stepup.required" for e in ev)
+        assert not any(e["action"] == "enclave.entry.allowed" for e in ev)
+        return
     assert page.inner_text("h1") == "Entry refused", page.content()
     text = page.inner_text("#reasons")
     assert "User verification is required" in text, text

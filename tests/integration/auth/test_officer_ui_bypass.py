@@ -12,32 +12,20 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from fastapi.testclient import TestClient
 
 from audit.service._oidc import officer_decision, verify_id_token
 from auth import MemoryAuditSink, Portal
 from tests.harness.softkey import SoftKey
 
-from .helpers import FakeClock, Pkce, add_key, csrf_meta, csrf_of, portal_env
+from .helpers import FakeClock, Pkce, add_key, csrf_meta, csrf_of
 from .test_web_flows import ADMIN, enrol_alice, login, new_browser, password_step, register
 
 AUDIT_UI = "audit-ui"
 AUDIT_REDIRECT = "https://audit.example/ui/oidc/callback"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def env(tmp_path: Path, clock: FakeClock) -> tuple[Portal, MemoryAuditSink, TestClient]:
-    return portal_env(tmp_path, clock)
 
 
 def register_audit_ui(client: TestClient, **extra: Any) -> str:

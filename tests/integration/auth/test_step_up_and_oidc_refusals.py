@@ -12,28 +12,17 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from auth import MemoryAuditSink, Portal, totp_at
+from auth import MemoryAuditSink, Portal
 from tests.harness.softkey import SoftKey
 
-from .helpers import FakeClock, Pkce, approve_pending, csrf_meta, csrf_of, portal_env
-from .test_web_flows import ADMIN, REDIRECT, authorize, enrol_alice, login, register
+from .helpers import FakeClock, Pkce, approve_pending, csrf_meta, csrf_of
+from .test_web_flows import ADMIN, REDIRECT, authorize, enrol_alice, login, post_totp, register
 from .test_webauthn_http import step_up
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def env(tmp_path: Path, clock: FakeClock) -> tuple[Portal, MemoryAuditSink, TestClient]:
-    return portal_env(tmp_path, clock)
 
 
 def _session_cookie(client: TestClient) -> str:
@@ -54,14 +43,7 @@ def test_rerunning_totp_on_a_signed_in_session_keeps_auth_time_and_rotates_the_s
     clock.advance(10 * 60)
     page = client.get("/")
     assert page.status_code == 200, page.text
-    r = client.post(
-        "/login/totp",
-        data={
-            "csrf": csrf_of(page.text),
-            "code": totp_at(secret_b32=secret, for_time=int(clock())),
-        },
-        follow_redirects=False,
-    )
+    r = post_totp(client, page.text, secret, clock)
     assert r.status_code == 303, r.text
     (after,) = portal.store.list_sessions()
     assert after.auth_time == before.auth_time  # the sign-in did not get younger
@@ -72,14 +54,20 @@ def test_rerunning_totp_on_a_signed_in_session_keeps_auth_time_and_rotates_the_s
     assert ev["details"]["session"] == after.id_hash[:16]
 
 
-def test_enclave_step_up_rotates_the_session_id(
-    env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
-) -> None:
-    portal, _sink, client = env
+def signed_in_with_an_approved_key(client: TestClient, clock: FakeClock) -> SoftKey:
+    """Alice enrolled with TOTP and a security key (approved), signed in with TOTP."""
     key = SoftKey(origin="https://localhost")
     secret = enrol_alice(client, clock, key=key)
     approve_pending(client, "alice")
     login(client, secret, clock)
+    return key
+
+
+def test_enclave_step_up_rotates_the_session_id(
+    env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
+) -> None:
+    portal, _sink, client = env
+    key = signed_in_with_an_approved_key(client, clock)
     register(client, "genome-high", "nbdc-high", ["alice"])
     (before,) = portal.store.list_sessions()
     status, _text = step_up(client, "genome-high", key)
@@ -103,10 +91,7 @@ def test_webauthn_options_require_uv_where_the_tier_requires_it(
     env: tuple[Portal, MemoryAuditSink, TestClient], clock: FakeClock
 ) -> None:
     _portal, _sink, client = env
-    key = SoftKey(origin="https://localhost")
-    secret = enrol_alice(client, clock, key=key)
-    approve_pending(client, "alice")
-    login(client, secret, clock)
+    signed_in_with_an_approved_key(client, clock)
     # nbdc-standard login and enrolment: UV preferred (not required by the tier).
     enrol = _options(client, "/enrol", "/enrol/webauthn/options")
     assert enrol["authenticatorSelection"]["userVerification"] == "preferred"  # type: ignore[index]

@@ -122,15 +122,20 @@ def login(client: TestClient, secret: str, clock: FakeClock) -> None:
     assert r.headers["location"] == "/login/factor"
     page = client.get("/login/factor")
     clock.advance(30)
-    r = client.post(
+    r = post_totp(client, page.text, secret, clock)
+    assert r.status_code == 303, r.text
+
+
+def post_totp(client: TestClient, page_html: str, secret: str, clock: FakeClock) -> httpx.Response:
+    """Submit the current TOTP code at ``/login/totp`` with the CSRF token of ``page_html``."""
+    return client.post(
         "/login/totp",
         data={
-            "csrf": csrf_of(page.text),
+            "csrf": csrf_of(page_html),
             "code": totp_at(secret_b32=secret, for_time=int(clock())),
         },
         follow_redirects=False,
     )
-    assert r.status_code == 303, r.text
 
 
 def register(
