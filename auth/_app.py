@@ -1445,8 +1445,8 @@ def create_app(*, portal: Portal) -> FastAPI:
         # 4. The tier the client demands: a hub its enclave's (with membership and
         # network), any other client (the audit UI) the tier it was registered with.
         enclave = None
-        tier = portal.client_tier(client)
-        decision = decide(ctx, tier)
+        tier = portal.client_tier(client) if client.enclave is None else portal.login_tier
+        decision = decide(ctx, tier)  # a hub's is decided against its enclave below
         if client.enclave is None and not decision.allowed:
             kinds = {c.kind for c in store.list_credentials(user_id=user.id) if not c.disabled}
             can_step_up = bool(kinds & {"webauthn", "totp"}) and prompt != "none"
@@ -1657,7 +1657,9 @@ def create_app(*, portal: Portal) -> FastAPI:
         authorization: str | None,
     ) -> Response:
         ip = client_ip(request)
-        portal.factors._ip_precheck(client_ip=ip)
+        # Refusals below are counted against the caller's address, but this endpoint
+        # does not itself stop at the address limit: its callers are hub servers, and a
+        # user who feeds a hub bad codes must not lock every user of that hub out.
         # 1. Client authentication (basic or post), constant-time on the secret hash.
         if authorization and authorization.lower().startswith("basic "):
             import base64 as _b64

@@ -196,6 +196,14 @@ def test_token_endpoint_refusals_are_audited_and_counted(
     assert [e["details"]["reason"] for e in refused] == reasons
     assert all(e["client_ip"] == ip and e["outcome"] == "failure" for e in refused)
     assert _failures(portal, ip) == len(reasons)
+    # A paused address is refused sign-in steps, but a hub calling from it is not locked
+    # out of the token endpoint by refusals its users can cause.
+    for _ in range(portal.factors.ip_max_failures):
+        portal.store.add_ip_failure(ip=ip, now=clock(), window_s=900)
+    assert authorize(client, "hub-gut-2026", Pkce.new()).status_code == 429
+    r = _token(client, "no-such-code", Pkce.new().verifier, hub_secret)
+    assert r.status_code == 400
+    assert r.json()["error"] == "invalid_grant"
 
 
 def test_authorize_with_an_unknown_client_or_redirect_is_audited_and_counted(
