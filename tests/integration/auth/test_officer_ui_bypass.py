@@ -5,23 +5,37 @@ the attacker signs in with alice's phished password and one TOTP code, enrols th
 own security key without user verification (it stays unapproved), signs in with
 password + that key and asks for an ID token for the audit UI. The audit UI's own
 checks (``verify_id_token`` and ``officer_decision``, steps 5 and 6 of its sign-in)
-then decide, at its minimum tier nbdc-high.
+then decide, at its minimum tier nbdc-high. The last test runs the whole chain over
+HTTP: the audit UI's own routes, the portal served on a loopback port for the audit
+UI's back channel, and the attacker's browser.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+import time
 import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
+import uvicorn
 from fastapi.testclient import TestClient
 
-from audit.service._oidc import officer_decision, verify_id_token
-from auth import MemoryAuditSink, Portal
+from audit.log import open_log
+from audit.service import ServiceSettings
+from audit.service import create_app as create_audit_app
+from audit.service._oidc import OidcConfig, officer_decision, verify_id_token
+from audit.tokens import TokenStore
+from auth import MemoryAuditSink, Portal, create_app
+from tests.harness.audit_service import free_port, make_audit_env
 from tests.harness.softkey import SoftKey
 
-from .helpers import FakeClock, Pkce, add_key, csrf_meta, csrf_of
+from .helpers import FakeClock, Pkce, add_key, csrf_meta, csrf_of, make_settings
 from .test_web_flows import ADMIN, enrol_alice, login, new_browser, password_step, register
 
 AUDIT_UI = "audit-ui"
@@ -193,3 +207,105 @@ def test_officer_approves_one_credential_not_every_pending_one(
     # Approving someone else's credential through alice's name is refused.
     r = client.post("/api/admin/users/alice/credentials/not-a-credential/approve", headers=ADMIN)
     assert r.status_code == 404
+
+
+# ----- the same attack against the audit UI's own HTTP routes ------------------------
+
+
+@contextlib.contextmanager
+def portal_over_http(tmp_path: Path) -> Iterator[tuple[Portal, TestClient, FakeClock]]:
+    """A portal served by uvicorn on a loopback port (the audit UI's back channel: token
+    endpoint, JWKS, discovery over real HTTP), and the attacker's browser on it. Its
+    clock starts now: the audit UI checks the ID token's times against the real clock."""
+    port = free_port()
+    clock = FakeClock(start=time.time())
+    portal = Portal(
+        settings=make_settings(tmp_path, issuer=f"http://127.0.0.1:{port}"),
+        sink=MemoryAuditSink(),
+        clock=clock,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(portal=portal), host="127.0.0.1", port=port, log_level="error")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the portal did not start listening"
+        assert thread.is_alive(), "the portal's server thread ended at start-up"
+        time.sleep(0.05)  # poll interval; the deadline bounds the wait
+    browser = TestClient(
+        create_app(portal=portal), base_url="https://localhost", client=("192.0.2.10", 50000)
+    )
+    try:
+        yield portal, browser, clock
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@contextlib.contextmanager
+def audit_ui(tmp_path: Path, *, issuer: str, secret: str) -> Iterator[tuple[TestClient, Any]]:
+    """The audit service in-process with its officer UI signing in through ``issuer``."""
+    env = make_audit_env(tmp_path / "audit")
+    secret_file = env.root / "oidc-secret"
+    secret_file.write_text(secret + "\n")
+    secret_file.chmod(0o600)
+    log = open_log(env.store_url, signer_key_path=env.key_path)
+    app = create_audit_app(
+        log=log,
+        tokens=TokenStore(path=env.tokens_path),
+        officer_token_file=env.officer_file,
+        settings=ServiceSettings(checkpoint_interval_seconds=0),
+        oidc=OidcConfig(
+            issuer=issuer,
+            client_id=AUDIT_UI,
+            client_secret_file=secret_file,
+            redirect_uri=AUDIT_REDIRECT_TESTSERVER,
+            min_tier="nbdc-high",
+        ),
+    )
+    try:
+        with TestClient(app, base_url="https://testserver") as client:
+            yield client, log
+    finally:
+        log.close()
+
+
+AUDIT_REDIRECT_TESTSERVER = "https://testserver/ui/oidc/callback"
+
+
+def test_the_audit_ui_over_http_refuses_a_phished_password_plus_own_key(tmp_path: Path) -> None:
+    with portal_over_http(tmp_path) as (portal, attacker, clock):
+        r = attacker.post(
+            "/api/admin/clients",
+            json={"client_id": AUDIT_UI, "redirect_uris": [AUDIT_REDIRECT_TESTSERVER]},
+            headers=ADMIN,
+        )
+        assert r.status_code == 201, r.text
+        secret = enrol_alice(attacker, clock, roles=("officer",))
+        login(attacker, secret, clock)
+        key = SoftKey(origin=portal.settings.issuer, uv=False)
+        add_key(attacker, key)
+        attacker.post("/logout", data={"csrf": csrf_of(attacker.get("/").text)})
+        assert sign_in_with_key(attacker, key).status_code == 303
+        with audit_ui(
+            tmp_path, issuer=portal.settings.issuer, secret=r.json()["client_secret"]
+        ) as (ui, log):
+            start = ui.get("/ui/login/oidc", follow_redirects=False)
+            assert start.status_code in (302, 303, 307), start.text
+            to_portal = urllib.parse.urlsplit(start.headers["location"])
+            assert to_portal.path == "/oidc/authorize"
+            back = attacker.get(f"/oidc/authorize?{to_portal.query}", follow_redirects=False)
+            assert back.status_code == 303, back.text
+            assert back.headers["location"].startswith(AUDIT_REDIRECT_TESTSERVER + "?code=")
+            callback = urllib.parse.urlsplit(back.headers["location"])
+            answer = ui.get(f"/ui/oidc/callback?{callback.query}", follow_redirects=False)
+            assert answer.status_code == 403, answer.text
+            assert not any(c.name.endswith("enclave_audit") for c in ui.cookies.jar)
+            rows = log.store.entries(0, log.sequenced())
+            refused = [orjson.loads(row[-1]) for row in rows if row[4] == "audit"]
+            assert refused[-1]["action"] == "auth.factor.failed"
+            assert refused[-1]["actor"] == "alice"
+            assert refused[-1]["outcome"] == "denied"
+            assert "nbdc-high" in refused[-1]["details"]["reason"]
