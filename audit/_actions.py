@@ -470,10 +470,16 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "session.stepped_up",
-        "summary": "A session proved one more factor to enter a stricter enclave.",
+        "version": 2,
+        "summary": "A session proved one more factor to enter a stricter enclave or to "
+        "meet a client's tier; its session id was rotated.",
         "cannot_capture": "Who held the factor (see auth.factor.verified).",
         "ocsf": 3002,
-        "fields": {"factor": _f("str", choices=_FACTOR_KINDS), "category": _CATEGORY_FIELD},
+        "fields": {
+            "factor": _f("str", choices=_FACTOR_KINDS),
+            "category": _CATEGORY_FIELD,
+            "session": _f("str", max_len=64, doc="v2: the new session id's hash prefix"),
+        },
     },
     {
         "name": "enclave.entry.allowed",
@@ -505,7 +511,13 @@ _SPECS: list[dict[str, object]] = [
         "summary": "An OIDC authorization request was refused.",
         "cannot_capture": "Requests that never reached the portal.",
         "ocsf": 3002,
-        "fields": {"client_id": _f("str", max_len=128), "reason": _f("str", max_len=512)},
+        "fields": {
+            "client_id": _f("str", max_len=128),
+            "reason": _f("str", max_len=512),
+            "tier": _f("str", max_len=64, doc="v2: the tier the client demands"),
+            "reasons": _f("str_list", max_len=512, doc="v2: why the session falls short"),
+        },
+        "version": 2,
     },
     {
         "name": "oidc.authorize.stepup",
@@ -515,7 +527,9 @@ _SPECS: list[dict[str, object]] = [
         "fields": {
             "client_id": _f("str", max_len=128),
             "reasons": _f("str_list", max_len=512),
+            "tier": _f("str", max_len=64, doc="v2: the tier the client demands"),
         },
+        "version": 2,
     },
     {
         "name": "oidc.code.issued",
@@ -541,7 +555,11 @@ _SPECS: list[dict[str, object]] = [
         "summary": "A token request was refused (bad code, verifier or client).",
         "cannot_capture": "The code or verifier presented (never logged).",
         "ocsf": 3002,
-        "fields": {"reason": _f("str", max_len=256)},
+        "fields": {
+            "reason": _f("str", max_len=256),
+            "client_id": _f("str", max_len=128, doc="v2: the authenticated client"),
+        },
+        "version": 2,
     },
     {
         "name": "oidc.client.auth_failed",
@@ -614,7 +632,9 @@ _SPECS: list[dict[str, object]] = [
             "user": _f("str", max_len=256),
             "credential": _f("str", max_len=128),
             "factor": _f("str", choices=_FACTOR_KINDS),
+            "aaguid": _f("str", max_len=64, doc="v2: the approved key's model (WebAuthn)"),
         },
+        "version": 2,
     },
     {
         "name": "admin.enclave.registered",
@@ -645,7 +665,9 @@ _SPECS: list[dict[str, object]] = [
         "fields": {
             "client_id": _f("str", max_len=128),
             "redirect_uris": _f("str_list", max_len=512),
+            "tier": _f("str", max_len=64, doc="v2: the tier the client demands"),
         },
+        "version": 2,
     },
     {
         "name": "admin.signing_key.rotated",

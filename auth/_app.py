@@ -38,6 +38,7 @@ from ._errors import (
 )
 from ._factors import (
     MALFORMED_USERNAME_ACTOR,
+    UNKNOWN_CLIENT,
     FactorResult,
     factor_to_json,
     factors_from_json,
@@ -51,7 +52,6 @@ from ._policy import (
     acr_for_aal,
     check_source_network,
     evaluate_login,
-    needs_enrolment_approval,
 )
 from ._portal import Portal
 from ._store import EnclaveRecord, SessionRecord, User
@@ -127,6 +127,9 @@ class ClientIn(BaseModel):
     redirect_uris: list[str] = Field(min_length=1, max_length=10)
     post_logout_redirect_uris: list[str] = Field(default_factory=list, max_length=10)
     rotate_secret: bool = False
+    #: The tier a client that is not an enclave's hub demands (the audit UI: its
+    #: minimum tier); an enclave's hub always demands its enclave's tier.
+    tier: str | None = Field(default=None, max_length=64)
 
 
 class Member(BaseModel):
@@ -488,16 +491,17 @@ def create_app(*, portal: Portal) -> FastAPI:
         return user
 
     def add_factor(ctx: _Ctx, result: FactorResult) -> None:
-        cred = store.get_credential(cred_id=result.credential_id)
-        ctx.state.setdefault("factors", []).append(
-            factor_to_json(result, approved=cred.approved, at=portal.clock())
-        )
+        ctx.state.setdefault("factors", []).append(factor_to_json(result, at=portal.clock()))
 
     def decide(ctx: _Ctx, tier: Tier) -> LoginDecision:
-        fs = factors_from_json(
-            ctx.state.get("factors", []), approved_only=needs_enrolment_approval(tier)
-        )
-        return evaluate_login(tier=tier, factors=fs)
+        return evaluate_login(tier=tier, factors=factors_from_json(ctx.state.get("factors", [])))
+
+    def pending_tier(ctx: _Ctx) -> Tier:
+        """The tier this sign-in must reach: the login tier, or the stricter tier of a
+        client (the audit UI) whose authorization request waits for a step-up."""
+        pending = ctx.state.get("authorize")
+        name = pending.get("_tier") if isinstance(pending, dict) else None
+        return portal.tier(str(name)) if name else portal.login_tier
 
     # ----- language ---------------------------------------------------------------------
     @app.get("/lang/{code}", response_class=RedirectResponse, status_code=303)
@@ -669,6 +673,11 @@ def create_app(*, portal: Portal) -> FastAPI:
             has_webauthn="webauthn" in kinds,
         )
 
+    def ceremony_tier(ctx: _Ctx) -> Tier:
+        """The tier a factor at ``/login/...`` is checked against: the login tier at
+        sign-in, the waiting client's tier on a step-up."""
+        return pending_tier(ctx) if ctx.state.get("stage") == "authenticated" else portal.login_tier
+
     def login_user(ctx: _Ctx) -> User:
         user = current_user(ctx)
         if user is None or ctx.state.get("stage") not in ("password", "authenticated"):
@@ -678,10 +687,52 @@ def create_app(*, portal: Portal) -> FastAPI:
     @app.get("/login/factor", response_class=HTMLResponse)
     def second_factor_page(request: Request) -> Response:
         ctx = session_ctx(request)
-        if ctx.state.get("stage") != "password":
+        stage = ctx.state.get("stage")
+        if stage == "authenticated" and isinstance(ctx.state.get("authorize"), dict):
+            # A client (the audit UI) demands more than this session proved: step up.
+            user = require_auth(ctx)
+            return factor_page(
+                ctx,
+                user,
+                base="/login",
+                heading=translate("stepup", ctx.lang),
+                intro=translate("stepup_intro", ctx.lang),
+                reasons=decide(ctx, pending_tier(ctx)).reasons,
+            )
+        if stage != "password":
             return redirect(ctx, "/login")
         user = login_user(ctx)
         return factor_page(ctx, user, base="/login", heading=translate("second_factor", ctx.lang))
+
+    def continue_signed_in(ctx: _Ctx) -> Response:
+        pending = ctx.state.get("authorize")
+        if isinstance(pending, dict):
+            query = {k: v for k, v in pending.items() if not k.startswith("_")}
+            return redirect(ctx, "/oidc/authorize?" + urllib.parse.urlencode(query))
+        return redirect(ctx, "/")
+
+    def login_factor_verified(ctx: _Ctx, user: User, result: FactorResult) -> Response:
+        """A factor verified at ``/login/totp`` or ``/login/webauthn``. On a session that
+        is already signed in it is a step-up: the factor is added, the session id is
+        rotated and ``auth_time`` (when the sign-in happened) is left as it was."""
+        signed_in = ctx.state.get("stage") == "authenticated"
+        add_factor(ctx, result)
+        if not signed_in:
+            return finish_login(ctx, user)
+        renew(ctx)
+        save(ctx)
+        audit(
+            action="session.stepped_up",
+            actor=user.username,
+            outcome="success",
+            client_ip=ctx.client_ip,
+            details={
+                "session": ctx.session.id_hash[:16],
+                "factor": result.factor.kind.value,
+                "category": result.category,
+            },
+        )
+        return continue_signed_in(ctx)
 
     def finish_login(ctx: _Ctx, user: User) -> Response:
         decision = decide(ctx, portal.login_tier)
@@ -710,10 +761,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 "categories": sorted(c.value for c in decision.categories),
             },
         )
-        pending = ctx.state.get("authorize")
-        if isinstance(pending, dict):
-            return redirect(ctx, "/oidc/authorize?" + urllib.parse.urlencode(pending))
-        return redirect(ctx, "/")
+        return continue_signed_in(ctx)
 
     @app.post("/login/totp", response_class=HTMLResponse)
     def login_totp(
@@ -726,7 +774,7 @@ def create_app(*, portal: Portal) -> FastAPI:
         user = login_user(ctx)
         try:
             result = portal.factors.verify_totp(
-                user=user, code=code, tier=portal.login_tier, client_ip=ctx.client_ip
+                user=user, code=code, tier=ceremony_tier(ctx), client_ip=ctx.client_ip
             )
         except (FactorFailedError, ThrottledError, InvalidInputError) as e:
             note_retry(ctx, e)
@@ -738,8 +786,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 error=e.message,
                 status=e.status_code,
             )
-        add_factor(ctx, result)
-        return finish_login(ctx, user)
+        return login_factor_verified(ctx, user, result)
 
     def options_ctx(request: Request, x_csrf_token: str | None) -> _Ctx:
         ctx = session_ctx(request, create=False)
@@ -753,7 +800,9 @@ def create_app(*, portal: Portal) -> FastAPI:
         ctx = options_ctx(request, x_csrf_token)
         user = login_user(ctx)
         body = portal.factors.begin_webauthn_authentication(
-            user=user, session_hash=ctx.session.id_hash
+            user=user,
+            session_hash=ctx.session.id_hash,
+            user_verification=ceremony_tier(ctx).login.webauthn_user_verification,
         )
         return Response(body, media_type="application/json")
 
@@ -771,7 +820,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 user=user,
                 session_hash=ctx.session.id_hash,
                 credential_json=credential,
-                tier=portal.login_tier,
+                tier=ceremony_tier(ctx),
                 client_ip=ctx.client_ip,
             )
         except (FactorFailedError, ThrottledError, InvalidInputError) as e:
@@ -784,8 +833,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 error=e.message,
                 status=e.status_code,
             )
-        add_factor(ctx, result)
-        return finish_login(ctx, user)
+        return login_factor_verified(ctx, user, result)
 
     @app.post("/logout", response_class=HTMLResponse)
     def logout(
@@ -1033,8 +1081,14 @@ def create_app(*, portal: Portal) -> FastAPI:
     ) -> Response:
         ctx = options_ctx(request, x_csrf_token)
         user = enrol_user(ctx)
+        tiers = [
+            portal.login_tier,
+            *(portal.tier(e.tier) for e in store.list_enclaves(username=user.username)),
+        ]
         body = portal.factors.begin_webauthn_registration(
-            user=user, session_hash=ctx.session.id_hash
+            user=user,
+            session_hash=ctx.session.id_hash,
+            user_verification=any(t.login.webauthn_user_verification for t in tiers),
         )
         return Response(body, media_type="application/json")
 
@@ -1047,11 +1101,13 @@ def create_app(*, portal: Portal) -> FastAPI:
         ctx = session_ctx(request)
         check_csrf(ctx, csrf)
         user = enrol_user(ctx)
+        signed_in = ctx.state.get("stage") == "authenticated"
         portal.factors.finish_webauthn_registration(
             user=user,
             session_hash=ctx.session.id_hash,
             credential_json=credential,
             client_ip=ctx.client_ip,
+            session_aal=decide(ctx, portal.login_tier).aal if signed_in else None,
         )
         return redirect(ctx, "/enrol")
 
@@ -1193,6 +1249,7 @@ def create_app(*, portal: Portal) -> FastAPI:
 
     def stepped_up(ctx: _Ctx, user: User, enc: EnclaveRecord, result: FactorResult) -> Response:
         add_factor(ctx, result)
+        renew(ctx)  # a new session id at every step-up; auth_time stays the sign-in's
         save(ctx)
         _tier, decision, blockers = entry_check(ctx, user, enc)
         audit(
@@ -1238,9 +1295,11 @@ def create_app(*, portal: Portal) -> FastAPI:
     ) -> Response:
         ctx = options_ctx(request, x_csrf_token)
         user = require_auth(ctx)
-        enclave_for(user, name)
+        enc = enclave_for(user, name)
         body = portal.factors.begin_webauthn_authentication(
-            user=user, session_hash=ctx.session.id_hash
+            user=user,
+            session_hash=ctx.session.id_hash,
+            user_verification=portal.tier(enc.tier).login.webauthn_user_verification,
         )
         return Response(body, media_type="application/json")
 
@@ -1300,6 +1359,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 "amr",
                 "acr",
                 "enclave_factors",
+                "enclave_approved",
                 "enclaves",
                 "roles",
                 "preferred_username",
@@ -1335,12 +1395,24 @@ def create_app(*, portal: Portal) -> FastAPI:
         code_challenge_method: Annotated[str, Query(max_length=16)] = "",
         prompt: Annotated[str, Query(max_length=64)] = "",
     ) -> Response:
-        # 1. The client and its exact redirect URI: errors here never redirect.
-        client = store.get_client(client_id=client_id) if client_id else None
-        if client is None:
-            raise InvalidInputError("Unknown client_id.")
-        if redirect_uri not in client.redirect_uris:
-            raise InvalidInputError("redirect_uri is not registered for this client.")
+        # 1. The client and its exact redirect URI: errors here never redirect; each
+        # is audited and counted against the client address (like a failed factor).
+        ip = client_ip(request)
+        portal.factors._ip_precheck(client_ip=ip)
+        client = store.get_client(client_id=client_id) if _CLIENT_ID.match(client_id) else None
+        if client is None or redirect_uri not in client.redirect_uris:
+            reason = "unknown client_id" if client is None else "unregistered redirect_uri"
+            oidc_refused(
+                action="oidc.authorize.refused",
+                actor="anonymous",
+                ip=ip,
+                details={"client_id": client_id if client else "(unknown)", "reason": reason},
+            )
+            raise InvalidInputError(
+                "Unknown client_id."
+                if client is None
+                else "redirect_uri is not registered for this client."
+            )
         # 2. Protocol parameters: errors go back to the client.
         if response_type != "code":
             return auth_error_redirect(
@@ -1384,9 +1456,35 @@ def create_app(*, portal: Portal) -> FastAPI:
             save(ctx)
             return redirect(ctx, "/login/factor" if stage == "password" else "/login")
         user = require_auth(ctx)
-        # 4. The enclave's tier, membership and network.
+        # 4. The tier the client demands: a hub its enclave's (with membership and
+        # network), any other client (the audit UI) the tier it was registered with.
         enclave = None
-        decision = decide(ctx, portal.login_tier)
+        tier = portal.client_tier(client) if client.enclave is None else portal.login_tier
+        decision = decide(ctx, tier)  # a hub's is decided against its enclave below
+        if client.enclave is None and not decision.allowed:
+            kinds = {c.kind for c in store.list_credentials(user_id=user.id) if not c.disabled}
+            can_step_up = bool(kinds & {"webauthn", "totp"}) and prompt != "none"
+            audit(
+                action="oidc.authorize.stepup" if can_step_up else "oidc.authorize.refused",
+                actor=user.username,
+                outcome="failure",
+                client_ip=ctx.client_ip,
+                details={
+                    "client_id": client_id,
+                    "tier": tier.id,
+                    "reasons": list(decision.reasons),
+                },
+            )
+            if not can_step_up:
+                return auth_error_redirect(
+                    redirect_uri,
+                    "access_denied" if prompt != "none" else "interaction_required",
+                    f"This sign-in does not meet the tier {tier.id} this client demands.",
+                    state,
+                )
+            ctx.state["authorize"] = {**params, "_tier": tier.id}
+            save(ctx)
+            return redirect(ctx, "/login/factor")
         if client.enclave is not None:
             enc = store.get_enclave(name=client.enclave)
             if enc is None or user.username not in {u for u, _ in enc.members}:
@@ -1431,6 +1529,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 "amr": list(decision.amr),
                 "acr": decision.acr,
                 "categories": sorted(c.value for c in decision.categories),
+                "approved": decision.approved,
                 "auth_time": int(ctx.session.auth_time or portal.clock()),
                 "sid": ctx.session.id_hash[:32],
                 "session": ctx.session.id_hash,
@@ -1449,6 +1548,47 @@ def create_app(*, portal: Portal) -> FastAPI:
         return redirect(
             ctx, redirect_uri + sep + urllib.parse.urlencode({"code": code, "state": state})
         )
+
+    def oidc_refused(
+        *,
+        action: str,
+        actor: str,
+        ip: str | None,
+        details: dict[str, Any],
+        enclave: str | None = None,
+    ) -> None:
+        """Audit a refused OIDC request and count it against the client address (the
+        throttle that also counts failed factors)."""
+        store.add_ip_failure(
+            ip=ip if ip is not None else UNKNOWN_CLIENT,
+            now=portal.clock(),
+            window_s=portal.factors.ip_window_s,
+        )
+        audit(
+            action=action,
+            actor=actor,
+            outcome="failure",
+            enclave=enclave,
+            client_ip=ip,
+            details=details,
+        )
+
+    def token_refused(
+        client_id: str,
+        ip: str | None,
+        reason: str,
+        error: str,
+        desc: str,
+        enclave: str | None = None,
+    ) -> JSONResponse:
+        oidc_refused(
+            action="oidc.token.refused",
+            actor=client_id,
+            ip=ip,
+            enclave=enclave,
+            details={"client_id": client_id, "reason": reason},
+        )
+        return oauth_error(error, desc)
 
     def oauth_error(error: str, desc: str, status: int = 400) -> JSONResponse:
         headers = {"WWW-Authenticate": "Basic"} if status == 401 else {}
@@ -1531,6 +1671,9 @@ def create_app(*, portal: Portal) -> FastAPI:
         authorization: str | None,
     ) -> Response:
         ip = client_ip(request)
+        # Refusals below are counted against the caller's address, but this endpoint
+        # does not itself stop at the address limit: its callers are hub servers, and a
+        # user who feeds a hub bad codes must not lock every user of that hub out.
         # 1. Client authentication (basic or post), constant-time on the secret hash.
         if authorization and authorization.lower().startswith("basic "):
             import base64 as _b64
@@ -1569,41 +1712,53 @@ def create_app(*, portal: Portal) -> FastAPI:
         # 2. The code: once, unexpired, for this client and redirect URI.
         code_hash = hash_token(code)
         payload = store.peek_code(code_hash=code_hash, now=portal.clock()) if code else None
-        if payload is None or payload["client_id"] != client.client_id:
-            audit(
-                action="oidc.token.refused",
-                actor=client.client_id,
-                outcome="failure",
-                client_ip=ip,
-                details={"reason": "unknown, expired or reused code"},
+        cid = client.client_id
+        if payload is None or payload["client_id"] != cid:
+            return token_refused(
+                cid,
+                ip,
+                "unknown, expired or reused code",
+                "invalid_grant",
+                "The code is unknown, expired or already used.",
             )
-            return oauth_error("invalid_grant", "The code is unknown, expired or already used.")
         if payload["redirect_uri"] != redirect_uri:
-            return oauth_error(
-                "invalid_grant", "redirect_uri does not match the authorization request."
+            return token_refused(
+                cid,
+                ip,
+                "redirect_uri mismatch",
+                "invalid_grant",
+                "redirect_uri does not match the authorization request.",
             )
         # 3. PKCE S256.
         try:
             validate_code_verifier(code_verifier)
         except InvalidInputError as e:
-            return oauth_error("invalid_grant", e.message)
+            return token_refused(cid, ip, "malformed PKCE verifier", "invalid_grant", e.message)
         if not pkce_s256_matches(verifier=code_verifier, challenge=payload["challenge"]):
-            audit(
-                action="oidc.token.refused",
-                actor=client.client_id,
-                outcome="failure",
-                client_ip=ip,
-                details={"reason": "PKCE verifier mismatch"},
+            return token_refused(
+                cid,
+                ip,
+                "PKCE verifier mismatch",
+                "invalid_grant",
+                "code_verifier does not match code_challenge.",
             )
-            return oauth_error("invalid_grant", "code_verifier does not match code_challenge.")
         # 4. The session and membership are still valid now (changes apply at the next token).
         sess = store.get_session(id_hash=payload["session"])
         user = store.get_user(user_id=payload["user_id"])
         if sess is None or sess.ended_at is not None or user.status != "active":
-            return oauth_error("invalid_grant", "The sign-in session has ended.")
+            return token_refused(
+                cid, ip, "sign-in session ended", "invalid_grant", "The sign-in session has ended."
+            )
         enclaves = [e.name for e in store.list_enclaves(username=user.username)]
         if payload["enclave"] is not None and payload["enclave"] not in enclaves:
-            return oauth_error("invalid_grant", "The user is no longer a member of this enclave.")
+            return token_refused(
+                cid,
+                ip,
+                "membership removed",
+                "invalid_grant",
+                "The user is no longer a member of this enclave.",
+                enclave=payload["enclave"],
+            )
         now = int(portal.clock())
         claims = {
             "iss": issuer,
@@ -1615,6 +1770,7 @@ def create_app(*, portal: Portal) -> FastAPI:
             "amr": payload["amr"],
             "acr": payload["acr"],
             "enclave_factors": payload["categories"],
+            "enclave_approved": bool(payload.get("approved", False)),
             "enclaves": enclaves,
             "preferred_username": user.username,
             "name": user.display_name,
@@ -1714,6 +1870,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 "amr": c["amr"],
                 "acr": c["acr"],
                 "enclave_factors": c["enclave_factors"],
+                "enclave_approved": bool(c.get("enclave_approved", False)),
                 "enclaves": [e.name for e in store.list_enclaves(username=user.username)],
                 "roles": sorted(user.roles),
                 "auth_time": c["auth_time"],
@@ -1842,6 +1999,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                     "failures": c.failures,
                     "backup_eligible": c.backup_eligible,
                     "biometric_attested": c.biometric_attested,
+                    "aaguid": c.aaguid,
                 }
                 for c in store.list_credentials(user_id=u.id)
             ],
@@ -1856,9 +2014,11 @@ def create_app(*, portal: Portal) -> FastAPI:
         portal.disable_user(username=username, actor=actor)
         return user_out(portal.user(username))
 
-    @app.post("/api/admin/users/{username}/approve", response_model=UserOut)
-    def api_approve(username: str, actor: Admin) -> UserOut:
-        portal.approve_user(username=username, actor=actor)
+    @app.post(
+        "/api/admin/users/{username}/credentials/{credential_id}/approve", response_model=UserOut
+    )
+    def api_approve(username: str, credential_id: str, actor: Admin) -> UserOut:
+        portal.approve_credential(username=username, credential_id=credential_id, actor=actor)
         return user_out(portal.user(username))
 
     @app.post("/api/admin/users/{username}/rebind", response_model=InviteResponse)
@@ -1875,6 +2035,10 @@ def create_app(*, portal: Portal) -> FastAPI:
 
     @app.put("/api/admin/enclaves/{name}", response_model=EnclaveOut)
     def api_register(name: str, body: EnclaveIn, actor: Admin) -> EnclaveOut:
+        if body.client is not None and body.client.tier is not None:
+            raise InvalidInputError(
+                "An enclave's hub demands its enclave's tier; omit client.tier."
+            )
         reg = portal.register_enclave(
             name=name,
             tier=body.tier,
@@ -1907,6 +2071,7 @@ def create_app(*, portal: Portal) -> FastAPI:
             client_id=body.client_id,
             redirect_uris=body.redirect_uris,
             post_logout_redirect_uris=body.post_logout_redirect_uris,
+            tier=body.tier,
             actor=actor,
         )
         return ClientOut(client_id=body.client_id, client_secret=secret)

@@ -11,12 +11,14 @@ import functools
 import getpass
 import json
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from cryptography.hazmat.primitives import serialization
 
 from ._audit import open_sink
 from ._crypto import KeyRing, hash_token
@@ -260,7 +262,17 @@ def migrate(open_portal: Callable[..., Portal]) -> None:
     "--trusted-proxy", multiple=True, help="CIDR whose X-Forwarded-For is believed (repeatable)."
 )
 @click.option(
-    "--biometric-aaguid", multiple=True, help="AAGUID=amr of a biometric-only authenticator model."
+    "--biometric-aaguid",
+    multiple=True,
+    help="AAGUID=amr (fpt, face, iris, retina or vbm) of an authenticator model whose only "
+    "user verification is that biometric (repeatable). Needs --attestation-root.",
+)
+@click.option(
+    "--attestation-root",
+    multiple=True,
+    help="FORMAT=PEM_FILE: trusted attestation root certificate(s) for one attestation "
+    "format, e.g. packed=/etc/enclave/vendor-root.pem (repeatable). A key counts as "
+    "biometric only when its attestation chains to one of these roots.",
 )
 @click.option(
     "--workers",
@@ -281,6 +293,7 @@ def serve(
     admin_token_file: Path | None,
     trusted_proxy: tuple[str, ...],
     biometric_aaguid: tuple[str, ...],
+    attestation_root: tuple[str, ...],
 ) -> None:
     """Serve the portal over HTTP (put TLS in front; HSTS is sent on https)."""
     import urllib.parse
@@ -297,14 +310,7 @@ def serve(
                 "chmod 600 it."
             )
         admin_hash = hash_token(admin_token_file.read_text().strip())
-    aaguids = {}
-    for item in biometric_aaguid:
-        a, sep, amr = item.partition("=")
-        if not sep or amr not in ("fpt", "face", "iris", "retina", "vbm"):
-            raise click.UsageError(
-                f"--biometric-aaguid {item!r}: expected AAGUID=fpt|face|iris|retina|vbm."
-            )
-        aaguids[a.lower()] = amr
+    aaguids, roots = biometric_settings(aaguids=biometric_aaguid, roots=attestation_root)
     p = open_portal(
         issuer=issuer,
         rp_id=rp_id or (urllib.parse.urlparse(issuer).hostname or "localhost"),
@@ -312,6 +318,7 @@ def serve(
         admin_token_hash=admin_hash,
         trusted_proxies=trusted_proxy,
         biometric_aaguids=aaguids,
+        attestation_roots=roots,
     )
     common = {
         "host": host,
@@ -339,6 +346,10 @@ def serve(
             "admin_token_hash": s.admin_token_hash,
             "trusted_proxies": list(s.trusted_proxies),
             "biometric_aaguids": dict(s.biometric_aaguids),
+            "attestation_roots": {
+                fmt: [pem.decode("ascii") for pem in pems]
+                for fmt, pems in s.attestation_roots.items()
+            },
         }
     )
     p.store.close()
@@ -346,6 +357,60 @@ def serve(
 
 
 _SERVE_ENV = "ENCLAVE_PORTAL_SERVE_SETTINGS"
+_BIOMETRIC_AMR = ("fpt", "face", "iris", "retina", "vbm")
+_AAGUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def biometric_settings(
+    *, aaguids: Sequence[str], roots: Sequence[str]
+) -> tuple[dict[str, str], dict[str, tuple[bytes, ...]]]:
+    """``serve``'s biometric options, checked: (AAGUID -> amr, format -> PEM roots).
+
+    1. Each ``--biometric-aaguid`` is a dashed AAGUID and an RFC 8176 biometric amr.
+    2. Each ``--attestation-root`` names a WebAuthn attestation format and a readable
+       file of one or more PEM certificates.
+    3. An allow-list without any root is refused: no key could ever be attested, so
+       biometric tiers (tommo-strong) would stay closed while looking configured.
+    """
+    from cryptography import x509
+    from webauthn.helpers.structs import AttestationFormat
+
+    allow: dict[str, str] = {}
+    for item in aaguids:  # 1
+        a, sep, amr = item.partition("=")
+        if not sep or not _AAGUID.match(a.lower()) or amr not in _BIOMETRIC_AMR:
+            raise click.UsageError(
+                f"--biometric-aaguid {item[:80]!r}: expected AAGUID=fpt|face|iris|retina|vbm "
+                "with a dashed AAGUID (8-4-4-4-12 hex digits)."
+            )
+        allow[a.lower()] = amr
+    pems: dict[str, list[bytes]] = {}
+    formats = {f.value for f in AttestationFormat} - {"none"}
+    for item in roots:  # 2
+        fmt, sep, path = item.partition("=")
+        if not sep or fmt not in formats:
+            raise click.UsageError(
+                f"--attestation-root {item[:80]!r}: expected FORMAT=PEM_FILE with FORMAT one "
+                f"of {', '.join(sorted(formats))}."
+            )
+        try:
+            data = Path(path).read_bytes()
+            certs = x509.load_pem_x509_certificates(data)
+        except OSError as e:
+            raise click.UsageError(
+                f"--attestation-root {fmt}: cannot read {path}: {e.strerror}."
+            ) from None
+        except ValueError:
+            raise click.UsageError(
+                f"--attestation-root {fmt}: {path} holds no PEM certificate."
+            ) from None
+        pems.setdefault(fmt, []).extend(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+    if allow and not pems:  # 3
+        raise click.UsageError(
+            "--biometric-aaguid needs at least one --attestation-root: without trusted "
+            "roots no key's attestation can be verified, so none would count as biometric."
+        )
+    return allow, {fmt: tuple(v) for fmt, v in pems.items()}
 
 
 def app_from_env() -> Any:
@@ -365,6 +430,10 @@ def app_from_env() -> Any:
         admin_token_hash=cfg["admin_token_hash"],
         trusted_proxies=tuple(cfg["trusted_proxies"]),
         biometric_aaguids=cfg["biometric_aaguids"],
+        attestation_roots={
+            fmt: tuple(pem.encode("ascii") for pem in pems)
+            for fmt, pems in cfg["attestation_roots"].items()
+        },
     )
     return create_app(portal=Portal(settings=settings, sink=_sink(settings)))
 
@@ -429,7 +498,14 @@ def list_users(
                 "status": u.status,
                 "roles": sorted(u.roles),
                 "credentials": [
-                    {"kind": c.kind, "approved": c.approved, "disabled": c.disabled} for c in creds
+                    {
+                        "id": c.id,
+                        "kind": c.kind,
+                        "aaguid": c.aaguid,
+                        "approved": c.approved,
+                        "disabled": c.disabled,
+                    }
+                    for c in creds
                 ],
             }
         )
@@ -439,7 +515,7 @@ def list_users(
     for r in rows:
         kinds = ", ".join(
             c["kind"]
-            + ("" if c["approved"] or c["kind"] == "password" else " (pending)")
+            + ("" if c["approved"] or c["kind"] == "password" else f" (pending {c['id']})")
             + (" (disabled)" if c["disabled"] else "")
             for c in r["credentials"]
         )
@@ -463,14 +539,17 @@ def disable(
 @users.command("approve")
 @_common
 @click.argument("username")
+@click.argument("credential_id")
 @_fail_cleanly
 def approve(
     open_portal: Callable[..., Portal],
     username: str,
+    credential_id: str,
 ) -> None:
-    """Approve USERNAME's pending enrolments (needed for high and strong tiers)."""
-    ids = open_portal().approve_user(username=username, actor=_actor())
-    click.echo(f"approved {len(ids)} credential(s) for {username}")
+    """Approve one of USERNAME's pending credentials, CREDENTIAL_ID from `users list`
+    (needed for high and strong tiers). Check each one with the user first."""
+    open_portal().approve_credential(username=username, credential_id=credential_id, actor=_actor())
+    click.echo(f"approved credential {credential_id} for {username}")
 
 
 @users.command("rebind")
@@ -599,12 +678,20 @@ def clients() -> None:
     help="Exact redirect URI (repeatable).",
 )
 @click.option("--post-logout-redirect-uri", "post_logout", multiple=True)
+@click.option(
+    "--tier",
+    default=None,
+    help="The tier the client demands (for the audit UI: its minimum tier, nbdc-high "
+    "unless changed there): ID tokens are computed against it, and a sign-in below it is "
+    "stepped up or refused. Without it, the portal's login tier.",
+)
 @_fail_cleanly
 def register_client(
     open_portal: Callable[..., Portal],
     client_id: str,
     redirect_uris: tuple[str, ...],
     post_logout: tuple[str, ...],
+    tier: str | None,
 ) -> None:
     """Create or replace OIDC client CLIENT_ID; prints its new client secret once.
 
@@ -614,6 +701,7 @@ def register_client(
         client_id=client_id,
         redirect_uris=list(redirect_uris),
         post_logout_redirect_uris=list(post_logout),
+        tier=tier,
         actor=_actor(),
     )
     click.echo(json.dumps({"client_id": client_id, "client_secret": secret}))

@@ -19,6 +19,7 @@ failure counter keyed on the name).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -47,13 +48,14 @@ from webauthn.helpers.structs import (
 
 from ._audit import Auditor
 from ._crypto import KeyRing, PasswordHasher, hash_token
-from ._errors import FactorFailedError, InvalidInputError, ThrottledError
+from ._errors import FactorFailedError, ForbiddenError, InvalidInputError, ThrottledError
 from ._names import MALFORMED_USERNAME_ACTOR, canonical_username
 from ._policy import FactorKind, Tier, VerifiedFactor
 from ._store import Credential, IdentityStore, User
 
 __all__ = [
     "MALFORMED_USERNAME_ACTOR",
+    "UNKNOWN_CLIENT",
     "FactorResult",
     "Factors",
     "TotpEnrolment",
@@ -265,6 +267,7 @@ class Factors:
     ) -> FactorResult:
         if not reset_done:
             self.store.record_success(cred_id=cred.id, now=self.clock(), sign_count=sign_count)
+        factor = dataclasses.replace(factor, approved=cred.approved)
         category = _CATEGORY[cred.kind]
         details: dict[str, Any] = {"factor": cred.kind, "category": category, "credential": cred.id}
         if cred.kind == "webauthn":
@@ -537,7 +540,11 @@ class Factors:
         )
 
     # ----- possession / biometric: WebAuthn ------------------------------------------------
-    def begin_webauthn_registration(self, *, user: User, session_hash: str) -> str:
+    def begin_webauthn_registration(
+        self, *, user: User, session_hash: str, user_verification: bool
+    ) -> str:
+        """Registration options; ``userVerification`` is ``required`` when a tier the
+        key will be used at requires UV (``user_verification``), else ``preferred``."""
         existing = self.store.list_credentials(user_id=user.id, kind="webauthn")
         opts = webauthn.generate_registration_options(
             rp_id=self.webauthn.rp_id,
@@ -552,7 +559,7 @@ class Factors:
             ),
             authenticator_selection=AuthenticatorSelectionCriteria(
                 resident_key=ResidentKeyRequirement.PREFERRED,
-                user_verification=UserVerificationRequirement.PREFERRED,
+                user_verification=_uv_requirement(user_verification),
             ),
             exclude_credentials=[
                 PublicKeyCredentialDescriptor(id=c.webauthn_id) for c in existing if c.webauthn_id
@@ -614,8 +621,19 @@ class Factors:
         return data
 
     def finish_webauthn_registration(
-        self, *, user: User, session_hash: str, credential_json: str, client_ip: str | None
+        self,
+        *,
+        user: User,
+        session_hash: str,
+        credential_json: str,
+        client_ip: str | None,
+        session_aal: int | None,
     ) -> Credential:
+        """Verify and store a new key. ``session_aal`` is the assurance level the
+        signed-in session proved (None: the first enrolment after an invitation). A
+        key that could reach AAL3 (device-bound, user verified at registration) is
+        bound only by a session at AAL3 (NIST SP 800-63B-4 section 4.1: bind at the
+        level the new authenticator will be used at); nothing is stored otherwise."""
         challenge = self._take(
             session_hash=session_hash,
             purpose="webauthn-register",
@@ -640,14 +658,18 @@ class Factors:
             )
         except (WebAuthnException, ValueError, KeyError, TypeError, IndexError) as e:
             reason = _trim(e)
-            self.auditor.record(
-                action="auth.enrolment.webauthn",
-                actor=user.username,
-                outcome="failure",
-                client_ip=client_ip,
-                details={"factor": "webauthn", "category": "possession", "reason": reason},
-            )
+            self._enrolment_refused(user=user, client_ip=client_ip, reason=reason)
             raise InvalidInputError(f"The WebAuthn registration was refused: {reason}") from None
+        backup_eligible = v.credential_device_type == CredentialDeviceType.MULTI_DEVICE
+        reaches = 3 if v.user_verified and not backup_eligible else 2
+        if session_aal is not None and session_aal < reaches:
+            reason = (
+                f"adding this security key needs a sign-in at AAL{reaches} (with a security "
+                f"key that verified you); this session reached AAL{session_aal}. Sign in with "
+                "such a key, or ask a security officer to re-bind your account"
+            )
+            self._enrolment_refused(user=user, client_ip=client_ip, reason=reason)
+            raise ForbiddenError(reason[0].upper() + reason[1:] + ".")
         fmt = str(getattr(v.fmt, "value", v.fmt))
         aaguid = str(v.aaguid).lower()
         attested = self._biometric_attested(
@@ -664,7 +686,7 @@ class Factors:
             sign_count=v.sign_count,
             aaguid=aaguid,
             uv_capable=bool(v.user_verified),
-            backup_eligible=v.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
+            backup_eligible=backup_eligible,
             biometric_attested=attested,
             now=self.clock(),
         )
@@ -684,6 +706,15 @@ class Factors:
             },
         )
         return cred
+
+    def _enrolment_refused(self, *, user: User, client_ip: str | None, reason: str) -> None:
+        self.auditor.record(
+            action="auth.enrolment.webauthn",
+            actor=user.username,
+            outcome="failure",
+            client_ip=client_ip,
+            details={"factor": "webauthn", "category": "possession", "reason": reason},
+        )
 
     def _biometric_attested(self, *, fmt: str, aaguid: str, attestation_object: bytes) -> bool:
         """Is this credential an allow-listed biometric model, proven by attestation?
@@ -713,7 +744,11 @@ class Factors:
             return False
         return raw[2:].hex() == aaguid.replace("-", "")  # 4
 
-    def begin_webauthn_authentication(self, *, user: User, session_hash: str) -> str:
+    def begin_webauthn_authentication(
+        self, *, user: User, session_hash: str, user_verification: bool
+    ) -> str:
+        """Authentication options; ``userVerification`` is ``required`` when the tier of
+        this ceremony requires UV (``user_verification``), else ``preferred``."""
         creds = [
             c
             for c in self.store.list_credentials(user_id=user.id, kind="webauthn")
@@ -726,7 +761,7 @@ class Factors:
             allow_credentials=[
                 PublicKeyCredentialDescriptor(id=c.webauthn_id) for c in creds if c.webauthn_id
             ],
-            user_verification=UserVerificationRequirement.PREFERRED,
+            user_verification=_uv_requirement(user_verification),
         )
         self.store.put_challenge(
             session_hash=session_hash,
@@ -807,15 +842,18 @@ class Factors:
                 message=f"The security key check failed: {reason}",
                 enclave=enclave,
             ) from None
+        # A key registered without UV was bound as a single-factor key: it never
+        # counts as verifying the user, whatever a later assertion's flag says.
+        uv = bool(v.user_verified and cred.uv_capable)
         factor = VerifiedFactor(
             kind=FactorKind.WEBAUTHN,
-            user_verified=bool(v.user_verified),
-            biometric_attested=bool(v.user_verified and cred.biometric_attested and cred.approved),
+            user_verified=uv,
+            biometric_attested=bool(uv and cred.biometric_attested and cred.approved),
             backup_eligible=cred.backup_eligible
             or v.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
             biometric_amr=(
                 self.webauthn.biometric_aaguids.get(cred.aaguid or "")
-                if v.user_verified and cred.biometric_attested and cred.approved
+                if uv and cred.biometric_attested and cred.approved
                 else None
             ),
         )
@@ -829,12 +867,18 @@ class Factors:
         )
 
 
+def _uv_requirement(required: bool) -> UserVerificationRequirement:
+    return (
+        UserVerificationRequirement.REQUIRED if required else UserVerificationRequirement.PREFERRED
+    )
+
+
 def _trim(e: BaseException) -> str:
     text = " ".join(str(e).split())[:200] or type(e).__name__
     return text if text.endswith(".") else text + "."
 
 
-def factor_to_json(f: FactorResult, *, approved: bool, at: float) -> dict[str, Any]:
+def factor_to_json(f: FactorResult, *, at: float) -> dict[str, Any]:
     return {
         "kind": f.factor.kind.value,
         "credential": f.credential_id,
@@ -842,25 +886,22 @@ def factor_to_json(f: FactorResult, *, approved: bool, at: float) -> dict[str, A
         "biometric_attested": f.factor.biometric_attested,
         "backup_eligible": f.factor.backup_eligible,
         "biometric_amr": f.factor.biometric_amr,
-        "approved": approved,
+        "approved": f.factor.approved,
         "at": at,
     }
 
 
-def factors_from_json(
-    items: Sequence[Mapping[str, Any]], *, approved_only: bool
-) -> list[VerifiedFactor]:
-    out = []
-    for it in items:
-        if approved_only and not it.get("approved", False):
-            continue
-        out.append(
-            VerifiedFactor(
-                kind=FactorKind(it["kind"]),
-                user_verified=bool(it.get("user_verified")),
-                biometric_attested=bool(it.get("biometric_attested")),
-                backup_eligible=bool(it.get("backup_eligible")),
-                biometric_amr=it.get("biometric_amr"),
-            )
+def factors_from_json(items: Sequence[Mapping[str, Any]]) -> list[VerifiedFactor]:
+    """The session's verified factors, each with the officer approval its credential
+    had when it was verified (``policies.evaluate_login`` decides what counts)."""
+    return [
+        VerifiedFactor(
+            kind=FactorKind(it["kind"]),
+            user_verified=bool(it.get("user_verified")),
+            biometric_attested=bool(it.get("biometric_attested")),
+            backup_eligible=bool(it.get("backup_eligible")),
+            biometric_amr=it.get("biometric_amr"),
+            approved=bool(it.get("approved", False)),
         )
-    return out
+        for it in items
+    ]

@@ -38,12 +38,5 @@ __all__ = [
     "client_address",
     "evaluate_login",
     "load_catalog",
-    "needs_enrolment_approval",
     "parse_proxies",
 ]
-
-
-def needs_enrolment_approval(tier: Tier) -> bool:
-    """Whether a credential counts for ``tier`` only once an officer approved it
-    (the tier catalog's ``login.enrolment_approval``)."""
-    return tier.login.enrolment_approval

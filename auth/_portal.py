@@ -60,6 +60,29 @@ class PortalSettings:
     audit_spool: Path | None = None  # durable spool while the service is away
 
 
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def check_client_uri(uri: str) -> None:
+    """A redirect (or hub) URI: absolute https without a fragment; plain http only for a
+    loopback host (RFC 8252 section 7.3), where no network carries the code."""
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    ok = (
+        re.match(r"^https?://[^\s#]+$", uri) is not None
+        and bool(host)
+        and (parts.scheme == "https" or host in _LOOPBACK)
+    )
+    if not ok:
+        raise InvalidInputError(
+            f"{uri[:200]!r} must be an absolute https URL without fragment "
+            "(http only for localhost, 127.0.0.1 or ::1)."
+        )
+
+
 @dataclass(frozen=True)
 class Invitation:
     username: str
@@ -122,6 +145,16 @@ class Portal:
     @property
     def login_tier(self) -> Tier:
         return self.catalog.get(self.settings.login_tier)
+
+    def client_tier(self, client: ClientRecord) -> Tier:
+        """The tier ``client`` demands: its enclave's for a hub, its registered one
+        otherwise, the login tier when none was registered."""
+        if client.enclave is not None:
+            enc = self.store.get_enclave(name=client.enclave)
+            if enc is None:
+                raise NotFoundError(f"Client {client.client_id!r} has no enclave any more.")
+            return self.tier(enc.tier)
+        return self.tier(client.tier) if client.tier else self.login_tier
 
     def client_ip(self, *, peer: str | None, forwarded_for: Sequence[str]) -> str | None:
         """The client address: every X-Forwarded-For line, believed only as far as
@@ -220,23 +253,24 @@ class Portal:
         )
         return n
 
-    def approve_user(self, *, username: str, actor: str) -> list[str]:
-        """Approve the user's pending (non-password) credentials; returns their ids."""
+    def approve_credential(self, *, username: str, credential_id: str, actor: str) -> None:
+        """Approve one of the user's pending (non-password) credentials, named by its id:
+        an officer checks each credential (never "all pending", which would approve a
+        key an attacker enrolled next to the user's own)."""
         u = self.user(username)
-        approved = []
-        for c in self.store.list_credentials(user_id=u.id):
-            if c.kind != "password" and not c.approved:
-                self.store.approve_credential(cred_id=c.id)
-                approved.append(c.id)
-                self.auditor.record(
-                    action="admin.credential.approved",
-                    actor=actor,
-                    outcome="success",
-                    details={"user": username, "credential": c.id, "factor": c.kind},
-                )
-        if not approved:
-            raise InvalidInputError(f"User {username!r} has no enrolment waiting for approval.")
-        return approved
+        found = [c for c in self.store.list_credentials(user_id=u.id) if c.id == credential_id]
+        if not found:
+            raise NotFoundError(f"User {username!r} has no credential {credential_id[:64]!r}.")
+        c = found[0]
+        if c.kind == "password" or c.approved:
+            raise InvalidInputError(f"Credential {c.id} is not waiting for approval.")
+        self.store.approve_credential(cred_id=c.id)
+        self.auditor.record(
+            action="admin.credential.approved",
+            actor=actor,
+            outcome="success",
+            details={"user": username, "credential": c.id, "factor": c.kind, "aaguid": c.aaguid},
+        )
 
     def rebind_user(self, *, username: str, actor: str) -> Invitation:
         """Officer-assisted recovery: in one store transaction every credential is
@@ -303,8 +337,8 @@ class Portal:
         if len({m for m, _ in members}) != len(members):
             raise InvalidInputError("A member is listed twice (names are not case-sensitive).")
         for uri in [*redirect_uris, *post_logout_redirect_uris, hub_url]:
-            if uri and not re.match(r"^https?://[^\s#]+$", uri):
-                raise InvalidInputError(f"{uri!r} is not an absolute http(s) URL without fragment.")
+            if uri:
+                check_client_uri(uri)
         added, removed = self.store.put_enclave(
             name=name,
             tier=tier,
@@ -361,9 +395,15 @@ class Portal:
         client_id: str,
         redirect_uris: Sequence[str],
         post_logout_redirect_uris: Sequence[str],
+        tier: str | None,
         actor: str,
     ) -> str:
         """A client not tied to an enclave (e.g. the audit UI); returns its new secret.
+
+        ``tier`` is the tier the client demands (the audit UI: its minimum tier; None:
+        the portal's login tier): its ID tokens' ``amr``/``acr``/``enclave_factors`` are
+        computed against that tier and a sign-in below it is stepped up or refused at
+        ``/oidc/authorize``.
 
         Registering an existing id replaces it (a new secret); an enclave hub's client
         is refused here (it belongs to ``register_enclave``)."""
@@ -375,12 +415,9 @@ class Portal:
         if not redirect_uris:
             raise InvalidInputError("A client needs at least one redirect URI.")
         for uri in (*redirect_uris, *post_logout_redirect_uris):
-            parts = urllib.parse.urlsplit(uri)
-            local = parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
-            if not (parts.scheme == "https" and parts.hostname) and not local:
-                raise InvalidInputError(
-                    f"Redirect URI {uri[:200]!r} must be an https URL (http only for localhost)."
-                )
+            check_client_uri(uri)
+        if tier is not None:
+            self.tier(tier)  # an unknown tier is refused before anything changes
         existing = self.store.get_client(client_id=client_id)
         if existing is not None and existing.enclave is not None:
             raise InvalidInputError(
@@ -395,12 +432,13 @@ class Portal:
             post_logout_redirect_uris=list(post_logout_redirect_uris),
             enclave=None,
             now=self.clock(),
+            tier=tier,
         )
         self.auditor.record(
             action="admin.client.registered",
             actor=actor,
             outcome="success",
-            details={"client_id": client_id, "redirect_uris": list(redirect_uris)},
+            details={"client_id": client_id, "redirect_uris": list(redirect_uris), "tier": tier},
         )
         return secret
 

@@ -165,6 +165,9 @@ def _fold_username_case(tx: _Tx) -> list[str]:
 MIGRATIONS: tuple[tuple[int, str, tuple[str | DataStep, ...]], ...] = (
     (1, "initial", tuple(_SCHEMA)),
     (2, "usernames_case_folded", (_fold_username_case,)),
+    # The tier a client that is not an enclave's hub (the audit UI) demands: the portal
+    # computes its ID token claims against it and refuses or steps up below it.
+    (3, "client_tier", ("ALTER TABLE oidc_clients ADD COLUMN tier TEXT",)),
 )
 """The identity store's schema, as numbered steps; append, never edit a released one.
 A step is SQL (``{blob}`` and ``{real}`` stand for the backend's types) or a
@@ -237,6 +240,7 @@ class ClientRecord:
     redirect_uris: tuple[str, ...]
     post_logout_redirect_uris: tuple[str, ...]
     enclave: str | None
+    tier: str | None = None  # demanded by a client that is not an enclave's hub
 
 
 class _SqliteTx:
@@ -1045,12 +1049,13 @@ class IdentityStore:
         post_logout_redirect_uris: Sequence[str],
         enclave: str | None,
         now: float,
+        tier: str | None = None,
     ) -> None:
         with self._tx() as tx:
             tx.rc("DELETE FROM oidc_clients WHERE client_id = ?", (client_id,))
             tx.q(
                 "INSERT INTO oidc_clients (client_id, secret_hash, redirect_uris, "
-                "post_logout_redirect_uris, enclave, created_at) VALUES (?,?,?,?,?,?)",
+                "post_logout_redirect_uris, enclave, created_at, tier) VALUES (?,?,?,?,?,?,?)",
                 (
                     client_id,
                     secret_hash,
@@ -1058,14 +1063,15 @@ class IdentityStore:
                     json.dumps(list(post_logout_redirect_uris)),
                     enclave,
                     now,
+                    tier,
                 ),
             )
 
     def get_client(self, *, client_id: str) -> ClientRecord | None:
         with self._tx(write=False) as tx:
             rows = tx.q(
-                "SELECT client_id, secret_hash, redirect_uris, post_logout_redirect_uris, enclave "
-                "FROM oidc_clients WHERE client_id = ?",
+                "SELECT client_id, secret_hash, redirect_uris, post_logout_redirect_uris, enclave, "
+                "tier FROM oidc_clients WHERE client_id = ?",
                 (client_id,),
             )
         if not rows:
@@ -1077,6 +1083,7 @@ class IdentityStore:
             redirect_uris=tuple(json.loads(r[2])),
             post_logout_redirect_uris=tuple(json.loads(r[3])),
             enclave=r[4],
+            tier=r[5],
         )
 
     # ----- authorization codes and access tokens ----------------------------------------

@@ -28,7 +28,11 @@ def main() -> None:
     factors = [
         VerifiedFactor(FactorKind.PASSWORD),
         VerifiedFactor(
-            FactorKind.WEBAUTHN, user_verified=True, biometric_attested=True, biometric_amr="fpt"
+            FactorKind.WEBAUTHN,
+            user_verified=True,
+            biometric_attested=True,
+            biometric_amr="fpt",
+            approved=True,
         ),
     ]
     t0 = time.perf_counter()
@@ -43,6 +47,7 @@ def main() -> None:
             enclave_factors=["knowledge", "possession", "biometric"],
             amr=d.amr,
             acr=d.acr,
+            approved=d.approved,
         )
     claims_rate = N / (time.perf_counter() - t0)
     assert c.allowed

@@ -130,9 +130,15 @@ def bench_webauthn(tmp: Path) -> dict[str, float]:
         now=time.time(),
     )
     key = SoftKey(origin="http://localhost:8000")
-    opts = p.factors.begin_webauthn_registration(user=user, session_hash="s")
+    opts = p.factors.begin_webauthn_registration(
+        user=user, session_hash="s", user_verification=True
+    )
     cred = p.factors.finish_webauthn_registration(
-        user=user, session_hash="s", credential_json=json.dumps(key.register(opts)), client_ip=None
+        user=user,
+        session_hash="s",
+        credential_json=json.dumps(key.register(opts)),
+        client_ip=None,
+        session_aal=None,
     )
     lib, full = [], []
     for _ in range(N_WEBAUTHN):
@@ -153,7 +159,9 @@ def bench_webauthn(tmp: Path) -> dict[str, float]:
         )
         lib.append(time.perf_counter() - t0)
     for _ in range(N_WEBAUTHN // 4):
-        opts = p.factors.begin_webauthn_authentication(user=user, session_hash="s")
+        opts = p.factors.begin_webauthn_authentication(
+            user=user, session_hash="s", user_verification=True
+        )
         body = json.dumps(key.get_assertion(opts))
         t0 = time.perf_counter()
         p.factors.finish_webauthn_authentication(

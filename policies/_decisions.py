@@ -62,6 +62,8 @@ class VerifiedFactor:
     """One factor the portal has verified in this login.
 
     ``user_verified``: the WebAuthn UV flag was set and checked.
+    ``approved``: an officer approved the credential (a password needs no approval;
+    the tier's ``enrolment_approval`` decides whether an unapproved one counts).
     ``biometric_attested``: the authenticator's attested AAGUID is on the operator's
     allow-list of models whose only user-verification method is biometric (TIERS.md:
     UV alone never proves a biometric). ``backup_eligible``: the credential may be
@@ -73,6 +75,7 @@ class VerifiedFactor:
     biometric_attested: bool = False
     backup_eligible: bool = False
     biometric_amr: str | None = None
+    approved: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, FactorKind):
@@ -99,6 +102,9 @@ class LoginDecision:
     amr: tuple[str, ...]
     acr: str
     reasons: tuple[str, ...] = field(default=())
+    #: Every counted factor that needs an officer's approval had it (the
+    #: ``enclave_approved`` claim).
+    approved: bool = False
 
 
 def evaluate_login(*, tier: Tier, factors: Sequence[VerifiedFactor]) -> LoginDecision:
@@ -110,14 +116,17 @@ def evaluate_login(*, tier: Tier, factors: Sequence[VerifiedFactor]) -> LoginDec
 
     1. Drop what the tier does not count: WebAuthn without UV where the tier
        requires UV; a backup-eligible (synced) WebAuthn key where the tier requires
-       device-bound keys. Each dropped factor gives a reason.
+       device-bound keys; a TOTP or WebAuthn credential no officer approved where the
+       tier needs approval. Each dropped factor gives a reason.
     2. Prove categories: password -> knowledge; TOTP -> possession; WebAuthn ->
        possession, plus biometric when attested.
     3. WebAuthn UV without an attested biometric proves "knowledge or biometric,
        unknown which": it counts as one more category only when neither knowledge
        nor biometric is already proven (so it can never be counted twice).
     4. Compare with the tier: factors, categories, phishing resistance,
-       biometric, assurance level.
+       biometric, assurance level. AAL3 needs two categories and a device-bound
+       WebAuthn key that verified the user (NIST-63B4; TIERS.md), so ``acr`` never
+       says more than the counted factors prove.
     """
     dropped: list[str] = []
     reasons: list[str] = []
@@ -136,6 +145,12 @@ def evaluate_login(*, tier: Tier, factors: Sequence[VerifiedFactor]) -> LoginDec
                     "a synced passkey is not device-bound, so this tier does not count it"
                 )
                 continue
+        if login.enrolment_approval and f.kind is not FactorKind.PASSWORD and not f.approved:
+            dropped.append(
+                f"the {f.kind.value} credential is waiting for an officer's approval, "
+                "so this tier does not count it"
+            )
+            continue
         counted.append(f)
     # 2.
     categories: set[FactorCategory] = set()
@@ -158,8 +173,8 @@ def evaluate_login(*, tier: Tier, factors: Sequence[VerifiedFactor]) -> LoginDec
     kinds = {f.kind for f in counted}
     webauthn = [f for f in counted if f.kind is FactorKind.WEBAUTHN]
     phishing_resistant = bool(webauthn)
-    device_bound_pr = any(not f.backup_eligible for f in webauthn)
-    aal = _aal(category_count, phishing_resistant, device_bound_pr)
+    device_bound_uv = any(f.user_verified and not f.backup_eligible for f in webauthn)
+    aal = _aal(category_count, device_bound_uv)
     # 4.
     if len(kinds) < login.min_factors:
         reasons.append(
@@ -190,11 +205,12 @@ def evaluate_login(*, tier: Tier, factors: Sequence[VerifiedFactor]) -> LoginDec
         amr=amr,
         acr=acr_for_aal(aal),
         reasons=tuple(dropped + reasons),
+        approved=all(f.approved for f in counted if f.kind is not FactorKind.PASSWORD),
     )
 
 
-def _aal(category_count: int, phishing_resistant: bool, device_bound: bool) -> int:
-    if category_count >= 2 and phishing_resistant and device_bound:
+def _aal(category_count: int, device_bound_uv: bool) -> int:
+    if category_count >= 2 and device_bound_uv:
         return 3
     if category_count >= 2:
         return 2
@@ -220,38 +236,74 @@ def _amr(counted: Sequence[VerifiedFactor], category_count: int) -> tuple[str, .
 
 
 def evaluate_claims(
-    *, tier: Tier, enclave_factors: Sequence[str], amr: Sequence[str], acr: str
+    *,
+    tier: Tier,
+    enclave_factors: Sequence[str],
+    amr: Sequence[str],
+    acr: str,
+    approved: bool,
 ) -> LoginDecision:
-    """Decide whether an ID token's claims satisfy ``tier`` (the hub's check).
+    """Decide whether an ID token's claims satisfy ``tier`` (the relying party's check:
+    every hub and the audit UI).
 
     The caller MUST have verified the token's signature, issuer, audience and
-    expiry first, and MUST run this before any admin or allow-all shortcut.
+    expiry first, MUST pass ``approved`` from the ``enclave_approved`` claim (False
+    when the claim is missing or not a boolean), and MUST run this before any admin
+    or allow-all shortcut. Every rule of the tier that claims can carry is checked:
 
     1. Parse ``enclave_factors`` into categories; an unknown value refuses.
-    2. Parse ``acr``; an unknown value refuses.
-    3. Phishing resistance needs ``hwk`` or ``swk`` in ``amr``; device-bound needs ``hwk``.
-    4. Compare categories, biometric and assurance level with the tier.
+    2. Parse ``acr``; an unknown value refuses. The level counted is the lower of
+       ``acr`` and what ``amr`` shows (AAL3 needs ``hwk`` with ``user``; AAL2 ``mfa``):
+       a token whose ``acr`` overstates its ``amr`` refuses.
+    3. A WebAuthn key (``hwk``/``swk``) counts where the tier requires user
+       verification only with ``user`` in ``amr``.
+    4. Approval: where the tier needs officer-approved credentials, ``approved``.
+    5. Phishing resistance needs a counted key; device-bound needs ``hwk``; biometric
+       needs ``biometric`` in ``enclave_factors``, ``user`` and an RFC 8176 biometric
+       value in ``amr``.
+    6. Compare factors, categories and assurance level with the tier.
     """
     reasons: list[str] = []
+    login = tier.login
+    methods = set(amr)
+    # 1.
     categories: set[FactorCategory] = set()
     for value in enclave_factors:
         try:
             categories.add(FactorCategory(value))
         except ValueError:
             reasons.append(f"the token names an unknown factor category {value!r}")
-    aal = 0
-    for n in (1, 2, 3):
-        if acr == acr_for_aal(n):
-            aal = n
-    if aal == 0:
+    # 2.
+    claimed = next((n for n in (1, 2, 3) if acr == acr_for_aal(n)), 0)
+    if claimed == 0:
         reasons.append(f"the token's assurance level {acr!r} is unknown")
-    login = tier.login
-    factors = len({"pwd", "otp"} & set(amr)) + (1 if {"hwk", "swk"} & set(amr) else 0)
+    shown = 3 if {"hwk", "user", "mfa"} <= methods else 2 if "mfa" in methods else 1
+    if claimed > shown:
+        reasons.append(
+            f"the token claims AAL{claimed} but its amr shows at most AAL{shown}, "
+            "so it is not believed"
+        )
+    aal = min(claimed, shown)
+    # 3.
+    keys = {"hwk", "swk"} & methods
+    if keys and login.webauthn_user_verification and "user" not in methods:
+        reasons.append(
+            "the security key did not verify the user (no user verification, amr 'user'), "
+            "so this tier does not count it"
+        )
+        keys = set()
+    # 4.
+    if login.enrolment_approval and not approved:
+        reasons.append(
+            "this tier counts only credentials an officer approved; the token's were not"
+        )
+    factors = len({"pwd", "otp"} & methods) + (1 if keys else 0)
     # A "knowledge or biometric, unknown which" category (WebAuthn UV) is never
     # named in enclave_factors; the token's "mfa" says the portal counted it.
     category_count = len(categories)
-    if "mfa" in amr and "user" in amr and category_count == 1:
+    if "mfa" in methods and "user" in methods and category_count == 1:
         category_count = 2
+    # 5. and 6.
     if factors < login.min_factors:
         reasons.append(
             f"this tier needs {login.min_factors} separately verified factors; "
@@ -262,11 +314,13 @@ def evaluate_claims(
             f"this tier needs {login.min_categories} distinct factor categories; "
             f"the token proves {category_count}"
         )
-    if login.require_phishing_resistant and not {"hwk", "swk"} & set(amr):
+    if login.require_phishing_resistant and not keys:
         reasons.append("this tier needs a phishing-resistant factor (a WebAuthn security key)")
-    if login.require_device_bound and "hwk" not in amr:
+    if login.require_device_bound and "hwk" not in keys:
         reasons.append("this tier needs a device-bound key")
-    if login.require_biometric and FactorCategory.BIOMETRIC not in categories:
+    if login.require_biometric and not (
+        FactorCategory.BIOMETRIC in categories and "user" in methods and BIOMETRIC_AMR & methods
+    ):
         reasons.append("this tier needs an attested biometric factor")
     if aal < login.aal:
         reasons.append(f"this tier needs assurance level AAL{login.aal}; the token has AAL{aal}")
@@ -278,6 +332,7 @@ def evaluate_claims(
         amr=tuple(amr),
         acr=acr,
         reasons=tuple(reasons),
+        approved=approved,
     )
 
 

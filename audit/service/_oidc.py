@@ -33,8 +33,11 @@ Security procedure (``OidcLogin.begin`` / ``OidcLogin.finish``):
    ``nonce`` equal to the pending one.
 6. Decide (``officer_decision``): the ``roles`` claim must hold the required role
    (``officer``); ``preferred_username`` must be a plain name; the token's
-   ``enclave_factors``/``amr``/``acr`` must satisfy the minimum tier through
-   ``policies.evaluate_claims``. Any missing or malformed claim refuses (fail closed).
+   ``enclave_factors``/``amr``/``acr``/``enclave_approved`` must satisfy every rule of
+   the minimum tier that claims carry (user verification, officer approval,
+   device-bound key, biometric, assurance level) through ``policies.evaluate_claims``.
+   Any missing or malformed claim refuses (fail closed); ``enclave_approved`` missing
+   or not a boolean counts as not approved.
 7. The caller MUST record the outcome (``auth.factor.verified`` or
    ``auth.factor.failed`` with ``factor=oidc``) durably before it creates the officer
    session or shows the refusal, and MUST use the portal username as the officer
@@ -230,7 +233,7 @@ def officer_decision(
     claims: Mapping[str, Any], *, required_role: str, min_tier: str
 ) -> OfficerDecision:
     """Step 6: may the holder of these verified claims read the audit log?"""
-    from policies import acr_for_aal, evaluate_claims, load_catalog
+    from policies import evaluate_claims, load_catalog
 
     reasons: list[str] = []
     username = claims.get("preferred_username")
@@ -251,11 +254,16 @@ def officer_decision(
         reasons.append("the ID token does not say which factors were used")
         return OfficerDecision(False, username, tuple(reasons))
     tier = load_catalog().get(min_tier)
-    decision = evaluate_claims(tier=tier, enclave_factors=factors, amr=amr, acr=acr)
+    decision = evaluate_claims(
+        tier=tier,
+        enclave_factors=factors,
+        amr=amr,
+        acr=acr,
+        approved=claims.get("enclave_approved") is True,
+    )
     if not decision.allowed:
         reasons.extend(f"{r} (audit UI minimum tier {min_tier})" for r in decision.reasons)
-    aal = next((n for n in (1, 2, 3) if acr == acr_for_aal(n)), 0)
-    return OfficerDecision(not reasons, username, tuple(reasons), aal)
+    return OfficerDecision(not reasons, username, tuple(reasons), decision.aal)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from auth import (
 )
 from auth._audit import AuditSink
 from auth._crypto import hash_token
+from tests.harness.softkey import SoftKey
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 20
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -111,3 +113,42 @@ class Pkce:
 
 def form_post(client: httpx.Client, url: str, page_html: str, **fields: str) -> httpx.Response:
     return client.post(url, data={"csrf": csrf_of(page_html), **fields})
+
+
+def csrf_meta(html: str) -> str:
+    """The CSRF token of the page's ``<meta name="csrf-token">`` (for the WebAuthn calls)."""
+    m = re.search(r'<meta name="csrf-token" content="([^"]+)">', html)
+    assert m
+    return m.group(1)
+
+
+def add_key(client: httpx.Client, key: SoftKey) -> None:
+    """Enrol ``key`` on the ``/enrol`` page; it then waits for an officer's approval."""
+    page = client.get("/enrol")
+    opts = client.post("/enrol/webauthn/options", headers={"X-CSRF-Token": csrf_meta(page.text)})
+    assert opts.status_code == 200, opts.text
+    r = client.post(
+        "/enrol/webauthn",
+        data={"csrf": csrf_of(page.text), "credential": json.dumps(key.register(opts.text))},
+        follow_redirects=True,
+    )
+    assert r.status_code == 200, r.text
+    assert "waiting for an officer" in r.text
+
+
+def approve_pending(client: httpx.Client, username: str) -> list[str]:
+    """The officer approves each of ``username``'s pending credentials, one by one (the
+    API has no "approve all"); returns their kinds in order."""
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    (user,) = [
+        u
+        for u in client.get("/api/admin/users", headers=headers).json()
+        if u["username"] == username
+    ]
+    kinds = []
+    for c in user["credentials"]:
+        if c["kind"] != "password" and not c["approved"]:
+            url = f"/api/admin/users/{username}/credentials/{c['id']}/approve"
+            assert client.post(url, headers=headers).status_code == 200
+            kinds.append(str(c["kind"]))
+    return kinds

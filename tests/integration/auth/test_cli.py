@@ -155,7 +155,7 @@ def test_clients_register_a_non_enclave_client(env: dict[str, str], tmp_path: Pa
             "CIDR",
         ),
         (enclaves, ["remove", "nope"], "No enclave named 'nope'"),
-        (users, ["approve", "ghost"], "No user named 'ghost'"),
+        (users, ["approve", "ghost", "some-id"], "No user named 'ghost'"),
         (users, ["invite", "bad name"], "The username must be"),
         (clients, ["register", "bad id!", "--redirect-uri", "https://a.example/cb"], "client_id"),
         (clients, ["register", "audit-ui", "--redirect-uri", "http://a.example/cb"], "https"),

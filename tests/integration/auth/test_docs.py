@@ -32,7 +32,10 @@ def test_operator_commands_run(tmp_path: Path) -> None:
         )
         assert r.returncode == 0, f"{cmd}\n{r.stderr}"
         outputs.append(r.stdout)
-    assert "applied 0001_initial, 0002_usernames_case_folded" in outputs[1]
+    assert (
+        "schema version 3: applied 0001_initial, 0002_usernames_case_folded, 0003_client_tier"
+        in outputs[1]
+    )
     assert "invitation_code" in outputs[2]
     assert "client_secret" in outputs[3]
     assert "gut-microbiome-2026" in outputs[4]

@@ -232,6 +232,7 @@ def test_a_store_made_before_steps_were_recorded_is_adopted(tmp_path: Path) -> N
     s.close()
     raw = sqlite3.connect(tmp_path / "id.db")
     raw.execute("DROP TABLE identity_schema_migrations")  # as the code before them made it
+    raw.execute("ALTER TABLE oidc_clients DROP COLUMN tier")  # added by step 2
     raw.commit()
     raw.close()
     with pytest.raises(StoreError, match="enclave portal migrate"):

@@ -15,8 +15,17 @@ from fastapi.testclient import TestClient
 
 from auth import InvalidInputError, MemoryAuditSink, Portal, create_app, totp_at
 from tests.harness import id_tokens
+from tests.harness.softkey import SoftKey
 
-from .helpers import ADMIN, FakeClock, Pkce, csrf_of, make_portal, totp_secret_of
+from .helpers import (
+    ADMIN,
+    FakeClock,
+    Pkce,
+    add_key,
+    csrf_of,
+    make_portal,
+    totp_secret_of,
+)
 
 PASSWORD = "ochre lantern gravel 41"
 REDIRECT = "https://hub.example/hub/oauth_callback"
@@ -42,11 +51,15 @@ def new_browser(app_client: TestClient) -> TestClient:
     return TestClient(app_client.app, base_url="https://localhost", client=("192.0.2.11", 50000))
 
 
-def enrol_alice(client: TestClient, clock: FakeClock) -> str:
-    """invite -> set password -> enrol TOTP; returns the TOTP secret."""
-    r = client.post(
-        "/api/admin/users", json={"username": "alice", "display_name": "Alice"}, headers=ADMIN
-    )
+def enrol_alice(
+    client: TestClient, clock: FakeClock, *, roles: tuple[str, ...] = (), key: SoftKey | None = None
+) -> str:
+    """invite (with ``roles``, else the default) -> set password -> enrol TOTP (and
+    ``key``, while enrolling after the invitation); returns the TOTP secret."""
+    body: dict[str, object] = {"username": "alice", "display_name": "Alice"}
+    if roles:
+        body["roles"] = list(roles)
+    r = client.post("/api/admin/users", json=body, headers=ADMIN)
     assert r.status_code == 201, r.text
     code = r.json()["invitation_code"]
     page = client.get("/invite")
@@ -68,6 +81,9 @@ def enrol_alice(client: TestClient, clock: FakeClock) -> str:
     )
     assert r.status_code == 200, r.text
     assert 'id="done"' in r.text
+    if key is not None:
+        add_key(client, key)
+        r = client.get("/enrol")
     r = client.post("/enrol/done", data={"csrf": csrf_of(r.text)}, follow_redirects=False)
     assert r.status_code == 303
     assert r.headers["location"] == "/login"
@@ -94,15 +110,20 @@ def login(client: TestClient, secret: str, clock: FakeClock) -> None:
     assert r.headers["location"] == "/login/factor"
     page = client.get("/login/factor")
     clock.advance(30)
-    r = client.post(
+    r = post_totp(client, page.text, secret, clock)
+    assert r.status_code == 303, r.text
+
+
+def post_totp(client: TestClient, page_html: str, secret: str, clock: FakeClock) -> httpx.Response:
+    """Submit the current TOTP code at ``/login/totp`` with the CSRF token of ``page_html``."""
+    return client.post(
         "/login/totp",
         data={
-            "csrf": csrf_of(page.text),
+            "csrf": csrf_of(page_html),
             "code": totp_at(secret_b32=secret, for_time=int(clock())),
         },
         follow_redirects=False,
     )
-    assert r.status_code == 303, r.text
 
 
 def register(

@@ -4,7 +4,6 @@ high tiers, step-up on entry, and hostile payloads answered 4xx and audited."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from fastapi.testclient import TestClient
 from auth import MemoryAuditSink, Portal
 from tests.harness.softkey import SoftKey
 
-from .helpers import FakeClock, csrf_of, portal_env
+from .helpers import FakeClock, approve_pending, csrf_meta, csrf_of, portal_env
 from .test_web_flows import ADMIN, enrol_alice, login, register
 
 
@@ -22,24 +21,6 @@ def env(tmp_path: Path) -> tuple[Portal, MemoryAuditSink, TestClient, FakeClock]
     clock = FakeClock()
     portal, sink, client = portal_env(tmp_path, clock)
     return portal, sink, client, clock
-
-
-def csrf_meta(html: str) -> str:
-    m = re.search(r'<meta name="csrf-token" content="([^"]+)">', html)
-    assert m
-    return m.group(1)
-
-
-def add_key(client: TestClient, key: SoftKey) -> None:
-    page = client.get("/enrol")
-    opts = client.post("/enrol/webauthn/options", headers={"X-CSRF-Token": csrf_meta(page.text)})
-    assert opts.status_code == 200, opts.text
-    r = client.post(
-        "/enrol/webauthn",
-        data={"csrf": csrf_of(page.text), "credential": json.dumps(key.register(opts.text))},
-    )
-    assert r.status_code == 200, r.text
-    assert "waiting for an officer" in r.text
 
 
 def step_up(client: TestClient, enclave: str, key: SoftKey, **kw: object) -> tuple[int, str]:
@@ -63,16 +44,15 @@ def test_high_tier_counts_a_key_only_after_approval(
     env: tuple[Portal, MemoryAuditSink, TestClient, FakeClock],
 ) -> None:
     _portal, sink, client, clock = env
-    secret = enrol_alice(client, clock)
-    login(client, secret, clock)
     key = SoftKey(origin="https://localhost")
-    add_key(client, key)
+    secret = enrol_alice(client, clock, key=key)
+    login(client, secret, clock)
     register(client, "genome-high", "nbdc-high", ["alice"])
     status, text = step_up(client, "genome-high", key)
     assert status == 403
     assert "Entry refused" in text
     assert "phishing-resistant" in text
-    assert client.post("/api/admin/users/alice/approve", headers=ADMIN).status_code == 200
+    assert approve_pending(client, "alice") == ["totp", "webauthn"]
     status, text = step_up(client, "genome-high", key)
     assert status == 303, text
     acts = sink.actions()
@@ -87,11 +67,10 @@ def test_step_up_without_uv_is_refused_with_reasons(
     env: tuple[Portal, MemoryAuditSink, TestClient, FakeClock],
 ) -> None:
     _portal, sink, client, clock = env
-    secret = enrol_alice(client, clock)
-    login(client, secret, clock)
     key = SoftKey(origin="https://localhost")
-    add_key(client, key)
-    client.post("/api/admin/users/alice/approve", headers=ADMIN)
+    secret = enrol_alice(client, clock, key=key)
+    login(client, secret, clock)
+    approve_pending(client, "alice")
     register(client, "genome-high", "nbdc-high", ["alice"])
     status, text = step_up(client, "genome-high", key, uv=False)
     assert status == 401
@@ -114,9 +93,8 @@ def test_hostile_payloads_at_login(
     message: str,
 ) -> None:
     _portal, sink, client, clock = env
-    secret = enrol_alice(client, clock)
+    secret = enrol_alice(client, clock, key=SoftKey(origin="https://localhost"))
     login(client, secret, clock)
-    add_key(client, SoftKey(origin="https://localhost"))
     client.post("/logout", data={"csrf": csrf_of(client.get("/").text)})
     page = client.get("/login")
     r = client.post("/login", data={"csrf": csrf_of(page.text), "username": "alice"})

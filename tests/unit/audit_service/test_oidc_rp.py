@@ -161,11 +161,32 @@ def test_officer_role_and_tier_decide() -> None:
     assert not high.allowed
     assert all("audit UI minimum tier nbdc-high" in r for r in high.reasons)
     key_login = officer_decision(
-        _claims(amr=["pwd", "hwk", "mfa"], acr="urn:enclave:aal3"),
+        _claims(amr=["pwd", "hwk", "user", "mfa"], acr="urn:enclave:aal3", enclave_approved=True),
         required_role="officer",
         min_tier=DEFAULT_MIN_TIER,
     )
     assert key_login.allowed, key_login.reasons
+    assert key_login.aal == 3
+    # Issue #11 item 1: a key without UV, not approved, with an overstated acr.
+    phished = officer_decision(
+        _claims(amr=["pwd", "hwk", "mfa"], acr="urn:enclave:aal3", enclave_approved=False),
+        required_role="officer",
+        min_tier=DEFAULT_MIN_TIER,
+    )
+    assert not phished.allowed
+    text = " ".join(phished.reasons)
+    for why in ("claims AAL3", "did not verify the user", "officer approved"):
+        assert why in text, text
+    # A missing or non-boolean enclave_approved counts as not approved.
+    for approved in (None, "true", 1):
+        loose = officer_decision(
+            _claims(
+                amr=["pwd", "hwk", "user", "mfa"], acr="urn:enclave:aal3", enclave_approved=approved
+            ),
+            required_role="officer",
+            min_tier=DEFAULT_MIN_TIER,
+        )
+        assert not loose.allowed
     password_only = officer_decision(
         _claims(amr=["pwd"], acr="urn:enclave:aal1", enclave_factors=["knowledge"]),
         required_role="officer",

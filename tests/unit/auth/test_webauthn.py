@@ -34,14 +34,20 @@ def user(store: IdentityStore, clock: FakeClock) -> User:
 
 
 def enrol(factors: Factors, user: User, key: SoftKey) -> None:
-    opts = factors.begin_webauthn_registration(user=user, session_hash="s")
+    opts = factors.begin_webauthn_registration(user=user, session_hash="s", user_verification=True)
     factors.finish_webauthn_registration(
-        user=user, session_hash="s", credential_json=json.dumps(key.register(opts)), client_ip=None
+        user=user,
+        session_hash="s",
+        credential_json=json.dumps(key.register(opts)),
+        client_ip=None,
+        session_aal=None,
     )
 
 
 def assertion(factors: Factors, user: User, key: SoftKey, **kw: object) -> str:
-    opts = factors.begin_webauthn_authentication(user=user, session_hash="s")
+    opts = factors.begin_webauthn_authentication(
+        user=user, session_hash="s", user_verification=False
+    )
     return json.dumps(key.get_assertion(opts, **kw))  # type: ignore[arg-type]
 
 
@@ -123,7 +129,9 @@ def test_forged_assertions_fail_and_are_audited(
 ) -> None:
     key = SoftKey()
     enrol(factors, user, key)
-    opts = factors.begin_webauthn_authentication(user=user, session_hash="s")
+    opts = factors.begin_webauthn_authentication(
+        user=user, session_hash="s", user_verification=False
+    )
     kw: dict[str, str] = {}
     if case == "wrong-origin":
         kw["origin"] = "https://evil.example"
@@ -188,7 +196,7 @@ def test_malformed_assertions_are_400_and_audited(
     factors: Factors, user: User, sink: MemoryAuditSink, payload: str, msg: str
 ) -> None:
     enrol(factors, user, SoftKey())
-    factors.begin_webauthn_authentication(user=user, session_hash="s")
+    factors.begin_webauthn_authentication(user=user, session_hash="s", user_verification=False)
     n = len(sink.events)
     with pytest.raises(InvalidInputError, match=msg) as e:
         factors.finish_webauthn_authentication(
@@ -212,12 +220,16 @@ def test_malformed_registrations_are_400_and_audited(
     factors: Factors, user: User, sink: MemoryAuditSink, mutate: object, msg: str
 ) -> None:
     key = SoftKey()
-    opts = factors.begin_webauthn_registration(user=user, session_hash="s")
+    opts = factors.begin_webauthn_registration(user=user, session_hash="s", user_verification=True)
     payload = key.register(opts)
     mutate(payload)  # type: ignore[operator]
     with pytest.raises(InvalidInputError, match=msg):
         factors.finish_webauthn_registration(
-            user=user, session_hash="s", credential_json=json.dumps(payload), client_ip=None
+            user=user,
+            session_hash="s",
+            credential_json=json.dumps(payload),
+            client_ip=None,
+            session_aal=None,
         )
     assert sink.events[-1]["action"] == "auth.enrolment.webauthn"
     assert sink.events[-1]["outcome"] == "failure"

@@ -23,15 +23,26 @@ K, P, B = FactorCategory.KNOWLEDGE, FactorCategory.POSSESSION, FactorCategory.BI
 # Every kind of factor the portal can verify, by a short name.
 FACTORS = {
     "pwd": VerifiedFactor(FactorKind.PASSWORD),
-    "totp": VerifiedFactor(FactorKind.TOTP),
-    "key": VerifiedFactor(FactorKind.WEBAUTHN),  # no UV: a plain security key tap
-    "key+uv": VerifiedFactor(FactorKind.WEBAUTHN, user_verified=True),  # PIN or biometric, unknown
-    "passkey+uv": VerifiedFactor(FactorKind.WEBAUTHN, user_verified=True, backup_eligible=True),
+    "totp": VerifiedFactor(FactorKind.TOTP, approved=True),
+    "key": VerifiedFactor(FactorKind.WEBAUTHN, approved=True),  # no UV: a plain key tap
+    # PIN or biometric, unknown which
+    "key+uv": VerifiedFactor(FactorKind.WEBAUTHN, user_verified=True, approved=True),
+    "passkey+uv": VerifiedFactor(
+        FactorKind.WEBAUTHN, user_verified=True, backup_eligible=True, approved=True
+    ),
     "bio": VerifiedFactor(
-        FactorKind.WEBAUTHN, user_verified=True, biometric_attested=True, biometric_amr="fpt"
+        FactorKind.WEBAUTHN,
+        user_verified=True,
+        biometric_attested=True,
+        biometric_amr="fpt",
+        approved=True,
     ),
     "bio-synced": VerifiedFactor(
-        FactorKind.WEBAUTHN, user_verified=True, biometric_attested=True, backup_eligible=True
+        FactorKind.WEBAUTHN,
+        user_verified=True,
+        biometric_attested=True,
+        backup_eligible=True,
+        approved=True,
     ),
 }
 
@@ -92,7 +103,11 @@ def test_every_combination_of_factors_is_decided_consistently(tier_id):
             assert not d.allowed or bigger.allowed, (login, extra)
         # The hub, seeing only the token, reaches the same answer as the portal.
         claims = evaluate_claims(
-            tier=tier, enclave_factors=[c.value for c in d.categories], amr=d.amr, acr=d.acr
+            tier=tier,
+            enclave_factors=[c.value for c in d.categories],
+            amr=d.amr,
+            acr=d.acr,
+            approved=d.approved,
         )
         assert claims.allowed is d.allowed, (login, d, claims)
         # A refusal always says why; an entry never reaches below AAL2.
@@ -186,7 +201,7 @@ def test_impossible_factors_are_refused_at_construction(bad):
     ],
 )
 def test_claims_that_do_not_meet_the_tier_are_refused(claims, reason):
-    d = evaluate_claims(tier=CATALOG.get("nbdc-standard"), **claims)
+    d = evaluate_claims(tier=CATALOG.get("nbdc-standard"), approved=True, **claims)
     assert not d.allowed
     assert any(reason in r for r in d.reasons), d.reasons
 
@@ -224,3 +239,57 @@ def test_entry_from_a_public_pc_is_refused_when_no_access_terminal_is_listed(tie
     d = check_source_network(tier=CATALOG.get(tier_id), allowlist=[], client_ip="203.0.113.9")
     assert d.allowed is False
     assert "none is listed" in d.reason
+
+
+# Issue #11 item 1: the officer UI admitted a sign-in its tier forbids.
+
+
+def test_a_key_without_uv_never_gives_aal3():
+    d = evaluate_login(tier=CATALOG.get("nbdc-standard"), factors=[FACTORS["pwd"], FACTORS["key"]])
+    assert d.allowed
+    assert (d.amr, d.acr) == (("pwd", "hwk", "mfa"), "urn:enclave:aal2")
+
+
+def test_an_unapproved_key_is_not_counted_where_the_tier_needs_approval():
+    key = VerifiedFactor(FactorKind.WEBAUTHN, user_verified=True)  # not approved
+    d = evaluate_login(tier=CATALOG.get("nbdc-high"), factors=[FACTORS["pwd"], key])
+    assert not d.allowed
+    assert any("waiting for an officer's approval" in r for r in d.reasons)
+    standard = evaluate_login(tier=CATALOG.get("nbdc-standard"), factors=[FACTORS["pwd"], key])
+    assert standard.allowed
+    assert standard.approved is False
+
+
+PHISHED = {"enclave_factors": ["knowledge", "possession"], "amr": ["pwd", "hwk", "mfa"]}
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({**PHISHED, "acr": "urn:enclave:aal3", "approved": True}, "claims AAL3"),
+        ({**PHISHED, "acr": "urn:enclave:aal2", "approved": True}, "did not verify the user"),
+        (
+            {**PHISHED, "amr": ["pwd", "hwk", "user", "mfa"], "acr": "urn:enclave:aal3"}
+            | {"approved": False},
+            "officer approved",
+        ),
+    ],
+)
+def test_audit_ui_tier_refuses_a_phished_password_plus_own_key(claims, reason):
+    d = evaluate_claims(tier=CATALOG.get("nbdc-high"), **claims)
+    assert not d.allowed
+    assert any(reason in r for r in d.reasons), d.reasons
+
+
+def test_biometric_claims_need_uv_and_a_biometric_amr():
+    claims = {
+        "enclave_factors": ["knowledge", "possession", "biometric"],
+        "acr": "urn:enclave:aal3",
+        "approved": True,
+    }
+    tier = CATALOG.get("tommo-strong")
+    ok = evaluate_claims(tier=tier, amr=["pwd", "hwk", "user", "fpt", "mfa"], **claims)
+    assert ok.allowed, ok.reasons
+    bare = evaluate_claims(tier=tier, amr=["pwd", "hwk", "user", "mfa"], **claims)
+    assert not bare.allowed
+    assert "this tier needs an attested biometric factor" in bare.reasons
