@@ -74,8 +74,12 @@ ENFORCEMENT: Mapping[str, Enforcement] = {
         (("auth/_factors.py", "tier.login.password_min_length"),),
     ),
     "login.enrolment_approval": Enforcement(
-        "portal (auth): a factor counts once an officer approved it",
-        (("auth/_policy.py", "tier.login.enrolment_approval"),),
+        "portal (auth): a factor counts once an officer approved it, one credential at a time",
+        (
+            ("policies/_decisions.py", "login.enrolment_approval and"),
+            ("auth/_factors.py", "approved=cred.approved"),
+            _DECIDE,
+        ),
     ),
     "session.idle_timeout_s": Enforcement(
         "portal (auth): the portal sign-in session, at the portal's login tier; hub "
