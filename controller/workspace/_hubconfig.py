@@ -254,10 +254,16 @@ def make_hub_config(*, spec: EnclaveSpec, tier: Tier, site: HubSite) -> HubConfi
         "default_url": "/lab",
         # ~/.jupyter inside the workspace cannot switch the hardened extension off
         "disable_user_config": True,
+        # the hardened extension; a server that cannot load it does not start. Its
+        # intake token and spool (EnclaveWorkspace.audit_token_file, audit_spool) are
+        # per workspace: the backend that runs the server adds them.
         "args": [
+            f"--ServerApp.jpserver_extensions={SERVER_EXTENSION}=True",
+            "--ServerApp.reraise_server_extension_failures=True",
             f"--ServerApp.terminals_enabled={tier.terminals.enabled}",
             f"--EnclaveWorkspace.enclave={spec.name}",
             f"--EnclaveWorkspace.tier={tier.id}",
+            f"--EnclaveWorkspace.audit_url={site.audit_url}",
         ],
     }
     return HubConfig(

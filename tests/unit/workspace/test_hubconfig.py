@@ -123,9 +123,12 @@ def expected(tier: str, *, terminals: bool) -> dict[str, dict[str, object]]:
             "default_url": "/lab",
             "disable_user_config": True,
             "args": [
+                "--ServerApp.jpserver_extensions=controller.workspace.serverext=True",
+                "--ServerApp.reraise_server_extension_failures=True",
                 f"--ServerApp.terminals_enabled={terminals}",
                 "--EnclaveWorkspace.enclave=gut-2026",
                 f"--EnclaveWorkspace.tier={tier}",
+                "--EnclaveWorkspace.audit_url=http://127.0.0.1:8700",
             ],
         },
     }
