@@ -26,6 +26,7 @@ from .errors import SpecError
 
 __all__ = [
     "AUTHENTICATOR_CLASS",
+    "LAB_SETTINGS_DIR",
     "SERVER_EXTENSION",
     "SPAWNER_CLASS",
     "HubConfig",
@@ -41,6 +42,10 @@ AUTHENTICATOR_CLASS = "controller.workspace.hub.EnclaveAuthenticator"
 SPAWNER_CLASS = "controller.workspace.hub.AuditedLocalProcessSpawner"
 #: The hardened single-user server extension (``controller.workspace.serverext``).
 SERVER_EXTENSION = "controller.workspace.serverext"
+
+#: JupyterLab's application settings shipped here: page_config.json disables the
+#: download and export menu items (best effort; the server extension enforces).
+LAB_SETTINGS_DIR = Path(__file__).resolve().parent / "labsettings"
 
 #: The scopes the idle culler needs, and no more (jupyterhub-idle-culler's README).
 _CULLER_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
@@ -264,6 +269,7 @@ def make_hub_config(*, spec: EnclaveSpec, tier: Tier, site: HubSite) -> HubConfi
             f"--EnclaveWorkspace.enclave={spec.name}",
             f"--EnclaveWorkspace.tier={tier.id}",
             f"--EnclaveWorkspace.audit_url={site.audit_url}",
+            f"--LabApp.app_settings_dir={LAB_SETTINGS_DIR}",
         ],
     }
     return HubConfig(

@@ -8,6 +8,8 @@ from the audit store.
 from __future__ import annotations
 
 import base64
+import json
+import re
 import secrets
 import subprocess
 import sys
@@ -21,6 +23,7 @@ import httpx
 import pytest
 
 from audit.tokens import TokenStore
+from controller.workspace._hubconfig import LAB_SETTINGS_DIR
 from tests.harness.audit_service import ServiceProcess, free_port
 
 from .conftest import wait_for_event
@@ -92,6 +95,7 @@ def start_server(
                     "allow_root": True,  # the test runs as root; workspaces never do
                 },
                 "IdentityProvider": {"token": api_token},
+                "LabApp": {"app_settings_dir": str(LAB_SETTINGS_DIR)},
                 "EnclaveWorkspace": {
                     "enclave": enclave,
                     "tier": tier,
@@ -303,3 +307,22 @@ def test_workspace_without_its_audit_token_does_not_start(
     with pytest.raises(RuntimeError, match="jupyter-server exited") as e:
         start_server(enclave="ws-bad", tier="nbdc-standard", with_token=False)
     assert "audit token file" in str(e.value)
+
+
+def test_jupyterlab_hides_download_and_export_menu_items(standard: Server) -> None:
+    # best effort in the browser; the server refuses these paths anyway (tests above)
+    with standard.http() as h:
+        page = h.get("/lab")
+    assert page.status_code == 200
+    m = re.search(
+        r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page.text, re.S
+    )
+    assert m, "no page config in /lab"
+    disabled = json.loads(m.group(1))["disabledExtensions"]
+    for plugin in (
+        "@jupyterlab/docmanager-extension:download",
+        "@jupyterlab/filebrowser-extension:download",
+        "@jupyterlab/filebrowser-extension:open-browser-tab",
+        "@jupyterlab/notebook-extension:export",
+    ):
+        assert plugin in disabled

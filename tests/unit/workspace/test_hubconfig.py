@@ -16,6 +16,7 @@ from controller.workspace import (
     SpecError,
     make_hub_config,
 )
+from controller.workspace._hubconfig import LAB_SETTINGS_DIR
 from policies import load_catalog
 
 STATE = Path("/srv/enclave/hubs/gut-2026")
@@ -129,6 +130,7 @@ def expected(tier: str, *, terminals: bool) -> dict[str, dict[str, object]]:
                 "--EnclaveWorkspace.enclave=gut-2026",
                 f"--EnclaveWorkspace.tier={tier}",
                 "--EnclaveWorkspace.audit_url=http://127.0.0.1:8700",
+                f"--LabApp.app_settings_dir={LAB_SETTINGS_DIR}",
             ],
         },
     }
