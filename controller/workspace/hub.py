@@ -50,6 +50,7 @@ from ._audit import open_audit_client
 
 __all__ = [
     "AuditedLocalProcessSpawner",
+    "AuditedSpawnerMixin",
     "EnclaveAuthenticator",
     "EntryDecision",
     "TokenRefused",
@@ -356,25 +357,25 @@ class EnclaveAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         return decision.allowed and decision.username == user.name
 
 
-class AuditedLocalProcessSpawner(LocalProcessSpawner):  # type: ignore[misc]
-    """LocalProcessSpawner that records server start, stop and spawn failure (source=hub).
+class AuditedSpawnerMixin:
+    """Records server start, stop and spawn failure (``source=hub``) around any spawner.
 
-    The local backend's sandboxed spawner replaces it; the records stay the same."""
+    The local backend's sandboxed spawner will use it too, so the records stay the same."""
 
     def _record(self, action: str, outcome: str, **details: Any) -> None:
-        authenticator = self.authenticator
+        authenticator = self.authenticator  # type: ignore[attr-defined]
         if not isinstance(authenticator, EnclaveAuthenticator):
-            return
+            raise TypeError("an audited spawner needs the EnclaveAuthenticator")
         authenticator.record(
             action=action,
-            actor=self.user.name,
+            actor=self.user.name,  # type: ignore[attr-defined]
             outcome=outcome,
             details={"spawner": type(self).__name__, **details},
         )
 
     async def start(self) -> Any:
         try:
-            result = await super().start()
+            result = await super().start()  # type: ignore[misc]
         except Exception as e:
             self._record("hub.spawn.failed", "failure", reason=f"{type(e).__name__}: {e}"[:500])
             raise
@@ -383,6 +384,10 @@ class AuditedLocalProcessSpawner(LocalProcessSpawner):  # type: ignore[misc]
 
     async def stop(self, now: bool = False) -> None:
         try:
-            await super().stop(now=now)
+            await super().stop(now=now)  # type: ignore[misc]
         finally:
             self._record("hub.server.stopped", "success")
+
+
+class AuditedLocalProcessSpawner(AuditedSpawnerMixin, LocalProcessSpawner):  # type: ignore[misc]
+    """LocalProcessSpawner (servers run as the member's OS account) with the records."""

@@ -13,6 +13,7 @@ A missing component FAILS with what to install; nothing is skipped.
 from __future__ import annotations
 
 import http.cookiejar
+import os
 import re
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from tests.harness.audit_service import AuditEnv, ServiceProcess, free_port, mak
 
 REPO = Path(__file__).resolve().parents[3]
 CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
+SINGLEUSER = "jupyterhub-singleuser"
 PASSWORD = "ochre lantern gravel 41"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 _TOTP = re.compile(r'<code id="totp-secret">([A-Z2-7]+)</code>')
@@ -191,7 +193,15 @@ def start_hub(
     hubs: list[Hub] = []
     catalog = load_catalog()
 
-    def start(*, name: str, tier: str, members: list[str], bound: bool) -> Hub:
+    def start(
+        *,
+        name: str,
+        tier: str,
+        members: list[str],
+        bound: bool,
+        spawner_class: str | None = None,
+        workspace_token: bool = False,
+    ) -> Hub:
         state = tmp_path_factory.mktemp(f"hub-{name}")
         port = free_port()
         public = f"http://localhost:{port}"
@@ -232,13 +242,30 @@ def start_hub(
                 audit_url=audit_service.url,
                 proxy_command=(str(CHP),),
                 python=sys.executable,
+                **({"spawner_class": spawner_class} if spawner_class else {}),
             ),
         )
-        (state / "jupyterhub_config.py").write_text(cfg.render())
+        text = cfg.render()
+        if workspace_token:
+            # what the local backend will hand each workspace: its own intake token
+            ws = TokenStore(path=audit_service.env.tokens_path).issue(
+                source="workspace", label=f"workspace {name}", enclave=name
+            )
+            _secret(state / "workspace_token", ws.token)
+            text += (
+                "c.Spawner.args.extend(["
+                f"'--EnclaveWorkspace.audit_token_file={state / 'workspace_token'}', "
+                f"'--EnclaveWorkspace.audit_spool={state / 'workspace-spool.db'}', "
+                "'--ServerApp.allow_root=True'])\n"
+                f"c.Spawner.cmd = [{str(Path(sys.executable).parent / SINGLEUSER)!r}]\n"
+                f"c.Spawner.environment = {{'PYTHONPATH': {str(REPO)!r}}}\n"
+            )
+        (state / "jupyterhub_config.py").write_text(text)
         log = (state / "hub.log").open("wb")
         proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "jupyterhub"), "-f", "jupyterhub_config.py"],
             cwd=state,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
