@@ -4,6 +4,7 @@ Tokens are signed with PyJWT, independently of joserfc that verifies them."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -13,7 +14,12 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from controller.workspace.hub import TokenRefused, decide_entry, verify_id_token
+from controller.workspace.hub import (
+    EnclaveAuthenticator,
+    TokenRefused,
+    decide_entry,
+    verify_id_token,
+)
 
 ISSUER, CLIENT = "https://portal.example", "hub-gut-2026"
 NOW = 1_800_000_000
@@ -156,3 +162,22 @@ def test_token_naming_no_user_is_refused() -> None:
         tier="nbdc-standard",
     )
     assert (d.allowed, d.stage) == (False, "token")
+
+
+def _authenticator(**config: Any) -> EnclaveAuthenticator:
+    return EnclaveAuthenticator(
+        enclave="gut-2026", members=["r.tanaka"], tier="nbdc-standard", **config
+    )
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"allow_all": True}, {"admin_users": {"intruder"}}, {"allowed_users": {"intruder"}}],
+    ids=["allow_all", "admin_users", "allowed_users"],
+)
+def test_operator_shortcuts_never_admit_a_non_member(config: dict[str, Any]) -> None:
+    auth = _authenticator(**config)
+    model = {"name": "intruder", "admin": True, "auth_state": {}}
+    assert asyncio.run(auth.check_allowed("intruder", model)) is False
+    assert asyncio.run(auth.check_allowed("r.tanaka", None)) is False
+    assert asyncio.run(auth.update_auth_model(dict(model)))["admin"] is False
