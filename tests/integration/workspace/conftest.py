@@ -167,13 +167,37 @@ class Hub:
     proc: subprocess.Popen[bytes]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 20 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_until_answers(
+    proc: subprocess.Popen[bytes], url: str, *, log: Path, ok: tuple[int, ...] = (200,)
+) -> None:
+    """Poll ``url`` with a deadline until it answers one of ``ok``; fail with the log's
+    tail if the process exits first."""
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited:\n" + log.read_text()[-4000:])
+        try:
+            if httpx.get(url, timeout=1).status_code in ok:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer within 60 s")
+        time.sleep(0.1)  # poll interval
 
 
 def _secret(path: Path, value: str) -> None:
@@ -272,18 +296,8 @@ def start_hub(
         log.close()
         hub = Hub(name=name, url=public, state=state, proc=proc)
         hubs.append(hub)
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("jupyterhub exited:\n" + (state / "hub.log").read_text()[-4000:])
-            try:
-                if httpx.get(public + "/hub/api", timeout=1).status_code == 200:
-                    return hub
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("jupyterhub did not answer within 60 s")
-            time.sleep(0.1)  # poll interval
+        wait_until_answers(proc, public + "/hub/api", log=state / "hub.log")
+        return hub
 
     yield start
     for hub in hubs:

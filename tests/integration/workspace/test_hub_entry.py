@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -55,34 +56,65 @@ def hubs(start_hub: Callable[..., Hub]) -> dict[str, Hub]:
     }
 
 
-def _refusal(audit_service: ServiceProcess, enclave: str, actor: str, stage: str) -> Any:
-    return wait_for_event(
-        audit_service.env,
-        source="hub",
-        match=lambda e: (
-            e["action"] == "hub.login.refused"
-            and e["enclave"] == enclave
-            and e["actor"] == actor
-            and e["details"]["stage"] == stage
-        ),
-    )
+@dataclass(frozen=True)
+class World:
+    """The module's hubs, people (their browsers and TOTP secrets) and audit service."""
+
+    hubs: dict[str, Hub]
+    secrets: dict[str, str]
+    browsers: dict[str, httpx.Client]
+    audit: ServiceProcess
+
+    def enter(self, person: str, enclave: str) -> httpx.Response:
+        """``person`` opens ``enclave``'s hub and signs in through the portal."""
+        url = self.hubs[enclave].url
+        return sign_in_through_hub(self.browsers[person], url, person, self.secrets[person])
+
+    def refused(self, person: str, enclave: str) -> str:
+        """``person`` is refused at ``enclave``'s hub and holds no hub session; the page."""
+        r = self.enter(person, enclave)
+        assert r.status_code == 403, r.text[:2000]
+        assert f"You cannot enter the enclave {enclave}" in r.text
+        api = self.browsers[person].get(self.hubs[enclave].url + "/hub/api/user")
+        assert api.status_code == 403
+        return r.text
+
+    def event(self, action: str, enclave: str, source: str = "hub", **fields: Any) -> Any:
+        """The first ``source`` event of ``action`` in ``enclave`` whose fields match."""
+        return wait_for_event(
+            self.audit.env,
+            source=source,
+            match=lambda e: (
+                e["action"] == action
+                and e["enclave"] == enclave
+                and all(e.get(k, e["details"].get(k)) == v for k, v in fields.items())
+            ),
+        )
+
+    def api(self, person: str, enclave: str, method: str, path: str) -> httpx.Response:
+        """A hub API call as the signed-in browser makes it (the _xsrf cookie echoed)."""
+        b, hub = self.browsers[person], self.hubs[enclave].url
+        b.get(hub + "/hub/home")
+        xsrf = next(c.value for c in b.cookies.jar if c.name == "_xsrf" and c.path == "/hub/")
+        return b.request(method, hub + "/hub/api" + path, headers={"X-XSRFToken": xsrf or ""})
 
 
-def test_member_with_the_tiers_factors_enters_and_it_is_recorded(
+@pytest.fixture(scope="module")
+def world(
     hubs: dict[str, Hub],
     secrets: dict[str, str],
     browsers: dict[str, httpx.Client],
     audit_service: ServiceProcess,
-) -> None:
-    r = sign_in_through_hub(browsers[MEMBER], hubs["gut-std"].url, MEMBER, secrets[MEMBER])
+) -> World:
+    return World(hubs=hubs, secrets=secrets, browsers=browsers, audit=audit_service)
+
+
+def test_member_with_the_tiers_factors_enters_and_it_is_recorded(world: World) -> None:
+    r = world.enter(MEMBER, "gut-std")
     assert r.status_code == 200, r.text[:2000]
     assert r.url.path == "/hub/home"
     assert MEMBER in r.text
-    ev = wait_for_event(
-        audit_service.env,
-        source="hub",
-        match=lambda e: e["action"] == "hub.login.allowed" and e["enclave"] == "gut-std",
-    )
+    ev = world.event("hub.login.allowed", "gut-std")
     assert ev["actor"] == MEMBER
     assert ev["outcome"] == "success"
     assert ev["details"]["tier"] == "nbdc-standard"
@@ -90,94 +122,44 @@ def test_member_with_the_tiers_factors_enters_and_it_is_recorded(
     assert set(ev["details"]["categories"]) == {"knowledge", "possession"}
 
 
-def test_non_member_refused_by_the_portal_sees_a_clear_page_at_the_hub(
-    hubs: dict[str, Hub],
-    secrets: dict[str, str],
-    browsers: dict[str, httpx.Client],
-    audit_service: ServiceProcess,
-) -> None:
-    b = browsers[OUTSIDER]
-    r = sign_in_through_hub(b, hubs["gut-std"].url, OUTSIDER, secrets[OUTSIDER])
-    assert r.status_code == 403
-    assert "You cannot enter the enclave gut-std" in r.text
-    assert "not a member" in r.text
-    assert b.get(hubs["gut-std"].url + "/hub/api/user").status_code == 403
-    ev = _refusal(audit_service, "gut-std", "unknown", "portal")
+def test_non_member_refused_by_the_portal_sees_a_clear_page_at_the_hub(world: World) -> None:
+    assert "not a member" in world.refused(OUTSIDER, "gut-std")
+    ev = world.event("hub.login.refused", "gut-std", actor="unknown", stage="portal")
     assert ev["outcome"] == "denied"
     assert any("not a member" in reason for reason in ev["details"]["reasons"])
 
 
-def test_non_member_holding_a_valid_portal_token_is_refused_by_the_hub(
-    hubs: dict[str, Hub],
-    secrets: dict[str, str],
-    browsers: dict[str, httpx.Client],
-    audit_service: ServiceProcess,
-) -> None:
-    b = browsers[OUTSIDER]
-    r = sign_in_through_hub(b, hubs["gut-high"].url, OUTSIDER, secrets[OUTSIDER])
-    assert r.status_code == 403
-    assert f"{OUTSIDER} is not a member of the enclave gut-high" in r.text
-    assert b.get(hubs["gut-high"].url + "/hub/api/user").status_code == 403
-    ev = _refusal(audit_service, "gut-high", OUTSIDER, "membership")
+def test_non_member_holding_a_valid_portal_token_is_refused_by_the_hub(world: World) -> None:
+    page = world.refused(OUTSIDER, "gut-high")
+    assert f"{OUTSIDER} is not a member of the enclave gut-high" in page
+    ev = world.event("hub.login.refused", "gut-high", actor=OUTSIDER, stage="membership")
     assert ev["details"]["tier"] == "nbdc-high"
 
 
 def test_member_whose_session_lacks_the_tiers_factors_is_refused_by_the_hub(
-    hubs: dict[str, Hub],
-    secrets: dict[str, str],
-    browsers: dict[str, httpx.Client],
-    audit_service: ServiceProcess,
+    world: World,
 ) -> None:
     # password + TOTP: two categories, but nbdc-high needs a phishing-resistant factor
-    b = browsers[MEMBER]
-    r = sign_in_through_hub(b, hubs["gut-high"].url, MEMBER, secrets[MEMBER])
-    assert r.status_code == 403, r.text[:2000]
-    assert "You cannot enter the enclave gut-high" in r.text
-    assert "phishing-resistant" in r.text
-    assert b.get(hubs["gut-high"].url + "/hub/api/user").status_code == 403
-    ev = _refusal(audit_service, "gut-high", MEMBER, "factors")
+    assert "phishing-resistant" in world.refused(MEMBER, "gut-high")
+    ev = world.event("hub.login.refused", "gut-high", actor=MEMBER, stage="factors")
     assert any("phishing-resistant" in reason for reason in ev["details"]["reasons"])
 
 
-def _api(b: httpx.Client, hub: str, method: str, path: str) -> httpx.Response:
-    """A hub API call as the signed-in browser makes it (the _xsrf cookie echoed)."""
-    b.get(hub + "/hub/home")
-    xsrf = next(c.value for c in b.cookies.jar if c.name == "_xsrf" and c.path == "/hub/")
-    return b.request(method, hub + "/hub/api" + path, headers={"X-XSRFToken": xsrf or ""})
-
-
-def test_spawn_failure_is_recorded(
-    hubs: dict[str, Hub],
-    secrets: dict[str, str],
-    browsers: dict[str, httpx.Client],
-    audit_service: ServiceProcess,
-) -> None:
+def test_spawn_failure_is_recorded(world: World) -> None:
     # gut-std runs the product's LocalProcessSpawner: the member has no OS account here
-    b = browsers[MEMBER]
-    hub = hubs["gut-std"].url
-    assert sign_in_through_hub(b, hub, MEMBER, secrets[MEMBER]).status_code == 200
-    r = _api(b, hub, "POST", f"/users/{MEMBER}/server")
-    assert r.status_code >= 400
-    ev = wait_for_event(
-        audit_service.env,
-        source="hub",
-        match=lambda e: e["action"] == "hub.spawn.failed" and e["enclave"] == "gut-std",
-    )
-    assert ev["actor"] == MEMBER
+    assert world.enter(MEMBER, "gut-std").status_code == 200
+    assert world.api(MEMBER, "gut-std", "POST", f"/users/{MEMBER}/server").status_code >= 400
+    ev = world.event("hub.spawn.failed", "gut-std", actor=MEMBER)
     assert ev["outcome"] == "failure"
     assert ev["details"]["reason"]
 
 
 def test_server_start_and_stop_are_recorded_and_the_spawned_server_is_hardened(
-    hubs: dict[str, Hub],
-    secrets: dict[str, str],
-    browsers: dict[str, httpx.Client],
-    audit_service: ServiceProcess,
+    world: World,
 ) -> None:
-    b = browsers[MEMBER]
-    hub = hubs["gut-lab"].url
-    assert sign_in_through_hub(b, hub, MEMBER, secrets[MEMBER]).status_code == 200
-    r = _api(b, hub, "POST", f"/users/{MEMBER}/server")
+    b, hub = world.browsers[MEMBER], world.hubs["gut-lab"].url
+    assert world.enter(MEMBER, "gut-lab").status_code == 200
+    r = world.api(MEMBER, "gut-lab", "POST", f"/users/{MEMBER}/server")
     assert r.status_code in (201, 202), r.text
     deadline = time.monotonic() + 90
     while True:  # the browser opens JupyterLab: the server's own OAuth round trip with the hub
@@ -190,23 +172,11 @@ def test_server_start_and_stop_are_recorded_and_the_spawned_server_is_hardened(
     assert status.status_code == 200
     assert status.headers["cache-control"] == "no-store"
     # through the hub's proxy, as a browser would ask: refused by the workspace itself
-    refused = b.get(f"{hub}/user/{MEMBER}/files/anything.csv?download=1")
-    assert refused.status_code == 403
-    started = wait_for_event(
-        audit_service.env,
-        source="hub",
-        match=lambda e: e["action"] == "hub.server.started" and e["enclave"] == "gut-lab",
+    assert b.get(f"{hub}/user/{MEMBER}/files/anything.csv?download=1").status_code == 403
+    world.event("hub.server.started", "gut-lab", actor=MEMBER)
+    world.event("workspace.download.refused", "gut-lab", source="workspace", actor=MEMBER)
+    assert world.api(MEMBER, "gut-lab", "DELETE", f"/users/{MEMBER}/server").status_code in (
+        202,
+        204,
     )
-    assert started["actor"] == MEMBER
-    ws = wait_for_event(
-        audit_service.env,
-        source="workspace",
-        match=lambda e: e["action"] == "workspace.download.refused" and e["enclave"] == "gut-lab",
-    )
-    assert ws["actor"] == MEMBER
-    assert _api(b, hub, "DELETE", f"/users/{MEMBER}/server").status_code in (202, 204)
-    wait_for_event(
-        audit_service.env,
-        source="hub",
-        match=lambda e: e["action"] == "hub.server.stopped" and e["enclave"] == "gut-lab",
-    )
+    world.event("hub.server.stopped", "gut-lab", actor=MEMBER)
