@@ -181,3 +181,39 @@ def test_operator_shortcuts_never_admit_a_non_member(config: dict[str, Any]) -> 
     assert asyncio.run(auth.check_allowed("intruder", model)) is False
     assert asyncio.run(auth.check_allowed("r.tanaka", None)) is False
     assert asyncio.run(auth.update_auth_model(dict(model)))["admin"] is False
+
+
+class StoredUser:
+    """A hub user as refresh_user sees it: a name and the encrypted auth state."""
+
+    def __init__(self, name: str, id_token: str) -> None:
+        self.name = name
+        self._state = {"token_response": {"id_token": id_token}}
+
+    async def get_auth_state(self) -> dict[str, Any]:
+        return self._state
+
+
+def live(**over: Any) -> str:
+    """A token issued now (refresh_user checks against the wall clock)."""
+    now = int(time.time())
+    return token(**{"iat": now, "exp": now + 300, **over})
+
+
+@pytest.mark.parametrize(
+    ("user", "expected"),
+    [
+        (StoredUser("r.tanaka", live()), True),
+        (
+            StoredUser("r.tanaka", live(iat=int(time.time()) - 7200, exp=int(time.time()) - 3600)),
+            False,
+        ),
+        (StoredUser("r.tanaka", live(enclaves=[])), False),
+        (StoredUser("k.sato", live()), False),
+    ],
+    ids=["still_valid", "expired_token", "removed_from_the_enclave", "token_of_someone_else"],
+)
+def test_refresh_rechecks_the_stored_token(user: StoredUser, expected: bool) -> None:
+    auth = _authenticator(issuer=ISSUER, client_id=CLIENT)
+    auth._jwks = jwks()
+    assert asyncio.run(auth.refresh_user(user)) is expected
