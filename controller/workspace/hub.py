@@ -47,6 +47,7 @@ from audit.client import AuditClient, ClientError
 from policies import LoginDecision, evaluate_claims, load_catalog
 
 from ._audit import open_audit_client
+from .errors import SpecError
 
 __all__ = [
     "AuditedLocalProcessSpawner",
@@ -212,6 +213,22 @@ class EnclaveAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
     audit_spool = Unicode(config=True, help="The audit client's durable spool file.")
 
     _jwks: dict[str, Any] | None = None
+
+    def check_allow_config(self) -> None:
+        """At hub start (JupyterHub calls this once): refuse to run without an enclave,
+        its members, a known tier, the portal's endpoints and a usable audit intake.
+
+        Raises ``SpecError`` (or ``UnknownTierError``), which stops the hub: a hub that
+        could not record its entries must not admit anyone."""
+        for name in ("issuer", "jwks_url", "enclave", "tier", "audit_url", "audit_token_file"):
+            if not getattr(self, name):
+                raise SpecError(f"EnclaveAuthenticator.{name} is not set", field=name)
+        if not self.members:
+            raise SpecError(
+                "EnclaveAuthenticator.members is empty: nobody could enter", field="members"
+            )
+        load_catalog().get(self.tier)
+        self.audit_client()
 
     # -- audit ------------------------------------------------------------------------------
     def audit_client(self) -> AuditClient:

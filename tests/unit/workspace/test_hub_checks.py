@@ -8,12 +8,14 @@ import asyncio
 import base64
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from controller.workspace import SpecError
 from controller.workspace.hub import (
     EnclaveAuthenticator,
     TokenRefused,
@@ -217,3 +219,28 @@ def test_refresh_rechecks_the_stored_token(user: StoredUser, expected: bool) -> 
     auth = _authenticator(issuer=ISSUER, client_id=CLIENT)
     auth._jwks = jwks()
     assert asyncio.run(auth.refresh_user(user)) is expected
+
+
+def test_hub_without_a_readable_audit_token_does_not_start(tmp_path: Path) -> None:
+    token = tmp_path / "audit_token"
+    token.write_text("eat_x_y")
+    token.chmod(0o644)
+    auth = _authenticator(
+        issuer=ISSUER,
+        jwks_url=ISSUER + "/oidc/jwks",
+        audit_url="http://127.0.0.1:9",
+        audit_token_file=str(token),
+        audit_spool=str(tmp_path / "spool.db"),
+    )
+    with pytest.raises(SpecError, match="readable by others"):
+        auth.check_allow_config()
+    token.unlink()
+    with pytest.raises(SpecError, match="cannot be read"):
+        auth.check_allow_config()
+
+
+def test_hub_with_no_members_does_not_start() -> None:
+    auth = _authenticator(issuer=ISSUER, jwks_url="x", audit_url="x", audit_token_file="x")
+    auth.members = []
+    with pytest.raises(SpecError, match="nobody could enter"):
+        auth.check_allow_config()
