@@ -786,6 +786,20 @@ _SPECS: list[dict[str, object]] = [
         "ocsf": 6003,
         "fields": {"path": _f("str", required=True, max_len=4096)},
     },
+    {
+        "name": "workspace.code.executed",
+        "summary": "A code-execution request was sent to a kernel (tiers that record every "
+        "operation); the code is capped, its SHA-256 covers all of it.",
+        "cannot_capture": "What the code did or printed; code a kernel runs without a request "
+        "(threads or processes it started earlier).",
+        "ocsf": 6003,
+        "fields": {
+            "kernel_id": _f("str", max_len=128),
+            "code": _f("str", required=True, max_len=8192, doc="the first 8192 characters"),
+            "sha256": _f("str", required=True, max_len=64),
+            "bytes": _f("int"),
+        },
+    },
 ]
 
 

@@ -18,6 +18,10 @@ configuration (``make_hub_config``) passes both. What it enforces, at the server
 4. Contents events (get, save, create, rename, copy, delete, upload) and kernel
    starts and stops go to the audit intake with this workspace's token,
    ``source=workspace``; every refusal is recorded durably before it is answered.
+5. Where the tier records every operation (``audited_operations.code_execution``),
+   each execute_request is recorded durably (code capped at 8192 characters, the
+   SHA-256 of all of it) before the kernel receives it; a request that cannot be
+   recorded, or a kernel message that does not parse, is not forwarded.
 
 What it cannot do: anything a kernel prints reaches the screen, and code in a
 kernel can read files without the contents API (TIERS.md). These events come from
@@ -26,6 +30,8 @@ a process the researcher's code shares, so officers weigh them as ``workspace``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
@@ -33,6 +39,11 @@ from typing import Any
 
 from jupyter_server.base.handlers import JupyterHandler, path_regex
 from jupyter_server.services.contents.handlers import ContentsHandler
+from jupyter_server.services.kernels.connection.base import (
+    deserialize_binary_message,
+    deserialize_msg_from_ws_v1,
+)
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from jupyter_server.utils import ensure_async, url_path_join
 from tornado import httputil, web
 from traitlets import Int, List, Unicode
@@ -282,6 +293,73 @@ class _NoDownloadTransform(web.OutputTransform):
         return b"" if self.refused else chunk
 
 
+_V1 = "v1.kernel.websocket.jupyter.org"
+_CODE_CAP = 8192
+
+
+class _Unreadable(Exception):
+    """A kernel message this server cannot parse: it is not forwarded."""
+
+
+def execute_request_code(message: str | bytes, *, v1: bool) -> str | None:
+    """The code of an ``execute_request`` from the browser, None for other messages.
+
+    Raises :class:`_Unreadable` for a message whose header or content does not parse
+    (it is then dropped, never forwarded unrecorded)."""
+    try:
+        if v1:
+            _channel, parts = deserialize_msg_from_ws_v1(message)  # type: ignore[no-untyped-call]
+            header, content = json.loads(parts[0]), json.loads(parts[3])
+        else:
+            msg = (
+                json.loads(message)
+                if isinstance(message, str)
+                else (deserialize_binary_message(message))  # type: ignore[no-untyped-call]
+            )
+            header, content = msg.get("header"), msg.get("content")
+    except (ValueError, IndexError, TypeError, UnicodeDecodeError) as e:
+        raise _Unreadable(str(e)[:200]) from None
+    if not isinstance(header, dict) or header.get("msg_type") != "execute_request":
+        return None
+    code = content.get("code") if isinstance(content, dict) else None
+    if not isinstance(code, str):
+        raise _Unreadable("an execute_request without code")
+    return code
+
+
+class RecordedChannelsConnection(ZMQChannelsWebsocketConnection):
+    """Kernel channels that record each execute_request durably before the kernel gets it
+    (tiers with ``audited_operations.code_execution``); unrecordable requests are dropped."""
+
+    def handle_incoming_message(self, incoming_msg: str) -> None:
+        try:
+            code = execute_request_code(incoming_msg, v1=self.subprotocol == _V1)
+        except _Unreadable as e:
+            self.log.warning("dropped an unreadable kernel message: %s", e)
+            return
+        if code is not None:
+            recorder: _Recorder = self.websocket_handler.settings["enclave_recorder"]
+            raw = code.encode("utf-8", "surrogatepass")
+            event = recorder._event(
+                "workspace.code.executed",
+                "success",
+                None,
+                self.websocket_handler.request.remote_ip,
+                {
+                    "kernel_id": str(self.kernel_id)[:128],
+                    "code": code[:_CODE_CAP],
+                    "sha256": hashlib.sha256(raw).hexdigest(),
+                    "bytes": len(raw),
+                },
+            )
+            try:
+                recorder.client.record(event)
+            except ClientError as e:
+                self.log.error("an execute_request was not run: it could not be recorded: %s", e)
+                return
+        super().handle_incoming_message(incoming_msg)
+
+
 def _prepend(web_app: web.Application, handlers: list[tuple[Any, ...]]) -> None:
     """Route ``handlers`` before every other handler, now and later (first match wins).
 
@@ -349,6 +427,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
             (url_path_join(base, r"/api/terminals(.*)"), TerminalsRefusedHandler),
         ]
     _prepend(web_app, handlers)
+    if tier.audited_operations.code_execution:
+        web_app.settings["kernel_websocket_connection_class"] = RecordedChannelsConnection
     _NoDownloadTransform.recorder = recorder
     web_app.transforms.insert(0, _NoDownloadTransform)
     serverapp.event_logger.add_listener(

@@ -7,12 +7,15 @@ from the audit store.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
 import json
 import re
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
 
 from audit.tokens import TokenStore
 from controller.workspace._hubconfig import LAB_SETTINGS_DIR
@@ -307,3 +312,76 @@ def test_jupyterlab_hides_download_and_export_menu_items(standard: Server) -> No
         "@jupyterlab/notebook-extension:export",
     ):
         assert plugin in disabled
+
+
+def _execute_over_websocket(server: Server, kernel_id: str, code: str) -> dict[str, Any]:
+    """Send one execute_request as JupyterLab does (kernel channels websocket, the v1
+    binary protocol) and return the kernel's execute_reply content."""
+
+    def frame(msg: dict[str, Any]) -> bytes:
+        parts = [b"shell"] + [
+            json.dumps(msg[k]).encode() for k in ("header", "parent_header", "metadata", "content")
+        ]
+        offsets = [8 * (len(parts) + 2)]
+        for p in parts:
+            offsets.append(offsets[-1] + len(p))
+        head = len(offsets).to_bytes(8, "little") + b"".join(
+            o.to_bytes(8, "little") for o in offsets
+        )
+        return head + b"".join(parts)
+
+    async def run() -> dict[str, Any]:
+        url = server.url.replace("http", "ws") + f"/api/kernels/{kernel_id}/channels"
+        ws = await websocket_connect(
+            HTTPRequest(url, headers={"Authorization": f"token {server.token}"}),
+            subprotocols=["v1.kernel.websocket.jupyter.org"],
+        )
+        msg_id = secrets.token_hex(8)
+        header = {
+            "msg_id": msg_id,
+            "msg_type": "execute_request",
+            "username": "r.tanaka",
+            "session": secrets.token_hex(8),
+            "version": "5.3",
+            "date": "2026-12-04T00:00:00Z",
+        }
+        content = {"code": code, "silent": False, "store_history": True, "allow_stdin": False}
+        await ws.write_message(
+            frame({"header": header, "parent_header": {}, "metadata": {}, "content": content}),
+            binary=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            raw = await asyncio.wait_for(ws.read_message(), deadline - time.monotonic())
+            assert isinstance(raw, bytes), "the websocket closed"
+            n = int.from_bytes(raw[:8], "little")
+            offs = [int.from_bytes(raw[8 * (i + 1) : 8 * (i + 2)], "little") for i in range(n)]
+            parts = [raw[offs[i] : offs[i + 1]] for i in range(n - 1)]
+            reply_header, parent = json.loads(parts[1]), json.loads(parts[2])
+            if reply_header["msg_type"] == "execute_reply" and parent.get("msg_id") == msg_id:
+                ws.close()
+                reply: dict[str, Any] = json.loads(parts[4])
+                return reply
+        raise AssertionError("no execute_reply within 60 s")
+
+    return asyncio.run(run())
+
+
+def test_each_code_execution_is_recorded_where_the_tier_records_every_operation(
+    strong: Server, audit_service: ServiceProcess
+) -> None:
+    code = "total = sum(range(10))\nprint('genus', total)\n" + "# pad\n" * 3000
+    with strong.http() as h:
+        r = h.post("/api/kernels", json={"name": "python3"})
+        assert r.status_code == 201, r.text
+        kernel_id = r.json()["id"]
+        try:
+            assert _execute_over_websocket(strong, kernel_id, code)["status"] == "ok"
+        finally:
+            h.delete(f"/api/kernels/{kernel_id}")
+    digest = hashlib.sha256(code.encode()).hexdigest()
+    ev = _event(audit_service, strong, "workspace.code.executed", sha256=digest)
+    assert ev["details"]["kernel_id"] == kernel_id
+    assert ev["details"]["bytes"] == len(code.encode())
+    assert ev["details"]["code"] == code[:8192]
+    assert len(code) > 8192  # the record is capped; the hash covers it all
