@@ -702,6 +702,147 @@ _SPECS: list[dict[str, object]] = [
         "ocsf": 6003,
         "fields": {},
     },
+    # --- workspaces (issue #15): the hub (source=hub) and the hardened single-user
+    # server (source=workspace). One self-contained block; allowed sources: hub.* from
+    # the hub only, workspace.* from the workspace only.
+    {
+        "name": "hub.login.allowed",
+        "summary": "An enclave's hub let a member in: the portal's ID token was verified and "
+        "its factors satisfy the tier.",
+        "cannot_capture": "Who is at the keyboard; what the portal verified beyond the token's "
+        "claims (see the portal's auth.factor.verified events).",
+        "ocsf": 3002,
+        "fields": {
+            "tier": _f("str", max_len=64),
+            "acr": _f("str", max_len=64),
+            "amr": _f("str_list", max_len=16),
+            "categories": _f("str_list", max_len=16),
+        },
+    },
+    {
+        "name": "hub.login.refused",
+        "summary": "An enclave's hub refused entry (bad token, not a member, factors short of "
+        "the tier, or the portal's own refusal), with every reason.",
+        "cannot_capture": "Requests refused before reaching the hub (the proxy, the network); "
+        "the token itself (never logged).",
+        "ocsf": 3002,
+        "fields": {
+            "stage": _f(
+                "str",
+                required=True,
+                choices=("portal", "token", "membership", "factors", "audit"),
+                doc="which check refused",
+            ),
+            "reasons": _f("str_list", max_len=512),
+            "tier": _f("str", max_len=64),
+        },
+    },
+    {
+        "name": "hub.server.started",
+        "summary": "The hub's spawner started a member's single-user server.",
+        "cannot_capture": "Whether the server then answered (a server that never answers is "
+        "stopped by the hub and recorded as hub.server.stopped).",
+        "ocsf": 6003,
+        "fields": {"spawner": _f("str", max_len=128)},
+    },
+    {
+        "name": "hub.server.stopped",
+        "summary": "The hub stopped a member's single-user server (the member, the idle culler, "
+        "the session limit or a shutdown).",
+        "cannot_capture": "Which of those asked for the stop; work done on the screen before it.",
+        "ocsf": 6003,
+        "fields": {"spawner": _f("str", max_len=128)},
+    },
+    {
+        "name": "hub.spawn.failed",
+        "summary": "The hub's spawner failed to start a member's single-user server.",
+        "cannot_capture": "Failures after the spawner returned (the server not answering).",
+        "ocsf": 6003,
+        "fields": {
+            "spawner": _f("str", max_len=128),
+            "reason": _f("str", required=True, max_len=512),
+        },
+    },
+    {
+        "name": "workspace.file.created",
+        "summary": "A file or directory was created through the workspace's file API.",
+        "cannot_capture": "Files created inside a running kernel that bypass the file API.",
+        "ocsf": 6003,
+        "fields": {
+            "path": _f("str", required=True, max_len=4096),
+            "type": _f("str", max_len=32),
+        },
+    },
+    {
+        "name": "workspace.file.renamed",
+        "summary": "A file was renamed or moved through the workspace's file API.",
+        "cannot_capture": "Renames made inside a running kernel that bypass the file API.",
+        "ocsf": 6003,
+        "fields": {
+            "path": _f("str", required=True, max_len=4096),
+            "new_path": _f("str", required=True, max_len=4096),
+        },
+    },
+    {
+        "name": "workspace.file.copied",
+        "summary": "A file was copied through the workspace's file API.",
+        "cannot_capture": "Copies made inside a running kernel that bypass the file API.",
+        "ocsf": 6003,
+        "fields": {
+            "path": _f("str", required=True, max_len=4096),
+            "new_path": _f("str", max_len=4096),
+        },
+    },
+    {
+        "name": "workspace.file.uploaded",
+        "summary": "A file was uploaded from the browser into the workspace.",
+        "cannot_capture": "What the file contains beyond its size and hash (see the airlock "
+        "for scanned imports).",
+        "ocsf": 6003,
+        "fields": {
+            "path": _f("str", required=True, max_len=4096),
+            "bytes": _f("int"),
+        },
+    },
+    {
+        "name": "workspace.download.refused",
+        "summary": "The workspace refused to send file bytes to the browser as a file "
+        "(/files, nbconvert, a Content-Disposition attachment, or raw dataset content over "
+        "the tier's size).",
+        "cannot_capture": "What the browser shows on screen (the kernel's output and the "
+        "notebook view are not downloads), screen capture on the researcher's device.",
+        "ocsf": 6003,
+        "fields": {
+            "path": _f("str", required=True, max_len=4096),
+            "route": _f(
+                "str",
+                required=True,
+                choices=("files", "nbconvert", "attachment", "contents"),
+            ),
+            "reason": _f("str", max_len=256),
+        },
+    },
+    {
+        "name": "workspace.terminal.refused",
+        "summary": "A request for a Jupyter terminal was refused: the tier turns terminals off.",
+        "cannot_capture": "Shell commands run through a kernel (e.g. subprocess in a cell).",
+        "ocsf": 6003,
+        "fields": {"path": _f("str", required=True, max_len=4096)},
+    },
+    {
+        "name": "workspace.code.executed",
+        "summary": "A code-execution request was sent to a kernel (tiers that record every "
+        "operation); the code is capped, its SHA-256 covers all of it.",
+        "cannot_capture": "What the code did or printed; code a kernel runs without a request "
+        "(threads or processes it started earlier).",
+        "ocsf": 6003,
+        "fields": {
+            "kernel_id": _f("str", max_len=128),
+            "code": _f("str", required=True, max_len=8192, doc="the first 8192 characters"),
+            "sha256": _f("str", required=True, max_len=64),
+            "bytes": _f("int"),
+        },
+    },
 ]
 
 

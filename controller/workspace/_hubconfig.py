@@ -1,0 +1,300 @@
+"""One hub's configuration as a pure function: Enclave spec + tier + site -> ``HubConfig``.
+
+Used by the local backend (rendered into a ``jupyterhub_config.py``) and later by the
+Kubernetes backend (the same traitlets, in the hub's ConfigMap). Nothing here reads
+or writes files: secrets are named by path (:class:`SecretFile`) and read by the
+rendered configuration when the hub loads it, so they never appear in the
+configuration text, a process's argv, or a log.
+
+The secure defaults are fixed, not settings: admin access to user servers off,
+named servers off, auth state encrypted, no admin users, allow-all off, user
+configuration inside the single-user server ignored. The tier sets the idle limit
+and the absolute session limit (``session`` control) and whether terminals exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from policies import Tier
+
+from ._spec import EnclaveSpec
+from .errors import SpecError
+
+__all__ = [
+    "AUTHENTICATOR_CLASS",
+    "LAB_SETTINGS_DIR",
+    "SERVER_EXTENSION",
+    "SPAWNER_CLASS",
+    "HubConfig",
+    "HubSite",
+    "IdleCuller",
+    "SecretFile",
+    "make_hub_config",
+]
+
+#: The authenticator every enclave hub runs (see ``controller.workspace.hub``).
+AUTHENTICATOR_CLASS = "controller.workspace.hub.EnclaveAuthenticator"
+#: The spawner of the local backend until the sandboxed one exists: audits start/stop.
+SPAWNER_CLASS = "controller.workspace.hub.AuditedLocalProcessSpawner"
+#: The hardened single-user server extension (``controller.workspace.serverext``).
+SERVER_EXTENSION = "controller.workspace.serverext"
+
+#: JupyterLab's application settings shipped here: page_config.json disables the
+#: download and export menu items (best effort; the server extension enforces).
+LAB_SETTINGS_DIR = Path(__file__).resolve().parent / "labsettings"
+
+#: The scopes the idle culler needs, and no more (jupyterhub-idle-culler's README).
+_CULLER_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
+
+
+@dataclass(frozen=True)
+class SecretFile:
+    """A secret the hub reads from ``path`` when it loads its configuration."""
+
+    path: Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubSite:
+    """Where one hub runs on this site: addresses, its state directory, the peers.
+
+    ``state_dir`` holds the hub's database and these files, each readable by its
+    owner only: ``cookie_secret``, ``crypt_key`` (64 hex characters: the auth-state
+    key), ``client_secret`` (the hub's OIDC client secret at the portal) and
+    ``audit_token`` (the hub's intake token, ``source=hub``, bound to the enclave).
+    """
+
+    portal_url: str
+    public_url: str
+    hub_api_port: int
+    proxy_api_port: int
+    state_dir: Path
+    audit_url: str
+    proxy_command: tuple[str, ...]
+    python: str
+    cull_every_s: int = 60
+    spawner_class: str = SPAWNER_CLASS
+
+    def __post_init__(self) -> None:
+        for name in ("portal_url", "public_url", "audit_url"):
+            value = getattr(self, name)
+            if not value.startswith(("http://", "https://")) or value.endswith("/"):
+                raise SpecError(
+                    f"{name} must be an http(s) URL without a trailing slash, not {value!r}",
+                    field=name,
+                )
+        for name in ("hub_api_port", "proxy_api_port"):
+            if not 1 <= getattr(self, name) <= 65535:
+                raise SpecError(f"{name} must be a TCP port (1-65535)", field=name)
+        if not self.proxy_command:
+            raise SpecError("proxy_command must name configurable-http-proxy", field="proxy")
+        if not 10 <= self.cull_every_s <= 3600:
+            raise SpecError("cull_every_s must be 10-3600 seconds", field="cull_every_s")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdleCuller:
+    """jupyterhub-idle-culler as a hub-managed service, at the tier's limits."""
+
+    timeout_s: int
+    max_age_s: int
+    every_s: int
+    python: str
+
+    def service(self) -> dict[str, Any]:
+        return {
+            "name": "idle-culler",
+            "command": [
+                self.python,
+                "-m",
+                "jupyterhub_idle_culler",
+                f"--timeout={self.timeout_s}",
+                f"--max-age={self.max_age_s}",
+                f"--cull-every={self.every_s}",
+            ],
+        }
+
+    def role(self) -> dict[str, Any]:
+        return {"name": "idle-culler", "scopes": list(_CULLER_SCOPES), "services": ["idle-culler"]}
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubConfig:
+    """Everything one enclave's JupyterHub is configured with; see :func:`make_hub_config`."""
+
+    enclave: str
+    tier: str
+    members: tuple[str, ...]
+    bind_url: str
+    hub_bind_url: str
+    proxy_api_url: str
+    proxy_command: tuple[str, ...]
+    db_url: str
+    cookie_secret_file: Path
+    cookie_max_age_days: float
+    crypt_key: SecretFile
+    admin_access: bool
+    allow_named_servers: bool
+    admin_users: frozenset[str]
+    authenticator_class: str
+    authenticator: Mapping[str, Any]
+    spawner_class: str
+    spawner: Mapping[str, Any]
+    culler: IdleCuller
+    extra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def traitlets(self) -> dict[str, dict[str, Any]]:
+        """The configuration as ``{Class: {trait: value}}``; secrets stay :class:`SecretFile`."""
+        return {
+            "JupyterHub": {
+                "bind_url": self.bind_url,
+                "hub_bind_url": self.hub_bind_url,
+                "db_url": self.db_url,
+                "cookie_secret_file": str(self.cookie_secret_file),
+                "cookie_max_age_days": self.cookie_max_age_days,
+                "admin_access": self.admin_access,
+                "allow_named_servers": self.allow_named_servers,
+                "authenticator_class": self.authenticator_class,
+                "spawner_class": self.spawner_class,
+                "services": [self.culler.service()],
+                "load_roles": [self.culler.role()],
+                "default_url": "/hub/home",
+            },
+            "ConfigurableHTTPProxy": {
+                "api_url": self.proxy_api_url,
+                "command": list(self.proxy_command),
+            },
+            "CryptKeeper": {"keys": [self.crypt_key]},
+            "Authenticator": {"admin_users": set(self.admin_users)},
+            "EnclaveAuthenticator": dict(self.authenticator),
+            "Spawner": dict(self.spawner),
+            **{k: dict(v) for k, v in self.extra.items()},
+        }
+
+    def render(self) -> str:
+        """The text of a ``jupyterhub_config.py`` applying :meth:`traitlets`.
+
+        Values are written as Python literals; a :class:`SecretFile` becomes a call
+        that reads the file when the hub loads the configuration and refuses a file
+        that its group or others can read."""
+        lines = [
+            "# Generated by controller.workspace.make_hub_config; do not edit by hand.",
+            f"# Enclave {self.enclave!r}, tier {self.tier!r}.",
+            "import os",
+            "import stat",
+            "",
+            "",
+            "def _secret(path):",
+            "    st = os.stat(path)",
+            "    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):",
+            "        raise SystemExit(f'{path} is readable by others than its owner')",
+            "    with open(path) as f:",
+            "        return f.read().strip()",
+            "",
+            "",
+            "c = get_config()  # noqa: F821",
+        ]
+        for cls, traits in self.traitlets().items():
+            for name, value in traits.items():
+                lines.append(f"c.{cls}.{name} = {_literal(value)}")
+        return "\n".join(lines) + "\n"
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, SecretFile):
+        return f"_secret({str(value.path)!r})"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    if isinstance(value, set | frozenset):
+        return "set(" + _literal(sorted(value)) + ")"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, bool | int | float | str) or value is None:
+        return repr(value)
+    raise TypeError(f"cannot render {type(value).__name__} into a configuration")
+
+
+def make_hub_config(*, spec: EnclaveSpec, tier: Tier, site: HubSite) -> HubConfig:
+    """The JupyterHub configuration of ``spec``'s hub at ``site``, under ``tier``.
+
+    ``tier`` MUST be the catalog's (operator overlays applied) entry for
+    ``spec.tier``; a mismatch is refused rather than configuring the wrong limits.
+    """
+    if tier.id != spec.tier:
+        raise SpecError(
+            f"the tier given ({tier.id}) is not the enclave's tier ({spec.tier})", field="spec.tier"
+        )
+    state = site.state_dir
+    portal = site.portal_url
+    callback = f"{site.public_url}/hub/oauth_callback"
+    authenticator: dict[str, Any] = {
+        # the portal is the only identity provider trusted (DESIGN.md "Identity")
+        "issuer": portal,
+        "jwks_url": f"{portal}/oidc/jwks",
+        "authorize_url": f"{portal}/oidc/authorize",
+        "token_url": f"{portal}/oidc/token",
+        "userdata_url": f"{portal}/oidc/userinfo",
+        "client_id": f"hub-{spec.name}",
+        "client_secret": SecretFile(state / "client_secret"),
+        "oauth_callback_url": callback,
+        "scope": ["openid", "profile", "enclaves"],
+        "username_claim": "preferred_username",
+        "enable_pkce": True,
+        "enable_auth_state": True,
+        "allow_all": False,
+        "allow_existing_users": False,
+        "manage_groups": False,
+        "enclave": spec.name,
+        "members": sorted(m.user for m in spec.members),
+        "tier": tier.id,
+        "audit_url": site.audit_url,
+        "audit_token_file": str(state / "audit_token"),
+        "audit_spool": str(state / "audit-spool.db"),
+    }
+    spawner: dict[str, Any] = {
+        "default_url": "/lab",
+        # ~/.jupyter inside the workspace cannot switch the hardened extension off
+        "disable_user_config": True,
+        # the hardened extension; a server that cannot load it does not start. Its
+        # intake token and spool (EnclaveWorkspace.audit_token_file, audit_spool) are
+        # per workspace: the backend that runs the server adds them.
+        "args": [
+            f"--ServerApp.jpserver_extensions={SERVER_EXTENSION}=True",
+            "--ServerApp.reraise_server_extension_failures=True",
+            f"--ServerApp.terminals_enabled={tier.terminals.enabled}",
+            f"--EnclaveWorkspace.enclave={spec.name}",
+            f"--EnclaveWorkspace.tier={tier.id}",
+            f"--EnclaveWorkspace.audit_url={site.audit_url}",
+            f"--LabApp.app_settings_dir={LAB_SETTINGS_DIR}",
+        ],
+    }
+    return HubConfig(
+        enclave=spec.name,
+        tier=tier.id,
+        members=tuple(m.user for m in spec.members),
+        bind_url=site.public_url,
+        hub_bind_url=f"http://127.0.0.1:{site.hub_api_port}",
+        proxy_api_url=f"http://127.0.0.1:{site.proxy_api_port}",
+        proxy_command=site.proxy_command,
+        db_url=f"sqlite:///{state / 'jupyterhub.sqlite'}",
+        cookie_secret_file=state / "cookie_secret",
+        cookie_max_age_days=tier.session.max_session_s / 86_400,
+        crypt_key=SecretFile(state / "crypt_key"),
+        admin_access=False,
+        allow_named_servers=False,
+        admin_users=frozenset(),
+        authenticator_class=AUTHENTICATOR_CLASS,
+        authenticator=authenticator,
+        spawner_class=site.spawner_class,
+        spawner=spawner,
+        culler=IdleCuller(
+            timeout_s=tier.session.idle_timeout_s,
+            max_age_s=tier.session.max_session_s,
+            every_s=site.cull_every_s,
+            python=site.python,
+        ),
+    )

@@ -1,0 +1,304 @@
+"""Real components for the workspace tests: the audit service, the portal, JupyterHub.
+
+* ``audit_service``: ``python -m audit.service`` with a fresh store (tests/harness).
+* ``portal``: ``python -m auth serve`` (``PortalProcess`` of the portal's e2e tests).
+* ``start_hub``: one real JupyterHub (+ configurable-http-proxy from npm) configured
+  by ``make_hub_config``, exactly as the local backend will render it.
+* ``Browser``: an HTTP client that keeps cookies as a browser does on ``localhost``
+  (a secure context: ``Secure`` cookies are sent over http://localhost).
+
+A missing component FAILS with what to install; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pyotp
+import pytest
+
+from audit import open_log
+from audit.tokens import TokenStore
+from controller.workspace import EnclaveSpec, HubSite, Member, make_hub_config
+from policies import load_catalog
+from tests.e2e.auth.conftest import PortalProcess
+from tests.harness.audit_service import AuditEnv, ServiceProcess, free_port, make_audit_env
+
+REPO = Path(__file__).resolve().parents[3]
+CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
+SINGLEUSER = "jupyterhub-singleuser"
+PASSWORD = "ochre lantern gravel 41"
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+_TOTP = re.compile(r'<code id="totp-secret">([A-Z2-7]+)</code>')
+
+
+class _LocalhostIsSecure(http.cookiejar.DefaultCookiePolicy):
+    """Browsers treat http://localhost as a secure context; so does this jar."""
+
+    def return_ok_secure(
+        self, cookie: http.cookiejar.Cookie, request: urllib.request.Request
+    ) -> bool:
+        return request.host.split(":")[0] == "localhost" or super().return_ok_secure(
+            cookie, request
+        )
+
+
+def browser() -> httpx.Client:
+    """httpx copies cookies into a default jar for each request, so a request hook sets
+    the Cookie header again from the client's jar, whose policy sends Secure cookies to
+    localhost."""
+
+    def send_cookies(request: httpx.Request) -> None:
+        request.headers.pop("cookie", None)
+        client.cookies.set_cookie_header(request)
+
+    client = httpx.Client(
+        follow_redirects=True, timeout=30, event_hooks={"request": [send_cookies]}
+    )
+    client.cookies.jar.set_policy(_LocalhostIsSecure())
+    return client
+
+
+def _csrf(html: str) -> str:
+    m = _CSRF.search(html)
+    assert m, "no CSRF field on the page:\n" + html[:2000]
+    return m.group(1)
+
+
+def enrol(portal: PortalProcess, username: str) -> str:
+    """Invite, set the password, enrol TOTP (its current step); returns the TOTP secret."""
+    r = portal.admin("POST", "/api/admin/users", json={"username": username})
+    assert r.status_code == 201, r.text
+    code = r.json()["invitation_code"]
+    with browser() as b:
+        page = b.get(portal.base + "/invite")
+        page = b.post(portal.base + "/invite", data={"csrf": _csrf(page.text), "code": code})
+        page = b.post(
+            portal.base + "/invite/password",
+            data={"csrf": _csrf(page.text), "password": PASSWORD, "password2": PASSWORD},
+        )
+        m = _TOTP.search(page.text)
+        assert m, page.text[:2000]
+        secret = m.group(1)
+        page = b.post(
+            portal.base + "/enrol/totp",
+            data={"csrf": _csrf(page.text), "code": pyotp.TOTP(secret).now()},
+        )
+        assert 'id="done"' in page.text, page.text[:2000]
+        b.post(portal.base + "/enrol/done", data={"csrf": _csrf(page.text)})
+    return secret
+
+
+def sign_in_through_hub(b: httpx.Client, hub: str, username: str, secret: str) -> httpx.Response:
+    """Start the hub's OAuth login and, when the portal asks, sign in with password + TOTP
+    (the next TOTP step: codes are single-use). Returns the final response."""
+    r = b.get(hub + "/hub/oauth_login")
+    if r.url.path.endswith("/login") and "csrf" in r.text:
+        r = b.post(str(r.url), data={"csrf": _csrf(r.text), "username": username})
+        r = b.post(
+            str(r.url.copy_with(path="/login/password")),
+            data={
+                "csrf": _csrf(r.text),
+                "password": PASSWORD,
+            },
+        )
+        code = pyotp.TOTP(secret).at(int(time.time()) + 30)
+        r = b.post(
+            str(r.url.copy_with(path="/login/totp")), data={"csrf": _csrf(r.text), "code": code}
+        )
+    return r
+
+
+@pytest.fixture(scope="module")
+def audit_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    env = make_audit_env(tmp_path_factory.mktemp("audit"), sources=())
+    with ServiceProcess(env) as svc:
+        yield svc
+
+
+@pytest.fixture(scope="module")
+def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PortalProcess]:
+    p = PortalProcess(state=tmp_path_factory.mktemp("portal")).start()
+    yield p
+    p.stop()
+
+
+def audit_events(env: AuditEnv, *, source: str) -> list[dict[str, Any]]:
+    log = open_log(env.store_url)
+    try:
+        rows = log.store.entries(0, log.sequenced())
+    finally:
+        log.close()
+    return [e for e in (orjson.loads(r[-1]) for r in rows) if e["source"] == source]
+
+
+def wait_for_event(
+    env: AuditEnv, *, source: str, match: Callable[[dict[str, Any]], bool], timeout: float = 30
+) -> dict[str, Any]:
+    """The first event of ``source`` that ``match``es, polled with a deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [e for e in audit_events(env, source=source) if match(e)]
+        if found:
+            return found[0]
+        if time.monotonic() > deadline:
+            seen = [(e["action"], e["actor"]) for e in audit_events(env, source=source)]
+            raise AssertionError(f"no matching {source} event within {timeout} s; seen {seen}")
+        time.sleep(0.1)  # poll interval
+
+
+@dataclass
+class Hub:
+    name: str
+    url: str
+    state: Path
+    proc: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 20 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_until_answers(
+    proc: subprocess.Popen[bytes], url: str, *, log: Path, ok: tuple[int, ...] = (200,)
+) -> None:
+    """Poll ``url`` with a deadline until it answers one of ``ok``; fail with the log's
+    tail if the process exits first."""
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited:\n" + log.read_text()[-4000:])
+        try:
+            if httpx.get(url, timeout=1).status_code in ok:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer within 60 s")
+        time.sleep(0.1)  # poll interval
+
+
+def _secret(path: Path, value: str) -> None:
+    path.write_text(value)
+    path.chmod(0o600)
+
+
+@pytest.fixture(scope="module")
+def start_hub(
+    portal: PortalProcess, audit_service: ServiceProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Hub]]:
+    """``start_hub(name, tier, members, bound)``: register the enclave (and its hub's
+    client: bound to the enclave, or a plain client when ``bound`` is false) at the
+    portal, then run its JupyterHub until the module ends."""
+    if not CHP.exists():
+        pytest.fail(f"{CHP} is missing: run 'make setup' (npm install)")
+    hubs: list[Hub] = []
+    catalog = load_catalog()
+
+    def start(
+        *,
+        name: str,
+        tier: str,
+        members: list[str],
+        bound: bool,
+        spawner_class: str | None = None,
+        workspace_token: bool = False,
+    ) -> Hub:
+        state = tmp_path_factory.mktemp(f"hub-{name}")
+        port = free_port()
+        public = f"http://localhost:{port}"
+        callback = public + "/hub/oauth_callback"
+        body: dict[str, Any] = {
+            "tier": tier,
+            "members": [{"user": m} for m in members],
+            "networks": ["127.0.0.0/8", "::1/128"],
+        }
+        if bound:
+            body["client"] = {"client_id": f"hub-{name}", "redirect_uris": [callback]}
+        r = portal.admin("PUT", f"/api/admin/enclaves/{name}", json=body)
+        assert r.status_code == 200, r.text
+        secret = r.json().get("client_secret")
+        if not bound:
+            r = portal.admin(
+                "POST",
+                "/api/admin/clients",
+                json={"client_id": f"hub-{name}", "redirect_uris": [callback]},
+            )
+            assert r.status_code == 201, r.text
+            secret = r.json()["client_secret"]
+        token = TokenStore(path=audit_service.env.tokens_path).issue(
+            source="hub", label=f"hub {name}", enclave=name
+        )
+        _secret(state / "client_secret", secret)
+        _secret(state / "audit_token", token.token)
+        _secret(state / "crypt_key", "5e" * 32)
+        cfg = make_hub_config(
+            spec=EnclaveSpec(name=name, tier=tier, members=tuple(Member(user=m) for m in members)),
+            tier=catalog.get(tier),
+            site=HubSite(
+                portal_url=portal.base,
+                public_url=public,
+                hub_api_port=free_port(),
+                proxy_api_port=free_port(),
+                state_dir=state,
+                audit_url=audit_service.url,
+                proxy_command=(str(CHP),),
+                python=sys.executable,
+                **({"spawner_class": spawner_class} if spawner_class else {}),
+            ),
+        )
+        text = cfg.render()
+        if workspace_token:
+            # what the local backend will hand each workspace: its own intake token
+            ws = TokenStore(path=audit_service.env.tokens_path).issue(
+                source="workspace", label=f"workspace {name}", enclave=name
+            )
+            _secret(state / "workspace_token", ws.token)
+            text += (
+                "c.Spawner.args.extend(["
+                f"'--EnclaveWorkspace.audit_token_file={state / 'workspace_token'}', "
+                f"'--EnclaveWorkspace.audit_spool={state / 'workspace-spool.db'}', "
+                "'--ServerApp.allow_root=True'])\n"
+                f"c.Spawner.cmd = [{str(Path(sys.executable).parent / SINGLEUSER)!r}]\n"
+                f"c.Spawner.environment = {{'PYTHONPATH': {str(REPO)!r}}}\n"
+            )
+        (state / "jupyterhub_config.py").write_text(text)
+        log = (state / "hub.log").open("wb")
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "jupyterhub"), "-f", "jupyterhub_config.py"],
+            cwd=state,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        hub = Hub(name=name, url=public, state=state, proc=proc)
+        hubs.append(hub)
+        wait_until_answers(proc, public + "/hub/api", log=state / "hub.log")
+        return hub
+
+    yield start
+    for hub in hubs:
+        hub.stop()
