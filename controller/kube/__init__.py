@@ -5,6 +5,7 @@ reconciler. Building manifests (``render_enclave`` and the ``make_*`` functions)
 pure and separate from talking to a cluster; nothing here may half-apply a spec.
 """
 
+from ._render import HubConfig, RenderSettings, render_enclave, to_yaml
 from ._schema import (
     CRD_NAME,
     GROUP,
@@ -19,7 +20,6 @@ from ._spec import Approval, Dataset, Enclave, Member, Workspace, load_enclave
 from .errors import ClusterError, ControllerError, InvalidEnclaveError
 
 __all__ = [
-    "ANYWHERE",
     "CRD_NAME",
     "GROUP",
     "KIND",
@@ -29,18 +29,16 @@ __all__ = [
     "ControllerError",
     "Dataset",
     "Enclave",
-    "Grant",
+    "HubConfig",
     "InvalidEnclaveError",
-    "IsolationReport",
     "Member",
-    "Peer",
-    "PodClass",
-    "PortRange",
     "Problem",
+    "RenderSettings",
     "Workspace",
-    "analyse_policies",
     "enclave_crd",
     "load_enclave",
+    "render_enclave",
     "safe_slug",
+    "to_yaml",
     "validate_enclave",
 ]

@@ -1,0 +1,135 @@
+"""What ``enclave render`` prints is admitted by the real API server, under PSA restricted.
+
+For each example (one per tier) the rendered objects are server-side applied as the
+controller will apply them, owned by a real Enclave; then the hub's and the proxy's
+pod templates and the single-user pod the hub will create are created for real in
+the enclave's namespace, where Pod Security ``restricted`` is enforced.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from controller.kube import GROUP, VERSION, HubConfig, RenderSettings, load_enclave, render_enclave
+from controller.kube._apply import apply_objects
+from controller.kube._objects import (
+    Owner,
+    make_singleuser_claim,
+    make_singleuser_pod,
+    namespace_name,
+)
+from policies import load_catalog
+
+pytestmark = pytest.mark.kube
+
+REPO = Path(__file__).resolve().parents[3]
+EXAMPLES = sorted((REPO / "examples" / "enclaves").glob("*.yaml"))
+SETTINGS = RenderSettings(api_server_cidrs=("10.0.0.1/32",))
+HUB_CONFIG = HubConfig(files=(("jupyterhub_config.py", "c = get_config()  # noqa\n"),))
+
+
+@pytest.fixture
+def owned_enclave(
+    request: pytest.FixtureRequest, kube_api: Any, enclave_crd_installed: str
+) -> Iterator[tuple[dict[str, Any], str]]:
+    """The example's Enclave, created under a fresh name; deleted with its namespace after."""
+    doc = yaml.safe_load(Path(request.param).read_text("utf-8"))
+    doc["metadata"]["name"] = f"t{secrets.token_hex(3)}-{doc['spec']['tier']}"
+    custom = client.CustomObjectsApi(kube_api)
+    stored = custom.create_cluster_custom_object(GROUP, VERSION, "enclaves", doc)
+    try:
+        yield doc, stored["metadata"]["uid"]
+    finally:
+        core = client.CoreV1Api(kube_api)
+        try:
+            core.delete_namespace(f"enclave-{doc['metadata']['name']}")
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
+        custom.delete_cluster_custom_object(GROUP, VERSION, "enclaves", doc["metadata"]["name"])
+
+
+def _poll(what: str, condition: Callable[[], bool], *, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)  # the poll interval; the deadline above bounds the wait
+
+
+@pytest.mark.parametrize("owned_enclave", EXAMPLES, ids=[p.stem for p in EXAMPLES], indirect=True)
+def test_rendered_objects_are_admitted_and_pods_pass_psa_restricted(
+    kube_api: Any, owned_enclave: tuple[dict[str, Any], str]
+) -> None:
+    doc, uid = owned_enclave
+    enclave = load_enclave(doc)
+    tier = load_catalog().get(enclave.tier)
+    objects = render_enclave(
+        enclave=enclave, tier=tier, settings=SETTINGS, hub_config=HUB_CONFIG, owner_uid=uid
+    )
+    stored = apply_objects(api_client=kube_api, objects=objects)
+    assert [(o["kind"], o["metadata"]["name"]) for o in stored] == [
+        (o["kind"], o["metadata"]["name"]) for o in objects
+    ]
+    assert all(o["metadata"]["ownerReferences"][0]["uid"] == uid for o in stored)
+
+    # The Deployments' pods are created for real by the ReplicaSet controller, where PSA
+    # restricted is enforced (a violation would leave the ReplicaSet with FailedCreate).
+    ns = namespace_name(enclave)
+    core = client.CoreV1Api(kube_api)
+    for component in ("hub", "proxy"):
+        selector = (
+            f"app.kubernetes.io/instance={enclave.name},app.kubernetes.io/component={component}"
+        )
+        _poll(
+            f"the {component} pod",
+            lambda selector=selector: bool(
+                core.list_namespaced_pod(ns, label_selector=selector).items
+            ),
+        )
+    owner = Owner(name=enclave.name, uid=uid)
+    user = enclave.members[0].user
+    core.create_namespaced_persistent_volume_claim(ns, make_singleuser_claim(enclave, user, owner))
+    pod = core.create_namespaced_pod(
+        ns, make_singleuser_pod(enclave, tier, SETTINGS, owner, user=user)
+    )
+    assert pod.spec.automount_service_account_token is False
+    assert all(
+        m.read_only
+        for m in pod.spec.containers[0].volume_mounts
+        if m.mount_path.startswith("/data/")
+    )
+
+
+def test_a_privileged_pod_is_refused_in_the_rendered_namespace(
+    kube_api: Any, enclave_crd_installed: str
+) -> None:
+    """The namespace really enforces restricted: the check above could not pass by accident."""
+    doc = yaml.safe_load(EXAMPLES[0].read_text("utf-8"))
+    doc["metadata"]["name"] = f"t{secrets.token_hex(3)}-psa"
+    enclave = load_enclave(doc)
+    tier = load_catalog().get(enclave.tier)
+    objects = render_enclave(enclave=enclave, tier=tier, settings=SETTINGS, hub_config=None)
+    core = client.CoreV1Api(kube_api)
+    apply_objects(api_client=kube_api, objects=objects)
+    ns = namespace_name(enclave)
+    try:
+        owner = Owner(name=enclave.name)
+        pod = make_singleuser_pod(enclave, tier, SETTINGS, owner, user="x")
+        pod["spec"]["containers"][0]["securityContext"] = {"privileged": True}
+        with pytest.raises(client.ApiException) as caught:
+            core.create_namespaced_pod(ns, pod)
+        assert caught.value.status == 403
+        message = json.loads(caught.value.body)["message"]
+        assert 'violates PodSecurity "restricted:latest"' in message
+    finally:
+        core.delete_namespace(ns)
