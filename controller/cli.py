@@ -25,6 +25,7 @@ _GROUPS = {
     "clients": "auth.cli:clients",
     "render": "controller.kube.cli:render",
     "crd": "controller.kube.cli:crd",
+    "isolation": "controller.kube.cli:isolation",
 }
 
 

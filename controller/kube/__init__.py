@@ -5,6 +5,15 @@ reconciler. Building manifests (``render_enclave`` and the ``make_*`` functions)
 pure and separate from talking to a cluster; nothing here may half-apply a spec.
 """
 
+from ._isolation import (
+    ANYWHERE,
+    Grant,
+    IsolationReport,
+    Peer,
+    PodClass,
+    PortRange,
+    analyse_policies,
+)
 from ._render import HubConfig, RenderSettings, render_enclave, to_yaml
 from ._schema import (
     CRD_NAME,
@@ -20,6 +29,7 @@ from ._spec import Approval, Dataset, Enclave, Member, Workspace, load_enclave
 from .errors import ClusterError, ControllerError, InvalidEnclaveError
 
 __all__ = [
+    "ANYWHERE",
     "CRD_NAME",
     "GROUP",
     "KIND",
@@ -29,12 +39,18 @@ __all__ = [
     "ControllerError",
     "Dataset",
     "Enclave",
+    "Grant",
     "HubConfig",
     "InvalidEnclaveError",
+    "IsolationReport",
     "Member",
+    "Peer",
+    "PodClass",
+    "PortRange",
     "Problem",
     "RenderSettings",
     "Workspace",
+    "analyse_policies",
     "enclave_crd",
     "load_enclave",
     "render_enclave",

@@ -48,6 +48,7 @@ __all__ = [
     "make_singleuser_claim",
     "make_singleuser_pod",
     "namespace_name",
+    "pod_labels",
 ]
 
 HUB_PORT = 8081
@@ -83,6 +84,11 @@ def _labels(enclave: Enclave, component: str) -> dict[str, str]:
         "app.kubernetes.io/managed-by": "enclave-controller",
         "enclave.dev/enclave": enclave.name,
     }
+
+
+def pod_labels(enclave: Enclave, component: str) -> dict[str, str]:
+    """Every label a pod of ``component`` carries (the hub's KubeSpawner must set these)."""
+    return _labels(enclave, component)
 
 
 def component_labels(enclave: Enclave, component: str) -> dict[str, str]:
@@ -498,7 +504,7 @@ def _deployment(enclave: Enclave, owner: Owner, *, component: str, pod_spec: Obj
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": labels},
             "template": {
-                "metadata": {"labels": _labels(enclave, component)},
+                "metadata": {"labels": pod_labels(enclave, component)},
                 "spec": pod_spec,
             },
         },
