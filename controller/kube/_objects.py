@@ -10,7 +10,7 @@ reference (the reconciler knows it, ``enclave render`` does not).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,34 +211,28 @@ def _tcp(*ports: int) -> list[Obj]:
     return [{"protocol": "TCP", "port": p} for p in ports]
 
 
-def _dns_rule(settings: RenderSettings) -> Obj:
-    return {
-        "to": [_in_namespace(settings.dns_namespace, settings.dns_pod_labels)],
-        "ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}],
-    }
+def _to(*peers: Obj, ports: list[Obj]) -> Obj:
+    return {"to": list(peers), "ports": ports}
+
+
+def _from(*peers: Obj, ports: list[Obj]) -> Obj:
+    return {"from": list(peers), "ports": ports}
 
 
 def _policy(
-    enclave: Enclave,
-    owner: Owner,
-    *,
-    name: str,
-    component: str,
-    ingress: Sequence[Obj] | None = None,
-    egress: Sequence[Obj] | None = None,
+    enclave: Enclave, owner: Owner, component: str, *, ingress: list[Obj], egress: list[Obj]
 ) -> Obj:
-    spec: Obj = {"podSelector": _pods(enclave, component)["podSelector"], "policyTypes": []}
-    if ingress is not None:
-        spec["policyTypes"].append("Ingress")
-        spec["ingress"] = list(ingress)
-    if egress is not None:
-        spec["policyTypes"].append("Egress")
-        spec["egress"] = list(egress)
+    """The policy of one pod class, named after it: what it may receive and send."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _meta(enclave, owner, name=name, component="network"),
-        "spec": spec,
+        "metadata": _meta(enclave, owner, name=component, component="network"),
+        "spec": {
+            "podSelector": _pods(enclave, component)["podSelector"],
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": ingress,
+            "egress": egress,
+        },
     }
 
 
@@ -251,82 +245,55 @@ def make_network_policies(
     cloud metadata address (the only ipBlock is the API server's, checked in
     ``RenderSettings``).
     """
-    su_egress: list[Obj] = []
-    if tier.egress.hub_api:
-        su_egress.append({"to": [_pods(enclave, "hub")], "ports": _tcp(HUB_PORT)})
-    if tier.egress.audit_intake:
-        su_egress.append(
-            {
-                "to": [_in_namespace(settings.system_namespace, settings.audit_pod_labels)],
-                "ports": _tcp(settings.audit_port),
-            }
-        )
-    if tier.egress.dns:
-        su_egress.append(_dns_rule(settings))
-    hub_egress: list[Obj] = [
-        {"to": [_pods(enclave, "singleuser")], "ports": _tcp(SINGLEUSER_PORT)},
-        {"to": [_pods(enclave, "proxy")], "ports": _tcp(PROXY_API_PORT)},
-        {
-            "to": [_in_namespace(settings.system_namespace, settings.portal_pod_labels)],
-            "ports": _tcp(settings.portal_port),
-        },
-        _dns_rule(settings),
-    ]
-    if settings.api_server_cidrs:
-        hub_egress.append(
-            {
-                "to": [{"ipBlock": {"cidr": c}} for c in settings.api_server_cidrs],
-                "ports": _tcp(settings.api_server_port),
-            }
-        )
+    hub, proxy, singleuser = (_pods(enclave, c) for c in ("hub", "proxy", "singleuser"))
+    dns = _to(
+        _in_namespace(settings.dns_namespace, settings.dns_pod_labels),
+        ports=[{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}],
+    )
+    audit = _in_namespace(settings.system_namespace, settings.audit_pod_labels)
+    portal = _in_namespace(settings.system_namespace, settings.portal_pod_labels)
     ingress_controller = {
         "namespaceSelector": {
             "matchLabels": {"kubernetes.io/metadata.name": settings.ingress_namespace}
         }
     }
+    su_egress = [
+        *([_to(hub, ports=_tcp(HUB_PORT))] if tier.egress.hub_api else []),
+        *([_to(audit, ports=_tcp(settings.audit_port))] if tier.egress.audit_intake else []),
+        *([dns] if tier.egress.dns else []),
+    ]
+    api_server = [
+        _to(
+            *({"ipBlock": {"cidr": c}} for c in settings.api_server_cidrs),
+            ports=_tcp(settings.api_server_port),
+        )
+    ]
+    hub_egress = [
+        _to(singleuser, ports=_tcp(SINGLEUSER_PORT)),
+        _to(proxy, ports=_tcp(PROXY_API_PORT)),
+        _to(portal, ports=_tcp(settings.portal_port)),
+        dns,
+        *(api_server if settings.api_server_cidrs else []),
+    ]
+    # pod class -> (what it may receive, what it may send)
+    grants: dict[str, tuple[list[Obj], list[Obj]]] = {
+        "singleuser": ([_from(hub, proxy, ports=_tcp(SINGLEUSER_PORT))], su_egress),
+        "hub": ([_from(singleuser, proxy, ports=_tcp(HUB_PORT))], hub_egress),
+        "proxy": (
+            [
+                _from(ingress_controller, ports=_tcp(PROXY_PUBLIC_PORT)),
+                _from(hub, ports=_tcp(PROXY_API_PORT)),
+            ],
+            [
+                _to(hub, ports=_tcp(HUB_PORT)),
+                _to(singleuser, ports=_tcp(SINGLEUSER_PORT)),
+                dns,
+            ],
+        ),
+    }
     return [
         make_default_deny_policy(enclave, owner),
-        _policy(
-            enclave,
-            owner,
-            name="singleuser",
-            component="singleuser",
-            ingress=[
-                {
-                    "from": [_pods(enclave, "hub"), _pods(enclave, "proxy")],
-                    "ports": _tcp(SINGLEUSER_PORT),
-                }
-            ],
-            egress=su_egress,
-        ),
-        _policy(
-            enclave,
-            owner,
-            name="hub",
-            component="hub",
-            ingress=[
-                {
-                    "from": [_pods(enclave, "singleuser"), _pods(enclave, "proxy")],
-                    "ports": _tcp(HUB_PORT),
-                }
-            ],
-            egress=hub_egress,
-        ),
-        _policy(
-            enclave,
-            owner,
-            name="proxy",
-            component="proxy",
-            ingress=[
-                {"from": [ingress_controller], "ports": _tcp(PROXY_PUBLIC_PORT)},
-                {"from": [_pods(enclave, "hub")], "ports": _tcp(PROXY_API_PORT)},
-            ],
-            egress=[
-                {"to": [_pods(enclave, "hub")], "ports": _tcp(HUB_PORT)},
-                {"to": [_pods(enclave, "singleuser")], "ports": _tcp(SINGLEUSER_PORT)},
-                _dns_rule(settings),
-            ],
-        ),
+        *(_policy(enclave, owner, c, ingress=i, egress=e) for c, (i, e) in grants.items()),
     ]
 
 
@@ -488,6 +455,30 @@ def _placement(enclave: Enclave, tier: Tier, settings: RenderSettings) -> Obj:
     }
 
 
+def _pod_spec(
+    enclave: Enclave,
+    tier: Tier,
+    settings: RenderSettings,
+    *,
+    account: str,
+    container: Obj,
+    volumes: list[Obj] | None = None,
+) -> Obj:
+    """A pod of one container: its service account (a token for the hub only), restricted
+    (pod and container security contexts), placed on the tier's nodes."""
+    spec: Obj = {
+        "serviceAccountName": account,
+        "automountServiceAccountToken": account == "hub",
+        "enableServiceLinks": False,
+        "securityContext": _pod_security(settings),
+        **_placement(enclave, tier, settings),
+        "containers": [{**container, "securityContext": CONTAINER_SECURITY}],
+    }
+    if volumes is not None:
+        spec["volumes"] = volumes
+    return spec
+
+
 def _resources(cpu: str, memory: str) -> Obj:
     return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
 
@@ -515,78 +506,70 @@ def make_hub_deployment(
     enclave: Enclave, tier: Tier, settings: RenderSettings, owner: Owner
 ) -> Obj:
     """JupyterHub, configured by the ``hub-config`` files, secrets from ``hub-secret``."""
-    pod_spec: Obj = {
-        "serviceAccountName": "hub",
-        "automountServiceAccountToken": True,
-        "enableServiceLinks": False,
-        "securityContext": _pod_security(settings),
-        **_placement(enclave, tier, settings),
-        "containers": [
-            {
-                "name": "hub",
-                "image": settings.hub_image,
-                "args": ["jupyterhub", "--config", "/etc/jupyterhub/jupyterhub_config.py"],
-                "ports": [{"name": "hub", "containerPort": HUB_PORT, "protocol": "TCP"}],
-                "envFrom": [{"secretRef": {"name": HUB_SECRET}}],
-                "resources": _resources(settings.hub_cpu, settings.hub_memory),
-                "securityContext": CONTAINER_SECURITY,
-                "readinessProbe": {"httpGet": {"path": "/hub/health", "port": "hub"}},
-                "volumeMounts": [
-                    {"name": "config", "mountPath": "/etc/jupyterhub", "readOnly": True},
-                    {"name": "db", "mountPath": "/srv/jupyterhub"},
-                    {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (a private emptyDir)
-                ],
-            }
-        ],
-        "volumes": [
+    pod_spec = _pod_spec(
+        enclave,
+        tier,
+        settings,
+        account="hub",
+        container={
+            "name": "hub",
+            "image": settings.hub_image,
+            "args": ["jupyterhub", "--config", "/etc/jupyterhub/jupyterhub_config.py"],
+            "ports": [{"name": "hub", "containerPort": HUB_PORT, "protocol": "TCP"}],
+            "envFrom": [{"secretRef": {"name": HUB_SECRET}}],
+            "resources": _resources(settings.hub_cpu, settings.hub_memory),
+            "readinessProbe": {"httpGet": {"path": "/hub/health", "port": "hub"}},
+            "volumeMounts": [
+                {"name": "config", "mountPath": "/etc/jupyterhub", "readOnly": True},
+                {"name": "db", "mountPath": "/srv/jupyterhub"},
+                {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (a private emptyDir)
+            ],
+        },
+        volumes=[
             {"name": "config", "configMap": {"name": HUB_CONFIG}},
             {"name": "db", "persistentVolumeClaim": {"claimName": "hub-db"}},
             {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
         ],
-    }
+    )
     return _deployment(enclave, owner, component="hub", pod_spec=pod_spec)
 
 
 def make_proxy_deployment(
     enclave: Enclave, tier: Tier, settings: RenderSettings, owner: Owner
 ) -> Obj:
-    pod_spec: Obj = {
-        "serviceAccountName": "proxy",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "securityContext": _pod_security(settings),
-        **_placement(enclave, tier, settings),
-        "containers": [
-            {
-                "name": "proxy",
-                "image": settings.proxy_image,
-                "args": [
-                    "configurable-http-proxy",
-                    "--ip=0.0.0.0",
-                    f"--port={PROXY_PUBLIC_PORT}",
-                    "--api-ip=0.0.0.0",
-                    f"--api-port={PROXY_API_PORT}",
-                    f"--default-target=http://hub:{HUB_PORT}",
-                    f"--error-target=http://hub:{HUB_PORT}/hub/error",
-                ],
-                "env": [
-                    {
-                        "name": "CONFIGPROXY_AUTH_TOKEN",
-                        "valueFrom": {
-                            "secretKeyRef": {"name": HUB_SECRET, "key": "CONFIGPROXY_AUTH_TOKEN"}
-                        },
-                    }
-                ],
-                "ports": [
-                    {"name": "public", "containerPort": PROXY_PUBLIC_PORT, "protocol": "TCP"},
-                    {"name": "api", "containerPort": PROXY_API_PORT, "protocol": "TCP"},
-                ],
-                "resources": _resources(settings.proxy_cpu, settings.proxy_memory),
-                "securityContext": CONTAINER_SECURITY,
-                "readinessProbe": {"httpGet": {"path": "/_chp_healthz", "port": "public"}},
-            }
-        ],
-    }
+    pod_spec = _pod_spec(
+        enclave,
+        tier,
+        settings,
+        account="proxy",
+        container={
+            "name": "proxy",
+            "image": settings.proxy_image,
+            "args": [
+                "configurable-http-proxy",
+                "--ip=0.0.0.0",
+                f"--port={PROXY_PUBLIC_PORT}",
+                "--api-ip=0.0.0.0",
+                f"--api-port={PROXY_API_PORT}",
+                f"--default-target=http://hub:{HUB_PORT}",
+                f"--error-target=http://hub:{HUB_PORT}/hub/error",
+            ],
+            "env": [
+                {
+                    "name": "CONFIGPROXY_AUTH_TOKEN",
+                    "valueFrom": {
+                        "secretKeyRef": {"name": HUB_SECRET, "key": "CONFIGPROXY_AUTH_TOKEN"}
+                    },
+                }
+            ],
+            "ports": [
+                {"name": "public", "containerPort": PROXY_PUBLIC_PORT, "protocol": "TCP"},
+                {"name": "api", "containerPort": PROXY_API_PORT, "protocol": "TCP"},
+            ],
+            "resources": _resources(settings.proxy_cpu, settings.proxy_memory),
+            "readinessProbe": {"httpGet": {"path": "/_chp_healthz", "port": "public"}},
+        },
+    )
     return _deployment(enclave, owner, component="proxy", pod_spec=pod_spec)
 
 
@@ -621,27 +604,23 @@ def make_singleuser_pod(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": meta,
-        "spec": {
-            "serviceAccountName": "singleuser",
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-            "securityContext": _pod_security(settings),
-            **_placement(enclave, tier, settings),
-            "containers": [
-                {
-                    "name": "notebook",
-                    "image": enclave.workspace.image,
-                    "args": ["jupyterhub-singleuser"],
-                    "ports": [
-                        {"name": "notebook", "containerPort": SINGLEUSER_PORT, "protocol": "TCP"}
-                    ],
-                    "resources": _resources(enclave.workspace.cpu, enclave.workspace.memory),
-                    "securityContext": CONTAINER_SECURITY,
-                    "volumeMounts": mounts,
-                }
-            ],
-            "volumes": volumes,
-        },
+        "spec": _pod_spec(
+            enclave,
+            tier,
+            settings,
+            account="singleuser",
+            container={
+                "name": "notebook",
+                "image": enclave.workspace.image,
+                "args": ["jupyterhub-singleuser"],
+                "ports": [
+                    {"name": "notebook", "containerPort": SINGLEUSER_PORT, "protocol": "TCP"}
+                ],
+                "resources": _resources(enclave.workspace.cpu, enclave.workspace.memory),
+                "volumeMounts": mounts,
+            },
+            volumes=volumes,
+        ),
     }
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from controller.kube import CRD_NAME, enclave_crd
+from tests.integration.controller.helpers import wait_for
 
 
 @pytest.fixture(scope="session")
@@ -22,11 +22,10 @@ def enclave_crd_installed(kube_api: Any) -> str:
         force=True,
         _content_type="application/apply-patch+yaml",
     )
-    deadline = time.monotonic() + 60
-    while True:
+
+    def established() -> bool:
         conditions = ext.read_custom_resource_definition(CRD_NAME).status.conditions or []
-        if any(c.type == "Established" and c.status == "True" for c in conditions):
-            return CRD_NAME
-        if time.monotonic() > deadline:
-            pytest.fail("the Enclave CRD was not Established within 60 s")
-        time.sleep(0.1)  # the poll interval; the deadline above bounds the wait
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    wait_for("the Enclave CRD to be Established", established)
+    return CRD_NAME

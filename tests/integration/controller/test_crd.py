@@ -13,23 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from controller.kube import GROUP, VERSION, validate_enclave
+from tests.assets.controller import EXAMPLES, EXPECTED, INVALID, example
+from tests.assets.controller import load_document as _load
 
 pytestmark = pytest.mark.kube
-
-REPO = Path(__file__).resolve().parents[3]
-EXAMPLES = sorted((REPO / "examples" / "enclaves").glob("*.yaml"))
-INVALID = REPO / "tests" / "assets" / "controller" / "invalid"
-EXPECTED: dict[str, str] = yaml.safe_load((INVALID / "expected.yaml").read_text("utf-8"))
-
-
-def _load(path: Path) -> dict[str, Any]:
-    doc = yaml.safe_load(path.read_text("utf-8"))
-    assert isinstance(doc, dict)
-    return doc
 
 
 @pytest.fixture
@@ -91,7 +81,7 @@ def test_status_cannot_be_written_through_the_spec(custom: Any) -> None:
 
 
 def test_printer_columns_and_short_name(kube_api: Any, custom: Any) -> None:
-    doc = _load(REPO / "examples" / "enclaves" / "tommo-strong.yaml")
+    doc = _load(example("tommo-strong"))
     custom.create(doc)
     response = kube_api.call_api(
         "GET",

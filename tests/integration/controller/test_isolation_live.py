@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,17 +17,16 @@ from controller.kube import GROUP, VERSION, RenderSettings, load_enclave, render
 from controller.kube._apply import apply_objects
 from controller.kube._objects import namespace_name
 from policies import load_catalog
+from tests.assets.controller import example
 from tests.harness.kube import ControlPlane
 
 pytestmark = pytest.mark.kube
-
-REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
 def provisioned(kube_api: Any, enclave_crd_installed: str) -> Iterator[str]:
     """The tommo-strong example under a fresh name, with everything render prints applied."""
-    doc = yaml.safe_load((REPO / "examples" / "enclaves" / "tommo-strong.yaml").read_text())
+    doc = yaml.safe_load(example("tommo-strong").read_text())
     name = f"t{secrets.token_hex(3)}-iso"
     doc["metadata"]["name"] = name
     custom = client.CustomObjectsApi(kube_api)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +27,11 @@ from controller.kube._objects import (
     namespace_name,
 )
 from policies import load_catalog
+from tests.assets.controller import EXAMPLES
+from tests.integration.controller.helpers import wait_for
 
 pytestmark = pytest.mark.kube
 
-REPO = Path(__file__).resolve().parents[3]
-EXAMPLES = sorted((REPO / "examples" / "enclaves").glob("*.yaml"))
 SETTINGS = RenderSettings(api_server_cidrs=("10.0.0.1/32",))
 HUB_CONFIG = HubConfig(files=(("jupyterhub_config.py", "c = get_config()  # noqa\n"),))
 
@@ -56,14 +55,6 @@ def owned_enclave(
             if e.status != 404:
                 raise
         custom.delete_cluster_custom_object(GROUP, VERSION, "enclaves", doc["metadata"]["name"])
-
-
-def _poll(what: str, condition: Callable[[], bool], *, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)  # the poll interval; the deadline above bounds the wait
 
 
 @pytest.mark.parametrize("owned_enclave", EXAMPLES, ids=[p.stem for p in EXAMPLES], indirect=True)
@@ -90,7 +81,7 @@ def test_rendered_objects_are_admitted_and_pods_pass_psa_restricted(
         selector = (
             f"app.kubernetes.io/instance={enclave.name},app.kubernetes.io/component={component}"
         )
-        _poll(
+        wait_for(
             f"the {component} pod",
             lambda selector=selector: bool(
                 core.list_namespaced_pod(ns, label_selector=selector).items

@@ -7,7 +7,6 @@ allow. The pod classes are deliberately tiny: ``hub`` and ``user`` in namespace
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from controller.kube._isolation import IsolationReport
 from controller.kube._live import expected_isolation
 from controller.kube._spec import read_enclave_file
 from policies import load_catalog
+from tests.assets.controller import EXAMPLES
 
 NS = "ns"
 HUB = PodClass(name="hub", labels={"c": "hub", "app": "x"}, ports=(("api", "TCP", 8081),))
@@ -247,9 +247,8 @@ def test_match_expressions(expression: dict[str, Any], selected: list[str]) -> N
 
 
 def test_rendered_policies_keep_workspaces_off_the_internet_and_metadata() -> None:
-    root = Path(__file__).resolve().parents[3]
     settings = RenderSettings(api_server_cidrs=("10.0.0.1/32",))
-    for path in sorted((root / "examples" / "enclaves").glob("*.yaml")):
+    for path in EXAMPLES:
         enclave = read_enclave_file(path)
         report = expected_isolation(
             enclave=enclave, tier=load_catalog().get(enclave.tier), settings=settings

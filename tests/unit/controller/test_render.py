@@ -14,9 +14,8 @@ from controller.cli import cli
 from controller.kube import HubConfig, RenderSettings, enclave_crd, render_enclave, to_yaml
 from controller.kube._spec import read_enclave_file
 from policies import load_catalog
+from tests.assets.controller import EXAMPLES, INVALID
 
-REPO = Path(__file__).resolve().parents[3]
-EXAMPLES = sorted((REPO / "examples" / "enclaves").glob("*.yaml"))
 SETTINGS = RenderSettings(api_server_cidrs=("10.0.0.1/32",))
 METADATA = ipaddress.ip_address("169.254.169.254")
 
@@ -142,9 +141,7 @@ def _render_default(path: Path) -> list[dict[str, Any]]:
 
 
 def test_cli_render_refuses_an_invalid_file_with_exit_2_and_no_output() -> None:
-    bad = (
-        REPO / "tests" / "assets" / "controller" / "invalid" / "access_network_whole_internet.yaml"
-    )
+    bad = INVALID / "access_network_whole_internet.yaml"
     result = CliRunner().invoke(cli, ["render", str(bad)])
     assert result.exit_code == 2
     assert result.stdout == ""

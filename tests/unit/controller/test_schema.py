@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -27,17 +26,8 @@ from controller.kube import (
 )
 from controller.kube._schema import RULES, USERNAME_PATTERN
 from controller.kube._spec import read_enclave_file
-
-REPO = Path(__file__).resolve().parents[3]
-EXAMPLES = sorted((REPO / "examples" / "enclaves").glob("*.yaml"))
-INVALID = REPO / "tests" / "assets" / "controller" / "invalid"
-EXPECTED: dict[str, str] = yaml.safe_load((INVALID / "expected.yaml").read_text("utf-8"))
-
-
-def _doc(path: Path) -> dict[str, Any]:
-    doc = yaml.safe_load(path.read_text("utf-8"))
-    assert isinstance(doc, dict)
-    return doc
+from tests.assets.controller import EXAMPLES, EXPECTED, INVALID, example
+from tests.assets.controller import load_document as _doc
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
@@ -74,7 +64,7 @@ def test_the_username_rule_is_the_portals() -> None:
 
 
 def test_load_enclave_wraps_a_valid_file() -> None:
-    enclave = read_enclave_file(REPO / "examples" / "enclaves" / "nbdc-high.yaml")
+    enclave = read_enclave_file(example("nbdc-high"))
     assert enclave == Enclave(
         name="gut-microbiome-2026",
         tier="nbdc-high",
