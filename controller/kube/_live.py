@@ -32,7 +32,13 @@ from ._settings import RenderSettings
 from ._spec import Enclave, load_enclave
 from .errors import ClusterError, InvalidEnclaveError
 
-__all__ = ["LiveIsolation", "enclave_pod_classes", "expected_isolation", "live_isolation"]
+__all__ = [
+    "LiveIsolation",
+    "analyse_live",
+    "enclave_pod_classes",
+    "expected_isolation",
+    "live_isolation",
+]
 
 #: The label that marks the controller's own objects; a policy without it was added by
 #: someone else.
@@ -85,8 +91,6 @@ def live_isolation(*, api_client: Any, name: str) -> LiveIsolation:
     invalid, :class:`ClusterError` when the cluster cannot be read.
     """
     custom = client.CustomObjectsApi(api_client)
-    core = client.CoreV1Api(api_client)
-    networking = client.NetworkingV1Api(api_client)
     try:
         document = custom.get_cluster_custom_object(GROUP, VERSION, "enclaves", name)
     except client.ApiException as e:
@@ -97,10 +101,17 @@ def live_isolation(*, api_client: Any, name: str) -> LiveIsolation:
             ) from None
         raise ClusterError(f"reading {KIND} {name}: {server_message(e)}") from e
     enclave = load_enclave(document, source=f"{KIND} {name}")
+    report, foreign = analyse_live(api_client=api_client, enclave=enclave)
+    return LiveIsolation(enclave=enclave, report=report, foreign_policies=foreign)
+
+
+def analyse_live(*, api_client: Any, enclave: Enclave) -> tuple[IsolationReport, tuple[str, ...]]:
+    """The isolation of ``enclave``'s namespace from its live policies, and the policies
+    in it the controller did not write."""
     ns = namespace_name(enclave)
     try:
-        namespace = core.read_namespace(ns)
-        listed = networking.list_namespaced_network_policy(ns)
+        namespace = client.CoreV1Api(api_client).read_namespace(ns)
+        listed = client.NetworkingV1Api(api_client).list_namespaced_network_policy(ns)
     except client.ApiException as e:
         raise ClusterError(f"reading namespace {ns}: {server_message(e)}") from e
     policies = api_client.sanitize_for_serialization(listed.items)
@@ -117,4 +128,4 @@ def live_isolation(*, api_client: Any, name: str) -> LiveIsolation:
         policies=policies,
         pod_classes=enclave_pod_classes(enclave),
     )
-    return LiveIsolation(enclave=enclave, report=report, foreign_policies=foreign)
+    return report, foreign
