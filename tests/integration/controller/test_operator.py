@@ -1,7 +1,8 @@
 """The reconciler skeleton against the real control plane: provision, repair, delete.
 
-kopf runs in a thread with the controller's handlers, logged in with the same
-credentials as its writes. There is no kubelet, so the hub never becomes ready and
+kopf runs in a thread with the controller's handlers, as a ServiceAccount bound to
+exactly ``controller/kube/rbac.yaml`` (never as the cluster admin), logged in with
+the same credentials as its writes. There is no kubelet, so the hub never becomes ready and
 the Workspace condition says so.
 """
 
@@ -9,26 +10,88 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 from controller.kube import GROUP, VERSION, RenderSettings
 from controller.kube.operator import FINALIZER, OperatorConfig, run_operator
 from policies import load_catalog
 from tests.assets.controller import example, load_document
+from tests.harness.kube_fixtures import ServiceAccountClient
 from tests.integration.controller.helpers import wait_for
 
 pytestmark = pytest.mark.kube
 
 
+RBAC = Path(__file__).resolve().parents[3] / "controller" / "kube" / "rbac.yaml"
+
+
 @pytest.fixture
-def operator(kube_api: Any, enclave_crd_installed: str) -> Iterator[None]:
+def controller_identity(
+    kube_api: Any,
+    kube_namespace: str,
+    as_service_account: Callable[..., ServiceAccountClient],
+) -> Iterator[Any]:
+    """A client acting as a ServiceAccount bound to exactly ``controller/kube/rbac.yaml``."""
+    role = yaml.safe_load(RBAC.read_text("utf-8"))
+    rbac = client.RbacAuthorizationV1Api(kube_api)
+    rbac.patch_cluster_role(
+        role["metadata"]["name"],
+        role,
+        field_manager="enclave-tests",
+        force=True,
+        _content_type="application/apply-patch+yaml",
+    )
+    account = as_service_account("enclave-controller")
+    binding = f"enclave-controller-{kube_namespace}"
+    rbac.create_cluster_role_binding(
+        {
+            "metadata": {"name": binding},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": role["metadata"]["name"],
+            },
+            "subjects": [
+                {
+                    "kind": "ServiceAccount",
+                    "name": "enclave-controller",
+                    "namespace": kube_namespace,
+                }
+            ],
+        }
+    )
+    custom = client.CustomObjectsApi(account.api_client)
+    try:
+        wait_for(
+            "the controller's ClusterRoleBinding to take effect",
+            lambda: _allowed(lambda: custom.list_cluster_custom_object(GROUP, VERSION, "enclaves")),
+        )
+        yield account.api_client
+    finally:
+        rbac.delete_cluster_role_binding(binding)
+
+
+def _allowed(call: Callable[[], object]) -> bool:
+    try:
+        call()
+    except client.ApiException as e:
+        if e.status == 403:
+            return False
+        raise
+    return True
+
+
+@pytest.fixture
+def operator(controller_identity: Any, enclave_crd_installed: str) -> Iterator[None]:
     config = OperatorConfig(
-        api_client=kube_api,
+        api_client=controller_identity,
         catalog=load_catalog(),
         settings=RenderSettings(api_server_cidrs=("10.0.0.1/32",)),
         resync_interval_s=1.0,
