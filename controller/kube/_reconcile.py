@@ -9,8 +9,12 @@ controller was down when they happened). Steps:
 2. Approval: outside ``notBefore``..``notAfter`` nothing is applied (phase
    ``Pending`` before, ``Suspended`` after). Tearing down an enclave that was
    already provisioned is not built yet (docs/controller.md).
-3. Render every object with the Enclave's uid as owner and server-side apply them
-   in order (namespace and default deny first) with the one field manager.
+3. Render every object with the Enclave's uid as owner; server-side apply, in
+   order (namespace and default deny first) and with the one field manager, those
+   that are missing or differ from the live ones (a settled enclave costs no write).
+   When the live policies differed from the tier's before this repair,
+   ``NetworkIsolation`` stays False (``DriftRepaired``) until the next
+   reconciliation confirms them.
 4. Observe: isolation computed from the live policies against the tier's; the
    dataset claims' binding; the hub Deployment's readiness.
 5. Write ``status`` (phase, observedGeneration, one condition per control group)
@@ -19,6 +23,7 @@ controller was down when they happened). Steps:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +33,7 @@ from kubernetes import client
 
 from policies import Catalog, PolicyError
 
-from ._apply import FIELD_MANAGER, apply_objects, server_message
+from ._apply import FIELD_MANAGER, server_message, sync_objects
 from ._live import analyse_live, expected_isolation
 from ._objects import namespace_name
 from ._render import render_enclave
@@ -59,6 +64,10 @@ class Outcome:
     conditions: tuple[Condition, ...]
     permanent: bool = False
     status_written: bool = False
+    #: Objects that were missing or differed from ours and were applied.
+    written: tuple[str, ...] = ()
+    #: Of those, the ones that repaired drifted network isolation.
+    repaired: tuple[str, ...] = ()
 
 
 def _now() -> datetime:
@@ -101,12 +110,26 @@ def reconcile_enclave(
         hub_config=hub_config,
         owner_uid=str(document["metadata"]["uid"]),
     )
-    apply_objects(api_client=api_client, objects=objects)
     ns = namespace_name(enclave)
-    conditions = (  # 4.
+    before = (
+        _network_isolation(api_client, enclave, tier, settings) if _exists(api_client, ns) else None
+    )
+    synced = sync_objects(api_client=api_client, objects=objects)
+    isolation = _network_isolation(api_client, enclave, tier, settings)  # 4.
+    repaired: tuple[str, ...] = ()
+    if before is not None and before.status == "False" and synced.written:
+        # The policies had drifted: say so until the next reconciliation confirms them.
+        repaired = synced.written
+        isolation = Condition(
+            type="NetworkIsolation",
+            status="False",
+            reason="DriftRepaired",
+            message=f"{before.message}; re-applied {', '.join(repaired)}",
+        )
+    conditions = (
         approval,
         Condition(type="Namespace", status="True", reason="Applied", message=f"{ns} applied"),
-        _network_isolation(api_client, enclave, tier, settings),
+        isolation,
         Condition(
             type="Identity",
             status="True",
@@ -118,7 +141,18 @@ def reconcile_enclave(
         _workspace(api_client, ns, hub_config),
     )
     phase = "Ready" if all(c.status == "True" for c in conditions) else "Provisioning"
-    return _write_status(api_client, document, Outcome(phase=phase, conditions=conditions), now)
+    outcome = Outcome(phase=phase, conditions=conditions, written=synced.written, repaired=repaired)
+    return _write_status(api_client, document, outcome, now)
+
+
+def _exists(api_client: Any, namespace: str) -> bool:
+    try:
+        client.CoreV1Api(api_client).read_namespace(namespace)
+    except client.ApiException as e:
+        if e.status == 404:
+            return False
+        raise ClusterError(f"reading namespace {namespace}: {server_message(e)}") from e
+    return True
 
 
 def _approval(enclave: Enclave, now: datetime) -> Condition:
@@ -261,12 +295,7 @@ def _write_status(
         raise ClusterError(
             f"writing the status of {KIND} {body['metadata']['name']}: {server_message(e)}"
         ) from e
-    return Outcome(
-        phase=outcome.phase,
-        conditions=outcome.conditions,
-        permanent=outcome.permanent,
-        status_written=True,
-    )
+    return dataclasses.replace(outcome, status_written=True)
 
 
 def _comparable(conditions: Any) -> list[tuple[Any, ...]]:

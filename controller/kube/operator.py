@@ -63,7 +63,7 @@ def _login(config: OperatorConfig) -> kopf.ConnectionInfo:
     )
 
 
-def _reconcile(config: OperatorConfig, body: kopf.Body) -> dict[str, Any]:
+def _reconcile(config: OperatorConfig, body: kopf.Body) -> None:
     """One reconciliation; errors become kopf's permanent or temporary kinds."""
     try:
         outcome = reconcile_enclave(
@@ -75,12 +75,18 @@ def _reconcile(config: OperatorConfig, body: kopf.Body) -> dict[str, Any]:
         )
     except ClusterError as e:
         raise kopf.TemporaryError(str(e), delay=config.retry_delay_s) from e
+    if outcome.repaired:
+        kopf.warn(
+            body,
+            reason="DriftRepaired",
+            message=f"network isolation had drifted; re-applied {', '.join(outcome.repaired)}",
+        )
     if outcome.status_written:
         summary = ", ".join(f"{c.type}={c.status}" for c in outcome.conditions)
         kopf.info(body, reason=outcome.phase, message=summary)
     if outcome.permanent:
         raise kopf.PermanentError(outcome.conditions[0].message)
-    return {"phase": outcome.phase}
+    # Nothing is returned: kopf would store a result under status, which the schema prunes.
 
 
 def _cleanup(config: OperatorConfig, body: kopf.Body) -> None:
@@ -111,8 +117,8 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     @kopf.on.resume(*resource, registry=registry)
     @kopf.on.create(*resource, registry=registry)
     @kopf.on.update(*resource, field="spec", registry=registry)
-    def changed(body: kopf.Body, **_: Any) -> dict[str, Any]:
-        return _reconcile(config, body)
+    def changed(body: kopf.Body, **_: Any) -> None:
+        _reconcile(config, body)
 
     @kopf.timer(*resource, interval=config.resync_interval_s, registry=registry)
     def resync(body: kopf.Body, **_: Any) -> None:

@@ -163,6 +163,27 @@ def test_an_enclave_is_provisioned_repaired_and_deleted(kube_api: Any, operator:
     policy_names = {p.metadata.name for p in networking.list_namespaced_network_policy(ns).items}
     assert policy_names == {"default-deny", "hub", "proxy", "singleuser"}
 
+    # Drift: an egress rule is opened to everywhere; the timer repairs it and says so.
+    networking.patch_namespaced_network_policy(
+        "singleuser", ns, {"spec": {"egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}}
+    )
+    wait_for(
+        "NetworkIsolation False with reason DriftRepaired",
+        lambda: (
+            _condition(_get(kube_api, name), "NetworkIsolation").get("reason") == "DriftRepaired"
+        ),
+    )
+    live = networking.read_namespaced_network_policy("singleuser", ns)
+    assert all(rule.to[0].ip_block is None for rule in live.spec.egress)
+    wait_for(
+        "NetworkIsolation True again",
+        lambda: _condition(_get(kube_api, name), "NetworkIsolation").get("status") == "True",
+    )
+    events = client.CoreV1Api(kube_api).list_event_for_all_namespaces(
+        field_selector=f"involvedObject.name={name}"
+    )
+    assert "DriftRepaired" in {e.reason for e in events.items}
+
     # Drift: the default deny is deleted; the timer puts it back.
     networking.delete_namespaced_network_policy("default-deny", ns)
 

@@ -19,7 +19,7 @@ import yaml
 from kubernetes import client
 
 from controller.kube import GROUP, VERSION, HubConfig, RenderSettings, load_enclave, render_enclave
-from controller.kube._apply import apply_objects
+from controller.kube._apply import apply_objects, sync_objects
 from controller.kube._objects import (
     Owner,
     make_singleuser_claim,
@@ -27,7 +27,7 @@ from controller.kube._objects import (
     namespace_name,
 )
 from policies import load_catalog
-from tests.assets.controller import EXAMPLES
+from tests.assets.controller import EXAMPLES, load_document
 from tests.integration.controller.helpers import wait_for
 
 pytestmark = pytest.mark.kube
@@ -124,3 +124,60 @@ def test_a_privileged_pod_is_refused_in_the_rendered_namespace(
         assert 'violates PodSecurity "restricted:latest"' in message
     finally:
         core.delete_namespace(ns)
+
+
+class _WriteCounter:
+    """Counts the requests a client sends that are not reads."""
+
+    def __init__(self, api_client: Any) -> None:
+        self.writes: list[str] = []
+        rest = api_client.rest_client
+        original = rest.request
+
+        def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            if method.upper() not in ("GET", "HEAD", "OPTIONS"):
+                self.writes.append(f"{method} {url}")
+            return original(method, url, *args, **kwargs)
+
+        rest.request = request
+
+
+def test_a_settled_enclave_resyncs_with_zero_writes_and_drift_is_repaired(
+    kube_control_plane: Any, enclave_crd_installed: str
+) -> None:
+    doc = load_document(EXAMPLES[0])
+    doc["metadata"]["name"] = f"t{secrets.token_hex(3)}-sync"
+    enclave = load_enclave(doc)
+    objects = render_enclave(
+        enclave=enclave,
+        tier=load_catalog().get(enclave.tier),
+        settings=SETTINGS,
+        hub_config=HUB_CONFIG,
+    )
+    api_client = kube_control_plane.new_api_client()
+    ns = namespace_name(enclave)
+    try:
+        first = sync_objects(api_client=api_client, objects=objects)
+        assert len(first.written) == len(objects)
+        counter = _WriteCounter(api_client)
+        again = sync_objects(api_client=api_client, objects=objects)
+        assert counter.writes == []
+        assert again.written == ()
+
+        networking = client.NetworkingV1Api(api_client)
+        networking.delete_namespaced_network_policy("default-deny", ns)
+        networking.patch_namespaced_network_policy(
+            "singleuser",
+            ns,
+            {"spec": {"egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}},
+        )
+        repaired = sync_objects(api_client=api_client, objects=objects)
+        assert repaired.written == (
+            f"NetworkPolicy {ns}/default-deny",
+            f"NetworkPolicy {ns}/singleuser",
+        )
+        live = networking.read_namespaced_network_policy("singleuser", ns)
+        assert [r.to[0].ip_block for r in live.spec.egress] == [None, None]
+    finally:
+        client.CoreV1Api(api_client).delete_namespace(ns)
+        api_client.close()
