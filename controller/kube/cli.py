@@ -23,7 +23,7 @@ from ._settings import METADATA_ADDRESS
 from ._spec import read_enclave_file
 from .errors import ClusterError, InvalidEnclaveError
 
-__all__ = ["crd", "isolation", "render"]
+__all__ = ["controller", "crd", "isolation", "render"]
 
 
 def _fail(message: str, *, code: int = 2) -> None:
@@ -205,3 +205,89 @@ def isolation(
         click.echo(_report_text(live, differences, tier.id))
     if differences:
         sys.exit(1)
+
+
+@click.group()
+def controller() -> None:
+    """Run the controller that keeps each Enclave's objects as its tier demands."""
+
+
+@controller.command()
+@click.option("--kube", is_flag=True, help="Reconcile Enclave resources of a Kubernetes cluster.")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="KUBECONFIG",
+    help="The cluster and the controller's credentials (env: KUBECONFIG).",
+)
+@click.option(
+    "--settings",
+    "settings_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML file of render settings; see docs/controller.md.",
+)
+@click.option(
+    "--hub-config",
+    "hub_files",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    multiple=True,
+    help="A hub configuration file (repeatable); becomes each hub's hub-config ConfigMap.",
+)
+@click.option(
+    "--overlay",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="ENCLAVE_TIER_OVERLAY",
+    help="Operator overlay that tightens tiers (env: ENCLAVE_TIER_OVERLAY).",
+)
+@click.option(
+    "--resync-interval",
+    type=click.FloatRange(min=1.0),
+    default=30.0,
+    show_default=True,
+    help="Seconds between level-triggered reconciliations of every Enclave.",
+)
+def run(
+    kube: bool,
+    kubeconfig: Path | None,
+    settings_file: Path | None,
+    hub_files: tuple[Path, ...],
+    overlay: Path | None,
+    resync_interval: float,
+) -> None:
+    """Run the reconciler until interrupted (SIGINT or SIGTERM)."""
+    from kubernetes import config
+
+    from .operator import OperatorConfig, run_operator
+
+    if not kube:
+        _fail("give --kube (the local backend is not built yet)")
+        return
+    try:
+        settings = _read_settings(settings_file)
+        catalog = load_catalog(overlay=overlay)
+        hub_config = (
+            HubConfig(files=tuple((p.name, p.read_text("utf-8")) for p in hub_files))
+            if hub_files
+            else None
+        )
+        api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig) if kubeconfig else None
+        )
+    except (InvalidEnclaveError, CatalogError, PolicyError) as e:
+        _fail(str(e))
+        return
+    except config.ConfigException as e:
+        _fail(f"cannot load the kubeconfig: {e}")
+        return
+    operator_config = OperatorConfig(
+        api_client=api_client,
+        catalog=catalog,
+        settings=settings,
+        hub_config=hub_config,
+        resync_interval_s=resync_interval,
+    )
+    try:
+        # kopf stops on SIGINT/SIGTERM when it runs in the main thread.
+        run_operator(operator_config)
+    finally:
+        api_client.close()

@@ -150,10 +150,14 @@ def operator_settings() -> kopf.OperatorSettings:
 def run_operator(
     config: OperatorConfig,
     *,
-    stop_flag: threading.Event,
+    stop_flag: threading.Event | None = None,
     ready_flag: threading.Event | None = None,
 ) -> None:
-    """Run the reconciler (cluster-wide, standalone) until ``stop_flag`` is set."""
+    """Run the reconciler (cluster-wide, standalone) until ``stop_flag`` is set.
+
+    Without ``stop_flag`` (the CLI, in the main thread) it stops on SIGINT or SIGTERM;
+    a flag that is never set would keep a thread waiting on it after the stop.
+    """
     asyncio.run(
         kopf.operator(
             registry=build_registry(config),

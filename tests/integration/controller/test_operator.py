@@ -9,6 +9,9 @@ the Workspace condition says so.
 from __future__ import annotations
 
 import secrets
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -37,7 +40,7 @@ def controller_identity(
     kube_api: Any,
     kube_namespace: str,
     as_service_account: Callable[..., ServiceAccountClient],
-) -> Iterator[Any]:
+) -> Iterator[ServiceAccountClient]:
     """A client acting as a ServiceAccount bound to exactly ``controller/kube/rbac.yaml``."""
     role = yaml.safe_load(RBAC.read_text("utf-8"))
     rbac = client.RbacAuthorizationV1Api(kube_api)
@@ -73,7 +76,7 @@ def controller_identity(
             "the controller's ClusterRoleBinding to take effect",
             lambda: _allowed(lambda: custom.list_cluster_custom_object(GROUP, VERSION, "enclaves")),
         )
-        yield account.api_client
+        yield account
     finally:
         rbac.delete_cluster_role_binding(binding)
 
@@ -89,9 +92,11 @@ def _allowed(call: Callable[[], object]) -> bool:
 
 
 @pytest.fixture
-def operator(controller_identity: Any, enclave_crd_installed: str) -> Iterator[None]:
+def operator(
+    controller_identity: ServiceAccountClient, enclave_crd_installed: str
+) -> Iterator[None]:
     config = OperatorConfig(
-        api_client=controller_identity,
+        api_client=controller_identity.api_client,
         catalog=load_catalog(),
         settings=RenderSettings(api_server_cidrs=("10.0.0.1/32",)),
         resync_interval_s=1.0,
@@ -228,3 +233,41 @@ def test_an_expired_enclave_is_not_provisioned(kube_api: Any, operator: None) ->
         )
         # the operator releases its finalizer before it stops
         wait_for("the Enclave to be deleted", lambda: _get(kube_api, name) is None)
+
+
+def test_enclave_controller_run_kube_provisions_and_stops_on_sigterm(
+    kube_api: Any, controller_identity: ServiceAccountClient, enclave_crd_installed: str
+) -> None:
+    enclave = Path(sys.executable).parent / "enclave"
+    process = subprocess.Popen(
+        [
+            str(enclave),
+            "controller",
+            "run",
+            "--kube",
+            "--kubeconfig",
+            str(controller_identity.path),
+            "--resync-interval",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    doc = load_document(example("tommo-strong"))
+    name = f"t{secrets.token_hex(3)}-cli"
+    doc["metadata"]["name"] = name
+    now = datetime.now(UTC)
+    doc["spec"]["approval"]["notBefore"] = f"{now - timedelta(days=1):%Y-%m-%dT%H:%M:%SZ}"
+    custom = client.CustomObjectsApi(kube_api)
+    custom.create_cluster_custom_object(GROUP, VERSION, "enclaves", doc)
+    try:
+        wait_for(
+            "the controller to report isolation",
+            lambda: _condition(_get(kube_api, name), "NetworkIsolation").get("status") == "True",
+        )
+        custom.delete_cluster_custom_object(GROUP, VERSION, "enclaves", name)
+        wait_for("the Enclave to be deleted", lambda: _get(kube_api, name) is None, timeout=90)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr.decode()[-2000:]
