@@ -1,4 +1,4 @@
-"""``enclave render``, ``enclave crd`` and ``enclave isolation``: the Kubernetes backend's commands.
+"""``enclave render``, ``crd``, ``isolation`` and ``controller run``: the Kubernetes backend.
 
 Bad input leaves as one sentence on stderr with exit code 2; nothing is printed
 to stdout then, so a pipe into ``kubectl apply`` never receives half a render.
@@ -9,12 +9,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import click
 import yaml
 
-from policies import CatalogError, PolicyError, load_catalog
+from policies import Catalog, CatalogError, PolicyError, load_catalog
 
 from ._live import LiveIsolation, expected_isolation, live_isolation
 from ._render import HubConfig, RenderSettings, render_enclave, to_yaml
@@ -26,7 +29,10 @@ from .errors import ClusterError, InvalidEnclaveError
 __all__ = ["controller", "crd", "isolation", "render"]
 
 
-def _fail(message: str, *, code: int = 2) -> None:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, *, code: int = 2) -> NoReturn:
     click.echo(f"enclave: {message}", err=True)
     sys.exit(code)
 
@@ -46,46 +52,110 @@ def _read_settings(path: Path | None) -> RenderSettings:
     return RenderSettings.from_mapping(data, source=str(path))
 
 
-@click.command()
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--settings",
-    "settings_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="YAML file of render settings (images, domain, ingress, API server CIDRs); "
-    "see docs/controller.md.",
-)
-@click.option(
-    "--hub-config",
-    "hub_files",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    multiple=True,
-    help="A hub configuration file from the workspace generator (repeatable); "
-    "becomes the hub-config ConfigMap. Without it no ConfigMap is rendered.",
-)
-@click.option(
-    "--overlay",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="ENCLAVE_TIER_OVERLAY",
-    help="Operator overlay that tightens tiers (env: ENCLAVE_TIER_OVERLAY).",
-)
-def render(
-    file: Path, settings_file: Path | None, hub_files: tuple[Path, ...], overlay: Path | None
-) -> None:
-    """Print every Kubernetes object one Enclave becomes, as multi-document YAML."""
+def _inputs(*, hub: bool, kube: bool) -> Callable[[F], F]:
+    """The options every command shares: settings, tier overlay, hub files, kubeconfig."""
+
+    def decorate(command: F) -> F:
+        options = [
+            click.option(
+                "--settings",
+                "settings_file",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="YAML file of render settings (images, domain, ingress, API server "
+                "CIDRs); see docs/controller.md.",
+            ),
+            click.option(
+                "--overlay",
+                type=click.Path(dir_okay=False, path_type=Path),
+                envvar="ENCLAVE_TIER_OVERLAY",
+                help="Operator overlay that tightens tiers (env: ENCLAVE_TIER_OVERLAY).",
+            ),
+        ]
+        if hub:
+            options.append(
+                click.option(
+                    "--hub-config",
+                    "hub_files",
+                    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                    multiple=True,
+                    help="A hub configuration file from the workspace generator (repeatable); "
+                    "becomes the hub-config ConfigMap. Without it no ConfigMap is rendered.",
+                )
+            )
+        if kube:
+            options.append(
+                click.option(
+                    "--kubeconfig",
+                    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                    envvar="KUBECONFIG",
+                    help="The cluster and the credentials to use (env: KUBECONFIG; "
+                    "default: ~/.kube/config).",
+                )
+            )
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Inputs:
+    settings: RenderSettings
+    catalog: Catalog
+    hub_config: HubConfig | None
+    api_client: Any
+
+
+def _load_inputs(
+    *,
+    settings_file: Path | None,
+    overlay: Path | None,
+    hub_files: tuple[Path, ...] = (),
+    kube: bool = False,
+    kubeconfig: Path | None = None,
+) -> _Inputs:
+    """Read every shared input, or leave with exit 2 naming the one that was wrong."""
+    from kubernetes import config
+
     try:
-        enclave = read_enclave_file(file)
         settings = _read_settings(settings_file)
-        tier = load_catalog(overlay=overlay).get(enclave.tier)
+        catalog = load_catalog(overlay=overlay)
         hub_config = (
             HubConfig(files=tuple((p.name, p.read_text("utf-8")) for p in hub_files))
             if hub_files
             else None
         )
+        api_client = (
+            config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=str(kubeconfig) if kubeconfig else None
+            )
+            if kube
+            else None
+        )
     except (InvalidEnclaveError, CatalogError, PolicyError) as e:
         _fail(str(e))
-        return
-    objects = render_enclave(enclave=enclave, tier=tier, settings=settings, hub_config=hub_config)
+    except config.ConfigException as e:
+        _fail(f"cannot load the kubeconfig: {e}")
+    return _Inputs(settings=settings, catalog=catalog, hub_config=hub_config, api_client=api_client)
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_inputs(hub=True, kube=False)
+def render(
+    file: Path, settings_file: Path | None, overlay: Path | None, hub_files: tuple[Path, ...]
+) -> None:
+    """Print every Kubernetes object one Enclave becomes, as multi-document YAML."""
+    inputs = _load_inputs(settings_file=settings_file, overlay=overlay, hub_files=hub_files)
+    try:
+        enclave = read_enclave_file(file)
+        tier = inputs.catalog.get(enclave.tier)
+    except (InvalidEnclaveError, PolicyError) as e:
+        _fail(str(e))
+    objects = render_enclave(
+        enclave=enclave, tier=tier, settings=inputs.settings, hub_config=inputs.hub_config
+    )
     click.echo(to_yaml(objects), nl=False)
 
 
@@ -134,62 +204,32 @@ def _report_text(live: LiveIsolation, differences: tuple[str, ...], tier_id: str
 
 @click.command()
 @click.argument("name")
-@click.option(
-    "--kubeconfig",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="KUBECONFIG",
-    help="The cluster to read (env: KUBECONFIG; default: ~/.kube/config).",
-)
-@click.option(
-    "--settings",
-    "settings_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The render settings the controller uses (for the expected policies).",
-)
-@click.option(
-    "--overlay",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="ENCLAVE_TIER_OVERLAY",
-    help="Operator overlay that tightens tiers (env: ENCLAVE_TIER_OVERLAY).",
-)
+@_inputs(hub=False, kube=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def isolation(
     name: str,
-    kubeconfig: Path | None,
     settings_file: Path | None,
     overlay: Path | None,
+    kubeconfig: Path | None,
     as_json: bool,
 ) -> None:
     """What each pod class of enclave NAME can reach, computed from its live NetworkPolicies.
 
     Exits 0 when the live policies allow exactly what the tier allows, 1 when they differ.
     """
-    from kubernetes import config
-
+    inputs = _load_inputs(
+        settings_file=settings_file, overlay=overlay, kube=True, kubeconfig=kubeconfig
+    )
     try:
-        settings = _read_settings(settings_file)
-        catalog = load_catalog(overlay=overlay)
-        api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(kubeconfig) if kubeconfig else None
-        )
-    except (InvalidEnclaveError, CatalogError, PolicyError) as e:
-        _fail(str(e))
-        return
-    except config.ConfigException as e:
-        _fail(f"cannot load the kubeconfig: {e}")
-        return
-    try:
-        live = live_isolation(api_client=api_client, name=name)
-        tier = catalog.get(live.enclave.tier)
+        live = live_isolation(api_client=inputs.api_client, name=name)
+        tier = inputs.catalog.get(live.enclave.tier)
     except (InvalidEnclaveError, PolicyError) as e:
         _fail(str(e))
-        return
     except ClusterError as e:
         _fail(str(e), code=1)
-        return
     finally:
-        api_client.close()
-    expected = expected_isolation(enclave=live.enclave, tier=tier, settings=settings)
+        inputs.api_client.close()
+    expected = expected_isolation(enclave=live.enclave, tier=tier, settings=inputs.settings)
     differences = live.report.differences(expected)
     if as_json:
         out = {
@@ -214,31 +254,7 @@ def controller() -> None:
 
 @controller.command()
 @click.option("--kube", is_flag=True, help="Reconcile Enclave resources of a Kubernetes cluster.")
-@click.option(
-    "--kubeconfig",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="KUBECONFIG",
-    help="The cluster and the controller's credentials (env: KUBECONFIG).",
-)
-@click.option(
-    "--settings",
-    "settings_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="YAML file of render settings; see docs/controller.md.",
-)
-@click.option(
-    "--hub-config",
-    "hub_files",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    multiple=True,
-    help="A hub configuration file (repeatable); becomes each hub's hub-config ConfigMap.",
-)
-@click.option(
-    "--overlay",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="ENCLAVE_TIER_OVERLAY",
-    help="Operator overlay that tightens tiers (env: ENCLAVE_TIER_OVERLAY).",
-)
+@_inputs(hub=True, kube=True)
 @click.option(
     "--resync-interval",
     type=click.FloatRange(min=1.0),
@@ -248,46 +264,33 @@ def controller() -> None:
 )
 def run(
     kube: bool,
-    kubeconfig: Path | None,
     settings_file: Path | None,
-    hub_files: tuple[Path, ...],
     overlay: Path | None,
+    hub_files: tuple[Path, ...],
+    kubeconfig: Path | None,
     resync_interval: float,
 ) -> None:
     """Run the reconciler until interrupted (SIGINT or SIGTERM)."""
-    from kubernetes import config
-
     from .operator import OperatorConfig, run_operator
 
     if not kube:
         _fail("give --kube (the local backend is not built yet)")
-        return
-    try:
-        settings = _read_settings(settings_file)
-        catalog = load_catalog(overlay=overlay)
-        hub_config = (
-            HubConfig(files=tuple((p.name, p.read_text("utf-8")) for p in hub_files))
-            if hub_files
-            else None
-        )
-        api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(kubeconfig) if kubeconfig else None
-        )
-    except (InvalidEnclaveError, CatalogError, PolicyError) as e:
-        _fail(str(e))
-        return
-    except config.ConfigException as e:
-        _fail(f"cannot load the kubeconfig: {e}")
-        return
+    inputs = _load_inputs(
+        settings_file=settings_file,
+        overlay=overlay,
+        hub_files=hub_files,
+        kube=True,
+        kubeconfig=kubeconfig,
+    )
     operator_config = OperatorConfig(
-        api_client=api_client,
-        catalog=catalog,
-        settings=settings,
-        hub_config=hub_config,
+        api_client=inputs.api_client,
+        catalog=inputs.catalog,
+        settings=inputs.settings,
+        hub_config=inputs.hub_config,
         resync_interval_s=resync_interval,
     )
     try:
         # kopf stops on SIGINT/SIGTERM when it runs in the main thread.
         run_operator(operator_config)
     finally:
-        api_client.close()
+        inputs.api_client.close()
