@@ -173,3 +173,14 @@ def test_cli_crd_prints_the_generated_crd() -> None:
     result = CliRunner().invoke(cli, ["crd"])
     assert result.exit_code == 0
     assert yaml.safe_load(result.stdout) == enclave_crd()
+
+
+def test_cli_render_puts_the_hub_configuration_in_the_config_map(tmp_path: Path) -> None:
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text("c.JupyterHub.log_level = 'INFO'\n")
+    result = CliRunner().invoke(cli, ["render", str(EXAMPLES[0]), "--hub-config", str(config)])
+    assert result.exit_code == 0, result.output
+    maps = [o for o in yaml.safe_load_all(result.stdout) if o["kind"] == "ConfigMap"]
+    assert [m["data"] for m in maps] == [
+        {"jupyterhub_config.py": "c.JupyterHub.log_level = 'INFO'\n"}
+    ]
