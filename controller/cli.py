@@ -23,6 +23,10 @@ _GROUPS = {
     "users": "auth.cli:users",
     "enclaves": "auth.cli:enclaves",
     "clients": "auth.cli:clients",
+    "render": "controller.kube.cli:render",
+    "crd": "controller.kube.cli:crd",
+    "isolation": "controller.kube.cli:isolation",
+    "controller": "controller.kube.cli:controller",
 }
 
 

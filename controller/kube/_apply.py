@@ -1,0 +1,128 @@
+"""Server-side apply of rendered objects, with one field manager.
+
+The one place the backend writes to a cluster. Errors from the API server are
+translated into :class:`ClusterError` at this boundary, their payload trimmed to the
+server's own one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
+
+from .errors import ClusterError
+
+__all__ = ["FIELD_MANAGER", "SyncResult", "apply_objects", "server_message", "sync_objects"]
+
+#: The one field manager every write of the controller uses.
+FIELD_MANAGER = "enclave-controller"
+
+
+def server_message(error: Exception) -> str:
+    """The API server's one-line message from an error response, at most 300 characters."""
+    body = getattr(error, "body", None)
+    try:
+        message = str(json.loads(body)["message"]) if body else str(error)
+    except (ValueError, KeyError, TypeError):
+        message = str(getattr(error, "reason", "")) or type(error).__name__
+    return message if len(message) <= 300 else message[:297] + "..."
+
+
+def _where(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata", {})
+    ns = meta.get("namespace")
+    return f"{obj.get('kind')} {ns + '/' if ns else ''}{meta.get('name')}"
+
+
+def apply_objects(
+    *, api_client: Any, objects: Sequence[dict[str, Any]], field_manager: str = FIELD_MANAGER
+) -> list[dict[str, Any]]:
+    """Apply ``objects`` in order (server-side apply, conflicts forced); return what was stored.
+
+    Stops at the first refusal with a :class:`ClusterError` naming the object and the
+    server's reason. Objects are applied in the order given, so a caller that puts
+    the default-deny policy before any workload never runs a workload unisolated.
+    """
+    dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
+    stored: list[dict[str, Any]] = []
+    for obj in objects:
+        try:
+            resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            result = dynamic.server_side_apply(  # type: ignore[no-untyped-call]
+                resource, body=obj, field_manager=field_manager, force_conflicts=True
+            )
+        except ResourceNotFoundError as e:
+            raise ClusterError(f"applying {_where(obj)}: the cluster does not serve it") from e
+        except (ApiException, DynamicApiError) as e:
+            raise ClusterError(f"applying {_where(obj)}: {server_message(e)}") from e
+        stored.append(result.to_dict())
+    return stored
+
+
+def _contains(have: Any, want: Any) -> bool:
+    """Whether ``have`` (a live object) already holds every value of ``want`` (ours)."""
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(
+            k in have and _contains(have[k], v) for k, v in want.items()
+        )
+    if isinstance(want, list):
+        return (
+            isinstance(have, list)
+            and len(have) == len(want)
+            and all(_contains(h, w) for h, w in zip(have, want, strict=True))
+        )
+    return bool(have == want)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncResult:
+    """Which objects had to be written (missing or drifted) and which already held."""
+
+    written: tuple[str, ...]
+    unchanged: tuple[str, ...]
+
+
+def sync_objects(
+    *, api_client: Any, objects: Sequence[dict[str, Any]], field_manager: str = FIELD_MANAGER
+) -> SyncResult:
+    """Apply only the objects that are missing or differ from ours; read the rest.
+
+    An object whose live form already contains every field and value we render
+    (lists compared whole, in order) is left alone, so a settled enclave costs reads
+    and no writes. In order, stopping at the first refusal, as :func:`apply_objects`.
+    Limitation: a field we stopped rendering is not removed from a live object that
+    still contains everything else.
+    """
+    dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
+    written: list[str] = []
+    unchanged: list[str] = []
+    for obj in objects:
+        meta = obj["metadata"]
+        try:
+            resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            try:
+                live = dynamic.get(  # type: ignore[no-untyped-call]
+                    resource, name=meta["name"], namespace=meta.get("namespace")
+                ).to_dict()
+            except DynamicApiError as e:
+                if e.status != 404:
+                    raise
+                live = None
+            if live is not None and _contains(live, obj):
+                unchanged.append(_where(obj))
+                continue
+            dynamic.server_side_apply(  # type: ignore[no-untyped-call]
+                resource, body=obj, field_manager=field_manager, force_conflicts=True
+            )
+        except ResourceNotFoundError as e:
+            raise ClusterError(f"applying {_where(obj)}: the cluster does not serve it") from e
+        except (ApiException, DynamicApiError) as e:
+            raise ClusterError(f"applying {_where(obj)}: {server_message(e)}") from e
+        written.append(_where(obj))
+    return SyncResult(written=tuple(written), unchanged=tuple(unchanged))

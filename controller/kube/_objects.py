@@ -1,0 +1,712 @@
+"""Small pure ``make_*`` functions: one Kubernetes object each, as a plain dict.
+
+Each takes the typed Enclave, its tier and the operator's settings and returns the
+whole object, so the secure defaults are visible in ``tests/unit/controller/
+test_objects.py``, which compares whole objects (kubespawner's ``objects.py`` style).
+Names come from ``_slugs``; every object carries the ``app.kubernetes.io/*`` labels
+and ``enclave.dev/enclave``; with the Enclave's ``uid`` it also carries an owner
+reference (the reconciler knows it, ``enclave render`` does not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from policies import Tier
+
+from ._quantity import bytes_quantity, cpu_quantity, format_bytes, format_cpu
+from ._schema import GROUP, KIND, VERSION
+from ._settings import HubConfig, RenderSettings
+from ._slugs import prefixed_slug
+from ._spec import Dataset, Enclave
+
+__all__ = [
+    "HUB_PORT",
+    "PROXY_API_PORT",
+    "PROXY_PUBLIC_PORT",
+    "SINGLEUSER_PORT",
+    "Owner",
+    "component_labels",
+    "make_dataset_claim",
+    "make_default_deny_policy",
+    "make_hub_config_map",
+    "make_hub_db_claim",
+    "make_hub_deployment",
+    "make_hub_role",
+    "make_hub_role_binding",
+    "make_hub_service",
+    "make_ingress",
+    "make_limit_range",
+    "make_namespace",
+    "make_network_policies",
+    "make_proxy_deployment",
+    "make_proxy_services",
+    "make_resource_quota",
+    "make_service_accounts",
+    "make_singleuser_claim",
+    "make_singleuser_pod",
+    "namespace_name",
+    "pod_labels",
+]
+
+HUB_PORT = 8081
+PROXY_PUBLIC_PORT = 8000
+PROXY_API_PORT = 8001
+SINGLEUSER_PORT = 8888
+DNS_PORT = 53
+COMPONENT = "app.kubernetes.io/component"
+HUB_SECRET = "hub-secret"  # noqa: S105 (a Secret's name, not a secret)
+HUB_CONFIG = "hub-config"
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Owner:
+    """The Enclave the objects belong to; ``uid`` is known only to the reconciler."""
+
+    name: str
+    uid: str | None = None
+
+
+def namespace_name(enclave: Enclave) -> str:
+    return prefixed_slug("enclave", enclave.name)
+
+
+def _labels(enclave: Enclave, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "enclave",
+        "app.kubernetes.io/instance": enclave.name,
+        COMPONENT: component,
+        "app.kubernetes.io/part-of": "enclave",
+        "app.kubernetes.io/managed-by": "enclave-controller",
+        "enclave.dev/enclave": enclave.name,
+    }
+
+
+def pod_labels(enclave: Enclave, component: str) -> dict[str, str]:
+    """Every label a pod of ``component`` carries (the hub's KubeSpawner must set these)."""
+    return _labels(enclave, component)
+
+
+def component_labels(enclave: Enclave, component: str) -> dict[str, str]:
+    """The labels that select one pod class (``hub``, ``proxy``, ``singleuser``)."""
+    return {"app.kubernetes.io/instance": enclave.name, COMPONENT: component}
+
+
+def _meta(
+    enclave: Enclave, owner: Owner, *, name: str, component: str, namespaced: bool = True
+) -> Obj:
+    meta: Obj = {"name": name, "labels": _labels(enclave, component)}
+    if namespaced:
+        meta["namespace"] = namespace_name(enclave)
+    if owner.uid is not None:
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": owner.name,
+                "uid": owner.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return meta
+
+
+# --- namespace, identity ------------------------------------------------------------
+
+
+def make_namespace(enclave: Enclave, tier: Tier, owner: Owner) -> Obj:
+    meta = _meta(
+        enclave, owner, name=namespace_name(enclave), component="namespace", namespaced=False
+    )
+    level = str(tier.pod_security.level)
+    for mode in ("enforce", "audit", "warn"):
+        meta["labels"][f"pod-security.kubernetes.io/{mode}"] = level
+        meta["labels"][f"pod-security.kubernetes.io/{mode}-version"] = "latest"
+    meta["labels"]["enclave.dev/tier"] = tier.id
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def make_service_accounts(enclave: Enclave, owner: Owner) -> list[Obj]:
+    """``default``, ``proxy`` and ``singleuser`` get no token; only ``hub`` does."""
+    out = []
+    for name, automount in (("default", False), ("hub", True), ("proxy", False)):
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": _meta(enclave, owner, name=name, component="identity"),
+                "automountServiceAccountToken": automount,
+            }
+        )
+    out.append(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(enclave, owner, name="singleuser", component="identity"),
+            "automountServiceAccountToken": False,
+        }
+    )
+    return out
+
+
+def make_hub_role(enclave: Enclave, owner: Owner) -> Obj:
+    """What KubeSpawner needs, in this namespace only: pods, their claims, and events."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(enclave, owner, name="hub", component="identity"),
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["pods", "persistentvolumeclaims"],
+                "verbs": ["get", "list", "watch", "create", "delete"],
+            },
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
+        ],
+    }
+
+
+def make_hub_role_binding(enclave: Enclave, owner: Owner) -> Obj:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(enclave, owner, name="hub", component="identity"),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "hub"},
+        "subjects": [
+            {"kind": "ServiceAccount", "name": "hub", "namespace": namespace_name(enclave)}
+        ],
+    }
+
+
+# --- network ------------------------------------------------------------------------
+
+
+def make_default_deny_policy(enclave: Enclave, owner: Owner) -> Obj:
+    """Every pod of the namespace: no ingress, no egress, unless a rule below grants it."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(enclave, owner, name="default-deny", component="network"),
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+    }
+
+
+def _pods(enclave: Enclave, component: str) -> Obj:
+    return {"podSelector": {"matchLabels": component_labels(enclave, component)}}
+
+
+def _in_namespace(namespace: str, labels: Mapping[str, str]) -> Obj:
+    return {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+        "podSelector": {"matchLabels": dict(labels)},
+    }
+
+
+def _tcp(*ports: int) -> list[Obj]:
+    return [{"protocol": "TCP", "port": p} for p in ports]
+
+
+def _to(*peers: Obj, ports: list[Obj]) -> Obj:
+    return {"to": list(peers), "ports": ports}
+
+
+def _from(*peers: Obj, ports: list[Obj]) -> Obj:
+    return {"from": list(peers), "ports": ports}
+
+
+def _policy(
+    enclave: Enclave, owner: Owner, component: str, *, ingress: list[Obj], egress: list[Obj]
+) -> Obj:
+    """The policy of one pod class, named after it: what it may receive and send."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(enclave, owner, name=component, component="network"),
+        "spec": {
+            "podSelector": _pods(enclave, component)["podSelector"],
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": ingress,
+            "egress": egress,
+        },
+    }
+
+
+def make_network_policies(
+    enclave: Enclave, tier: Tier, settings: RenderSettings, owner: Owner
+) -> list[Obj]:
+    """Default deny, then exactly the paths the tier grants; every rule names its peer.
+
+    No rule is ever without a destination, none is 0.0.0.0/0 and none reaches the
+    cloud metadata address (the only ipBlock is the API server's, checked in
+    ``RenderSettings``).
+    """
+    hub, proxy, singleuser = (_pods(enclave, c) for c in ("hub", "proxy", "singleuser"))
+    dns = _to(
+        _in_namespace(settings.dns_namespace, settings.dns_pod_labels),
+        ports=[{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}],
+    )
+    audit = _in_namespace(settings.system_namespace, settings.audit_pod_labels)
+    portal = _in_namespace(settings.system_namespace, settings.portal_pod_labels)
+    ingress_controller = {
+        "namespaceSelector": {
+            "matchLabels": {"kubernetes.io/metadata.name": settings.ingress_namespace}
+        }
+    }
+    su_egress = [
+        *([_to(hub, ports=_tcp(HUB_PORT))] if tier.egress.hub_api else []),
+        *([_to(audit, ports=_tcp(settings.audit_port))] if tier.egress.audit_intake else []),
+        *([dns] if tier.egress.dns else []),
+    ]
+    api_server = [
+        _to(
+            *({"ipBlock": {"cidr": c}} for c in settings.api_server_cidrs),
+            ports=_tcp(settings.api_server_port),
+        )
+    ]
+    hub_egress = [
+        _to(singleuser, ports=_tcp(SINGLEUSER_PORT)),
+        _to(proxy, ports=_tcp(PROXY_API_PORT)),
+        _to(portal, ports=_tcp(settings.portal_port)),
+        dns,
+        *(api_server if settings.api_server_cidrs else []),
+    ]
+    # pod class -> (what it may receive, what it may send)
+    grants: dict[str, tuple[list[Obj], list[Obj]]] = {
+        "singleuser": ([_from(hub, proxy, ports=_tcp(SINGLEUSER_PORT))], su_egress),
+        "hub": ([_from(singleuser, proxy, ports=_tcp(HUB_PORT))], hub_egress),
+        "proxy": (
+            [
+                _from(ingress_controller, ports=_tcp(PROXY_PUBLIC_PORT)),
+                _from(hub, ports=_tcp(PROXY_API_PORT)),
+            ],
+            [
+                _to(hub, ports=_tcp(HUB_PORT)),
+                _to(singleuser, ports=_tcp(SINGLEUSER_PORT)),
+                dns,
+            ],
+        ),
+    }
+    return [
+        make_default_deny_policy(enclave, owner),
+        *(_policy(enclave, owner, c, ingress=i, egress=e) for c, (i, e) in grants.items()),
+    ]
+
+
+# --- quota ------------------------------------------------------------------------
+
+
+def make_resource_quota(enclave: Enclave, settings: RenderSettings, owner: Owner) -> Obj:
+    """Room for one workspace per member, the hub, the proxy and the claims; no more."""
+    n = len(enclave.members)
+    ws = enclave.workspace
+    cpu = (
+        n * cpu_quantity(ws.cpu) + cpu_quantity(settings.hub_cpu) + cpu_quantity(settings.proxy_cpu)
+    )
+    memory = (
+        n * bytes_quantity(ws.memory)
+        + bytes_quantity(settings.hub_memory)
+        + bytes_quantity(settings.proxy_memory)
+    )
+    storage = (
+        n * bytes_quantity(ws.storage)
+        + bytes_quantity(settings.hub_db_storage)
+        + len(enclave.datasets) * bytes_quantity(settings.dataset_claim_request)
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": _meta(enclave, owner, name="enclave", component="quota"),
+        "spec": {
+            "hard": {
+                "requests.cpu": format_cpu(cpu),
+                "limits.cpu": format_cpu(cpu),
+                "requests.memory": format_bytes(memory),
+                "limits.memory": format_bytes(memory),
+                "requests.storage": format_bytes(storage),
+                # one home volume per member, the hub's database, one claim per dataset
+                "persistentvolumeclaims": str(n + 1 + len(enclave.datasets)),
+                # one workspace per member, the hub, the proxy, one pod of a rollout
+                "pods": str(n + 3),
+                "services.loadbalancers": "0",
+                "services.nodeports": "0",
+            }
+        },
+    }
+
+
+def make_limit_range(enclave: Enclave, settings: RenderSettings, owner: Owner) -> Obj:
+    """A container without resources gets the workspace size; none may exceed the largest pod."""
+    ws = enclave.workspace
+    max_cpu = max(cpu_quantity(ws.cpu), cpu_quantity(settings.hub_cpu))
+    max_memory = max(bytes_quantity(ws.memory), bytes_quantity(settings.hub_memory))
+    max_storage = max(bytes_quantity(ws.storage), bytes_quantity(settings.hub_db_storage))
+    return {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": _meta(enclave, owner, name="enclave", component="quota"),
+        "spec": {
+            "limits": [
+                {
+                    "type": "Container",
+                    "default": {"cpu": ws.cpu, "memory": ws.memory},
+                    "defaultRequest": {"cpu": ws.cpu, "memory": ws.memory},
+                    "max": {"cpu": format_cpu(max_cpu), "memory": format_bytes(max_memory)},
+                },
+                {"type": "PersistentVolumeClaim", "max": {"storage": format_bytes(max_storage)}},
+            ]
+        },
+    }
+
+
+# --- storage ----------------------------------------------------------------------
+
+
+def dataset_claim_name(dataset: Dataset) -> str:
+    return prefixed_slug("dataset", dataset.name)
+
+
+def make_dataset_claim(
+    enclave: Enclave, dataset: Dataset, settings: RenderSettings, owner: Owner
+) -> Obj:
+    """A read-only claim bound by name to the custodian's volume; never provisioned."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(enclave, owner, name=dataset_claim_name(dataset), component="storage"),
+        "spec": {
+            "accessModes": ["ReadOnlyMany"],
+            "storageClassName": "",
+            "volumeName": dataset.persistent_volume,
+            "resources": {"requests": {"storage": settings.dataset_claim_request}},
+        },
+    }
+
+
+def make_hub_db_claim(enclave: Enclave, settings: RenderSettings, owner: Owner) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(enclave, owner, name="hub-db", component="hub"),
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": settings.hub_db_storage}},
+        },
+    }
+
+
+def singleuser_claim_name(user: str) -> str:
+    return prefixed_slug("home", user)
+
+
+def make_singleuser_claim(enclave: Enclave, user: str, owner: Owner) -> Obj:
+    """A member's home volume, as the hub's KubeSpawner is configured to make it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(enclave, owner, name=singleuser_claim_name(user), component="singleuser"),
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": enclave.workspace.storage}},
+        },
+    }
+
+
+# --- pods -------------------------------------------------------------------------
+
+
+def _pod_security(settings: RenderSettings) -> Obj:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": settings.run_as_user,
+        "runAsGroup": settings.run_as_group,
+        "fsGroup": settings.run_as_group,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+#: Every container: non-root, no privilege escalation, no capabilities, read-only root.
+CONTAINER_SECURITY: Obj = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _placement(enclave: Enclave, tier: Tier, settings: RenderSettings) -> Obj:
+    if not tier.compute.dedicated_nodes:
+        return {}
+    return {
+        "nodeSelector": {settings.pool_key: enclave.name},
+        "tolerations": [
+            {
+                "key": settings.pool_key,
+                "operator": "Equal",
+                "value": enclave.name,
+                "effect": "NoSchedule",
+            }
+        ],
+    }
+
+
+def _pod_spec(
+    enclave: Enclave,
+    tier: Tier,
+    settings: RenderSettings,
+    *,
+    account: str,
+    container: Obj,
+    volumes: list[Obj] | None = None,
+) -> Obj:
+    """A pod of one container: its service account (a token for the hub only), restricted
+    (pod and container security contexts), placed on the tier's nodes."""
+    spec: Obj = {
+        "serviceAccountName": account,
+        "automountServiceAccountToken": account == "hub",
+        "enableServiceLinks": False,
+        "securityContext": _pod_security(settings),
+        **_placement(enclave, tier, settings),
+        "containers": [{**container, "securityContext": CONTAINER_SECURITY}],
+    }
+    if volumes is not None:
+        spec["volumes"] = volumes
+    return spec
+
+
+def _resources(cpu: str, memory: str) -> Obj:
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
+
+
+def _deployment(enclave: Enclave, owner: Owner, *, component: str, pod_spec: Obj) -> Obj:
+    labels = component_labels(enclave, component)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(enclave, owner, name=component, component=component),
+        "spec": {
+            "replicas": 1,
+            # one hub at a time: its SQLite database is on a ReadWriteOnce volume
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": pod_labels(enclave, component)},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def make_hub_deployment(
+    enclave: Enclave, tier: Tier, settings: RenderSettings, owner: Owner
+) -> Obj:
+    """JupyterHub, configured by the ``hub-config`` files, secrets from ``hub-secret``."""
+    pod_spec = _pod_spec(
+        enclave,
+        tier,
+        settings,
+        account="hub",
+        container={
+            "name": "hub",
+            "image": settings.hub_image,
+            "args": ["jupyterhub", "--config", "/etc/jupyterhub/jupyterhub_config.py"],
+            "ports": [{"name": "hub", "containerPort": HUB_PORT, "protocol": "TCP"}],
+            "envFrom": [{"secretRef": {"name": HUB_SECRET}}],
+            "resources": _resources(settings.hub_cpu, settings.hub_memory),
+            "readinessProbe": {"httpGet": {"path": "/hub/health", "port": "hub"}},
+            "volumeMounts": [
+                {"name": "config", "mountPath": "/etc/jupyterhub", "readOnly": True},
+                {"name": "db", "mountPath": "/srv/jupyterhub"},
+                {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (a private emptyDir)
+            ],
+        },
+        volumes=[
+            {"name": "config", "configMap": {"name": HUB_CONFIG}},
+            {"name": "db", "persistentVolumeClaim": {"claimName": "hub-db"}},
+            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+        ],
+    )
+    return _deployment(enclave, owner, component="hub", pod_spec=pod_spec)
+
+
+def make_proxy_deployment(
+    enclave: Enclave, tier: Tier, settings: RenderSettings, owner: Owner
+) -> Obj:
+    pod_spec = _pod_spec(
+        enclave,
+        tier,
+        settings,
+        account="proxy",
+        container={
+            "name": "proxy",
+            "image": settings.proxy_image,
+            "args": [
+                "configurable-http-proxy",
+                "--ip=0.0.0.0",
+                f"--port={PROXY_PUBLIC_PORT}",
+                "--api-ip=0.0.0.0",
+                f"--api-port={PROXY_API_PORT}",
+                f"--default-target=http://hub:{HUB_PORT}",
+                f"--error-target=http://hub:{HUB_PORT}/hub/error",
+            ],
+            "env": [
+                {
+                    "name": "CONFIGPROXY_AUTH_TOKEN",
+                    "valueFrom": {
+                        "secretKeyRef": {"name": HUB_SECRET, "key": "CONFIGPROXY_AUTH_TOKEN"}
+                    },
+                }
+            ],
+            "ports": [
+                {"name": "public", "containerPort": PROXY_PUBLIC_PORT, "protocol": "TCP"},
+                {"name": "api", "containerPort": PROXY_API_PORT, "protocol": "TCP"},
+            ],
+            "resources": _resources(settings.proxy_cpu, settings.proxy_memory),
+            "readinessProbe": {"httpGet": {"path": "/_chp_healthz", "port": "public"}},
+        },
+    )
+    return _deployment(enclave, owner, component="proxy", pod_spec=pod_spec)
+
+
+def make_singleuser_pod(
+    enclave: Enclave, tier: Tier, settings: RenderSettings, owner: Owner, *, user: str
+) -> Obj:
+    """The pod the hub's KubeSpawner must produce for ``user``: the reference for its config.
+
+    No service-account token, datasets read-only, the member's home volume, the
+    workspace's resources, the restricted security context, the tier's placement.
+    """
+    mounts: list[Obj] = [
+        {"name": "home", "mountPath": "/home/jovyan"},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (a private emptyDir)
+    ]
+    volumes: list[Obj] = [
+        {"name": "home", "persistentVolumeClaim": {"claimName": singleuser_claim_name(user)}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
+    for ds in enclave.datasets:
+        vol = dataset_claim_name(ds)
+        mounts.append({"name": vol, "mountPath": ds.mount_path, "readOnly": True})
+        volumes.append(
+            {
+                "name": vol,
+                "persistentVolumeClaim": {"claimName": dataset_claim_name(ds), "readOnly": True},
+            }
+        )
+    meta = _meta(enclave, owner, name=prefixed_slug("jupyter", user), component="singleuser")
+    meta["annotations"] = {"hub.jupyter.org/username": user}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": _pod_spec(
+            enclave,
+            tier,
+            settings,
+            account="singleuser",
+            container={
+                "name": "notebook",
+                "image": enclave.workspace.image,
+                "args": ["jupyterhub-singleuser"],
+                "ports": [
+                    {"name": "notebook", "containerPort": SINGLEUSER_PORT, "protocol": "TCP"}
+                ],
+                "resources": _resources(enclave.workspace.cpu, enclave.workspace.memory),
+                "volumeMounts": mounts,
+            },
+            volumes=volumes,
+        ),
+    }
+
+
+# --- services, ingress, hub configuration ------------------------------------------
+
+
+def _service(
+    enclave: Enclave, owner: Owner, *, name: str, component: str, port: int, target: int
+) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(enclave, owner, name=name, component=component),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": component_labels(enclave, component),
+            "ports": [{"name": "http", "port": port, "targetPort": target, "protocol": "TCP"}],
+        },
+    }
+
+
+def make_hub_service(enclave: Enclave, owner: Owner) -> Obj:
+    return _service(enclave, owner, name="hub", component="hub", port=HUB_PORT, target=HUB_PORT)
+
+
+def make_proxy_services(enclave: Enclave, owner: Owner) -> list[Obj]:
+    return [
+        _service(
+            enclave,
+            owner,
+            name="proxy-public",
+            component="proxy",
+            port=80,
+            target=PROXY_PUBLIC_PORT,
+        ),
+        _service(
+            enclave,
+            owner,
+            name="proxy-api",
+            component="proxy",
+            port=PROXY_API_PORT,
+            target=PROXY_API_PORT,
+        ),
+    ]
+
+
+def hub_host(enclave: Enclave, settings: RenderSettings) -> str:
+    return f"{enclave.name}.{settings.base_domain}"
+
+
+def make_ingress(enclave: Enclave, settings: RenderSettings, owner: Owner) -> Obj:
+    """TLS only, and only from the enclave's access networks (the controller's allow-list)."""
+    meta = _meta(enclave, owner, name="hub", component="proxy")
+    meta["annotations"] = {settings.ingress_allowlist_annotation: ",".join(enclave.access_networks)}
+    host = hub_host(enclave, settings)
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": meta,
+        "spec": {
+            "ingressClassName": settings.ingress_class,
+            "tls": [{"hosts": [host], "secretName": settings.tls_secret}],
+            "rules": [
+                {
+                    "host": host,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {
+                                    "service": {"name": "proxy-public", "port": {"number": 80}}
+                                },
+                            }
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+
+
+def make_hub_config_map(enclave: Enclave, hub_config: HubConfig, owner: Owner) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(enclave, owner, name=HUB_CONFIG, component="hub"),
+        "data": dict(hub_config.files),
+    }

@@ -1,0 +1,296 @@
+"""``enclave render``, ``crd``, ``isolation`` and ``controller run``: the Kubernetes backend.
+
+Bad input leaves as one sentence on stderr with exit code 2; nothing is printed
+to stdout then, so a pipe into ``kubectl apply`` never receives half a render.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+import yaml
+
+from policies import Catalog, CatalogError, PolicyError, load_catalog
+
+from ._live import LiveIsolation, expected_isolation, live_isolation
+from ._render import HubConfig, RenderSettings, render_enclave, to_yaml
+from ._schema import Problem, enclave_crd
+from ._settings import METADATA_ADDRESS
+from ._spec import read_enclave_file
+from .errors import ClusterError, InvalidEnclaveError
+
+__all__ = ["controller", "crd", "isolation", "render"]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, *, code: int = 2) -> NoReturn:
+    click.echo(f"enclave: {message}", err=True)
+    sys.exit(code)
+
+
+def _read_settings(path: Path | None) -> RenderSettings:
+    if path is None:
+        return RenderSettings()
+    try:
+        data = yaml.safe_load(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise InvalidEnclaveError(
+            source=str(path),
+            problems=[
+                Problem(field="(file)", message=f"cannot be read as YAML ({type(e).__name__})")
+            ],
+        ) from None
+    return RenderSettings.from_mapping(data, source=str(path))
+
+
+def _inputs(*, hub: bool, kube: bool) -> Callable[[F], F]:
+    """The options every command shares: settings, tier overlay, hub files, kubeconfig."""
+
+    def decorate(command: F) -> F:
+        options = [
+            click.option(
+                "--settings",
+                "settings_file",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="YAML file of render settings (images, domain, ingress, API server "
+                "CIDRs); see docs/controller.md.",
+            ),
+            click.option(
+                "--overlay",
+                type=click.Path(dir_okay=False, path_type=Path),
+                envvar="ENCLAVE_TIER_OVERLAY",
+                help="Operator overlay that tightens tiers (env: ENCLAVE_TIER_OVERLAY).",
+            ),
+        ]
+        if hub:
+            options.append(
+                click.option(
+                    "--hub-config",
+                    "hub_files",
+                    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                    multiple=True,
+                    help="A hub configuration file from the workspace generator (repeatable); "
+                    "becomes the hub-config ConfigMap. Without it no ConfigMap is rendered.",
+                )
+            )
+        if kube:
+            options.append(
+                click.option(
+                    "--kubeconfig",
+                    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                    envvar="KUBECONFIG",
+                    help="The cluster and the credentials to use (env: KUBECONFIG; "
+                    "default: ~/.kube/config).",
+                )
+            )
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Inputs:
+    settings: RenderSettings
+    catalog: Catalog
+    hub_config: HubConfig | None
+    api_client: Any
+
+
+def _load_inputs(
+    *,
+    settings_file: Path | None,
+    overlay: Path | None,
+    hub_files: tuple[Path, ...] = (),
+    kube: bool = False,
+    kubeconfig: Path | None = None,
+) -> _Inputs:
+    """Read every shared input, or leave with exit 2 naming the one that was wrong."""
+    from kubernetes import config
+
+    try:
+        settings = _read_settings(settings_file)
+        catalog = load_catalog(overlay=overlay)
+        hub_config = (
+            HubConfig(files=tuple((p.name, p.read_text("utf-8")) for p in hub_files))
+            if hub_files
+            else None
+        )
+        api_client = (
+            config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=str(kubeconfig) if kubeconfig else None
+            )
+            if kube
+            else None
+        )
+    except (InvalidEnclaveError, CatalogError, PolicyError) as e:
+        _fail(str(e))
+    except config.ConfigException as e:
+        _fail(f"cannot load the kubeconfig: {e}")
+    return _Inputs(settings=settings, catalog=catalog, hub_config=hub_config, api_client=api_client)
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_inputs(hub=True, kube=False)
+def render(
+    file: Path, settings_file: Path | None, overlay: Path | None, hub_files: tuple[Path, ...]
+) -> None:
+    """Print every Kubernetes object one Enclave becomes, as multi-document YAML."""
+    inputs = _load_inputs(settings_file=settings_file, overlay=overlay, hub_files=hub_files)
+    try:
+        enclave = read_enclave_file(file)
+        tier = inputs.catalog.get(enclave.tier)
+    except (InvalidEnclaveError, PolicyError) as e:
+        _fail(str(e))
+    objects = render_enclave(
+        enclave=enclave, tier=tier, settings=inputs.settings, hub_config=inputs.hub_config
+    )
+    click.echo(to_yaml(objects), nl=False)
+
+
+@click.command()
+def crd() -> None:
+    """Print the CustomResourceDefinition of the Enclave resource (enclaves.enclave.dev)."""
+    click.echo(yaml.safe_dump(enclave_crd(), sort_keys=False), nl=False)
+
+
+def _report_text(live: LiveIsolation, differences: tuple[str, ...], tier_id: str) -> str:
+    report = live.report
+    lines = [
+        f"Enclave {live.enclave.name} (tier {tier_id}), namespace {report.namespace}",
+        f"NetworkPolicies: {', '.join(report.policies) or 'none'}",
+        f"Not written by the controller: {', '.join(live.foreign_policies) or 'none'}",
+        "NetworkPolicies bind only where the cluster's network plugin enforces them; "
+        "this report reads the policies, not the traffic.",
+    ]
+    for reach in report.classes:
+        lines += ["", f"{reach.pod_class} pods"]
+        for word, arrow, isolated, grants in (
+            ("egress", "->", reach.egress_isolated, reach.egress),
+            ("ingress", "<-", reach.ingress_isolated, reach.ingress),
+        ):
+            if not isolated:
+                lines.append(f"  {word}: NOT ISOLATED (no policy selects these pods)")
+                continue
+            lines.append(f"  {word}: {'nothing' if not grants else ''}".rstrip())
+            lines += [f"    {arrow} {g}" for g in grants]
+        metadata = report.reaches_address(reach.pod_class, str(METADATA_ADDRESS), port=80)
+        lines.append(
+            f"  cloud metadata {METADATA_ADDRESS}: {'REACHABLE' if metadata else 'unreachable'}"
+        )
+    lines += ["", "Paths between the enclave's pods:"]
+    lines += [
+        f"  {p.source} -> {p.destination} on {', '.join(map(str, p.ports))}" for p in report.paths
+    ] or ["  none"]
+    lines.append("")
+    if differences:
+        lines.append(f"DIFFERS from what tier {tier_id} allows:")
+        lines += [f"  {d}" for d in differences]
+    else:
+        lines.append(f"Matches what tier {tier_id} allows.")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("name")
+@_inputs(hub=False, kube=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def isolation(
+    name: str,
+    settings_file: Path | None,
+    overlay: Path | None,
+    kubeconfig: Path | None,
+    as_json: bool,
+) -> None:
+    """What each pod class of enclave NAME can reach, computed from its live NetworkPolicies.
+
+    Exits 0 when the live policies allow exactly what the tier allows, 1 when they differ.
+    """
+    inputs = _load_inputs(
+        settings_file=settings_file, overlay=overlay, kube=True, kubeconfig=kubeconfig
+    )
+    try:
+        live = live_isolation(api_client=inputs.api_client, name=name)
+        tier = inputs.catalog.get(live.enclave.tier)
+    except (InvalidEnclaveError, PolicyError) as e:
+        _fail(str(e))
+    except ClusterError as e:
+        _fail(str(e), code=1)
+    finally:
+        inputs.api_client.close()
+    expected = expected_isolation(enclave=live.enclave, tier=tier, settings=inputs.settings)
+    differences = live.report.differences(expected)
+    if as_json:
+        out = {
+            "enclave": live.enclave.name,
+            "tier": tier.id,
+            "report": dataclasses.asdict(live.report),
+            "foreign_policies": list(live.foreign_policies),
+            "matches_tier": not differences,
+            "differences": list(differences),
+        }
+        click.echo(json.dumps(out, indent=2, default=str))
+    else:
+        click.echo(_report_text(live, differences, tier.id))
+    if differences:
+        sys.exit(1)
+
+
+@click.group()
+def controller() -> None:
+    """Run the controller that keeps each Enclave's objects as its tier demands."""
+
+
+@controller.command()
+@click.option("--kube", is_flag=True, help="Reconcile Enclave resources of a Kubernetes cluster.")
+@_inputs(hub=True, kube=True)
+@click.option(
+    "--resync-interval",
+    type=click.FloatRange(min=1.0),
+    default=30.0,
+    show_default=True,
+    help="Seconds between level-triggered reconciliations of every Enclave.",
+)
+def run(
+    kube: bool,
+    settings_file: Path | None,
+    overlay: Path | None,
+    hub_files: tuple[Path, ...],
+    kubeconfig: Path | None,
+    resync_interval: float,
+) -> None:
+    """Run the reconciler until interrupted (SIGINT or SIGTERM)."""
+    from .operator import OperatorConfig, run_operator
+
+    if not kube:
+        _fail("give --kube (the local backend is not built yet)")
+    inputs = _load_inputs(
+        settings_file=settings_file,
+        overlay=overlay,
+        hub_files=hub_files,
+        kube=True,
+        kubeconfig=kubeconfig,
+    )
+    operator_config = OperatorConfig(
+        api_client=inputs.api_client,
+        catalog=inputs.catalog,
+        settings=inputs.settings,
+        hub_config=inputs.hub_config,
+        resync_interval_s=resync_interval,
+    )
+    try:
+        # kopf stops on SIGINT/SIGTERM when it runs in the main thread.
+        run_operator(operator_config)
+    finally:
+        inputs.api_client.close()

@@ -1,0 +1,170 @@
+"""The reconciler skeleton: kopf for the event loop, the kubernetes client for writes.
+
+``build_registry`` registers the handlers for ``enclaves.enclave.dev`` in a registry
+of their own (importing this module registers nothing globally); ``run_operator``
+runs kopf with them until ``stop_flag`` is set. Built here: create/update/resume
+and a level-triggered timer all run ``reconcile_enclave``; one finalizer
+(``enclave.dev/cleanup``) holds deletion until the namespace is gone; watch and
+client timeouts are set; cluster errors are temporary (retried with backoff), an
+invalid spec is permanent. Not built yet: see docs/controller.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+from kubernetes import client
+
+from policies import Catalog
+
+from ._apply import server_message
+from ._reconcile import reconcile_enclave
+from ._schema import GROUP, PLURAL, VERSION
+from ._settings import HubConfig, RenderSettings
+from ._slugs import prefixed_slug
+from .errors import ClusterError
+
+__all__ = ["FINALIZER", "OperatorConfig", "build_registry", "run_operator"]
+
+FINALIZER = "enclave.dev/cleanup"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperatorConfig:
+    """What the reconciler needs; ``api_client`` carries the credentials kopf logs in with."""
+
+    api_client: Any
+    catalog: Catalog
+    settings: RenderSettings
+    hub_config: HubConfig | None = None
+    #: Seconds between level-triggered reconciliations of every Enclave (drift, expiry).
+    resync_interval_s: float = 30.0
+    #: Seconds before a failed reconciliation is retried.
+    retry_delay_s: float = 5.0
+
+
+def _login(config: OperatorConfig) -> kopf.ConnectionInfo:
+    """kopf's connection from the same configuration the writes use."""
+    c = config.api_client.configuration
+    header = c.get_api_key_with_prefix("BearerToken") or c.get_api_key_with_prefix("authorization")
+    scheme, _, token = (header or "").rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=c.host,
+        ca_path=c.ssl_ca_cert,
+        insecure=not c.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=c.cert_file,
+        private_key_path=c.key_file,
+    )
+
+
+def _reconcile(config: OperatorConfig, body: kopf.Body) -> None:
+    """One reconciliation; errors become kopf's permanent or temporary kinds."""
+    try:
+        outcome = reconcile_enclave(
+            api_client=config.api_client,
+            document=dict(body),
+            catalog=config.catalog,
+            settings=config.settings,
+            hub_config=config.hub_config,
+        )
+    except ClusterError as e:
+        raise kopf.TemporaryError(str(e), delay=config.retry_delay_s) from e
+    if outcome.repaired:
+        kopf.warn(
+            body,
+            reason="DriftRepaired",
+            message=f"network isolation had drifted; re-applied {', '.join(outcome.repaired)}",
+        )
+    if outcome.status_written:
+        summary = ", ".join(f"{c.type}={c.status}" for c in outcome.conditions)
+        kopf.info(body, reason=outcome.phase, message=summary)
+    if outcome.permanent:
+        raise kopf.PermanentError(outcome.conditions[0].message)
+    # Nothing is returned: kopf would store a result under status, which the schema prunes.
+
+
+def _cleanup(config: OperatorConfig, body: kopf.Body) -> None:
+    """Delete the enclave's namespace; keep the finalizer until it is gone."""
+    name = str(body["metadata"]["name"])
+    namespace = prefixed_slug("enclave", name)  # as _objects.namespace_name
+    core = client.CoreV1Api(config.api_client)
+    try:
+        core.delete_namespace(namespace)
+    except client.ApiException as e:
+        if e.status == 404:
+            return
+        raise kopf.TemporaryError(
+            f"deleting namespace {namespace}: {server_message(e)}", delay=config.retry_delay_s
+        ) from e
+    raise kopf.TemporaryError(f"waiting for namespace {namespace} to go", delay=1)
+
+
+def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
+    """The handlers, registered in a registry of their own."""
+    registry = kopf.OperatorRegistry()
+    resource = (GROUP, VERSION, PLURAL)
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return _login(config)
+
+    @kopf.on.resume(*resource, registry=registry)
+    @kopf.on.create(*resource, registry=registry)
+    @kopf.on.update(*resource, field="spec", registry=registry)
+    def changed(body: kopf.Body, **_: Any) -> None:
+        _reconcile(config, body)
+
+    @kopf.timer(*resource, interval=config.resync_interval_s, registry=registry)
+    def resync(body: kopf.Body, **_: Any) -> None:
+        _reconcile(config, body)
+
+    @kopf.on.delete(*resource, registry=registry)
+    def deleted(body: kopf.Body, **_: Any) -> None:
+        _cleanup(config, body)
+
+    return registry
+
+
+def operator_settings() -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="enclave.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="enclave.dev", key="last-handled-configuration"
+    )
+    # kopf's watch can stall silently on a half-dead connection: bound every wait.
+    settings.watching.server_timeout = 60
+    settings.watching.client_timeout = 90
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 30
+    settings.posting.level = 20  # Events for INFO and above
+    return settings
+
+
+def run_operator(
+    config: OperatorConfig,
+    *,
+    stop_flag: threading.Event | None = None,
+    ready_flag: threading.Event | None = None,
+) -> None:
+    """Run the reconciler (cluster-wide, standalone) until ``stop_flag`` is set.
+
+    Without ``stop_flag`` (the CLI, in the main thread) it stops on SIGINT or SIGTERM;
+    a flag that is never set would keep a thread waiting on it after the stop.
+    """
+    asyncio.run(
+        kopf.operator(
+            registry=build_registry(config),
+            settings=operator_settings(),
+            standalone=True,
+            clusterwide=True,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    )

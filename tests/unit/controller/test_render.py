@@ -1,0 +1,186 @@
+"""``render_enclave`` and ``enclave render``: invariants over every example, and the CLI."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from controller.cli import cli
+from controller.kube import HubConfig, RenderSettings, enclave_crd, render_enclave, to_yaml
+from controller.kube._spec import read_enclave_file
+from policies import load_catalog
+from tests.assets.controller import EXAMPLES, INVALID
+
+SETTINGS = RenderSettings(api_server_cidrs=("10.0.0.1/32",))
+METADATA = ipaddress.ip_address("169.254.169.254")
+
+
+def _render(path: Path, hub_config: HubConfig | None = None) -> list[dict[str, Any]]:
+    enclave = read_enclave_file(path)
+    tier = load_catalog().get(enclave.tier)
+    return render_enclave(enclave=enclave, tier=tier, settings=SETTINGS, hub_config=hub_config)
+
+
+def _pod_specs(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o["spec"]["template"]["spec"] for o in objects if o["kind"] == "Deployment"]
+
+
+@pytest.fixture(params=EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    return _render(request.param)
+
+
+def test_egress_never_reaches_everywhere_or_the_metadata_address(
+    rendered: list[dict[str, Any]],
+) -> None:
+    for policy in (o for o in rendered if o["kind"] == "NetworkPolicy"):
+        for rule in policy["spec"].get("egress", []):
+            assert rule.get("to"), f"{policy['metadata']['name']}: egress rule without destination"
+            for peer in rule["to"]:
+                assert peer, "an empty peer matches every pod in the cluster"
+                assert peer.get("podSelector") or peer.get("ipBlock"), peer
+                if "ipBlock" in peer:
+                    net = ipaddress.ip_network(peer["ipBlock"]["cidr"])
+                    assert net.prefixlen > 0
+                    assert METADATA not in net
+
+
+def test_the_first_policy_denies_all_traffic_of_every_pod(rendered: list[dict[str, Any]]) -> None:
+    policies = [o for o in rendered if o["kind"] == "NetworkPolicy"]
+    assert policies[0]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    # and it is applied before any workload
+    kinds = [o["kind"] for o in rendered]
+    assert kinds.index("NetworkPolicy") < kinds.index("Deployment")
+
+
+def test_every_object_carries_the_labels(rendered: list[dict[str, Any]]) -> None:
+    for obj in rendered:
+        labels = obj["metadata"]["labels"]
+        for key in (
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/component",
+            "app.kubernetes.io/managed-by",
+            "enclave.dev/enclave",
+        ):
+            assert key in labels, (obj["kind"], obj["metadata"]["name"], key)
+
+
+def test_every_container_is_restricted(rendered: list[dict[str, Any]]) -> None:
+    for spec in _pod_specs(rendered):
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in spec["containers"]:
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["runAsNonRoot"] is True
+            assert container["resources"]["limits"]
+
+
+def test_only_the_hub_gets_a_service_account_token(rendered: list[dict[str, Any]]) -> None:
+    tokens = {
+        o["metadata"]["name"]: o["automountServiceAccountToken"]
+        for o in rendered
+        if o["kind"] == "ServiceAccount"
+    }
+    assert tokens == {"default": False, "hub": True, "proxy": False, "singleuser": False}
+    for spec in _pod_specs(rendered):
+        assert spec["automountServiceAccountToken"] is (spec["serviceAccountName"] == "hub")
+
+
+def test_dedicated_tiers_pin_every_pod_to_the_projects_pool(rendered: list[dict[str, Any]]) -> None:
+    namespace = rendered[0]
+    tier = load_catalog().get(namespace["metadata"]["labels"]["enclave.dev/tier"])
+    name = namespace["metadata"]["labels"]["enclave.dev/enclave"]
+    for spec in _pod_specs(rendered):
+        if tier.compute.dedicated_nodes:
+            assert spec["nodeSelector"] == {"enclave.dev/pool": name}
+        else:
+            assert "nodeSelector" not in spec
+
+
+def test_render_is_a_pure_function() -> None:
+    assert to_yaml(_render(EXAMPLES[0])) == to_yaml(_render(EXAMPLES[0]))
+
+
+def test_hub_configuration_becomes_the_config_map() -> None:
+    objects = _render(EXAMPLES[0], HubConfig(files=(("jupyterhub_config.py", "c = 1\n"),)))
+    maps = [o for o in objects if o["kind"] == "ConfigMap"]
+    assert [m["data"] for m in maps] == [{"jupyterhub_config.py": "c = 1\n"}]
+    assert not [o for o in _render(EXAMPLES[0]) if o["kind"] == "ConfigMap"]
+
+
+def test_no_secret_is_ever_rendered(rendered: list[dict[str, Any]]) -> None:
+    assert "Secret" not in {o["kind"] for o in rendered}
+
+
+# --- the CLI --------------------------------------------------------------------------
+
+
+def test_cli_render_prints_every_object() -> None:
+    result = CliRunner().invoke(cli, ["render", str(EXAMPLES[0])])
+    assert result.exit_code == 0, result.output
+    assert list(yaml.safe_load_all(result.stdout)) == _render_default(EXAMPLES[0])
+
+
+def _render_default(path: Path) -> list[dict[str, Any]]:
+    enclave = read_enclave_file(path)
+    return render_enclave(
+        enclave=enclave,
+        tier=load_catalog().get(enclave.tier),
+        settings=RenderSettings(),
+        hub_config=None,
+    )
+
+
+def test_cli_render_refuses_an_invalid_file_with_exit_2_and_no_output() -> None:
+    bad = INVALID / "access_network_whole_internet.yaml"
+    result = CliRunner().invoke(cli, ["render", str(bad)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"enclave: {bad}: spec.accessNetworks[0]: must be a network in CIDR notation with no "
+        "host bits set and a prefix longer than /0, e.g. 192.0.2.0/24.\n"
+    )
+
+
+def test_cli_render_refuses_a_missing_file() -> None:
+    result = CliRunner().invoke(cli, ["render", "/nonexistent/enclave.yaml"])
+    assert result.exit_code == 2
+    assert "cannot be read" in result.stderr
+
+
+def test_cli_render_refuses_unsafe_settings(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("api_server_cidrs: ['0.0.0.0/0']\n")
+    result = CliRunner().invoke(cli, ["render", str(EXAMPLES[0]), "--settings", str(settings)])
+    assert result.exit_code == 2
+    assert "api_server_cidrs" in result.stderr
+    settings.write_text("hub_imag: typo\n")
+    result = CliRunner().invoke(cli, ["render", str(EXAMPLES[0]), "--settings", str(settings)])
+    assert result.exit_code == 2
+    assert "hub_imag" in result.stderr
+
+
+def test_cli_crd_prints_the_generated_crd() -> None:
+    result = CliRunner().invoke(cli, ["crd"])
+    assert result.exit_code == 0
+    assert yaml.safe_load(result.stdout) == enclave_crd()
+
+
+def test_cli_render_puts_the_hub_configuration_in_the_config_map(tmp_path: Path) -> None:
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text("c.JupyterHub.log_level = 'INFO'\n")
+    result = CliRunner().invoke(cli, ["render", str(EXAMPLES[0]), "--hub-config", str(config)])
+    assert result.exit_code == 0, result.output
+    maps = [o for o in yaml.safe_load_all(result.stdout) if o["kind"] == "ConfigMap"]
+    assert [m["data"] for m in maps] == [
+        {"jupyterhub_config.py": "c.JupyterHub.log_level = 'INFO'\n"}
+    ]
