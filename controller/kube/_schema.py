@@ -52,8 +52,10 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 MAX_NAME_LENGTH = 63 - len("enclave-")
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-#: The portal's username rule (``auth._factors.USERNAME_RE``; a test keeps them equal).
-USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$"
+#: The portal's canonical usernames (``auth._names``: its character rule, lower-cased;
+#: a test keeps the two equal). A member written in another case is refused rather than
+#: folded silently, so the Enclave says exactly who the portal will admit.
+USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._@+-]{0,127}$"
 _SEGMENT = r"[a-z0-9]([-a-z0-9._]*[a-z0-9])?"
 #: Datasets mount under /data only: they can never shadow the home directory, /etc or /usr,
 #: and no segment can be ``.`` or ``..`` (a segment starts and ends with a letter or digit).

@@ -151,6 +151,7 @@ def decide_entry(
         enclave_factors=_strings(claims.get("enclave_factors")),
         amr=_strings(claims.get("amr")),
         acr=acr if isinstance(acr, str) else "",
+        approved=claims.get("enclave_approved") is True,
     )
     if not login.allowed:
         return EntryDecision(

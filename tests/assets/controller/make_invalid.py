@@ -87,7 +87,7 @@ CASES: dict[str, tuple[Callable[[Doc], None], str]] = {
     ),
     "member_unknown_role": (_set("spec.members.1.role", "superuser"), "spec.members[1].role"),
     "duplicate_member": (_add_member("k.sato@tohoku.example"), "spec.members"),
-    "duplicate_member_differing_case": (_add_member("K.Sato@Tohoku.example"), "spec.members"),
+    "member_not_in_canonical_case": (_add_member("K.Sato@Tohoku.example"), "spec.members[2].user"),
     "access_network_without_prefix": (
         _set("spec.accessNetworks", ["192.0.2.0"]),
         "spec.accessNetworks[0]",

@@ -57,10 +57,15 @@ def test_another_kind_is_refused() -> None:
     assert [p.field for p in validate_enclave(doc)] == ["kind"]
 
 
-def test_the_username_rule_is_the_portals() -> None:
-    from auth._factors import USERNAME_RE
+@pytest.mark.parametrize(
+    "name",
+    ["r.tanaka@company-a.example", "R.Tanaka@company-a.example", "a", "a" * 128, "a" * 129,
+     ".dot", "k_sato+x@t-u.example", "bad name", "名前", ""],
+)  # fmt: skip
+def test_the_username_rule_is_the_portals_canonical_form(name: str) -> None:
+    from auth._names import canonical_username
 
-    assert USERNAME_RE.pattern == USERNAME_PATTERN
+    assert bool(re.fullmatch(USERNAME_PATTERN, name)) == (canonical_username(name) == name)
 
 
 def test_load_enclave_wraps_a_valid_file() -> None:
