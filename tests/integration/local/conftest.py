@@ -1,0 +1,113 @@
+"""One real enclave hub with a running sandboxed server, shared by the escape tests.
+
+Beside it: a second enclave's hub (whose port the first must not reach), another
+enclave's home on the same state directory, a writable-on-the-host dataset, and host
+services on 127.0.0.1 and on every interface that count what reaches them.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.harness.local_hub import LocalHub, Workspace, shared_state_dir
+
+OTHER_SECRET = "enclave beta: notes\n"
+
+
+@dataclass
+class HostService:
+    """A TCP and a UDP listener on the host that count every contact (the attack's target)."""
+
+    address: str
+    tcp_port: int = 0
+    udp_port: int = 0
+    contacts: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        tcp = socket.create_server((self.address, 0))
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind((self.address, 0))
+        self.tcp_port, self.udp_port = tcp.getsockname()[1], udp.getsockname()[1]
+
+        def accept() -> None:
+            while True:
+                conn, peer = tcp.accept()
+                self.contacts.append(f"tcp {peer}")
+                conn.close()
+
+        def answer() -> None:
+            while True:
+                data, peer = udp.recvfrom(4096)
+                self.contacts.append(f"udp {peer}")
+                udp.sendto(data, peer)  # a DNS-shaped echo: any reply would be an answer
+
+        for target in (accept, answer):
+            threading.Thread(target=target, daemon=True).start()
+
+
+def host_address() -> str:
+    """This machine's address on its outward interface (where 0.0.0.0 services answer)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks a route
+        return str(probe.getsockname()[0])
+    finally:
+        probe.close()
+
+
+@dataclass(frozen=True)
+class Site:
+    state: Path
+    hub: LocalHub
+    other_hub: LocalHub
+    workspace: Workspace
+    dataset: Path
+    other_home: Path
+    loopback_service: HostService
+    wildcard_service: HostService
+    host_ip: str
+    spawn_seconds: list[float]
+
+
+@pytest.fixture(scope="package")
+def site() -> Iterator[Site]:
+    with shared_state_dir() as state:
+        dataset = state / "datasets" / "microbiome-16s"
+        dataset.mkdir(parents=True)
+        (dataset / "genus_abundance.csv").write_text("sample,genus,count\nS1,Bacteroides,120\n")
+        # Writable on the host by anyone: only the read-only bind can stop a write.
+        dataset.chmod(0o777)
+        (dataset / "genus_abundance.csv").chmod(0o666)
+        other_home = state / "homes" / "beta"
+        other_home.mkdir(parents=True)
+        (other_home / "notes.txt").write_text(OTHER_SECRET)
+        loopback, wildcard = HostService("127.0.0.1"), HostService("0.0.0.0")
+        loopback.start()
+        wildcard.start()
+        datasets = [{"source": str(dataset), "target": "/data/microbiome-16s"}]
+        hub = LocalHub.start(enclave="alpha", state_dir=state, datasets=datasets)
+        other = LocalHub.start(enclave="beta", state_dir=state, datasets=[])
+        try:
+            seconds = hub.spawn("alice")
+            print(f"\nspawn request -> usable sandboxed server: {seconds:.2f} s")
+            yield Site(
+                state=state,
+                hub=hub,
+                other_hub=other,
+                workspace=Workspace(hub=hub, user="alice"),
+                dataset=dataset,
+                other_home=other_home,
+                loopback_service=loopback,
+                wildcard_service=wildcard,
+                host_ip=host_address(),
+                spawn_seconds=[seconds],
+            )
+        finally:
+            hub.stop()
+            other.stop()
