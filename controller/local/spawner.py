@@ -12,6 +12,7 @@ with the hub (parent-death signal), so no sandbox outlives the hub that owns it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import pwd
@@ -82,6 +83,26 @@ def _check_traversable(path: Path, *, uid: int) -> None:
             f"{blocked} is not searchable by the sandbox's host user; give it o+x "
             "or move the state directory."
         )
+
+
+def _signal_all(processes: list[subprocess.Popen[bytes]], signum: int) -> None:
+    """Signal each still-running process's group (runuser, bwrap, socat and their children)."""
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signum)
+
+
+def _dataset_binds(datasets: list[dict[str, Any]]) -> tuple[Bind, ...]:
+    binds: list[Bind] = []
+    for number, entry in enumerate(datasets):
+        if set(entry) != {"source", "target"}:
+            raise SandboxConfigError(
+                f"dataset {number} must have exactly the keys source and target, "
+                f"not {sorted(entry)}."
+            )
+        binds.append(Bind(source=Path(entry["source"]), target=PurePosixPath(entry["target"])))
+    return tuple(binds)
 
 
 class SandboxSpawner(Spawner):  # type: ignore[misc]
@@ -220,10 +241,7 @@ class SandboxSpawner(Spawner):  # type: ignore[misc]
             staged=staged,
             sockets_dir=sockets,
             home=Bind(source=home, target=PurePosixPath(self.home_target), writable=True),
-            datasets=tuple(
-                Bind(source=Path(d["source"]), target=PurePosixPath(d["target"]))
-                for d in self.datasets
-            ),
+            datasets=_dataset_binds(self.datasets),
             forwards=tuple(Forward(port=port, socket=f"{name}.sock") for name, port in forwards),
             command=(
                 *self.cmd,
@@ -233,20 +251,21 @@ class SandboxSpawner(Spawner):  # type: ignore[misc]
                 f"--ServerApp.root_dir={self.home_target}",
             ),
         )
-        for name, port in forwards:
-            argv = unix_to_host_tcp_argv(socket=sockets / f"{name}.sock", port=port)
-            self._bridges.append(self._start_process(argv))
-        self._proc = self._start_process(bwrap_argv(sandbox=sandbox), env=env)
-        self._bridges.append(
-            self._start_process(
-                host_tcp_to_unix_argv(port=self.port, socket=sockets / "jupyter.sock")
-            )
-        )
+        try:
+            for name, port in forwards:
+                argv = unix_to_host_tcp_argv(socket=sockets / f"{name}.sock", port=port)
+                self._bridges.append(self._start_process(argv))
+            self._proc = self._start_process(bwrap_argv(sandbox=sandbox), env=env)
+            server_bridge = host_tcp_to_unix_argv(port=self.port, socket=sockets / "jupyter.sock")
+            self._bridges.append(self._start_process(server_bridge))
+        except OSError:
+            await self.stop(now=True)  # no bridge outlives a sandbox that never started
+            raise
         self.log.info(
             "Started %s's server for enclave %s in its sandbox (pid %s, port %s)",
             self.user.name,
             self.enclave,
-            self._proc.pid,
+            self._proc.pid if self._proc else None,
             self.port,
         )
         return ("127.0.0.1", self.port)
@@ -263,15 +282,11 @@ class SandboxSpawner(Spawner):  # type: ignore[misc]
 
     async def stop(self, now: bool = False) -> None:
         processes = [p for p in (self._proc, *self._bridges) if p is not None]
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL if now else signal.SIGTERM)
+        _signal_all(processes, signal.SIGKILL if now else signal.SIGTERM)
         deadline = asyncio.get_running_loop().time() + self.stop_timeout
         while any(p.poll() is None for p in processes):
             if asyncio.get_running_loop().time() > deadline:
-                for process in processes:
-                    if process.poll() is None:
-                        os.killpg(process.pid, signal.SIGKILL)
+                _signal_all(processes, signal.SIGKILL)
             await asyncio.sleep(0.05)
         self._proc = None
         self._bridges = []

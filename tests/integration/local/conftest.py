@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.audit_service import ServiceProcess, make_audit_env
 from tests.harness.local_hub import LocalHub, Workspace, shared_state_dir
 
 OTHER_SECRET = "enclave beta: notes\n"
@@ -66,6 +67,7 @@ class Site:
     state: Path
     hub: LocalHub
     other_hub: LocalHub
+    audit: ServiceProcess
     workspace: Workspace
     dataset: Path
     other_home: Path
@@ -91,7 +93,10 @@ def site() -> Iterator[Site]:
         loopback.start()
         wildcard.start()
         datasets = [{"source": str(dataset), "target": "/data/microbiome-16s"}]
-        hub = LocalHub.start(enclave="alpha", state_dir=state, datasets=datasets)
+        audit = ServiceProcess(make_audit_env(state / "audit")).start()
+        hub = LocalHub.start(
+            enclave="alpha", state_dir=state, datasets=datasets, audit_intake_url=audit.url
+        )
         other = LocalHub.start(enclave="beta", state_dir=state, datasets=[])
         try:
             seconds = hub.spawn("alice")
@@ -100,6 +105,7 @@ def site() -> Iterator[Site]:
                 state=state,
                 hub=hub,
                 other_hub=other,
+                audit=audit,
                 workspace=Workspace(hub=hub, user="alice"),
                 dataset=dataset,
                 other_home=other_home,
@@ -111,3 +117,4 @@ def site() -> Iterator[Site]:
         finally:
             hub.stop()
             other.stop()
+            audit.stop()

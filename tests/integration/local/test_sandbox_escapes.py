@@ -17,7 +17,8 @@ from tests.integration.local.conftest import Site
 # Prints one line: the errno name of a failed connection, or CONNECTED.
 _CONNECT = """
 import errno, socket
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+family = socket.AF_INET6 if ":" in {host!r} else socket.AF_INET
+s = socket.socket(family, socket.SOCK_STREAM)
 s.settimeout(10)
 try:
     s.connect(({host!r}, {port}))
@@ -59,7 +60,7 @@ def run(site: Site, *argv: str) -> tuple[int, str]:
 
 def test_kernel_cannot_reach_outside_address(site: Site) -> None:
     # The host has a default route; the sandbox has none, so the kernel is refused at once.
-    for host in ("203.0.113.10", "1.1.1.1", "192.0.2.1"):
+    for host in ("203.0.113.10", "1.1.1.1", "192.0.2.1", "2001:db8::1", "fd00::1"):
         assert connect(site, host, 443) == "ENETUNREACH"
 
 
@@ -127,6 +128,15 @@ def test_workspace_reaches_its_own_hub_api(site: Site) -> None:
     assert name == "alice"
     user = site.hub.api("GET", "/users/alice").json()
     assert user["servers"][""]["ready"] is True
+
+
+def test_workspace_reaches_the_audit_intake(site: Site) -> None:
+    out = site.workspace.run(
+        "import os, urllib.request\n"
+        "url = os.environ['ENCLAVE_AUDIT_INTAKE_URL']\n"
+        "print(url, urllib.request.urlopen(url + '/healthz').status)\n"
+    )
+    assert out.split() == [site.audit.url, "200"]
 
 
 def test_kernel_cannot_nsenter_host_network_namespace(site: Site) -> None:
@@ -248,10 +258,6 @@ def test_home_persists_across_server_restart(site: Site) -> None:
 
 
 def _sandboxes_of(state: Path) -> list[str]:
-    """Host processes (bwrap, socat, kernels) still holding this state directory's sockets."""
-    marker = str(state).encode()
-    return [
-        p.name
-        for p in Path("/proc").iterdir()
-        if p.name.isdigit() and marker in _cmdline(p) and b"jupyterhub_config" not in _cmdline(p)
-    ]
+    """Host processes (runuser, bwrap, socat) naming this state directory's sockets."""
+    marker = str(state / "sockets").encode()
+    return [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and marker in _cmdline(p)]
