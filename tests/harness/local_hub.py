@@ -176,7 +176,7 @@ class LocalHub:
         """Ask for ``user``'s server; return the seconds until it was ready (measured)."""
         started = time.monotonic()
         response = self.api("POST", f"/users/{user}/server")
-        assert response.status_code in {201, 202}, response.text
+        assert response.status_code in {201, 202}, f"{response.text}\n{self.log()}"
 
         def ready() -> bool:
             self._alive()
