@@ -14,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import hashlib
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,11 +45,12 @@ from controller.local.sandbox import (
     unix_to_host_tcp_argv,
 )
 
-__all__ = ["SandboxSpawner"]
+__all__ = ["SandboxSpawner", "ServerPaths", "server_paths"]
 
 _PR_SET_PDEATHSIG = 1
 _LOOPBACK_NAMES = {"127.0.0.1", "localhost"}
 _JUPYTER_DEFAULT_PORT = 8888
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def _die_with_hub() -> None:  # pragma: no cover - runs in the forked child
@@ -83,6 +87,36 @@ def _check_traversable(path: Path, *, uid: int) -> None:
             f"{blocked} is not searchable by the sandbox's host user; give it o+x "
             "or move the state directory."
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerPaths:
+    """Where one server's host-side directories live under the state directory."""
+
+    home: Path  # homes/<enclave>: shared by the enclave's members, survives restarts
+    sockets: Path  # sockets/<enclave>/u<user id>[-<server>]: emptied at each start
+    stage: Path  # stage/<enclave>/u<user id>[-<server>]: mount points for staged paths
+
+
+def server_paths(*, state_dir: str, enclave: str, user_id: int, server_name: str) -> ServerPaths:
+    """The directories of one server; names come from the enclave id and the hub's user id.
+
+    The user's name is never part of a path (portal identities are e-mail addresses);
+    the enclave must be a DNS-1123 label, so it cannot leave the state directory.
+    """
+    if not state_dir or not Path(state_dir).is_absolute():
+        raise SandboxConfigError(f"state_dir must be an absolute path, not {state_dir!r}.")
+    if not _DNS_LABEL.match(enclave):
+        raise SandboxConfigError(f"enclave must be a DNS-1123 label, not {enclave!r}.")
+    server = f"u{user_id}"
+    if server_name:
+        server += "-" + hashlib.sha256(server_name.encode()).hexdigest()[:16]
+    state = Path(state_dir)
+    return ServerPaths(
+        home=state / "homes" / enclave,
+        sockets=state / "sockets" / enclave / server,
+        stage=state / "stage" / enclave / server,
+    )
 
 
 def _signal_all(processes: list[subprocess.Popen[bytes]], signum: int) -> None:
@@ -159,13 +193,13 @@ class SandboxSpawner(Spawner):  # type: ignore[misc]
 
     def _paths(self) -> tuple[Path, Path, Path]:
         """The enclave's home, this server's sockets directory and its stage directory."""
-        if not self.enclave or not self.state_dir:
-            raise SandboxConfigError("SandboxSpawner needs both enclave and state_dir set.")
-        state = Path(self.state_dir)
-        home = state / "homes" / self.enclave
-        server = f"{self.user.name}-{self.name}" if self.name else self.user.name
-        sockets = state / "sockets" / self.enclave / server
-        return home, sockets, state / "stage" / self.enclave / server
+        paths = server_paths(
+            state_dir=self.state_dir,
+            enclave=self.enclave,
+            user_id=self.user.id,
+            server_name=self.name,
+        )
+        return paths.home, paths.sockets, paths.stage
 
     def _readonly(
         self, *, run_as: str | None, uid: int, stage: Path
@@ -218,8 +252,6 @@ class SandboxSpawner(Spawner):  # type: ignore[misc]
     async def start(self) -> tuple[str, int]:
         run_as, uid, gid = self._host_user()
         home, sockets, stage = self._paths()
-        self._prepare_dirs(home=home, sockets=sockets, uid=uid, gid=gid)
-        readonly, staged = self._readonly(run_as=run_as, uid=uid, stage=stage)
         self.port = random_port()
         env = self.get_env()
         env["PATH"] = f"{sys.prefix}/bin:/usr/bin:/bin"
@@ -232,10 +264,13 @@ class SandboxSpawner(Spawner):  # type: ignore[misc]
             port = _loopback_port(self.audit_intake_url, what="audit_intake_url")
             forwards.append(("audit", port))
             env["ENCLAVE_AUDIT_INTAKE_URL"] = self.audit_intake_url
+        # Every input checked above; only now is anything created on the host.
+        self._prepare_dirs(home=home, sockets=sockets, uid=uid, gid=gid)
+        readonly, staged = self._readonly(run_as=run_as, uid=uid, stage=stage)
         inside_socket = INSIDE_SOCKETS / "jupyter.sock"
         sandbox = Sandbox(
             run_as=run_as,
-            hostname=f"enclave-{self.enclave}"[:63].rstrip("-"),
+            hostname=f"enclave-{self.enclave}"[:63].rstrip("-"),  # a DNS label (server_paths)
             system=system_binds(),
             readonly=readonly,
             staged=staged,

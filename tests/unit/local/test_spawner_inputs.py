@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from controller.local import SandboxConfigError
-from controller.local.spawner import _dataset_binds, _loopback_port, _unreachable
+from controller.local.spawner import (
+    ServerPaths,
+    _dataset_binds,
+    _loopback_port,
+    _unreachable,
+    server_paths,
+)
 from tests.harness.local_hub import shared_state_dir
 
 
@@ -53,3 +60,28 @@ def test_spawner_finds_the_directory_the_host_user_cannot_search() -> None:
         assert _unreachable(closed / "inner", uid=nobody) == closed
         closed.chmod(0o711)
         assert _unreachable(closed / "inner", uid=nobody) is None
+
+
+@pytest.mark.parametrize("enclave", ["../beta", "alpha/../../etc", "Alpha", "", "a" * 64])
+def test_spawner_refuses_an_enclave_name_that_would_leave_the_state_directory(
+    enclave: str,
+) -> None:
+    with pytest.raises(SandboxConfigError, match="DNS-1123 label"):
+        server_paths(state_dir="/srv/state", enclave=enclave, user_id=1, server_name="")
+
+
+def test_spawner_paths_never_contain_the_user_name() -> None:
+    paths = server_paths(state_dir="/srv/state", enclave="alpha", user_id=7, server_name="")
+    assert paths == ServerPaths(
+        home=Path("/srv/state/homes/alpha"),
+        sockets=Path("/srv/state/sockets/alpha/u7"),
+        stage=Path("/srv/state/stage/alpha/u7"),
+    )
+    named = server_paths(state_dir="/srv/state", enclave="alpha", user_id=7, server_name="../x")
+    assert named.sockets.parent == Path("/srv/state/sockets/alpha")
+    assert named.sockets.name.startswith("u7-")
+
+
+def test_spawner_refuses_a_relative_state_directory() -> None:
+    with pytest.raises(SandboxConfigError, match="state_dir must be an absolute path"):
+        server_paths(state_dir="state", enclave="alpha", user_id=1, server_name="")
