@@ -23,33 +23,37 @@ OTHER_SECRET = "enclave beta: notes\n"
 
 @dataclass
 class HostService:
-    """A TCP and a UDP listener on the host that count every contact (the attack's target)."""
+    """Host listeners that count every contact (the attack's target); ports when on IP."""
 
-    address: str
     tcp_port: int = 0
     udp_port: int = 0
     contacts: list[str] = field(default_factory=list)
 
-    def start(self) -> None:
-        tcp = socket.create_server((self.address, 0))
+    @classmethod
+    def on_ip(cls, address: str) -> HostService:
+        """A TCP listener and a UDP responder on ``address``, on free ports."""
+        tcp = socket.create_server((address, 0))
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        udp.bind((self.address, 0))
-        self.tcp_port, self.udp_port = tcp.getsockname()[1], udp.getsockname()[1]
+        udp.bind((address, 0))
+        service = cls(tcp_port=tcp.getsockname()[1], udp_port=udp.getsockname()[1])
+        service.serve_stream(tcp)
+        threading.Thread(target=service._answer, args=(udp,), daemon=True).start()
+        return service
 
-        def accept() -> None:
-            while True:
-                conn, peer = tcp.accept()
-                self.contacts.append(f"tcp {peer}")
-                conn.close()
+    def serve_stream(self, listener: socket.socket) -> None:
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
-        def answer() -> None:
-            while True:
-                data, peer = udp.recvfrom(4096)
-                self.contacts.append(f"udp {peer}")
-                udp.sendto(data, peer)  # a DNS-shaped echo: any reply would be an answer
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            conn, peer = listener.accept()
+            self.contacts.append(f"{listener.family.name} {peer!r}")
+            conn.close()
 
-        for target in (accept, answer):
-            threading.Thread(target=target, daemon=True).start()
+    def _answer(self, udp: socket.socket) -> None:
+        while True:
+            data, peer = udp.recvfrom(4096)
+            self.contacts.append(f"udp {peer}")
+            udp.sendto(data, peer)  # a DNS-shaped echo: any reply would be an answer
 
 
 def host_address() -> str:
@@ -73,6 +77,9 @@ class Site:
     other_home: Path
     loopback_service: HostService
     wildcard_service: HostService
+    unix_service: HostService
+    abstract_name: str
+    unix_path: Path
     host_ip: str
     spawn_seconds: list[float]
 
@@ -89,9 +96,19 @@ def site() -> Iterator[Site]:
         other_home = state / "homes" / "beta"
         other_home.mkdir(parents=True)
         (other_home / "notes.txt").write_text(OTHER_SECRET)
-        loopback, wildcard = HostService("127.0.0.1"), HostService("0.0.0.0")
-        loopback.start()
-        wildcard.start()
+        loopback, wildcard = HostService.on_ip("127.0.0.1"), HostService.on_ip("0.0.0.0")
+        # Host Unix sockets a kernel might try: one abstract, one in a world-open directory.
+        unix = HostService()
+        abstract_name = f"enclave-test-{state.name}"
+        abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        abstract.bind("\0" + abstract_name)
+        unix_path = state / "host.sock"
+        pathname = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        pathname.bind(str(unix_path))
+        unix_path.chmod(0o777)
+        for listener in (abstract, pathname):
+            listener.listen()
+            unix.serve_stream(listener)
         datasets = [{"source": str(dataset), "target": "/data/microbiome-16s"}]
         audit = ServiceProcess(make_audit_env(state / "audit")).start()
         hub = LocalHub.start(
@@ -111,6 +128,9 @@ def site() -> Iterator[Site]:
                 other_home=other_home,
                 loopback_service=loopback,
                 wildcard_service=wildcard,
+                unix_service=unix,
+                abstract_name=abstract_name,
+                unix_path=unix_path,
                 host_ip=host_address(),
                 spawn_seconds=[seconds],
             )

@@ -79,6 +79,28 @@ def test_kernel_cannot_reach_host_service_bound_to_all_interfaces(site: Site) ->
     assert service.contacts == []
 
 
+def test_kernel_cannot_reach_host_unix_sockets(site: Site) -> None:
+    out = site.workspace.run(
+        "import errno, socket\n"
+        f"for address in ({chr(0) + site.abstract_name!r}, {str(site.unix_path)!r}):\n"
+        "    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        "    try:\n"
+        "        s.connect(address)\n"
+        "        print('CONNECTED')\n"
+        "    except OSError as e:\n"
+        "        print(errno.errorcode[e.errno])\n"
+        "import os\n"
+        "print(sorted(os.listdir('/tmp/socks')))\n"
+    )
+    # Abstract sockets belong to the network namespace; the host's /tmp is not there.
+    assert out.splitlines() == [
+        "ECONNREFUSED",
+        "ENOENT",
+        "['audit.sock', 'hub.sock', 'jupyter.sock']",
+    ]
+    assert site.unix_service.contacts == []
+
+
 def test_kernel_cannot_reach_another_enclaves_hub(site: Site) -> None:
     for host in ("127.0.0.1", site.host_ip):
         for port in (site.other_hub.hub_port, site.other_hub.proxy_port):
