@@ -45,7 +45,7 @@ from controller.local.sandbox import (
     unix_to_host_tcp_argv,
 )
 
-__all__ = ["SandboxSpawner", "ServerPaths", "server_paths"]
+__all__ = ["SandboxSpawner", "ServerPaths", "require_tools", "server_paths"]
 
 _PR_SET_PDEATHSIG = 1
 _LOOPBACK_NAMES = {"127.0.0.1", "localhost"}
@@ -117,6 +117,16 @@ def server_paths(*, state_dir: str, enclave: str, user_id: int, server_name: str
         sockets=state / "sockets" / enclave / server,
         stage=state / "stage" / enclave / server,
     )
+
+
+def require_tools(*, paths: tuple[str, ...]) -> None:
+    """Fail closed, with what to install, when a program the sandbox needs is missing."""
+    missing = [p for p in paths if not os.access(p, os.X_OK)]
+    if missing:
+        raise SandboxConfigError(
+            f"the sandbox needs {', '.join(missing)}, which is missing: install the "
+            "Debian packages bubblewrap, socat and util-linux (make setup does)."
+        )
 
 
 def _signal_all(processes: list[subprocess.Popen[bytes]], signum: int) -> None:
@@ -250,6 +260,8 @@ class SandboxSpawner(Spawner):  # type: ignore[misc]
         return subprocess.Popen(argv, preexec_fn=preexec, start_new_session=True, **kwargs)
 
     async def start(self) -> tuple[str, int]:
+        tools = (Sandbox.bwrap, Sandbox.socat, Sandbox.shell, Sandbox.unshare, Sandbox.runuser)
+        require_tools(paths=tools)
         run_as, uid, gid = self._host_user()
         home, sockets, stage = self._paths()
         self.port = random_port()

@@ -13,6 +13,7 @@ from controller.local.spawner import (
     _dataset_binds,
     _loopback_port,
     _unreachable,
+    require_tools,
     server_paths,
 )
 from tests.harness.local_hub import shared_state_dir
@@ -85,3 +86,9 @@ def test_spawner_paths_never_contain_the_user_name() -> None:
 def test_spawner_refuses_a_relative_state_directory() -> None:
     with pytest.raises(SandboxConfigError, match="state_dir must be an absolute path"):
         server_paths(state_dir="state", enclave="alpha", user_id=1, server_name="")
+
+
+def test_spawner_refuses_to_start_without_bubblewrap() -> None:
+    with pytest.raises(SandboxConfigError, match="needs /nonexistent/bwrap, which is missing"):
+        require_tools(paths=("/bin/sh", "/nonexistent/bwrap"))
+    require_tools(paths=("/bin/sh",))
