@@ -23,35 +23,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.harness.local_hub import LocalHub, Workspace, shared_state_dir  # noqa: E402
+from tests.harness.local_hub import (  # noqa: E402
+    LocalHub,
+    Workspace,
+    cmdline,
+    descendants,
+    shared_state_dir,
+)
 
 N = 3
 
 
 def _rss_kib(root_pid: int) -> int:
     """Resident memory of ``root_pid``'s descendants that are not the proxy."""
-    parents: dict[int, int] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                status = (proc / "status").read_text()
-            except OSError:
-                continue
-            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-            parents[int(proc.name)] = int(fields["PPid"])
     total = 0
-    for pid in parents:
-        ancestor = parents.get(pid)
-        while ancestor and ancestor != root_pid:
-            ancestor = parents.get(ancestor)
-        if ancestor != root_pid:
-            continue
+    for pid in descendants(root_pid):
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             continue
-        if b"configurable-http-proxy" in cmdline:
+        if b"configurable-http-proxy" in cmdline(pid):
             continue
         for line in status.splitlines():
             if line.startswith("VmRSS:"):

@@ -34,7 +34,15 @@ from websockets.sync.client import connect
 
 from tests.harness.audit_service import free_port
 
-__all__ = ["LocalHub", "Workspace", "require_sandbox_tools", "shared_state_dir"]
+__all__ = [
+    "LocalHub",
+    "Workspace",
+    "cmdline",
+    "descendants",
+    "processes_naming",
+    "require_sandbox_tools",
+    "shared_state_dir",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 PROXY = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -62,6 +70,43 @@ def shared_state_dir() -> Iterator[Path]:
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def cmdline(pid: int) -> bytes:
+    """A host process's argv (NUL-separated), empty once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def descendants(root: int) -> list[int]:
+    """Every host process below ``root`` (through any PID namespace)."""
+    parents: dict[int, int] = {}
+    for pid in _pids():
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        ppid = next(line for line in status.splitlines() if line.startswith("PPid:"))
+        parents[pid] = int(ppid.split()[1])
+    found = []
+    for pid in parents:
+        ancestor = parents.get(pid)
+        while ancestor and ancestor != root:
+            ancestor = parents.get(ancestor)
+        if ancestor == root:
+            found.append(pid)
+    return found
+
+
+def processes_naming(marker: str) -> list[int]:
+    """Host processes whose argv contains ``marker`` (a path: runuser, bwrap, socat)."""
+    return [pid for pid in _pids() if marker.encode() in cmdline(pid)]
 
 
 def _wait(what: str, check: Any, *, timeout: float = 180.0) -> Any:

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from tests.harness.local_hub import cmdline, descendants, processes_naming
 from tests.integration.local.conftest import Site
 
 # Prints one line: the errno name of a failed connection, or CONNECTED.
@@ -211,40 +212,9 @@ def test_kernel_has_no_capabilities_and_runs_unprivileged_on_the_host(site: Site
     )
     assert out.strip().split(maxsplit=2) == ["65534", "65534", "[0]"]
     # Seen from the host, every kernel of this hub runs as the unprivileged host user.
-    kernels = [
-        p for p in _descendants(site.hub.process.pid) if b"ipykernel_launcher" in _cmdline(p)
-    ]
+    kernels = [p for p in descendants(site.hub.process.pid) if b"ipykernel_launcher" in cmdline(p)]
     assert kernels
-    assert {p.stat().st_uid for p in kernels} == {65534}
-
-
-def _cmdline(proc: Path) -> bytes:
-    try:
-        return (proc / "cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def _descendants(root: int) -> list[Path]:
-    parents: dict[int, int] = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            status = (proc / "status").read_text()
-        except OSError:
-            continue
-        ppid = next(line for line in status.splitlines() if line.startswith("PPid:"))
-        parents[int(proc.name)] = int(ppid.split()[1])
-    found: list[Path] = []
-    for pid in parents:
-        ancestor = parents.get(pid)
-        while ancestor:
-            if ancestor == root:
-                found.append(Path(f"/proc/{pid}"))
-                break
-            ancestor = parents.get(ancestor)
-    return found
+    assert {Path(f"/proc/{p}").stat().st_uid for p in kernels} == {65534}
 
 
 def test_kernel_cannot_write_dataset(site: Site) -> None:
@@ -285,14 +255,8 @@ def test_home_persists_across_server_restart(site: Site) -> None:
     assert (home / "result.txt").stat().st_uid == 65534
     assert home.stat().st_mode & 0o777 == 0o700
     site.hub.stop_server("alice")
-    assert not _sandboxes_of(site.state)
+    assert processes_naming(str(site.state / "sockets")) == []
     site.spawn_seconds.append(site.hub.spawn("alice"))
     site.workspace.forget_kernel()
     assert site.workspace.run("print(open('/home/researcher/result.txt').read())").strip() == "kept"
     print(json.dumps({"spawn_seconds": site.spawn_seconds}))
-
-
-def _sandboxes_of(state: Path) -> list[str]:
-    """Host processes (runuser, bwrap, socat) naming this state directory's sockets."""
-    marker = str(state / "sockets").encode()
-    return [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and marker in _cmdline(p)]
