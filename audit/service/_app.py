@@ -188,6 +188,15 @@ def _parse_time(name: str, value: str | None) -> dt.datetime | None:
         ) from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.UTC)
+    from .._store import parse_time_ns
+    from ..errors import ConfigError
+
+    try:
+        parse_time_ns(t)  # within what the store holds, so no query can overflow
+    except (ConfigError, OverflowError):
+        raise BadRequest(
+            f"query parameter {name!r}: {value[:40]!r} is outside 1677 to 2262"
+        ) from None
     return t
 
 
@@ -356,7 +365,8 @@ def _intake_router() -> APIRouter:
 
 
 async def _intake(request: Request, st: ServiceState) -> Response:
-    from .._events import parse_event
+    from .._actions import action_spec
+    from .._events import check_time_near, parse_event, time_ns, utc_now
     from ..errors import EventError
 
     token = _bearer(request.headers.get("authorization"))
@@ -419,6 +429,7 @@ async def _intake(request: Request, st: ServiceState) -> Response:
             reason="too_many_events",
         )
     events = []
+    received_ns = time_ns(utc_now())
     for i, obj in enumerate(raw):
         try:
             ev = parse_event(obj)
@@ -446,6 +457,22 @@ async def _intake(request: Request, st: ServiceState) -> Response:
                 status=403,
                 reason="wrong_enclave",
             )
+        spec = action_spec(ev.action)
+        if spec is None or not spec.allows(ev.source):
+            raise EventIndexError(
+                f"event {i}: field 'action': source {ev.source!r} may not send "
+                f"{ev.action!r}; nothing of the batch was appended",
+                index=i,
+                field="action",
+                status=403,
+                reason="action_not_allowed",
+            )
+        try:
+            check_time_near(ev, received_ns=received_ns)
+        except EventError as e:
+            raise EventIndexError(
+                f"event {i}: {e}; nothing of the batch was appended", index=i, field=e.field
+            ) from None
         events.append(ev)
     try:
         result = await st.append(events, client=grant.id)
