@@ -46,12 +46,13 @@ INSECURE_SESSION_COOKIE = "enclave_audit"
 
 _INTAKE_DOC = """Append a batch of up to 1000 events, atomically: the whole batch is appended
 or nothing of it is. Authenticate with the source's intake token
-(`Authorization: Bearer eat_...`); every event's `source` must be the token's source.
+(`Authorization: Bearer eat_...`); every event's `source` must be the token's source,
+and its `action` one that source may send (403 `action_not_allowed` otherwise).
 
 The answer lists the durable index of each event, in order. An event whose `id` the log
-already holds is not appended again; its existing index is returned (so a client may
-safely re-send after a lost answer). On 503 wait `Retry-After` seconds and re-send the
-same batch."""
+already holds for the same `source` and `enclave` is not appended again; its existing
+index is returned (so a client may safely re-send after a lost answer). On 503 wait
+`Retry-After` seconds and re-send the same batch."""
 
 
 class IntakeAccepted(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -115,11 +116,11 @@ def _rejections(stack: Stack, reason: str) -> int:
 def test_an_out_of_range_or_far_off_time_is_refused_naming_the_field(
     stack: Stack, when: str
 ) -> None:
-    time = {
+    claimed = {
         "past-31-days": _at(timedelta(days=-31)),
         "future-1-hour": _at(timedelta(hours=1)),
     }.get(when, when)
-    r = stack.post(stack.workspace, [workspace_event(), workspace_event(time=time)])
+    r = stack.post(stack.workspace, [workspace_event(), workspace_event(time=claimed)])
     assert r.status_code == 422, r.text
     assert r.json()["field"] == "time"
     assert r.json()["index"] == 1
@@ -191,6 +192,29 @@ def test_a_workspace_token_cannot_write_another_components_action(
     assert forged["action"] in r.json()["error"]
     assert stack.stored(source="workspace") == []
     assert _rejections(stack, "action_not_allowed") == 1
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"action": "auth.factor.verified", "details": {"factor": "webauthn"}},
+        {"action": "workspace.file.get", "details": {"path": "/data/a.tsv"}},
+    ],
+    ids=["portal-action", "workspace-action"],
+)
+def test_a_hub_token_cannot_write_the_portals_or_a_workspaces_action(
+    stack: Stack, forged: dict[str, Any]
+) -> None:
+    hub = TokenStore(path=stack.env.tokens_path).issue(source="hub", enclave=ENCLAVE).token
+    own = sample_event(source="hub").to_dict()
+    deadline = time.monotonic() + 5  # the service looks at the token file every 0.25 s
+    while (r := stack.post(hub, [own])).status_code == 401 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert r.status_code == 200, r.text  # a hub may record its own session events
+    r = stack.post(hub, [sample_event(source="hub").to_dict() | {"source": "hub"} | forged])
+    assert r.status_code == 403, r.text
+    assert r.json()["reason"] == "action_not_allowed"
+    assert [e["action"] for e in stack.stored(source="hub")] == ["session.started"]
 
 
 def test_a_workspace_token_still_writes_its_own_actions(stack: Stack) -> None:
