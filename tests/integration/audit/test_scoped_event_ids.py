@@ -17,13 +17,6 @@ from audit._store_sqlite import SqliteStore, _split_sql
 from tests.harness.audit_service import sample_event
 
 
-@pytest.fixture
-def log(store_url: str, key_file: Path) -> AuditLog:
-    lg = open_log(store_url, signer_key_path=key_file)
-    yield lg  # type: ignore[misc]
-    lg.close()
-
-
 def test_an_id_taken_by_another_source_does_not_suppress_the_genuine_event(log: AuditLog) -> None:
     squat = sample_event(source="workspace", id="portal-0001")
     genuine = sample_event(source="portal", id="portal-0001")

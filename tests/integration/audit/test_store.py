@@ -41,13 +41,6 @@ def ev(
     )
 
 
-@pytest.fixture
-def log(store_url: str, key_file: Path) -> AuditLog:
-    lg = open_log(store_url, signer_key_path=key_file)
-    yield lg  # type: ignore[misc]
-    lg.close()
-
-
 def test_sequence_integrate_publish_and_prove(log: AuditLog) -> None:
     assert log.append([ev(i) for i in range(300)]) == list(range(300))
     assert log.size() == 0
