@@ -9,12 +9,15 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from audit import AuditLog, EventError, open_log, verify_store
 from audit._store import migrations
+from audit._store_postgres import PostgresStore
 from audit._store_sqlite import SqliteStore, _split_sql
 from tests.harness.audit_service import sample_event
+from tests.harness.postgres import PgDatabase
 
 
 def test_an_id_taken_by_another_source_does_not_suppress_the_genuine_event(log: AuditLog) -> None:
@@ -77,3 +80,30 @@ def test_an_existing_sqlite_store_is_migrated_and_keeps_verifying(
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             conn.execute(change)
     conn.close()
+
+
+def test_an_existing_postgres_store_is_migrated_and_keeps_verifying(
+    postgres_db: PgDatabase, key_file: Path
+) -> None:
+    version, name, sql = migrations("postgres")[0]
+    with psycopg.connect(postgres_db.admin_url, autocommit=True) as conn:  # made before 0002
+        conn.execute(
+            "CREATE TABLE audit_schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied TEXT NOT NULL)"
+        )
+        conn.execute(sql.encode())
+        conn.execute("INSERT INTO audit_schema_migrations VALUES (%s, %s, 'then')", (version, name))
+    owner = PostgresStore(postgres_db.admin_url)
+    try:
+        old = AuditLog(owner)
+        old.append([sample_event(id=f"e-{i}") for i in range(300)])
+        old.integrate()
+        assert owner.migrate(writer=postgres_db.writer_role) == ["0002_scoped_event_ids"]
+    finally:
+        owner.close()
+    with open_log(postgres_db.writer_url, signer_key_path=key_file) as log:
+        assert log.sequenced() == 300
+        assert log.append([sample_event(source="workspace", id="e-7")]) == [300]
+        log.integrate()
+        report = verify_store(log.store)
+        assert report.ok, report
