@@ -196,15 +196,20 @@ class Store(ABC):
     def sequence(self, rows: Sequence[EntryRow]) -> int:
         """Durably append ``rows`` with contiguous indexes in one transaction; return the
         first index. Returns only after the commit is durable (per the store's setting)."""
-        with self._write() as cur:
-            cur.execute(self._q("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries"))
-            first = int(cur.fetchone()[0])
-            cur.executemany(
-                self._q(
-                    f"INSERT INTO audit_entries ({ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"  # noqa: S608 (constant)
-                ),
-                [(first + i, *r) for i, r in enumerate(rows)],
-            )
+        try:
+            with self._write() as cur:
+                cur.execute(self._q("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries"))
+                first = int(cur.fetchone()[0])
+                cur.executemany(
+                    self._q(
+                        f"INSERT INTO audit_entries ({ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"  # noqa: S608 (constant)
+                    ),
+                    [(first + i, *r) for i, r in enumerate(rows)],
+                )
+        except OverflowError:  # the driver's refusal of an integer past 64 bits
+            raise EventError(
+                "a value of the batch is outside what the store can hold (64-bit integers)"
+            ) from None
         return first
 
     def find_event_ids(self, keys: Sequence[EventKey]) -> dict[EventKey, tuple[int, bytes]]:

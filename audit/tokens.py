@@ -274,6 +274,9 @@ class TokenStore:
             old = self._get(token_id)
             if not old.active(now=time.time()):
                 raise TokenError(f"token {token_id} is no longer active; issue a new one")
+            problem = scope_problem(source=old.source, enclave=old.enclave)
+            if problem:  # an older file's token the service refuses: do not renew it
+                raise TokenError(f"token {token_id} cannot be rotated: {problem}")
             before = dict(self._records)
             self._records[token_id] = replace(old, expires=time.time() + grace_seconds)
             tid = secrets.token_hex(_ID_BYTES)

@@ -128,6 +128,8 @@ def test_a_stored_token_that_could_not_be_issued_today_is_refused(
     data["tokens"][0].update(source=source, enclave=enclave)
     path.write_text(json.dumps(data))
     assert TokenStore(path=path).authenticate_record(issued.token) is None
+    with pytest.raises(TokenError, match="cannot be rotated"):
+        TokenStore(path=path).rotate(token_id=issued.record.id)
 
 
 def test_an_enclave_token_keeps_its_enclave_through_rotation(tmp_path: Path) -> None:
