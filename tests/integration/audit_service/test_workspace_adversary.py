@@ -344,3 +344,24 @@ def test_invisible_characters_stored_earlier_are_shown_escaped(
             assert "\u202e" not in page.text, path
             assert "\\u202e" in page.text, path
         assert "\u2028" not in client.get("/ui/events/0").text
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/ui/search", {"since": "9999-12-31T23:59"}),
+        ("/ui/search", {"cursor": base64.urlsafe_b64encode(b"99999999999999999999:0").decode()}),
+        ("/ui/actors/someone", {"cursor": base64.urlsafe_b64encode(b"0:-1").decode()}),
+        ("/ui/events/99999999999999999999", {}),
+    ],
+    ids=["search-since", "search-cursor", "timeline-cursor", "event"],
+)
+def test_officer_ui_pages_with_times_or_positions_the_log_cannot_hold_are_4xx(
+    env: AuditEnv, log: AuditLog, path: str, params: dict[str, str]
+) -> None:
+    log.append([sample_event()])
+    with make_client(env, log, checkpoint_interval_seconds=0) as client:
+        _ui_login(client, env.officer_token)
+        r = client.get(path, params=params)
+        assert 400 <= r.status_code < 500, (r.status_code, r.text[-300:])
+        assert "Traceback" not in r.text
