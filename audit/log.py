@@ -57,6 +57,7 @@ from .errors import (
     NoteError,
     ProofError,
     StoreError,
+    TemporaryError,
 )
 
 __all__ = ["AuditLog", "TreeHead", "open_log", "open_store"]
@@ -192,9 +193,9 @@ class AuditLog:
         nothing of the batch is appended. The same ``id`` from another source or enclave
         is another event.
 
-        A failure inside the shared transaction of a group commit is never the group's:
+        A failure inside the shared transaction of a group commit is not the group's:
         the group is retried one request at a time, so only the request that fails gets
-        the error.
+        the error (a busy or unreachable store, :class:`TemporaryError`, fails them all).
         """
         t0 = time.perf_counter()
         if not isinstance(events, Sequence) or not all(isinstance(e, Event) for e in events):
@@ -264,8 +265,12 @@ class AuditLog:
             self._commit_group(batch)
             return
         except Exception as e:  # noqa: BLE001 - retried below, request by request
-            if len(batch) == 1:
-                batch[0].error = e
+            # A store that is busy or unreachable fails every request alike: retrying
+            # each would only multiply the wait, so the group gets it at once.
+            if len(batch) == 1 or isinstance(e, TemporaryError):
+                for r in batch:
+                    if not r.done:
+                        r.error = e
                 return
         for r in batch:
             if r.done:  # refused by _plan, with its own error
