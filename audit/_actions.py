@@ -9,6 +9,12 @@ Versioning rule: a new schema version may only add optional detail fields. Remov
 renaming or retyping a field needs a new action name. So every entry valid under an
 older version stays valid, and the version recorded in each leaf (``schema``) says
 which fields the sender knew about.
+
+Each action also names the ``sources`` allowed to send it (DESIGN.md "Audit": portal,
+hub, workspace, controller, audit, cli). The service's intake refuses an action from any
+other source (403 ``action_not_allowed``), and the officer UI's charts count an action
+only from those sources. Registering an action means writing its entry below, with a
+``"sources"`` line naming who really sends it, e.g. ``"sources": _WORKSPACE,``.
 """
 
 from __future__ import annotations
@@ -17,7 +23,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-__all__ = ["ACTIONS", "ActionSpec", "DetailField", "action_spec"]
+__all__ = ["ACTIONS", "ACTION_SOURCES", "ActionSpec", "DetailField", "action_spec"]
+
+ACTION_SOURCES: frozenset[str] = frozenset(
+    {"portal", "hub", "workspace", "controller", "audit", "cli"}
+)
+"""Every event source (DESIGN.md "Audit"); ``ActionSpec.sources`` is a subset."""
 
 DetailType = Literal["str", "int", "bool", "str_list"]
 
@@ -42,7 +53,13 @@ class ActionSpec:
     summary: str
     cannot_capture: str
     fields: MappingProxyType[str, DetailField]
+    #: the sources that may send this action; intake refuses it from any other
+    sources: frozenset[str]
     ocsf_class: int | None = None
+
+    def allows(self, source: str) -> bool:
+        """True when ``source`` is entitled to send this action."""
+        return source in self.sources
 
 
 def _f(
@@ -63,10 +80,21 @@ _CATEGORY_FIELD = _f(
     doc="factor category as in the enclave_factors claim (policies.FactorCategory)",
 )
 
+# Who sends what (combine with +, e.g. _PORTAL + _AUDIT). The audit service writes its
+# own events (audit.*, and the officer sign-ins it handles) through the log, never
+# through intake: no intake token can be issued for source "audit".
+_PORTAL = ("portal",)
+_HUB = ("hub",)
+_WORKSPACE = ("workspace",)
+_CONTROLLER = ("controller",)
+_AUDIT = ("audit",)
+_CLI = ("cli",)
+
 _SPECS: list[dict[str, object]] = [
     # --- authentication (OCSF Authentication 3002) --------------------------------
     {
         "name": "auth.login.started",
+        "sources": _PORTAL,
         "summary": "A login attempt began at the portal.",
         "cannot_capture": "Attempts that never reached the portal (blocked by a proxy or WAF) "
         "are not seen.",
@@ -75,6 +103,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "auth.factor.verified",
+        "sources": _PORTAL + _AUDIT,
         "summary": "One authentication factor was verified.",
         "cannot_capture": "Whether the person holding the factor is its registered owner (a "
         "shared or stolen authenticator looks the same).",
@@ -93,6 +122,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "auth.factor.failed",
+        "sources": _PORTAL + _AUDIT,
         "summary": "An authentication factor was presented and rejected.",
         "cannot_capture": "The secret that was tried (never logged), or failures the client "
         "rejected before contacting the server.",
@@ -108,6 +138,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "auth.lockout",
+        "sources": _PORTAL + _AUDIT,
         "summary": "An account was locked after repeated failures.",
         "cannot_capture": "Whether the failures came from the account holder or an attacker.",
         "ocsf": 3002,
@@ -119,6 +150,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "auth.factor.enrolled",
+        "sources": _PORTAL,
         "summary": "A new authentication factor was registered for a user.",
         "cannot_capture": "The physical custody of the enrolled authenticator.",
         "ocsf": 3002,
@@ -130,6 +162,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "auth.factor.revoked",
+        "sources": _PORTAL,
         "summary": "An authentication factor was removed.",
         "cannot_capture": "Copies of a software factor (e.g. a TOTP seed) made before revocation.",
         "ocsf": 3002,
@@ -141,6 +174,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "auth.logout",
+        "sources": _PORTAL + _AUDIT,
         "summary": "A user ended their portal session.",
         "cannot_capture": "Sessions that simply expired (see session.ended).",
         "ocsf": 3002,
@@ -149,6 +183,7 @@ _SPECS: list[dict[str, object]] = [
     # --- sessions and entry into an enclave -----------------------------------------
     {
         "name": "session.started",
+        "sources": _PORTAL + _HUB,
         "summary": "A user entered an enclave: a workspace session began.",
         "cannot_capture": "Who is physically at the keyboard or looking at the screen.",
         "ocsf": 3002,
@@ -163,6 +198,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "session.ended",
+        "sources": _PORTAL + _HUB,
         "summary": "A workspace session ended (logout, idle timeout or revocation).",
         "cannot_capture": "Activity on the user's own device after the session ended "
         "(screenshots, notes).",
@@ -177,6 +213,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "session.denied",
+        "sources": _PORTAL + _HUB,
         "summary": "Entry into an enclave was refused.",
         "cannot_capture": "Requests refused before reaching the component that records them.",
         "ocsf": 3002,
@@ -185,6 +222,7 @@ _SPECS: list[dict[str, object]] = [
     # --- workspace activity (OCSF API Activity 6003) --------------------------------
     {
         "name": "workspace.file.get",
+        "sources": _WORKSPACE,
         "summary": "A file was read through the workspace's file API.",
         "cannot_capture": "Reads made inside a running kernel (e.g. open() in a notebook "
         "cell) that bypass the file API, and what was shown on screen.",
@@ -197,6 +235,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "workspace.file.put",
+        "sources": _WORKSPACE,
         "summary": "A file was written through the workspace's file API.",
         "cannot_capture": "Writes made inside a running kernel that bypass the file API.",
         "ocsf": 6003,
@@ -208,6 +247,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "workspace.file.delete",
+        "sources": _WORKSPACE,
         "summary": "A file was deleted through the workspace's file API.",
         "cannot_capture": "Deletions made inside a running kernel that bypass the file API.",
         "ocsf": 6003,
@@ -215,6 +255,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "workspace.kernel.started",
+        "sources": _WORKSPACE,
         "summary": "A compute kernel started in a workspace.",
         "cannot_capture": "The code the kernel runs (only its start and stop are recorded).",
         "ocsf": 6003,
@@ -222,6 +263,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "workspace.kernel.stopped",
+        "sources": _WORKSPACE,
         "summary": "A compute kernel stopped.",
         "cannot_capture": "The code the kernel ran.",
         "ocsf": 6003,
@@ -229,6 +271,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "workspace.egress.blocked",
+        "sources": _CONTROLLER,
         "summary": "An outbound connection from a workspace was refused.",
         "cannot_capture": "Covert channels that do not open a connection (timing, screen capture).",
         "ocsf": 6003,
@@ -237,6 +280,7 @@ _SPECS: list[dict[str, object]] = [
     # --- export through the airlock ----------------------------------------------------
     {
         "name": "export.requested",
+        "sources": _WORKSPACE,
         "summary": "A researcher asked to take a file out of the enclave.",
         "cannot_capture": "Information carried out of the enclave without a request "
         "(memorised or photographed).",
@@ -250,6 +294,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "export.scanned",
+        "sources": _CONTROLLER,
         "summary": "An export request was scanned for malware and disclosure risk.",
         "cannot_capture": "Threats the scanner's signatures and rules do not know.",
         "ocsf": 6003,
@@ -261,6 +306,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "export.approved",
+        "sources": _PORTAL,
         "summary": "An export request was approved by a reviewer.",
         "cannot_capture": "What the reviewer actually inspected before approving.",
         "ocsf": 6003,
@@ -272,6 +318,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "export.rejected",
+        "sources": _PORTAL,
         "summary": "An export request was rejected.",
         "cannot_capture": "Later attempts to carry the same content out by other means.",
         "ocsf": 6003,
@@ -283,6 +330,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "export.downloaded",
+        "sources": _PORTAL,
         "summary": "An approved export was downloaded.",
         "cannot_capture": "Where the file went after it left the portal.",
         "ocsf": 6003,
@@ -295,6 +343,7 @@ _SPECS: list[dict[str, object]] = [
     # --- controller: project and workspace lifecycle ------------------------------------
     {
         "name": "enclave.provisioned",
+        "sources": _CONTROLLER,
         "summary": "The controller created or updated an enclave's resources.",
         "cannot_capture": "Changes made to the cluster directly, bypassing the controller.",
         "ocsf": 6003,
@@ -302,6 +351,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "enclave.deprovisioned",
+        "sources": _CONTROLLER,
         "summary": "The controller removed an enclave's resources.",
         "cannot_capture": "Copies of data kept outside the enclave's volumes (backups, snapshots).",
         "ocsf": 6003,
@@ -309,6 +359,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "enclave.member.added",
+        "sources": _CONTROLLER,
         "summary": "A researcher was granted access to an enclave.",
         "cannot_capture": "The approval paperwork behind the grant.",
         "ocsf": 6003,
@@ -316,6 +367,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "enclave.member.removed",
+        "sources": _CONTROLLER,
         "summary": "A researcher's access to an enclave was withdrawn.",
         "cannot_capture": "Sessions already open elsewhere until they are revoked (see "
         "session.ended).",
@@ -328,6 +380,7 @@ _SPECS: list[dict[str, object]] = [
     # --- the audit log itself -----------------------------------------------------------
     {
         "name": "audit.read",
+        "sources": _AUDIT,
         "summary": "An officer read audit records (a search, an event page, an export).",
         "cannot_capture": "What the officer did with the records afterwards.",
         "ocsf": 6003,
@@ -340,6 +393,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "audit.verified",
+        "sources": _AUDIT,
         "summary": "The whole log was verified against its hashes and signatures.",
         "cannot_capture": "Entries removed from the tail after the last checkpoint kept "
         "outside the store.",
@@ -352,6 +406,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "audit.verify.started",
+        "sources": _AUDIT,
         "summary": "An officer started a whole-log verification in the audit service.",
         "cannot_capture": "Verifications run outside the service (enclave audit verify).",
         "ocsf": 6003,
@@ -359,6 +414,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "audit.checkpoint.published",
+        "sources": _AUDIT,
         "summary": "A signed checkpoint was published or exported for witnessing.",
         "cannot_capture": "Whether any witness actually stored the checkpoint.",
         "ocsf": 6003,
@@ -366,6 +422,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "audit.token.issued",
+        "sources": _CLI,
         "summary": "An intake token for a source was issued or rotated.",
         "cannot_capture": "Copies of the token made by whoever received it.",
         "ocsf": 6003,
@@ -376,6 +433,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "audit.token.revoked",
+        "sources": _CLI,
         "summary": "An intake token was revoked.",
         "cannot_capture": "Events sent with the token before revocation that were never delivered.",
         "ocsf": 6003,
@@ -386,6 +444,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "audit.intake.rejected",
+        "sources": _AUDIT,
         "summary": "The audit service rejected a batch of events (bad token or bad input).",
         "cannot_capture": "The rejected events themselves (only the reason is kept).",
         "ocsf": 6003,
@@ -394,6 +453,7 @@ _SPECS: list[dict[str, object]] = [
     # --- the portal (source=portal): enrolment, factors, entry, OIDC, administration ---
     {
         "name": "auth.invitation.accepted",
+        "sources": _PORTAL,
         "summary": "An invitation code was redeemed and the account activated.",
         "cannot_capture": "Who typed the code: it may have been passed on.",
         "ocsf": 3002,
@@ -401,6 +461,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "auth.invitation.rejected",
+        "sources": _PORTAL,
         "summary": "An invitation code was refused (unknown, used or expired).",
         "cannot_capture": "The code that was tried (never logged).",
         "ocsf": 3002,
@@ -408,6 +469,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "auth.enrolment.password",
+        "sources": _PORTAL,
         "summary": "A user set the password of their account.",
         "cannot_capture": "The password itself, or whether it is reused elsewhere.",
         "ocsf": 3002,
@@ -415,6 +477,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "auth.enrolment.totp",
+        "sources": _PORTAL,
         "summary": "A user enrolled (or failed to enrol) an authenticator app.",
         "cannot_capture": "The device the secret was stored on, or copies of the QR code.",
         "ocsf": 3002,
@@ -427,6 +490,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "auth.enrolment.webauthn",
+        "sources": _PORTAL,
         "summary": "A user registered (or failed to register) a WebAuthn authenticator.",
         "cannot_capture": "The authenticator's model beyond its attested AAGUID; whether a "
         "synced passkey has been copied to other devices.",
@@ -444,6 +508,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "auth.factor.refused",
+        "sources": _PORTAL,
         "summary": "A factor attempt was refused without checking it (throttled or disabled).",
         "cannot_capture": "The secret that was presented (never checked, never logged).",
         "ocsf": 3002,
@@ -451,6 +516,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "auth.authenticator.disabled",
+        "sources": _PORTAL,
         "summary": "An authenticator was disabled after too many consecutive failures.",
         "cannot_capture": "Whether the failures came from its owner or an attacker.",
         "ocsf": 3002,
@@ -462,6 +528,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "auth.webauthn.rejected",
+        "sources": _PORTAL,
         "summary": "A WebAuthn payload was refused before verification (malformed, oversized, "
         "unknown credential, stale or reused challenge).",
         "cannot_capture": "The payload itself (only the reason is kept).",
@@ -471,6 +538,7 @@ _SPECS: list[dict[str, object]] = [
     {
         "name": "session.stepped_up",
         "version": 2,
+        "sources": _PORTAL,
         "summary": "A session proved one more factor to enter a stricter enclave or to "
         "meet a client's tier; its session id was rotated.",
         "cannot_capture": "Who held the factor (see auth.factor.verified).",
@@ -483,6 +551,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "enclave.entry.allowed",
+        "sources": _PORTAL,
         "summary": "The portal let a user enter an enclave, with the factors proven.",
         "cannot_capture": "What the user did inside (see hub and workspace events).",
         "ocsf": 3002,
@@ -494,6 +563,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "enclave.entry.refused",
+        "sources": _PORTAL,
         "summary": "The portal refused entry to an enclave, with every reason.",
         "cannot_capture": "Attempts that bypassed the portal (there is no other way in).",
         "ocsf": 3002,
@@ -501,6 +571,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "enclave.stepup.required",
+        "sources": _PORTAL,
         "summary": "Entering an enclave needs more factors than the session proved.",
         "cannot_capture": "Whether the user then completed the step-up (see session.stepped_up).",
         "ocsf": 3002,
@@ -508,6 +579,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "oidc.authorize.refused",
+        "sources": _PORTAL,
         "summary": "An OIDC authorization request was refused.",
         "cannot_capture": "Requests that never reached the portal.",
         "ocsf": 3002,
@@ -521,6 +593,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "oidc.authorize.stepup",
+        "sources": _PORTAL,
         "summary": "An OIDC authorization needs more factors before a code is issued.",
         "cannot_capture": "Whether the user completed the step-up.",
         "ocsf": 3002,
@@ -533,6 +606,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "oidc.code.issued",
+        "sources": _PORTAL,
         "summary": "An authorization code was issued to a registered client.",
         "cannot_capture": "The code itself (only its hash is stored).",
         "ocsf": 3002,
@@ -540,6 +614,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "oidc.token.issued",
+        "sources": _PORTAL,
         "summary": "An ID token was issued, with the factors it carries.",
         "cannot_capture": "How the client uses the token after issue.",
         "ocsf": 3002,
@@ -552,6 +627,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "oidc.token.refused",
+        "sources": _PORTAL,
         "summary": "A token request was refused (bad code, verifier or client).",
         "cannot_capture": "The code or verifier presented (never logged).",
         "ocsf": 3002,
@@ -563,6 +639,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "oidc.client.auth_failed",
+        "sources": _PORTAL,
         "summary": "An OIDC client failed to authenticate at the token endpoint.",
         "cannot_capture": "The secret presented (never logged).",
         "ocsf": 3002,
@@ -570,6 +647,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "web.csrf.rejected",
+        "sources": _PORTAL,
         "summary": "A form post without a valid CSRF token was refused.",
         "cannot_capture": "The site that made the browser send it.",
         "ocsf": 6003,
@@ -577,6 +655,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "web.request.rejected",
+        "sources": _PORTAL,
         "summary": "A request with a malformed field was refused (4xx).",
         "cannot_capture": "The rejected value (only the field and reason are kept).",
         "ocsf": 6003,
@@ -589,6 +668,7 @@ _SPECS: list[dict[str, object]] = [
     {
         "name": "admin.user.invited",
         "version": 2,
+        "sources": _PORTAL,
         "summary": "An officer or admin invited a person (or was refused: account in use).",
         "cannot_capture": "How the invitation code was handed over.",
         "ocsf": 6003,
@@ -603,6 +683,7 @@ _SPECS: list[dict[str, object]] = [
     {
         "name": "admin.user.disabled",
         "version": 2,
+        "sources": _PORTAL,
         "summary": "An officer or admin disabled a person (their sessions end).",
         "cannot_capture": "Tokens already issued to hubs before this moment.",
         "ocsf": 6003,
@@ -615,6 +696,7 @@ _SPECS: list[dict[str, object]] = [
     {
         "name": "admin.user.rebound",
         "version": 2,
+        "sources": _PORTAL,
         "summary": "Officer-assisted recovery: a person's factors were dropped and re-invited.",
         "cannot_capture": "How the officer established the person's identity.",
         "ocsf": 6003,
@@ -625,6 +707,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "admin.credential.approved",
+        "sources": _PORTAL,
         "summary": "An officer approved an enrolled factor for high and strong tiers.",
         "cannot_capture": "What the officer checked before approving.",
         "ocsf": 6003,
@@ -638,6 +721,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "admin.enclave.registered",
+        "sources": _PORTAL,
         "summary": "An enclave's tier, members, networks or hub client were registered.",
         "cannot_capture": "The approval documents behind the membership.",
         "ocsf": 6003,
@@ -652,6 +736,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "admin.enclave.removed",
+        "sources": _PORTAL,
         "summary": "An enclave was removed from the portal's registry.",
         "cannot_capture": "What happened to its workspace (see controller events).",
         "ocsf": 6003,
@@ -659,6 +744,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "admin.client.registered",
+        "sources": _PORTAL,
         "summary": "An OIDC client (a hub or the audit UI) was registered.",
         "cannot_capture": "Where the client secret was stored afterwards.",
         "ocsf": 6003,
@@ -671,6 +757,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "admin.signing_key.rotated",
+        "sources": _PORTAL,
         "summary": "The portal's token signing key was rotated.",
         "cannot_capture": "Copies of the old private key (sealed at rest, never exported).",
         "ocsf": 6003,
@@ -678,6 +765,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "admin.keys.resealed",
+        "sources": _PORTAL,
         "summary": "Secrets at rest were re-encrypted under the first key of the key ring.",
         "cannot_capture": "Whether the retired key was destroyed afterwards.",
         "ocsf": 6003,
@@ -686,6 +774,7 @@ _SPECS: list[dict[str, object]] = [
     {
         "name": "admin.store.migrated",
         "version": 2,
+        "sources": _PORTAL,
         "summary": "The portal's identity store schema was migrated to a newer version.",
         "cannot_capture": "Whether a backup was taken before the migration.",
         "ocsf": 6003,
@@ -697,6 +786,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "admin.auth.failed",
+        "sources": _PORTAL,
         "summary": "A request to the admin API carried no valid admin token.",
         "cannot_capture": "The token presented (never logged).",
         "ocsf": 6003,
@@ -707,6 +797,7 @@ _SPECS: list[dict[str, object]] = [
     # the hub only, workspace.* from the workspace only.
     {
         "name": "hub.login.allowed",
+        "sources": _HUB,
         "summary": "An enclave's hub let a member in: the portal's ID token was verified and "
         "its factors satisfy the tier.",
         "cannot_capture": "Who is at the keyboard; what the portal verified beyond the token's "
@@ -721,6 +812,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "hub.login.refused",
+        "sources": _HUB,
         "summary": "An enclave's hub refused entry (bad token, not a member, factors short of "
         "the tier, or the portal's own refusal), with every reason.",
         "cannot_capture": "Requests refused before reaching the hub (the proxy, the network); "
@@ -739,6 +831,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "hub.server.started",
+        "sources": _HUB,
         "summary": "The hub's spawner started a member's single-user server.",
         "cannot_capture": "Whether the server then answered (a server that never answers is "
         "stopped by the hub and recorded as hub.server.stopped).",
@@ -747,6 +840,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "hub.server.stopped",
+        "sources": _HUB,
         "summary": "The hub stopped a member's single-user server (the member, the idle culler, "
         "the session limit or a shutdown).",
         "cannot_capture": "Which of those asked for the stop; work done on the screen before it.",
@@ -755,6 +849,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "hub.spawn.failed",
+        "sources": _HUB,
         "summary": "The hub's spawner failed to start a member's single-user server.",
         "cannot_capture": "Failures after the spawner returned (the server not answering).",
         "ocsf": 6003,
@@ -765,6 +860,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "workspace.file.created",
+        "sources": _WORKSPACE,
         "summary": "A file or directory was created through the workspace's file API.",
         "cannot_capture": "Files created inside a running kernel that bypass the file API.",
         "ocsf": 6003,
@@ -775,6 +871,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "workspace.file.renamed",
+        "sources": _WORKSPACE,
         "summary": "A file was renamed or moved through the workspace's file API.",
         "cannot_capture": "Renames made inside a running kernel that bypass the file API.",
         "ocsf": 6003,
@@ -785,6 +882,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "workspace.file.copied",
+        "sources": _WORKSPACE,
         "summary": "A file was copied through the workspace's file API.",
         "cannot_capture": "Copies made inside a running kernel that bypass the file API.",
         "ocsf": 6003,
@@ -795,6 +893,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "workspace.file.uploaded",
+        "sources": _WORKSPACE,
         "summary": "A file was uploaded from the browser into the workspace.",
         "cannot_capture": "What the file contains beyond its size and hash (see the airlock "
         "for scanned imports).",
@@ -806,6 +905,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "workspace.download.refused",
+        "sources": _WORKSPACE,
         "summary": "The workspace refused to send file bytes to the browser as a file "
         "(/files, nbconvert, a Content-Disposition attachment, or raw dataset content over "
         "the tier's size).",
@@ -824,6 +924,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "workspace.terminal.refused",
+        "sources": _WORKSPACE,
         "summary": "A request for a Jupyter terminal was refused: the tier turns terminals off.",
         "cannot_capture": "Shell commands run through a kernel (e.g. subprocess in a cell).",
         "ocsf": 6003,
@@ -831,6 +932,7 @@ _SPECS: list[dict[str, object]] = [
     },
     {
         "name": "workspace.code.executed",
+        "sources": _WORKSPACE,
         "summary": "A code-execution request was sent to a kernel (tiers that record every "
         "operation); the code is capped, its SHA-256 covers all of it.",
         "cannot_capture": "What the code did or printed; code a kernel runs without a request "
@@ -853,12 +955,16 @@ def _build() -> MappingProxyType[str, ActionSpec]:
         fields = raw["fields"]
         assert isinstance(fields, dict)
         ocsf = raw.get("ocsf")
+        sources = raw["sources"]  # required: an action names who may send it
+        if not isinstance(sources, tuple) or not sources or not set(sources) <= ACTION_SOURCES:
+            raise ValueError(f"action {name}: sources must name some of {sorted(ACTION_SOURCES)}")
         out[name] = ActionSpec(
             name=name,
             version=int(raw.get("version", 1)),  # type: ignore[call-overload]
             summary=str(raw["summary"]),
             cannot_capture=str(raw["cannot_capture"]),
             fields=MappingProxyType(dict(fields)),
+            sources=frozenset(sources),
             ocsf_class=int(ocsf) if isinstance(ocsf, int) else None,
         )
     return MappingProxyType(out)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,16 +39,20 @@ from .errors import EventError
 __all__ = [
     "EVENT_FIELDS",
     "MAX_EVENT_BYTES",
+    "MAX_TIME_AFTER_RECEIPT_NS",
+    "MAX_TIME_BEFORE_RECEIPT_NS",
     "OUTCOMES",
     "SOURCES",
     "Event",
     "StoredEvent",
+    "check_time_near",
     "encode_leaf",
     "jcs",
     "parse_event",
     "parse_leaf",
     "time_ns",
     "utc_now",
+    "visible_text",
 ]
 
 Source = Literal["portal", "hub", "workspace", "controller", "audit", "cli"]
@@ -81,6 +86,20 @@ _KEY_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _TIME_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d{1,9})?Z")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_ACTOR: Final[int] = 256
+# What the stores hold a time as: a signed 64-bit count of nanoseconds (1677 to 2262).
+_MIN_NS: Final[int] = -(2**63)
+_MAX_NS: Final[int] = 2**63 - 1
+# Characters that display as nothing or as something else: C0 and C1 controls (Cc),
+# format characters such as U+202E RIGHT-TO-LEFT OVERRIDE and zero-width ones (Cf), and
+# the line and paragraph separators U+2028 and U+2029 (Zl, Zp).
+_INVISIBLE_CATEGORIES: Final[frozenset[str]] = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+MAX_TIME_BEFORE_RECEIPT_NS: Final[int] = 30 * 86_400 * 1_000_000_000
+"""How far before its receipt an event's ``time`` may lie at intake (30 days): longer
+than a client's spool is expected to wait out an outage, and the same for every tier."""
+MAX_TIME_AFTER_RECEIPT_NS: Final[int] = 5 * 60 * 1_000_000_000
+"""How far after its receipt an event's ``time`` may lie at intake (5 minutes of clock
+skew), the same for every tier."""
 
 
 def utc_now() -> str:
@@ -125,11 +144,73 @@ def _check_time(value: object, name: str) -> int:
     if not (1 <= mo <= 12 and 1 <= d <= _month_days(y, mo) and hh < 24 and mi < 60 and ss < 60):
         raise EventError(f"{value!r} is not a valid date and time", field=name)
     ns = int(frac[1:].ljust(9, "0")) if frac else 0
-    return (
+    total = (
         ((_days_from_civil(y, mo, d) * 24 + hh) * 60 + mi) * 60_000_000_000
         + ss * 1_000_000_000
         + ns
     )
+    if not _MIN_NS <= total <= _MAX_NS:
+        raise EventError(
+            f"{value!r} is outside the times the log can hold "
+            "(1677-09-21T00:12:43.145224192Z to 2262-04-11T23:47:16.854775807Z)",
+            field=name,
+        )
+    return total
+
+
+def check_time_near(event: Event, *, received_ns: int) -> None:
+    """Refuse ``event`` when its ``time`` is implausibly far from its receipt.
+
+    At intake only (stored leaves are never re-checked): ``time`` may lie at most
+    :data:`MAX_TIME_BEFORE_RECEIPT_NS` before ``received_ns`` and at most
+    :data:`MAX_TIME_AFTER_RECEIPT_NS` after it. Raises :class:`EventError` (``time``).
+    """
+    if event.time_ns < received_ns - MAX_TIME_BEFORE_RECEIPT_NS:
+        raise EventError(
+            f"{event.time!r} is more than 30 days before the log received it", field="time"
+        )
+    if event.time_ns > received_ns + MAX_TIME_AFTER_RECEIPT_NS:
+        raise EventError(
+            f"{event.time!r} is more than 5 minutes after the log received it", field="time"
+        )
+
+
+def _invisible(value: str) -> str | None:
+    """The first character of ``value`` that displays as nothing or as something
+    else, as ``U+XXXX``, or None."""
+    for ch in value:
+        if unicodedata.category(ch) in _INVISIBLE_CATEGORIES:
+            return f"U+{ord(ch):04X}"
+    return None
+
+
+def visible_text(value: str) -> str:
+    """``value`` with every invisible or bidirectional character written as a visible
+    ``\\u202e``-style escape (for showing stored text that predates the intake check)."""
+    if _invisible(value) is None:
+        return value
+    return "".join(
+        f"\\u{ord(ch):04x}" if unicodedata.category(ch) in _INVISIBLE_CATEGORIES else ch
+        for ch in value
+    )
+
+
+def _check_visible(event: Event) -> None:
+    """Refuse invisible and bidirectional characters in ``actor`` and text details
+    (intake only: leaves stored before this check keep parsing, see parse_leaf)."""
+    bad = _invisible(event.actor)
+    if bad is not None:
+        raise EventError(f"contains the invisible or bidirectional character {bad}", field="actor")
+    for key, value in event.details.items():
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if isinstance(item, str):
+                bad = _invisible(item)
+                if bad is not None:
+                    raise EventError(
+                        f"contains the invisible or bidirectional character {bad}",
+                        field=f"details.{key}",
+                    )
 
 
 def _month_days(y: int, m: int) -> int:
@@ -413,7 +494,9 @@ def parse_event(data: object, *, line: int | None = None) -> Event:
             raise EventError(
                 f"{t[:40]!r} is not RFC 3339 UTC: its digits must be ASCII 0-9", field="time"
             )
-        return Event(**{k: data[k] for k in EVENT_FIELDS})
+        event = Event(**{k: data[k] for k in EVENT_FIELDS})
+        _check_visible(event)
+        return event
     except EventError as e:
         raise (e.at_line(line) if line is not None else e) from None
 

@@ -23,6 +23,7 @@ from .errors import ConfigError, EventError
 
 __all__ = [
     "EntryRow",
+    "EventKey",
     "Query",
     "Store",
     "TileRow",
@@ -31,6 +32,10 @@ __all__ = [
     "migrations",
     "parse_time_ns",
 ]
+
+
+EventKey = tuple[str, str, str | None]
+"""What makes an event id unique: ``(event_id, source, enclave)``."""
 
 
 class EntryRow(NamedTuple):
@@ -54,13 +59,22 @@ class TileRow(NamedTuple):
     hashes: bytes
 
 
+_MIN_NS = -(2**63)  # a time or index as the stores hold it: a signed 64-bit integer
+_MAX_NS = 2**63 - 1
+
+
 def parse_time_ns(value: str | datetime) -> int:
     """Nanoseconds since the epoch for an RFC 3339 UTC string or an aware datetime."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ConfigError("times must be timezone-aware (UTC)")
         delta = value - datetime(1970, 1, 1, tzinfo=UTC)
-        return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+        ns = (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+        if not _MIN_NS <= ns <= _MAX_NS:
+            raise ConfigError(
+                f"{value.isoformat()} is outside the times the log can hold (1677 to 2262)"
+            )
+        return ns
     try:
         return time_ns(value.strip())
     except EventError:
@@ -94,9 +108,12 @@ def decode_cursor(cursor: str) -> tuple[int, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         t, i = raw.split(":")
-        return int(t), int(i)
+        pos = int(t), int(i)
     except (ValueError, UnicodeDecodeError):
         raise ConfigError("invalid cursor") from None
+    if not (_MIN_NS <= pos[0] <= _MAX_NS and 0 <= pos[1] <= _MAX_NS):
+        raise ConfigError("invalid cursor")  # a position no entry can have
+    return pos
 
 
 def migrations(dialect: str) -> list[tuple[int, str, str]]:
@@ -179,28 +196,39 @@ class Store(ABC):
     def sequence(self, rows: Sequence[EntryRow]) -> int:
         """Durably append ``rows`` with contiguous indexes in one transaction; return the
         first index. Returns only after the commit is durable (per the store's setting)."""
-        with self._write() as cur:
-            cur.execute(self._q("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries"))
-            first = int(cur.fetchone()[0])
-            cur.executemany(
-                self._q(
-                    f"INSERT INTO audit_entries ({ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"  # noqa: S608 (constant)
-                ),
-                [(first + i, *r) for i, r in enumerate(rows)],
-            )
+        try:
+            with self._write() as cur:
+                cur.execute(self._q("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries"))
+                first = int(cur.fetchone()[0])
+                cur.executemany(
+                    self._q(
+                        f"INSERT INTO audit_entries ({ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"  # noqa: S608 (constant)
+                    ),
+                    [(first + i, *r) for i, r in enumerate(rows)],
+                )
+        except OverflowError:  # the driver's refusal of an integer past 64 bits
+            raise EventError(
+                "a value of the batch is outside what the store can hold (64-bit integers)"
+            ) from None
         return first
 
-    def find_event_ids(self, ids: Sequence[str]) -> dict[str, tuple[int, bytes]]:
-        """Existing entries with these event ids: ``{id: (index, leaf)}``."""
-        out: dict[str, tuple[int, bytes]] = {}
+    def find_event_ids(self, keys: Sequence[EventKey]) -> dict[EventKey, tuple[int, bytes]]:
+        """Existing entries with these ``(event_id, source, enclave)`` keys: ``{key:
+        (index, leaf)}``. Ids are unique per source and enclave, not across the log."""
+        wanted = set(keys)
+        ids = sorted({k[0] for k in wanted})
+        out: dict[EventKey, tuple[int, bytes]] = {}
         for i in range(0, len(ids), 500):
-            chunk = list(ids[i : i + 500])
+            chunk = ids[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            for idx, eid, leaf in self._fetchall(
-                f"SELECT idx, event_id, leaf FROM audit_entries WHERE event_id IN ({marks})",  # noqa: S608
+            for idx, eid, source, enclave, leaf in self._fetchall(
+                "SELECT idx, event_id, source, enclave, leaf FROM audit_entries "  # noqa: S608
+                f"WHERE event_id IN ({marks})",
                 chunk,
             ):
-                out[eid] = (int(idx), bytes(leaf))
+                key = (eid, source, enclave)
+                if key in wanted:
+                    out[key] = (int(idx), bytes(leaf))
         return out
 
     def size(self) -> int:

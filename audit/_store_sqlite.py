@@ -323,7 +323,9 @@ def _lenient_text(data: bytes) -> str:
 
 def _translate(e: sqlite3.Error) -> StoreError:
     msg = str(e).splitlines()[0][:300]
-    if isinstance(e, sqlite3.IntegrityError) and "audit_entries.event_id" in msg:
+    if isinstance(e, sqlite3.IntegrityError) and (
+        "audit_entries_event_id_scoped" in msg or "audit_entries.event_id" in msg
+    ):
         return DuplicateIdError("an event id is already in the log")
     if isinstance(e, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg):
         return TemporaryError(f"SQLite store is busy: {msg}", delay=1.0)

@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 import orjson
 
+from ._actions import action_spec
 from ._events import Event, parse_event
 from ._spool import Spool
 from .errors import AuditError, EventError
@@ -97,7 +98,8 @@ class AuditClient(ABC):
         header). ``batch_size`` is capped at the service's 1000. ``max_spool_events``
         bounds the spool file, ``max_queue_events`` the in-memory queue of ``emit``.
         ``source``: the one source this component's token may send; an event of
-        another source is refused at hand-over (``EventError``), before the spool.
+        another source is refused at hand-over (``EventError``), before the spool, as
+        is an action its source may not send (the service would refuse it with 403).
         Without it, the service's refusal (403 wrong_source) is treated as a token
         misconfiguration: every event is kept and retried, never set aside."""
         return _HttpClient(
@@ -304,6 +306,12 @@ class _HttpClient(AuditClient):
             raise EventError(
                 f"this client sends {self._source!r} events; {ev.source!r} is another source",
                 field="source",
+            )
+        spec = action_spec(ev.action)
+        if spec is None or not spec.allows(ev.source):  # the service would refuse it (403)
+            raise EventError(
+                f"source {ev.source!r} may not send {ev.action!r} (audit._actions)",
+                field="action",
             )
         return ev
 

@@ -48,7 +48,7 @@ from ._note import (
     parse_checkpoint,
     sign_note,
 )
-from ._store import EntryRow, Query, Store, TileRow, decode_cursor, encode_cursor
+from ._store import EntryRow, EventKey, Query, Store, TileRow, decode_cursor, encode_cursor
 from .errors import (
     ConfigError,
     DuplicateIdError,
@@ -57,6 +57,7 @@ from .errors import (
     NoteError,
     ProofError,
     StoreError,
+    TemporaryError,
 )
 
 __all__ = ["AuditLog", "TreeHead", "open_log", "open_store"]
@@ -134,7 +135,7 @@ def open_log(
 @dataclass(slots=True)
 class _Request:
     rows: list[EntryRow]
-    ids: list[str]
+    ids: list[EventKey]  # (event_id, source, enclave): ids are unique per source and enclave
     result: list[int] | None = None
     error: BaseException | None = None
     done: bool = False
@@ -184,10 +185,17 @@ class AuditLog:
     def append(self, events: Sequence[Event]) -> list[int]:
         """Durably append ``events`` as one atomic batch; return their indexes.
 
-        An event whose ``id`` is already in the log with the same content is not
-        appended again: its existing index is returned (so a client may safely retry a
-        batch whose acknowledgement it lost). The same ``id`` with different content
-        is refused with :class:`EventError` and nothing of the batch is appended.
+        Event ids are unique per ``source`` and ``enclave``: an event whose ``id`` the
+        log already holds for the same source and enclave, with the same content, is
+        not appended again: its existing index is returned (so a client may safely retry
+        a batch whose acknowledgement it lost). The same ``id``, source and enclave with
+        different content is refused with :class:`EventError` (naming no index) and
+        nothing of the batch is appended. The same ``id`` from another source or enclave
+        is another event.
+
+        A failure inside the shared transaction of a group commit is not the group's:
+        the group is retried one request at a time, so only the request that fails gets
+        the error (a busy or unreachable store, :class:`TemporaryError`, fails them all).
         """
         t0 = time.perf_counter()
         if not isinstance(events, Sequence) or not all(isinstance(e, Event) for e in events):
@@ -196,7 +204,7 @@ class AuditLog:
             return []
         received = self._clock()
         rows: list[EntryRow] = []
-        ids: list[str] = []
+        ids: list[EventKey] = []
         for ev in events:
             leaf = encode_leaf(ev, received=received)
             rows.append(
@@ -212,7 +220,7 @@ class AuditLog:
                     leaf,
                 )
             )
-            ids.append(ev.id)
+            ids.append((ev.id, ev.source, ev.enclave))
         req = _Request(rows=rows, ids=ids)
         with self._cond:
             self._queue.append(req)
@@ -239,15 +247,39 @@ class AuditLog:
                     self._cond.notify_all()
                     return
             try:
-                self._commit_group(batch)
-            except BaseException as e:  # noqa: BLE001 - every waiter gets the failure; nothing is half-written
+                self._commit_isolated(batch)
+            except BaseException as e:  # noqa: BLE001 - e.g. an interrupt: every waiter learns of it
                 for r in batch:
-                    if not r.done:
+                    if not r.done and r.result is None:
                         r.error = e
             with self._cond:
                 for r in batch:
                     r.done = True
                 self._cond.notify_all()
+
+    def _commit_isolated(self, batch: list[_Request]) -> None:
+        """Commit ``batch`` as one group; if that transaction fails (nothing of it was
+        written), commit each request alone, so that one request's failure (say, a value
+        the store cannot hold) is its own and never its neighbours'."""
+        try:
+            self._commit_group(batch)
+            return
+        except Exception as e:  # noqa: BLE001 - retried below, request by request
+            # A store that is busy or unreachable fails every request alike: retrying
+            # each would only multiply the wait, so the group gets it at once.
+            if len(batch) == 1 or isinstance(e, TemporaryError):
+                for r in batch:
+                    if not r.done:
+                        r.error = e
+                return
+        for r in batch:
+            if r.done:  # refused by _plan, with its own error
+                continue
+            r.error, r.result = None, None
+            try:
+                self._commit_group([r])
+            except Exception as e:  # noqa: BLE001 - this request's failure, reported to it
+                r.error = e
 
     def _commit_group(self, batch: list[_Request]) -> None:
         """One transaction for every request in ``batch``.
@@ -270,7 +302,7 @@ class AuditLog:
         pos = first
         for r, slots in writes:
             out: list[int] = []
-            by_id: dict[str, int] = {}
+            by_id: dict[EventKey, int] = {}
             for eid, s in zip(r.ids, slots, strict=True):
                 if s is None:
                     by_id[eid] = pos
@@ -283,34 +315,38 @@ class AuditLog:
             r.result = out
 
     def _plan(
-        self, batch: list[_Request], existing: dict[str, tuple[int, bytes]]
+        self, batch: list[_Request], existing: dict[EventKey, tuple[int, bytes]]
     ) -> tuple[list[tuple[_Request, list[int | None]]], list[EntryRow]]:
         """Which rows to write; marks requests refused for reusing an id differently."""
-        seen: set[str] = set()
+        seen: set[EventKey] = set()
         writes: list[tuple[_Request, list[int | None]]] = []
         rows: list[EntryRow] = []
         for r in batch:
             slots: list[int | None] = []
             new_rows: list[EntryRow] = []
-            local: dict[str, EntryRow] = {}
+            local: dict[EventKey, EntryRow] = {}
             try:
                 for eid, row in zip(r.ids, r.rows, strict=True):
                     if eid in existing:
                         idx, leaf = existing[eid]
                         if _event_part(leaf) != _event_part(row.leaf):
                             raise EventError(
-                                f"id {eid!r} is already used by a different event (index {idx})",
+                                f"id {eid[0]!r} is already used by a different event of "
+                                "this source and enclave",
                                 field="id",
                             )
                         slots.append(idx)
                     elif eid in local:
                         if _event_part(local[eid].leaf) != _event_part(row.leaf):
                             raise EventError(
-                                f"id {eid!r} appears twice with different content", field="id"
+                                f"id {eid[0]!r} appears twice with different content",
+                                field="id",
                             )
                         slots.append(-1)  # the index of its first occurrence, after the write
                     elif eid in seen:
-                        raise EventError(f"id {eid!r} is being appended concurrently", field="id")
+                        raise EventError(
+                            f"id {eid[0]!r} is being appended concurrently", field="id"
+                        )
                     else:
                         local[eid] = row
                         slots.append(None)
@@ -490,6 +526,8 @@ class AuditLog:
 
     def entry(self, index: int) -> bytes:
         """The exact leaf bytes at ``index``."""
+        if not 0 <= index < 2**63:  # no entry can have it, and no store can look it up
+            raise ProofError(f"there is no entry {index}")
         leaf = self._store.leaf(index)
         if leaf is None:
             raise ProofError(f"there is no entry {index}")

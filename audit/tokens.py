@@ -5,7 +5,9 @@ stored (the secret is 32 random bytes, so a fast hash is enough; there is nothin
 brute-force), in a JSON file written atomically. Presented tokens are compared with
 ``hmac.compare_digest``. A token authorises exactly one ``source``: the service
 refuses events from any other source under it. A token issued for one enclave (a
-project's hub or workspace) may in addition only submit that enclave's events.
+project's hub or workspace) may in addition only submit that enclave's events; hub and
+workspace tokens must name their enclave, and no token is ever issued for the source
+``audit`` (the service writes its own events, never through intake).
 
 Security procedure for checking a presented token (``TokenStore.authenticate``):
 
@@ -15,7 +17,9 @@ Security procedure for checking a presented token (``TokenStore.authenticate``):
 3. Look the record up by ``id``; an unknown id fails.
 4. Compare ``sha256(token)`` with the stored hash in constant time; a mismatch fails.
 5. Fail if the record is revoked, or rotated and past its grace period.
-6. Return the record; the caller MUST check every event's ``source`` against the
+6. Fail if the record could not be issued today (``scope_problem``): a token for
+   ``audit``, or a hub or workspace token bound to no enclave, in an older file.
+7. Return the record; the caller MUST check every event's ``source`` against the
    record's, and, when the record names an ``enclave``, every event's ``enclave``.
 """
 
@@ -35,6 +39,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 __all__ = [
+    "ENCLAVE_SOURCES",
     "RELOAD_SECONDS",
     "SOURCES",
     "IssuedToken",
@@ -42,10 +47,14 @@ __all__ = [
     "TokenRecord",
     "TokenStore",
     "enclave_name_problem",
+    "scope_problem",
 ]
 
-#: The event sources that may hold intake tokens (DESIGN.md "Audit").
-SOURCES: frozenset[str] = frozenset({"portal", "hub", "workspace", "controller", "audit", "cli"})
+#: The event sources that may hold intake tokens (DESIGN.md "Audit"); ``audit`` is the
+#: service itself, which writes its own events: no token is issued for it.
+SOURCES: frozenset[str] = frozenset({"portal", "hub", "workspace", "controller", "cli"})
+#: sources that run per enclave: their tokens must be bound to one
+ENCLAVE_SOURCES: frozenset[str] = frozenset({"hub", "workspace"})
 
 #: how often ``authenticate`` looks at the token file for changes (seconds)
 RELOAD_SECONDS = 0.25
@@ -95,6 +104,22 @@ def enclave_name_problem(name: str) -> str | None:
     if _ENCLAVE_RE.fullmatch(name):
         return None
     return f"{name[:40]!r} is not an enclave name (letters, digits, '.', '_', '-'; at most 128)"
+
+
+def scope_problem(*, source: str, enclave: str | None) -> str | None:
+    """Why a token for ``source`` (bound to ``enclave``) cannot be issued, or None."""
+    if source == "audit":
+        return (
+            "no token is issued for source 'audit': the audit service writes its own "
+            "events, never through intake"
+        )
+    if source not in SOURCES:
+        return f"unknown source {source!r}; expected one of {', '.join(sorted(SOURCES))}"
+    if enclave is None:
+        if source in ENCLAVE_SOURCES:
+            return f"a {source} token must be bound to its enclave (--enclave NAME)"
+        return None
+    return enclave_name_problem(enclave)
 
 
 def _hash(token: str) -> str:
@@ -204,11 +229,7 @@ class TokenStore:
     ) -> IssuedToken:
         """Make a new token for ``source`` (and only ``enclave``'s events, if given);
         the returned secret is never stored."""
-        if source not in SOURCES:
-            raise TokenError(
-                f"unknown source {source!r}; expected one of {', '.join(sorted(SOURCES))}"
-            )
-        problem = enclave_name_problem(enclave) if enclave is not None else None
+        problem = scope_problem(source=source, enclave=enclave)
         if problem:
             raise TokenError(problem)
         with self._lock:
@@ -253,6 +274,9 @@ class TokenStore:
             old = self._get(token_id)
             if not old.active(now=time.time()):
                 raise TokenError(f"token {token_id} is no longer active; issue a new one")
+            problem = scope_problem(source=old.source, enclave=old.enclave)
+            if problem:  # an older file's token the service refuses: do not renew it
+                raise TokenError(f"token {token_id} cannot be rotated: {problem}")
             before = dict(self._records)
             self._records[token_id] = replace(old, expires=time.time() + grace_seconds)
             tid = secrets.token_hex(_ID_BYTES)
@@ -302,4 +326,6 @@ class TokenStore:
             return None
         if not rec.active(now=time.time()):  # step 5
             return None
-        return rec  # step 6
+        if scope_problem(source=rec.source, enclave=rec.enclave) is not None:  # step 6
+            return None
+        return rec  # step 7

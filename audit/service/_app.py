@@ -46,12 +46,14 @@ INSECURE_SESSION_COOKIE = "enclave_audit"
 
 _INTAKE_DOC = """Append a batch of up to 1000 events, atomically: the whole batch is appended
 or nothing of it is. Authenticate with the source's intake token
-(`Authorization: Bearer eat_...`); every event's `source` must be the token's source.
+(`Authorization: Bearer eat_...`); every event's `source` must be the token's source,
+and its `action` one that source may send (403 `action_not_allowed` otherwise).
 
 The answer lists the durable index of each event, in order. An event whose `id` the log
-already holds is not appended again; its existing index is returned (so a client may
-safely re-send after a lost answer). On 429 (this token's quota of events or bytes per
-minute) or 503 wait `Retry-After` seconds and re-send the same batch."""
+already holds for the same `source` and `enclave` is not appended again; its existing
+index is returned (so a client may safely re-send after a lost answer). On 429 (this
+token's quota of events or bytes per minute) or 503 wait `Retry-After` seconds and
+re-send the same batch."""
 
 
 class IntakeAccepted(BaseModel):
@@ -190,6 +192,15 @@ def _parse_time(name: str, value: str | None) -> dt.datetime | None:
         ) from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.UTC)
+    from .._store import parse_time_ns
+    from ..errors import ConfigError
+
+    try:
+        parse_time_ns(t)  # within what the store holds, so no query can overflow
+    except (ConfigError, OverflowError):
+        raise BadRequest(
+            f"query parameter {name!r}: {value[:40]!r} is outside 1677 to 2262"
+        ) from None
     return t
 
 
@@ -362,7 +373,8 @@ def _intake_router() -> APIRouter:
 
 
 async def _intake(request: Request, st: ServiceState) -> Response:
-    from .._events import parse_event
+    from .._actions import action_spec
+    from .._events import check_time_near, parse_event, time_ns, utc_now
     from ..errors import EventError
 
     token = _bearer(request.headers.get("authorization"))
@@ -432,6 +444,7 @@ async def _intake(request: Request, st: ServiceState) -> Response:
             reason="too_many_events",
         )
     events = []
+    received_ns = time_ns(utc_now())
     for i, obj in enumerate(raw):
         try:
             ev = parse_event(obj)
@@ -459,6 +472,22 @@ async def _intake(request: Request, st: ServiceState) -> Response:
                 status=403,
                 reason="wrong_enclave",
             )
+        spec = action_spec(ev.action)
+        if spec is None or not spec.allows(ev.source):
+            raise EventIndexError(
+                f"event {i}: field 'action': source {ev.source!r} may not send "
+                f"{ev.action!r}; nothing of the batch was appended",
+                index=i,
+                field="action",
+                status=403,
+                reason="action_not_allowed",
+            )
+        try:
+            check_time_near(ev, received_ns=received_ns)
+        except EventError as e:
+            raise EventIndexError(
+                f"event {i}: {e}; nothing of the batch was appended", index=i, field=e.field
+            ) from None
         events.append(ev)
     st.quotas.take(token=grant.id, events=len(events), size=size)
     try:

@@ -14,6 +14,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from .._events import visible_text
+
 __all__ = [
     "b64",
     "event_dict",
@@ -68,7 +70,9 @@ def officer_read_event(
     """The ``audit.read`` event that records one officer read ("who looked at what")."""
     details: dict[str, Any] = {
         "view": view,
-        "query": json.dumps(dict(query), sort_keys=True, ensure_ascii=False)[:4096],
+        # invisible characters (an actor stored before intake refused them) as JSON
+        # \u escapes: the same JSON value, and an event intake's checks accept
+        "query": visible_text(json.dumps(dict(query), sort_keys=True, ensure_ascii=False))[:4096],
     }
     if results is not None:
         details["results"] = results

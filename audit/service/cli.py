@@ -417,22 +417,27 @@ def _change(store_url: str, apply: Callable[[_Recorder], T], *, param_hint: str)
 @token.command("issue")
 @_tokens_opt
 @_store_opt
-@click.option("--source", required=True, help="portal | hub | workspace | controller | audit | cli")
+@click.option(
+    "--source",
+    required=True,
+    help="portal | hub | workspace | controller | cli (the service writes source audit itself)",
+)
 @click.option("--label", default="", help="a note for operators, e.g. the host")
 @click.option(
     "--enclave",
     default=None,
-    help="only this enclave's events (for a project's hub or workspace)",
+    help="only this enclave's events (required for a project's hub or workspace)",
 )
 def issue(
     *, tokens_path: Path, store_url: str, source: str, label: str, enclave: str | None
 ) -> None:
     """Issue a token; it is printed once, on stdout, and only its hash is kept."""
-    from ..tokens import TokenStore, enclave_name_problem
+    from ..tokens import SOURCES, TokenStore, scope_problem
 
-    problem = enclave_name_problem(enclave) if enclave is not None else None
+    problem = scope_problem(source=source, enclave=enclave)
     if problem:
-        raise click.BadParameter(problem, param_hint="--enclave")
+        hint = "--enclave" if source in SOURCES else "--source"
+        raise click.BadParameter(problem, param_hint=hint)
     store = _store(tokens_path)
     assert isinstance(store, TokenStore)
     issued = _change(

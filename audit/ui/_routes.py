@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -20,7 +21,10 @@ from fastapi import Depends, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
+from .._actions import action_spec
+from .._events import visible_text
 from ..service._app import (
     Filters,
     checkpoint_history,
@@ -86,10 +90,28 @@ def _ip(request: Request) -> str | None:
     return client_ip(request)
 
 
+def _shown(value: Any) -> Any:
+    """Jinja's finalize: text with invisible characters escaped (markup we made as is)."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return visible_text(value)
+    return value
+
+
+def _entitled(event: Mapping[str, Any]) -> bool:
+    """Whether the event's source may send its action (audit._actions); entries stored
+    before intake checked this may claim another component's action."""
+    spec = action_spec(str(event.get("action")))
+    return spec is not None and spec.allows(str(event.get("source")))
+
+
 def ui_router(app: FastAPI) -> None:
     """Mount the officer UI on ``app`` under ``/ui``."""
     templates = Jinja2Templates(directory=str(_HERE / "templates"))
     templates.env.autoescape = True
+    # Stored text may predate intake's refusal of invisible and bidirectional characters
+    # (U+202E, U+2028, zero-width, controls): every value shown is escaped visibly.
+    templates.env.finalize = _shown
+    templates.env.globals["entitled"] = _entitled
     app.mount("/ui/static", StaticFiles(directory=str(_HERE / "static")), name="ui-static")
 
     def render(
@@ -403,7 +425,7 @@ def ui_router(app: FastAPI) -> None:
                 )
                 for e in rows:
                     day = str(e.get("received") or e.get("time"))[:10]
-                    if day in pos:
+                    if day in pos and _entitled(e):  # a forged source counts for nothing
                         key = (e.get("enclave") or "-") if by_enclave else action
                         counts[key][pos[day]] += 1
                 seen += len(rows)

@@ -24,9 +24,16 @@ import httpx
 
 from audit._events import Event, utc_now
 from audit._note import generate_key, write_key_file
-from audit.tokens import TokenStore
+from audit.tokens import ENCLAVE_SOURCES, TokenStore
 
-__all__ = ["AuditEnv", "ServiceProcess", "free_port", "make_audit_env", "sample_event"]
+__all__ = [
+    "SAMPLE_ENCLAVE",
+    "AuditEnv",
+    "ServiceProcess",
+    "free_port",
+    "make_audit_env",
+    "sample_event",
+]
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,12 @@ def make_audit_env(root: Path, *, sources: tuple[str, ...] = ("portal", "hub")) 
     key = root / "audit.key"
     write_key_file(key, generate_key("audit.test.example/log"))
     store = TokenStore(path=root / "tokens.json")
-    tokens = {s: store.issue(source=s, label="test").token for s in sources}
+    tokens = {
+        s: store.issue(
+            source=s, label="test", enclave=SAMPLE_ENCLAVE if s in ENCLAVE_SOURCES else None
+        ).token
+        for s in sources
+    }
     officer_token = secrets.token_urlsafe(32)
     officer_file = root / "officer-token"
     officer_file.write_text(officer_token + "\n")
@@ -73,18 +85,33 @@ def free_port() -> int:
         return port
 
 
+#: the enclave of sample events, and of the hub and workspace tokens made here
+SAMPLE_ENCLAVE = "gut-microbiome-2026"
+
+# An action each source may send (audit._actions), with its details, for sample events.
+_SAMPLE_ACTION: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "portal": ("auth.factor.failed", "failure", {"factor": "totp", "reason": "wrong code"}),
+    "hub": ("session.started", "success", {"tier": "nbdc-high"}),
+    "workspace": ("workspace.file.get", "success", {"path": "/data/microbiome-16s/a.tsv"}),
+}
+
+
 def sample_event(**over: Any) -> Event:
-    """A valid event; ``over`` replaces fields (default: a failed TOTP at the portal)."""
+    """A valid event; ``over`` replaces fields (default: a failed TOTP at the portal;
+    with another ``source`` and no ``action``, an action that source may send)."""
+    action, outcome, details = _SAMPLE_ACTION[
+        "portal" if "action" in over else over.get("source", "portal")
+    ]
     base: dict[str, Any] = {
         "id": uuid.uuid4().hex,
         "time": utc_now(),
         "source": "portal",
         "actor": "r.tanaka@company-a.example",
-        "action": "auth.factor.failed",
-        "outcome": "failure",
-        "enclave": "gut-microbiome-2026",
+        "action": action,
+        "outcome": outcome,
+        "enclave": SAMPLE_ENCLAVE,
         "client_ip": "192.0.2.10",
-        "details": {"factor": "totp", "reason": "wrong code"},
+        "details": details,
     }
     base.update(over)
     return Event(**base)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from audit import _verify as verify_module
 from audit._note import Signer, write_key_file
 from audit._store_postgres import PostgresStore
+from audit.log import AuditLog, open_log
 from tests.harness.postgres import PgDatabase
 
 CORPUS = Path(__file__).resolve().parents[2] / "assets" / "audit"
@@ -55,6 +57,14 @@ def key_file(tmp_path: Path) -> Path:
     path = tmp_path / "signing.key"
     write_key_file(path, Signer("test.enclave/audit", bytes(range(1, 33))))
     return path
+
+
+@pytest.fixture
+def log(store_url: str, key_file: Path) -> Iterator[AuditLog]:
+    """An open log over the empty store of ``store_url``, signing with ``key_file``."""
+    lg = open_log(store_url, signer_key_path=key_file)
+    yield lg
+    lg.close()
 
 
 @pytest.fixture

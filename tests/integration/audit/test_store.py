@@ -43,13 +43,6 @@ def ev(
     )
 
 
-@pytest.fixture
-def log(store_url: str, key_file: Path) -> AuditLog:
-    lg = open_log(store_url, signer_key_path=key_file)
-    yield lg  # type: ignore[misc]
-    lg.close()
-
-
 def test_sequence_integrate_publish_and_prove(log: AuditLog) -> None:
     assert log.append([ev(i) for i in range(300)]) == list(range(300))
     assert log.size() == 0
@@ -265,12 +258,15 @@ def test_migrations_are_versioned_and_explicit(postgres_db: PgDatabase, tmp_path
     with pytest.raises(StoreError, match="run `enclave audit migrate"):
         open_log(postgres_db.admin_url)  # nothing is created implicitly on PostgreSQL
     store = PostgresStore(postgres_db.admin_url)
-    assert store.migrate(writer=postgres_db.writer_role) == ["0001_initial"]
+    assert store.migrate(writer=postgres_db.writer_role) == [
+        "0001_initial",
+        "0002_scoped_event_ids",
+    ]
     assert store.migrate(writer=postgres_db.writer_role) == []
-    assert store.schema_version() == 1
+    assert store.schema_version() == 2
     store.close()
     with open_log(f"sqlite://{tmp_path}/n.db") as lg:  # a new SQLite file is initialised
-        assert lg.store.schema_version() == 1
+        assert lg.store.schema_version() == 2
     with pytest.raises(ConfigError):
         open_log(f"sqlite://{tmp_path}/missing/dir.db")
     with pytest.raises(ConfigError, match="unsafe_synchronous"):

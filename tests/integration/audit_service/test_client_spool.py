@@ -203,6 +203,25 @@ def test_a_bad_event_is_refused_at_hand_over_not_spooled(env: AuditEnv, tmp_path
         client.close(flush_timeout=0)
 
 
+def test_an_action_its_source_may_not_send_is_refused_at_hand_over(
+    env: AuditEnv, tmp_path: Path
+) -> None:
+    from audit.errors import EventError
+
+    client = AuditClient.http(
+        url="http://127.0.0.1:9", token=env.tokens["portal"], spool_path=tmp_path / "s.db"
+    )
+    try:
+        forged = sample_event(action="audit.read", details={"view": "search"})
+        with pytest.raises(EventError, match=r"may not send 'audit\.read'"):
+            client.emit(forged)
+        with pytest.raises(EventError, match=r"may not send 'audit\.read'"):
+            client.record(forged)
+        assert client.pending() == 0
+    finally:
+        client.close(flush_timeout=0)
+
+
 def test_an_event_of_another_source_is_refused_at_hand_over_and_the_rest_flow(
     env: AuditEnv, service: ServiceProcess, tmp_path: Path
 ) -> None:

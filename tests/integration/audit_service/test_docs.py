@@ -75,12 +75,15 @@ def test_bad_token_input_exits_2_with_one_sentence(tmp_path: Path) -> None:
 def test_a_token_change_without_an_audit_store_changes_nothing(tmp_path: Path) -> None:
     runner = CliRunner()
     tokens = tmp_path / "t.json"
-    r = runner.invoke(audit, ["token", "issue", "--tokens", str(tokens), "--source", "hub"], env={})
+    r = runner.invoke(
+        audit, ["token", "issue", "--tokens", str(tokens), "--source", "controller"], env={}
+    )
     assert r.exit_code == 2
     assert "--store" in r.output
     missing = f"sqlite:///{tmp_path / 'no-such-dir' / 'audit.db'}"
     r = runner.invoke(
-        audit, ["token", "issue", "--tokens", str(tokens), "--store", missing, "--source", "hub"]
+        audit,
+        ["token", "issue", "--tokens", str(tokens), "--store", missing, "--source", "controller"],
     )
     assert r.exit_code == 2
     assert "nothing was changed" in r.output
@@ -93,7 +96,8 @@ def test_a_change_the_store_refuses_to_record_is_not_made(tmp_path: Path) -> Non
     tokens = tmp_path / "t.json"
     store = f"sqlite:///{tmp_path / 'audit.db'}"
     r = runner.invoke(
-        audit, ["token", "issue", "--tokens", str(tokens), "--store", store, "--source", "hub"]
+        audit,
+        ["token", "issue", "--tokens", str(tokens), "--store", store, "--source", "controller"],
     )
     assert r.exit_code == 0, r.output
     token_id = r.stdout.strip().split("_")[1]

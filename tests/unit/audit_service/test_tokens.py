@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ def test_a_token_authenticates_its_source_only_and_is_never_stored(tmp_path: Pat
 )
 def test_anything_but_the_exact_token_fails(tmp_path: Path, mangle) -> None:  # type: ignore[no-untyped-def]
     store = TokenStore(path=tmp_path / "t.json")
-    token = store.issue(source="hub").token
+    token = store.issue(source="hub", enclave="proj-a").token
     assert store.authenticate(mangle(token)) is None
 
 
@@ -62,7 +63,7 @@ def test_revoke_is_seen_by_another_instance_within_the_reload_period(tmp_path: P
 
 def test_rotation_gives_a_successor_and_a_grace_period(tmp_path: Path) -> None:
     store = TokenStore(path=tmp_path / "t.json")
-    old = store.issue(source="workspace")
+    old = store.issue(source="workspace", enclave="proj-a")
     new = store.rotate(token_id=old.record.id, grace_seconds=3600)
     assert new.record.source == "workspace"
     assert store.authenticate(old.token) == "workspace"  # still inside the grace
@@ -94,8 +95,43 @@ def test_an_unreadable_file_fails_closed(tmp_path: Path) -> None:
     assert store.authenticate(token) is None
 
 
-def test_every_design_source_can_hold_a_token() -> None:
-    assert {"portal", "hub", "workspace", "controller", "audit", "cli"} == SOURCES
+def test_every_design_source_but_the_service_itself_can_hold_a_token() -> None:
+    assert {"portal", "hub", "workspace", "controller", "cli"} == SOURCES
+
+
+def test_no_token_can_be_issued_to_write_as_the_audit_service(tmp_path: Path) -> None:
+    store = TokenStore(path=tmp_path / "t.json")
+    with pytest.raises(TokenError, match="writes its own events"):
+        store.issue(source="audit")
+    with pytest.raises(TokenError, match="writes its own events"):
+        store.issue(source="audit", enclave="proj-a")
+    assert store.list() == []
+
+
+@pytest.mark.parametrize("source", ["hub", "workspace"])
+def test_an_enclave_component_token_cannot_be_issued_unbound(tmp_path: Path, source: str) -> None:
+    store = TokenStore(path=tmp_path / "t.json")
+    with pytest.raises(TokenError, match="must be bound to its enclave"):
+        store.issue(source=source)
+    assert store.list() == []
+
+
+@pytest.mark.parametrize(
+    ("source", "enclave"), [("audit", None), ("workspace", None), ("hub", None)]
+)
+def test_a_stored_token_that_could_not_be_issued_today_is_refused(
+    tmp_path: Path, source: str, enclave: str | None
+) -> None:
+    # An older token file may hold a token for source audit, or an unbound workspace
+    # token: both fail closed.
+    path = tmp_path / "t.json"
+    issued = TokenStore(path=path).issue(source="portal")
+    data = json.loads(path.read_text())
+    data["tokens"][0].update(source=source, enclave=enclave)
+    path.write_text(json.dumps(data))
+    assert TokenStore(path=path).authenticate_record(issued.token) is None
+    with pytest.raises(TokenError, match="cannot be rotated"):
+        TokenStore(path=path).rotate(token_id=issued.record.id)
 
 
 def test_an_enclave_token_keeps_its_enclave_through_rotation(tmp_path: Path) -> None:
@@ -119,7 +155,7 @@ def test_a_failing_record_callback_leaves_the_file_unchanged(tmp_path: Path) -> 
         raise RuntimeError("the audit store is full")
 
     with pytest.raises(RuntimeError):
-        store.issue(source="hub", record=refuse)
+        store.issue(source="hub", enclave="proj-a", record=refuse)
     with pytest.raises(RuntimeError):
         store.rotate(token_id=first.record.id, record=refuse)
     with pytest.raises(RuntimeError):
