@@ -42,6 +42,9 @@ class DetailField:
     max_len: int = 1024
     choices: tuple[str, ...] = ()
     doc: str = ""
+    #: a multi-line text (code a researcher ran): line feeds and tabs are allowed in it;
+    #: every other invisible or bidirectional character is still refused at intake
+    multiline: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,8 +72,16 @@ def _f(
     max_len: int = 1024,
     choices: tuple[str, ...] = (),
     doc: str = "",
+    multiline: bool = False,
 ) -> DetailField:
-    return DetailField(type=type_, required=required, max_len=max_len, choices=choices, doc=doc)
+    return DetailField(
+        type=type_,
+        required=required,
+        max_len=max_len,
+        choices=choices,
+        doc=doc,
+        multiline=multiline,
+    )
 
 
 _FACTOR_KINDS = ("password", "totp", "webauthn", "recovery_code", "oidc")
@@ -940,7 +951,13 @@ _SPECS: list[dict[str, object]] = [
         "ocsf": 6003,
         "fields": {
             "kernel_id": _f("str", max_len=128),
-            "code": _f("str", required=True, max_len=8192, doc="the first 8192 characters"),
+            "code": _f(
+                "str",
+                required=True,
+                max_len=8192,
+                doc="the first 8192 characters",
+                multiline=True,
+            ),
             "sha256": _f("str", required=True, max_len=64),
             "bytes": _f("int"),
         },

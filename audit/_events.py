@@ -175,11 +175,17 @@ def check_time_near(event: Event, *, received_ns: int) -> None:
         )
 
 
-def _invisible(value: str) -> str | None:
+#: What a ``multiline`` detail field (code a researcher ran) may hold besides visible text.
+_MULTILINE_ALLOWED: Final[frozenset[str]] = frozenset({"\n", "\t"})
+
+
+def _invisible(value: str, *, multiline: bool = False) -> str | None:
     """The first character of ``value`` that displays as nothing or as something
-    else, as ``U+XXXX``, or None."""
+    else, as ``U+XXXX``, or None. ``multiline`` allows line feeds and tabs."""
     for ch in value:
         if unicodedata.category(ch) in _INVISIBLE_CATEGORIES:
+            if multiline and ch in _MULTILINE_ALLOWED:
+                continue
             return f"U+{ord(ch):04X}"
     return None
 
@@ -201,11 +207,15 @@ def _check_visible(event: Event) -> None:
     bad = _invisible(event.actor)
     if bad is not None:
         raise EventError(f"contains the invisible or bidirectional character {bad}", field="actor")
+    registered = action_spec(event.action)
+    fields = registered.fields if registered is not None else MappingProxyType({})
     for key, value in event.details.items():
+        spec = fields.get(key)
+        multiline = spec is not None and spec.multiline
         items = value if isinstance(value, tuple) else (value,)
         for item in items:
             if isinstance(item, str):
-                bad = _invisible(item)
+                bad = _invisible(item, multiline=multiline)
                 if bad is not None:
                     raise EventError(
                         f"contains the invisible or bidirectional character {bad}",

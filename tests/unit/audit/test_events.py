@@ -180,3 +180,31 @@ def test_where_the_serialisers_differ_is_outside_the_domain() -> None:
         assert orjson.dumps(f) != rfc8785.dumps(f)
         with pytest.raises(EventError):
             Event(**good(action="workspace.file.get", details={"path": "x", "bytes": f}))
+
+
+def _code_event(code: str) -> dict[str, Any]:
+    return good(
+        source="workspace",
+        action="workspace.code.executed",
+        details={"kernel_id": "k1", "code": code, "sha256": "0" * 64, "bytes": len(code)},
+    )
+
+
+def test_code_keeps_its_line_feeds_and_tabs() -> None:
+    code = "import pandas as pd\nfor g in genera:\n\tprint(g)\n"
+    assert parse_event(_code_event(code)).details["code"] == code
+
+
+@pytest.mark.parametrize("bad", ["\u202e", "\u2028", "\r", "\x1b[2J", "\u200b"])
+def test_code_cannot_hide_what_it_ran_behind_invisible_characters(bad: str) -> None:
+    # Only line feeds and tabs are allowed in a multi-line field: a bidi override or a
+    # terminal escape would make the officer read other code than what ran.
+    with pytest.raises(EventError) as e:
+        parse_event(_code_event(f"x = 1\n# {bad}\nrm_all()"))
+    assert e.value.field == "details.code"
+
+
+def test_a_line_feed_is_refused_where_the_field_is_not_multi_line() -> None:
+    with pytest.raises(EventError) as e:
+        parse_event(good(actor="alice\nofficer:bootstrap"))
+    assert e.value.field == "actor"
