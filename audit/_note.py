@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .errors import KeyFileError, NoteError
+from .files import create_exclusive
 
 __all__ = [
     "ALG_ED25519",
@@ -190,21 +191,11 @@ def write_key_file(path: Path, signer: Signer) -> None:
     """
     data = (signer.skey() + "\n").encode("ascii")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        create_exclusive(path, data)
     except FileExistsError:
         raise KeyFileError(f"{path} already exists; refusing to overwrite a signing key") from None
     except OSError as e:
         raise KeyFileError(f"cannot create {path}: {e.strerror}") from None
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    dfd = os.open(path.parent if str(path.parent) else Path("."), os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def load_signer(path: Path) -> Signer:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +35,7 @@ from .errors import (
     ProofError,
     StoreError,
 )
+from .files import write_atomic
 from .log import AuditLog, open_log, open_store
 
 __all__ = ["audit"]
@@ -228,26 +227,6 @@ def verify_cmd(
 
 
 # -- checkpoint -----------------------------------------------------------------------------------
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync directory."""
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 @audit.command("checkpoint")
 @_store_option
 @click.option(
@@ -266,7 +245,7 @@ def checkpoint_cmd(store_url: str, key_file: Path, out: Path | None) -> None:
         log.integrate()
         cp = log.checkpoint()
     if out is not None:
-        _write_atomic(out, cp.text.encode("utf-8"))
+        write_atomic(out, cp.text.encode("utf-8"))
     click.echo(cp.text, nl=False)
 
 

@@ -28,15 +28,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+from .files import write_atomic
 
 __all__ = [
     "ENCLAVE_SOURCES",
@@ -186,20 +186,7 @@ class TokenStore:
             indent=1,
             sort_keys=True,
         ).encode("utf-8")
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=".tokens.")
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self._path)
-        dfd = os.open(self._path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        write_atomic(self._path, data)
         st = self._path.stat()
         self._stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
 

@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 import click
 from cryptography.hazmat.primitives import serialization
 
+from audit.files import write_atomic
+
 from ._audit import open_sink
 from ._crypto import KeyRing, hash_token
 from ._errors import AuthError
@@ -164,22 +166,7 @@ def _replace_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` (mode 0600) atomically: a temp file in the same
     directory, fsynced, renamed over the old file, then the directory fsynced. The only
     copy of a key ring is never observed truncated or half-written."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_atomic(path, text.encode("utf-8"), mode=0o600)
 
 
 @portal.command("init-keys")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +16,7 @@ import anyio.to_thread
 
 from policies import IPNetwork, parse_proxies
 
+from ..files import write_atomic
 from ..tokens import TokenStore
 from ._core import officer_read_event
 from ._errors import Backpressure
@@ -111,23 +110,6 @@ class VerifyJob:
     ok: bool | None = None
     message: str = ""
     officer: str = ""
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """temp file, fsync, rename, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 @dataclass
