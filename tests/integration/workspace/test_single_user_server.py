@@ -28,6 +28,7 @@ from tornado.websocket import websocket_connect
 
 from audit.tokens import TokenStore
 from controller.workspace._hubconfig import LAB_SETTINGS_DIR
+from tests.harness.aio import run_coroutine
 from tests.harness.audit_service import ServiceProcess, free_port
 
 from .conftest import stop_process, wait_for_event, wait_until_answers
@@ -364,7 +365,7 @@ def _execute_over_websocket(server: Server, kernel_id: str, code: str) -> dict[s
                 return reply
         raise AssertionError("no execute_reply within 60 s")
 
-    return asyncio.run(run())
+    return run_coroutine(run())
 
 
 def test_each_code_execution_is_recorded_where_the_tier_records_every_operation(

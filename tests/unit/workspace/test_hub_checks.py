@@ -4,7 +4,6 @@ Tokens are signed with PyJWT, independently of joserfc that verifies them."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -22,6 +21,7 @@ from controller.workspace.hub import (
     decide_entry,
     verify_id_token,
 )
+from tests.harness.aio import run_coroutine
 
 ISSUER, CLIENT = "https://portal.example", "hub-gut-2026"
 NOW = 1_800_000_000
@@ -180,9 +180,9 @@ def _authenticator(**config: Any) -> EnclaveAuthenticator:
 def test_operator_shortcuts_never_admit_a_non_member(config: dict[str, Any]) -> None:
     auth = _authenticator(**config)
     model = {"name": "intruder", "admin": True, "auth_state": {}}
-    assert asyncio.run(auth.check_allowed("intruder", model)) is False
-    assert asyncio.run(auth.check_allowed("r.tanaka", None)) is False
-    assert asyncio.run(auth.update_auth_model(dict(model)))["admin"] is False
+    assert run_coroutine(auth.check_allowed("intruder", model)) is False
+    assert run_coroutine(auth.check_allowed("r.tanaka", None)) is False
+    assert run_coroutine(auth.update_auth_model(dict(model)))["admin"] is False
 
 
 class StoredUser:
@@ -218,7 +218,7 @@ def live(**over: Any) -> str:
 def test_refresh_rechecks_the_stored_token(user: StoredUser, expected: bool) -> None:
     auth = _authenticator(issuer=ISSUER, client_id=CLIENT)
     auth._jwks = jwks()
-    assert asyncio.run(auth.refresh_user(user)) is expected
+    assert run_coroutine(auth.refresh_user(user)) is expected
 
 
 def test_hub_without_a_readable_audit_token_does_not_start(tmp_path: Path) -> None:
