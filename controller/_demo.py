@@ -254,6 +254,19 @@ def _enrol_demo_people(layout: DemoLayout) -> str:
     )
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both stop the demo cleanly. Installed explicitly: a process
+    started in the background by a non-interactive shell inherits SIGINT *ignored*, and
+    Python then installs no handler of its own, so Ctrl-C (or a test's SIGINT) did
+    nothing."""
+    signal.signal(signal.SIGINT, _interrupted)
+    signal.signal(signal.SIGTERM, _interrupted)
+
+
 def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = False) -> None:
     """Set up, start, print how to log in; serve until interrupted (or stop at once)."""
     layout = DemoLayout(state=state.resolve(), audit_port=audit_port, portal_port=portal_port)
@@ -263,6 +276,7 @@ def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = Fal
                 f"port {port} is in use; stop what uses it or set ENCLAVE_DEMO_AUDIT_PORT / "
                 "ENCLAVE_DEMO_PORTAL_PORT"
             )
+    _stop_on_signals()
     print(f"Enclave demo: state in {layout.state}", flush=True)
     prepare(layout)
     st = layout.state
