@@ -65,13 +65,16 @@ class ServiceMetrics:
     checkpoints_published: Counter
     intake_bytes: Counter
     store_free_bytes: Gauge
+    scheduled_verifications: Counter
+    last_scheduled_verification_ok: Gauge
+    last_scheduled_verification_time: Gauge
 
     @classmethod
     def create(cls) -> ServiceMetrics:
         r = CollectorRegistry(auto_describe=True)
         for reason in REJECTION_REASONS:
             INTAKE_REJECTIONS.labels(reason=reason)
-        return cls(
+        m = cls(
             registry=r,
             intake_batch_size=Histogram(
                 "enclave_audit_intake_batch_size",
@@ -110,7 +113,29 @@ class ServiceMetrics:
                 "and the controller below --min-free-mb); NaN for PostgreSQL.",
                 registry=r,
             ),
+            scheduled_verifications=Counter(
+                "enclave_audit_scheduled_verifications",
+                "Whole-log verifications the service ran on its schedule (--verify-interval), "
+                'by result; alert on any result="failed".',
+                ["result"],
+                registry=r,
+            ),
+            last_scheduled_verification_ok=Gauge(
+                "enclave_audit_last_scheduled_verification_ok",
+                "1 if the last scheduled verification found the log intact, 0 if not; NaN "
+                "before the first.",
+                registry=r,
+            ),
+            last_scheduled_verification_time=Gauge(
+                "enclave_audit_last_scheduled_verification_timestamp_seconds",
+                "When the last scheduled verification finished (Unix time; 0 before the first).",
+                registry=r,
+            ),
         )
+        for result in ("ok", "failed"):
+            m.scheduled_verifications.labels(result=result)
+        m.last_scheduled_verification_ok.set(float("nan"))
+        return m
 
     @staticmethod
     def reject(reason: str) -> None:

@@ -79,6 +79,10 @@ class ServiceSettings:
     checkpoint_interval_seconds: float = 60.0
     #: where each new checkpoint is also written (atomically), for witnesses to pick up
     checkpoint_export_path: Path | None = None
+    #: how often the service verifies the whole log on its own (seconds; 0 = never): the
+    #: result is recorded and exported as ``enclave_audit_scheduled_verifications_total``
+    #: for alerting; the first run is one interval after start
+    verify_interval_seconds: float = 0.0
     #: set the cookie Secure flag (keep True; browsers accept it on http://localhost)
     secure_cookies: bool = True
     #: officer session limits (TIERS.md: 15 min idle, 12 h overall)
@@ -302,13 +306,29 @@ class ServiceState:
             write_atomic(self.settings.checkpoint_export_path, cp.text.encode("utf-8"))
         return cp
 
+    def _scheduled_verify(self) -> None:
+        from ._verify_jobs import run_scheduled_verify  # it builds on this module
+
+        try:
+            run_scheduled_verify(self)
+        except Exception:
+            # not recorded, so not run: the next interval tries again; an operator sees
+            # the timestamp metric stop moving
+            logger.exception("scheduled verification could not start")
+
     async def publisher(self) -> None:
         """Integrate every ``integrate_interval``; publish every ``checkpoint_interval``."""
         s = self.settings
         next_cp = time.monotonic() + s.checkpoint_interval_seconds
         next_rej = time.monotonic() + s.rejection_report_interval_seconds
+        next_verify = time.monotonic() + s.verify_interval_seconds
         while True:
             await asyncio.sleep(s.integrate_interval_seconds)
+            if s.verify_interval_seconds > 0 and time.monotonic() >= next_verify:
+                next_verify = time.monotonic() + s.verify_interval_seconds
+                # its own thread: a verification takes seconds to minutes, and intake,
+                # integration and checkpoints must go on meanwhile
+                threading.Thread(target=self._scheduled_verify, daemon=True).start()
             due = s.checkpoint_interval_seconds > 0 and time.monotonic() >= next_cp
             try:
                 if due:

@@ -102,6 +102,14 @@ def _limit(flag: str, default: int, help: str, *, least: int = 1) -> Callable[[F
     help="seconds between checkpoints while the tree grows (0: on demand only)",
 )
 @click.option(
+    "--verify-interval",
+    default=86400.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="seconds between whole-log verifications the service runs on its own, recorded "
+    "and exported as enclave_audit_scheduled_verifications_total{result} (0: never)",
+)
+@click.option(
     "--checkpoint-export",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
@@ -163,6 +171,7 @@ def serve(
     token_kib_per_minute: int,
     min_free_mib: int,
     checkpoint_interval: float,
+    verify_interval: float,
     checkpoint_export: Path | None,
     max_pending_batches: int,
     max_pending_per_token: int | None,
@@ -222,6 +231,7 @@ def serve(
         )
     settings = ServiceSettings(
         checkpoint_interval_seconds=checkpoint_interval,
+        verify_interval_seconds=verify_interval,
         checkpoint_export_path=checkpoint_export,
         max_pending_batches=max_pending_batches,
         max_pending_batches_per_token=max_pending_per_token,

@@ -8,9 +8,6 @@ import datetime as dt
 import logging
 import math
 import secrets
-import threading
-import time
-import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,7 +34,8 @@ from ..service._app import (
 from ..service._errors import ServiceError
 from ..service._officer import Session
 from ..service._oidc import OidcError
-from ..service._state import ServiceState, VerifyJob
+from ..service._state import ServiceState
+from ..service._verify_jobs import start_verify
 from ._charts import stacked_bars
 from ._i18n import LABELS, LANGS, pick_lang
 
@@ -768,121 +766,3 @@ def _server_check(proof: Any, cp: Any) -> tuple[bool, str]:
     except AuditError as e:
         return False, str(e)
     return True, "RFC 9162 inclusion proof verified against the signed checkpoint root"
-
-
-async def start_verify(st: ServiceState, *, officer_id: str, client_ip: str | None) -> VerifyJob:
-    """Run a whole-log verification in a thread; progress lands in ``st.verify_jobs``.
-
-    Issue #12, item 10: at most ``max_verify_jobs_per_officer`` running per officer and
-    ``max_verify_jobs`` in all (``QuotaExceeded`` otherwise), and the start is recorded
-    as ``audit.verify.started`` before the job runs (no record, no job)."""
-    from .._events import Event
-    from ..service._errors import QuotaExceeded
-
-    size = int(await st.call(st.log.size))
-    job = VerifyJob(id=uuid.uuid4().hex, started=time.time(), total=size, officer=officer_id)
-    with st.verify_lock:
-        running = [j for j in st.verify_jobs.values() if j.finished is None]
-        mine = sum(1 for j in running if j.officer == officer_id)
-        if mine >= st.settings.max_verify_jobs_per_officer:
-            raise QuotaExceeded(
-                f"you already have {mine} verification(s) running; wait for it to finish",
-                retry_after=5,
-                reason="verify_busy",
-            )
-        if len(running) >= st.settings.max_verify_jobs:
-            raise QuotaExceeded(
-                f"{len(running)} verifications are running; retry when one has finished",
-                retry_after=5,
-                reason="verify_busy",
-            )
-        st.verify_jobs[job.id] = job  # holds the place while the start is recorded
-        for old in [j.id for j in st.verify_jobs.values() if j.finished is not None][:-100]:
-            del st.verify_jobs[old]  # bounded: the last hundred results stay readable
-    started = Event.new(
-        source="audit",
-        actor=officer_id,
-        action="audit.verify.started",
-        outcome="success",
-        client_ip=client_ip,
-        details={"size": size, "job": job.id},
-    )
-    try:
-        await st.append([started], client="(ui)")
-    except BaseException:
-        with st.verify_lock:
-            st.verify_jobs.pop(job.id, None)  # fail closed: no record, no job
-        raise
-    threading.Thread(target=_run_verify, args=(st, job, officer_id, client_ip), daemon=True).start()
-    return job
-
-
-def _run_verify(st: ServiceState, job: VerifyJob, officer_id: str, client_ip: str | None) -> None:
-    """``verify_store`` over the whole log (every leaf, every stored hash and tile,
-    every checkpoint's signature and root), reporting progress into ``job``."""
-    from .._verify import verify_store
-    from ..errors import AuditError
-
-    first_bad: int | None = None
-
-    def progress(done: int, total: int) -> None:
-        job.done, job.total = done, total
-
-    try:
-        # Intake goes on: verify_store reads one snapshot of the store, so appends,
-        # integration and checkpoints made meanwhile cannot cause a false alarm. Every
-        # entry sequenced so far is integrated and signed first, so that the snapshot
-        # covers it with a tile, an index row and a checkpoint.
-        st.publish_now(trigger="verify")
-        # Signatures are checked against the service's own key, never against keys read
-        # from the store being checked: whoever can write the store could add their own
-        # and re-sign a rewritten history. Without a signing key (no checkpoints are
-        # signed), the store's keys are all there is, and the summary says so.
-        signer = st.log.signer
-        verifiers = [signer.verifier] if signer is not None else None
-        # one process: worker processes are not started from inside the service
-        report = verify_store(st.log.store, verifiers=verifiers, progress=progress, workers=1)
-        job.done = job.total = report.entries
-        job.ok = report.ok
-        job.message = report.summary
-        first_bad = report.first_bad_index
-    except AuditError as e:
-        job.ok = False
-        job.message = str(e)
-        first_bad = getattr(e, "index", None)
-    finally:
-        job.finished = time.time()
-    _record_verified(st, job, officer_id=officer_id, client_ip=client_ip, first_bad=first_bad)
-
-
-def _record_verified(
-    st: ServiceState,
-    job: VerifyJob,
-    *,
-    officer_id: str,
-    client_ip: str | None,
-    first_bad: int | None,
-) -> None:
-    from .._events import Event
-
-    details: dict[str, Any] = {"size": job.total, "result": "ok" if job.ok else "failed"}
-    if first_bad is not None:
-        details["first_bad_index"] = first_bad
-    event = Event.new(
-        source="audit",
-        actor=officer_id,
-        action="audit.verified",
-        outcome="success" if job.ok else "failure",
-        client_ip=client_ip,
-        details=details,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            st.writer.submit([event], client="(service)").result(timeout=30)
-            return
-        except ServiceError:
-            if time.monotonic() > deadline:
-                _log.error("could not record the result of verification %s", job.id)
-                return
-            time.sleep(0.2)  # back-pressure: retry with a deadline

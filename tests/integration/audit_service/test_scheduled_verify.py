@@ -1,0 +1,97 @@
+"""The service verifies the whole log on its own schedule and exports the result, so
+operators can alert on a tampered log without anyone running a command (#14 item 5)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from audit.log import AuditLog, open_log
+from audit.service import ServiceSettings, create_app
+from audit.tokens import TokenStore
+from tests.assets.audit import make_corpus
+from tests.harness.audit_service import AuditEnv
+
+from .conftest import scrape
+
+
+def _service_over(
+    rows_of: str, env: AuditEnv, tmp_path: Path
+) -> Iterator[tuple[TestClient, AuditLog]]:
+    """The service over a store holding the corpus rows ``rows_of`` (an attack or
+    ``intact``), signing with the corpus key, verifying every 0.2 s."""
+    db = tmp_path / f"{rows_of}.db"
+    make_corpus.load_rows(make_corpus.attacked_rows(rows_of), sqlite_path=db)
+    log = open_log(f"sqlite:///{db}", signer_key_path=make_corpus.KEY_FILE)
+    app = create_app(
+        log=log,
+        tokens=TokenStore(path=env.tokens_path),
+        officer_token_file=env.officer_file,
+        settings=ServiceSettings(checkpoint_interval_seconds=0, verify_interval_seconds=0.2),
+    )
+    try:
+        with TestClient(app, base_url="https://testserver") as client:
+            yield client, log
+    finally:
+        log.close()
+
+
+def _first_result(client: TestClient) -> dict[str, float]:
+    """The scheduled-verification series once the first result is in (polled)."""
+    deadline = time.monotonic() + 120
+    while True:
+        text = scrape(client)
+        series = {
+            m.group(1): float(m.group(2))
+            for m in re.finditer(
+                r'^enclave_audit_(scheduled_verifications_total\{result="\w+"\}|'
+                r"last_scheduled_verification_ok) (\S+)$",
+                text,
+                re.M,
+            )
+        }
+        done = sum(v for k, v in series.items() if k.startswith("scheduled"))
+        if done >= 1:
+            return series
+        assert time.monotonic() < deadline, text
+        time.sleep(0.1)  # poll interval; the deadline bounds the wait
+
+
+@pytest.fixture
+def intact(env: AuditEnv, tmp_path: Path) -> Iterator[tuple[TestClient, AuditLog]]:
+    yield from _service_over("intact", env, tmp_path)
+
+
+@pytest.fixture
+def tampered(env: AuditEnv, tmp_path: Path) -> Iterator[tuple[TestClient, AuditLog]]:
+    yield from _service_over("edited_entry_rehashed", env, tmp_path)
+
+
+def test_an_intact_log_is_verified_on_schedule_and_recorded(
+    intact: tuple[TestClient, AuditLog],
+) -> None:
+    client, log = intact
+    series = _first_result(client)
+    assert series['scheduled_verifications_total{result="ok"}'] >= 1
+    assert series['scheduled_verifications_total{result="failed"}'] == 0
+    assert series["last_scheduled_verification_ok"] == 1
+    rows = log.store.entries(0, log.sequenced())
+    events = [orjson.loads(r[-1]) for r in rows]
+    actions = [(e["action"], e["actor"]) for e in events if e["action"].startswith("audit.verif")]
+    assert ("audit.verify.started", "service:schedule") in actions
+    assert ("audit.verified", "service:schedule") in actions
+
+
+def test_an_edited_entry_is_caught_without_anyone_running_verify(
+    tampered: tuple[TestClient, AuditLog],
+) -> None:
+    client, _ = tampered
+    series = _first_result(client)
+    assert series['scheduled_verifications_total{result="failed"}'] >= 1
+    assert series["last_scheduled_verification_ok"] == 0
