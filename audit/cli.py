@@ -1,5 +1,5 @@
 """``enclave audit ...``: append, verify, checkpoint, proof, consistency, key, keygen,
-tail, migrate (plus ``serve`` and ``token`` from :mod:`audit.service.cli`).
+tail, migrate (plus ``serve`` and ``token`` from :mod:`audit._service_cli`).
 
 Exit codes: 0 success; 1 a failed check (``verify`` found a problem) or a store
 failure; 2 bad input (one sentence on stderr naming what was wrong; for ``append``
@@ -376,7 +376,7 @@ def migrate_cmd(store_url: str, writer: str | None) -> None:
 
 
 def _register_service_commands() -> None:
-    from .service.cli import serve, token
+    from ._service_cli import serve, token
 
     audit.add_command(serve)
     audit.add_command(token)

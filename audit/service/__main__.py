@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .cli import serve
+from .._service_cli import serve
 
 if __name__ == "__main__":
     serve(prog_name="python -m audit.service")

@@ -755,7 +755,6 @@ def create_app(
     tokens: TokenStore,
     officer_token_file: Path | None,
     settings: ServiceSettings | None = None,
-    ui: bool = True,
     oidc: OidcConfig | None = None,
 ) -> FastAPI:
     """The audit service over an open ``AuditLog``.
@@ -852,8 +851,4 @@ def create_app(
     app.include_router(_read_router())
     app.include_router(_public_router())
     app.include_router(tiles_router())
-    if ui:
-        from ..ui import ui_router
-
-        ui_router(app)
     return app

@@ -13,7 +13,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from audit.log import AuditLog, open_log
-from audit.service import ServiceSettings, create_app, metrics_app
+from audit.server import create_app
+from audit.service import ServiceSettings, metrics_app
 from audit.tokens import TokenStore
 from tests.harness.audit_service import AuditEnv, make_audit_env
 

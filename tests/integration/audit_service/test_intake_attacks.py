@@ -18,7 +18,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from audit.log import AuditLog
-from audit.service import ServiceSettings, create_app
+from audit.server import create_app
+from audit.service import ServiceSettings
 from audit.service._oidc import OidcConfig
 from audit.tokens import TokenStore
 from tests.harness.audit_service import AuditEnv, sample_event

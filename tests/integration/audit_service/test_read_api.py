@@ -70,7 +70,7 @@ def test_reads_need_an_officer(client: TestClient, env: AuditEnv, log: AuditLog,
 
 
 def test_without_an_officer_token_file_nobody_reads(env: AuditEnv, log: AuditLog) -> None:
-    from audit.service import create_app
+    from audit.server import create_app
     from audit.tokens import TokenStore
 
     app = create_app(log=log, tokens=TokenStore(path=env.tokens_path), officer_token_file=None)

@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from audit.log import AuditLog, open_log
-from audit.service import ServiceSettings, create_app
+from audit.server import create_app
+from audit.service import ServiceSettings
 from audit.tokens import TokenStore
 from tests.assets.audit import make_corpus
 from tests.harness.audit_service import AuditEnv

@@ -27,8 +27,8 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from audit.log import open_log
+from audit.server import create_app as create_audit_app
 from audit.service import ServiceSettings
-from audit.service import create_app as create_audit_app
 from audit.service._oidc import OidcConfig, officer_decision, verify_id_token
 from audit.tokens import TokenStore
 from auth import MemoryAuditSink, Portal, create_app

@@ -190,11 +190,12 @@ def serve(
 
     from policies import parse_proxies
 
-    from ..errors import AuditError
-    from ..log import open_log
-    from ..tokens import TokenError, TokenStore
-    from . import ServiceSettings, create_app, metrics_app
-    from ._officer import Officers
+    from .errors import AuditError
+    from .log import open_log
+    from .server import create_app
+    from .service import ServiceSettings, metrics_app
+    from .service._officer import Officers
+    from .tokens import TokenError, TokenStore
 
     try:
         parse_proxies(trusted_proxies)
@@ -291,7 +292,7 @@ def _oidc_config(
     """The relying-party settings, or None when --oidc-issuer is not given."""
     from policies import TIER_IDS
 
-    from ._oidc import OidcConfig
+    from .service._oidc import OidcConfig
 
     given = {
         "--oidc-client-id": client_id,
@@ -362,8 +363,8 @@ class _Recorder:
     that an unreachable store refuses the command before anything changes."""
 
     def __init__(self, store_url: str) -> None:
-        from ..errors import AuditError
-        from ..log import open_log
+        from .errors import AuditError
+        from .log import open_log
 
         try:
             self._log = open_log(store_url)
@@ -376,7 +377,7 @@ class _Recorder:
         self._log.close()
 
     def __call__(self, action: str, details: dict[str, str], enclave: str | None) -> None:
-        from .._events import Event
+        from ._events import Event
 
         self._log.append(
             [
@@ -393,7 +394,7 @@ class _Recorder:
 
 
 def _store(path: Path) -> object:
-    from ..tokens import TokenError, TokenStore
+    from .tokens import TokenError, TokenStore
 
     try:
         return TokenStore(path=path)
@@ -403,8 +404,8 @@ def _store(path: Path) -> object:
 
 def _change(store_url: str, apply: Callable[[_Recorder], T], *, param_hint: str) -> T:
     """Run one token change with its audit event; one sentence on any failure."""
-    from ..errors import AuditError
-    from ..tokens import TokenError
+    from .errors import AuditError
+    from .tokens import TokenError
 
     recorder = _Recorder(store_url)
     try:
@@ -442,7 +443,7 @@ def issue(
     *, tokens_path: Path, store_url: str, source: str, label: str, enclave: str | None
 ) -> None:
     """Issue a token; it is printed once, on stdout, and only its hash is kept."""
-    from ..tokens import SOURCES, TokenStore, scope_problem
+    from .tokens import SOURCES, TokenStore, scope_problem
 
     problem = scope_problem(source=source, enclave=enclave)
     if problem:
@@ -480,7 +481,7 @@ def issue(
 )
 def rotate(*, tokens_path: Path, store_url: str, token_id: str, grace: float) -> None:
     """Issue a successor for the same source; the old token expires after --grace."""
-    from ..tokens import TokenStore
+    from .tokens import TokenStore
 
     store = _store(tokens_path)
     assert isinstance(store, TokenStore)
@@ -506,7 +507,7 @@ def rotate(*, tokens_path: Path, store_url: str, token_id: str, grace: float) ->
 @click.option("--reason", default="", help="why, for the audit record")
 def revoke(*, tokens_path: Path, store_url: str, token_id: str, reason: str) -> None:
     """Revoke: the service refuses the token within a quarter of a second."""
-    from ..tokens import TokenStore
+    from .tokens import TokenStore
 
     store = _store(tokens_path)
     assert isinstance(store, TokenStore)
@@ -529,7 +530,7 @@ def list_tokens(*, tokens_path: Path) -> None:
     """Token ids, sources and states (never the tokens)."""
     import time
 
-    from ..tokens import TokenStore
+    from .tokens import TokenStore
 
     store = _store(tokens_path)
     assert isinstance(store, TokenStore)
