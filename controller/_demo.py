@@ -475,8 +475,8 @@ def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = Fal
             f"  Logs                {st / 'portal.log'}, {st / 'audit.log'},\n"
             f"                      {st / 'controller.log'}, {st / 'local/enclaves/*/hub.log'}\n\n"
             "  Not built yet: the bubblewrap sandbox of each single-user server. The hubs\n"
-            "  use JupyterHub's LocalProcessSpawner, which runs a server as an OS account of\n"
-            "  the member's name, so entering a demo enclave stops after the hub's sign-in.\n",
+            "  use JupyterHub's LocalProcessSpawner, which needs an OS account named like\n"
+            "  the member, so a demo member's JupyterLab does not start yet.\n",
             flush=True,
         )
         if once:

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +172,7 @@ class LocalBackend:
     def close(self) -> None:
         """Stop every hub (SIGTERM, then SIGKILL after a grace period), flush the audit spool."""
         for name in sorted(self.running):
-            self._stop(name, reason="the backend is stopping", deregister=False)
+            self._stop(name, reason="the backend is stopping", deregister=False, phase="Paused")
         if self._audit is not None:
             self._audit.close(flush_timeout=10.0)
             self._audit = None
@@ -389,13 +390,9 @@ class LocalBackend:
         for path in [p for p in self.reported if p not in {r.path for r in result.refused}]:
             del self.reported[path]
         now = self.now()
-        for name in sorted(set(self.running) - set(result.served)):
-            self._guard(
-                name,
-                lambda n=name: self._stop(
-                    n, reason="its Enclave file was removed or is invalid", deregister=True
-                ),
-            )
+        for name in sorted((set(self.running) | self._left_serving()) - set(result.served)):
+            reason = "its Enclave file was removed or is invalid"
+            self._guard(name, partial(self._stop, name, reason=reason, deregister=True))
         for name, served in sorted(result.served.items()):
             approval = served.enclave.approval
             if not approval.not_before <= now < approval.not_after:
@@ -405,16 +402,29 @@ class LocalBackend:
                         if now >= approval.not_after
                         else f"notBefore {approval.not_before.isoformat()} is not reached"
                     )
-                    self._guard(name, lambda n=name, w=why: self._suspend(n, w))
+                    self._guard(name, partial(self._suspend, name, why))
                 continue
             run = self.running.get(name)
             if self.failed.get(name) == served.digest:
                 continue  # refused for good: wait for the file to change
             if run is None or run.served.digest != served.digest:
-                self._guard(name, lambda s=served: self._provision(s), digest=served.digest)
+                self._guard(name, partial(self._provision, served), digest=served.digest)
             else:
                 run.child.tend()
                 self._note_pid(name, run)
+
+    def _left_serving(self) -> set[str]:
+        """Enclaves a previous run left registered and serving (``status.json`` says so):
+        a file removed while the backend was down is still deregistered."""
+        names = set()
+        for d in (self.settings.state_dir / "enclaves").iterdir():
+            try:
+                phase = json.loads((d / "status.json").read_text()).get("phase")
+            except (OSError, ValueError):
+                continue
+            if phase in ("Ready", "Restarting", "Paused"):
+                names.add(d.name)
+        return names
 
     def _note_pid(self, name: str, run: _Running) -> None:
         """Keep ``status.json`` naming the hub's current process (it changes on restart)."""

@@ -121,6 +121,8 @@ def run(ctx: click.Context, **options: Any) -> None:
     )
     local = {k: options.pop(k) for k in local_keys}
     if local_dir is None:
+        if not options.get("kube"):
+            _fail("give --local DIR (Enclave files on this host) or --kube (a cluster)")
         assert kube_run.callback is not None
         ctx.invoke(kube_run.callback, **options)
         return

@@ -41,7 +41,7 @@ def test_demo_starts_prints_how_to_log_in_and_records_everything(tmp_path: Path)
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 300
-        while "stops after the hub's sign-in" not in out:
+        while "JupyterLab does not start yet" not in out:
             assert time.monotonic() < deadline, out
             line = proc.stdout.readline()
             assert line, f"demo exited early:\n{out}"

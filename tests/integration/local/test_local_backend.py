@@ -24,32 +24,10 @@ import yaml
 
 from tests.e2e.auth.conftest import PortalProcess
 from tests.harness.audit_service import ServiceProcess
+from tests.harness.enclave_files import MEMBER, enclave_doc
 from tests.integration.workspace.conftest import CHP, audit_events
 
-MEMBER = "local-member"
 DEADLINE_S = 90.0
-
-
-def enclave_doc(name: str, *, tier: str = "nbdc-standard", **spec: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "apiVersion": "enclave.dev/v1alpha1",
-        "kind": "Enclave",
-        "metadata": {"name": name},
-        "spec": {
-            "tier": tier,
-            "approval": {
-                "ethicsReviewId": "IRB-TEST-1",
-                "dataUseAgreementId": "DUA-TEST-1",
-                "notBefore": "2020-01-01T00:00:00Z",
-                "notAfter": "2099-01-01T00:00:00Z",
-            },
-            "members": [{"user": MEMBER, "role": "researcher"}],
-            "workspace": {"image": "local", "cpu": "1", "memory": "1Gi", "storage": "1Gi"},
-            "accessNetworks": ["127.0.0.0/8"],
-        },
-    }
-    doc["spec"].update(spec)
-    return doc
 
 
 def wait_for(what: str, check: Callable[[], Any], *, timeout: float = DEADLINE_S) -> Any:
@@ -117,6 +95,25 @@ class Backend:
         return audit_events(self.audit.env, source="controller")
 
 
+def start_backend(
+    *, directory: Path, state: Path, log: Path, portal: PortalProcess, audit: ServiceProcess
+) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("enclave")),
+                *("controller", "run", "--local", str(directory), "--state", str(state)),
+                *("--portal-url", portal.base),
+                *("--portal-admin-token-file", str(portal.state / "admin-token")),
+                *("--audit-url", audit.url),
+                *("--audit-tokens", str(audit.env.tokens_path)),
+                *("--audit-store", audit.env.store_url),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 @pytest.fixture(scope="module")
 def backend(
     portal: PortalProcess, audit_service: ServiceProcess, tmp_path_factory: pytest.TempPathFactory
@@ -147,27 +144,16 @@ def backend(
         },
     )
     assert r.status_code == 200, r.text
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("enclave")),
-                *("controller", "run", "--local", str(directory), "--state", str(state)),
-                *("--portal-url", portal.base),
-                *("--portal-admin-token-file", str(portal.state / "admin-token")),
-                *("--audit-url", audit_service.url),
-                *("--audit-tokens", str(audit_service.env.tokens_path)),
-                *("--audit-store", audit_service.env.store_url),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = start_backend(
+        directory=directory, state=state, log=log, portal=portal, audit=audit_service
+    )
     b = Backend(
         directory=directory, state=state, log=log, proc=proc, portal=portal, audit=audit_service
     )
     yield b
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+    if b.proc.poll() is None:
+        b.proc.kill()
+        b.proc.wait()
 
 
 def test_malformed_file_is_named_while_the_valid_enclaves_hub_serves(backend: Backend) -> None:
@@ -255,6 +241,23 @@ def test_removed_file_stops_its_hub(backend: Backend) -> None:
     assert backend.hub_answers("local-good")
 
 
+def test_file_made_invalid_stops_its_hub_rather_than_serving_the_old_spec(
+    backend: Backend,
+) -> None:
+    backend.write("third.yaml", enclave_doc("local-third"))
+    wait_for("the third hub answers", lambda: backend.hub_answers("local-third"))
+    pid = backend.status("local-third")["hub_pid"]
+    broken = enclave_doc("local-third")
+    broken["spec"]["members"] = []
+    backend.write("third.yaml", broken)
+    wait_for("its hub process is gone", lambda: not alive(pid))
+    wait_for(
+        "the file is named with field and reason",
+        lambda: "third.yaml: spec.members: must not be empty" in backend.output(),
+    )
+    wait_for("the portal no longer lists it", lambda: "local-third" not in backend.registered())
+
+
 def test_sigterm_stops_every_child(backend: Backend) -> None:
     wait_for("the valid enclave's hub answers", lambda: backend.hub_answers("local-good"))
     hub_dir = backend.state / "enclaves" / "local-good"
@@ -273,3 +276,22 @@ def test_sigterm_stops_every_child(backend: Backend) -> None:
     for pid in pids:
         wait_for(f"process {pid} has exited", lambda p=pid: not alive(p))
     assert "stopped" in backend.output().splitlines()[-1]
+
+
+def test_file_removed_while_the_backend_was_down_is_deregistered_at_start(
+    backend: Backend,
+) -> None:
+    assert backend.proc.poll() is not None  # stopped by the test above
+    assert "local-good" in backend.registered()
+    (backend.directory / "good.yaml").unlink()
+    backend.proc = start_backend(
+        directory=backend.directory,
+        state=backend.state,
+        log=backend.log,
+        portal=backend.portal,
+        audit=backend.audit,
+    )
+    wait_for("the portal no longer lists it", lambda: "local-good" not in backend.registered())
+    wait_for("its status says stopped", lambda: backend.status("local-good")["phase"] == "Stopped")
+    backend.proc.send_signal(signal.SIGTERM)
+    assert backend.proc.wait(timeout=DEADLINE_S) == 0, backend.output()[-2000:]
