@@ -21,74 +21,40 @@ __all__ = ["controller"]
 _REPO = Path(__file__).resolve().parents[2]
 
 
+_DIR = click.Path(file_okay=False, path_type=Path)
+_FILE = click.Path(dir_okay=False, path_type=Path)
+
+#: The local backend's options: name, type, default, help (each also ENCLAVE_LOCAL_<NAME>).
+_LOCAL_OPTIONS: tuple[tuple[str, click.ParamType | None, Any, str], ...] = (
+    ("state", _DIR, Path(".state/local"), "Each hub's configuration, secrets, database, logs."),
+    ("portal-url", None, "http://localhost:8000", "The portal: OIDC issuer and admin API."),
+    ("portal-admin-token-file", _FILE, None, "File (mode 0600) with the portal's admin token."),
+    ("audit-url", None, "http://127.0.0.1:8700", "The audit service's intake."),
+    ("audit-tokens", _FILE, None, "The audit service's token file (tokens are issued into it)."),
+    ("audit-store", None, None, "The audit store that records each token issued."),
+    ("datasets", _DIR, None, "One subdirectory per dataset (its persistentVolume)."),
+    ("spawner-class", None, None, "The hubs' spawner (default: audited LocalProcessSpawner)."),
+)
+
+
 def _local_options(command: Any) -> Any:
-    options = [
-        click.option(
-            "--local",
-            "local_dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            default=None,
-            help="Run the local backend over the Enclave YAML files in this directory.",
-        ),
-        click.option(
-            "--state",
-            type=click.Path(file_okay=False, path_type=Path),
-            envvar="ENCLAVE_LOCAL_STATE",
-            default=Path(".state/local"),
-            show_default=True,
-            help="(--local) Each hub's configuration, secrets, database and logs "
-            "(env: ENCLAVE_LOCAL_STATE).",
-        ),
-        click.option(
-            "--portal-url",
-            envvar="ENCLAVE_LOCAL_PORTAL_URL",
-            default="http://localhost:8000",
-            show_default=True,
-            help="(--local) The portal: OIDC issuer and admin API (env: ENCLAVE_LOCAL_PORTAL_URL).",
-        ),
-        click.option(
-            "--portal-admin-token-file",
-            type=click.Path(dir_okay=False, path_type=Path),
-            envvar="ENCLAVE_LOCAL_PORTAL_ADMIN_TOKEN_FILE",
-            help="(--local) File (mode 0600) with the portal's admin API token.",
-        ),
-        click.option(
-            "--audit-url",
-            envvar="ENCLAVE_LOCAL_AUDIT_URL",
-            default="http://127.0.0.1:8700",
-            show_default=True,
-            help="(--local) The audit service's intake.",
-        ),
-        click.option(
-            "--audit-tokens",
-            type=click.Path(dir_okay=False, path_type=Path),
-            envvar="ENCLAVE_LOCAL_AUDIT_TOKENS",
-            help="(--local) The audit service's token file: each enclave's intake tokens "
-            "are issued into it.",
-        ),
-        click.option(
-            "--audit-store",
-            envvar="ENCLAVE_LOCAL_AUDIT_STORE",
-            help="(--local) The audit store that records each token issued.",
-        ),
-        click.option(
-            "--datasets",
-            type=click.Path(file_okay=False, path_type=Path),
-            envvar="ENCLAVE_LOCAL_DATASETS",
-            default=None,
-            help="(--local) Directory holding one subdirectory per dataset "
-            "(its spec.datasets[].persistentVolume).",
-        ),
-        click.option(
-            "--spawner-class",
-            envvar="ENCLAVE_LOCAL_SPAWNER_CLASS",
-            default=None,
-            help="(--local) The hubs' spawner (default: the audited LocalProcessSpawner).",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    for name, kind, default, text in reversed(_LOCAL_OPTIONS):
+        env = "ENCLAVE_LOCAL_" + name.upper().replace("-", "_")
+        command = click.option(
+            f"--{name}",
+            type=kind,
+            envvar=env,
+            default=default,
+            show_default=default is not None,
+            help=f"(--local) {text} (env: {env})",
+        )(command)
+    return click.option(
+        "--local",
+        "local_dir",
+        type=_DIR,
+        default=None,
+        help="Run the local backend over the Enclave YAML files in this directory.",
+    )(command)
 
 
 def _fail(message: str) -> None:
@@ -109,17 +75,7 @@ def controller() -> None:
 def run(ctx: click.Context, **options: Any) -> None:
     """Run the reconciler until interrupted (SIGINT or SIGTERM)."""
     local_dir: Path | None = options.pop("local_dir")
-    local_keys = (
-        "state",
-        "portal_url",
-        "portal_admin_token_file",
-        "audit_url",
-        "audit_tokens",
-        "audit_store",
-        "datasets",
-        "spawner_class",
-    )
-    local = {k: options.pop(k) for k in local_keys}
+    local = {k: options.pop(k) for k in (n.replace("-", "_") for n, *_ in _LOCAL_OPTIONS)}
     if local_dir is None:
         if not options.get("kube"):
             _fail("give --local DIR (Enclave files on this host) or --kube (a cluster)")
