@@ -16,6 +16,7 @@ What it does not do yet: run each single-user server in its bubblewrap sandbox
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import secrets
@@ -378,6 +379,8 @@ def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = Fal
                 f"port {port} is in use; stop what uses it or set ENCLAVE_DEMO_AUDIT_PORT / "
                 "ENCLAVE_DEMO_PORTAL_PORT"
             )
+    # one line per request would drown the progress lines
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     print(f"Enclave demo: state in {layout.state}", flush=True)
     prepare(layout)
     st = layout.state

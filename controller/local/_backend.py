@@ -23,6 +23,7 @@ of mode 0600 and never reach argv, URLs or a log line.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import socket
@@ -473,6 +474,8 @@ def run_local(
     *, settings: LocalSettings, say: Callable[[str], None], stop: Callable[[], bool]
 ) -> None:
     """Open the backend, reconcile every ``interval_s`` until ``stop()`` is true, then close."""
+    # one line per request would drown the progress lines
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     backend = LocalBackend(settings=settings, say=say)
     backend.open()
     say(
