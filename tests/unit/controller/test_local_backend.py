@@ -1,4 +1,4 @@
-"""The local backend's reading of an Enclave directory (``controller.local._registry.scan``)."""
+"""The local backend without processes: reading an Enclave directory, the command's refusals."""
 
 from __future__ import annotations
 
@@ -61,3 +61,20 @@ def test_a_changed_file_has_a_new_digest(tmp_path: Path) -> None:
     before = scan(tmp_path).served["good"].digest
     _write(tmp_path / "good.yaml", enclave_doc("good", displayName="Renamed"))
     assert scan(tmp_path).served["good"].digest != before
+
+
+def test_controller_run_needs_a_backend_and_the_local_backends_inputs(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from controller.cli import cli
+
+    runner = CliRunner()
+    r = runner.invoke(cli, ["controller", "run"])
+    assert r.exit_code == 2
+    assert "give --local DIR" in r.output
+    r = runner.invoke(cli, ["controller", "run", "--local", str(tmp_path), "--kube"])
+    assert r.exit_code == 2
+    assert "not both" in r.output
+    r = runner.invoke(cli, ["controller", "run", "--local", str(tmp_path)])
+    assert r.exit_code == 2
+    assert "--local needs --portal-admin-token-file" in r.output
