@@ -338,16 +338,25 @@ class LocalBackend:
         self.say(f"{e.name}: hub starting at {public} ({e.tier}, from {served.path.name})")
 
     def _workspace_lines(self, e: Enclave, d: Path) -> str:
-        """What each single-user server needs beyond the shared configuration: its
-        intake token and spool (EnclaveWorkspace), and the enclave's dataset paths."""
-        args = [
-            f"--EnclaveWorkspace.audit_token_file={d / 'workspace_token'}",
-            f"--EnclaveWorkspace.audit_spool={d / 'workspace-spool.db'}",
-        ]
+        """What each single-user server needs beyond the shared configuration: the
+        enclave's workspace intake token, a durable spool of its own (one per member:
+        two servers never share one), and the enclave's datasets (mount path -> the
+        dataset's directory here, for the spawner to bind-mount read-only)."""
+        token = f"--EnclaveWorkspace.audit_token_file={d / 'workspace_token'}"
+        spools = d / "workspace-spools"
+        spools.mkdir(mode=0o700, exist_ok=True)
         mounts = {ds.mount_path: self._dataset_source(ds.persistent_volume) for ds in e.datasets}
         lines = [
+            "",
+            "",
             "# Added by the local backend: per-workspace audit settings and datasets.",
-            f"c.Spawner.args.extend({args!r})",
+            "def _enclave_workspace(spawner):",
+            f"    spool = {str(spools)!r} + '/' + spawner.user.name + '.db'",
+            f"    spawner.args = [*spawner.args, {token!r},",
+            "                    '--EnclaveWorkspace.audit_spool=' + spool]",
+            "",
+            "",
+            "c.Spawner.pre_spawn_hook = _enclave_workspace",
             f"c.Spawner.environment = {{'ENCLAVE_DATASETS': {json.dumps(mounts)!r}}}",
         ]
         return "\n".join(lines) + "\n"

@@ -25,9 +25,17 @@ import yaml
 from tests.e2e.auth.conftest import PortalProcess
 from tests.harness.audit_service import ServiceProcess
 from tests.harness.enclave_files import MEMBER, enclave_doc
-from tests.integration.workspace.conftest import CHP, audit_events
+from tests.integration.workspace.conftest import (
+    CHP,
+    audit_events,
+    browser,
+    enrol,
+    sign_in_through_hub,
+)
 
 DEADLINE_S = 90.0
+REPO = Path(__file__).resolve().parents[3]
+TEST_SPAWNER = "tests.integration.local.spawners.RootAllowedTestSpawner"
 
 
 def wait_for(what: str, check: Callable[[], Any], *, timeout: float = DEADLINE_S) -> Any:
@@ -108,9 +116,11 @@ def start_backend(
                 *("--audit-url", audit.url),
                 *("--audit-tokens", str(audit.env.tokens_path)),
                 *("--audit-store", audit.env.store_url),
+                *("--spawner-class", TEST_SPAWNER),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
         )
 
 
@@ -239,6 +249,35 @@ def test_removed_file_stops_its_hub(backend: Backend) -> None:
     )
     wait_for("the portal no longer lists it", lambda: "local-second" not in backend.registered())
     assert backend.hub_answers("local-good")
+
+
+def test_a_members_workspace_records_with_the_enclaves_token_and_its_own_spool(
+    backend: Backend,
+) -> None:
+    wait_for("the valid enclave's hub answers", lambda: backend.hub_answers("local-good"))
+    hub = backend.status("local-good")["hub_url"]
+    secret = enrol(backend.portal, MEMBER)
+    with browser() as b:
+        r = sign_in_through_hub(b, hub, MEMBER, secret)
+        assert r.status_code == 200, r.text[:2000]
+        xsrf = next(c.value for c in b.cookies.jar if c.name == "_xsrf" and c.path == "/hub/")
+        r = b.post(f"{hub}/hub/api/users/{MEMBER}/server", headers={"X-XSRFToken": xsrf or ""})
+        assert r.status_code in (201, 202), r.text
+        wait_for(
+            "JupyterLab answers",
+            lambda: b.get(f"{hub}/user/{MEMBER}/lab").url.path == f"/user/{MEMBER}/lab",
+        )
+        assert b.get(f"{hub}/user/{MEMBER}/files/x.csv?download=1").status_code == 403
+    wait_for(
+        "the workspace's refusal is in the audit log, bound to the enclave",
+        lambda: [
+            e
+            for e in audit_events(backend.audit.env, source="workspace")
+            if e["action"] == "workspace.download.refused" and e["enclave"] == "local-good"
+        ],
+    )
+    spool = backend.state / "enclaves/local-good/workspace-spools" / f"{MEMBER}.db"
+    assert spool.exists()
 
 
 def test_file_made_invalid_stops_its_hub_rather_than_serving_the_old_spec(
