@@ -25,7 +25,7 @@ _DIR = click.Path(file_okay=False, path_type=Path)
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
 #: The local backend's options: name, type, default, help (each also ENCLAVE_LOCAL_<NAME>).
-_LOCAL_OPTIONS: tuple[tuple[str, click.ParamType | None, Any, str], ...] = (
+_LOCAL_OPTIONS: tuple[tuple[str, click.ParamType[Any] | None, Any, str], ...] = (
     ("state", _DIR, Path(".state/local"), "Each hub's configuration, secrets, database, logs."),
     ("portal-url", None, "http://localhost:8000", "The portal: OIDC issuer and admin API."),
     ("portal-admin-token-file", _FILE, None, "File (mode 0600) with the portal's admin token."),
@@ -72,7 +72,7 @@ def controller() -> None:
 )
 @_local_options
 @click.pass_context
-def run(ctx: click.Context, **options: Any) -> None:
+def run(ctx: click.Context, /, **options: Any) -> None:
     """Run the reconciler until interrupted (SIGINT or SIGTERM)."""
     local_dir: Path | None = options.pop("local_dir")
     local = {k: options.pop(k) for k in (n.replace("-", "_") for n, *_ in _LOCAL_OPTIONS)}
