@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -334,3 +335,46 @@ def test_file_removed_while_the_backend_was_down_is_deregistered_at_start(
     wait_for("its status says stopped", lambda: backend.status("local-good")["phase"] == "Stopped")
     backend.proc.send_signal(signal.SIGTERM)
     assert backend.proc.wait(timeout=DEADLINE_S) == 0, backend.output()[-2000:]
+
+
+def test_notafter_passing_while_running_suspends_the_enclave(
+    portal: PortalProcess, audit_service: ServiceProcess, tmp_path: Path
+) -> None:
+    """The backend in this process, its clock moved past notAfter between two passes."""
+    from controller.local._backend import LocalBackend, LocalSettings
+
+    directory = tmp_path / "enclaves"
+    directory.mkdir()
+    (directory / "late.yaml").write_text(yaml.safe_dump(enclave_doc("local-late")))
+    lines: list[str] = []
+    clock = [datetime(2030, 1, 1, tzinfo=UTC)]
+    settings = LocalSettings(
+        enclaves_dir=directory,
+        state_dir=tmp_path / "state",
+        portal_url=portal.base,
+        portal_admin_token_file=portal.state / "admin-token",
+        audit_url=audit_service.url,
+        audit_tokens_file=audit_service.env.tokens_path,
+        audit_store=audit_service.env.store_url,
+        proxy_command=(str(CHP),),
+    )
+    backend = LocalBackend(settings=settings, say=lines.append, now=lambda: clock[0])
+    backend.open()
+    try:
+        backend.reconcile()
+        pid = backend.running["local-late"].pid
+        assert alive(pid)
+        assert "local-late" in {
+            e["name"] for e in portal.admin("GET", "/api/admin/enclaves").json()
+        }
+        clock[0] = datetime(2099, 1, 1, 0, 0, 1, tzinfo=UTC)  # notAfter is 2099-01-01T00:00:00Z
+        backend.reconcile()
+        assert "local-late" not in backend.running
+        wait_for("its hub process is gone", lambda: not alive(pid))
+        enclaves = {e["name"] for e in portal.admin("GET", "/api/admin/enclaves").json()}
+        assert "local-late" not in enclaves
+        status = json.loads((settings.state_dir / "enclaves/local-late/status.json").read_text())
+        assert status["phase"] == "Suspended"
+        assert any("local-late: suspended (notAfter" in line for line in lines), lines
+    finally:
+        backend.close()
