@@ -26,7 +26,7 @@ _GROUPS = {
     "render": "controller.kube.cli:render",
     "crd": "controller.kube.cli:crd",
     "isolation": "controller.kube.cli:isolation",
-    "controller": "controller.kube.cli:controller",
+    "controller": "controller.local.cli:controller",
 }
 
 

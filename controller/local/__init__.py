@@ -1,8 +1,11 @@
-"""The local backend: runs each enclave's single-user servers as local processes.
+"""The local backend: Enclave YAML files in a directory become running JupyterHubs on
+this host, each single-user server in its own kernel-enforced no-egress sandbox.
 
-Called by JupyterHub (``SandboxSpawner`` is its spawner class) and, later, by
-``enclave controller run --local``. It must never start a single-user server
-outside its kernel-enforced no-egress sandbox (see docs/workspaces-sandbox.md).
+Called by ``enclave controller run --local``, by ``enclave demo`` and by JupyterHub
+(``SandboxSpawner`` is its spawner class). It registers each enclave with the portal,
+runs one hub per enclave as supervised local processes, must never serve an enclave
+whose file is invalid or whose approval has expired, and must never start a
+single-user server outside its sandbox (see docs/workspaces-sandbox.md).
 """
 
 from controller.local._errors import LocalBackendError, SandboxConfigError

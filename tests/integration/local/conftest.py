@@ -17,6 +17,9 @@ import pytest
 
 from tests.harness.audit_service import ServiceProcess, make_audit_env
 from tests.harness.local_hub import LocalHub, Workspace, shared_state_dir
+from tests.integration.workspace.conftest import audit_service, portal
+
+__all__ = ["audit_service", "portal"]  # the local backend tests use the workspace tests' ones
 
 OTHER_SECRET = "enclave beta: notes\n"
 

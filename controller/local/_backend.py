@@ -1,0 +1,503 @@
+"""The local backend's reconciler: Enclave files in, one supervised JupyterHub per enclave out.
+
+Level-triggered: every pass (:meth:`LocalBackend.reconcile`) compares what the files
+say with what runs, and acts on the difference, so a change made while the backend
+was down (a file edited or removed, an approval's ``notAfter`` passed) is acted on
+at the next start. One pass, for each enclave:
+
+1. A refused file (schema, rules, unreadable, a duplicate name) is reported once per
+   version of the file, naming file, field and reason, and recorded in the audit log.
+   An enclave whose file became invalid or was removed is stopped and removed at the
+   portal (fail closed: it is served only from a valid file).
+2. ``notAfter`` passed (or ``notBefore`` not reached): the hub is stopped and the
+   enclave removed at the portal, which revokes its members' tokens for it.
+3. A new or changed file: the enclave is registered at the portal (members, tier,
+   networks, the hub's OIDC client), its intake tokens issued once, its
+   ``jupyterhub_config.py`` written from the shared generator, and its hub (re)started.
+4. Unchanged: a hub that died is restarted, with backoff.
+
+Secrets (the portal admin token, the hub's client secret, intake tokens) live in files
+of mode 0600 and never reach argv, URLs or a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from audit import Event
+from audit.client import AuditClient, ClientError
+from controller.kube import Enclave
+from controller.workspace import EnclaveSpec, HubSite, Member, SpecError, make_hub_config
+from controller.workspace._audit import read_secret_file
+from controller.workspace._hubconfig import SPAWNER_CLASS
+from policies import Catalog, load_catalog
+
+from ._registry import Refused, Served, scan
+from ._supervisor import Child
+from .errors import PortalError, SetupError
+
+__all__ = ["LocalBackend", "LocalSettings", "run_local"]
+
+ACTOR = "controller-local"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalSettings:
+    """Where the local backend reads, writes and connects.
+
+    ``state_dir`` holds, per enclave, ``enclaves/NAME/`` (the hub's configuration,
+    database, secrets, logs and ``status.json``), and the backend's own intake token
+    and spool. ``audit_tokens_file`` and ``audit_store`` are the audit service's token
+    file and store, used (through ``enclave audit token issue``) to issue each
+    enclave's tokens, which the running service picks up by itself.
+    """
+
+    enclaves_dir: Path
+    state_dir: Path
+    portal_url: str
+    portal_admin_token_file: Path
+    audit_url: str
+    audit_tokens_file: Path
+    audit_store: str
+    proxy_command: tuple[str, ...]
+    public_host: str = "localhost"
+    datasets_dir: Path | None = None
+    spawner_class: str = SPAWNER_CLASS
+    python: str = sys.executable
+    interval_s: float = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubPorts:
+    public: int
+    hub_api: int
+    proxy_api: int
+
+
+@dataclass(kw_only=True)
+class _Running:
+    served: Served
+    child: Child
+    url: str
+    pid: int = 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _write_secret(path: Path, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+
+
+def _write_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _enclave_script(python: str) -> str:
+    script = Path(python).with_name("enclave")
+    if not script.exists():
+        raise SetupError(f"{script} is missing; install the project (make setup)")
+    return str(script)
+
+
+@dataclass(kw_only=True)
+class LocalBackend:
+    """See the module docstring; ``say`` prints one progress or error line."""
+
+    settings: LocalSettings
+    say: Callable[[str], None]
+    catalog: Catalog = field(default_factory=load_catalog)
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    running: dict[str, _Running] = field(default_factory=dict)
+    suspended: set[str] = field(default_factory=set)
+    reported: dict[Path, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    _audit: AuditClient | None = None
+
+    # -- wiring -----------------------------------------------------------------------------
+    def open(self) -> None:
+        """Check the settings, then open the backend's own audit client (source=controller)."""
+        s = self.settings
+        if not s.enclaves_dir.is_dir():
+            raise SetupError(f"the Enclave directory {s.enclaves_dir} does not exist")
+        if s.datasets_dir is not None and not s.datasets_dir.is_dir():
+            raise SetupError(f"the datasets directory {s.datasets_dir} does not exist")
+        if not Path(s.proxy_command[0]).exists():
+            raise SetupError(
+                f"{s.proxy_command[0]} is missing: run 'make setup' (npm install "
+                "configurable-http-proxy)"
+            )
+        try:
+            read_secret_file(s.portal_admin_token_file, what="the portal admin token file")
+        except SpecError as e:
+            raise SetupError(str(e)) from None
+        (s.state_dir / "enclaves").mkdir(parents=True, exist_ok=True)
+        os.chmod(s.state_dir, 0o700)
+        token_file = s.state_dir / "controller-audit-token"
+        if not token_file.exists():
+            _write_secret(token_file, self._issue_token(source="controller", enclave=None))
+        self._audit = AuditClient.http(
+            url=s.audit_url,
+            token=read_secret_file(token_file, what="the controller's audit token file"),
+            spool_path=s.state_dir / "controller-audit-spool.db",
+            source="controller",
+        )
+
+    def close(self) -> None:
+        """Stop every hub (SIGTERM, then SIGKILL after a grace period), flush the audit spool."""
+        for name in sorted(self.running):
+            self._stop(name, reason="the backend is stopping", deregister=False, phase="Paused")
+        if self._audit is not None:
+            self._audit.close(flush_timeout=10.0)
+            self._audit = None
+
+    def _issue_token(self, *, source: str, enclave: str | None) -> str:
+        s = self.settings
+        argv = [
+            _enclave_script(s.python),
+            *("audit", "token", "issue", "--tokens", str(s.audit_tokens_file)),
+            *("--store", s.audit_store, "--source", source),
+            *("--label", f"local backend {source} {enclave or ''}".strip()),
+        ]
+        if enclave is not None:
+            argv += ["--enclave", enclave]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise SetupError(f"issuing a {source} intake token failed: {r.stderr.strip()[-300:]}")
+        return r.stdout.strip().splitlines()[-1].strip()
+
+    def _record(self, *, action: str, outcome: str, enclave: str | None, **details: Any) -> None:
+        assert self._audit is not None
+        try:
+            self._audit.record(
+                Event.new(
+                    source="controller",
+                    actor=ACTOR,
+                    action=action,
+                    outcome=outcome,
+                    enclave=enclave,
+                    details=details,
+                )
+            )
+        except ClientError as e:
+            self.say(f"error: the audit event {action} could not be made durable: {e}")
+
+    # -- the portal's admin API --------------------------------------------------------------
+    def _portal(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        s = self.settings
+        token = read_secret_file(s.portal_admin_token_file, what="the portal admin token file")
+        try:
+            r = httpx.request(
+                method,
+                f"{s.portal_url}{path}",
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=15.0,
+            )
+        except httpx.TransportError as e:
+            raise PortalError(
+                f"the portal at {s.portal_url} is unreachable ({e})", temporary=True
+            ) from None
+        if method == "DELETE" and r.status_code == 404:
+            return None
+        if r.status_code >= 400:
+            try:
+                detail = str(r.json().get("detail", r.text))
+            except ValueError:
+                detail = r.text
+            raise PortalError(
+                f"the portal refused {method} {path} ({r.status_code}): {detail[:300]}",
+                temporary=r.status_code >= 500,
+            )
+        return r.json() if r.content else None
+
+    # -- one enclave ----------------------------------------------------------------------------
+    def _hub_dir(self, name: str) -> Path:
+        return self.settings.state_dir / "enclaves" / name
+
+    def _ports(self, name: str) -> HubPorts:
+        """The enclave's ports, chosen once and kept: its URLs (and the redirect URI
+        registered at the portal) survive a restart."""
+        path = self._hub_dir(name) / "ports.json"
+        if path.exists():
+            return HubPorts(**json.loads(path.read_text()))
+        ports = HubPorts(public=_free_port(), hub_api=_free_port(), proxy_api=_free_port())
+        _write_atomic(path, json.dumps(ports.__dict__))
+        return ports
+
+    def _status(self, name: str, **status: Any) -> None:
+        d = self._hub_dir(name)
+        if d.is_dir():
+            _write_atomic(d / "status.json", json.dumps({"enclave": name, **status}) + "\n")
+
+    def _provision(self, served: Served) -> None:
+        e = served.enclave
+        s = self.settings
+        d = self._hub_dir(e.name)
+        d.mkdir(mode=0o700, exist_ok=True)
+        ports = self._ports(e.name)
+        public = f"http://{s.public_host}:{ports.public}"
+        callback = f"{public}/hub/oauth_callback"
+        # 1. the portal: tier, members, networks, the hub's client (a secret only once)
+        secret_file = d / "client_secret"
+        reg = self._portal(
+            "PUT",
+            f"/api/admin/enclaves/{e.name}",
+            {
+                "tier": e.tier,
+                "display_name": e.display_name,
+                "members": [{"user": m.user, "role": m.role} for m in e.members],
+                "networks": list(e.access_networks),
+                "hub_url": public,
+                "client": {
+                    "client_id": f"hub-{e.name}",
+                    "redirect_uris": [callback],
+                    "rotate_secret": not secret_file.exists(),
+                },
+            },
+        )
+        if reg.get("client_secret"):
+            _write_secret(secret_file, reg["client_secret"])
+        # 2. intake tokens bound to the enclave: the hub's and the workspaces'
+        for file, source in (("audit_token", "hub"), ("workspace_token", "workspace")):
+            if not (d / file).exists():
+                _write_secret(d / file, self._issue_token(source=source, enclave=e.name))
+        if not (d / "crypt_key").exists():
+            _write_secret(d / "crypt_key", secrets.token_hex(32))
+        # 3. the hub's configuration, from the shared generator
+        config = make_hub_config(
+            spec=EnclaveSpec(
+                name=e.name,
+                tier=e.tier,
+                members=tuple(Member(user=m.user, role=m.role) for m in e.members),
+            ),
+            tier=self.catalog.get(e.tier),
+            site=HubSite(
+                portal_url=s.portal_url,
+                public_url=public,
+                hub_api_port=ports.hub_api,
+                proxy_api_port=ports.proxy_api,
+                state_dir=d,
+                audit_url=s.audit_url,
+                proxy_command=s.proxy_command,
+                python=s.python,
+                spawner_class=s.spawner_class,
+            ),
+        )
+        _write_atomic(d / "jupyterhub_config.py", config.render() + self._workspace_lines(e, d))
+        # 4. (re)start the hub
+        if e.name in self.running:
+            self.running[e.name].child.stop()
+        child = Child(
+            name=f"{e.name}: hub",
+            argv=[str(Path(s.python).with_name("jupyterhub")), "-f", "jupyterhub_config.py"],
+            cwd=d,
+            log=d / "hub.log",
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            say=self.say,
+        )
+        child.tend()
+        run = _Running(served=served, child=child, url=public)
+        self.running[e.name] = run
+        self.suspended.discard(e.name)
+        self._note_pid(e.name, run)
+        self._record(
+            action="enclave.provisioned",
+            outcome="success",
+            enclave=e.name,
+            tier=e.tier,
+            objects=1,
+        )
+        self.say(f"{e.name}: hub starting at {public} ({e.tier}, from {served.path.name})")
+
+    def _workspace_lines(self, e: Enclave, d: Path) -> str:
+        """What each single-user server needs beyond the shared configuration: the
+        enclave's workspace intake token, a durable spool of its own (one per member:
+        two servers never share one), and the enclave's datasets (mount path -> the
+        dataset's directory here, for the spawner to bind-mount read-only)."""
+        token = f"--EnclaveWorkspace.audit_token_file={d / 'workspace_token'}"
+        spools = d / "workspace-spools"
+        spools.mkdir(mode=0o700, exist_ok=True)
+        mounts = {ds.mount_path: self._dataset_source(ds.persistent_volume) for ds in e.datasets}
+        lines = [
+            "",
+            "",
+            "# Added by the local backend: per-workspace audit settings and datasets.",
+            "def _enclave_workspace(spawner):",
+            f"    spool = {str(spools)!r} + '/' + spawner.user.name + '.db'",
+            f"    spawner.args = [*spawner.args, {token!r},",
+            "                    '--EnclaveWorkspace.audit_spool=' + spool]",
+            "",
+            "",
+            "c.Spawner.pre_spawn_hook = _enclave_workspace",
+            f"c.Spawner.environment = {{'ENCLAVE_DATASETS': {json.dumps(mounts)!r}}}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def _dataset_source(self, volume: str) -> str:
+        root = self.settings.datasets_dir
+        return str(root / volume) if root is not None else ""
+
+    def _stop(self, name: str, *, reason: str, deregister: bool, phase: str = "Stopped") -> None:
+        run = self.running.pop(name, None)
+        if run is not None:
+            run.child.stop()
+            self.say(f"{name}: hub stopped ({reason})")
+        if deregister:
+            self._portal("DELETE", f"/api/admin/enclaves/{name}")
+            self._record(
+                action="enclave.deprovisioned", outcome="success", enclave=name, reason=reason
+            )
+        self._status(name, phase=phase, reason=reason)
+
+    def _report_refused(self, refused: Refused) -> None:
+        if self.reported.get(refused.path) == refused.digest:
+            return
+        self.reported[refused.path] = refused.digest
+        self.say(f"refused: {refused.error}")
+        # No action for "an Enclave file was refused" exists yet (see docs/workspaces.md):
+        # recorded as a failed provisioning whose reason names file, field and why.
+        self._record(
+            action="enclave.deprovisioned",
+            outcome="failure",
+            enclave=None,
+            reason=f"refused {refused.path.name}: {refused.field}: {refused.reason}"[:256],
+        )
+
+    # -- one pass ----------------------------------------------------------------------------
+    def reconcile(self) -> None:
+        """Bring what runs in line with the files; see the module docstring."""
+        result = scan(self.settings.enclaves_dir)
+        for refused in result.refused:
+            self._report_refused(refused)
+        for path in [p for p in self.reported if p not in {r.path for r in result.refused}]:
+            del self.reported[path]
+        now = self.now()
+        for name in sorted((set(self.running) | self._left_serving()) - set(result.served)):
+            reason = "its Enclave file was removed or is invalid"
+            self._guard(name, partial(self._stop, name, reason=reason, deregister=True))
+        for name, served in sorted(result.served.items()):
+            approval = served.enclave.approval
+            if not approval.not_before <= now < approval.not_after:
+                if name not in self.suspended:
+                    why = (
+                        f"notAfter {approval.not_after.isoformat()} has passed"
+                        if now >= approval.not_after
+                        else f"notBefore {approval.not_before.isoformat()} is not reached"
+                    )
+                    self._guard(name, partial(self._suspend, name, why))
+                continue
+            run = self.running.get(name)
+            if self.failed.get(name) == served.digest:
+                continue  # refused for good: wait for the file to change
+            if run is None or run.served.digest != served.digest:
+                self._guard(name, partial(self._provision, served), digest=served.digest)
+            else:
+                run.child.tend()
+                self._note_pid(name, run)
+
+    def _left_serving(self) -> set[str]:
+        """Enclaves a previous run left registered and serving (``status.json`` says so):
+        a file removed while the backend was down is still deregistered."""
+        names = set()
+        for d in (self.settings.state_dir / "enclaves").iterdir():
+            try:
+                phase = json.loads((d / "status.json").read_text()).get("phase")
+            except (OSError, ValueError):
+                continue
+            if phase in ("Ready", "Restarting", "Paused"):
+                names.add(d.name)
+        return names
+
+    def _note_pid(self, name: str, run: _Running) -> None:
+        """Keep ``status.json`` naming the hub's current process (it changes on restart)."""
+        pid = run.child.proc.pid if run.child.proc is not None else 0
+        if pid != run.pid:
+            run.pid = pid
+            self._status(
+                name,
+                phase="Ready" if pid else "Restarting",
+                hub_url=run.url,
+                hub_pid=pid,
+                file=str(run.served.path),
+            )
+
+    def _suspend(self, name: str, why: str) -> None:
+        self._hub_dir(name).mkdir(mode=0o700, exist_ok=True)
+        self._stop(name, reason=f"suspended: {why}", deregister=True, phase="Suspended")
+        self.suspended.add(name)
+        self.say(f"{name}: suspended ({why}); its portal registration and tokens are revoked")
+
+    def _guard(self, name: str, step: Callable[[], None], *, digest: str = "") -> None:
+        """Run one enclave's step; a failure is one line. A temporary one is retried on the
+        next pass; a permanent one waits until the file changes (``digest``)."""
+        try:
+            step()
+        except PortalError as e:
+            if e.temporary:
+                self.say(f"{name}: error: {e}; retrying")
+                return
+            self._give_up(name, str(e), digest)
+        except (SetupError, SpecError) as e:
+            self._give_up(name, str(e), digest)
+
+    def _give_up(self, name: str, message: str, digest: str) -> None:
+        self.say(f"{name}: error: {message}; not served until its file changes")
+        if digest:
+            self.failed[name] = digest
+        self._record(
+            action="enclave.provisioned",
+            outcome="failure",
+            enclave=name,
+        )
+
+
+def run_local(
+    *, settings: LocalSettings, say: Callable[[str], None], stop: Callable[[], bool]
+) -> None:
+    """Open the backend, reconcile every ``interval_s`` until ``stop()`` is true, then close."""
+    # one line per request would drown the progress lines
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    backend = LocalBackend(settings=settings, say=say)
+    backend.open()
+    say(
+        f"watching {settings.enclaves_dir} "
+        f"(portal {settings.portal_url}, audit {settings.audit_url})"
+    )
+    try:
+        while not stop():
+            backend.reconcile()
+            deadline = time.monotonic() + settings.interval_s
+            while not stop() and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        say("stopping every hub ...")
+        backend.close()
+        say("stopped")
