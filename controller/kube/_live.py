@@ -67,11 +67,15 @@ def enclave_pod_classes(enclave: Enclave) -> tuple[PodClass, ...]:
 def expected_isolation(
     *, enclave: Enclave, tier: Tier, settings: RenderSettings
 ) -> IsolationReport:
+    """What the rendered policies allow; for a quarantined enclave, the default deny alone."""
     ns = namespace_name(enclave)
+    policies = make_network_policies(enclave, tier, settings, Owner(name=enclave.name))
+    if enclave.quarantined:
+        policies = [p for p in policies if p["metadata"]["name"] == "default-deny"]
     return analyse_policies(
         namespace=ns,
         namespace_labels={"kubernetes.io/metadata.name": ns},
-        policies=make_network_policies(enclave, tier, settings, Owner(name=enclave.name)),
+        policies=policies,
         pod_classes=enclave_pod_classes(enclave),
     )
 

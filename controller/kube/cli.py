@@ -11,22 +11,26 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
 import yaml
 
+from audit.client import AuditClient
 from policies import Catalog, CatalogError, PolicyError, load_catalog
 
+from ._lifecycle import AuditRecorder, PortalSessions, set_quarantine
 from ._live import LiveIsolation, expected_isolation, live_isolation
+from ._reconcile import Lifecycle
 from ._render import HubConfig, RenderSettings, render_enclave, to_yaml
 from ._schema import Problem, enclave_crd
 from ._settings import METADATA_ADDRESS
 from ._spec import read_enclave_file
 from .errors import ClusterError, InvalidEnclaveError
 
-__all__ = ["controller", "crd", "isolation", "render"]
+__all__ = ["controller", "crd", "isolation", "quarantine", "render"]
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -247,6 +251,35 @@ def isolation(
         sys.exit(1)
 
 
+@click.command()
+@click.argument("name")
+@click.option("--reason", required=True, help="Why (recorded with who did it).")
+@click.option("--lift", is_flag=True, help="Lift the quarantine instead (a reason is needed too).")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="KUBECONFIG",
+    help="The cluster and the credentials to use (env: KUBECONFIG).",
+)
+def quarantine(name: str, reason: str, lift: bool, kubeconfig: Path | None) -> None:
+    """Quarantine enclave NAME at once: all traffic denied, hub and servers stopped.
+
+    Sets ``spec.quarantine`` with the reason, the time and who asked (the cluster's
+    own name for these credentials); the controller does the rest. ``--lift`` sets it
+    inactive, with its own reason.
+    """
+    inputs = _load_inputs(settings_file=None, overlay=None, kube=True, kubeconfig=kubeconfig)
+    try:
+        set_quarantine(api_client=inputs.api_client, name=name, reason=reason, active=not lift)
+    except InvalidEnclaveError as e:
+        _fail(str(e))
+    except ClusterError as e:
+        _fail(str(e), code=1)
+    finally:
+        inputs.api_client.close()
+    click.echo(f"enclave {name}: quarantine {'lifted' if lift else 'set'}")
+
+
 @click.group()
 def controller() -> None:
     """Run the controller that keeps each Enclave's objects as its tier demands."""
@@ -262,6 +295,32 @@ def controller() -> None:
     show_default=True,
     help="Seconds between level-triggered reconciliations of every Enclave.",
 )
+@click.option("--audit-url", help="The audit service's intake (events go with source=controller).")
+@click.option(
+    "--audit-token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding the controller's intake token.",
+)
+@click.option(
+    "--audit-spool",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("controller-audit-spool.db"),
+    show_default=True,
+    help="The durable spool of events not yet acknowledged.",
+)
+@click.option("--portal-url", help="The portal, whose admin API revokes sessions.")
+@click.option(
+    "--portal-admin-token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding the portal's admin token.",
+)
+@click.option(
+    "--expiry-grace-days",
+    type=click.FloatRange(min=0.0),
+    default=30.0,
+    show_default=True,
+    help="Days after notAfter before a suspended enclave's volumes are destroyed.",
+)
 def run(
     kube: bool,
     settings_file: Path | None,
@@ -269,8 +328,18 @@ def run(
     hub_files: tuple[Path, ...],
     kubeconfig: Path | None,
     resync_interval: float,
+    audit_url: str | None,
+    audit_token_file: Path | None,
+    audit_spool: Path,
+    portal_url: str | None,
+    portal_admin_token_file: Path | None,
+    expiry_grace_days: float,
 ) -> None:
-    """Run the reconciler until interrupted (SIGINT or SIGTERM)."""
+    """Run the reconciler until interrupted (SIGINT or SIGTERM).
+
+    Without --audit-url nothing is recorded and deleted Enclaves wait (their end of
+    use must be recorded first); without --portal-url sessions are not revoked.
+    """
     from .operator import OperatorConfig, run_operator
 
     if not kube:
@@ -282,15 +351,50 @@ def run(
         kube=True,
         kubeconfig=kubeconfig,
     )
+    if bool(audit_url) != bool(audit_token_file):
+        _fail("give --audit-url and --audit-token-file together")
+    if bool(portal_url) != bool(portal_admin_token_file):
+        _fail("give --portal-url and --portal-admin-token-file together")
+    audit = None
+    if audit_url and audit_token_file:
+        audit = AuditClient.http(
+            url=audit_url,
+            token=_secret(audit_token_file),
+            spool_path=audit_spool,
+            source="controller",
+        )
+    portal = (
+        PortalSessions(url=portal_url, token=_secret(portal_admin_token_file))
+        if portal_url and portal_admin_token_file
+        else None
+    )
     operator_config = OperatorConfig(
         api_client=inputs.api_client,
         catalog=inputs.catalog,
         settings=inputs.settings,
         hub_config=inputs.hub_config,
         resync_interval_s=resync_interval,
+        lifecycle=Lifecycle(
+            audit=AuditRecorder(client=audit) if audit else None,
+            portal=portal,
+            expiry_grace=timedelta(days=expiry_grace_days),
+        ),
     )
     try:
         # kopf stops on SIGINT/SIGTERM when it runs in the main thread.
         run_operator(operator_config)
     finally:
         inputs.api_client.close()
+        if audit is not None:
+            audit.close()
+
+
+def _secret(path: Path) -> str:
+    """A token from a file (never from argv), or exit 2 saying which file."""
+    try:
+        value = path.read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        _fail(f"{path} cannot be read")
+    if not value:
+        _fail(f"{path} is empty")
+    return value

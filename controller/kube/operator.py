@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from kubernetes import client
 
 from policies import Catalog
 
-from ._apply import server_message
-from ._reconcile import reconcile_enclave
+from ._reconcile import Lifecycle, Outcome, end_of_use, reconcile_enclave, write_status
 from ._schema import GROUP, PLURAL, VERSION
 from ._settings import HubConfig, RenderSettings
-from ._slugs import prefixed_slug
-from .errors import ClusterError
+from ._spec import load_enclave
+from .errors import ClusterError, InvalidEnclaveError
 
 __all__ = ["FINALIZER", "OperatorConfig", "build_registry", "run_operator"]
 
@@ -45,6 +45,10 @@ class OperatorConfig:
     resync_interval_s: float = 30.0
     #: Seconds before a failed reconciliation is retried.
     retry_delay_s: float = 5.0
+    #: The audit client, the portal's admin API and the expiry grace period.
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    #: The controller's clock (tests move it past ``notAfter``).
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 def _login(config: OperatorConfig) -> kopf.ConnectionInfo:
@@ -72,6 +76,8 @@ def _reconcile(config: OperatorConfig, body: kopf.Body) -> None:
             catalog=config.catalog,
             settings=config.settings,
             hub_config=config.hub_config,
+            lifecycle=config.lifecycle,
+            now=config.clock(),
         )
     except ClusterError as e:
         raise kopf.TemporaryError(str(e), delay=config.retry_delay_s) from e
@@ -86,23 +92,40 @@ def _reconcile(config: OperatorConfig, body: kopf.Body) -> None:
         kopf.info(body, reason=outcome.phase, message=summary)
     if outcome.permanent:
         raise kopf.PermanentError(outcome.conditions[0].message)
+    if outcome.waiting:
+        raise kopf.TemporaryError(outcome.conditions[-1].message, delay=config.retry_delay_s)
     # Nothing is returned: kopf would store a result under status, which the schema prunes.
 
 
 def _cleanup(config: OperatorConfig, body: kopf.Body) -> None:
-    """Delete the enclave's namespace; keep the finalizer until it is gone."""
+    """The end of use: volumes destroyed, record confirmed, namespace gone; then the
+    finalizer is released (by kopf, when this returns). Until then the status says
+    what it waits for."""
+    document = dict(body)
     name = str(body["metadata"]["name"])
-    namespace = prefixed_slug("enclave", name)  # as _objects.namespace_name
-    core = client.CoreV1Api(config.api_client)
     try:
-        core.delete_namespace(namespace)
-    except client.ApiException as e:
-        if e.status == 404:
-            return
-        raise kopf.TemporaryError(
-            f"deleting namespace {namespace}: {server_message(e)}", delay=config.retry_delay_s
-        ) from e
-    raise kopf.TemporaryError(f"waiting for namespace {namespace} to go", delay=1)
+        enclave = load_enclave(document, source=f"Enclave {name}")
+    except InvalidEnclaveError:
+        # Never provisioned (an invalid spec is refused before anything is applied).
+        return
+    try:
+        ended = end_of_use(
+            api_client=config.api_client,
+            document=document,
+            enclave=enclave,
+            lifecycle=config.lifecycle,
+            reason="the Enclave resource was deleted",
+        )
+        write_status(
+            config.api_client,
+            document,
+            Outcome(phase="Terminating", conditions=(ended.condition,)),
+            config.clock(),
+        )
+    except ClusterError as e:
+        raise kopf.TemporaryError(str(e), delay=config.retry_delay_s) from e
+    if ended.waiting:
+        raise kopf.TemporaryError(ended.condition.message, delay=config.retry_delay_s)
 
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from kubernetes import client
+
+from controller.kube import GROUP, VERSION
+from controller.kube.operator import OperatorConfig, run_operator
 
 
 def wait_for(what: str, condition: Callable[[], bool], *, timeout: float = 60.0) -> None:
@@ -15,3 +23,53 @@ def wait_for(what: str, condition: Callable[[], bool], *, timeout: float = 60.0)
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.1)  # the poll interval; the deadline bounds the wait
+
+
+def get_enclave(kube_api: Any, name: str) -> dict[str, Any] | None:
+    """The Enclave resource ``name`` as the API server holds it, or None when gone."""
+    try:
+        found: dict[str, Any] = client.CustomObjectsApi(kube_api).get_cluster_custom_object(
+            GROUP, VERSION, "enclaves", name
+        )
+    except client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    return found
+
+
+def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
+    """The status condition of type ``kind`` ({} when absent)."""
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == kind:
+            return dict(c)
+    return {}
+
+
+def phase(kube_api: Any, name: str) -> str | None:
+    return ((get_enclave(kube_api, name) or {}).get("status") or {}).get("phase")
+
+
+@contextlib.contextmanager
+def running_operator(config: OperatorConfig) -> Iterator[None]:
+    """The reconciler in a thread until the block ends."""
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(
+        target=run_operator, args=(config,), kwargs={"stop_flag": stop, "ready_flag": ready}
+    )
+    thread.start()
+    try:
+        assert ready.wait(60), "the operator did not start within 60 s"
+        yield
+    finally:
+        stop.set()
+        thread.join(60)
+
+
+def in_force(doc: dict[str, Any], *, name: str, days: int = 365) -> dict[str, Any]:
+    """``doc`` renamed, with an approval in force from yesterday for ``days`` days."""
+    now = datetime.now(UTC)
+    doc["metadata"]["name"] = name
+    doc["spec"]["approval"]["notBefore"] = f"{now - timedelta(days=1):%Y-%m-%dT%H:%M:%SZ}"
+    doc["spec"]["approval"]["notAfter"] = f"{now + timedelta(days=days):%Y-%m-%dT%H:%M:%SZ}"
+    return doc
