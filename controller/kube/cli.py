@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import secrets
+import signal
+import socket
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -321,6 +326,16 @@ def controller() -> None:
     show_default=True,
     help="Days after notAfter before a suspended enclave's volumes are destroyed.",
 )
+@click.option(
+    "--lease-namespace",
+    help="Hold the Lease enclave-controller in this namespace and reconcile only while "
+    "holding it (leader election between replicas). Without it, no election.",
+)
+@click.option(
+    "--health-port",
+    type=click.IntRange(min=0, max=65535),
+    help="Serve /healthz, /readyz and /metrics on this port.",
+)
 def run(
     kube: bool,
     settings_file: Path | None,
@@ -334,13 +349,16 @@ def run(
     portal_url: str | None,
     portal_admin_token_file: Path | None,
     expiry_grace_days: float,
+    lease_namespace: str | None,
+    health_port: int | None,
 ) -> None:
     """Run the reconciler until interrupted (SIGINT or SIGTERM).
 
     Without --audit-url nothing is recorded and deleted Enclaves wait (their end of
     use must be recorded first); without --portal-url sessions are not revoked.
     """
-    from .operator import OperatorConfig, run_operator
+    from ._ops import LeaseElector, Metrics, serve_health
+    from .operator import OperatorConfig, run_elected, run_operator
 
     if not kube:
         _fail("give --kube (the local backend is not built yet)")
@@ -379,11 +397,42 @@ def run(
             portal=portal,
             expiry_grace=timedelta(days=expiry_grace_days),
         ),
+        metrics=Metrics(),
+    )
+    metrics = operator_config.metrics
+    assert metrics is not None
+    server = (
+        serve_health(port=health_port, metrics=metrics, ready=lambda: True)
+        if health_port is not None
+        else None
     )
     try:
-        # kopf stops on SIGINT/SIGTERM when it runs in the main thread.
-        run_operator(operator_config)
+        if lease_namespace is None:
+            metrics.leader.set(1)
+            # kopf stops on SIGINT/SIGTERM when it runs in the main thread.
+            run_operator(operator_config)
+        else:
+            stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+            identity = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+            elector = LeaseElector(
+                api_client=inputs.api_client,
+                namespace=lease_namespace,
+                name="enclave-controller",
+                identity=identity,
+            )
+            lost = run_elected(
+                operator_config,
+                elector=elector,
+                stop_flag=stop,
+                log=lambda m: click.echo(f"enclave controller: {m}", err=True),
+            )
+            if lost:
+                _fail("the Lease was lost; exiting so that a restart competes again", code=1)
     finally:
+        if server is not None:
+            server.shutdown()
         inputs.api_client.close()
         if audit is not None:
             audit.close()

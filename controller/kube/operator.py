@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,13 +23,15 @@ import kopf
 
 from policies import Catalog
 
+from ._lifecycle import AuditUnavailableError
+from ._ops import LeaseElector, Metrics
 from ._reconcile import Lifecycle, Outcome, end_of_use, reconcile_enclave, write_status
 from ._schema import GROUP, PLURAL, VERSION
 from ._settings import HubConfig, RenderSettings
 from ._spec import load_enclave
 from .errors import ClusterError, InvalidEnclaveError
 
-__all__ = ["FINALIZER", "OperatorConfig", "build_registry", "run_operator"]
+__all__ = ["FINALIZER", "OperatorConfig", "build_registry", "run_elected", "run_operator"]
 
 FINALIZER = "enclave.dev/cleanup"
 
@@ -47,6 +50,8 @@ class OperatorConfig:
     retry_delay_s: float = 5.0
     #: The audit client, the portal's admin API and the expiry grace period.
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    #: Where reconciliations are counted and timed (None: not measured).
+    metrics: Metrics | None = None
     #: The controller's clock (tests move it past ``notAfter``).
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
@@ -68,7 +73,30 @@ def _login(config: OperatorConfig) -> kopf.ConnectionInfo:
 
 
 def _reconcile(config: OperatorConfig, body: kopf.Body) -> None:
-    """One reconciliation; errors become kopf's permanent or temporary kinds."""
+    """One reconciliation, measured; errors become kopf's permanent or temporary kinds."""
+    metrics = config.metrics
+    started = time.monotonic()
+    try:
+        _reconcile_once(config, body)
+    except kopf.TemporaryError as e:
+        if metrics is not None:
+            metrics.errors.labels(reason=_reason(e)).inc()
+        raise
+    except kopf.PermanentError:
+        if metrics is not None:
+            metrics.errors.labels(reason="InvalidSpec").inc()
+        raise
+    finally:
+        if metrics is not None:
+            metrics.reconcile_seconds.observe(time.monotonic() - started)
+
+
+def _reason(error: Exception) -> str:
+    cause = error.__cause__
+    return "ClusterError" if isinstance(cause, ClusterError) else "Waiting"
+
+
+def _reconcile_once(config: OperatorConfig, body: kopf.Body) -> None:
     try:
         outcome = reconcile_enclave(
             api_client=config.api_client,
@@ -79,8 +107,11 @@ def _reconcile(config: OperatorConfig, body: kopf.Body) -> None:
             lifecycle=config.lifecycle,
             now=config.clock(),
         )
-    except ClusterError as e:
+    except (ClusterError, AuditUnavailableError) as e:
         raise kopf.TemporaryError(str(e), delay=config.retry_delay_s) from e
+    if config.metrics is not None:
+        config.metrics.set_phase(str(body["metadata"]["name"]), outcome.phase)
+        config.metrics.drift_repairs.inc(len(outcome.repaired))
     if outcome.repaired:
         kopf.warn(
             body,
@@ -125,7 +156,11 @@ def _cleanup(config: OperatorConfig, body: kopf.Body) -> None:
     except ClusterError as e:
         raise kopf.TemporaryError(str(e), delay=config.retry_delay_s) from e
     if ended.waiting:
+        if config.metrics is not None:
+            config.metrics.errors.labels(reason=ended.condition.reason).inc()
         raise kopf.TemporaryError(ended.condition.message, delay=config.retry_delay_s)
+    if config.metrics is not None:
+        config.metrics.set_phase(name, None)
 
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
@@ -191,3 +226,31 @@ def run_operator(
             ready_flag=ready_flag,
         )
     )
+
+
+def run_elected(
+    config: OperatorConfig,
+    *,
+    elector: LeaseElector,
+    stop_flag: threading.Event,
+    log: Callable[[str], None],
+) -> bool:
+    """Run the reconciler only while ``elector`` holds the Lease; True when it was lost."""
+
+    def run(lost: threading.Event) -> None:
+        if config.metrics is not None:
+            config.metrics.leader.set(1)
+        # kopf in a thread of its own: the main thread keeps the signals (they set
+        # ``stop_flag``, which sets ``lost``, which stops kopf).
+        worker = threading.Thread(
+            target=run_operator, args=(config,), kwargs={"stop_flag": lost}, daemon=True
+        )
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.5)
+        finally:
+            if config.metrics is not None:
+                config.metrics.leader.set(0)
+
+    return elector.lead(stop=stop_flag, run=run, log=log)
