@@ -1,12 +1,13 @@
-"""The reconciler skeleton: kopf for the event loop, the kubernetes client for writes.
+"""The reconciler: kopf for the event loop, the kubernetes client for writes.
 
 ``build_registry`` registers the handlers for ``enclaves.enclave.dev`` in a registry
 of their own (importing this module registers nothing globally); ``run_operator``
 runs kopf with them until ``stop_flag`` is set. Built here: create/update/resume
 and a level-triggered timer all run ``reconcile_enclave``; one finalizer
-(``enclave.dev/cleanup``) holds deletion until the namespace is gone; watch and
+(``enclave.dev/cleanup``) holds deletion until the end of use is done (volumes
+destroyed, record acknowledged by the audit service, namespace gone); watch and
 client timeouts are set; cluster errors are temporary (retried with backoff), an
-invalid spec is permanent. Not built yet: see docs/controller.md.
+invalid spec is permanent. ``run_elected`` runs it only while holding the Lease.
 """
 
 from __future__ import annotations
