@@ -26,6 +26,7 @@ from audit.client import AuditClient, ClientError
 from audit.events import Event, action_spec, utc_now
 
 from ._apply import server_message
+from ._live import no_such_enclave
 from .errors import ClusterError, ControllerError
 
 __all__ = [
@@ -239,8 +240,5 @@ def set_quarantine(*, api_client: Any, name: str, reason: str, active: bool) -> 
         )
     except client.ApiException as e:
         if e.status == 404:
-            raise InvalidEnclaveError(
-                source=f"enclave {name}",
-                problems=[Problem(field="NAME", message="names no Enclave in this cluster")],
-            ) from e
+            raise no_such_enclave(name) from None
         raise ClusterError(f"quarantining Enclave {name}: {server_message(e)}") from e

@@ -88,6 +88,14 @@ class LiveIsolation:
     foreign_policies: tuple[str, ...]
 
 
+def no_such_enclave(name: str) -> InvalidEnclaveError:
+    """The error for a NAME that names no Enclave in the cluster (exit 2)."""
+    return InvalidEnclaveError(
+        source=f"{KIND} {name}",
+        problems=[Problem(field="metadata.name", message="no such Enclave in the cluster")],
+    )
+
+
 def live_isolation(*, api_client: Any, name: str) -> LiveIsolation:
     """Read Enclave ``name``, its namespace and the namespace's NetworkPolicies; analyse them.
 
@@ -99,10 +107,7 @@ def live_isolation(*, api_client: Any, name: str) -> LiveIsolation:
         document = custom.get_cluster_custom_object(GROUP, VERSION, "enclaves", name)
     except client.ApiException as e:
         if e.status == 404:
-            raise InvalidEnclaveError(
-                source=f"{KIND} {name}",
-                problems=[Problem(field="metadata.name", message="no such Enclave in the cluster")],
-            ) from None
+            raise no_such_enclave(name) from None
         raise ClusterError(f"reading {KIND} {name}: {server_message(e)}") from e
     enclave = load_enclave(document, source=f"{KIND} {name}")
     report, foreign = analyse_live(api_client=api_client, enclave=enclave)

@@ -256,6 +256,13 @@ def isolation(
         sys.exit(1)
 
 
+def _file_option(flag: str, help_text: str) -> Callable[[F], F]:
+    """An option naming an existing file (tokens travel in files, never in argv)."""
+    return click.option(
+        flag, type=click.Path(exists=True, dir_okay=False, path_type=Path), help=help_text
+    )
+
+
 @click.command()
 @click.argument("name")
 @click.option("--reason", required=True, help="Why (recorded with who did it).")
@@ -301,11 +308,7 @@ def controller() -> None:
     help="Seconds between level-triggered reconciliations of every Enclave.",
 )
 @click.option("--audit-url", help="The audit service's intake (events go with source=controller).")
-@click.option(
-    "--audit-token-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="File holding the controller's intake token.",
-)
+@_file_option("--audit-token-file", "File holding the controller's intake token.")
 @click.option(
     "--audit-spool",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -314,11 +317,7 @@ def controller() -> None:
     help="The durable spool of events not yet acknowledged.",
 )
 @click.option("--portal-url", help="The portal, whose admin API revokes sessions.")
-@click.option(
-    "--portal-admin-token-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="File holding the portal's admin token.",
-)
+@_file_option("--portal-admin-token-file", "File holding the portal's admin token.")
 @click.option(
     "--expiry-grace-days",
     type=click.FloatRange(min=0.0),

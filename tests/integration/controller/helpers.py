@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -73,3 +76,29 @@ def in_force(doc: dict[str, Any], *, name: str, days: int = 365) -> dict[str, An
     doc["spec"]["approval"]["notBefore"] = f"{now - timedelta(days=1):%Y-%m-%dT%H:%M:%SZ}"
     doc["spec"]["approval"]["notAfter"] = f"{now + timedelta(days=days):%Y-%m-%dT%H:%M:%SZ}"
     return doc
+
+
+def controller_argv(*, kubeconfig: Path, audit_url: str, token: str, workdir: Path) -> list[str]:
+    """``enclave controller run --kube`` as the given identity, resync 1 s, with audit.
+
+    The intake token goes into a file in ``workdir`` (never argv); each call its own spool.
+    """
+    token_file = workdir / "audit-token"
+    token_file.write_text(token)
+    spool = workdir / f"spool-{secrets.token_hex(3)}.db"
+    return [
+        str(Path(sys.executable).parent / "enclave"),
+        "controller",
+        "run",
+        "--kube",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--resync-interval",
+        "1",
+        "--audit-url",
+        audit_url,
+        "--audit-token-file",
+        str(token_file),
+        "--audit-spool",
+        str(spool),
+    ]

@@ -81,6 +81,15 @@ def _replicas(kube_api: Any, ns: str) -> dict[str, int]:
     return {d: apps.read_namespaced_deployment(d, ns).spec.replicas for d in ("hub", "proxy")}
 
 
+def _quarantine(name: str, kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ENCLAVE), "quarantine", name, *args, "--kubeconfig", kubeconfig],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def _recorded(env: AuditEnv, needle: str) -> bool:
     conn = sqlite3.connect(env.db_path)
     try:
@@ -160,31 +169,13 @@ def test_quarantine_denies_all_traffic_stops_the_hub_and_records_who(
                     == "True"
                 ),
             )
-            blank = subprocess.run(
-                [str(ENCLAVE), "quarantine", name, "--reason", "  ", "--kubeconfig", kubeconfig],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            blank = _quarantine(name, kubeconfig, "--reason", "  ")
             assert blank.returncode == 2, blank.stderr
             assert "--reason" in blank.stderr
             assert "Traceback" not in blank.stderr
             assert (get_enclave(kube_api, name) or {})["spec"].get("quarantine") is None
 
-            done = subprocess.run(
-                [
-                    str(ENCLAVE),
-                    "quarantine",
-                    name,
-                    "--reason",
-                    "suspected exfiltration",
-                    "--kubeconfig",
-                    kubeconfig,
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            done = _quarantine(name, kubeconfig, "--reason", "suspected exfiltration")
             assert done.returncode == 0, done.stderr
             wait_for("the phase Quarantined", lambda: phase(kube_api, name) == "Quarantined")
             obj = get_enclave(kube_api, name)
@@ -200,20 +191,8 @@ def test_quarantine_denies_all_traffic_stops_the_hub_and_records_who(
             assert _replicas(kube_api, ns) == {"hub": 0, "proxy": 0}
             assert condition(obj, "NetworkIsolation")["status"] == "True"
 
-            lifted = subprocess.run(
-                [
-                    str(ENCLAVE),
-                    "quarantine",
-                    name,
-                    "--lift",
-                    "--reason",
-                    "investigated: false alarm",
-                    "--kubeconfig",
-                    kubeconfig,
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
+            lifted = _quarantine(
+                name, kubeconfig, "--lift", "--reason", "investigated: false alarm"
             )
             assert lifted.returncode == 0, lifted.stderr
             wait_for("the phase Provisioning", lambda: phase(kube_api, name) == "Provisioning")

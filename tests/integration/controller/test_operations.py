@@ -9,7 +9,6 @@ from __future__ import annotations
 import secrets
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,15 @@ from controller.kube import GROUP, VERSION
 from tests.assets.controller import example, load_document
 from tests.harness.audit_service import AuditEnv, ServiceProcess, free_port
 from tests.harness.kube_fixtures import ServiceAccountClient
-from tests.integration.controller.helpers import condition, get_enclave, in_force, wait_for
+from tests.integration.controller.helpers import (
+    condition,
+    controller_argv,
+    get_enclave,
+    in_force,
+    wait_for,
+)
 
 pytestmark = pytest.mark.kube
-
-ENCLAVE = Path(sys.executable).parent / "enclave"
 
 
 class Replica:
@@ -75,28 +78,16 @@ def test_two_replicas_never_both_reconcile_and_the_standby_takes_over(
     audit_service: ServiceProcess,
     tmp_path: Path,
 ) -> None:
-    token = tmp_path / "audit-token"
-    token.write_text(audit_env.tokens["controller"])
-
     def argv(which: str) -> list[str]:
-        return [
-            str(ENCLAVE),
-            "controller",
-            "run",
-            "--kube",
-            "--kubeconfig",
-            str(controller_identity.path),
-            "--resync-interval",
-            "1",
-            "--audit-url",
-            audit_service.url,
-            "--audit-token-file",
-            str(token),
-            "--audit-spool",
-            str(tmp_path / f"spool-{which}.db"),
-            "--lease-namespace",
-            kube_namespace,
-        ]
+        workdir = tmp_path / which
+        workdir.mkdir()
+        base = controller_argv(
+            kubeconfig=controller_identity.path,
+            audit_url=audit_service.url,
+            token=audit_env.tokens["controller"],
+            workdir=workdir,
+        )
+        return [*base, "--lease-namespace", kube_namespace]
 
     a = Replica(argv("a"), tmp_path / "a.log", free_port())
     b: Replica | None = None

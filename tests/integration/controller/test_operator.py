@@ -11,7 +11,6 @@ from __future__ import annotations
 import secrets
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +29,7 @@ from tests.harness.audit_service import AuditEnv, ServiceProcess
 from tests.harness.kube_fixtures import ServiceAccountClient
 from tests.integration.controller.helpers import (
     condition,
+    controller_argv,
     get_enclave,
     phase,
     running_operator,
@@ -168,26 +168,13 @@ def test_enclave_controller_run_kube_provisions_and_stops_on_sigterm(
     audit_service: ServiceProcess,
     tmp_path: Path,
 ) -> None:
-    enclave = Path(sys.executable).parent / "enclave"
-    token = tmp_path / "audit-token"
-    token.write_text(audit_env.tokens["controller"])
     process = subprocess.Popen(
-        [
-            str(enclave),
-            "controller",
-            "run",
-            "--kube",
-            "--kubeconfig",
-            str(controller_identity.path),
-            "--resync-interval",
-            "1",
-            "--audit-url",
-            audit_service.url,
-            "--audit-token-file",
-            str(token),
-            "--audit-spool",
-            str(tmp_path / "spool.db"),
-        ],
+        controller_argv(
+            kubeconfig=controller_identity.path,
+            audit_url=audit_service.url,
+            token=audit_env.tokens["controller"],
+            workdir=tmp_path,
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
