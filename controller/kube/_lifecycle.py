@@ -99,18 +99,32 @@ class PortalSessions:
     transport: httpx.BaseTransport | None = None
 
     def revoke(self, *, users: Iterable[str]) -> int:
-        """End every active session of ``users``; return how many were ended."""
+        """End every active session of ``users`` (user names); return how many were ended.
+
+        Sessions name their user by the portal's internal id, so the ids come from
+        ``GET /api/admin/users``; a portal whose user list carries no ``id`` cannot
+        be matched, and that is an error (nothing is guessed).
+        """
         wanted = set(users)
         headers = {"Authorization": f"Bearer {self.token}"}
         try:
             with httpx.Client(
                 base_url=self.url, headers=headers, timeout=self.timeout_s, transport=self.transport
             ) as http:
+                listed_users = http.get("/api/admin/users")
+                listed_users.raise_for_status()
+                known = [u for u in listed_users.json() if u.get("username") in wanted]
+                if any("id" not in u for u in known):
+                    raise PortalUnavailableError(
+                        f"the portal at {self.url} does not give user ids in GET "
+                        "/api/admin/users, so its sessions cannot be matched to the members"
+                    )
+                ids = {u["id"] for u in known}
                 listed = http.get("/api/admin/sessions")
                 listed.raise_for_status()
                 ended = 0
                 for s in listed.json():
-                    if s.get("user_id") in wanted:
+                    if s.get("user_id") in ids:
                         r = http.delete(f"/api/admin/sessions/{s['session']}")
                         if r.status_code not in (204, 404):
                             r.raise_for_status()
