@@ -26,6 +26,7 @@ _GROUPS = {
     "render": "controller.kube.cli:render",
     "crd": "controller.kube.cli:crd",
     "isolation": "controller.kube.cli:isolation",
+    "quarantine": "controller.kube.cli:quarantine",
     "controller": "controller.local.cli:controller",
 }
 

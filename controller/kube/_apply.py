@@ -18,7 +18,15 @@ from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
 from .errors import ClusterError
 
-__all__ = ["FIELD_MANAGER", "SyncResult", "apply_objects", "server_message", "sync_objects"]
+__all__ = [
+    "FIELD_MANAGER",
+    "PRUNED_KINDS",
+    "SyncResult",
+    "apply_objects",
+    "prune_objects",
+    "server_message",
+    "sync_objects",
+]
 
 #: The one field manager every write of the controller uses.
 FIELD_MANAGER = "enclave-controller"
@@ -126,3 +134,53 @@ def sync_objects(
             raise ClusterError(f"applying {_where(obj)}: {server_message(e)}") from e
         written.append(_where(obj))
     return SyncResult(written=tuple(written), unchanged=tuple(unchanged))
+
+
+#: The kinds an Enclave can stop rendering (a closed enclave, a removed dataset): the
+#: reconciler deletes the ones carrying its labels that it no longer renders. Claims
+#: are pruned only when they are a dataset's (component ``storage``); workspace
+#: volumes are destroyed only at the end of use.
+PRUNED_KINDS: tuple[tuple[str, str], ...] = (
+    ("networking.k8s.io/v1", "Ingress"),
+    ("apps/v1", "Deployment"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("v1", "PersistentVolumeClaim"),
+)
+
+
+def prune_objects(
+    *, api_client: Any, namespace: str, enclave: str, keep: Sequence[dict[str, Any]]
+) -> tuple[str, ...]:
+    """Delete what the controller once applied in ``namespace`` and no longer renders.
+
+    Only objects labelled as the controller's for ``enclave`` are candidates, so a
+    policy someone else added is never removed here (the isolation check reports it).
+    Costs one list per kind; returns what was deleted.
+    """
+    dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
+    wanted = {(o["kind"], o["metadata"]["name"]) for o in keep}
+    selector = f"app.kubernetes.io/managed-by={FIELD_MANAGER},enclave.dev/enclave={enclave}"
+    deleted: list[str] = []
+    for api_version, kind in PRUNED_KINDS:
+        if kind == "PersistentVolumeClaim":
+            where = f"{selector},app.kubernetes.io/component=storage"
+        else:
+            where = selector
+        try:
+            resource = dynamic.resources.get(api_version=api_version, kind=kind)
+            items = resource.get(namespace=namespace, label_selector=where).items
+            for item in items:
+                name = item.metadata.name
+                if (kind, name) in wanted:
+                    continue
+                try:
+                    resource.delete(name=name, namespace=namespace)
+                except DynamicApiError as e:
+                    if e.status != 404:
+                        raise
+                deleted.append(f"{kind} {namespace}/{name}")
+        except (ApiException, DynamicApiError) as e:
+            raise ClusterError(f"pruning {kind}s in {namespace}: {server_message(e)}") from e
+    return tuple(deleted)

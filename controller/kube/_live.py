@@ -67,11 +67,15 @@ def enclave_pod_classes(enclave: Enclave) -> tuple[PodClass, ...]:
 def expected_isolation(
     *, enclave: Enclave, tier: Tier, settings: RenderSettings
 ) -> IsolationReport:
+    """What the rendered policies allow; for a quarantined enclave, the default deny alone."""
     ns = namespace_name(enclave)
+    policies = make_network_policies(enclave, tier, settings, Owner(name=enclave.name))
+    if enclave.quarantined:
+        policies = [p for p in policies if p["metadata"]["name"] == "default-deny"]
     return analyse_policies(
         namespace=ns,
         namespace_labels={"kubernetes.io/metadata.name": ns},
-        policies=make_network_policies(enclave, tier, settings, Owner(name=enclave.name)),
+        policies=policies,
         pod_classes=enclave_pod_classes(enclave),
     )
 
@@ -82,6 +86,14 @@ class LiveIsolation:
     report: IsolationReport
     #: Policies in the namespace that the controller did not write.
     foreign_policies: tuple[str, ...]
+
+
+def no_such_enclave(name: str) -> InvalidEnclaveError:
+    """The error for a NAME that names no Enclave in the cluster (exit 2)."""
+    return InvalidEnclaveError(
+        source=f"{KIND} {name}",
+        problems=[Problem(field="metadata.name", message="no such Enclave in the cluster")],
+    )
 
 
 def live_isolation(*, api_client: Any, name: str) -> LiveIsolation:
@@ -95,10 +107,7 @@ def live_isolation(*, api_client: Any, name: str) -> LiveIsolation:
         document = custom.get_cluster_custom_object(GROUP, VERSION, "enclaves", name)
     except client.ApiException as e:
         if e.status == 404:
-            raise InvalidEnclaveError(
-                source=f"{KIND} {name}",
-                problems=[Problem(field="metadata.name", message="no such Enclave in the cluster")],
-            ) from None
+            raise no_such_enclave(name) from None
         raise ClusterError(f"reading {KIND} {name}: {server_message(e)}") from e
     enclave = load_enclave(document, source=f"{KIND} {name}")
     report, foreign = analyse_live(api_client=api_client, enclave=enclave)

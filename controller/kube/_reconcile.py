@@ -6,12 +6,18 @@ controller was down when they happened). Steps:
 
 1. Validate the spec with the same schema as admission; an invalid spec is a
    permanent failure (phase ``Failed``), reported in status, never half-applied.
-2. Approval: outside ``notBefore``..``notAfter`` nothing is applied (phase
-   ``Pending`` before, ``Suspended`` after). Tearing down an enclave that was
-   already provisioned is not built yet (docs/controller.md).
+2. Approval and lifecycle: before ``notBefore`` nothing is applied (``Pending``).
+   From ``notAfter`` the enclave is closed (``Suspended``: hub and proxy scaled to
+   zero, no Ingress, single-user pods deleted, the members' portal sessions revoked
+   once when a portal is configured); ``spec.quarantine.active`` closes it further
+   (``Quarantined``: only the default-deny policy). From ``notAfter`` plus the grace
+   period, ``end_of_use`` (volumes destroyed, record confirmed by the audit service,
+   namespace deleted; phase ``Expired``). A closed enclave that was never
+   provisioned is not created.
 3. Render every object with the Enclave's uid as owner; server-side apply, in
    order (namespace and default deny first) and with the one field manager, those
    that are missing or differ from the live ones (a settled enclave costs no write).
+   Objects it no longer renders (carrying its labels) are deleted.
    When the live policies differed from the tier's before this repair,
    ``NetworkIsolation`` stays False (``DriftRepaired``) until the next
    reconciliation confirms them.
@@ -26,14 +32,24 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubernetes import client
 
+from audit.events import Event
 from policies import Catalog, PolicyError
 
-from ._apply import FIELD_MANAGER, server_message, sync_objects
+from ._apply import FIELD_MANAGER, SyncResult, prune_objects, server_message, sync_objects
+from ._lifecycle import (
+    AuditRecorder,
+    AuditUnavailableError,
+    PortalSessions,
+    PortalUnavailableError,
+    destroy_volumes,
+    lifecycle_event,
+    stop_user_pods,
+)
 from ._live import analyse_live, expected_isolation
 from ._objects import namespace_name
 from ._render import render_enclave
@@ -42,7 +58,20 @@ from ._settings import HubConfig, RenderSettings
 from ._spec import Enclave, load_enclave
 from .errors import ClusterError, InvalidEnclaveError
 
-__all__ = ["CONDITION_TYPES", "Condition", "Outcome", "reconcile_enclave"]
+__all__ = [
+    "CONDITION_TYPES",
+    "CONTROLLER_ACTOR",
+    "Condition",
+    "Ended",
+    "Lifecycle",
+    "Outcome",
+    "end_of_use",
+    "reconcile_enclave",
+    "write_status",
+]
+
+#: The actor of the controller's own steps in audit events.
+CONTROLLER_ACTOR = "system:enclave-controller"
 
 #: One condition per control group, in the order status lists them.
 CONDITION_TYPES = ("Approval", "Namespace", "NetworkIsolation", "Identity", "Storage", "Workspace")
@@ -68,10 +97,27 @@ class Outcome:
     written: tuple[str, ...] = ()
     #: Of those, the ones that repaired drifted network isolation.
     repaired: tuple[str, ...] = ()
+    #: A lifecycle step is waiting for something (the caller retries soon).
+    waiting: bool = False
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Lifecycle:
+    """What the lifecycle steps need besides the cluster.
+
+    ``audit`` None: nothing is recorded, and the end of use waits (it must be
+    recorded before the data goes). ``portal`` None: sessions are not revoked and
+    the ``Sessions`` condition says so. ``expiry_grace``: how long after ``notAfter``
+    a suspended enclave's volumes are destroyed (the tier catalog has no value for it).
+    """
+
+    audit: AuditRecorder | None = None
+    portal: PortalSessions | None = None
+    expiry_grace: timedelta = timedelta(days=30)
 
 
 def reconcile_enclave(
@@ -82,6 +128,7 @@ def reconcile_enclave(
     settings: RenderSettings,
     hub_config: HubConfig | None,
     now: datetime | None = None,
+    lifecycle: Lifecycle | None = None,
 ) -> Outcome:
     """Steps 1-5 of the module docstring for one Enclave resource as the API returned it.
 
@@ -89,6 +136,7 @@ def reconcile_enclave(
     temporary error: the caller retries with backoff).
     """
     now = now or _now()
+    lifecycle = lifecycle or Lifecycle()
     name = str(document["metadata"]["name"])
     try:  # 1.
         enclave = load_enclave(dict(document), source=f"{KIND} {name}")
@@ -96,28 +144,59 @@ def reconcile_enclave(
     except (InvalidEnclaveError, PolicyError) as e:
         bad = Condition(type="Approval", status="False", reason="InvalidSpec", message=str(e))
         outcome = Outcome(phase="Failed", conditions=(bad,), permanent=True)
-        return _write_status(api_client, document, outcome, now)
+        return write_status(api_client, document, outcome, now)
     approval = _approval(enclave, now)  # 2.
-    if approval.status != "True":
-        phase = "Pending" if approval.reason == "NotYetValid" else "Suspended"
-        return _write_status(
-            api_client, document, Outcome(phase=phase, conditions=(approval,)), now
+    previous_phase = (document.get("status") or {}).get("phase")
+    if approval.reason == "NotYetValid":
+        return write_status(
+            api_client, document, Outcome(phase="Pending", conditions=(approval,)), now
         )
+    if approval.reason == "Expired" and now >= enclave.approval.not_after + lifecycle.expiry_grace:
+        if previous_phase == "Expired":
+            return Outcome(phase="Expired", conditions=(approval,))
+        ended = end_of_use(
+            api_client=api_client,
+            document=document,
+            enclave=enclave,
+            lifecycle=lifecycle,
+            reason=f"approval ended at {enclave.approval.not_after.isoformat()} and the "
+            f"grace period of {lifecycle.expiry_grace} passed",
+        )
+        phase = "Terminating" if ended.waiting else "Expired"
+        outcome = Outcome(
+            phase=phase, conditions=(approval, ended.condition), waiting=ended.waiting
+        )
+        return write_status(api_client, document, outcome, now)
+    state = (
+        "quarantined"
+        if enclave.quarantined
+        else "suspended"
+        if approval.reason == "Expired"
+        else "open"
+    )
+    ns = namespace_name(enclave)
+    exists = _exists(api_client, ns)
+    if state != "open" and not exists:
+        # Never provisioned: a closed enclave is not created just to be closed.
+        phase = "Quarantined" if state == "quarantined" else "Suspended"
+        closed = (approval, _quarantine_condition(enclave)) if enclave.quarantined else (approval,)
+        return write_status(api_client, document, Outcome(phase=phase, conditions=closed), now)
     objects = render_enclave(  # 3.
         enclave=enclave,
         tier=tier,
         settings=settings,
         hub_config=hub_config,
         owner_uid=str(document["metadata"]["uid"]),
+        state=state,
     )
-    ns = namespace_name(enclave)
-    before = (
-        _network_isolation(api_client, enclave, tier, settings) if _exists(api_client, ns) else None
-    )
+    before = _network_isolation(api_client, enclave, tier, settings) if exists else None
     synced = sync_objects(api_client=api_client, objects=objects)
+    pruned = prune_objects(api_client=api_client, namespace=ns, enclave=enclave.name, keep=objects)
+    if state != "open":
+        stop_user_pods(api_client=api_client, namespace=ns, enclave=enclave.name)
     isolation = _network_isolation(api_client, enclave, tier, settings)  # 4.
     repaired: tuple[str, ...] = ()
-    if before is not None and before.status == "False" and synced.written:
+    if before is not None and before.status == "False" and synced.written and state == "open":
         # The policies had drifted: say so until the next reconciliation confirms them.
         repaired = synced.written
         isolation = Condition(
@@ -126,7 +205,7 @@ def reconcile_enclave(
             reason="DriftRepaired",
             message=f"{before.message}; re-applied {', '.join(repaired)}",
         )
-    conditions = (
+    conditions = [
         approval,
         Condition(type="Namespace", status="True", reason="Applied", message=f"{ns} applied"),
         isolation,
@@ -138,11 +217,210 @@ def reconcile_enclave(
             "built yet",
         ),
         _storage(api_client, enclave),
-        _workspace(api_client, ns, hub_config),
+        _workspace(api_client, ns, hub_config, state),
+    ]
+    if state == "open":
+        phase = "Ready" if all(c.status == "True" for c in conditions) else "Provisioning"
+    else:
+        phase = "Quarantined" if state == "quarantined" else "Suspended"
+    if enclave.quarantine is not None:
+        conditions.append(_quarantine_condition(enclave))
+    if state != "open":
+        conditions.append(_sessions(document, enclave, lifecycle, fresh=previous_phase != phase))
+    events = _lifecycle_events(document, enclave, previous_phase, phase, synced, repaired)
+    if lifecycle.audit is not None:
+        for event in events:
+            lifecycle.audit.emit(event)
+    outcome = Outcome(
+        phase=phase,
+        conditions=tuple(conditions),
+        written=synced.written + pruned,
+        repaired=repaired,
     )
-    phase = "Ready" if all(c.status == "True" for c in conditions) else "Provisioning"
-    outcome = Outcome(phase=phase, conditions=conditions, written=synced.written, repaired=repaired)
-    return _write_status(api_client, document, outcome, now)
+    return write_status(api_client, document, outcome, now)
+
+
+def _quarantine_condition(enclave: Enclave) -> Condition:
+    q = enclave.quarantine
+    assert q is not None
+    if q.active:
+        return Condition(
+            type="Quarantine",
+            status="True",
+            reason="Quarantined",
+            message=f"quarantined by {q.by} at {q.at or '?'}: {q.reason}; all traffic denied, "
+            "hub stopped",
+        )
+    return Condition(
+        type="Quarantine",
+        status="False",
+        reason="Lifted",
+        message=f"quarantine lifted by {q.by} at {q.at or '?'}: {q.reason}",
+    )
+
+
+def _sessions(
+    document: Mapping[str, Any], enclave: Enclave, lifecycle: Lifecycle, *, fresh: bool
+) -> Condition:
+    """Revoke the members' portal sessions once, when the enclave closes."""
+    old = {c.get("type"): c for c in (document.get("status") or {}).get("conditions") or []}
+    done = old.get("Sessions") or {}
+    if not fresh and done.get("status") == "True":
+        return Condition(
+            type="Sessions",
+            status="True",
+            reason=str(done.get("reason")),
+            message=str(done.get("message")),
+        )
+    if lifecycle.portal is None:
+        return Condition(
+            type="Sessions",
+            status="False",
+            reason="PortalNotConfigured",
+            message="no portal URL and admin token are configured: the members' portal "
+            "sessions were not revoked",
+        )
+    try:
+        ended = lifecycle.portal.revoke(users=(m.user for m in enclave.members))
+    except PortalUnavailableError as e:
+        return Condition(
+            type="Sessions", status="False", reason="PortalUnavailable", message=str(e)
+        )
+    return Condition(
+        type="Sessions",
+        status="True",
+        reason="Revoked",
+        message=f"{ended} portal session(s) of the members revoked",
+    )
+
+
+def _lifecycle_events(
+    document: Mapping[str, Any],
+    enclave: Enclave,
+    previous_phase: str | None,
+    phase: str,
+    synced: SyncResult,
+    repaired: tuple[str, ...],
+) -> list[Event | None]:
+    """The audit events of this reconciliation (``None``: action not registered yet)."""
+    uid = str(document["metadata"].get("uid", enclave.name))
+    generation = int(document["metadata"].get("generation", 0))
+    q = enclave.quarantine
+    events: list[Event | None] = []
+
+    def add(action: str, key: str, actor: str, details: Mapping[str, Any]) -> None:
+        events.append(
+            lifecycle_event(
+                action=action,
+                enclave=enclave.name,
+                actor=actor,
+                details=details,
+                event_id=f"ctl-{uid}-{key}"[:128],
+            )
+        )
+
+    if repaired:
+        add(
+            "enclave.drift_repaired",
+            f"drift-{_now():%Y%m%dT%H%M%S%f}",
+            CONTROLLER_ACTOR,
+            {"objects": len(repaired)},
+        )
+    elif synced.written and phase not in ("Suspended", "Quarantined"):
+        add(
+            "enclave.provisioned",
+            f"gen-{generation}-{len(synced.written)}",
+            CONTROLLER_ACTOR,
+            {"tier": enclave.tier, "generation": generation, "objects": len(synced.written)},
+        )
+    if phase != previous_phase:
+        if phase == "Quarantined" and q is not None:
+            add("enclave.quarantined", f"q-{q.at}", q.by, {"reason": q.reason})
+        elif phase == "Suspended":
+            add("enclave.suspended", "suspended", CONTROLLER_ACTOR, {"reason": "approval ended"})
+        elif previous_phase == "Quarantined" and q is not None and not q.active:
+            add("enclave.quarantine_lifted", f"lift-{q.at}", q.by, {"reason": q.reason})
+    return events
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ended:
+    waiting: bool
+    condition: Condition
+
+
+def end_of_use(
+    *,
+    api_client: Any,
+    document: Mapping[str, Any],
+    enclave: Enclave,
+    lifecycle: Lifecycle,
+    reason: str,
+) -> Ended:
+    """Stop the workloads, destroy the volumes, record the end of use, remove the namespace.
+
+    Level-triggered and in that order; each call goes as far as it can and says what
+    it waits for. The record is confirmed by the audit service before the namespace
+    (and with it anything left) is deleted; without an audit service it waits.
+    """
+    ns = namespace_name(enclave)
+
+    def waiting(reason_: str, message: str) -> Ended:
+        return Ended(
+            waiting=True,
+            condition=Condition(type="EndOfUse", status="False", reason=reason_, message=message),
+        )
+
+    if _exists(api_client, ns):
+        apps = client.AppsV1Api(api_client)
+        for deployment in ("hub", "proxy"):
+            try:
+                apps.delete_namespaced_deployment(deployment, ns)
+            except client.ApiException as e:
+                if e.status != 404:
+                    raise ClusterError(f"stopping {ns}/{deployment}: {server_message(e)}") from e
+        stop_user_pods(api_client=api_client, namespace=ns, enclave=enclave.name)
+        remaining = destroy_volumes(api_client=api_client, namespace=ns)
+        if remaining:
+            return waiting("DestroyingVolumes", f"{remaining} claim(s) in {ns} not gone yet")
+    if lifecycle.audit is None:
+        return waiting(
+            "AuditNotConfigured",
+            "no audit service is configured: the end-of-use record cannot be written, so the "
+            "namespace is kept",
+        )
+    uid = str(document["metadata"].get("uid", enclave.name))
+    record = lifecycle_event(
+        action="enclave.end_of_use",
+        enclave=enclave.name,
+        actor=CONTROLLER_ACTOR,
+        details={
+            "reason": reason[:256],
+            "tier": enclave.tier,
+            "volumes_destroyed": True,
+            "not_after": enclave.approval.not_after.isoformat(),
+        },
+        event_id=f"ctl-{uid}-end-of-use",
+    )
+    try:
+        lifecycle.audit.confirm(record)
+    except AuditUnavailableError as e:
+        return waiting("AuditUnavailable", f"the end-of-use record is not in the log yet: {e}")
+    try:
+        client.CoreV1Api(api_client).delete_namespace(ns)
+    except client.ApiException as e:
+        if e.status != 404:
+            raise ClusterError(f"deleting namespace {ns}: {server_message(e)}") from e
+        return Ended(
+            waiting=False,
+            condition=Condition(
+                type="EndOfUse",
+                status="True",
+                reason="Recorded",
+                message="volumes destroyed, end-of-use recorded in the audit log, namespace gone",
+            ),
+        )
+    return waiting("NamespaceTerminating", f"waiting for namespace {ns} to go")
 
 
 def _exists(api_client: Any, namespace: str) -> bool:
@@ -225,12 +503,20 @@ def _storage(api_client: Any, enclave: Enclave) -> Condition:
     return Condition(type="Storage", status="True", reason="Bound", message="every claim is bound")
 
 
-def _workspace(api_client: Any, ns: str, hub_config: HubConfig | None) -> Condition:
+def _workspace(api_client: Any, ns: str, hub_config: HubConfig | None, state: str) -> Condition:
     try:
         hub = client.AppsV1Api(api_client).read_namespaced_deployment("hub", ns)
     except client.ApiException as e:
         raise ClusterError(f"reading the hub of {ns}: {server_message(e)}") from e
     ready = (hub.status.ready_replicas if hub.status else None) or 0
+    if state != "open":
+        return Condition(
+            type="Workspace",
+            status="False",
+            reason="Stopped",
+            message=f"the enclave is {state}: hub and proxy scaled to zero, no Ingress, "
+            "single-user pods deleted",
+        )
     if ready >= 1:
         return Condition(type="Workspace", status="True", reason="HubReady", message="hub ready")
     why = "" if hub_config is not None else "; no hub configuration was given"
@@ -242,7 +528,7 @@ def _workspace(api_client: Any, ns: str, hub_config: HubConfig | None) -> Condit
     )
 
 
-def _write_status(
+def write_status(
     api_client: Any, document: Mapping[str, Any], outcome: Outcome, now: datetime
 ) -> Outcome:
     """Write ``status`` when it differs from what is there; keep unchanged conditions' times."""

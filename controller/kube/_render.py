@@ -35,7 +35,12 @@ from ._objects import (
 from ._settings import HubConfig, RenderSettings
 from ._spec import Enclave
 
-__all__ = ["HubConfig", "RenderSettings", "render_enclave", "to_yaml"]
+__all__ = ["STATES", "HubConfig", "RenderSettings", "render_enclave", "to_yaml"]
+
+#: ``open``: everything. ``suspended`` (the approval ran out): the hub and proxy
+#: scaled to zero and no Ingress. ``quarantined``: that, and only the default-deny
+#: policy (every allow policy is gone, so no pod can send or receive anything).
+STATES = ("open", "suspended", "quarantined")
 
 
 def render_enclave(
@@ -45,15 +50,20 @@ def render_enclave(
     settings: RenderSettings,
     hub_config: HubConfig | None,
     owner_uid: str | None = None,
+    state: str = "open",
 ) -> list[dict[str, Any]]:
     """All objects of ``enclave``, namespace first, isolation before any workload.
 
     ``hub_config`` is the workspace generator's output; without it no ``hub-config``
     ConfigMap is rendered (the hub Deployment still refers to it, and stays
     unready until it exists). ``tier`` must be the tier ``enclave.tier`` names.
+    ``state`` is one of :data:`STATES`; a closed enclave renders fewer objects, and
+    the reconciler removes the ones it no longer renders.
     """
     if tier.id != enclave.tier:
         raise ValueError(f"tier {tier.id} given for an enclave of tier {enclave.tier}")
+    if state not in STATES:
+        raise ValueError(f"unknown state {state!r}")
     owner = Owner(name=enclave.name, uid=owner_uid)
     objects: list[dict[str, Any]] = [make_namespace(enclave, tier, owner)]
     # Isolation first: no workload exists before the default-deny policy does.
@@ -73,7 +83,25 @@ def render_enclave(
     objects.append(make_hub_deployment(enclave, tier, settings, owner))
     objects.append(make_proxy_deployment(enclave, tier, settings, owner))
     objects.append(make_ingress(enclave, settings, owner))
-    return objects
+    return objects if state == "open" else _closed(objects, quarantined=state == "quarantined")
+
+
+def _closed(objects: list[dict[str, Any]], *, quarantined: bool) -> list[dict[str, Any]]:
+    """The objects of a closed enclave: no Ingress, no running hub or proxy."""
+    out: list[dict[str, Any]] = []
+    for obj in objects:
+        if obj["kind"] == "Ingress":
+            continue
+        if (
+            quarantined
+            and obj["kind"] == "NetworkPolicy"
+            and obj["metadata"]["name"] != ("default-deny")
+        ):
+            continue
+        if obj["kind"] == "Deployment":
+            obj = {**obj, "spec": {**obj["spec"], "replicas": 0}}
+        out.append(obj)
+    return out
 
 
 def to_yaml(objects: Sequence[dict[str, Any]]) -> str:

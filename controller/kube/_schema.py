@@ -149,6 +149,19 @@ SPEC_SCHEMA: dict[str, Any] = {
             "x-kubernetes-list-type": "set",
             "items": {"type": "string", "maxLength": 43},
         },
+        # Set by ``enclave quarantine`` (or by hand): while ``active``, every allow
+        # policy, the Ingress and the hub are removed. Lifting sets ``active: false``
+        # with the lift's own reason; ``by`` and ``at`` say who and when.
+        "quarantine": {
+            "type": "object",
+            "required": ["active", "reason"],
+            "properties": {
+                "active": {"type": "boolean"},
+                "reason": _string(r"^\S(.*\S)?$", max_length=512),
+                "by": _string(max_length=256),
+                "at": {"type": "string", "format": "date-time"},
+            },
+        },
     },
 }
 
@@ -419,6 +432,7 @@ _TYPES: dict[str, Callable[[Any], bool]] = {
     "array": lambda v: isinstance(v, list),
     "string": lambda v: isinstance(v, str),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
 }
 
 

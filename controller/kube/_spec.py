@@ -59,6 +59,16 @@ class Workspace:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Quarantine:
+    """``spec.quarantine``: ``active`` closes the enclave at once; ``by`` who asked."""
+
+    active: bool
+    reason: str
+    by: str
+    at: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Enclave:
     """One research project, as declared; ``name`` is the resource's ``metadata.name``."""
 
@@ -70,6 +80,11 @@ class Enclave:
     datasets: tuple[Dataset, ...]
     workspace: Workspace
     access_networks: tuple[str, ...]
+    quarantine: Quarantine | None = None
+
+    @property
+    def quarantined(self) -> bool:
+        return self.quarantine is not None and self.quarantine.active
 
 
 def _time(value: str) -> datetime:
@@ -110,6 +125,18 @@ def load_enclave(document: Any, *, source: str = "Enclave") -> Enclave:
             image=ws["image"], cpu=ws["cpu"], memory=ws["memory"], storage=ws["storage"]
         ),
         access_networks=tuple(spec.get("accessNetworks", [])),
+        quarantine=_quarantine(spec.get("quarantine")),
+    )
+
+
+def _quarantine(value: Mapping[str, Any] | None) -> Quarantine | None:
+    if value is None:
+        return None
+    return Quarantine(
+        active=bool(value["active"]),
+        reason=str(value["reason"]),
+        by=str(value.get("by", "unknown")),
+        at=str(value.get("at", "")),
     )
 
 

@@ -8,25 +8,34 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import secrets
+import signal
+import socket
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
 import yaml
 
+from audit.client import AuditClient
 from policies import Catalog, CatalogError, PolicyError, load_catalog
 
+from ._lifecycle import AuditRecorder, PortalSessions, set_quarantine
 from ._live import LiveIsolation, expected_isolation, live_isolation
+from ._reconcile import Lifecycle
 from ._render import HubConfig, RenderSettings, render_enclave, to_yaml
 from ._schema import Problem, enclave_crd
 from ._settings import METADATA_ADDRESS
 from ._spec import read_enclave_file
 from .errors import ClusterError, InvalidEnclaveError
 
-__all__ = ["controller", "crd", "isolation", "render"]
+__all__ = ["controller", "crd", "isolation", "quarantine", "render"]
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -247,6 +256,42 @@ def isolation(
         sys.exit(1)
 
 
+def _file_option(flag: str, help_text: str) -> Callable[[F], F]:
+    """An option naming an existing file (tokens travel in files, never in argv)."""
+    return click.option(
+        flag, type=click.Path(exists=True, dir_okay=False, path_type=Path), help=help_text
+    )
+
+
+@click.command()
+@click.argument("name")
+@click.option("--reason", required=True, help="Why (recorded with who did it).")
+@click.option("--lift", is_flag=True, help="Lift the quarantine instead (a reason is needed too).")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="KUBECONFIG",
+    help="The cluster and the credentials to use (env: KUBECONFIG).",
+)
+def quarantine(name: str, reason: str, lift: bool, kubeconfig: Path | None) -> None:
+    """Quarantine enclave NAME at once: all traffic denied, hub and servers stopped.
+
+    Sets ``spec.quarantine`` with the reason, the time and who asked (the cluster's
+    own name for these credentials); the controller does the rest. ``--lift`` sets it
+    inactive, with its own reason.
+    """
+    inputs = _load_inputs(settings_file=None, overlay=None, kube=True, kubeconfig=kubeconfig)
+    try:
+        set_quarantine(api_client=inputs.api_client, name=name, reason=reason, active=not lift)
+    except InvalidEnclaveError as e:
+        _fail(str(e))
+    except ClusterError as e:
+        _fail(str(e), code=1)
+    finally:
+        inputs.api_client.close()
+    click.echo(f"enclave {name}: quarantine {'lifted' if lift else 'set'}")
+
+
 @click.group()
 def controller() -> None:
     """Run the controller that keeps each Enclave's objects as its tier demands."""
@@ -262,6 +307,34 @@ def controller() -> None:
     show_default=True,
     help="Seconds between level-triggered reconciliations of every Enclave.",
 )
+@click.option("--audit-url", help="The audit service's intake (events go with source=controller).")
+@_file_option("--audit-token-file", "File holding the controller's intake token.")
+@click.option(
+    "--audit-spool",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("controller-audit-spool.db"),
+    show_default=True,
+    help="The durable spool of events not yet acknowledged.",
+)
+@click.option("--portal-url", help="The portal, whose admin API revokes sessions.")
+@_file_option("--portal-admin-token-file", "File holding the portal's admin token.")
+@click.option(
+    "--expiry-grace-days",
+    type=click.FloatRange(min=0.0),
+    default=30.0,
+    show_default=True,
+    help="Days after notAfter before a suspended enclave's volumes are destroyed.",
+)
+@click.option(
+    "--lease-namespace",
+    help="Hold the Lease enclave-controller in this namespace and reconcile only while "
+    "holding it (leader election between replicas). Without it, no election.",
+)
+@click.option(
+    "--health-port",
+    type=click.IntRange(min=0, max=65535),
+    help="Serve /healthz, /readyz and /metrics on this port.",
+)
 def run(
     kube: bool,
     settings_file: Path | None,
@@ -269,9 +342,22 @@ def run(
     hub_files: tuple[Path, ...],
     kubeconfig: Path | None,
     resync_interval: float,
+    audit_url: str | None,
+    audit_token_file: Path | None,
+    audit_spool: Path,
+    portal_url: str | None,
+    portal_admin_token_file: Path | None,
+    expiry_grace_days: float,
+    lease_namespace: str | None,
+    health_port: int | None,
 ) -> None:
-    """Run the reconciler until interrupted (SIGINT or SIGTERM)."""
-    from .operator import OperatorConfig, run_operator
+    """Run the reconciler until interrupted (SIGINT or SIGTERM).
+
+    Without --audit-url nothing is recorded and deleted Enclaves wait (their end of
+    use must be recorded first); without --portal-url sessions are not revoked.
+    """
+    from ._ops import LeaseElector, Metrics, serve_health
+    from .operator import OperatorConfig, run_elected, run_operator
 
     if not kube:
         _fail("give --kube (the local backend is not built yet)")
@@ -282,15 +368,81 @@ def run(
         kube=True,
         kubeconfig=kubeconfig,
     )
+    if bool(audit_url) != bool(audit_token_file):
+        _fail("give --audit-url and --audit-token-file together")
+    if bool(portal_url) != bool(portal_admin_token_file):
+        _fail("give --portal-url and --portal-admin-token-file together")
+    audit = None
+    if audit_url and audit_token_file:
+        audit = AuditClient.http(
+            url=audit_url,
+            token=_secret(audit_token_file),
+            spool_path=audit_spool,
+            source="controller",
+        )
+    portal = (
+        PortalSessions(url=portal_url, token=_secret(portal_admin_token_file))
+        if portal_url and portal_admin_token_file
+        else None
+    )
     operator_config = OperatorConfig(
         api_client=inputs.api_client,
         catalog=inputs.catalog,
         settings=inputs.settings,
         hub_config=inputs.hub_config,
         resync_interval_s=resync_interval,
+        lifecycle=Lifecycle(
+            audit=AuditRecorder(client=audit) if audit else None,
+            portal=portal,
+            expiry_grace=timedelta(days=expiry_grace_days),
+        ),
+        metrics=Metrics(),
+    )
+    metrics = operator_config.metrics
+    assert metrics is not None
+    server = (
+        serve_health(port=health_port, metrics=metrics, ready=lambda: True)
+        if health_port is not None
+        else None
     )
     try:
-        # kopf stops on SIGINT/SIGTERM when it runs in the main thread.
-        run_operator(operator_config)
+        if lease_namespace is None:
+            metrics.leader.set(1)
+            # kopf stops on SIGINT/SIGTERM when it runs in the main thread.
+            run_operator(operator_config)
+        else:
+            stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+            identity = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+            elector = LeaseElector(
+                api_client=inputs.api_client,
+                namespace=lease_namespace,
+                name="enclave-controller",
+                identity=identity,
+            )
+            lost = run_elected(
+                operator_config,
+                elector=elector,
+                stop_flag=stop,
+                log=lambda m: click.echo(f"enclave controller: {m}", err=True),
+            )
+            if lost:
+                _fail("the Lease was lost; exiting so that a restart competes again", code=1)
     finally:
+        if server is not None:
+            server.shutdown()
         inputs.api_client.close()
+        if audit is not None:
+            audit.close()
+
+
+def _secret(path: Path) -> str:
+    """A token from a file (never from argv), or exit 2 saying which file."""
+    try:
+        value = path.read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        _fail(f"{path} cannot be read")
+    if not value:
+        _fail(f"{path} is empty")
+    return value

@@ -1,34 +1,38 @@
-"""The reconciler skeleton: kopf for the event loop, the kubernetes client for writes.
+"""The reconciler: kopf for the event loop, the kubernetes client for writes.
 
 ``build_registry`` registers the handlers for ``enclaves.enclave.dev`` in a registry
 of their own (importing this module registers nothing globally); ``run_operator``
 runs kopf with them until ``stop_flag`` is set. Built here: create/update/resume
 and a level-triggered timer all run ``reconcile_enclave``; one finalizer
-(``enclave.dev/cleanup``) holds deletion until the namespace is gone; watch and
+(``enclave.dev/cleanup``) holds deletion until the end of use is done (volumes
+destroyed, record acknowledged by the audit service, namespace gone); watch and
 client timeouts are set; cluster errors are temporary (retried with backoff), an
-invalid spec is permanent. Not built yet: see docs/controller.md.
+invalid spec is permanent. ``run_elected`` runs it only while holding the Lease.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from kubernetes import client
 
 from policies import Catalog
 
-from ._apply import server_message
-from ._reconcile import reconcile_enclave
+from ._lifecycle import AuditUnavailableError
+from ._ops import LeaseElector, Metrics
+from ._reconcile import Lifecycle, Outcome, end_of_use, reconcile_enclave, write_status
 from ._schema import GROUP, PLURAL, VERSION
 from ._settings import HubConfig, RenderSettings
-from ._slugs import prefixed_slug
-from .errors import ClusterError
+from ._spec import load_enclave
+from .errors import ClusterError, InvalidEnclaveError
 
-__all__ = ["FINALIZER", "OperatorConfig", "build_registry", "run_operator"]
+__all__ = ["FINALIZER", "OperatorConfig", "build_registry", "run_elected", "run_operator"]
 
 FINALIZER = "enclave.dev/cleanup"
 
@@ -45,6 +49,12 @@ class OperatorConfig:
     resync_interval_s: float = 30.0
     #: Seconds before a failed reconciliation is retried.
     retry_delay_s: float = 5.0
+    #: The audit client, the portal's admin API and the expiry grace period.
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    #: Where reconciliations are counted and timed (None: not measured).
+    metrics: Metrics | None = None
+    #: The controller's clock (tests move it past ``notAfter``).
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 def _login(config: OperatorConfig) -> kopf.ConnectionInfo:
@@ -64,7 +74,30 @@ def _login(config: OperatorConfig) -> kopf.ConnectionInfo:
 
 
 def _reconcile(config: OperatorConfig, body: kopf.Body) -> None:
-    """One reconciliation; errors become kopf's permanent or temporary kinds."""
+    """One reconciliation, measured; errors become kopf's permanent or temporary kinds."""
+    metrics = config.metrics
+    started = time.monotonic()
+    try:
+        _reconcile_once(config, body)
+    except kopf.TemporaryError as e:
+        if metrics is not None:
+            metrics.errors.labels(reason=_reason(e)).inc()
+        raise
+    except kopf.PermanentError:
+        if metrics is not None:
+            metrics.errors.labels(reason="InvalidSpec").inc()
+        raise
+    finally:
+        if metrics is not None:
+            metrics.reconcile_seconds.observe(time.monotonic() - started)
+
+
+def _reason(error: Exception) -> str:
+    cause = error.__cause__
+    return "ClusterError" if isinstance(cause, ClusterError) else "Waiting"
+
+
+def _reconcile_once(config: OperatorConfig, body: kopf.Body) -> None:
     try:
         outcome = reconcile_enclave(
             api_client=config.api_client,
@@ -72,9 +105,14 @@ def _reconcile(config: OperatorConfig, body: kopf.Body) -> None:
             catalog=config.catalog,
             settings=config.settings,
             hub_config=config.hub_config,
+            lifecycle=config.lifecycle,
+            now=config.clock(),
         )
-    except ClusterError as e:
+    except (ClusterError, AuditUnavailableError) as e:
         raise kopf.TemporaryError(str(e), delay=config.retry_delay_s) from e
+    if config.metrics is not None:
+        config.metrics.set_phase(str(body["metadata"]["name"]), outcome.phase)
+        config.metrics.drift_repairs.inc(len(outcome.repaired))
     if outcome.repaired:
         kopf.warn(
             body,
@@ -86,23 +124,44 @@ def _reconcile(config: OperatorConfig, body: kopf.Body) -> None:
         kopf.info(body, reason=outcome.phase, message=summary)
     if outcome.permanent:
         raise kopf.PermanentError(outcome.conditions[0].message)
+    if outcome.waiting:
+        raise kopf.TemporaryError(outcome.conditions[-1].message, delay=config.retry_delay_s)
     # Nothing is returned: kopf would store a result under status, which the schema prunes.
 
 
 def _cleanup(config: OperatorConfig, body: kopf.Body) -> None:
-    """Delete the enclave's namespace; keep the finalizer until it is gone."""
+    """The end of use: volumes destroyed, record confirmed, namespace gone; then the
+    finalizer is released (by kopf, when this returns). Until then the status says
+    what it waits for."""
+    document = dict(body)
     name = str(body["metadata"]["name"])
-    namespace = prefixed_slug("enclave", name)  # as _objects.namespace_name
-    core = client.CoreV1Api(config.api_client)
     try:
-        core.delete_namespace(namespace)
-    except client.ApiException as e:
-        if e.status == 404:
-            return
-        raise kopf.TemporaryError(
-            f"deleting namespace {namespace}: {server_message(e)}", delay=config.retry_delay_s
-        ) from e
-    raise kopf.TemporaryError(f"waiting for namespace {namespace} to go", delay=1)
+        enclave = load_enclave(document, source=f"Enclave {name}")
+    except InvalidEnclaveError:
+        # Never provisioned (an invalid spec is refused before anything is applied).
+        return
+    try:
+        ended = end_of_use(
+            api_client=config.api_client,
+            document=document,
+            enclave=enclave,
+            lifecycle=config.lifecycle,
+            reason="the Enclave resource was deleted",
+        )
+        write_status(
+            config.api_client,
+            document,
+            Outcome(phase="Terminating", conditions=(ended.condition,)),
+            config.clock(),
+        )
+    except ClusterError as e:
+        raise kopf.TemporaryError(str(e), delay=config.retry_delay_s) from e
+    if ended.waiting:
+        if config.metrics is not None:
+            config.metrics.errors.labels(reason=ended.condition.reason).inc()
+        raise kopf.TemporaryError(ended.condition.message, delay=config.retry_delay_s)
+    if config.metrics is not None:
+        config.metrics.set_phase(name, None)
 
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
@@ -168,3 +227,31 @@ def run_operator(
             ready_flag=ready_flag,
         )
     )
+
+
+def run_elected(
+    config: OperatorConfig,
+    *,
+    elector: LeaseElector,
+    stop_flag: threading.Event,
+    log: Callable[[str], None],
+) -> bool:
+    """Run the reconciler only while ``elector`` holds the Lease; True when it was lost."""
+
+    def run(lost: threading.Event) -> None:
+        if config.metrics is not None:
+            config.metrics.leader.set(1)
+        # kopf in a thread of its own: the main thread keeps the signals (they set
+        # ``stop_flag``, which sets ``lost``, which stops kopf).
+        worker = threading.Thread(
+            target=run_operator, args=(config,), kwargs={"stop_flag": lost}, daemon=True
+        )
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.5)
+        finally:
+            if config.metrics is not None:
+                config.metrics.leader.set(0)
+
+    return elector.lead(stop=stop_flag, run=run, log=log)

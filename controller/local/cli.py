@@ -37,8 +37,15 @@ _LOCAL_OPTIONS: tuple[tuple[str, click.ParamType[Any] | None, Any, str], ...] = 
 )
 
 
+#: Options both backends take (the portal, the audit intake): defined once, by the
+#: Kubernetes backend's command; the local backend reads them and applies its defaults.
+_SHARED = frozenset(p.name for p in kube_run.params if p.name)
+
+
 def _local_options(command: Any) -> Any:
     for name, kind, default, text in reversed(_LOCAL_OPTIONS):
+        if name.replace("-", "_") in _SHARED:
+            continue
         env = "ENCLAVE_LOCAL_" + name.upper().replace("-", "_")
         command = click.option(
             f"--{name}",
@@ -75,7 +82,14 @@ def controller() -> None:
 def run(ctx: click.Context, /, **options: Any) -> None:
     """Run the reconciler until interrupted (SIGINT or SIGTERM)."""
     local_dir: Path | None = options.pop("local_dir")
-    local = {k: options.pop(k) for k in (n.replace("-", "_") for n, *_ in _LOCAL_OPTIONS)}
+    local: dict[str, Any] = {}
+    for name, _, default, _ in _LOCAL_OPTIONS:
+        key = name.replace("-", "_")
+        if key in _SHARED:
+            value = options.get(key)
+            local[key] = value if value is not None else default
+        else:
+            local[key] = options.pop(key)
     if local_dir is None:
         if not options.get("kube"):
             _fail("give --local DIR (Enclave files on this host) or --kube (a cluster)")

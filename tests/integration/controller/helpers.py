@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import secrets
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+from kubernetes import client
+
+from controller.kube import GROUP, VERSION
+from controller.kube.operator import OperatorConfig, run_operator
 
 
 def wait_for(what: str, condition: Callable[[], bool], *, timeout: float = 60.0) -> None:
@@ -15,3 +26,79 @@ def wait_for(what: str, condition: Callable[[], bool], *, timeout: float = 60.0)
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.1)  # the poll interval; the deadline bounds the wait
+
+
+def get_enclave(kube_api: Any, name: str) -> dict[str, Any] | None:
+    """The Enclave resource ``name`` as the API server holds it, or None when gone."""
+    try:
+        found: dict[str, Any] = client.CustomObjectsApi(kube_api).get_cluster_custom_object(
+            GROUP, VERSION, "enclaves", name
+        )
+    except client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    return found
+
+
+def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
+    """The status condition of type ``kind`` ({} when absent)."""
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == kind:
+            return dict(c)
+    return {}
+
+
+def phase(kube_api: Any, name: str) -> str | None:
+    return ((get_enclave(kube_api, name) or {}).get("status") or {}).get("phase")
+
+
+@contextlib.contextmanager
+def running_operator(config: OperatorConfig) -> Iterator[None]:
+    """The reconciler in a thread until the block ends."""
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(
+        target=run_operator, args=(config,), kwargs={"stop_flag": stop, "ready_flag": ready}
+    )
+    thread.start()
+    try:
+        assert ready.wait(60), "the operator did not start within 60 s"
+        yield
+    finally:
+        stop.set()
+        thread.join(60)
+
+
+def in_force(doc: dict[str, Any], *, name: str, days: int = 365) -> dict[str, Any]:
+    """``doc`` renamed, with an approval in force from yesterday for ``days`` days."""
+    now = datetime.now(UTC)
+    doc["metadata"]["name"] = name
+    doc["spec"]["approval"]["notBefore"] = f"{now - timedelta(days=1):%Y-%m-%dT%H:%M:%SZ}"
+    doc["spec"]["approval"]["notAfter"] = f"{now + timedelta(days=days):%Y-%m-%dT%H:%M:%SZ}"
+    return doc
+
+
+def controller_argv(*, kubeconfig: Path, audit_url: str, token: str, workdir: Path) -> list[str]:
+    """``enclave controller run --kube`` as the given identity, resync 1 s, with audit.
+
+    The intake token goes into a file in ``workdir`` (never argv); each call its own spool.
+    """
+    token_file = workdir / "audit-token"
+    token_file.write_text(token)
+    spool = workdir / f"spool-{secrets.token_hex(3)}.db"
+    return [
+        str(Path(sys.executable).parent / "enclave"),
+        "controller",
+        "run",
+        "--kube",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--resync-interval",
+        "1",
+        "--audit-url",
+        audit_url,
+        "--audit-token-file",
+        str(token_file),
+        "--audit-spool",
+        str(spool),
+    ]

@@ -11,89 +11,39 @@ from __future__ import annotations
 import secrets
 import signal
 import subprocess
-import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from controller.kube import GROUP, VERSION, RenderSettings
-from controller.kube.operator import FINALIZER, OperatorConfig, run_operator
+from controller.kube._lifecycle import AuditRecorder
+from controller.kube._reconcile import Lifecycle
+from controller.kube.operator import FINALIZER, OperatorConfig
 from policies import load_catalog
 from tests.assets.controller import example, load_document
+from tests.harness.audit_service import AuditEnv, ServiceProcess
 from tests.harness.kube_fixtures import ServiceAccountClient
-from tests.integration.controller.helpers import wait_for
+from tests.integration.controller.helpers import (
+    condition,
+    controller_argv,
+    get_enclave,
+    phase,
+    running_operator,
+    wait_for,
+)
 
 pytestmark = pytest.mark.kube
 
 
-RBAC = Path(__file__).resolve().parents[3] / "controller" / "kube" / "rbac.yaml"
-
-
-@pytest.fixture
-def controller_identity(
-    kube_api: Any,
-    kube_namespace: str,
-    as_service_account: Callable[..., ServiceAccountClient],
-) -> Iterator[ServiceAccountClient]:
-    """A client acting as a ServiceAccount bound to exactly ``controller/kube/rbac.yaml``."""
-    role = yaml.safe_load(RBAC.read_text("utf-8"))
-    rbac = client.RbacAuthorizationV1Api(kube_api)
-    rbac.patch_cluster_role(
-        role["metadata"]["name"],
-        role,
-        field_manager="enclave-tests",
-        force=True,
-        _content_type="application/apply-patch+yaml",
-    )
-    account = as_service_account("enclave-controller")
-    binding = f"enclave-controller-{kube_namespace}"
-    rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": binding},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": role["metadata"]["name"],
-            },
-            "subjects": [
-                {
-                    "kind": "ServiceAccount",
-                    "name": "enclave-controller",
-                    "namespace": kube_namespace,
-                }
-            ],
-        }
-    )
-    custom = client.CustomObjectsApi(account.api_client)
-    try:
-        wait_for(
-            "the controller's ClusterRoleBinding to take effect",
-            lambda: _allowed(lambda: custom.list_cluster_custom_object(GROUP, VERSION, "enclaves")),
-        )
-        yield account
-    finally:
-        rbac.delete_cluster_role_binding(binding)
-
-
-def _allowed(call: Callable[[], object]) -> bool:
-    try:
-        call()
-    except client.ApiException as e:
-        if e.status == 403:
-            return False
-        raise
-    return True
-
-
 @pytest.fixture
 def operator(
-    controller_identity: ServiceAccountClient, enclave_crd_installed: str
+    controller_identity: ServiceAccountClient,
+    enclave_crd_installed: str,
+    audit_recorder: AuditRecorder,
 ) -> Iterator[None]:
     config = OperatorConfig(
         api_client=controller_identity.api_client,
@@ -101,36 +51,10 @@ def operator(
         settings=RenderSettings(api_server_cidrs=("10.0.0.1/32",)),
         resync_interval_s=1.0,
         retry_delay_s=1.0,
+        lifecycle=Lifecycle(audit=audit_recorder),
     )
-    stop, ready = threading.Event(), threading.Event()
-    thread = threading.Thread(
-        target=run_operator, args=(config,), kwargs={"stop_flag": stop, "ready_flag": ready}
-    )
-    thread.start()
-    try:
-        assert ready.wait(60), "the operator did not start within 60 s"
+    with running_operator(config):
         yield
-    finally:
-        stop.set()
-        thread.join(60)
-
-
-def _get(kube_api: Any, name: str) -> dict[str, Any] | None:
-    try:
-        return client.CustomObjectsApi(kube_api).get_cluster_custom_object(
-            GROUP, VERSION, "enclaves", name
-        )
-    except client.ApiException as e:
-        if e.status == 404:
-            return None
-        raise
-
-
-def _condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
-    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if c["type"] == kind:
-            return c
-    return {}
 
 
 def test_an_enclave_is_provisioned_repaired_and_deleted(kube_api: Any, operator: None) -> None:
@@ -148,9 +72,9 @@ def test_an_enclave_is_provisioned_repaired_and_deleted(kube_api: Any, operator:
 
     wait_for(
         "the status to report isolation",
-        lambda: _condition(_get(kube_api, name), "NetworkIsolation").get("status") == "True",
+        lambda: condition(get_enclave(kube_api, name), "NetworkIsolation").get("status") == "True",
     )
-    stored = _get(kube_api, name)
+    stored = get_enclave(kube_api, name)
     assert stored is not None
     assert FINALIZER in stored["metadata"]["finalizers"]
     assert stored["status"]["phase"] == "Provisioning"
@@ -163,7 +87,7 @@ def test_an_enclave_is_provisioned_repaired_and_deleted(kube_api: Any, operator:
         "Storage",
         "Workspace",
     ]
-    workspace = _condition(stored, "Workspace")
+    workspace = condition(stored, "Workspace")
     assert (workspace["status"], workspace["reason"]) == ("False", "HubNotReady")
     policy_names = {p.metadata.name for p in networking.list_namespaced_network_policy(ns).items}
     assert policy_names == {"default-deny", "hub", "proxy", "singleuser"}
@@ -175,14 +99,15 @@ def test_an_enclave_is_provisioned_repaired_and_deleted(kube_api: Any, operator:
     wait_for(
         "NetworkIsolation False with reason DriftRepaired",
         lambda: (
-            _condition(_get(kube_api, name), "NetworkIsolation").get("reason") == "DriftRepaired"
+            condition(get_enclave(kube_api, name), "NetworkIsolation").get("reason")
+            == "DriftRepaired"
         ),
     )
     live = networking.read_namespaced_network_policy("singleuser", ns)
     assert all(rule.to[0].ip_block is None for rule in live.spec.egress)
     wait_for(
         "NetworkIsolation True again",
-        lambda: _condition(_get(kube_api, name), "NetworkIsolation").get("status") == "True",
+        lambda: condition(get_enclave(kube_api, name), "NetworkIsolation").get("status") == "True",
     )
     events = client.CoreV1Api(kube_api).list_event_for_all_namespaces(
         field_selector=f"involvedObject.name={name}"
@@ -205,13 +130,15 @@ def test_an_enclave_is_provisioned_repaired_and_deleted(kube_api: Any, operator:
 
     # Deletion: the finalizer holds the Enclave until its namespace is gone.
     custom.delete_cluster_custom_object(GROUP, VERSION, "enclaves", name)
-    wait_for("the Enclave to be deleted", lambda: _get(kube_api, name) is None, timeout=90)
+    wait_for("the Enclave to be deleted", lambda: get_enclave(kube_api, name) is None, timeout=90)
     with pytest.raises(client.ApiException) as caught:
         client.CoreV1Api(kube_api).read_namespace(ns)
     assert caught.value.status == 404
 
 
-def test_an_expired_enclave_is_not_provisioned(kube_api: Any, operator: None) -> None:
+def test_an_enclave_past_expiry_and_grace_is_not_provisioned_and_its_end_recorded(
+    kube_api: Any, operator: None
+) -> None:
     doc = load_document(example("tommo-standard"))
     name = f"t{secrets.token_hex(3)}-old"
     doc["metadata"]["name"] = name
@@ -219,11 +146,9 @@ def test_an_expired_enclave_is_not_provisioned(kube_api: Any, operator: None) ->
     doc["spec"]["approval"]["notAfter"] = "2021-01-01T00:00:00Z"
     client.CustomObjectsApi(kube_api).create_cluster_custom_object(GROUP, VERSION, "enclaves", doc)
     try:
-        wait_for(
-            "the phase Suspended",
-            lambda: ((_get(kube_api, name) or {}).get("status") or {}).get("phase") == "Suspended",
-        )
-        assert _condition(_get(kube_api, name), "Approval")["reason"] == "Expired"
+        wait_for("the phase Expired", lambda: phase(kube_api, name) == "Expired")
+        assert condition(get_enclave(kube_api, name), "EndOfUse")["reason"] == "Recorded"
+        assert condition(get_enclave(kube_api, name), "Approval")["reason"] == "Expired"
         with pytest.raises(client.ApiException) as caught:
             client.CoreV1Api(kube_api).read_namespace(f"enclave-{name}")
         assert caught.value.status == 404
@@ -232,24 +157,24 @@ def test_an_expired_enclave_is_not_provisioned(kube_api: Any, operator: None) ->
             GROUP, VERSION, "enclaves", name
         )
         # the operator releases its finalizer before it stops
-        wait_for("the Enclave to be deleted", lambda: _get(kube_api, name) is None)
+        wait_for("the Enclave to be deleted", lambda: get_enclave(kube_api, name) is None)
 
 
 def test_enclave_controller_run_kube_provisions_and_stops_on_sigterm(
-    kube_api: Any, controller_identity: ServiceAccountClient, enclave_crd_installed: str
+    kube_api: Any,
+    controller_identity: ServiceAccountClient,
+    enclave_crd_installed: str,
+    audit_env: AuditEnv,
+    audit_service: ServiceProcess,
+    tmp_path: Path,
 ) -> None:
-    enclave = Path(sys.executable).parent / "enclave"
     process = subprocess.Popen(
-        [
-            str(enclave),
-            "controller",
-            "run",
-            "--kube",
-            "--kubeconfig",
-            str(controller_identity.path),
-            "--resync-interval",
-            "1",
-        ],
+        controller_argv(
+            kubeconfig=controller_identity.path,
+            audit_url=audit_service.url,
+            token=audit_env.tokens["controller"],
+            workdir=tmp_path,
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -263,10 +188,14 @@ def test_enclave_controller_run_kube_provisions_and_stops_on_sigterm(
     try:
         wait_for(
             "the controller to report isolation",
-            lambda: _condition(_get(kube_api, name), "NetworkIsolation").get("status") == "True",
+            lambda: (
+                condition(get_enclave(kube_api, name), "NetworkIsolation").get("status") == "True"
+            ),
         )
         custom.delete_cluster_custom_object(GROUP, VERSION, "enclaves", name)
-        wait_for("the Enclave to be deleted", lambda: _get(kube_api, name) is None, timeout=90)
+        wait_for(
+            "the Enclave to be deleted", lambda: get_enclave(kube_api, name) is None, timeout=90
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)

@@ -1,0 +1,249 @@
+"""The lifecycle against the real control plane: suspension, quarantine, the end of use.
+
+The reconciler runs as a ServiceAccount bound to exactly ``controller/kube/rbac.yaml``;
+the audit service is the real one (stopped to make an outage). The controller's clock
+is moved past ``notAfter`` instead of waiting for it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from controller.kube import GROUP, VERSION, RenderSettings
+from controller.kube._lifecycle import AuditRecorder
+from controller.kube._reconcile import Lifecycle
+from controller.kube.operator import OperatorConfig
+from policies import load_catalog
+from tests.assets.controller import example, load_document
+from tests.harness.audit_service import AuditEnv, ServiceProcess
+from tests.harness.kube_fixtures import ServiceAccountClient
+from tests.integration.controller.helpers import (
+    condition,
+    get_enclave,
+    in_force,
+    phase,
+    running_operator,
+    wait_for,
+)
+
+pytestmark = pytest.mark.kube
+
+ENCLAVE = Path(sys.executable).parent / "enclave"
+
+
+def _config(
+    identity: ServiceAccountClient,
+    *,
+    audit: AuditRecorder | None = None,
+    resync_interval_s: float = 1.0,
+    clock: Callable[[], datetime] | None = None,
+) -> OperatorConfig:
+    return OperatorConfig(
+        api_client=identity.api_client,
+        catalog=load_catalog(),
+        settings=RenderSettings(api_server_cidrs=("10.0.0.1/32",)),
+        resync_interval_s=resync_interval_s,
+        retry_delay_s=1.0,
+        lifecycle=Lifecycle(audit=audit),
+        **({"clock": clock} if clock else {}),
+    )
+
+
+def _create(kube_api: Any, tier: str, suffix: str) -> str:
+    name = f"t{secrets.token_hex(3)}-{suffix}"
+    doc = in_force(load_document(example(tier)), name=name)
+    client.CustomObjectsApi(kube_api).create_cluster_custom_object(GROUP, VERSION, "enclaves", doc)
+    return name
+
+
+def _policies(kube_api: Any, ns: str) -> set[str]:
+    items = client.NetworkingV1Api(kube_api).list_namespaced_network_policy(ns).items
+    return {p.metadata.name for p in items}
+
+
+def _ingresses(kube_api: Any, ns: str) -> set[str]:
+    items = client.NetworkingV1Api(kube_api).list_namespaced_ingress(ns).items
+    return {i.metadata.name for i in items}
+
+
+def _replicas(kube_api: Any, ns: str) -> dict[str, int]:
+    apps = client.AppsV1Api(kube_api)
+    return {d: apps.read_namespaced_deployment(d, ns).spec.replicas for d in ("hub", "proxy")}
+
+
+def _quarantine(name: str, kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ENCLAVE), "quarantine", name, *args, "--kubeconfig", kubeconfig],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _recorded(env: AuditEnv, needle: str) -> bool:
+    conn = sqlite3.connect(env.db_path)
+    try:
+        rows = conn.execute("SELECT * FROM audit_entries").fetchall()
+    finally:
+        conn.close()
+    return any(needle in repr(row) for row in rows)
+
+
+def _delete(kube_api: Any, name: str) -> None:
+    try:
+        client.CustomObjectsApi(kube_api).delete_cluster_custom_object(
+            GROUP, VERSION, "enclaves", name
+        )
+    except client.ApiException as e:
+        if e.status != 404:
+            raise
+
+
+def test_an_enclave_whose_approval_ran_out_while_the_controller_was_stopped_is_suspended_on_start(
+    kube_api: Any,
+    controller_identity: ServiceAccountClient,
+    enclave_crd_installed: str,
+    audit_recorder: AuditRecorder,
+) -> None:
+    name = _create(kube_api, "nbdc-standard", "sus")
+    ns = f"enclave-{name}"
+    try:
+        with running_operator(_config(controller_identity, audit=audit_recorder)):
+            wait_for("provisioning", lambda: phase(kube_api, name) == "Provisioning")
+        assert _ingresses(kube_api, ns)
+        assert _replicas(kube_api, ns) == {"hub": 1, "proxy": 1}
+        # The controller is stopped; its approval (one year) has run out when it starts
+        # again. The timer interval is far longer than the wait below, so only the
+        # reconciliation at start (resume and the timer's first run) can see it.
+        later = datetime.now(UTC) + timedelta(days=366)
+        config = _config(
+            controller_identity,
+            audit=audit_recorder,
+            resync_interval_s=600.0,
+            clock=lambda: later,
+        )
+        assert phase(kube_api, name) == "Provisioning"
+        with running_operator(config):
+            wait_for("the phase Suspended", lambda: phase(kube_api, name) == "Suspended")
+            obj = get_enclave(kube_api, name)
+            assert condition(obj, "Approval")["reason"] == "Expired"
+            assert _replicas(kube_api, ns) == {"hub": 0, "proxy": 0}
+            assert _ingresses(kube_api, ns) == set()
+            sessions = condition(obj, "Sessions")
+            assert (sessions["status"], sessions["reason"]) == ("False", "PortalNotConfigured")
+            assert condition(obj, "Workspace")["reason"] == "Stopped"
+            # suspension is not quarantine: the tier's allow policies stay
+            assert _policies(kube_api, ns) == {"default-deny", "hub", "proxy", "singleuser"}
+    finally:
+        with running_operator(_config(controller_identity, audit=audit_recorder)):
+            _delete(kube_api, name)
+            wait_for("the Enclave to go", lambda: get_enclave(kube_api, name) is None, timeout=90)
+
+
+def test_quarantine_denies_all_traffic_stops_the_hub_and_records_who(
+    kube_api: Any,
+    kube_control_plane: Any,
+    controller_identity: ServiceAccountClient,
+    enclave_crd_installed: str,
+    audit_recorder: AuditRecorder,
+) -> None:
+    name = _create(kube_api, "tommo-strong", "q")
+    ns = f"enclave-{name}"
+    kubeconfig = str(kube_control_plane.kubeconfig)
+    with running_operator(_config(controller_identity, audit=audit_recorder)):
+        try:
+            wait_for(
+                "isolation",
+                lambda: (
+                    condition(get_enclave(kube_api, name), "NetworkIsolation").get("status")
+                    == "True"
+                ),
+            )
+            blank = _quarantine(name, kubeconfig, "--reason", "  ")
+            assert blank.returncode == 2, blank.stderr
+            assert "--reason" in blank.stderr
+            assert "Traceback" not in blank.stderr
+            assert (get_enclave(kube_api, name) or {})["spec"].get("quarantine") is None
+
+            done = _quarantine(name, kubeconfig, "--reason", "suspected exfiltration")
+            assert done.returncode == 0, done.stderr
+            wait_for("the phase Quarantined", lambda: phase(kube_api, name) == "Quarantined")
+            obj = get_enclave(kube_api, name)
+            q = condition(obj, "Quarantine")
+            assert q["status"] == "True"
+            assert "suspected exfiltration" in q["message"]
+            assert obj is not None
+            assert obj["spec"]["quarantine"]["by"] in q["message"]
+            assert obj["spec"]["quarantine"]["by"] != "unknown"
+            # only the default deny is left: no pod can send or receive anything
+            assert _policies(kube_api, ns) == {"default-deny"}
+            assert _ingresses(kube_api, ns) == set()
+            assert _replicas(kube_api, ns) == {"hub": 0, "proxy": 0}
+            assert condition(obj, "NetworkIsolation")["status"] == "True"
+
+            lifted = _quarantine(
+                name, kubeconfig, "--lift", "--reason", "investigated: false alarm"
+            )
+            assert lifted.returncode == 0, lifted.stderr
+            wait_for("the phase Provisioning", lambda: phase(kube_api, name) == "Provisioning")
+            wait_for(
+                "the allow policies back",
+                lambda: _policies(kube_api, ns) == {"default-deny", "hub", "proxy", "singleuser"},
+            )
+            lift = condition(get_enclave(kube_api, name), "Quarantine")
+            assert (lift["status"], lift["reason"]) == ("False", "Lifted")
+            assert "false alarm" in lift["message"]
+            assert _replicas(kube_api, ns) == {"hub": 1, "proxy": 1}
+        finally:
+            _delete(kube_api, name)
+            wait_for("the Enclave to go", lambda: get_enclave(kube_api, name) is None, timeout=90)
+
+
+def test_deleting_an_enclave_while_the_audit_service_is_down_waits_and_says_why(
+    kube_api: Any,
+    controller_identity: ServiceAccountClient,
+    enclave_crd_installed: str,
+    audit_env: AuditEnv,
+    audit_service: ServiceProcess,
+    audit_recorder: AuditRecorder,
+) -> None:
+    name = _create(kube_api, "nbdc-high", "del")
+    ns = f"enclave-{name}"
+    with running_operator(_config(controller_identity, audit=audit_recorder)):
+        wait_for("provisioning", lambda: phase(kube_api, name) == "Provisioning")
+        claims = client.CoreV1Api(kube_api).list_namespaced_persistent_volume_claim(ns).items
+        assert claims, "the enclave has volumes to destroy"
+        audit_service.stop()
+        _delete(kube_api, name)
+        wait_for(
+            "EndOfUse AuditUnavailable",
+            lambda: (
+                condition(get_enclave(kube_api, name), "EndOfUse").get("reason")
+                == "AuditUnavailable"
+            ),
+        )
+        obj = get_enclave(kube_api, name)
+        assert obj is not None, "the finalizer must hold the Enclave"
+        assert phase(kube_api, name) == "Terminating"
+        # the volumes went first; the namespace waits for the record
+        assert client.CoreV1Api(kube_api).list_namespaced_persistent_volume_claim(ns).items == []
+        client.CoreV1Api(kube_api).read_namespace(ns)
+        assert not _recorded(audit_env, "enclave.deprovisioned")
+
+        audit_service.start()
+        wait_for("the Enclave to go", lambda: get_enclave(kube_api, name) is None, timeout=90)
+    assert _recorded(audit_env, "enclave.deprovisioned")
+    assert _recorded(audit_env, name)
+    with pytest.raises(client.ApiException) as caught:
+        client.CoreV1Api(kube_api).read_namespace(ns)
+    assert caught.value.status == 404
