@@ -369,6 +369,60 @@ _SPECS: list[dict[str, object]] = [
         "fields": {"reason": _f("str", max_len=256)},
     },
     {
+        "name": "enclave.drift_repaired",
+        "sources": _CONTROLLER,
+        "summary": "The controller put back objects of an enclave that someone had changed or "
+        "removed in the cluster (a NetworkPolicy, a quota, the hub).",
+        "cannot_capture": "Who changed them, and what traffic passed while they were changed.",
+        "ocsf": 6003,
+        "fields": {"objects": _f("int", doc="objects re-applied")},
+    },
+    {
+        "name": "enclave.suspended",
+        "sources": _CONTROLLER,
+        "summary": "An enclave's approval ended (notAfter): hub stopped, ingress closed, "
+        "members' sessions revoked where the portal is configured.",
+        "cannot_capture": "Work a member still had open in a browser tab (it can no longer "
+        "reach the hub).",
+        "ocsf": 6003,
+        "fields": {"reason": _f("str", max_len=256), "sessions_revoked": _f("int")},
+    },
+    {
+        "name": "enclave.quarantined",
+        "sources": _CONTROLLER,
+        "summary": "An enclave was quarantined on an incident: all traffic denied, hub "
+        "stopped; the actor is who asked for it.",
+        "cannot_capture": "What happened before the quarantine (see the entries before it).",
+        "ocsf": 6003,
+        "fields": {
+            "reason": _f("str", max_len=256, doc="required by 'enclave quarantine'"),
+            "sessions_revoked": _f("int"),
+        },
+    },
+    {
+        "name": "enclave.quarantine_lifted",
+        "sources": _CONTROLLER,
+        "summary": "A quarantine was lifted; the actor is who lifted it.",
+        "cannot_capture": "The incident review behind the decision.",
+        "ocsf": 6003,
+        "fields": {"reason": _f("str", max_len=256, doc="required by 'enclave quarantine'")},
+    },
+    {
+        "name": "enclave.end_of_use",
+        "sources": _CONTROLLER,
+        "summary": "End of use (NBDC-U7 2.3 item 12, NBDC-S8 5.3.3): the enclave's workspace "
+        "volumes were destroyed; recorded before its namespace is removed.",
+        "cannot_capture": "Copies outside the volumes the product made (backups the operator "
+        "takes, the dataset sources); physical destruction of the disks.",
+        "ocsf": 6003,
+        "fields": {
+            "reason": _f("str", max_len=256),
+            "tier": _f("str", max_len=64),
+            "volumes_destroyed": _f("bool"),
+            "not_after": _f("str", max_len=64),
+        },
+    },
+    {
         "name": "enclave.member.added",
         "sources": _CONTROLLER,
         "summary": "A researcher was granted access to an enclave.",

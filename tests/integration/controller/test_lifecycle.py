@@ -238,11 +238,11 @@ def test_deleting_an_enclave_while_the_audit_service_is_down_waits_and_says_why(
         # the volumes went first; the namespace waits for the record
         assert client.CoreV1Api(kube_api).list_namespaced_persistent_volume_claim(ns).items == []
         client.CoreV1Api(kube_api).read_namespace(ns)
-        assert not _recorded(audit_env, "enclave.deprovisioned")
+        assert not _recorded(audit_env, "enclave.end_of_use")
 
         audit_service.start()
         wait_for("the Enclave to go", lambda: get_enclave(kube_api, name) is None, timeout=90)
-    assert _recorded(audit_env, "enclave.deprovisioned")
+    assert _recorded(audit_env, "enclave.end_of_use")
     assert _recorded(audit_env, name)
     with pytest.raises(client.ApiException) as caught:
         client.CoreV1Api(kube_api).read_namespace(ns)
