@@ -263,7 +263,10 @@ class SqliteStore(Store):
         )
 
     def migrate(self) -> list[str]:
-        """Apply pending migrations on an unguarded connection, each in one transaction."""
+        """Apply every pending migration on an unguarded connection, all in ONE
+        transaction: another process opening the store meanwhile waits for the write
+        lock and then sees the schema before or after, never a store half-way (it
+        would refuse one at an older version as needing ``enclave audit migrate``)."""
         applied: list[str] = []
         conn = self._connect(guarded=False)
         try:
@@ -272,14 +275,11 @@ class SqliteStore(Store):
                 "CREATE TABLE IF NOT EXISTS audit_schema_migrations "
                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied TEXT NOT NULL)"
             )
-            conn.execute("COMMIT")
             for version, name, sql in migrations("sqlite"):
-                conn.execute("BEGIN IMMEDIATE")
                 done = conn.execute(
                     "SELECT 1 FROM audit_schema_migrations WHERE version = ?", (version,)
                 ).fetchone()
                 if done:
-                    conn.execute("COMMIT")
                     continue
                 for stmt in _split_sql(sql):
                     conn.execute(stmt)
@@ -287,8 +287,8 @@ class SqliteStore(Store):
                     "INSERT INTO audit_schema_migrations (version, name, applied) VALUES (?,?,?)",
                     (version, name, datetime.now(UTC).isoformat()),
                 )
-                conn.execute("COMMIT")
                 applied.append(name)
+            conn.execute("COMMIT")
         except sqlite3.Error as e:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

@@ -15,6 +15,7 @@ from ._events import (
     parse_event,
     parse_leaf,
     utc_now,
+    visible_text,
 )
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "parse_event",
     "parse_leaf",
     "utc_now",
+    "visible_text",
 ]

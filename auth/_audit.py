@@ -21,6 +21,7 @@ import orjson
 
 from audit import EventError, parse_event
 from audit.client import AuditClient, ClientError
+from audit.events import action_spec, visible_text
 
 from ._errors import AuditUnavailableError
 
@@ -194,6 +195,19 @@ class MemoryAuditSink:
         return [str(e["action"]) for e in self.events]
 
 
+def _shown(value: Any, max_len: int) -> Any:
+    """A detail as the log may hold it: text that came from a request (a path, a
+    username as typed) keeps its invisible or bidirectional characters only as
+    visible ``\\u202e``-style escapes, which intake accepts and an officer can read;
+    cut to the field's length (escaping makes it longer) with a visible ellipsis."""
+    if isinstance(value, str):
+        text = visible_text(value)
+        return text if len(text) <= max_len else text[: max_len - 1] + "…"
+    if isinstance(value, list | tuple):
+        return [_shown(v, max_len) for v in value]
+    return value
+
+
 class Auditor:
     """Builds portal events and hands them to the sink; raises if it cannot."""
 
@@ -211,7 +225,12 @@ class Auditor:
         client_ip: str | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> None:
-        d = dict(details or {})
+        spec = action_spec(action)
+        fields = spec.fields if spec is not None else {}
+        d = {
+            k: _shown(v, fields[k].max_len) if k in fields else v
+            for k, v in (details or {}).items()
+        }
         leaked = _FORBIDDEN_DETAIL_KEYS & set(d)
         if leaked:
             raise ValueError(f"audit details must not carry secrets: {sorted(leaked)}")
@@ -221,7 +240,7 @@ class Auditor:
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
             + f".{int((now % 1) * 1e6):06d}Z",
             "source": "portal",
-            "actor": actor,
+            "actor": visible_text(actor),
             "action": action,
             "enclave": enclave,
             "outcome": outcome,

@@ -50,3 +50,25 @@ def test_secrets_are_refused_in_details(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must not carry secrets"):
         a.record(action="x", actor="y", outcome="success", details={"password": "hunter2"})
     assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_control_characters_in_a_request_path_are_recorded_visibly(tmp_path: Path) -> None:
+    # Found by schemathesis: POST /enclaves/%1F/totp made the portal's own refusal
+    # event unrecordable (intake refuses invisible characters), so the request got a 500.
+    a = Auditor(sink=FileAuditSink(path=tmp_path / "a.jsonl"))
+    a.record(
+        action="web.request.rejected",
+        actor="(anonymous)",
+        outcome="failure",
+        details={"path": "/enclaves/\x1f\u202e/totp", "reason": "x"},
+    )
+    a.record(
+        action="web.request.rejected",
+        actor="(anonymous)",
+        outcome="failure",
+        details={"path": "/" + "\x1f" * 200, "reason": "x"},
+    )
+    first, second = (json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines())
+    assert first["details"]["path"] == "/enclaves/\\u001f\\u202e/totp"
+    assert len(second["details"]["path"]) == 256
+    assert second["details"]["path"].endswith("…")
