@@ -172,13 +172,20 @@ class Sandbox:
                 )
         # Step 4: only the home is writable; a dataset or extra path that lands on the
         # home, the sockets or /tmp would shadow them (or be shadowed) silently.
+        # A read-only path may live under /tmp (it is bound over the private tmpfs),
+        # but never be /tmp itself or reach the sockets directory.
         reserved = (self.home.target, INSIDE_TMP, PurePosixPath("/proc"), PurePosixPath("/dev"))
         for bind in (*self.readonly, *self.datasets):
             for taken in reserved:
-                if bind.target == taken or taken in bind.target.parents:
+                under_tmp = taken == INSIDE_TMP and bind in self.readonly
+                if bind.target == taken or (taken in bind.target.parents and not under_tmp):
                     raise SandboxConfigError(
                         f"{bind.target} overlaps {taken}, which the sandbox reserves."
                     )
+            if bind.target == INSIDE_SOCKETS or INSIDE_SOCKETS in bind.target.parents:
+                raise SandboxConfigError(
+                    f"{bind.target} overlaps {INSIDE_SOCKETS}, which the sandbox reserves."
+                )
         ports = [f.port for f in self.forwards]
         names = [f.socket for f in self.forwards]
         if len(set(ports)) != len(ports) or len(set(names)) != len(names):
@@ -253,9 +260,11 @@ def bwrap_argv(*, sandbox: Sandbox) -> list[str]:
             argv += ["--symlink", entry.target, str(entry.path)]
         else:
             argv += _bind_args(entry)
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", str(INSIDE_TMP)]
+    # after the private /tmp: a path that lives under the host's /tmp (a checkout or a
+    # virtualenv there) is bound on top of it instead of being hidden by it
     for bind in sandbox.readonly:
         argv += _bind_args(bind)
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", str(INSIDE_TMP)]
     argv += ["--bind", str(sandbox.sockets_dir), str(INSIDE_SOCKETS)]
     argv += _bind_args(sandbox.home)
     for dataset in sandbox.datasets:

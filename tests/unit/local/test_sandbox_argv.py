@@ -84,15 +84,15 @@ BWRAP = [
     "--symlink",
     "usr/bin",
     "/bin",
-    "--ro-bind",
-    "/opt/venv",
-    "/opt/venv",
     "--proc",
     "/proc",
     "--dev",
     "/dev",
     "--tmpfs",
     "/tmp",
+    "--ro-bind",
+    "/opt/venv",
+    "/opt/venv",
     "--bind",
     "/srv/state/sockets/alpha/alice",
     "/tmp/socks",
@@ -198,6 +198,11 @@ def test_system_binds_keeps_usr_merge_links_as_links(tmp_path: Path) -> None:
             "overlaps /home/researcher",
         ),
         (
+            {"readonly": (Bind(source=Path("/v"), target=PurePosixPath("/tmp/socks/x")),)},
+            "overlaps /tmp/socks",
+        ),
+        ({"readonly": (Bind(source=Path("/v"), target=PurePosixPath("/tmp")),)}, "overlaps /tmp"),
+        (
             {"forwards": (Forward(port=1, socket="a.sock"), Forward(port=1, socket="b.sock"))},
             "its own port",
         ),
@@ -229,3 +234,15 @@ def test_sandbox_refuses_weakening_inputs(overrides: dict[str, object], message:
 def test_sandbox_parts_refuse_bad_input(build: object, message: str) -> None:
     with pytest.raises(SandboxConfigError, match=message):
         build()  # type: ignore[operator]
+
+
+def test_a_virtualenv_under_the_hosts_tmp_is_bound_over_the_private_tmp() -> None:
+    # CI clones the repository under /tmp: its .venv must be bound after the private
+    # tmpfs (which would hide it), not refused and not shadowed.
+    venv = Bind(source=Path("/tmp/ci1/.venv"), target=PurePosixPath("/tmp/ci1/.venv"))
+    argv = bwrap_argv(sandbox=make(readonly=(venv,)))
+    tmpfs = argv.index("--tmpfs")
+    bound = argv.index("/tmp/ci1/.venv")
+    assert argv[tmpfs + 1] == "/tmp"
+    assert bound > tmpfs
+    assert argv[bound - 1] == "--ro-bind"
