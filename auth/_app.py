@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import re
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -38,14 +38,12 @@ from ._errors import (
 )
 from ._factors import (
     MALFORMED_USERNAME_ACTOR,
-    UNKNOWN_CLIENT,
     FactorResult,
     factor_to_json,
     factors_from_json,
 )
 from ._i18n import LANGS, translate, translate_message
 from ._names import canonical_username
-from ._oidc import pkce_s256_matches, validate_code_verifier
 from ._policy import (
     LoginDecision,
     Tier,
@@ -54,6 +52,32 @@ from ._policy import (
     evaluate_login,
 )
 from ._portal import Portal
+from ._provider import (
+    AuthorizationRefusedError,
+    AuthorizationRequest,
+    BearerRefusedError,
+    CodeGrant,
+    StepUp,
+    TokenRefusedError,
+    authenticate_client,
+    check_authorization_request,
+    client_step_up,
+    issue_code,
+    redeem_code,
+    rotate_signing_key,
+    session_limits,
+)
+from ._provider import userinfo as provider_userinfo
+from ._session import (
+    ENROL_STAGES,
+    FACTOR_STAGES,
+    Event,
+    Stage,
+    advance,
+    csrf_matches,
+    expiry_reason,
+    stage_of,
+)
 from ._store import EnclaveRecord, SessionRecord, User
 
 __all__ = ["create_app"]
@@ -65,8 +89,6 @@ _SECRET_FORM = re.compile(r"/login/password|/login/totp|/invite|/enclaves/[^/]+/
 SESSION_COOKIE = "__Host-enclave-session"
 LANG_COOKIE = "__Host-enclave-lang"
 _HERE = Path(__file__).parent
-#: A well-formed OIDC client_id: printable ASCII, no spaces, at most 128 characters.
-_CLIENT_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -271,6 +293,10 @@ class _Ctx:
     def state(self) -> dict[str, Any]:
         return self.session.state
 
+    @property
+    def stage(self) -> Stage | None:
+        return stage_of(self.state)
+
 
 def create_app(*, portal: Portal) -> FastAPI:
     """The ASGI app for one portal (tests build one per store; ``serve`` one per process)."""
@@ -400,12 +426,7 @@ def create_app(*, portal: Portal) -> FastAPI:
         tok = request.cookies.get(SESSION_COOKIE)
         rec = store.get_session(id_hash=hash_token(tok)) if tok and len(tok) < 100 else None
         if rec is not None and rec.ended_at is None:
-            rules = portal.login_tier.session
-            expired = None
-            if now - rec.last_seen > rules.idle_timeout_s:
-                expired = "idle timeout"
-            elif now - min(rec.auth_time or now, rec.created_at) > rules.max_session_s:
-                expired = "maximum session length"
+            expired = expiry_reason(session=rec, limits=session_limits(portal), now=now)
             if expired is None:
                 store.touch_session(id_hash=rec.id_hash, now=now)
                 return _Ctx(request, rec, None, lang_of(request), ip)
@@ -435,17 +456,6 @@ def create_app(*, portal: Portal) -> FastAPI:
         assert rec2 is not None
         return _Ctx(request, rec2, token, lang_of(request), ip)
 
-    def session_live(id_hash: str) -> bool:
-        """The session exists, was not ended and is within the idle and absolute limits."""
-        rec = store.get_session(id_hash=id_hash) if id_hash else None
-        if rec is None or rec.ended_at is not None:
-            return False
-        rules, now = portal.login_tier.session, portal.clock()
-        return (
-            now - rec.last_seen <= rules.idle_timeout_s
-            and now - min(rec.auth_time or now, rec.created_at) <= rules.max_session_s
-        )
-
     def _actor(rec: SessionRecord) -> str:
         return str(rec.state.get("username") or rec.user_id or "anonymous")
 
@@ -469,7 +479,7 @@ def create_app(*, portal: Portal) -> FastAPI:
         ctx.token = token
 
     def check_csrf(ctx: _Ctx, token: str | None) -> None:
-        if not token or not tokens_equal(token, ctx.session.csrf):
+        if not csrf_matches(presented=token, expected=ctx.session.csrf):
             audit(
                 action="web.csrf.rejected",
                 actor=_actor(ctx.session),
@@ -486,7 +496,7 @@ def create_app(*, portal: Portal) -> FastAPI:
 
     def require_auth(ctx: _Ctx) -> User:
         user = current_user(ctx)
-        if user is None or ctx.state.get("stage") != "authenticated" or user.status != "active":
+        if user is None or ctx.stage is not Stage.AUTHENTICATED or user.status != "active":
             raise UnauthenticatedError("You are not signed in.")
         return user
 
@@ -521,7 +531,7 @@ def create_app(*, portal: Portal) -> FastAPI:
     def home(request: Request) -> Response:
         ctx = session_ctx(request)
         user = current_user(ctx)
-        if user is None or ctx.state.get("stage") != "authenticated":
+        if user is None or ctx.stage is not Stage.AUTHENTICATED:
             return redirect(ctx, "/login")
         enclaves = store.list_enclaves(username=user.username)
         return render(
@@ -557,7 +567,7 @@ def create_app(*, portal: Portal) -> FastAPI:
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request) -> Response:
         ctx = session_ctx(request)
-        if ctx.state.get("stage") == "authenticated":
+        if ctx.stage is Stage.AUTHENTICATED:
             return redirect(ctx, "/")
         return username_form(ctx)
 
@@ -582,8 +592,9 @@ def create_app(*, portal: Portal) -> FastAPI:
                 details={"path": "/login", "field": "username", "reason": "malformed username"},
             )
             name = ""
+        stage = advance(stage=ctx.stage, event=Event.USERNAME_GIVEN)
         ctx.state.clear()
-        ctx.state.update(stage="username", username=name)
+        ctx.state.update(stage=stage, username=name)
         if isinstance(pending, dict):
             ctx.state["authorize"] = pending
         store.save_session(
@@ -618,7 +629,7 @@ def create_app(*, portal: Portal) -> FastAPI:
     @app.get("/login/password", response_class=HTMLResponse)
     def password_page(request: Request) -> Response:
         ctx = session_ctx(request)
-        if ctx.state.get("stage") != "username":
+        if ctx.stage is not Stage.USERNAME:
             return redirect(ctx, "/login")
         return password_form(ctx)
 
@@ -630,7 +641,7 @@ def create_app(*, portal: Portal) -> FastAPI:
     ) -> Response:
         ctx = session_ctx(request)
         check_csrf(ctx, csrf)
-        if ctx.state.get("stage") != "username":
+        if ctx.stage is not Stage.USERNAME:
             return redirect(ctx, "/login")
         try:
             user, result = portal.factors.verify_password(
@@ -642,7 +653,8 @@ def create_app(*, portal: Portal) -> FastAPI:
         except (FactorFailedError, ThrottledError) as e:
             note_retry(ctx, e)
             return password_form(ctx, error=e.message, status=e.status_code)
-        ctx.state.update(stage="password", factors=[], username=user.username)
+        stage = advance(stage=ctx.stage, event=Event.PASSWORD_VERIFIED)
+        ctx.state.update(stage=stage, factors=[], username=user.username)
         add_factor(ctx, result)
         save(ctx, user_id=user.id)
         return redirect(ctx, "/login/factor")
@@ -676,19 +688,19 @@ def create_app(*, portal: Portal) -> FastAPI:
     def ceremony_tier(ctx: _Ctx) -> Tier:
         """The tier a factor at ``/login/...`` is checked against: the login tier at
         sign-in, the waiting client's tier on a step-up."""
-        return pending_tier(ctx) if ctx.state.get("stage") == "authenticated" else portal.login_tier
+        return pending_tier(ctx) if ctx.stage is Stage.AUTHENTICATED else portal.login_tier
 
     def login_user(ctx: _Ctx) -> User:
         user = current_user(ctx)
-        if user is None or ctx.state.get("stage") not in ("password", "authenticated"):
+        if user is None or ctx.stage not in FACTOR_STAGES:
             raise UnauthenticatedError("Start by entering your username and password.")
         return user
 
     @app.get("/login/factor", response_class=HTMLResponse)
     def second_factor_page(request: Request) -> Response:
         ctx = session_ctx(request)
-        stage = ctx.state.get("stage")
-        if stage == "authenticated" and isinstance(ctx.state.get("authorize"), dict):
+        stage = ctx.stage
+        if stage is Stage.AUTHENTICATED and isinstance(ctx.state.get("authorize"), dict):
             # A client (the audit UI) demands more than this session proved: step up.
             user = require_auth(ctx)
             return factor_page(
@@ -699,7 +711,7 @@ def create_app(*, portal: Portal) -> FastAPI:
                 intro=translate("stepup_intro", ctx.lang),
                 reasons=decide(ctx, pending_tier(ctx)).reasons,
             )
-        if stage != "password":
+        if stage is not Stage.PASSWORD:
             return redirect(ctx, "/login")
         user = login_user(ctx)
         return factor_page(ctx, user, base="/login", heading=translate("second_factor", ctx.lang))
@@ -715,7 +727,7 @@ def create_app(*, portal: Portal) -> FastAPI:
         """A factor verified at ``/login/totp`` or ``/login/webauthn``. On a session that
         is already signed in it is a step-up: the factor is added, the session id is
         rotated and ``auth_time`` (when the sign-in happened) is left as it was."""
-        signed_in = ctx.state.get("stage") == "authenticated"
+        signed_in = ctx.stage is Stage.AUTHENTICATED
         add_factor(ctx, result)
         if not signed_in:
             return finish_login(ctx, user)
@@ -748,7 +760,7 @@ def create_app(*, portal: Portal) -> FastAPI:
             )
         now = portal.clock()
         renew(ctx)  # a new session id and CSRF token once authenticated (no fixation)
-        ctx.state["stage"] = "authenticated"
+        ctx.state["stage"] = advance(stage=ctx.stage, event=Event.LOGIN_ALLOWED)
         save(ctx, auth_time=now)
         audit(
             action="session.started",
@@ -944,8 +956,9 @@ def create_app(*, portal: Portal) -> FastAPI:
             # A guess: counted against the address (unknown addresses share one bucket).
             portal.factors.count_address_failure(client_ip=ctx.client_ip)
             return invitation_refused(ctx, token_hash)
+        stage = advance(stage=ctx.stage, event=Event.INVITATION_CODE_GIVEN)
         ctx.state.clear()
-        ctx.state.update(stage="invite", invite=token_hash)
+        ctx.state.update(stage=stage, invite=token_hash)
         save(ctx)
         return set_password_form(ctx)
 
@@ -958,7 +971,7 @@ def create_app(*, portal: Portal) -> FastAPI:
     ) -> Response:
         ctx = session_ctx(request)
         check_csrf(ctx, csrf)
-        if ctx.state.get("stage") != "invite":
+        if ctx.stage is not Stage.INVITE:
             return redirect(ctx, "/invite")
         if not hmac.compare_digest(password.encode(), password2.encode()):
             return set_password_form(ctx, error="The two passwords differ.", status=400)
@@ -994,15 +1007,16 @@ def create_app(*, portal: Portal) -> FastAPI:
             outcome="success",
             client_ip=ctx.client_ip,
         )
+        stage = advance(stage=ctx.stage, event=Event.INVITATION_ACCEPTED)
         ctx.state.clear()
-        ctx.state.update(stage="enrol", username=user.username)
+        ctx.state.update(stage=stage, username=user.username)
         renew(ctx)
         save(ctx, user_id=user.id)
         return redirect(ctx, "/enrol")
 
     def enrol_user(ctx: _Ctx) -> User:
         user = current_user(ctx)
-        if user is None or ctx.state.get("stage") not in ("enrol", "authenticated"):
+        if user is None or ctx.stage not in ENROL_STAGES:
             raise UnauthenticatedError("Sign in (or accept an invitation) to enrol factors.")
         return user
 
@@ -1020,7 +1034,7 @@ def create_app(*, portal: Portal) -> FastAPI:
             totp = portal.factors.begin_totp_enrolment(user=user, session_hash=ctx.session.id_hash)
             ctx.state["totp_pending"] = totp.sealed_secret_b64
             save(ctx)
-        can_finish = ctx.state.get("stage") == "enrol" and any(c.kind != "password" for c in creds)
+        can_finish = ctx.stage is Stage.ENROL and any(c.kind != "password" for c in creds)
         return render(
             ctx,
             "enrol.html",
@@ -1101,7 +1115,7 @@ def create_app(*, portal: Portal) -> FastAPI:
         ctx = session_ctx(request)
         check_csrf(ctx, csrf)
         user = enrol_user(ctx)
-        signed_in = ctx.state.get("stage") == "authenticated"
+        signed_in = ctx.stage is Stage.AUTHENTICATED
         portal.factors.finish_webauthn_registration(
             user=user,
             session_hash=ctx.session.id_hash,
@@ -1225,7 +1239,7 @@ def create_app(*, portal: Portal) -> FastAPI:
     @app.get("/enclaves/{name}", response_class=HTMLResponse)
     def enter_enclave(request: Request, name: str) -> Response:
         ctx = session_ctx(request)
-        if ctx.state.get("stage") != "authenticated":
+        if ctx.stage is not Stage.AUTHENTICATED:
             return redirect(ctx, "/login")
         user = require_auth(ctx)
         enc = enclave_for(user, name)
@@ -1395,200 +1409,140 @@ def create_app(*, portal: Portal) -> FastAPI:
         code_challenge_method: Annotated[str, Query(max_length=16)] = "",
         prompt: Annotated[str, Query(max_length=64)] = "",
     ) -> Response:
-        # 1. The client and its exact redirect URI: errors here never redirect; each
-        # is audited and counted against the client address (like a failed factor).
-        ip = client_ip(request)
-        portal.factors._ip_precheck(client_ip=ip)
-        client = store.get_client(client_id=client_id) if _CLIENT_ID.match(client_id) else None
-        if client is None or redirect_uri not in client.redirect_uris:
-            reason = "unknown client_id" if client is None else "unregistered redirect_uri"
-            oidc_refused(
-                action="oidc.authorize.refused",
-                actor="anonymous",
-                ip=ip,
-                details={"client_id": client_id if client else "(unknown)", "reason": reason},
+        # 1-2. The client, its redirect URI and the protocol parameters (_provider).
+        try:
+            req = check_authorization_request(
+                portal=portal,
+                client_id=client_id,
+                redirect_uri=redirect_uri,
+                response_type=response_type,
+                scope=scope,
+                state=state,
+                nonce=nonce,
+                code_challenge=code_challenge,
+                code_challenge_method=code_challenge_method,
+                client_ip=client_ip(request),
             )
-            raise InvalidInputError(
-                "Unknown client_id."
-                if client is None
-                else "redirect_uri is not registered for this client."
-            )
-        # 2. Protocol parameters: errors go back to the client.
-        if response_type != "code":
-            return auth_error_redirect(
-                redirect_uri,
-                "unsupported_response_type",
-                "Only response_type=code is supported.",
-                state,
-            )
-        if "openid" not in scope.split():
-            return auth_error_redirect(
-                redirect_uri, "invalid_scope", "scope must include openid.", state
-            )
-        if not state:
-            return auth_error_redirect(redirect_uri, "invalid_request", "state is required.", state)
-        if code_challenge_method != "S256" or not (43 <= len(code_challenge) <= 128):
-            return auth_error_redirect(
-                redirect_uri,
-                "invalid_request",
-                "PKCE with code_challenge_method=S256 is required.",
-                state,
-            )
-        params = {
-            "client_id": client_id,
-            "redirect_uri": redirect_uri,
-            "response_type": response_type,
-            "scope": scope,
-            "state": state,
-            "nonce": nonce,
-            "code_challenge": code_challenge,
-            "code_challenge_method": code_challenge_method,
-        }
+        except AuthorizationRefusedError as e:
+            return auth_error_redirect(redirect_uri, e.error, e.message, state)
         ctx = session_ctx(request)
         # 3. The session must have passed the portal login (both factors).
-        if ctx.state.get("stage") != "authenticated":
+        if ctx.stage is not Stage.AUTHENTICATED:
             if prompt == "none":
                 return auth_error_redirect(redirect_uri, "login_required", "Sign-in needed.", state)
-            stage = ctx.state.get("stage")
-            if stage != "password":
+            stage = ctx.stage
+            if stage is not Stage.PASSWORD:
                 ctx.state.clear()
-            ctx.state["authorize"] = params
+            ctx.state["authorize"] = req.params()
             save(ctx)
-            return redirect(ctx, "/login/factor" if stage == "password" else "/login")
+            return redirect(ctx, "/login/factor" if stage is Stage.PASSWORD else "/login")
         user = require_auth(ctx)
         # 4. The tier the client demands: a hub its enclave's (with membership and
         # network), any other client (the audit UI) the tier it was registered with.
-        enclave = None
-        tier = portal.client_tier(client) if client.enclave is None else portal.login_tier
-        decision = decide(ctx, tier)  # a hub's is decided against its enclave below
-        if client.enclave is None and not decision.allowed:
-            kinds = {c.kind for c in store.list_credentials(user_id=user.id) if not c.disabled}
-            can_step_up = bool(kinds & {"webauthn", "totp"}) and prompt != "none"
-            audit(
-                action="oidc.authorize.stepup" if can_step_up else "oidc.authorize.refused",
-                actor=user.username,
-                outcome="failure",
-                client_ip=ctx.client_ip,
-                details={
-                    "client_id": client_id,
-                    "tier": tier.id,
-                    "reasons": list(decision.reasons),
-                },
-            )
-            if not can_step_up:
-                return auth_error_redirect(
-                    redirect_uri,
-                    "access_denied" if prompt != "none" else "interaction_required",
-                    f"This sign-in does not meet the tier {tier.id} this client demands.",
-                    state,
-                )
-            ctx.state["authorize"] = {**params, "_tier": tier.id}
-            save(ctx)
-            return redirect(ctx, "/login/factor")
-        if client.enclave is not None:
-            enc = store.get_enclave(name=client.enclave)
-            if enc is None or user.username not in {u for u, _ in enc.members}:
-                audit(
-                    action="oidc.authorize.refused",
-                    actor=user.username,
-                    outcome="failure",
-                    enclave=client.enclave,
-                    client_ip=ctx.client_ip,
-                    details={"client_id": client_id, "reason": "not a member"},
-                )
-                return auth_error_redirect(
-                    redirect_uri, "access_denied", "You are not a member of this enclave.", state
-                )
-            _tier, decision, blockers = entry_check(ctx, user, enc)
-            if blockers or not decision.allowed:
-                ctx.state["authorize"] = {**params, "_enclave": enc.name}
-                save(ctx)
-                audit(
-                    action="oidc.authorize.stepup",
-                    actor=user.username,
-                    outcome="failure",
-                    enclave=enc.name,
-                    client_ip=ctx.client_ip,
-                    details={"client_id": client_id, "reasons": [*blockers, *decision.reasons]},
-                )
-                return redirect(ctx, f"/enclaves/{enc.name}")
-            enclave = enc.name
+        if req.client.enclave is None:
+            tier = portal.client_tier(req.client)
+            decision = decide(ctx, tier)
+            refused = client_tier_refusal(ctx, user, req, tier, decision, prompt)
+            enclave = None
+        else:
+            decision_or_refusal = hub_entry(ctx, user, req)
+            if isinstance(decision_or_refusal, Response):
+                return decision_or_refusal
+            decision, refused, enclave = decision_or_refusal, None, req.client.enclave
+        if refused is not None:
+            return refused
+        # 5. A one-time code bound to this request and this sign-in's decision.
         ctx.state.pop("authorize", None)
         save(ctx)
-        code = new_token()
-        store.put_code(
-            code_hash=hash_token(code),
-            payload={
-                "client_id": client_id,
-                "redirect_uri": redirect_uri,
-                "user_id": user.id,
-                "challenge": code_challenge,
-                "nonce": nonce,
-                "scope": scope,
-                "enclave": enclave,
-                "amr": list(decision.amr),
-                "acr": decision.acr,
-                "categories": sorted(c.value for c in decision.categories),
-                "approved": decision.approved,
-                "auth_time": int(ctx.session.auth_time or portal.clock()),
-                "sid": ctx.session.id_hash[:32],
-                "session": ctx.session.id_hash,
-            },
-            expires_at=portal.clock() + s.code_ttl_s,
-        )
-        audit(
-            action="oidc.code.issued",
-            actor=user.username,
-            outcome="success",
-            enclave=enclave,
+        code = issue_code(
+            portal=portal,
+            grant=CodeGrant.for_decision(
+                request=req,
+                user=user,
+                decision=decision,
+                enclave=enclave,
+                session_hash=ctx.session.id_hash,
+                auth_time=int(ctx.session.auth_time or portal.clock()),
+            ),
             client_ip=ctx.client_ip,
-            details={"client_id": client_id},
+            actor=user.username,
         )
         sep = "&" if "?" in redirect_uri else "?"
         return redirect(
             ctx, redirect_uri + sep + urllib.parse.urlencode({"code": code, "state": state})
         )
 
-    def oidc_refused(
-        *,
-        action: str,
-        actor: str,
-        ip: str | None,
-        details: dict[str, Any],
-        enclave: str | None = None,
-    ) -> None:
-        """Audit a refused OIDC request and count it against the client address (the
-        throttle that also counts failed factors)."""
-        store.add_ip_failure(
-            ip=ip if ip is not None else UNKNOWN_CLIENT,
-            now=portal.clock(),
-            window_s=portal.factors.ip_window_s,
-        )
+    def client_tier_refusal(
+        ctx: _Ctx,
+        user: User,
+        req: AuthorizationRequest,
+        tier: Tier,
+        decision: LoginDecision,
+        prompt: str,
+    ) -> Response | None:
+        """A client that is not a hub, and a sign-in below its tier: step up or refuse."""
+        kinds = frozenset(c.kind for c in store.list_credentials(user_id=user.id) if not c.disabled)
+        step = client_step_up(decision=decision, enrolled_kinds=kinds, prompt=prompt)
+        if step is StepUp.NOT_NEEDED:
+            return None
         audit(
-            action=action,
-            actor=actor,
+            action="oidc.authorize.stepup" if step is StepUp.STEP_UP else "oidc.authorize.refused",
+            actor=user.username,
             outcome="failure",
-            enclave=enclave,
-            client_ip=ip,
-            details=details,
+            client_ip=ctx.client_ip,
+            details={
+                "client_id": req.client.client_id,
+                "tier": tier.id,
+                "reasons": list(decision.reasons),
+            },
         )
+        if step is StepUp.REFUSE:
+            return auth_error_redirect(
+                req.redirect_uri,
+                "access_denied" if prompt != "none" else "interaction_required",
+                f"This sign-in does not meet the tier {tier.id} this client demands.",
+                req.state,
+            )
+        ctx.state["authorize"] = {**req.params(), "_tier": tier.id}
+        save(ctx)
+        return redirect(ctx, "/login/factor")
 
-    def token_refused(
-        client_id: str,
-        ip: str | None,
-        reason: str,
-        error: str,
-        desc: str,
-        enclave: str | None = None,
-    ) -> JSONResponse:
-        oidc_refused(
-            action="oidc.token.refused",
-            actor=client_id,
-            ip=ip,
-            enclave=enclave,
-            details={"client_id": client_id, "reason": reason},
-        )
-        return oauth_error(error, desc)
+    def hub_entry(ctx: _Ctx, user: User, req: AuthorizationRequest) -> LoginDecision | Response:
+        """An enclave's hub: membership, then the enclave's entry check (a step-up at
+        ``/enclaves/{name}`` when it fails); the decision when the user may enter."""
+        enc = store.get_enclave(name=str(req.client.enclave))
+        if enc is None or user.username not in {u for u, _ in enc.members}:
+            audit(
+                action="oidc.authorize.refused",
+                actor=user.username,
+                outcome="failure",
+                enclave=req.client.enclave,
+                client_ip=ctx.client_ip,
+                details={"client_id": req.client.client_id, "reason": "not a member"},
+            )
+            return auth_error_redirect(
+                req.redirect_uri,
+                "access_denied",
+                "You are not a member of this enclave.",
+                req.state,
+            )
+        _tier, decision, blockers = entry_check(ctx, user, enc)
+        if blockers or not decision.allowed:
+            ctx.state["authorize"] = {**req.params(), "_enclave": enc.name}
+            save(ctx)
+            audit(
+                action="oidc.authorize.stepup",
+                actor=user.username,
+                outcome="failure",
+                enclave=enc.name,
+                client_ip=ctx.client_ip,
+                details={
+                    "client_id": req.client.client_id,
+                    "reasons": [*blockers, *decision.reasons],
+                },
+            )
+            return redirect(ctx, f"/enclaves/{enc.name}")
+        return decision
 
     def oauth_error(error: str, desc: str, status: int = 400) -> JSONResponse:
         headers = {"WWW-Authenticate": "Basic"} if status == 401 else {}
@@ -1648,234 +1602,40 @@ def create_app(*, portal: Portal) -> FastAPI:
         auth_header = request.headers.get("authorization")
         if auth_header is not None and len(auth_header) > 1000:
             return oauth_error("invalid_request", "The Authorization header is too long.")
-        return await run_in_threadpool(
-            token,
-            request,
-            form.get("grant_type", ""),
-            form.get("code", ""),
-            form.get("redirect_uri", ""),
-            form.get("code_verifier", ""),
-            form.get("client_id", ""),
-            form.get("client_secret", ""),
-            auth_header,
-        )
+        return await run_in_threadpool(token, client_ip(request), form, auth_header)
 
-    def token(
-        request: Request,
-        grant_type: str,
-        code: str,
-        redirect_uri: str,
-        code_verifier: str,
-        client_id: str,
-        client_secret: str,
-        authorization: str | None,
-    ) -> Response:
-        ip = client_ip(request)
-        # Refusals below are counted against the caller's address, but this endpoint
-        # does not itself stop at the address limit: its callers are hub servers, and a
-        # user who feeds a hub bad codes must not lock every user of that hub out.
-        # 1. Client authentication (basic or post), constant-time on the secret hash.
-        if authorization and authorization.lower().startswith("basic "):
-            import base64 as _b64
-            import binascii
-
-            try:
-                raw = _b64.b64decode(authorization[6:].strip(), validate=True).decode()
-                cid, _, csec = raw.partition(":")
-                client_id, client_secret = urllib.parse.unquote(cid), urllib.parse.unquote(csec)
-            except (binascii.Error, UnicodeDecodeError):
-                return oauth_error("invalid_client", "Malformed Basic credentials.", 401)
-        if client_id and not _CLIENT_ID.match(client_id):
-            # Malformed (control characters, oversize): refused before it can reach the log.
-            audit(
-                action="web.request.rejected",
-                actor="anonymous",
-                outcome="failure",
-                client_ip=ip,
-                details={"path": "/oidc/token", "field": "client_id", "reason": "malformed"},
-            )
-            return oauth_error("invalid_client", "Client authentication failed.", 401)
-        client = store.get_client(client_id=client_id) if client_id else None
-        if client is None or not tokens_equal(client.secret_hash, hash_token(client_secret)):
-            # a client id that cannot be one (control characters, ...) is not echoed
-            named = bool(re.fullmatch(r"[A-Za-z0-9._-]{1,128}", client_id))
-            audit(
-                action="oidc.client.auth_failed",
-                actor=client_id if named else "unknown",
-                outcome="failure",
-                client_ip=ip,
-                details={"client_id": client_id if named else "(not a client id)"},
-            )
-            return oauth_error("invalid_client", "Client authentication failed.", 401)
-        if grant_type != "authorization_code":
-            return oauth_error("unsupported_grant_type", "Only authorization_code is supported.")
-        # 2. The code: once, unexpired, for this client and redirect URI.
-        code_hash = hash_token(code)
-        payload = store.peek_code(code_hash=code_hash, now=portal.clock()) if code else None
-        cid = client.client_id
-        if payload is None or payload["client_id"] != cid:
-            return token_refused(
-                cid,
-                ip,
-                "unknown, expired or reused code",
-                "invalid_grant",
-                "The code is unknown, expired or already used.",
-            )
-        if payload["redirect_uri"] != redirect_uri:
-            return token_refused(
-                cid,
-                ip,
-                "redirect_uri mismatch",
-                "invalid_grant",
-                "redirect_uri does not match the authorization request.",
-            )
-        # 3. PKCE S256.
+    def token(ip: str | None, form: dict[str, str], authorization: str | None) -> Response:
         try:
-            validate_code_verifier(code_verifier)
-        except InvalidInputError as e:
-            return token_refused(cid, ip, "malformed PKCE verifier", "invalid_grant", e.message)
-        if not pkce_s256_matches(verifier=code_verifier, challenge=payload["challenge"]):
-            return token_refused(
-                cid,
-                ip,
-                "PKCE verifier mismatch",
-                "invalid_grant",
-                "code_verifier does not match code_challenge.",
-            )
-        # 4. The session and membership are still valid now (changes apply at the next token).
-        sess = store.get_session(id_hash=payload["session"])
-        user = store.get_user(user_id=payload["user_id"])
-        if sess is None or sess.ended_at is not None or user.status != "active":
-            return token_refused(
-                cid, ip, "sign-in session ended", "invalid_grant", "The sign-in session has ended."
-            )
-        enclaves = [e.name for e in store.list_enclaves(username=user.username)]
-        if payload["enclave"] is not None and payload["enclave"] not in enclaves:
-            return token_refused(
-                cid,
-                ip,
-                "membership removed",
-                "invalid_grant",
-                "The user is no longer a member of this enclave.",
-                enclave=payload["enclave"],
-            )
-        now = int(portal.clock())
-        claims = {
-            "iss": issuer,
-            "sub": user.id,
-            "aud": client.client_id,
-            "iat": now,
-            "exp": now + s.id_token_ttl_s,
-            "auth_time": payload["auth_time"],
-            "amr": payload["amr"],
-            "acr": payload["acr"],
-            "enclave_factors": payload["categories"],
-            "enclave_approved": bool(payload.get("approved", False)),
-            "enclaves": enclaves,
-            "preferred_username": user.username,
-            "name": user.display_name,
-            "roles": sorted(user.roles),
-            "sid": payload["sid"],
-        }
-        if payload["enclave"]:
-            claims["enclave"] = payload["enclave"]
-        if payload["nonce"]:
-            claims["nonce"] = payload["nonce"]
-        id_token = portal.keys.sign(claims)
-        access = new_token()
-        # 5. Consume the code and store the access token atomically: one winner.
-        if not store.redeem_code(
-            code_hash=code_hash,
-            now=portal.clock(),
-            token_hash=hash_token(access),
-            token_payload={
-                "user_id": user.id,
-                "enclave": payload["enclave"],
-                "claims": claims,
-                "session": payload["session"],
-            },
-            token_expires_at=now + s.access_token_ttl_s,
-        ):
-            audit(
-                action="oidc.token.refused",
-                actor=client.client_id,
-                outcome="failure",
+            client = authenticate_client(
+                portal=portal,
+                client_id=form.get("client_id", ""),
+                client_secret=form.get("client_secret", ""),
+                authorization=authorization,
                 client_ip=ip,
-                details={"reason": "code redeemed concurrently"},
             )
-            return oauth_error("invalid_grant", "The code is unknown, expired or already used.")
-        audit(
-            action="oidc.token.issued",
-            actor=user.username,
-            outcome="success",
-            enclave=payload["enclave"],
-            client_ip=ip,
-            details={
-                "client_id": client.client_id,
-                "amr": payload["amr"],
-                "acr": payload["acr"],
-                "enclave_factors": payload["categories"],
-            },
-        )
-        return JSONResponse(
-            {
-                "access_token": access,
-                "token_type": "Bearer",
-                "expires_in": s.access_token_ttl_s,
-                "id_token": id_token,
-                "scope": payload["scope"],
-            },
-            headers={"Pragma": "no-cache"},
-        )
+            grant = redeem_code(
+                portal=portal,
+                client=client,
+                grant_type=form.get("grant_type", ""),
+                code=form.get("code", ""),
+                redirect_uri=form.get("redirect_uri", ""),
+                code_verifier=form.get("code_verifier", ""),
+                client_ip=ip,
+            )
+        except TokenRefusedError as e:
+            return oauth_error(e.error, e.message, 401 if e.error == "invalid_client" else 400)
+        return JSONResponse(asdict(grant), headers={"Pragma": "no-cache"})
 
     @app.get("/oidc/userinfo")
     def userinfo(authorization: Annotated[str | None, Header(max_length=1000)] = None) -> Response:
-        if not authorization or not authorization.startswith("Bearer "):
+        try:
+            info = provider_userinfo(portal=portal, authorization=authorization)
+        except BearerRefusedError as e:
+            challenge = "Bearer" if e.error is None else f'Bearer error="{e.error}"'
             return JSONResponse(
-                {"detail": "A Bearer access token is required."},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
+                {"detail": e.message}, status_code=401, headers={"WWW-Authenticate": challenge}
             )
-        p = store.get_access_token(
-            token_hash=hash_token(authorization[7:].strip()), now=portal.clock()
-        )
-        if p is None:
-            return JSONResponse(
-                {"detail": "The access token is invalid or expired."},
-                status_code=401,
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
-        c = p["claims"]
-        user = store.get_user(user_id=p["user_id"])
-        if not session_live(str(p.get("session", ""))) or user.status != "active":
-            # The token dies with its sign-in session (logout, idle or absolute limit,
-            # revocation), as at the token endpoint.
-            audit(
-                action="oidc.token.refused",
-                actor=user.username,
-                outcome="failure",
-                enclave=p["enclave"],
-                details={"reason": "userinfo after the sign-in session ended"},
-            )
-            return JSONResponse(
-                {"detail": "The sign-in session of this access token has ended."},
-                status_code=401,
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
-        return JSONResponse(
-            {
-                "sub": c["sub"],
-                "preferred_username": c["preferred_username"],
-                "name": c["name"],
-                "amr": c["amr"],
-                "acr": c["acr"],
-                "enclave_factors": c["enclave_factors"],
-                "enclave_approved": bool(c.get("enclave_approved", False)),
-                "enclaves": [e.name for e in store.list_enclaves(username=user.username)],
-                "roles": sorted(user.roles),
-                "auth_time": c["auth_time"],
-            }
-        )
+        return JSONResponse(asdict(info))
 
     @app.get("/oidc/logout", response_class=HTMLResponse)
     def end_session_endpoint(
@@ -2109,11 +1869,7 @@ def create_app(*, portal: Portal) -> FastAPI:
 
     @app.post("/api/admin/keys/rotate")
     def api_rotate(actor: Admin) -> dict[str, str]:
-        kid = portal.keys.rotate()
-        audit(
-            action="admin.signing_key.rotated", actor=actor, outcome="success", details={"kid": kid}
-        )
-        return {"kid": kid}
+        return {"kid": rotate_signing_key(portal=portal, actor=actor).kid}
 
     # The token endpoint is the hottest route: match it first (paths do not overlap).
     app.router.routes.sort(key=lambda r: getattr(r, "path", "") != "/oidc/token")
