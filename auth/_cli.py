@@ -300,7 +300,7 @@ def serve(
 
     import uvicorn
 
-    from ._app import create_app
+    from ._web import create_app
 
     admin_hash = None
     if admin_token_file is not None:
@@ -415,7 +415,7 @@ def biometric_settings(
 
 def app_from_env() -> Any:
     """uvicorn's app factory for ``serve --workers N`` (settings handed over by the parent)."""
-    from ._app import create_app
+    from ._web import create_app
 
     cfg = json.loads(os.environ[_SERVE_ENV])
     settings = PortalSettings(

@@ -38,6 +38,7 @@ __all__ = [
     "AuthorizationRequest",
     "BearerRefusedError",
     "CodeGrant",
+    "OAuthRefusedError",
     "RotatedKey",
     "StepUp",
     "TokenGrant",
@@ -58,30 +59,25 @@ _NAMED_CLIENT = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _BAD_CODE = "The code is unknown, expired or already used."
 
 
-class AuthorizationRefusedError(AuthError):
-    """An authorization request refused with an OAuth ``error`` sent back to the client."""
+class OAuthRefusedError(AuthError):
+    """A request refused with an OAuth ``error`` code for the client (empty: the
+    RFC 6750 case of a request that presented no token at all)."""
 
     def __init__(self, message: str, *, error: str) -> None:
         super().__init__(message)
         self.error = error
 
 
-class TokenRefusedError(AuthError):
-    """A token request refused with an OAuth ``error`` (``invalid_client``: the client
-    did not authenticate)."""
-
-    def __init__(self, message: str, *, error: str) -> None:
-        super().__init__(message)
-        self.error = error
+class AuthorizationRefusedError(OAuthRefusedError):
+    """An authorization request refused; the error goes back to the redirect URI."""
 
 
-class BearerRefusedError(AuthError):
-    """A protected-resource request without a usable access token; ``error`` is the
-    RFC 6750 error code, None when no token was presented at all."""
+class TokenRefusedError(OAuthRefusedError):
+    """A token request refused (``invalid_client``: the client did not authenticate)."""
 
-    def __init__(self, message: str, *, error: str | None) -> None:
-        super().__init__(message)
-        self.error = error
+
+class BearerRefusedError(OAuthRefusedError):
+    """A protected-resource request without a usable access token."""
 
 
 @dataclass(frozen=True)
@@ -99,16 +95,8 @@ class AuthorizationRequest:
 
     def params(self) -> dict[str, str]:
         """The request's query parameters, as the client sent them."""
-        return {
-            "client_id": self.client.client_id,
-            "redirect_uri": self.redirect_uri,
-            "response_type": self.response_type,
-            "scope": self.scope,
-            "state": self.state,
-            "nonce": self.nonce,
-            "code_challenge": self.code_challenge,
-            "code_challenge_method": self.code_challenge_method,
-        }
+        fields = {k: v for k, v in asdict(self).items() if k != "client"}
+        return {"client_id": self.client.client_id, **fields}
 
 
 def count_refusal(
@@ -558,7 +546,7 @@ def userinfo(*, portal: Portal, authorization: str | None) -> UserInfo:
     """The claims behind a Bearer access token. The token dies with its sign-in
     session (logout, idle or absolute limit, revocation), as at the token endpoint."""
     if not authorization or not authorization.startswith("Bearer "):
-        raise BearerRefusedError("A Bearer access token is required.", error=None)
+        raise BearerRefusedError("A Bearer access token is required.", error="")
     now = portal.clock()
     p = portal.store.get_access_token(token_hash=hash_token(authorization[7:].strip()), now=now)
     if p is None:
@@ -581,17 +569,12 @@ def userinfo(*, portal: Portal, authorization: str | None) -> UserInfo:
         raise BearerRefusedError(
             "The sign-in session of this access token has ended.", error="invalid_token"
         )
+    same = ("sub", "preferred_username", "name", "amr", "acr", "enclave_factors", "auth_time")
     return UserInfo(
-        sub=c["sub"],
-        preferred_username=c["preferred_username"],
-        name=c["name"],
-        amr=c["amr"],
-        acr=c["acr"],
-        enclave_factors=c["enclave_factors"],
+        **{k: c[k] for k in same},
         enclave_approved=bool(c.get("enclave_approved", False)),
         enclaves=[e.name for e in portal.store.list_enclaves(username=user.username)],
         roles=sorted(user.roles),
-        auth_time=c["auth_time"],
     )
 
 

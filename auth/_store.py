@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from audit.sqlite import enable_wal
 
-from ._errors import AuthError, ConflictError, InvalidInputError, NotFoundError
+from ._errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 from ._names import canonical_username
 
 __all__ = [
@@ -35,12 +35,6 @@ __all__ = [
     "User",
     "open_store",
 ]
-
-
-class StoreError(AuthError):
-    """The database failed underneath us (translated at this boundary)."""
-
-    status_code = 503
 
 
 _SCHEMA = [
