@@ -87,6 +87,9 @@ _SECRET_FORM = re.compile(r"/login/password|/login/totp|/invite|/enclaves/[^/]+/
 SESSION_COOKIE = "__Host-enclave-session"
 LANG_COOKIE = "__Host-enclave-lang"
 _HERE = Path(__file__).parent
+#: No ``form-action 'self'`` (the audit UI has it): Chromium applies it to the whole
+#: redirect chain of a form post, and a sign-in form ends at the hub's redirect URI
+#: (tests/e2e/auth/test_jupyterhub.py fails with it).
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -94,15 +97,23 @@ _CSP = (
 
 
 class SecurityHeaders:
-    """Pure ASGI middleware: security headers on every response (CSP, framing, HSTS)."""
+    """Pure ASGI middleware: security headers on every response (CSP, framing, opener
+    isolation, browser features, HSTS behind TLS, no caching).
+
+    A handler's own header of the same name is replaced, except ``Cache-Control``:
+    a response that chose its caching (an immutable file) keeps it, and gets no
+    ``no-store`` beside it."""
 
     _BASE: ClassVar[list[tuple[bytes, bytes]]] = [
         (b"content-security-policy", _CSP.encode()),
         (b"x-frame-options", b"DENY"),
         (b"x-content-type-options", b"nosniff"),
         (b"referrer-policy", b"no-referrer"),
-        (b"cache-control", b"no-store"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
     ]
+    # Pages carry personal data (sessions, enrolment secrets): nothing stores them.
+    _NO_STORE = (b"cache-control", b"no-store")
     _HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 
     def __init__(self, app: ASGIApp, *, hsts: bool, always: bool) -> None:
@@ -117,12 +128,13 @@ class SecurityHeaders:
         extra = list(self._BASE)
         if self.hsts and (self.always or scope.get("scheme") == "https"):
             extra.append(self._HSTS)
+        names = {k for k, _ in extra}
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                names = {k for k, _ in extra}
-                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
-                message = {**message, "headers": kept + extra}
+                own = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                cached = any(k.lower() == b"cache-control" for k, _ in own)
+                message = {**message, "headers": own + extra + ([] if cached else [self._NO_STORE])}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
