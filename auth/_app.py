@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import jinja2
-from fastapi import Depends, Header, Request, Response
+from fastapi import Depends, Form, Header, Request, Response
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
@@ -32,6 +33,7 @@ from ._errors import (
     ConflictError,
     FactorFailedError,
     ForbiddenError,
+    InvalidInputError,
     KeyRingError,
     NotFoundError,
     StoreError,
@@ -67,9 +69,14 @@ from ._session import (
 from ._store import EnclaveRecord, SessionRecord, User
 
 __all__ = [
+    "FACTOR_ERRORS",
     "LANG_COOKIE",
     "SESSION_COOKIE",
     "Admin",
+    "CodeField",
+    "CredentialField",
+    "CsrfField",
+    "CsrfHeader",
     "Ctx",
     "SecurityHeaders",
     "Web",
@@ -157,6 +164,12 @@ def _admin_actor(
 
 
 Admin = Annotated[str, Depends(_admin_actor)]
+
+#: The form fields and header every page shares, with their size limits.
+CsrfField = Annotated[str, Form(max_length=100)]
+CsrfHeader = Annotated[str | None, Header(max_length=100)]
+CodeField = Annotated[str, Form(max_length=64)]
+CredentialField = Annotated[str, Form(max_length=65536)]
 
 
 @dataclass
@@ -309,6 +322,59 @@ class Web:
             raise UnauthenticatedError("The session ended while signing in; sign in again.")
         ctx.session = SessionRecord(**{**renamed.__dict__, "state": ctx.state})
         ctx.token = token
+
+    def posted(self, request: Request, csrf: str | None) -> Ctx:
+        """The session of a form post whose CSRF token matches (refused otherwise)."""
+        ctx = self.session_ctx(request)
+        self.check_csrf(ctx, csrf)
+        return ctx
+
+    def form(
+        self,
+        ctx: Ctx,
+        *,
+        heading: str,
+        action: str,
+        fields: Sequence[tuple[str, str, str, str]],
+        error: str | None = None,
+        status: int = 200,
+        **extra: Any,
+    ) -> HTMLResponse:
+        """A ``form.html`` page; each field is (name, label key, input type, autocomplete)."""
+        return self.render(
+            ctx,
+            "form.html",
+            status=status,
+            heading=heading,
+            action=action,
+            submit=translate("next", ctx.lang),
+            error=error,
+            fields=[
+                {"name": n, "label": translate(k, ctx.lang), "type": t, "autocomplete": a}
+                for n, k, t, a in fields
+            ],
+            **extra,
+        )
+
+    def authentication_options(self, ctx: Ctx, user: User, *, tier: Tier) -> Response:
+        """The WebAuthn assertion options for ``user``, with ``tier``'s UV rule."""
+        body = self.portal.factors.begin_webauthn_authentication(
+            user=user,
+            session_hash=ctx.session.id_hash,
+            user_verification=tier.login.webauthn_user_verification,
+        )
+        return Response(body, media_type="application/json")
+
+    def signed_out(self, request: Request) -> HTMLResponse:
+        """The page after a sign-out, with a link to sign in again."""
+        lang = self.lang_of(request)
+        return self.render(
+            request,
+            "message.html",
+            heading=translate("signed_out", lang),
+            link="/login",
+            link_text=translate("sign_in", lang),
+        )
 
     def check_csrf(self, ctx: Ctx, token: str | None) -> None:
         if not csrf_matches(presented=token, expected=ctx.session.csrf):
@@ -473,6 +539,9 @@ def _web(request: Request) -> Web:
 
 WebDep = Annotated[Web, Depends(_web)]
 
+
+#: What a factor check may raise that is answered on its page rather than as an error.
+FACTOR_ERRORS = (FactorFailedError, ThrottledError, InvalidInputError)
 
 #: The one place an error type becomes an HTTP status (the first match wins); any
 #: other ``AuthError`` is bad input (400).

@@ -9,6 +9,7 @@ from .._errors import (
     InvalidInputError,
     NotFoundError,
 )
+from .._portal import Invitation
 from .._provider import (
     rotate_signing_key,
 )
@@ -29,6 +30,12 @@ __all__ = ["router"]
 router = APIRouter()
 
 
+def invitation_out(inv: Invitation) -> InviteResponse:
+    return InviteResponse(
+        username=inv.username, invitation_code=inv.code, expires_at=int(inv.expires_at)
+    )
+
+
 @router.post("/api/admin/users", response_model=InviteResponse, status_code=201)
 def api_invite(web: WebDep, body: InviteRequest, actor: Admin) -> InviteResponse:
     inv = web.portal.invite_user(
@@ -38,9 +45,7 @@ def api_invite(web: WebDep, body: InviteRequest, actor: Admin) -> InviteResponse
         locale=body.locale,
         actor=actor,
     )
-    return InviteResponse(
-        username=inv.username, invitation_code=inv.code, expires_at=int(inv.expires_at)
-    )
+    return invitation_out(inv)
 
 
 def user_out(web: Web, u: User) -> UserOut:
@@ -87,9 +92,7 @@ def api_approve(web: WebDep, username: str, credential_id: str, actor: Admin) ->
 @router.post("/api/admin/users/{username}/rebind", response_model=InviteResponse)
 def api_rebind(web: WebDep, username: str, actor: Admin) -> InviteResponse:
     inv = web.portal.rebind_user(username=username, actor=actor)
-    return InviteResponse(
-        username=inv.username, invitation_code=inv.code, expires_at=int(inv.expires_at)
-    )
+    return invitation_out(inv)
 
 
 def enclave_out(

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import urllib.parse
-from typing import Annotated
+from collections.abc import Callable
 
-from fastapi import APIRouter, Form, Header, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from .._app import Ctx, Web, WebDep, status_of
+from .._app import (
+    FACTOR_ERRORS,
+    CodeField,
+    CredentialField,
+    CsrfField,
+    CsrfHeader,
+    Ctx,
+    Web,
+    WebDep,
+    status_of,
+)
 from .._errors import (
-    FactorFailedError,
-    InvalidInputError,
     NotFoundError,
-    ThrottledError,
 )
 from .._factors import FactorResult
 from .._i18n import translate
-from .._policy import LoginDecision
+from .._policy import LoginDecision, Tier
 from .._session import Stage
 from .._store import EnclaveRecord, User
 
@@ -164,27 +171,48 @@ def stepped_up(
     return after_allowed(web, ctx, user, enc, decision)
 
 
+def present_factor(
+    web: Web,
+    ctx: Ctx,
+    user: User,
+    enc: EnclaveRecord,
+    verify: Callable[[Tier], FactorResult],
+    *,
+    with_reasons: bool,
+) -> Response:
+    """Check a step-up factor against the enclave's tier; a failure is a refusal page
+    (with what the tier still lacks when ``with_reasons``)."""
+    tier = web.portal.tier(enc.tier)
+    try:
+        result = verify(tier)
+    except FACTOR_ERRORS as e:
+        web.note_retry(ctx, e)
+        reasons = [e.message, *web.decide(ctx, tier).reasons] if with_reasons else [e.message]
+        return refuse(web, ctx, user, enc, reasons, status=status_of(e))
+    return stepped_up(web, ctx, user, enc, result)
+
+
 @router.post("/enclaves/{name}/totp", response_class=HTMLResponse)
 def stepup_totp(
     web: WebDep,
     request: Request,
     name: str,
-    code: Annotated[str, Form(max_length=64)],
-    csrf: Annotated[str, Form(max_length=100)],
+    code: CodeField,
+    csrf: CsrfField,
 ) -> Response:
-    ctx = web.session_ctx(request)
-    web.check_csrf(ctx, csrf)
+    ctx = web.posted(request, csrf)
     user = web.require_auth(ctx)
     enc = enclave_for(web, user, name)
-    tier = web.portal.tier(enc.tier)
-    try:
-        result = web.portal.factors.verify_totp(
+    return present_factor(
+        web,
+        ctx,
+        user,
+        enc,
+        lambda tier: web.portal.factors.verify_totp(
             user=user, code=code, tier=tier, client_ip=ctx.client_ip, enclave=enc.name
-        )
-    except (FactorFailedError, ThrottledError, InvalidInputError) as e:
-        web.note_retry(ctx, e)
-        return refuse(web, ctx, user, enc, [e.message], status=status_of(e))
-    return stepped_up(web, ctx, user, enc, result)
+        ),
+        with_reasons=False,
+    )
 
 
 @router.post("/enclaves/{name}/webauthn/options")
@@ -192,17 +220,12 @@ def stepup_webauthn_options(
     web: WebDep,
     request: Request,
     name: str,
-    x_csrf_token: Annotated[str | None, Header(max_length=100)] = None,
+    x_csrf_token: CsrfHeader = None,
 ) -> Response:
     ctx = web.options_ctx(request, x_csrf_token)
     user = web.require_auth(ctx)
     enc = enclave_for(web, user, name)
-    body = web.portal.factors.begin_webauthn_authentication(
-        user=user,
-        session_hash=ctx.session.id_hash,
-        user_verification=web.portal.tier(enc.tier).login.webauthn_user_verification,
-    )
-    return Response(body, media_type="application/json")
+    return web.authentication_options(ctx, user, tier=web.portal.tier(enc.tier))
 
 
 @router.post("/enclaves/{name}/webauthn", response_class=HTMLResponse)
@@ -210,26 +233,24 @@ def stepup_webauthn(
     web: WebDep,
     request: Request,
     name: str,
-    credential: Annotated[str, Form(max_length=65536)],
-    csrf: Annotated[str, Form(max_length=100)],
+    credential: CredentialField,
+    csrf: CsrfField,
 ) -> Response:
-    ctx = web.session_ctx(request)
-    web.check_csrf(ctx, csrf)
+    ctx = web.posted(request, csrf)
     user = web.require_auth(ctx)
     enc = enclave_for(web, user, name)
-    tier = web.portal.tier(enc.tier)
-    try:
-        result = web.portal.factors.finish_webauthn_authentication(
+    return present_factor(
+        web,
+        ctx,
+        user,
+        enc,
+        lambda tier: web.portal.factors.finish_webauthn_authentication(
             user=user,
             session_hash=ctx.session.id_hash,
             credential_json=credential,
             tier=tier,
             client_ip=ctx.client_ip,
             enclave=enc.name,
-        )
-    except (FactorFailedError, ThrottledError, InvalidInputError) as e:
-        web.note_retry(ctx, e)
-        return refuse(
-            web, ctx, user, enc, [e.message, *web.decide(ctx, tier).reasons], status=status_of(e)
-        )
-    return stepped_up(web, ctx, user, enc, result)
+        ),
+        with_reasons=True,
+    )

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Form, Header, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from .._app import Ctx, Web, WebDep
+from .._app import CodeField, CredentialField, CsrfField, CsrfHeader, Ctx, Web, WebDep
 from .._errors import (
     InvalidInputError,
 )
@@ -60,11 +58,10 @@ def enrol(web: WebDep, request: Request) -> Response:
 def enrol_totp(
     web: WebDep,
     request: Request,
-    code: Annotated[str, Form(max_length=64)],
-    csrf: Annotated[str, Form(max_length=100)],
+    code: CodeField,
+    csrf: CsrfField,
 ) -> Response:
-    ctx = web.session_ctx(request)
-    web.check_csrf(ctx, csrf)
+    ctx = web.posted(request, csrf)
     user = web.enrol_user(ctx)
     pending = ctx.state.get("totp_pending")
     if not isinstance(pending, str):
@@ -96,7 +93,7 @@ def enrol_totp(
 def enrol_webauthn_options(
     web: WebDep,
     request: Request,
-    x_csrf_token: Annotated[str | None, Header(max_length=100)] = None,
+    x_csrf_token: CsrfHeader = None,
 ) -> Response:
     ctx = web.options_ctx(request, x_csrf_token)
     user = web.enrol_user(ctx)
@@ -116,11 +113,10 @@ def enrol_webauthn_options(
 def enrol_webauthn(
     web: WebDep,
     request: Request,
-    credential: Annotated[str, Form(max_length=65536)],
-    csrf: Annotated[str, Form(max_length=100)],
+    credential: CredentialField,
+    csrf: CsrfField,
 ) -> Response:
-    ctx = web.session_ctx(request)
-    web.check_csrf(ctx, csrf)
+    ctx = web.posted(request, csrf)
     user = web.enrol_user(ctx)
     signed_in = ctx.stage is Stage.AUTHENTICATED
     web.portal.factors.finish_webauthn_registration(
@@ -134,11 +130,8 @@ def enrol_webauthn(
 
 
 @router.post("/enrol/done", response_class=HTMLResponse)
-def enrol_done(
-    web: WebDep, request: Request, csrf: Annotated[str, Form(max_length=100)]
-) -> Response:
-    ctx = web.session_ctx(request)
-    web.check_csrf(ctx, csrf)
+def enrol_done(web: WebDep, request: Request, csrf: CsrfField) -> Response:
+    ctx = web.posted(request, csrf)
     web.enrol_user(ctx)
     web.store.end_session(id_hash=ctx.session.id_hash, now=web.portal.clock())
     return web.redirect(None, "/login")

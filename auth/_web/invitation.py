@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
 
-from .._app import Ctx, Web, WebDep
+from .._app import CsrfField, Ctx, Web, WebDep
 from .._crypto import hash_token
 from .._errors import (
     InvalidInputError,
@@ -22,22 +22,13 @@ router = APIRouter()
 
 
 def invite_form(web: Web, ctx: Ctx, error: str | None = None, status: int = 200) -> HTMLResponse:
-    return web.render(
+    return web.form(
         ctx,
-        "form.html",
-        status=status,
         heading=translate("invite", ctx.lang),
         action="/invite",
-        submit=translate("next", ctx.lang),
+        fields=[("code", "invite_code", "password", "off")],
         error=error,
-        fields=[
-            {
-                "name": "code",
-                "label": translate("invite_code", ctx.lang),
-                "type": "password",
-                "autocomplete": "off",
-            }
-        ],
+        status=status,
     )
 
 
@@ -49,29 +40,17 @@ def invite_page(web: WebDep, request: Request) -> Response:
 def set_password_form(
     web: Web, ctx: Ctx, error: str | None = None, status: int = 200
 ) -> HTMLResponse:
-    return web.render(
+    return web.form(
         ctx,
-        "form.html",
-        status=status,
         heading=translate("invite", ctx.lang),
-        intro=translate("set_password", ctx.lang),
         action="/invite/password",
-        submit=translate("next", ctx.lang),
-        error=error,
         fields=[
-            {
-                "name": "password",
-                "label": translate("password", ctx.lang),
-                "type": "password",
-                "autocomplete": "new-password",
-            },
-            {
-                "name": "password2",
-                "label": translate("password_again", ctx.lang),
-                "type": "password",
-                "autocomplete": "new-password",
-            },
+            ("password", "password", "password", "new-password"),
+            ("password2", "password_again", "password", "new-password"),
         ],
+        error=error,
+        status=status,
+        intro=translate("set_password", ctx.lang),
     )
 
 
@@ -99,10 +78,9 @@ def invite_code(
     web: WebDep,
     request: Request,
     code: Annotated[str, Form(max_length=200)],
-    csrf: Annotated[str, Form(max_length=100)],
+    csrf: CsrfField,
 ) -> Response:
-    ctx = web.session_ctx(request)
-    web.check_csrf(ctx, csrf)
+    ctx = web.posted(request, csrf)
     web.portal.factors._ip_precheck(client_ip=ctx.client_ip)
     token_hash = hash_token(code.strip())
     if web.store.peek_invitation(token_hash=token_hash, now=web.portal.clock()) is None:
@@ -122,10 +100,9 @@ def invite_password(
     request: Request,
     password: Annotated[str, Form(max_length=2048)],
     password2: Annotated[str, Form(max_length=2048)],
-    csrf: Annotated[str, Form(max_length=100)],
+    csrf: CsrfField,
 ) -> Response:
-    ctx = web.session_ctx(request)
-    web.check_csrf(ctx, csrf)
+    ctx = web.posted(request, csrf)
     if ctx.stage is not Stage.INVITE:
         return web.redirect(ctx, "/invite")
     if not hmac.compare_digest(password.encode(), password2.encode()):

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Header, Request, Response
+from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from .._app import LANG_COOKIE, Ctx, Web, WebDep, status_of
+from .._app import (
+    FACTOR_ERRORS,
+    LANG_COOKIE,
+    CodeField,
+    CredentialField,
+    CsrfField,
+    CsrfHeader,
+    Ctx,
+    Web,
+    WebDep,
+    status_of,
+)
 from .._errors import (
     FactorFailedError,
-    InvalidInputError,
     NotFoundError,
     ThrottledError,
 )
 from .._factors import MALFORMED_USERNAME_ACTOR, FactorResult
 from .._i18n import LANGS, translate
 from .._names import canonical_username
+from .._policy import Tier
 from .._session import Event, Stage, advance
 from .._store import User
 
@@ -58,22 +70,13 @@ def home(web: WebDep, request: Request) -> Response:
 
 
 def username_form(web: Web, ctx: Ctx, error: str | None = None, status: int = 200) -> HTMLResponse:
-    return web.render(
+    return web.form(
         ctx,
-        "form.html",
-        status=status,
         heading=translate("sign_in", ctx.lang),
         action="/login",
-        submit=translate("next", ctx.lang),
+        fields=[("username", "username", "text", "username")],
         error=error,
-        fields=[
-            {
-                "name": "username",
-                "label": translate("username", ctx.lang),
-                "type": "text",
-                "autocomplete": "username",
-            }
-        ],
+        status=status,
         below=f'<a href="/invite">{translate("invite", ctx.lang)}</a>',
     )
 
@@ -91,10 +94,9 @@ def login_username(
     web: WebDep,
     request: Request,
     username: Annotated[str, Form(max_length=256)],
-    csrf: Annotated[str, Form(max_length=100)],
+    csrf: CsrfField,
 ) -> Response:
-    ctx = web.session_ctx(request)
-    web.check_csrf(ctx, csrf)
+    ctx = web.posted(request, csrf)
     pending = ctx.state.get("authorize")  # an OIDC request waiting for this sign-in
     name = canonical_username(username)
     if name is None:
@@ -124,23 +126,14 @@ def login_username(
 
 
 def password_form(web: Web, ctx: Ctx, error: str | None = None, status: int = 200) -> HTMLResponse:
-    return web.render(
+    return web.form(
         ctx,
-        "form.html",
-        status=status,
         heading=translate("sign_in", ctx.lang),
-        intro=str(ctx.state.get("username", "")),
         action="/login/password",
-        submit=translate("next", ctx.lang),
+        fields=[("password", "password", "password", "current-password")],
         error=error,
-        fields=[
-            {
-                "name": "password",
-                "label": translate("password", ctx.lang),
-                "type": "password",
-                "autocomplete": "current-password",
-            }
-        ],
+        status=status,
+        intro=str(ctx.state.get("username", "")),
     )
 
 
@@ -157,10 +150,9 @@ def login_password(
     web: WebDep,
     request: Request,
     password: Annotated[str, Form(max_length=2048)],
-    csrf: Annotated[str, Form(max_length=100)],
+    csrf: CsrfField,
 ) -> Response:
-    ctx = web.session_ctx(request)
-    web.check_csrf(ctx, csrf)
+    ctx = web.posted(request, csrf)
     if ctx.stage is not Stage.USERNAME:
         return web.redirect(ctx, "/login")
     try:
@@ -225,21 +217,14 @@ def login_factor_verified(web: Web, ctx: Ctx, user: User, result: FactorResult) 
     return web.continue_signed_in(ctx)
 
 
-@router.post("/login/totp", response_class=HTMLResponse)
-def login_totp(
-    web: WebDep,
-    request: Request,
-    code: Annotated[str, Form(max_length=64)],
-    csrf: Annotated[str, Form(max_length=100)],
+def present_factor(
+    web: Web, ctx: Ctx, user: User, verify: Callable[[Tier], FactorResult]
 ) -> Response:
-    ctx = web.session_ctx(request)
-    web.check_csrf(ctx, csrf)
-    user = web.login_user(ctx)
+    """Check a factor at ``/login/...`` against the sign-in's (or step-up's) tier; a
+    failure redraws the factor page with its status."""
     try:
-        result = web.portal.factors.verify_totp(
-            user=user, code=code, tier=web.ceremony_tier(ctx), client_ip=ctx.client_ip
-        )
-    except (FactorFailedError, ThrottledError, InvalidInputError) as e:
+        result = verify(web.ceremony_tier(ctx))
+    except FACTOR_ERRORS as e:
         web.note_retry(ctx, e)
         return web.factor_page(
             ctx,
@@ -250,69 +235,68 @@ def login_totp(
             status=status_of(e),
         )
     return login_factor_verified(web, ctx, user, result)
+
+
+@router.post("/login/totp", response_class=HTMLResponse)
+def login_totp(
+    web: WebDep,
+    request: Request,
+    code: CodeField,
+    csrf: CsrfField,
+) -> Response:
+    ctx = web.posted(request, csrf)
+    user = web.login_user(ctx)
+    return present_factor(
+        web,
+        ctx,
+        user,
+        lambda tier: web.portal.factors.verify_totp(
+            user=user, code=code, tier=tier, client_ip=ctx.client_ip
+        ),
+    )
 
 
 @router.post("/login/webauthn/options")
 def login_webauthn_options(
     web: WebDep,
     request: Request,
-    x_csrf_token: Annotated[str | None, Header(max_length=100)] = None,
+    x_csrf_token: CsrfHeader = None,
 ) -> Response:
     ctx = web.options_ctx(request, x_csrf_token)
     user = web.login_user(ctx)
-    body = web.portal.factors.begin_webauthn_authentication(
-        user=user,
-        session_hash=ctx.session.id_hash,
-        user_verification=web.ceremony_tier(ctx).login.webauthn_user_verification,
-    )
-    return Response(body, media_type="application/json")
+    return web.authentication_options(ctx, user, tier=web.ceremony_tier(ctx))
 
 
 @router.post("/login/webauthn", response_class=HTMLResponse)
 def login_webauthn(
     web: WebDep,
     request: Request,
-    credential: Annotated[str, Form(max_length=65536)],
-    csrf: Annotated[str, Form(max_length=100)],
+    credential: CredentialField,
+    csrf: CsrfField,
 ) -> Response:
-    ctx = web.session_ctx(request)
-    web.check_csrf(ctx, csrf)
+    ctx = web.posted(request, csrf)
     user = web.login_user(ctx)
-    try:
-        result = web.portal.factors.finish_webauthn_authentication(
+    return present_factor(
+        web,
+        ctx,
+        user,
+        lambda tier: web.portal.factors.finish_webauthn_authentication(
             user=user,
             session_hash=ctx.session.id_hash,
             credential_json=credential,
-            tier=web.ceremony_tier(ctx),
+            tier=tier,
             client_ip=ctx.client_ip,
-        )
-    except (FactorFailedError, ThrottledError, InvalidInputError) as e:
-        web.note_retry(ctx, e)
-        return web.factor_page(
-            ctx,
-            user,
-            base="/login",
-            heading=translate("second_factor", ctx.lang),
-            error=e.message,
-            status=status_of(e),
-        )
-    return login_factor_verified(web, ctx, user, result)
+        ),
+    )
 
 
 @router.post("/logout", response_class=HTMLResponse)
 def logout(
     web: WebDep,
     request: Request,
-    csrf: Annotated[str, Form(max_length=100)],
+    csrf: CsrfField,
     everywhere: Annotated[str, Form(max_length=1)] = "0",
 ) -> Response:
-    ctx = web.session_ctx(request)
-    web.check_csrf(ctx, csrf)
+    ctx = web.posted(request, csrf)
     web.end_session(ctx, everywhere=everywhere == "1", reason="user signed out")
-    return web.render(
-        request,
-        "message.html",
-        heading=translate("signed_out", web.lang_of(request)),
-        link="/login",
-        link_text=translate("sign_in", web.lang_of(request)),
-    )
+    return web.signed_out(request)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from .._app import Ctx, Web, WebDep, actor_of
+from .._app import CsrfField, Ctx, Web, WebDep, actor_of
 from .._errors import (
     InvalidInputError,
 )
@@ -423,26 +423,19 @@ def logged_out(web: Web, request: Request, target: str | None, state: str) -> Re
             target + (sep + urllib.parse.urlencode({"state": state}) if state else ""),
             status_code=303,
         )
-    return web.render(
-        request,
-        "message.html",
-        heading=translate("signed_out", web.lang_of(request)),
-        link="/login",
-        link_text=translate("sign_in", web.lang_of(request)),
-    )
+    return web.signed_out(request)
 
 
 @router.post("/oidc/logout", response_class=HTMLResponse)
 def end_session_confirm(
     web: WebDep,
     request: Request,
-    csrf: Annotated[str, Form(max_length=100)],
+    csrf: CsrfField,
     post_logout_redirect_uri: Annotated[str, Form(max_length=2000)] = "",
     state: Annotated[str, Form(max_length=500)] = "",
     client_id: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
-    ctx = web.session_ctx(request)
-    web.check_csrf(ctx, csrf)
+    ctx = web.posted(request, csrf)
     target = None
     if post_logout_redirect_uri:
         client = web.store.get_client(client_id=client_id) if client_id else None
