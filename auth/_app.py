@@ -21,9 +21,7 @@ from typing import Annotated, Any, ClassVar
 
 import jinja2
 from fastapi import Depends, Form, Header, Request, Response
-from fastapi.exception_handlers import request_validation_exception_handler
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._crypto import hash_token, new_token, tokens_equal
@@ -71,6 +69,7 @@ from ._store import EnclaveRecord, SessionRecord, User
 __all__ = [
     "FACTOR_ERRORS",
     "LANG_COOKIE",
+    "SECRET_FORM",
     "SESSION_COOKIE",
     "Admin",
     "CodeField",
@@ -82,14 +81,13 @@ __all__ = [
     "Web",
     "WebDep",
     "actor_of",
-    "on_auth_error",
-    "on_validation_error",
     "status_of",
+    "web_of",
 ]
 
 #: The forms that carry a secret being guessed (password, TOTP code, invitation code):
 #: a request refused as malformed there counts against the client address.
-_SECRET_FORM = re.compile(r"/login/password|/login/totp|/invite|/enclaves/[^/]+/totp")
+SECRET_FORM = re.compile(r"/login/password|/login/totp|/invite|/enclaves/[^/]+/totp")
 
 SESSION_COOKIE = "__Host-enclave-session"
 LANG_COOKIE = "__Host-enclave-lang"
@@ -532,12 +530,12 @@ class Web:
         return tier, decision, blockers
 
 
-def _web(request: Request) -> Web:
+def web_of(request: Request) -> Web:
     web: Web = request.app.state.web
     return web
 
 
-WebDep = Annotated[Web, Depends(_web)]
+WebDep = Annotated[Web, Depends(web_of)]
 
 
 #: What a factor check may raise that is answered on its page rather than as an error.
@@ -561,50 +559,3 @@ _STATUS: tuple[tuple[type[AuthError], int], ...] = (
 def status_of(exc: AuthError) -> int:
     """The HTTP status of ``exc``: its page, or the JSON error of an API."""
     return next((status for cls, status in _STATUS if isinstance(exc, cls)), 400)
-
-
-async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
-    """Malformed or oversized fields: FastAPI's documented 422 body, and an audit event."""
-    web = _web(request)
-    first = exc.errors()[0] if exc.errors() else {}
-    where = ".".join(str(x) for x in first.get("loc", ()))
-    if request.method == "POST" and _SECRET_FORM.fullmatch(request.url.path):
-        # An over-long password, code or invitation is a guess like any other.
-        web.portal.factors.count_address_failure(client_ip=web.client_ip(request))
-    web.audit(
-        action="web.request.rejected",
-        actor="anonymous",
-        outcome="failure",
-        client_ip=web.client_ip(request),
-        details={
-            "path": request.url.path[:200],
-            "field": where[:100],
-            "reason": str(first.get("msg", ""))[:200],
-        },
-    )
-    return await request_validation_exception_handler(request, exc)
-
-
-async def on_auth_error(request: Request, exc: AuthError) -> Response:
-    """Every ``AuthError`` a handler lets through: its status, one sentence, Retry-After."""
-    web = _web(request)
-    headers = {}
-    if isinstance(exc, ThrottledError):
-        headers["Retry-After"] = str(exc.retry_after_s)
-    if isinstance(exc, AuditUnavailableError):
-        headers["Retry-After"] = str(exc.retry_after_s)
-    status = status_of(exc)
-    if web.wants_json(request):
-        return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)
-    lang = web.lang_of(request)
-    resp = web.render(
-        request,
-        "message.html",
-        status=status,
-        heading=translate("error", lang),
-        error=exc.message,
-        link="/",
-        link_text=translate("back", lang),
-    )
-    resp.headers.update(headers)
-    return resp

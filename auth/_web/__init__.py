@@ -8,12 +8,15 @@ security themselves (``auth._session``, ``auth._provider``, ``auth._factors`` do
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from .._app import _HERE, SecurityHeaders, Web, on_auth_error, on_validation_error
-from .._errors import AuthError
+from .._app import _HERE, SECRET_FORM, SecurityHeaders, Web, status_of, web_of
+from .._errors import AuditUnavailableError, AuthError, ThrottledError
+from .._i18n import translate
 from .._portal import Portal
 from . import admin, enclaves, enrolment, invitation, login, oidc
 
@@ -28,6 +31,53 @@ _ERR = {
     429: {"description": "Throttled; see Retry-After"},
     503: {"description": "Audit log or store unavailable; see Retry-After"},
 }
+
+
+async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+    """Malformed or oversized fields: FastAPI's documented 422 body, and an audit event."""
+    web = web_of(request)
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(x) for x in first.get("loc", ()))
+    if request.method == "POST" and SECRET_FORM.fullmatch(request.url.path):
+        # An over-long password, code or invitation is a guess like any other.
+        web.portal.factors.count_address_failure(client_ip=web.client_ip(request))
+    web.audit(
+        action="web.request.rejected",
+        actor="anonymous",
+        outcome="failure",
+        client_ip=web.client_ip(request),
+        details={
+            "path": request.url.path[:200],
+            "field": where[:100],
+            "reason": str(first.get("msg", ""))[:200],
+        },
+    )
+    return await request_validation_exception_handler(request, exc)
+
+
+async def on_auth_error(request: Request, exc: AuthError) -> Response:
+    """Every ``AuthError`` a handler lets through: its status, one sentence, Retry-After."""
+    web = web_of(request)
+    headers = {}
+    if isinstance(exc, ThrottledError):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, AuditUnavailableError):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    status = status_of(exc)
+    if web.wants_json(request):
+        return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)
+    lang = web.lang_of(request)
+    resp = web.render(
+        request,
+        "message.html",
+        status=status,
+        heading=translate("error", lang),
+        error=exc.message,
+        link="/",
+        link_text=translate("back", lang),
+    )
+    resp.headers.update(headers)
+    return resp
 
 
 def create_app(*, portal: Portal) -> FastAPI:
