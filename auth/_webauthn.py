@@ -70,34 +70,10 @@ class WebAuthnFactors:
 
     clock: Callable[[], float]
 
-    def _precheck(self, *, cred: Credential, client_ip: str | None, actor: str) -> None:
-        raise NotImplementedError
-
-    def _fail(
-        self,
-        *,
-        user: User,
-        cred: Credential,
-        tier: Tier,
-        client_ip: str | None,
-        reason: str,
-        message: str,
-        enclave: str | None = None,
-    ) -> FactorFailedError:
-        raise NotImplementedError
-
-    def _pass(
-        self,
-        *,
-        user: User,
-        cred: Credential,
-        factor: VerifiedFactor,
-        client_ip: str | None,
-        sign_count: int | None = None,
-        enclave: str | None = None,
-        reset_done: bool = False,
-    ) -> FactorResult:
-        raise NotImplementedError
+    # The throttle steps of ``Factors`` (auth._factors), where they are defined.
+    _precheck: Callable[..., None]
+    _fail: Callable[..., FactorFailedError]
+    _pass: Callable[..., FactorResult]
 
     def begin_webauthn_registration(
         self, *, user: User, session_hash: str, user_verification: bool
