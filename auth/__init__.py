@@ -4,7 +4,6 @@ Called by each enclave's hub (as an OIDC client) and by the controller (admin
 API). It must never issue a token whose factors do not meet the enclave's tier.
 """
 
-from ._app import create_app
 from ._audit import Auditor, AuditSink, FileAuditSink, MemoryAuditSink
 from ._crypto import Argon2Params, KeyRing, PasswordHasher
 from ._errors import (
@@ -29,6 +28,7 @@ from ._factors import (
 from ._oidc import SigningKeys
 from ._portal import Invitation, Portal, PortalSettings, RegisteredEnclave
 from ._store import IdentityStore, open_store
+from ._web import create_app
 
 __all__ = [
     "Argon2Params",

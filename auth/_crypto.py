@@ -21,7 +21,7 @@ import argon2
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ._errors import AuthError
+from ._errors import KeyRingError
 
 __all__ = [
     "Argon2Params",
@@ -34,12 +34,6 @@ __all__ = [
 ]
 
 _VERSION = 1
-
-
-class KeyRingError(AuthError):
-    """The key file is malformed, or a ciphertext cannot be opened with any key."""
-
-    status_code = 500
 
 
 @dataclass(frozen=True)

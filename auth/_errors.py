@@ -1,6 +1,8 @@
-"""One error hierarchy for the portal; the HTTP status lives in the type.
+"""One error hierarchy for the portal, with no HTTP in it.
 
-Messages are one sentence naming what was wrong; they never contain secrets.
+Messages are one sentence naming what was wrong; they never contain secrets. The
+web layer maps each type to a status in one place (``auth._app.status_of``); the
+retry rule lives in the type (``retry_after_s``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ __all__ = [
     "FactorFailedError",
     "ForbiddenError",
     "InvalidInputError",
+    "KeyRingError",
     "NotFoundError",
+    "StoreError",
     "ThrottledError",
     "UnauthenticatedError",
 ]
@@ -21,53 +25,37 @@ __all__ = [
 class AuthError(Exception):
     """Base class: every error the portal raises on purpose."""
 
-    status_code = 400
-
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
 class InvalidInputError(AuthError):
-    """The caller sent something malformed or out of bounds (HTTP 400)."""
-
-    status_code = 400
+    """The caller sent something malformed or out of bounds."""
 
 
 class FactorFailedError(AuthError):
-    """A factor was presented and did not verify (HTTP 401); always audited."""
-
-    status_code = 401
+    """A factor was presented and did not verify; always audited."""
 
 
 class UnauthenticatedError(AuthError):
-    """No valid session or client authentication (HTTP 401)."""
-
-    status_code = 401
+    """No valid session or client authentication."""
 
 
 class ForbiddenError(AuthError):
-    """Authenticated, but not allowed (HTTP 403)."""
-
-    status_code = 403
+    """Authenticated, but not allowed."""
 
 
 class NotFoundError(AuthError):
-    """The named thing does not exist (HTTP 404)."""
-
-    status_code = 404
+    """The named thing does not exist."""
 
 
 class ConflictError(AuthError):
-    """The request conflicts with the current state (HTTP 409)."""
-
-    status_code = 409
+    """The request conflicts with the current state."""
 
 
 class ThrottledError(AuthError):
-    """Too many failures; retry after ``retry_after_s`` seconds (HTTP 429)."""
-
-    status_code = 429
+    """Too many failures; retry after ``retry_after_s`` seconds."""
 
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message)
@@ -75,7 +63,14 @@ class ThrottledError(AuthError):
 
 
 class AuditUnavailableError(AuthError):
-    """The audit sink cannot record; the portal refuses to act (HTTP 503)."""
+    """The audit sink cannot record; the portal refuses to act."""
 
-    status_code = 503
     retry_after_s = 5
+
+
+class StoreError(AuthError):
+    """The database failed underneath us (translated at the store's boundary)."""
+
+
+class KeyRingError(AuthError):
+    """The key file is malformed, or a ciphertext cannot be opened with any key."""

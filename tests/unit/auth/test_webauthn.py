@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from auth._app import status_of
 from auth._audit import MemoryAuditSink
 from auth._errors import FactorFailedError, InvalidInputError
 from auth._factors import Factors
@@ -150,7 +151,7 @@ def test_forged_assertions_fail_and_are_audited(
             credential_json=json.dumps(payload),
             client_ip="192.0.2.7",
         )
-    assert e.value.status_code == 401
+    assert status_of(e.value) == 401
     assert msg.lower() in e.value.message.lower()
     ev = sink.events[-1]
     assert ev["action"] == "auth.factor.failed"
@@ -170,7 +171,7 @@ def test_reused_and_expired_challenges(
         factors.finish_webauthn_authentication(
             user=user, session_hash="s", tier=STD, credential_json=payload, client_ip=None
         )
-    assert e.value.status_code == 400
+    assert status_of(e.value) == 400
     assert sink.events[-1]["action"] == "auth.webauthn.rejected"
     payload = assertion(factors, user, key)
     clock.advance(301)
@@ -202,7 +203,7 @@ def test_malformed_assertions_are_400_and_audited(
         factors.finish_webauthn_authentication(
             user=user, session_hash="s", tier=STD, credential_json=payload, client_ip=None
         )
-    assert e.value.status_code == 400
+    assert status_of(e.value) == 400
     assert len(sink.events) == n + 1
     assert sink.events[-1]["action"] == "auth.webauthn.rejected"
     assert sink.events[-1]["outcome"] == "failure"
