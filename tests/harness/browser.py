@@ -33,8 +33,11 @@ def _require_chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """One Chromium per test module. Not per session: Playwright's sync API keeps an
+    event loop running in the main thread while it lives, and every later test that
+    calls ``asyncio.run`` would fail ("cannot be called from a running event loop")."""
     path = _require_chromium()
     try:
         from playwright.sync_api import sync_playwright
