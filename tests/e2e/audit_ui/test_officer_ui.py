@@ -4,6 +4,7 @@ browser, verify-all with progress, Japanese labels, and every read in the log.""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from playwright.sync_api import expect
 
 from audit.log import open_log
 from tests.harness.audit_service import AuditEnv, ServiceProcess, make_audit_env, sample_event
@@ -103,15 +105,17 @@ def test_officer_ui_end_to_end(served: Any, page: Any, browser_context: Any) -> 
     page.fill("input[name=actor]", "k.sato@tohoku.example")
     page.click("#apply")
     rows = page.locator("table.events tbody tr")
-    assert rows.count() == 10
+    # the click navigates: wait (with Playwright's deadline) for the results page's rows,
+    # never count the old page's
+    expect(rows).to_have_count(10)
     assert set(page.locator("table.events tbody tr td:nth-child(4)").all_inner_texts()) == {
         "k.sato@tohoku.example"
     }
 
     # 6. the per-researcher timeline
     page.locator("table.events tbody tr td:nth-child(4) a").first.click()
-    assert page.locator("h1").inner_text().endswith("k.sato@tohoku.example")
-    assert page.locator("ol.timeline li").count() == 10
+    expect(page.locator("h1")).to_have_text(re.compile(r"k\.sato@tohoku\.example$"))
+    expect(page.locator("ol.timeline li")).to_have_count(10)
 
     # 7. an event page: the proof and the checkpoint signature are checked in the browser
     page.locator("ol.timeline li a").first.click()
