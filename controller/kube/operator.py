@@ -8,6 +8,13 @@ and a level-triggered timer all run ``reconcile_enclave``; one finalizer
 destroyed, record acknowledged by the audit service, namespace gone); watch and
 client timeouts are set; cluster errors are temporary (retried with backoff), an
 invalid spec is permanent. ``run_elected`` runs it only while holding the Lease.
+
+kopf runs timers in tasks of their own, beside the change handlers, and hands each
+the body from its watch stream, which can be older than the object. So every handler
+holds the Enclave's lock for the whole reconciliation and works from the object as
+the API server returns it then, never from the event's body: two reconciliations of
+one Enclave never interleave, and a status is never judged "unchanged" against a
+copy that a newer write has already replaced.
 """
 
 from __future__ import annotations
@@ -21,9 +28,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kubernetes import client
 
 from policies import Catalog
 
+from ._apply import server_message
 from ._lifecycle import AuditUnavailableError
 from ._ops import LeaseElector, Metrics
 from ._reconcile import Lifecycle, Outcome, end_of_use, reconcile_enclave, write_status
@@ -32,9 +41,28 @@ from ._settings import HubConfig, RenderSettings
 from ._spec import load_enclave
 from .errors import ClusterError, InvalidEnclaveError
 
-__all__ = ["FINALIZER", "OperatorConfig", "build_registry", "run_elected", "run_operator"]
+__all__ = [
+    "FINALIZER",
+    "OperatorConfig",
+    "build_registry",
+    "reconcile_latest",
+    "run_elected",
+    "run_operator",
+]
 
 FINALIZER = "enclave.dev/cleanup"
+
+
+class _PerName:
+    """One lock per Enclave name: its handlers (threads) run one at a time."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    def __call__(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(name, threading.Lock())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +83,23 @@ class OperatorConfig:
     metrics: Metrics | None = None
     #: The controller's clock (tests move it past ``notAfter``).
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: Serialises the handlers of one Enclave (see the module docstring).
+    lock_for: _PerName = field(default_factory=_PerName, repr=False, compare=False)
+
+
+def _fresh(config: OperatorConfig, name: str) -> dict[str, Any] | None:
+    """The Enclave as the API server has it now (None once it is gone)."""
+    try:
+        found = client.CustomObjectsApi(config.api_client).get_cluster_custom_object(
+            GROUP, VERSION, PLURAL, name
+        )
+    except client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise kopf.TemporaryError(
+            f"reading Enclave {name}: {server_message(e)}", delay=config.retry_delay_s
+        ) from e
+    return dict(found)
 
 
 def _login(config: OperatorConfig) -> kopf.ConnectionInfo:
@@ -78,7 +123,9 @@ def _reconcile(config: OperatorConfig, body: kopf.Body) -> None:
     metrics = config.metrics
     started = time.monotonic()
     try:
-        _reconcile_once(config, body)
+        outcome = reconcile_latest(config, str(body["metadata"]["name"]))
+        if outcome is not None:
+            _report(config, body, outcome)
     except kopf.TemporaryError as e:
         if metrics is not None:
             metrics.errors.labels(reason=_reason(e)).inc()
@@ -97,22 +144,35 @@ def _reason(error: Exception) -> str:
     return "ClusterError" if isinstance(cause, ClusterError) else "Waiting"
 
 
-def _reconcile_once(config: OperatorConfig, body: kopf.Body) -> None:
-    try:
-        outcome = reconcile_enclave(
-            api_client=config.api_client,
-            document=dict(body),
-            catalog=config.catalog,
-            settings=config.settings,
-            hub_config=config.hub_config,
-            lifecycle=config.lifecycle,
-            now=config.clock(),
-        )
-    except (ClusterError, AuditUnavailableError) as e:
-        raise kopf.TemporaryError(str(e), delay=config.retry_delay_s) from e
+def reconcile_latest(config: OperatorConfig, name: str) -> Outcome | None:
+    """Reconcile the Enclave ``name`` as the API server has it now, holding its lock.
+
+    None when it no longer exists. Cluster and audit outages are kopf's temporary errors.
+    """
+    with config.lock_for(name):
+        document = _fresh(config, name)
+        if document is None:
+            return None
+        try:
+            outcome = reconcile_enclave(
+                api_client=config.api_client,
+                document=document,
+                catalog=config.catalog,
+                settings=config.settings,
+                hub_config=config.hub_config,
+                lifecycle=config.lifecycle,
+                now=config.clock(),
+            )
+        except (ClusterError, AuditUnavailableError) as e:
+            raise kopf.TemporaryError(str(e), delay=config.retry_delay_s) from e
     if config.metrics is not None:
-        config.metrics.set_phase(str(body["metadata"]["name"]), outcome.phase)
+        config.metrics.set_phase(name, outcome.phase)
         config.metrics.drift_repairs.inc(len(outcome.repaired))
+    return outcome
+
+
+def _report(config: OperatorConfig, body: kopf.Body, outcome: Outcome) -> None:
+    """Kubernetes Events for what changed; kopf's error kinds for what must be retried."""
     if outcome.repaired:
         kopf.warn(
             body,
@@ -133,8 +193,15 @@ def _cleanup(config: OperatorConfig, body: kopf.Body) -> None:
     """The end of use: volumes destroyed, record confirmed, namespace gone; then the
     finalizer is released (by kopf, when this returns). Until then the status says
     what it waits for."""
-    document = dict(body)
     name = str(body["metadata"]["name"])
+    with config.lock_for(name):
+        document = _fresh(config, name)
+        if document is not None:
+            _end(config, document)
+
+
+def _end(config: OperatorConfig, document: dict[str, Any]) -> None:
+    name = str(document["metadata"]["name"])
     try:
         enclave = load_enclave(document, source=f"Enclave {name}")
     except InvalidEnclaveError:

@@ -22,7 +22,7 @@ from kubernetes import client
 from controller.kube import GROUP, VERSION, RenderSettings
 from controller.kube._lifecycle import AuditRecorder
 from controller.kube._reconcile import Lifecycle
-from controller.kube.operator import FINALIZER, OperatorConfig
+from controller.kube.operator import FINALIZER, OperatorConfig, reconcile_latest
 from policies import load_catalog
 from tests.assets.controller import example, load_document
 from tests.harness.audit_service import AuditEnv, ServiceProcess
@@ -31,6 +31,7 @@ from tests.integration.controller.helpers import (
     condition,
     controller_argv,
     get_enclave,
+    in_force,
     phase,
     running_operator,
     wait_for,
@@ -141,6 +142,50 @@ def test_an_enclave_is_provisioned_repaired_and_deleted(kube_api: Any, operator:
     with pytest.raises(client.ApiException) as caught:
         client.CoreV1Api(kube_api).read_namespace(ns)
     assert caught.value.status == 404
+
+
+def test_a_stale_event_body_cannot_keep_a_newer_status_from_being_corrected(
+    kube_api: Any, controller_identity: ServiceAccountClient, enclave_crd_installed: str
+) -> None:
+    """kopf hands a timer the body from its watch stream, which can predate a status
+    another reconciliation (a change handler running beside the timer) has just
+    written. Judged against that copy, a wrong status (here an isolation repair that is
+    over) looked "unchanged" and stayed, so an officer could read DriftRepaired while
+    the policies matched, or MatchesTier after a drift."""
+    name = f"t{secrets.token_hex(3)}-stale"
+    custom = client.CustomObjectsApi(kube_api)
+    custom.create_cluster_custom_object(
+        GROUP, VERSION, "enclaves", in_force(load_document(example("nbdc-standard")), name=name)
+    )
+    config = OperatorConfig(
+        api_client=controller_identity.api_client,
+        catalog=load_catalog(),
+        settings=RenderSettings(api_server_cidrs=("10.0.0.1/32",)),
+    )
+    try:
+        reconcile_latest(config, name)
+        stale = get_enclave(kube_api, name)
+        assert condition(stale, "NetworkIsolation")["status"] == "True"
+        assert stale is not None
+        newer = [
+            {**c, "status": "False", "reason": "DriftRepaired"}
+            if c["type"] == "NetworkIsolation"
+            else c
+            for c in stale["status"]["conditions"]
+        ]
+        custom.patch_cluster_custom_object_status(
+            GROUP, VERSION, "enclaves", name, {"status": {"conditions": newer}}
+        )
+        assert condition(get_enclave(kube_api, name), "NetworkIsolation")["status"] == "False"
+
+        # The event's body is the copy from before that write; the lock-holder reads anew.
+        assert condition(stale, "NetworkIsolation")["status"] == "True"
+        reconcile_latest(config, name)
+
+        assert condition(get_enclave(kube_api, name), "NetworkIsolation")["reason"] == "MatchesTier"
+    finally:
+        client.CoreV1Api(kube_api).delete_namespace(f"enclave-{name}")
+        custom.delete_cluster_custom_object(GROUP, VERSION, "enclaves", name)
 
 
 def test_an_enclave_past_expiry_and_grace_is_not_provisioned_and_its_end_recorded(
