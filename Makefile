@@ -22,6 +22,7 @@ lint: setup
 	$(BIN)/lint-imports
 	$(BIN)/python -m policies.docs --check docs/tiers.md
 	$(BIN)/python -m controller.clidocs --check docs/cli.md
+	$(BIN)/python hack/pins.py --check
 
 bench: setup
 	@set -e; for b in benchmarks/*.py; do echo "== $$b" >&2; $(BIN)/python -P $$b; done

@@ -46,11 +46,13 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/python -m pip install -q --upgrade pip
 fi
 # The compiled module is built by this install too: a change to it reinstalls.
-want=$(cat pyproject.toml setup.py audit/_speedups.pyx | sha256sum | cut -c1-16)
+# Installed under the images' constraints, so the local backend runs the versions the
+# images pin (images/constraints.txt; hack/pins.py --check in make lint).
+want=$(cat pyproject.toml setup.py audit/_speedups.pyx images/constraints.txt | sha256sum | cut -c1-16)
 if [ "$(cat .venv/.enclave-stamp 2>/dev/null)" != "$want" ]; then
   say "installing Python packages into .venv (first time takes a few minutes)"
   log=$(mktemp)
-  if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' >"$log" 2>&1; then
+  if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' -c images/constraints.txt >"$log" 2>&1; then
     cat "$log" >&2; rm -f "$log"; say "pip install failed (output above)"; exit 1
   fi
   rm -f "$log"
