@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import urllib3
 from kubernetes import client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -164,8 +165,13 @@ class LeaseElector:
             return None
         return lease.spec.holder_identity if lease.spec else None
 
-    def release(self) -> None:
-        """Give the Lease up at once (on a clean stop), if it is still ours."""
+    def release(self, log: Callable[[str], None] = lambda _: None) -> bool:
+        """Give the Lease up at once (on a clean stop), if it is still ours.
+
+        False when the API server refused or could not be reached: then the Lease
+        expires on its own after ``lease_duration_s`` and ``log`` says so, since the
+        standby cannot take over before that.
+        """
         api = self._api()
         try:
             lease = api.read_namespaced_lease(self.name, self.namespace)
@@ -173,8 +179,19 @@ class LeaseElector:
                 lease.spec.holder_identity = None
                 lease.spec.renew_time = None
                 api.replace_namespaced_lease(self.name, self.namespace, lease)
-        except Exception:  # noqa: BLE001, S110 (it expires on its own)
-            pass
+        except client.ApiException as e:
+            log(
+                f"could not release the Lease {self.namespace}/{self.name} "
+                f"({server_message(e)}); it expires in {self.lease_duration_s:.0f} s"
+            )
+            return False
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            log(
+                f"could not release the Lease {self.namespace}/{self.name} "
+                f"({type(e).__name__}); it expires in {self.lease_duration_s:.0f} s"
+            )
+            return False
+        return True
 
     def lead(
         self,
@@ -226,7 +243,7 @@ class LeaseElector:
         finally:
             halt.set()
             renewer.join()
-            self.release()
+            self.release(log)
         # kopf may also stop on its own (SIGTERM in the main thread): that is a stop.
         return lost.is_set() and not stop.is_set()
 
