@@ -9,7 +9,9 @@ PYTEST_ARGS ?=
 setup:
 	@bash scripts/setup.sh
 
-demo: setup
+# The demo needs only what the product runs (no test control plane, no browser).
+demo:
+	@bash scripts/setup.sh runtime
 	@$(BIN)/enclave demo
 
 test: setup

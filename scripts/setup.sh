@@ -6,7 +6,11 @@
 #   2. .venv at the repository root with the project and its dev extras
 #   3. npm packages (configurable-http-proxy for JupyterHub)
 #   4. cached test binaries (Kubernetes control plane), outside the repository
+# `setup.sh runtime` (make demo) does 1-3 with only what the product runs needs: a
+# fresh machine reaches the demo without building the test control plane.
 set -euo pipefail
+MODE=${1:-all}
+case "$MODE" in all|runtime) ;; *) echo "usage: scripts/setup.sh [all|runtime]" >&2; exit 2;; esac
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
@@ -15,8 +19,8 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 # chromium: browser tests; bubblewrap+socat: the local no-egress sandbox;
 # postgresql: the PostgreSQL store tests; clamav: airlock malware scanning;
 # gcc, libc6-dev, python3-dev, libssl-dev: build audit/_speedups.pyx (verify's fast path).
-DEB_PACKAGES=(chromium bubblewrap socat postgresql clamav clamav-daemon xxd
-  gcc libc6-dev python3-dev libssl-dev)
+DEB_PACKAGES=(bubblewrap socat gcc libc6-dev python3-dev libssl-dev)
+[ "$MODE" = all ] && DEB_PACKAGES+=(chromium postgresql clamav clamav-daemon xxd)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -68,6 +72,7 @@ if [ "$(cat node_modules/.enclave-stamp 2>/dev/null)" != "$want" ]; then
 fi
 
 # --- 4. cached test binaries ------------------------------------------------------
+[ "$MODE" = runtime ] && { say "ready (runtime only: make test builds the test binaries)"; exit 0; }
 for step in hack/setup.d/*.sh; do
   [ -e "$step" ] || continue
   bash "$step"
