@@ -18,9 +18,9 @@ controller was down when they happened). Steps:
    order (namespace and default deny first) and with the one field manager, those
    that are missing or differ from the live ones (a settled enclave costs no write).
    Objects it no longer renders (carrying its labels) are deleted.
-   When the live policies differed from the tier's before this repair,
-   ``NetworkIsolation`` stays False (``DriftRepaired``) until the next
-   reconciliation confirms them.
+   When the sync had to rewrite a NetworkPolicy of an open enclave whose spec did
+   not change (someone edited or deleted it), ``NetworkIsolation`` stays False
+   (``DriftRepaired``) until the next reconciliation confirms the policies.
 4. Observe: isolation computed from the live policies against the tier's; the
    dataset claims' binding; the hub Deployment's readiness.
 5. Write ``status`` (phase, observedGeneration, one condition per control group)
@@ -195,15 +195,17 @@ def reconcile_enclave(
     if state != "open":
         stop_user_pods(api_client=api_client, namespace=ns, enclave=enclave.name)
     isolation = _network_isolation(api_client, enclave, tier, settings)  # 4.
-    repaired: tuple[str, ...] = ()
-    if before is not None and before.status == "False" and synced.written and state == "open":
+    repaired = _drift_repaired(document, previous_phase, state, synced.written)
+    if repaired:
         # The policies had drifted: say so until the next reconciliation confirms them.
-        repaired = synced.written
+        # Decided by what the sync had to write, not by ``before``: a change made
+        # between that read and the sync is repaired by the sync and must be said too.
+        seen = f"{before.message}; " if before is not None and before.status == "False" else ""
         isolation = Condition(
             type="NetworkIsolation",
             status="False",
             reason="DriftRepaired",
-            message=f"{before.message}; re-applied {', '.join(repaired)}",
+            message=f"{seen}re-applied {', '.join(repaired)}",
         )
     conditions = [
         approval,
@@ -238,6 +240,26 @@ def reconcile_enclave(
         repaired=repaired,
     )
     return write_status(api_client, document, outcome, now)
+
+
+def _drift_repaired(
+    document: Mapping[str, Any], previous_phase: Any, state: str, written: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The NetworkPolicies the sync had to rewrite although nothing asked for a change.
+
+    An open enclave whose status already describes its current spec (same generation,
+    an open phase) renders the same policies as last time, so a policy the sync had to
+    write was changed or deleted by someone else.
+    """
+    status = document.get("status") or {}
+    settled = (
+        state == "open"
+        and previous_phase in ("Ready", "Provisioning")
+        and status.get("observedGeneration") == document["metadata"].get("generation")
+    )
+    if not settled:
+        return ()
+    return tuple(w for w in written if w.startswith("NetworkPolicy "))
 
 
 def _quarantine_condition(enclave: Enclave) -> Condition:
