@@ -25,6 +25,7 @@ from audit import (
 from audit._merkle import leaf_hash, verify_consistency, verify_inclusion
 from audit._note import parse_checkpoint
 from audit._store_postgres import PostgresStore
+from tests.harness.common import tamper_postgres, tamper_sqlite
 from tests.harness.postgres import PgDatabase
 
 
@@ -157,23 +158,18 @@ def test_checkpoint_refused_when_history_changed(
     log.checkpoint()
     # An intruder with owner access rewrites the stored leaf hash of entry 3.
     if backend == "sqlite":
-        path = log.store.path  # type: ignore[attr-defined]
-        conn = sqlite3.connect(path)
-        conn.execute("DROP TRIGGER audit_entries_no_update")
-        conn.execute("UPDATE audit_entries SET leaf_hash = zeroblob(32) WHERE idx = 3")
-        conn.execute("DROP TRIGGER audit_tree_heads_no_delete")
-        conn.execute("DELETE FROM audit_tree_heads")
-        conn.commit()
-        conn.close()
+        tamper_sqlite(
+            log.store.path,  # type: ignore[attr-defined]
+            "UPDATE audit_entries SET leaf_hash = zeroblob(32) WHERE idx = 3",
+            "DELETE FROM audit_tree_heads",
+        )
     else:
         db: PgDatabase = request.getfixturevalue("pg_migrated")
-        with psycopg.connect(db.admin_url) as c:
-            c.execute("ALTER TABLE audit_entries DISABLE TRIGGER ALL")
-            c.execute("ALTER TABLE audit_tree_heads DISABLE TRIGGER ALL")
-            c.execute(
-                "UPDATE audit_entries SET leaf_hash = decode(repeat('00', 32), 'hex') WHERE idx = 3"
-            )
-            c.execute("DELETE FROM audit_tree_heads")
+        tamper_postgres(
+            db.admin_url,
+            "UPDATE audit_entries SET leaf_hash = decode(repeat('00', 32), 'hex') WHERE idx = 3",
+            "DELETE FROM audit_tree_heads",
+        )
     log.append([ev(i) for i in range(10, 12)])
     with AuditLog(log.store, signer=log.signer) as fresh:  # a new process's view
         fresh.integrate()
