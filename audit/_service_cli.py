@@ -11,9 +11,12 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from .tokens import TokenRecord, TokenStore
 
 __all__ = ["serve", "token"]
 
@@ -393,13 +396,20 @@ class _Recorder:
         )
 
 
-def _store(path: Path) -> object:
+def _store(path: Path) -> TokenStore:
     from .tokens import TokenError, TokenStore
 
     try:
         return TokenStore(path=path)
     except TokenError as e:
         raise click.BadParameter(str(e), param_hint="--tokens") from None
+
+
+def _issued(rec: _Recorder) -> Callable[[TokenRecord], None]:
+    """What records a token issued by ``issue`` or ``rotate``: ``audit.token.issued``."""
+    return lambda r: rec(
+        "audit.token.issued", {"token_id": r.id, "for_source": r.source}, r.enclave
+    )
 
 
 def _change(store_url: str, apply: Callable[[_Recorder], T], *, param_hint: str) -> T:
@@ -443,24 +453,16 @@ def issue(
     *, tokens_path: Path, store_url: str, source: str, label: str, enclave: str | None
 ) -> None:
     """Issue a token; it is printed once, on stdout, and only its hash is kept."""
-    from .tokens import SOURCES, TokenStore, scope_problem
+    from .tokens import SOURCES, scope_problem
 
     problem = scope_problem(source=source, enclave=enclave)
     if problem:
         hint = "--enclave" if source in SOURCES else "--source"
         raise click.BadParameter(problem, param_hint=hint)
     store = _store(tokens_path)
-    assert isinstance(store, TokenStore)
     issued = _change(
         store_url,
-        lambda rec: store.issue(
-            source=source,
-            label=label,
-            enclave=enclave,
-            record=lambda r: rec(
-                "audit.token.issued", {"token_id": r.id, "for_source": r.source}, r.enclave
-            ),
-        ),
+        lambda rec: store.issue(source=source, label=label, enclave=enclave, record=_issued(rec)),
         param_hint="--source",
     )
     click.echo(issued.token)
@@ -481,19 +483,10 @@ def issue(
 )
 def rotate(*, tokens_path: Path, store_url: str, token_id: str, grace: float) -> None:
     """Issue a successor for the same source; the old token expires after --grace."""
-    from .tokens import TokenStore
-
     store = _store(tokens_path)
-    assert isinstance(store, TokenStore)
     issued = _change(
         store_url,
-        lambda rec: store.rotate(
-            token_id=token_id,
-            grace_seconds=grace,
-            record=lambda r: rec(
-                "audit.token.issued", {"token_id": r.id, "for_source": r.source}, r.enclave
-            ),
-        ),
+        lambda rec: store.rotate(token_id=token_id, grace_seconds=grace, record=_issued(rec)),
         param_hint="TOKEN_ID",
     )
     click.echo(issued.token)
@@ -507,10 +500,7 @@ def rotate(*, tokens_path: Path, store_url: str, token_id: str, grace: float) ->
 @click.option("--reason", default="", help="why, for the audit record")
 def revoke(*, tokens_path: Path, store_url: str, token_id: str, reason: str) -> None:
     """Revoke: the service refuses the token within a quarter of a second."""
-    from .tokens import TokenStore
-
     store = _store(tokens_path)
-    assert isinstance(store, TokenStore)
     details = {"token_id": token_id}
     if reason:
         details["reason"] = reason
@@ -530,10 +520,7 @@ def list_tokens(*, tokens_path: Path) -> None:
     """Token ids, sources and states (never the tokens)."""
     import time
 
-    from .tokens import TokenStore
-
     store = _store(tokens_path)
-    assert isinstance(store, TokenStore)
     now = time.time()
     for r in store.list():
         state = "active" if r.active(now=now) else ("revoked" if r.revoked else "expired")

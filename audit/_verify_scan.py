@@ -15,9 +15,9 @@ import functools
 import hashlib
 import operator
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -129,24 +129,25 @@ class Level:
         self.stack = []
 
 
-def head_rows(store: Store) -> Iterator[tuple[int, bytes]]:
+_Row = TypeVar("_Row", bound=tuple[Any, ...])
+
+
+def _paged(fetch: Callable[[int], Sequence[_Row]]) -> Iterator[_Row]:
+    """Every row ``fetch(after)`` returns, a page at a time, keyed by the first column."""
     after = -1
-    while True:
-        rows = store.heads(after=after, limit=10_000)
-        if not rows:
-            return
+    while rows := fetch(after):
         yield from rows
         after = rows[-1][0]
+
+
+def head_rows(store: Store) -> Iterator[tuple[int, bytes]]:
+    """Stored tree heads (size, root) in order of size."""
+    return _paged(lambda after: store.heads(after=after, limit=10_000))
 
 
 def checkpoint_rows(store: Store) -> Iterator[tuple[int, int, bytes, str, str]]:
-    after = -1
-    while True:
-        rows = store.checkpoints(after_seq=after, limit=1000)
-        if not rows:
-            return
-        yield from rows
-        after = rows[-1][0]
+    """Stored checkpoints (seq, size, root, note, created) in order of seq."""
+    return _paged(lambda after: store.checkpoints(after_seq=after, limit=1000))
 
 
 @dataclass
