@@ -187,17 +187,12 @@ def serve(
 ) -> None:
     """Run the audit service: intake API, officer read API and UI, proofs; metrics on a
     listener of their own."""
-    import asyncio
-
-    import uvicorn
-
     from policies import parse_proxies
 
     from .errors import AuditError
     from .log import open_log
     from .server import create_app
-    from .service import ServiceSettings, metrics_app
-    from .service._officer import Officers
+    from .service import ServiceSettings
     from .tokens import TokenError, TokenStore
 
     try:
@@ -206,13 +201,7 @@ def serve(
         raise click.BadParameter(str(e), param_hint="--trusted-proxy") from None
 
     if officer_token_file is not None:
-        if not officer_token_file.is_file():
-            raise click.BadParameter(
-                f"{officer_token_file} does not exist", param_hint="--officer-token-file"
-            )
-        problem = Officers.check_file(officer_token_file)
-        if problem is not None:
-            raise click.BadParameter(problem, param_hint="--officer-token-file")
+        _check_officer_file(officer_token_file)
     oidc = _oidc_config(
         issuer=oidc_issuer,
         client_id=oidc_client_id,
@@ -253,6 +242,31 @@ def serve(
         settings=settings,
         oidc=oidc,
     )
+    try:
+        _run(app, host=host, port=port, metrics_host=metrics_host, metrics_port=metrics_port)
+    finally:
+        log.close()
+
+
+def _check_officer_file(path: Path) -> None:
+    """Refuse, in one sentence, an officer token file that is missing or unsafe."""
+    from .service._officer import Officers
+
+    if not path.is_file():
+        raise click.BadParameter(f"{path} does not exist", param_hint="--officer-token-file")
+    problem = Officers.check_file(path)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="--officer-token-file")
+
+
+def _run(app: Any, *, host: str, port: int, metrics_host: str, metrics_port: int | None) -> None:
+    """Serve ``app``, and the metrics on a listener of their own when a port is given."""
+    import asyncio
+
+    import uvicorn
+
+    from .service import metrics_app
+
     quiet: dict[str, Any] = {"log_level": "warning", "access_log": False}
     main = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **quiet))
 
@@ -266,22 +280,17 @@ def serve(
             metrics.should_exit = True
             await task
 
-    try:
-        if metrics_port is None:
-            main.run()
-        else:
-            mapp = metrics_app(app.state.audit.metrics)
-            asyncio.run(
-                both(
-                    uvicorn.Server(
-                        uvicorn.Config(
-                            mapp, host=metrics_host, port=metrics_port, lifespan="off", **quiet
-                        )
-                    )
-                )
+    if metrics_port is None:
+        main.run()
+        return
+    mapp = metrics_app(app.state.audit.metrics)
+    asyncio.run(
+        both(
+            uvicorn.Server(
+                uvicorn.Config(mapp, host=metrics_host, port=metrics_port, lifespan="off", **quiet)
             )
-    finally:
-        log.close()
+        )
+    )
 
 
 def _oidc_config(
