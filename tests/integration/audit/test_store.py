@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import psycopg
@@ -25,7 +24,7 @@ from audit import (
 from audit._merkle import leaf_hash, verify_consistency, verify_inclusion
 from audit._note import parse_checkpoint
 from audit._store_postgres import PostgresStore
-from tests.harness.common import tamper_postgres, tamper_sqlite
+from tests.harness.common import tamper_postgres, tamper_sqlite, wait_until
 from tests.harness.postgres import PgDatabase
 
 
@@ -304,11 +303,12 @@ def test_verify_while_the_log_grows(log: AuditLog) -> None:
             # Each verification starts once the writer has added entries since the last
             # (polled with a deadline): the log grows between runs by construction.
             want = (reports[-1].entries if reports else 600) + 1
-            deadline = time.monotonic() + 60
-            while log.store.size() < want:
+
+            def grown(want: int = want) -> bool:
                 assert not errors, errors
-                assert time.monotonic() < deadline, f"the writer stopped at {log.store.size()}"
-                time.sleep(0.01)  # poll interval; the deadline bounds the wait
+                return log.store.size() >= want
+
+            wait_until(f"the writer to reach {want} entries", grown, 60, interval=0.01)
             reports.append(verify_store(log.store, chunk=97))
     finally:
         stop.set()
