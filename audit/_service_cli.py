@@ -11,9 +11,12 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from .tokens import TokenRecord, TokenStore
 
 __all__ = ["serve", "token"]
 
@@ -184,17 +187,12 @@ def serve(
 ) -> None:
     """Run the audit service: intake API, officer read API and UI, proofs; metrics on a
     listener of their own."""
-    import asyncio
-
-    import uvicorn
-
     from policies import parse_proxies
 
     from .errors import AuditError
     from .log import open_log
     from .server import create_app
-    from .service import ServiceSettings, metrics_app
-    from .service._officer import Officers
+    from .service import ServiceSettings
     from .tokens import TokenError, TokenStore
 
     try:
@@ -203,13 +201,7 @@ def serve(
         raise click.BadParameter(str(e), param_hint="--trusted-proxy") from None
 
     if officer_token_file is not None:
-        if not officer_token_file.is_file():
-            raise click.BadParameter(
-                f"{officer_token_file} does not exist", param_hint="--officer-token-file"
-            )
-        problem = Officers.check_file(officer_token_file)
-        if problem is not None:
-            raise click.BadParameter(problem, param_hint="--officer-token-file")
+        _check_officer_file(officer_token_file)
     oidc = _oidc_config(
         issuer=oidc_issuer,
         client_id=oidc_client_id,
@@ -250,6 +242,31 @@ def serve(
         settings=settings,
         oidc=oidc,
     )
+    try:
+        _run(app, host=host, port=port, metrics_host=metrics_host, metrics_port=metrics_port)
+    finally:
+        log.close()
+
+
+def _check_officer_file(path: Path) -> None:
+    """Refuse, in one sentence, an officer token file that is missing or unsafe."""
+    from .service._officer import Officers
+
+    if not path.is_file():
+        raise click.BadParameter(f"{path} does not exist", param_hint="--officer-token-file")
+    problem = Officers.check_file(path)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="--officer-token-file")
+
+
+def _run(app: Any, *, host: str, port: int, metrics_host: str, metrics_port: int | None) -> None:
+    """Serve ``app``, and the metrics on a listener of their own when a port is given."""
+    import asyncio
+
+    import uvicorn
+
+    from .service import metrics_app
+
     quiet: dict[str, Any] = {"log_level": "warning", "access_log": False}
     main = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **quiet))
 
@@ -263,22 +280,17 @@ def serve(
             metrics.should_exit = True
             await task
 
-    try:
-        if metrics_port is None:
-            main.run()
-        else:
-            mapp = metrics_app(app.state.audit.metrics)
-            asyncio.run(
-                both(
-                    uvicorn.Server(
-                        uvicorn.Config(
-                            mapp, host=metrics_host, port=metrics_port, lifespan="off", **quiet
-                        )
-                    )
-                )
+    if metrics_port is None:
+        main.run()
+        return
+    mapp = metrics_app(app.state.audit.metrics)
+    asyncio.run(
+        both(
+            uvicorn.Server(
+                uvicorn.Config(mapp, host=metrics_host, port=metrics_port, lifespan="off", **quiet)
             )
-    finally:
-        log.close()
+        )
+    )
 
 
 def _oidc_config(
@@ -393,13 +405,20 @@ class _Recorder:
         )
 
 
-def _store(path: Path) -> object:
+def _store(path: Path) -> TokenStore:
     from .tokens import TokenError, TokenStore
 
     try:
         return TokenStore(path=path)
     except TokenError as e:
         raise click.BadParameter(str(e), param_hint="--tokens") from None
+
+
+def _issued(rec: _Recorder) -> Callable[[TokenRecord], None]:
+    """What records a token issued by ``issue`` or ``rotate``: ``audit.token.issued``."""
+    return lambda r: rec(
+        "audit.token.issued", {"token_id": r.id, "for_source": r.source}, r.enclave
+    )
 
 
 def _change(store_url: str, apply: Callable[[_Recorder], T], *, param_hint: str) -> T:
@@ -443,24 +462,16 @@ def issue(
     *, tokens_path: Path, store_url: str, source: str, label: str, enclave: str | None
 ) -> None:
     """Issue a token; it is printed once, on stdout, and only its hash is kept."""
-    from .tokens import SOURCES, TokenStore, scope_problem
+    from .tokens import SOURCES, scope_problem
 
     problem = scope_problem(source=source, enclave=enclave)
     if problem:
         hint = "--enclave" if source in SOURCES else "--source"
         raise click.BadParameter(problem, param_hint=hint)
     store = _store(tokens_path)
-    assert isinstance(store, TokenStore)
     issued = _change(
         store_url,
-        lambda rec: store.issue(
-            source=source,
-            label=label,
-            enclave=enclave,
-            record=lambda r: rec(
-                "audit.token.issued", {"token_id": r.id, "for_source": r.source}, r.enclave
-            ),
-        ),
+        lambda rec: store.issue(source=source, label=label, enclave=enclave, record=_issued(rec)),
         param_hint="--source",
     )
     click.echo(issued.token)
@@ -481,19 +492,10 @@ def issue(
 )
 def rotate(*, tokens_path: Path, store_url: str, token_id: str, grace: float) -> None:
     """Issue a successor for the same source; the old token expires after --grace."""
-    from .tokens import TokenStore
-
     store = _store(tokens_path)
-    assert isinstance(store, TokenStore)
     issued = _change(
         store_url,
-        lambda rec: store.rotate(
-            token_id=token_id,
-            grace_seconds=grace,
-            record=lambda r: rec(
-                "audit.token.issued", {"token_id": r.id, "for_source": r.source}, r.enclave
-            ),
-        ),
+        lambda rec: store.rotate(token_id=token_id, grace_seconds=grace, record=_issued(rec)),
         param_hint="TOKEN_ID",
     )
     click.echo(issued.token)
@@ -507,10 +509,7 @@ def rotate(*, tokens_path: Path, store_url: str, token_id: str, grace: float) ->
 @click.option("--reason", default="", help="why, for the audit record")
 def revoke(*, tokens_path: Path, store_url: str, token_id: str, reason: str) -> None:
     """Revoke: the service refuses the token within a quarter of a second."""
-    from .tokens import TokenStore
-
     store = _store(tokens_path)
-    assert isinstance(store, TokenStore)
     details = {"token_id": token_id}
     if reason:
         details["reason"] = reason
@@ -530,10 +529,7 @@ def list_tokens(*, tokens_path: Path) -> None:
     """Token ids, sources and states (never the tokens)."""
     import time
 
-    from .tokens import TokenStore
-
     store = _store(tokens_path)
-    assert isinstance(store, TokenStore)
     now = time.time()
     for r in store.list():
         state = "active" if r.active(now=now) else ("revoked" if r.revoked else "expired")

@@ -128,9 +128,9 @@ def bench_sqlite(ctx: Ctx) -> dict[str, Any]:
 
 def _verify_compiled() -> bool:
     """Whether verify ran its compiled fast path (``audit._speedups``), not Python only."""
-    from audit import _verify
+    from audit import _verify_scan
 
-    return _verify._speedups is not None
+    return _verify_scan.compiled()
 
 
 def bench_verify(ctx: Ctx) -> dict[str, Any]:

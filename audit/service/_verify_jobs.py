@@ -14,6 +14,8 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from .._events import Event
@@ -43,20 +45,9 @@ def run_scheduled_verify(st: ServiceState) -> VerifyJob | None:
             return None
         st.verify_jobs[job.id] = job
         _prune(st)
-    started = Event.new(
-        source="audit",
-        actor=SCHEDULE_ACTOR,
-        action="audit.verify.started",
-        outcome="success",
-        client_ip=None,
-        details={"size": size, "job": job.id},
-    )
-    try:
+    with _no_record_no_job(st, job):
+        started = _started(job, client_ip=None)
         st.writer.submit([started], client="(service)").result(timeout=60)
-    except BaseException:
-        with st.verify_lock:
-            st.verify_jobs.pop(job.id, None)  # fail closed: no record, no job
-        raise
     _run_verify(st, job, SCHEDULE_ACTOR, None)
     st.metrics.scheduled_verifications.labels(result="ok" if job.ok else "failed").inc()
     st.metrics.last_scheduled_verification_ok.set(1.0 if job.ok else 0.0)
@@ -64,6 +55,29 @@ def run_scheduled_verify(st: ServiceState) -> VerifyJob | None:
     if not job.ok:
         _log.error("scheduled verification %s FAILED: %s", job.id, job.message)
     return job
+
+
+def _started(job: VerifyJob, *, client_ip: str | None) -> Event:
+    """``audit.verify.started`` for ``job``, by whoever started it."""
+    return Event.new(
+        source="audit",
+        actor=job.officer,
+        action="audit.verify.started",
+        outcome="success",
+        client_ip=client_ip,
+        details={"size": job.total, "job": job.id},
+    )
+
+
+@contextmanager
+def _no_record_no_job(st: ServiceState, job: VerifyJob) -> Iterator[None]:
+    """Fail closed: a job whose start could not be recorded is forgotten."""
+    try:
+        yield
+    except BaseException:
+        with st.verify_lock:
+            st.verify_jobs.pop(job.id, None)
+        raise
 
 
 def _prune(st: ServiceState) -> None:
@@ -97,20 +111,8 @@ async def start_verify(st: ServiceState, *, officer_id: str, client_ip: str | No
             )
         st.verify_jobs[job.id] = job  # holds the place while the start is recorded
         _prune(st)
-    started = Event.new(
-        source="audit",
-        actor=officer_id,
-        action="audit.verify.started",
-        outcome="success",
-        client_ip=client_ip,
-        details={"size": size, "job": job.id},
-    )
-    try:
-        await st.append([started], client="(ui)")
-    except BaseException:
-        with st.verify_lock:
-            st.verify_jobs.pop(job.id, None)  # fail closed: no record, no job
-        raise
+    with _no_record_no_job(st, job):
+        await st.append([_started(job, client_ip=client_ip)], client="(ui)")
     threading.Thread(target=_run_verify, args=(st, job, officer_id, client_ip), daemon=True).start()
     return job
 

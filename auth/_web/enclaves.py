@@ -27,6 +27,7 @@ from .._i18n import translate
 from .._policy import LoginDecision, Tier
 from .._session import Stage
 from .._store import EnclaveRecord, User
+from .login import totp_check, webauthn_check
 
 __all__ = ["router"]
 
@@ -192,6 +193,15 @@ def present_factor(
     return stepped_up(web, ctx, user, enc, result)
 
 
+def _stepping_up(
+    web: Web, request: Request, name: str, csrf: str
+) -> tuple[Ctx, User, EnclaveRecord]:
+    """A step-up form post: its signed-in session (CSRF checked), user and enclave."""
+    ctx = web.posted(request, csrf)
+    user = web.require_auth(ctx)
+    return ctx, user, enclave_for(web, user, name)
+
+
 @router.post("/enclaves/{name}/totp", response_class=HTMLResponse)
 def stepup_totp(
     web: WebDep,
@@ -200,19 +210,9 @@ def stepup_totp(
     code: CodeField,
     csrf: CsrfField,
 ) -> Response:
-    ctx = web.posted(request, csrf)
-    user = web.require_auth(ctx)
-    enc = enclave_for(web, user, name)
-    return present_factor(
-        web,
-        ctx,
-        user,
-        enc,
-        lambda tier: web.portal.factors.verify_totp(
-            user=user, code=code, tier=tier, client_ip=ctx.client_ip, enclave=enc.name
-        ),
-        with_reasons=False,
-    )
+    ctx, user, enc = _stepping_up(web, request, name, csrf)
+    check = totp_check(web, ctx, user, code, enclave=enc.name)
+    return present_factor(web, ctx, user, enc, check, with_reasons=False)
 
 
 @router.post("/enclaves/{name}/webauthn/options")
@@ -236,21 +236,6 @@ def stepup_webauthn(
     credential: CredentialField,
     csrf: CsrfField,
 ) -> Response:
-    ctx = web.posted(request, csrf)
-    user = web.require_auth(ctx)
-    enc = enclave_for(web, user, name)
-    return present_factor(
-        web,
-        ctx,
-        user,
-        enc,
-        lambda tier: web.portal.factors.finish_webauthn_authentication(
-            user=user,
-            session_hash=ctx.session.id_hash,
-            credential_json=credential,
-            tier=tier,
-            client_ip=ctx.client_ip,
-            enclave=enc.name,
-        ),
-        with_reasons=True,
-    )
+    ctx, user, enc = _stepping_up(web, request, name, csrf)
+    check = webauthn_check(web, ctx, user, credential, enclave=enc.name)
+    return present_factor(web, ctx, user, enc, check, with_reasons=True)

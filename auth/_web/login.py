@@ -217,6 +217,31 @@ def login_factor_verified(web: Web, ctx: Ctx, user: User, result: FactorResult) 
     return web.continue_signed_in(ctx)
 
 
+def totp_check(
+    web: Web, ctx: Ctx, user: User, code: str, *, enclave: str | None = None
+) -> Callable[[Tier], FactorResult]:
+    """The TOTP step of a sign-in (or, with ``enclave``, of a step-up there), to be
+    checked against the tier the caller decides."""
+    return lambda tier: web.portal.factors.verify_totp(
+        user=user, code=code, tier=tier, client_ip=ctx.client_ip, enclave=enclave
+    )
+
+
+def webauthn_check(
+    web: Web, ctx: Ctx, user: User, credential: str, *, enclave: str | None = None
+) -> Callable[[Tier], FactorResult]:
+    """The WebAuthn assertion of a sign-in (or, with ``enclave``, of a step-up there),
+    to be checked against the tier the caller decides."""
+    return lambda tier: web.portal.factors.finish_webauthn_authentication(
+        user=user,
+        session_hash=ctx.session.id_hash,
+        credential_json=credential,
+        tier=tier,
+        client_ip=ctx.client_ip,
+        enclave=enclave,
+    )
+
+
 def present_factor(
     web: Web, ctx: Ctx, user: User, verify: Callable[[Tier], FactorResult]
 ) -> Response:
@@ -246,14 +271,7 @@ def login_totp(
 ) -> Response:
     ctx = web.posted(request, csrf)
     user = web.login_user(ctx)
-    return present_factor(
-        web,
-        ctx,
-        user,
-        lambda tier: web.portal.factors.verify_totp(
-            user=user, code=code, tier=tier, client_ip=ctx.client_ip
-        ),
-    )
+    return present_factor(web, ctx, user, totp_check(web, ctx, user, code))
 
 
 @router.post("/login/webauthn/options")
@@ -276,18 +294,7 @@ def login_webauthn(
 ) -> Response:
     ctx = web.posted(request, csrf)
     user = web.login_user(ctx)
-    return present_factor(
-        web,
-        ctx,
-        user,
-        lambda tier: web.portal.factors.finish_webauthn_authentication(
-            user=user,
-            session_hash=ctx.session.id_hash,
-            credential_json=credential,
-            tier=tier,
-            client_ip=ctx.client_ip,
-        ),
-    )
+    return present_factor(web, ctx, user, webauthn_check(web, ctx, user, credential))
 
 
 @router.post("/logout", response_class=HTMLResponse)

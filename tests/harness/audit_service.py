@@ -11,10 +11,8 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ import httpx
 from audit._events import Event, utc_now
 from audit._note import generate_key, write_key_file
 from audit.tokens import ENCLAVE_SOURCES, TokenStore
+from tests.harness.common import free_port, wait_until
 
 __all__ = [
     "SAMPLE_ENCLAVE",
@@ -76,13 +75,6 @@ def make_audit_env(root: Path, *, sources: tuple[str, ...] = ("portal", "hub")) 
         tokens=tokens,
         checkpoint_export=root / "checkpoint.txt",
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 #: the enclave of sample events, and of the hub and workspace tokens made here
@@ -173,21 +165,24 @@ class ServiceProcess:
             args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def answers() -> bool:
+            if proc.poll() is not None:
                 raise RuntimeError(
-                    f"audit service exited with {self.proc.returncode}: "
+                    f"audit service exited with {proc.returncode}: "
                     + self.log_path.read_text(errors="replace")[-2000:]
                 )
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)  # polling with a deadline, not a fixed wait
-        self.kill()
-        raise RuntimeError(f"audit service did not answer on {self.url} within {timeout} s")
+            return httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200
+
+        try:
+            wait_until(
+                f"the audit service on {self.url}", answers, timeout, ignore=(httpx.HTTPError,)
+            )
+        except AssertionError:
+            self.kill()
+            raise
+        return self
 
     def stop(self, *, timeout: float = 20.0) -> None:
         if self.proc is None:

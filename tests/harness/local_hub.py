@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 from websockets.sync.client import connect
 
-from tests.harness.audit_service import free_port
+from tests.harness.common import free_port, wait_until
 
 __all__ = [
     "LocalHub",
@@ -109,19 +109,9 @@ def processes_naming(marker: str) -> list[int]:
     return [pid for pid in _pids() if marker.encode() in cmdline(pid)]
 
 
-def _wait(what: str, check: Any, *, timeout: float = 180.0) -> Any:
-    """Poll ``check()`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except (httpx.HTTPError, OSError) as e:
-            last, result = e, None
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+def _wait(what: str, check: Any) -> Any:
+    """Poll ``check()`` until it returns something truthy (a hub starts slowly)."""
+    return wait_until(what, check, 180.0, interval=0.2, ignore=(httpx.HTTPError, OSError))
 
 
 @dataclass

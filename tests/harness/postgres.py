@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from .common import free_port
 
 __all__ = ["PgDatabase", "PostgresMissing", "PostgresServer", "find_pg_bin"]
 
@@ -44,12 +45,6 @@ def find_pg_bin() -> Path:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class PgDatabase:
     """One database on the test server: the owner's URL and the writer role's URL."""
@@ -68,7 +63,7 @@ class PostgresServer:
     def __init__(self, *, fsync: bool = False):
         self.bin = find_pg_bin()
         self.fsync = fsync
-        self.port = _free_port()
+        self.port = free_port()
         self.base = Path(tempfile.mkdtemp(prefix="enclave-pg-"))
         self.data = self.base / "data"
         self.sock = self.base / "sock"

@@ -10,7 +10,6 @@ A missing Chromium FAILS the test with a message; nothing is skipped.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,13 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.harness.common import free_port
+
 ADMIN_TOKEN = "e2e-admin-token-" + "y" * 24
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

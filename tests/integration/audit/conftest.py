@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from audit import _verify as verify_module
+from audit import _verify_scan as scan_module
 from audit._note import Signer, write_key_file
 from audit._store_postgres import PostgresStore
 from audit.log import AuditLog, open_log
@@ -28,7 +28,7 @@ def verify_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     where ``audit._speedups`` could not be built): the Python checks must catch the
     same things on their own."""
     if request.param == "python":
-        monkeypatch.setattr(verify_module, "_speedups", None)
+        monkeypatch.setattr(scan_module, "_speedups", None)
     return str(request.param)
 
 

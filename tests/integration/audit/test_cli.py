@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 from audit import MAX_EVENT_BYTES, open_log
 from audit._merkle import verify_consistency, verify_inclusion
 from audit.cli import audit
+from tests.harness.common import tamper_sqlite
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -213,7 +214,6 @@ def test_verify_in_worker_processes_finds_what_one_process_finds(
     tmp_path: Path, key_file: Path
 ) -> None:
     """Two segments (65,536 entries each at most) scanned by two workers: same result."""
-    import sqlite3
     import threading
 
     from audit import Event, verify_store
@@ -240,11 +240,7 @@ def test_verify_in_worker_processes_finds_what_one_process_finds(
         assert two.ok
         assert spawned == [two]
         assert one.root_hash == two.root_hash == log.root_hash()
-    conn = sqlite3.connect(tmp_path / "w.db")
-    conn.execute("DROP TRIGGER audit_entries_no_update")
-    conn.execute("UPDATE audit_entries SET actor = 'x' WHERE idx = 68000")
-    conn.commit()
-    conn.close()
+    tamper_sqlite(tmp_path / "w.db", "UPDATE audit_entries SET actor = 'x' WHERE idx = 68000")
     r = run("verify", "--store", url, "--workers", "2", "--no-progress")
     assert r.exit_code == 1
     assert r.stderr.startswith("verify: FAILED at index 68000: ")

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from audit import AuditLog, Event, EventError, open_log
 from tests.harness.audit_service import sample_event
+from tests.harness.common import wait_until
 
 
 def _unholdable() -> Event:
@@ -42,16 +42,12 @@ def test_a_value_the_store_cannot_hold_fails_only_its_own_request(tmp_path: Path
         blocker.execute("BEGIN IMMEDIATE")  # the first leader waits here; others queue up
         first = threading.Thread(target=append, args=("first", [sample_event()]))
         first.start()
-        deadline = time.monotonic() + 10
-        while not log._leader and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert log._leader
+        wait_until("the first append to lead", lambda: log._leader, 60, interval=0.01)
         bad = threading.Thread(target=append, args=("bad", [_unholdable()]))
         portal = threading.Thread(target=append, args=("portal", [sample_event()]))
         bad.start()
         portal.start()
-        while len(log._queue) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until("two appends to queue", lambda: len(log._queue) >= 2, 60, interval=0.01)
         assert len(log._queue) == 2  # the bad and the portal's request: one group
         blocker.execute("ROLLBACK")
         blocker.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import psycopg
@@ -25,6 +24,7 @@ from audit import (
 from audit._merkle import leaf_hash, verify_consistency, verify_inclusion
 from audit._note import parse_checkpoint
 from audit._store_postgres import PostgresStore
+from tests.harness.common import tamper_postgres, tamper_sqlite, wait_until
 from tests.harness.postgres import PgDatabase
 
 
@@ -157,23 +157,18 @@ def test_checkpoint_refused_when_history_changed(
     log.checkpoint()
     # An intruder with owner access rewrites the stored leaf hash of entry 3.
     if backend == "sqlite":
-        path = log.store.path  # type: ignore[attr-defined]
-        conn = sqlite3.connect(path)
-        conn.execute("DROP TRIGGER audit_entries_no_update")
-        conn.execute("UPDATE audit_entries SET leaf_hash = zeroblob(32) WHERE idx = 3")
-        conn.execute("DROP TRIGGER audit_tree_heads_no_delete")
-        conn.execute("DELETE FROM audit_tree_heads")
-        conn.commit()
-        conn.close()
+        tamper_sqlite(
+            log.store.path,  # type: ignore[attr-defined]
+            "UPDATE audit_entries SET leaf_hash = zeroblob(32) WHERE idx = 3",
+            "DELETE FROM audit_tree_heads",
+        )
     else:
         db: PgDatabase = request.getfixturevalue("pg_migrated")
-        with psycopg.connect(db.admin_url) as c:
-            c.execute("ALTER TABLE audit_entries DISABLE TRIGGER ALL")
-            c.execute("ALTER TABLE audit_tree_heads DISABLE TRIGGER ALL")
-            c.execute(
-                "UPDATE audit_entries SET leaf_hash = decode(repeat('00', 32), 'hex') WHERE idx = 3"
-            )
-            c.execute("DELETE FROM audit_tree_heads")
+        tamper_postgres(
+            db.admin_url,
+            "UPDATE audit_entries SET leaf_hash = decode(repeat('00', 32), 'hex') WHERE idx = 3",
+            "DELETE FROM audit_tree_heads",
+        )
     log.append([ev(i) for i in range(10, 12)])
     with AuditLog(log.store, signer=log.signer) as fresh:  # a new process's view
         fresh.integrate()
@@ -308,11 +303,12 @@ def test_verify_while_the_log_grows(log: AuditLog) -> None:
             # Each verification starts once the writer has added entries since the last
             # (polled with a deadline): the log grows between runs by construction.
             want = (reports[-1].entries if reports else 600) + 1
-            deadline = time.monotonic() + 60
-            while log.store.size() < want:
+
+            def grown(want: int = want) -> bool:
                 assert not errors, errors
-                assert time.monotonic() < deadline, f"the writer stopped at {log.store.size()}"
-                time.sleep(0.01)  # poll interval; the deadline bounds the wait
+                return log.store.size() >= want
+
+            wait_until(f"the writer to reach {want} entries", grown, 60, interval=0.01)
             reports.append(verify_store(log.store, chunk=97))
     finally:
         stop.set()

@@ -11,19 +11,17 @@ callback, before the last checks) until the writer has committed more entries.
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psycopg
 import pytest
 from click.testing import CliRunner
 
 from audit import VerifyReport, verify_store
 from audit.cli import audit
 from audit.log import open_store
+from tests.harness.common import tamper_postgres, tamper_sqlite, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 RUNS = 8  # verification runs per store: a count, never a time budget
@@ -39,12 +37,14 @@ def _size(url: str) -> int:
 
 
 def _wait_for(url: str, n: int, proc: subprocess.Popen[bytes]) -> int:
-    deadline = time.monotonic() + 300  # a hung writer, not a slow one
-    while (size := _size(url)) < n:
+    """The store's size once it reaches ``n`` (the deadline catches a hung writer)."""
+
+    def grown() -> int:
         assert proc.poll() is None, "the writer process died"
-        assert time.monotonic() < deadline, f"the writer stopped at {size} of {n} entries"
-        time.sleep(0.05)  # polls the store's size with a deadline
-    return size
+        size = _size(url)
+        return size if size >= n else 0
+
+    return wait_until(f"the writer to reach {n} entries", grown, 300)
 
 
 def _verify_while_it_grows(url: str, proc: subprocess.Popen[bytes]) -> VerifyReport:
@@ -71,28 +71,25 @@ def _tamper(backend: str, url: str, request: pytest.FixtureRequest) -> None:
     """Change one byte of an integrated entry's leaf, as an intruder with the owner's
     rights would (the append-only triggers have to be removed first)."""
     if backend == "sqlite":
-        conn = sqlite3.connect(url.removeprefix("sqlite://"), timeout=30, isolation_level=None)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("DROP TRIGGER audit_entries_no_update")
-            conn.execute(
+        tamper_sqlite(
+            url.removeprefix("sqlite://"),
+            (
                 "UPDATE audit_entries SET leaf = CAST(replace(CAST(leaf AS TEXT), 'proj-live', "
                 "'proj-livE') AS BLOB) WHERE idx = ?",
                 (TAMPERED,),
-            )
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
+            ),
+        )
         return
     admin = request.getfixturevalue("pg_migrated").admin_url
-    with psycopg.connect(admin) as conn:
-        conn.execute("ALTER TABLE audit_entries DISABLE TRIGGER audit_entries_no_change")
-        cur = conn.execute(
+    changed = tamper_postgres(
+        admin,
+        (
             "UPDATE audit_entries SET leaf = convert_to(replace(convert_from(leaf, 'UTF8'), "
             "'proj-live', 'proj-livE'), 'UTF8') WHERE idx = %s",
             (TAMPERED,),
-        )
-        assert cur.rowcount == 1
+        ),
+    )
+    assert changed == [1]
 
 
 def test_verify_while_a_writer_appends_integrates_and_signs(

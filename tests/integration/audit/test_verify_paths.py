@@ -9,14 +9,13 @@ in a chunk that straddles the integrated size."""
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from pathlib import Path
 
 import orjson
-import psycopg
 import pytest
 
 from audit import Event, open_log, verify_store
+from tests.harness.common import tamper_postgres, tamper_sqlite
 from tests.harness.postgres import PgDatabase
 
 pytestmark = pytest.mark.usefixtures("verify_path")
@@ -35,15 +34,6 @@ def _events(first: int, n: int) -> list[Event]:
         )
         for i in range(first, first + n)
     ]
-
-
-def _tamper(path: Path, *sql: tuple[str, tuple[object, ...]]) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
-    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"):
-        conn.execute(f'DROP TRIGGER "{name}"')
-    for stmt, params in sql:
-        conn.execute(stmt, params)
-    conn.close()
 
 
 @pytest.mark.parametrize("chunk", [7, 256, 20_000])
@@ -67,7 +57,7 @@ def test_non_canonical_leaf_with_a_matching_hash(tmp_path: Path, chunk: int) -> 
         leaf = log.entry(123)
     spaced = orjson.dumps(orjson.loads(leaf), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
     assert spaced != leaf
-    _tamper(
+    tamper_sqlite(
         tmp_path / "audit.db",
         (
             "UPDATE audit_entries SET leaf = ?, leaf_hash = ? WHERE idx = 123",
@@ -87,7 +77,7 @@ def test_missing_index_row_just_below_the_integrated_size(tmp_path: Path, chunk:
         log.append(_events(0, 300))
         log.integrate()
         log.append(_events(300, 50))  # the last chunk holds integrated and pending entries
-    _tamper(tmp_path / "audit.db", ("DELETE FROM audit_index WHERE idx = ?", (299,)))
+    tamper_sqlite(tmp_path / "audit.db", ("DELETE FROM audit_index WHERE idx = ?", (299,)))
     report = verify_store(open_log(url).store, chunk=chunk)
     assert not report.ok
     assert report.first_bad_index == 299
@@ -101,7 +91,7 @@ def test_leaf_stored_as_text_is_named_not_a_crash(tmp_path: Path) -> None:
     with open_log(url) as log:
         log.append(_events(0, 200))
         log.integrate()
-    _tamper(
+    tamper_sqlite(
         tmp_path / "audit.db",
         ("UPDATE audit_entries SET leaf = CAST(leaf AS TEXT) WHERE idx = ?", (77,)),
     )
@@ -122,7 +112,7 @@ def test_time_column_off_by_one_nanosecond(tmp_path: Path, shape: str, idx: int)
         tmp_path,
         [shape.format(s=f"2026-11-26T10:{i // 60 % 60:02d}:{i % 60:02d}") for i in range(300)],
     )
-    _tamper(
+    tamper_sqlite(
         tmp_path / "audit.db",
         ("UPDATE audit_entries SET time_ns = time_ns + 1 WHERE idx = ?", (idx,)),
         ("UPDATE audit_index SET time_ns = time_ns + 1 WHERE idx = ?", (idx,)),
@@ -194,7 +184,7 @@ def test_values_of_another_type_are_named_not_a_crash(
     with open_log(url) as log:
         log.append(_events(0, 300))
         log.integrate()
-    _tamper(tmp_path / "audit.db", (stmt, (201,)))
+    tamper_sqlite(tmp_path / "audit.db", (stmt, (201,)))
     report = verify_store(open_log(url).store)
     assert not report.ok
     assert report.first_bad_index == 201
@@ -236,9 +226,10 @@ def test_postgres_packed_columns_read_back_exactly(
         sql, params = f"{set_leaf}, actor = %s", (*_leaf_with(leaf, actor="a\x1fb"), "a\x1fb")
     else:
         sql, params = f"{set_leaf}, enclave = %s", (*_leaf_with(leaf, enclave="\x1e"), "\x1e")
-    with psycopg.connect(pg_migrated.admin_url, autocommit=True) as conn:
-        conn.execute("ALTER TABLE audit_entries DISABLE TRIGGER USER")
-        conn.execute(f"UPDATE audit_entries SET {sql} WHERE idx = 125", params)  # noqa: S608
+    tamper_postgres(
+        pg_migrated.admin_url,
+        (f"UPDATE audit_entries SET {sql} WHERE idx = 125", params),  # noqa: S608
+    )
     report = verify_store(open_log(pg_migrated.writer_url).store)
     if problem is None:
         assert report.ok, report.problems

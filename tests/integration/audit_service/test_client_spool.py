@@ -4,7 +4,6 @@ back-pressure); after restart all of them arrive, in order, exactly once."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from audit import EventError
 from audit.client import AuditBackpressure, AuditClient, RecordNotDurable
 from audit.log import open_log
 from tests.harness.audit_service import AuditEnv, ServiceProcess, make_audit_env, sample_event
+from tests.harness.common import wait_until
 
 
 @pytest.fixture
@@ -36,14 +36,6 @@ def _portal_ids_in_log(env: AuditEnv) -> list[str]:
         n = log.sequenced()
         rows = log.store.entries(0, n)
         return [str(r[2]) for r in rows if r[4] == "portal"]
-
-
-def _wait(cond, *, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_events_survive_an_outage_and_arrive_in_order_exactly_once(
@@ -70,9 +62,9 @@ def test_events_survive_an_outage_and_arrive_in_order_exactly_once(
             e = sample_event(actor=f"during{i}@x.example")
             (client.record if i % 10 == 0 else client.emit)(e)
             sent.append(e.id)
-        _wait(lambda: client.pending() >= 700, timeout=60, what="events to be spooled")
+        wait_until("events to be spooled", lambda: client.pending() >= 700)
         assert not client.flush(timeout=0.5)  # nothing can be delivered now
-        _wait(lambda: client.last_error is not None, timeout=60, what="a failed delivery")
+        wait_until("a failed delivery", lambda: client.last_error is not None)
         assert "unreachable" in str(client.last_error)
         # 3. the service returns: the spool drains, in order
         service.start()
@@ -161,7 +153,7 @@ def test_a_service_killed_mid_stream_loses_and_duplicates_nothing(
                 e = sample_event(actor=f"k{round_}-{i}@x.example")
                 client.emit(e)
                 sent.append(e.id)
-            _wait(lambda: client.pending() < 350, timeout=60, what="delivery to begin")
+            wait_until("delivery to begin", lambda: client.pending() < 350)
             service.kill()
             service.start()
         assert client.flush(timeout=60), client.last_error
@@ -263,7 +255,7 @@ def test_a_token_of_another_source_keeps_every_event_and_says_why(
     try:
         for _ in range(5):
             client.record(sample_event())
-        _wait(lambda: client.last_error is not None, timeout=60, what="a refused delivery")
+        wait_until("a refused delivery", lambda: client.last_error is not None)
         assert not client.flush(timeout=0.5)
         assert client.pending() == 5
         assert client.dead_letters() == []

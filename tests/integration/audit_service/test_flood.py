@@ -10,7 +10,8 @@ import httpx
 
 from audit.log import open_log
 from audit.tokens import TokenStore
-from tests.harness.audit_service import ServiceProcess, free_port, make_audit_env
+from tests.harness.audit_service import ServiceProcess, make_audit_env
+from tests.harness.common import free_port
 from tests.harness.flood import ENCLAVE, run_flood
 
 

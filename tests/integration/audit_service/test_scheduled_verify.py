@@ -4,7 +4,6 @@ operators can alert on a tampered log without anyone running a command (#14 item
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from audit.service import ServiceSettings
 from audit.tokens import TokenStore
 from tests.assets.audit import make_corpus
 from tests.harness.audit_service import AuditEnv
+from tests.harness.common import wait_until
 
 from .conftest import scrape
 
@@ -45,23 +45,21 @@ def _service_over(
 
 def _first_result(client: TestClient) -> dict[str, float]:
     """The scheduled-verification series once the first result is in (polled)."""
-    deadline = time.monotonic() + 120
-    while True:
-        text = scrape(client)
-        series = {
+
+    def series() -> dict[str, float]:
+        found = {
             m.group(1): float(m.group(2))
             for m in re.finditer(
                 r'^enclave_audit_(scheduled_verifications_total\{result="\w+"\}|'
                 r"last_scheduled_verification_ok) (\S+)$",
-                text,
+                scrape(client),
                 re.M,
             )
         }
-        done = sum(v for k, v in series.items() if k.startswith("scheduled"))
-        if done >= 1:
-            return series
-        assert time.monotonic() < deadline, text
-        time.sleep(0.1)  # poll interval; the deadline bounds the wait
+        done = sum(v for k, v in found.items() if k.startswith("scheduled"))
+        return found if done >= 1 else {}
+
+    return wait_until("the first scheduled verification", series, 120, interval=0.1)
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ must not raise a false alarm, and no event is lost."""
 from __future__ import annotations
 
 import threading
-import time
 
 from audit.log import AuditLog
 from tests.harness.audit_service import AuditEnv, sample_event
+from tests.harness.common import wait_until
 
 from .conftest import bearer, make_client, officer_csrf, ui_verify
 
@@ -44,12 +44,13 @@ def test_verification_during_intake_is_accurate_and_loses_nothing(
                 # Each verification starts once more events got in since the last one
                 # (a condition polled with a deadline, not a rate the sender must reach).
                 want = len(sent) + 100
-                deadline = time.monotonic() + 60
-                while len(sent) < want:
+
+                def taken(want: int = want) -> bool:
                     assert refused == []
                     assert t.is_alive(), "the sender stopped"
-                    assert time.monotonic() < deadline, f"intake took {len(sent)} events in all"
-                    time.sleep(0.01)  # poll interval; the deadline bounds the wait
+                    return len(sent) >= want
+
+                wait_until(f"intake to take {want} events", taken, 60, interval=0.01)
                 status = ui_verify(client, csrf)
                 results.append((status["ok"], status["message"]))
         finally:

@@ -24,22 +24,12 @@ from auth import (
 )
 from auth._audit import AuditSink
 from auth._crypto import hash_token
+from tests.harness.common import FakeClock
 from tests.harness.softkey import SoftKey
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 20
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 CHEAP_ARGON2 = Argon2Params(time_cost=1, memory_cost_kib=8192, parallelism=1)
-
-
-class FakeClock:
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def make_settings(tmp: Path, *, issuer: str = "https://localhost") -> PortalSettings:

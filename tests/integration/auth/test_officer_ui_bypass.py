@@ -32,7 +32,8 @@ from audit.service import ServiceSettings
 from audit.service._oidc import OidcConfig, officer_decision, verify_id_token
 from audit.tokens import TokenStore
 from auth import MemoryAuditSink, Portal, create_app
-from tests.harness.audit_service import free_port, make_audit_env
+from tests.harness.audit_service import make_audit_env
+from tests.harness.common import free_port, wait_until
 from tests.harness.softkey import SoftKey
 
 from .helpers import FakeClock, Pkce, add_key, csrf_meta, csrf_of, make_settings
@@ -229,11 +230,12 @@ def portal_over_http(tmp_path: Path) -> Iterator[tuple[Portal, TestClient, FakeC
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the portal did not start listening"
+
+    def listening() -> bool:
         assert thread.is_alive(), "the portal's server thread ended at start-up"
-        time.sleep(0.05)  # poll interval; the deadline bounds the wait
+        return bool(server.started)
+
+    wait_until("the portal to start listening", listening, 30)
     browser = TestClient(
         create_app(portal=portal), base_url="https://localhost", client=("192.0.2.10", 50000)
     )

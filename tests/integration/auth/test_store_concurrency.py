@@ -8,7 +8,6 @@ SQLite runs the same contract (its BEGIN IMMEDIATE lock serialises writers).
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 
 from auth._crypto import hash_token
 from auth._store import IdentityStore, open_store
+from tests.harness.common import wait_until
 
 ROUNDS = 40
 
@@ -130,17 +130,18 @@ def test_older_totp_step_never_accepted_after_a_newer_one(postgres_url: str) -> 
     # Poll (with a deadline that only catches a hang) until A is either finished or
     # waiting on B's row lock: the ordering under test must have happened, however slow.
     with psycopg.connect(url, autocommit=True) as watch:
-        deadline = time.monotonic() + 60
-        while not result:
+
+        def settled() -> bool:
+            if result:
+                return True
             waiting = watch.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
                 "AND wait_event_type = 'Lock'",
                 (name,),
             ).fetchone()
-            if waiting and waiting[0]:
-                break
-            assert time.monotonic() < deadline, "A neither finished nor waited on B's lock"
-            t.join(0.01)  # poll interval
+            return bool(waiting and waiting[0])
+
+        wait_until("A to finish or wait on B's lock", settled, 60, interval=0.01)
     assert not result, "step 1000 was accepted while step 1001 was being claimed"
     b.commit()
     t.join(60)

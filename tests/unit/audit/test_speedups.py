@@ -19,7 +19,7 @@ from hypothesis import strategies as s
 
 # Imported, not importorskip'ed: without the compiled module these tests fail.
 from audit import Event, _speedups, open_log
-from audit import _verify as verify_module
+from audit import _verify_scan as scan_module
 from audit._events import time_ns
 from audit.errors import EventError
 
@@ -37,7 +37,7 @@ def _canonical(leaf: bytes) -> bool:
 
 
 def test_verify_uses_the_compiled_module() -> None:
-    assert verify_module._speedups is _speedups
+    assert scan_module._speedups is _speedups
 
 
 # JSON values of every kind orjson reads, strings over all of Unicode but surrogates
@@ -237,7 +237,7 @@ def test_time_parser_leaves_the_rest_to_python(text: str) -> None:
 @given(s.integers(0, 256))
 def test_tile_levels_equal_the_python_ones(n: int) -> None:
     items = [os.urandom(32) for _ in range(n)]
-    assert _speedups.tile_levels(items) == verify_module._tile_levels(items)
+    assert _speedups.tile_levels(items) == scan_module._tile_levels(items)
 
 
 def test_tile_levels_refuse_what_is_not_a_hash() -> None:
@@ -273,14 +273,14 @@ def rows(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Any, ...]]:
 
 
 def _python_verdict(batch: list[tuple[Any, ...]], first: int) -> tuple[bool, list[bytes]]:
-    st = verify_module._State()
+    st = scan_module.Problems()
     hashes: list[bytes] = []
-    verify_module._check_rows(
+    scan_module._check_rows(
         st,
         batch,
         first,
         10**9,
-        verify_module._TimeParser(),
+        scan_module._TimeParser(),
         lambda hs, _i: hashes.extend(hs),
         lambda _idx: None,  # a packed value that cannot be read back: no columns
     )

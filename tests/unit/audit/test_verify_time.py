@@ -11,7 +11,7 @@ from hypothesis import strategies as s
 
 from audit import open_log, parse_event, verify_store
 from audit._events import time_ns
-from audit._verify import _TimeParser
+from audit._verify_scan import _TimeParser
 from audit.errors import EventError
 from tests.harness.audit_service import sample_event
 

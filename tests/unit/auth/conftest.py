@@ -10,19 +10,7 @@ from auth._audit import Auditor, MemoryAuditSink
 from auth._crypto import Argon2Params, KeyRing, PasswordHasher
 from auth._factors import Factors, WebAuthnSettings
 from auth._store import IdentityStore, open_store
-
-
-class FakeClock:
-    """Time that moves only when a test says so."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.harness.common import FakeClock
 
 
 @pytest.fixture
