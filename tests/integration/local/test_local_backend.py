@@ -105,8 +105,15 @@ class Backend:
 
 
 def start_backend(
-    *, directory: Path, state: Path, log: Path, portal: PortalProcess, audit: ServiceProcess
+    *,
+    directory: Path,
+    state: Path,
+    log: Path,
+    portal: PortalProcess,
+    audit: ServiceProcess,
+    extra: tuple[str, ...] = ("--spawner-class", TEST_SPAWNER),
 ) -> subprocess.Popen[bytes]:
+    """``enclave controller run --local``; ``extra`` options (default: the test spawner)."""
     with log.open("ab") as out:
         return subprocess.Popen(
             [
@@ -117,7 +124,7 @@ def start_backend(
                 *("--audit-url", audit.url),
                 *("--audit-tokens", str(audit.env.tokens_path)),
                 *("--audit-store", audit.env.store_url),
-                *("--spawner-class", TEST_SPAWNER),
+                *extra,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -357,6 +364,7 @@ def test_notafter_passing_while_running_suspends_the_enclave(
         audit_tokens_file=audit_service.env.tokens_path,
         audit_store=audit_service.env.store_url,
         proxy_command=(str(CHP),),
+        spawner_class=TEST_SPAWNER,
     )
     backend = LocalBackend(settings=settings, say=lines.append, now=lambda: clock[0])
     backend.open()

@@ -1,0 +1,271 @@
+"""The local backend's own hubs run each member's server in the sandbox, for real.
+
+``enclave controller run --local`` (its default spawner: the audited
+``SandboxSpawner``) serves two enclaves; the member signs in at the real portal
+through the first enclave's hub, starts the server, and over the hub's proxied URL
+runs code in a real kernel (Jupyter REST + the kernel websocket) that reads the
+enclave's dataset and computes a statistic. Then, from that kernel, each attack
+named below fails while the workspace's own hub API works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.e2e.auth.conftest import PortalProcess
+from tests.harness.audit_service import ServiceProcess
+from tests.harness.enclave_files import MEMBER, enclave_doc
+from tests.harness.local_hub import Workspace, cmdline, shared_state_dir
+from tests.integration.local.conftest import HostService, host_address
+from tests.integration.local.test_local_backend import (
+    Backend,
+    start_backend,
+    wait_for,
+)
+from tests.integration.local.test_sandbox_escapes import _CONNECT
+from tests.integration.workspace.conftest import (
+    audit_events,
+    browser,
+    enrol,
+    sign_in_through_hub,
+)
+
+DATASET_FILE = "genus_abundance.tsv"
+ROWS = [("FAKE-0001", 0.25), ("FAKE-0002", 0.5), ("FAKE-0003", 0.125), ("FAKE-0004", 0.75)]
+
+
+@dataclass(frozen=True)
+class ProxiedHub:
+    """What ``Workspace`` needs: the hub's public URL and a token of the member's."""
+
+    url: str
+    token: str
+
+
+@dataclass
+class Site:
+    backend: Backend
+    workspace: Workspace
+    hub_url: str
+    other_hub: dict[str, Any]
+    dataset: Path
+    wildcard: HostService
+    host_ip: str
+    token: str
+
+
+def _kernel_connect(site: Site, host: str, port: int) -> str:
+    return site.workspace.run(_CONNECT.format(host=host, port=port)).strip()
+
+
+@pytest.fixture(scope="module")
+def site(portal: PortalProcess, audit_service: ServiceProcess) -> Iterator[Site]:
+    with shared_state_dir() as root:
+        datasets = root / "datasets"
+        dataset = datasets / "ds-16s"
+        dataset.mkdir(parents=True)
+        rows = "".join(f"{who}\t{value}\n" for who, value in ROWS)
+        (dataset / DATASET_FILE).write_text("participant\tBacteroides\n" + rows)
+        # writable on the host by anyone: only the read-only bind can stop a write
+        dataset.chmod(0o777)
+        (dataset / DATASET_FILE).chmod(0o666)
+        directory = root / "enclaves"
+        directory.mkdir()
+        mount = {"name": "microbiome-16s", "persistentVolume": "ds-16s"}
+        alpha = enclave_doc("ws-alpha", datasets=[{**mount, "mountPath": "/data/microbiome-16s"}])
+        (directory / "alpha.yaml").write_text(yaml.safe_dump(alpha))
+        (directory / "beta.yaml").write_text(yaml.safe_dump(enclave_doc("ws-beta")))
+        state, log = root / "state", root / "backend.log"
+        proc = start_backend(
+            directory=directory,
+            state=state,
+            log=log,
+            portal=portal,
+            audit=audit_service,
+            extra=("--datasets", str(datasets)),  # and the default spawner: the sandbox
+        )
+        backend = Backend(
+            directory=directory, state=state, log=log, proc=proc, portal=portal, audit=audit_service
+        )
+        try:
+            for name in ("ws-alpha", "ws-beta"):
+                wait_for(f"{name}'s hub answers", lambda n=name: backend.hub_answers(n))
+            hub = backend.status("ws-alpha")["hub_url"]
+            secret = enrol(portal, MEMBER)
+            with browser() as b:
+                r = sign_in_through_hub(b, hub, MEMBER, secret)
+                assert r.status_code == 200, r.text[:2000]
+                xsrf = next(c.value for c in b.cookies.jar if c.name == "_xsrf")
+                headers = {"X-XSRFToken": xsrf or ""}
+                r = b.post(f"{hub}/hub/api/users/{MEMBER}/server", headers=headers)
+                assert r.status_code in (201, 202), r.text
+                wait_for(
+                    "the member's server is ready",
+                    lambda: (
+                        b.get(f"{hub}/hub/api/users/{MEMBER}", headers=headers)
+                        .json()
+                        .get("servers", {})
+                        .get("", {})
+                        .get("ready")
+                    ),
+                    timeout=180,
+                )
+                r = b.post(
+                    f"{hub}/hub/api/users/{MEMBER}/tokens",
+                    headers=headers,
+                    json={"note": "test kernel client", "expires_in": 3600},
+                )
+                assert r.status_code == 201, r.text
+                token = r.json()["token"]
+            yield Site(
+                backend=backend,
+                workspace=Workspace(hub=ProxiedHub(url=hub, token=token), user=MEMBER),  # type: ignore[arg-type]
+                hub_url=hub,
+                other_hub=backend.status("ws-beta"),
+                dataset=dataset,
+                wildcard=HostService.on_ip("0.0.0.0"),
+                host_ip=host_address(),
+                token=token,
+            )
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=120)
+
+
+def test_member_signed_in_at_the_portal_computes_a_statistic_in_a_sandboxed_kernel(
+    site: Site,
+) -> None:
+    out = site.workspace.run(
+        "import csv, os, statistics\n"
+        f"rows = list(csv.DictReader(open('/data/microbiome-16s/{DATASET_FILE}'), "
+        "delimiter='\\t'))\n"
+        "print(statistics.mean(float(r['Bacteroides']) for r in rows), len(rows))\n"
+        "print(os.getuid(), os.getcwd())\n"
+    )
+    mean, count, uid, cwd = out.split()
+    assert float(mean) == statistics.mean(v for _, v in ROWS)
+    assert int(count) == len(ROWS)
+    assert (uid, cwd) == ("65534", "/home/researcher")
+    started = [
+        e
+        for e in audit_events(site.backend.audit.env, source="hub")
+        if e["action"] == "hub.server.started" and e["enclave"] == "ws-alpha"
+    ]
+    assert started[-1]["details"]["spawner"] == "AuditedSandboxSpawner", started
+
+
+def test_kernel_cannot_reach_an_outside_address(site: Site) -> None:
+    for host in ("203.0.113.10", "1.1.1.1", "2001:db8::1"):
+        assert _kernel_connect(site, host, 443) == "ENETUNREACH"
+
+
+def test_kernel_cannot_reach_the_hosts_portal_port(site: Site) -> None:
+    port = site.backend.portal.port
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    # the portal on the host's loopback: the sandbox's 127.0.0.1 is its own
+    assert _kernel_connect(site, "127.0.0.1", port) == "ECONNREFUSED"
+    assert _kernel_connect(site, "0.0.0.0", port) == "ECONNREFUSED"
+    assert _kernel_connect(site, site.host_ip, port) == "ENETUNREACH"
+    # a port bound to 0.0.0.0 on the host (as a portal listening on every interface)
+    wildcard = site.wildcard.tcp_port
+    for host, expected in (
+        ("127.0.0.1", "ECONNREFUSED"),
+        ("0.0.0.0", "ECONNREFUSED"),
+        (site.host_ip, "ENETUNREACH"),
+    ):
+        assert _kernel_connect(site, host, wildcard) == expected, host
+    assert site.wildcard.contacts == []
+
+
+def test_kernel_cannot_reach_another_enclaves_hub(site: Site) -> None:
+    other = int(site.other_hub["hub_url"].rsplit(":", 1)[1])
+    assert httpx.get(site.other_hub["hub_url"] + "/hub/api", timeout=5).status_code == 200
+    ports = (other, *(p for p in _ports(site, "ws-beta")))
+    for host in ("127.0.0.1", site.host_ip):
+        for port in ports:
+            assert _kernel_connect(site, host, port) in {"ECONNREFUSED", "ENETUNREACH"}
+
+
+def _ports(site: Site, name: str) -> list[int]:
+    ports = json.loads((site.backend.state / "enclaves" / name / "ports.json").read_text())
+    return [int(ports["hub_api"]), int(ports["proxy_api"])]
+
+
+def test_kernel_cannot_resolve_dns_names(site: Site) -> None:
+    out = site.workspace.run(
+        "import socket\n"
+        "for name in ('example.com', 'pypi.org', 'localhost.localdomain.example'):\n"
+        "    try:\n"
+        "        print(name, socket.getaddrinfo(name, 443)[0][4])\n"
+        "    except socket.gaierror as e:\n"
+        "        print(name, 'UNRESOLVED')\n"
+    )
+    assert [line.split()[1] for line in out.splitlines()] == ["UNRESOLVED"] * 3, out
+
+
+def test_kernel_cannot_write_to_a_dataset(site: Site) -> None:
+    out = site.workspace.run(
+        "import errno\n"
+        f"for path, mode in (('/data/microbiome-16s/{DATASET_FILE}', 'a'),\n"
+        "                   ('/data/microbiome-16s/copy.tsv', 'w')):\n"
+        "    try:\n"
+        "        open(path, mode).write('x')\n"
+        "        print('WROTE')\n"
+        "    except OSError as e:\n"
+        "        print(errno.errorcode[e.errno])\n"
+    )
+    assert out.split() == ["EROFS", "EROFS"]
+    assert sorted(os.listdir(site.dataset)) == [DATASET_FILE]
+
+
+def test_workspace_reaches_its_own_hub_api(site: Site) -> None:
+    out = site.workspace.run(
+        "import json, os, urllib.request\n"
+        "api = os.environ['JUPYTERHUB_API_URL']\n"
+        "req = urllib.request.Request(api + '/user', headers={\n"
+        "    'Authorization': 'token ' + os.environ['JUPYTERHUB_API_TOKEN']})\n"
+        "print(json.load(urllib.request.urlopen(req))['name'])\n"
+    )
+    assert out.strip() == MEMBER
+
+
+def test_workspace_records_with_its_enclaves_token_which_no_host_argv_or_env_shows(
+    site: Site,
+) -> None:
+    # the server's events reach the intake, bound to the enclave (a refused download)
+    with httpx.Client(headers={"Authorization": f"token {site.token}"}) as client:
+        r = client.get(f"{site.hub_url}/user/{MEMBER}/files/x.tsv?download=1", timeout=30)
+    assert r.status_code == 403
+    wait_for(
+        "the workspace's refusal is recorded, bound to its enclave",
+        lambda: [
+            e
+            for e in audit_events(site.backend.audit.env, source="workspace")
+            if e["action"] == "workspace.download.refused" and e["enclave"] == "ws-alpha"
+        ],
+    )
+    token = (site.backend.state / "enclaves/ws-alpha/workspace_token").read_text().strip()
+    for pid in [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]:
+        assert token.encode() not in cmdline(pid), pid
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        assert token.encode() not in environ, pid
+    # inside, the server reads it from its own sockets directory: mode 0400, its user's
+    sockets = site.backend.state / "sandboxes/sockets/ws-alpha"
+    (copy,) = sockets.glob("u*/audit_token")
+    st = copy.stat()
+    assert (st.st_mode & 0o777, st.st_uid) == (0o400, 65534)
