@@ -55,6 +55,7 @@ from controller.workspace._audit import read_secret_file
 from controller.workspace._hubconfig import SANDBOX_SPAWNER_CLASS
 from policies import Catalog, load_catalog
 
+from . import _proctree
 from ._errors import SandboxConfigError
 from ._registry import Refused, Served, scan
 from ._supervisor import Child
@@ -152,6 +153,9 @@ class LocalBackend:
     suspended: set[str] = field(default_factory=set)
     reported: dict[Path, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    #: This process is a child subreaper (``run_local`` makes it one): whatever a hub
+    #: orphans becomes its child, and every child that is not a hub is stopped.
+    reaps_orphans: bool = False
     _audit: AuditClient | None = None
 
     # -- wiring -----------------------------------------------------------------------------
@@ -196,9 +200,11 @@ class LocalBackend:
         return self.settings.spawner_class == SANDBOX_SPAWNER_CLASS
 
     def close(self) -> None:
-        """Stop every hub (SIGTERM, then SIGKILL after a grace period), flush the audit spool."""
+        """Stop every hub (SIGTERM, then SIGKILL after a grace period) and anything they
+        left behind, then flush the audit spool."""
         for name in sorted(self.running):
             self._stop(name, reason="the backend is stopping", deregister=False, phase="Paused")
+        self._stop_orphans()
         if self._audit is not None:
             self._audit.close(flush_timeout=10.0)
             self._audit = None
@@ -469,6 +475,20 @@ class LocalBackend:
             else:
                 run.child.tend()
                 self._note_pid(name, run)
+        self._stop_orphans()
+
+    def _stop_orphans(self) -> None:
+        """As a subreaper: collect exited orphans, stop live ones (a dead hub's proxy or
+        culler started after its supervisor last looked at its tree)."""
+        if not self.reaps_orphans:
+            return
+        hubs = {r.child.proc.pid for r in self.running.values() if r.child.proc is not None}
+        orphans = {p: t for p, t in _proctree.children(os.getpid()).items() if p not in hubs}
+        live = {p: t for p, t in orphans.items() if _proctree.alive(p, t)}
+        if live:
+            self.say(f"stopping {len(live)} processes a hub left behind")
+            _proctree.terminate(live, grace_s=5.0)
+        _proctree.reap(orphans)
 
     def _left_serving(self) -> set[str]:
         """Enclaves a previous run left registered and serving (``status.json`` says so):
@@ -561,7 +581,8 @@ def run_local(
     """Open the backend, reconcile every ``interval_s`` until ``stop()`` is true, then close."""
     # one line per request would drown the progress lines
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    backend = LocalBackend(settings=settings, say=say)
+    _proctree.become_subreaper()
+    backend = LocalBackend(settings=settings, say=say, reaps_orphans=True)
     backend.open()
     say(
         f"watching {settings.enclaves_dir} "

@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 from websockets.sync.client import connect
 
+from controller.local import _proctree
 from tests.harness.audit_service import free_port
 
 __all__ = [
@@ -243,6 +244,9 @@ class LocalHub:
         )
 
     def stop(self) -> None:
+        """SIGTERM the hub, SIGKILL after 30 s; then stop what of its tree is left (its
+        proxy and culler run in sessions of their own)."""
+        tree = _proctree.tree(self.process.pid)
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -250,6 +254,8 @@ class LocalHub:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        left = _proctree.terminate(tree, grace_s=5.0)
+        assert not left, f"processes of the hub that would not exit: {sorted(left)}"
 
 
 class Workspace:

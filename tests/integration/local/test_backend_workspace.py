@@ -5,7 +5,8 @@
 through the first enclave's hub, starts the server, and over the hub's proxied URL
 runs code in a real kernel (Jupyter REST + the kernel websocket) that reads the
 enclave's dataset and computes a statistic. Then, from that kernel, each attack
-named below fails while the workspace's own hub API works.
+named below fails while the workspace's own hub API works. The last test stops the
+backend with SIGTERM and polls /proc until none of its process tree is left.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ import yaml
 from tests.e2e.auth.conftest import PortalProcess
 from tests.harness.audit_service import ServiceProcess
 from tests.harness.enclave_files import MEMBER, enclave_doc
-from tests.harness.local_hub import Workspace, cmdline, shared_state_dir
+from tests.harness.local_hub import Workspace, cmdline, descendants, shared_state_dir
 from tests.integration.local.conftest import HostService, host_address
 from tests.integration.local.test_local_backend import (
     Backend,
+    alive,
     start_backend,
     wait_for,
 )
@@ -269,3 +271,44 @@ def test_workspace_records_with_its_enclaves_token_which_no_host_argv_or_env_sho
     (copy,) = sockets.glob("u*/audit_token")
     st = copy.stat()
     assert (st.st_mode & 0o777, st.st_uid) == (0o400, 65534)
+
+
+def test_sigterm_after_a_hub_crash_leaves_no_process_of_the_backends_tree(site: Site) -> None:
+    proc = site.backend.proc
+    tree = {pid: _started(pid) for pid in descendants(proc.pid)}
+    names = {_name(pid) for pid in tree}
+    # what must not be left behind: the hubs' proxies, cullers, bridges and sandboxes
+    assert {"configurable-http-proxy", "jupyterhub_idle_culler", "bwrap", "socat"} <= names, names
+    # a hub that crashes cannot stop its proxy and culler (each in a session of its own)
+    os.kill(site.other_hub["hub_pid"], signal.SIGKILL)
+    wait_for("the crashed hub is gone", lambda: not alive(site.other_hub["hub_pid"]))
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0, site.backend.output()[-2000:]
+
+    def left() -> list[str]:
+        return [f"{p} {_name(p)}" for p, t in tree.items() if alive(p) and _started(p) == t]
+
+    try:
+        wait_for("no process of the backend's tree is left", lambda: not left(), timeout=60)
+    except AssertionError:
+        raise AssertionError(f"left running after the backend stopped: {left()}") from None
+    finally:
+        for entry in left():  # never leave them to the next test, even when this one fails
+            os.kill(int(entry.split()[0]), signal.SIGKILL)
+
+
+def _started(pid: int) -> str:
+    """The process's start time (field 22 of /proc/PID/stat): tells a reused pid apart."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _name(pid: int) -> str:
+    argv = cmdline(pid).split(b"\0")
+    for part in argv[:3]:
+        for known in (b"configurable-http-proxy", b"jupyterhub_idle_culler", b"bwrap", b"socat"):
+            if part.endswith(known):
+                return known.decode()
+    return argv[0].decode(errors="replace").rsplit("/", 1)[-1]
