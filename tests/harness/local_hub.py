@@ -137,6 +137,7 @@ class LocalHub:
     process: subprocess.Popen[bytes]
     log_path: Path
     users: set[str] = field(default_factory=set)
+    orphans: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def start(
@@ -243,10 +244,17 @@ class LocalHub:
             lambda: not self.api("GET", f"/users/{user}").json().get("servers"),
         )
 
+    def crash(self) -> None:
+        """SIGKILL the hub's process group: no clean-up. Its proxy (a session of its own)
+        survives; :meth:`stop` stops it."""
+        self.orphans.update(_proctree.tree(self.process.pid))
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
     def stop(self) -> None:
         """SIGTERM the hub, SIGKILL after 30 s; then stop what of its tree is left (its
         proxy and culler run in sessions of their own)."""
-        tree = _proctree.tree(self.process.pid)
+        tree = {**self.orphans, **_proctree.tree(self.process.pid)}
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
