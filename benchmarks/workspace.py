@@ -30,8 +30,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import yaml  # noqa: E402
-
 from controller.local import _proctree  # noqa: E402
 from tests.e2e.auth.conftest import PortalProcess  # noqa: E402
 from tests.harness.audit_service import ServiceProcess, make_audit_env  # noqa: E402
@@ -39,13 +37,15 @@ from tests.harness.enclave_files import enclave_doc  # noqa: E402
 from tests.harness.local_hub import Workspace, shared_state_dir  # noqa: E402
 from tests.integration.local.test_local_backend import (  # noqa: E402
     Backend,
-    start_backend,
+    start_sandboxed_backend,
     wait_for,
 )
 from tests.integration.workspace.conftest import (  # noqa: E402
+    api_token,
     browser,
     enrol,
     sign_in_through_hub,
+    start_lab,
 )
 
 N = 3
@@ -85,19 +85,10 @@ def _sample(
         )
         assert r.status_code == 200, r.text[:500]
         phases["signed_in"].append(time.monotonic() - started[0])
-        xsrf = next(c.value for c in b.cookies.jar if c.name == "_xsrf")
-        headers = {"X-XSRFToken": xsrf or ""}
-        r = b.post(f"{hub}/hub/api/users/{user}/server", headers=headers)
-        assert r.status_code in (201, 202), r.text
-        wait_for(
-            "JupyterLab answers",
-            lambda: b.get(f"{hub}/user/{user}/lab").url.path == f"/user/{user}/lab",
-            timeout=180,
-        )
+        headers = start_lab(b, hub, user)
         phases["lab_loaded"].append(time.monotonic() - started[0])
-        r = b.post(f"{hub}/hub/api/users/{user}/tokens", headers=headers, json={})
-        assert r.status_code == 201, r.text
-        workspace = Workspace(hub=_Hub(hub, r.json()["token"]), user=user)  # type: ignore[arg-type]
+        token = api_token(b, hub, user, headers)
+        workspace = Workspace(hub=_Hub(hub, token), user=user)  # type: ignore[arg-type]
         workspace.run("pass")  # returns once the kernel replied and went idle
         seconds = time.monotonic() - started[0]
         hub_pid = backend.status(ENCLAVE)["hub_pid"]
@@ -151,8 +142,6 @@ def main() -> None:
             dataset = root / "datasets" / "ds-16s"
             dataset.mkdir(parents=True)
             (dataset / "genus_abundance.tsv").write_text("participant\tBacteroides\nF-1\t0.5\n")
-            directory = root / "enclaves"
-            directory.mkdir()
             doc = enclave_doc(
                 ENCLAVE,
                 members=[{"user": u, "role": "researcher"} for u in users],
@@ -160,19 +149,8 @@ def main() -> None:
                     {"name": "m16s", "persistentVolume": "ds-16s", "mountPath": "/data/m16s"}
                 ],
             )
-            (directory / "bench.yaml").write_text(yaml.safe_dump(doc))
-            state, log = root / "state", root / "backend.log"
-            proc = start_backend(
-                directory=directory,
-                state=state,
-                log=log,
-                portal=portal,
-                audit=audit,
-                extra=("--datasets", str(root / "datasets")),
-            )
-            backend = Backend(
-                directory=directory, state=state, log=log, proc=proc, portal=portal, audit=audit
-            )
+            backend = start_sandboxed_backend(root=root, docs=[doc], portal=portal, audit=audit)
+            proc = backend.proc
             wait_for("the hub answers", lambda: backend.hub_answers(ENCLAVE), timeout=180)
             hub = backend.status(ENCLAVE)["hub_url"]
             secrets = {u: enrol(portal, u) for u in users}

@@ -24,7 +24,12 @@ from audit import Query, open_log
 from controller._demo import DEMO_USER
 from tests.harness.audit_service import free_port
 from tests.harness.local_hub import shared_state_dir
-from tests.integration.workspace.conftest import accept_invitation, browser, sign_in_through_hub
+from tests.integration.workspace.conftest import (
+    accept_invitation,
+    browser,
+    sign_in_through_hub,
+    start_lab,
+)
 
 ENCLAVE = Path(sys.executable).with_name("enclave")
 DEMO_ENCLAVES = ("demo-nbdc-standard", "demo-nbdc-high", "demo-tommo-standard", "demo-tommo-strong")
@@ -98,17 +103,7 @@ def _run_demo(state: Path) -> None:
         with browser() as b:
             r = sign_in_through_hub(b, hub, DEMO_USER, secret)
             assert r.status_code == 200, r.text[:2000]
-            xsrf = next(c.value for c in b.cookies.jar if c.name == "_xsrf")
-            r = b.post(f"{hub}/hub/api/users/{DEMO_USER}/server", headers={"X-XSRFToken": xsrf})
-            assert r.status_code in (201, 202), r.text
-            deadline = time.monotonic() + 180
-            while (lab := b.get(f"{hub}/user/{DEMO_USER}/lab")).url.path != (
-                f"/user/{DEMO_USER}/lab"
-            ):
-                assert time.monotonic() < deadline, f"no JupyterLab: {lab.url} {lab.text[:500]}"
-                time.sleep(0.5)  # poll interval
-            assert lab.status_code == 200
-            assert "JupyterLab" in lab.text
+            start_lab(b, hub, DEMO_USER)  # JupyterLab loads (from the sandboxed server)
         hub_pids = [
             json.loads((state / "local/enclaves" / n / "status.json").read_text())["hub_pid"]
             for n in DEMO_ENCLAVES

@@ -22,7 +22,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from tests.e2e.auth.conftest import PortalProcess
 from tests.harness.audit_service import ServiceProcess
@@ -32,15 +31,17 @@ from tests.integration.local.conftest import HostService, host_address
 from tests.integration.local.test_local_backend import (
     Backend,
     alive,
-    start_backend,
+    start_sandboxed_backend,
     wait_for,
 )
-from tests.integration.local.test_sandbox_escapes import _CONNECT
+from tests.integration.local.test_sandbox_escapes import _CONNECT, _WRITES
 from tests.integration.workspace.conftest import (
+    api_token,
     audit_events,
     browser,
     enrol,
     sign_in_through_hub,
+    start_lab,
 )
 
 DATASET_FILE = "genus_abundance.tsv"
@@ -82,24 +83,12 @@ def site(portal: PortalProcess, audit_service: ServiceProcess) -> Iterator[Site]
         # writable on the host by anyone: only the read-only bind can stop a write
         dataset.chmod(0o777)
         (dataset / DATASET_FILE).chmod(0o666)
-        directory = root / "enclaves"
-        directory.mkdir()
         mount = {"name": "microbiome-16s", "persistentVolume": "ds-16s"}
         alpha = enclave_doc("ws-alpha", datasets=[{**mount, "mountPath": "/data/microbiome-16s"}])
-        (directory / "alpha.yaml").write_text(yaml.safe_dump(alpha))
-        (directory / "beta.yaml").write_text(yaml.safe_dump(enclave_doc("ws-beta")))
-        state, log = root / "state", root / "backend.log"
-        proc = start_backend(
-            directory=directory,
-            state=state,
-            log=log,
-            portal=portal,
-            audit=audit_service,
-            extra=("--datasets", str(datasets)),  # and the default spawner: the sandbox
+        backend = start_sandboxed_backend(
+            root=root, docs=[alpha, enclave_doc("ws-beta")], portal=portal, audit=audit_service
         )
-        backend = Backend(
-            directory=directory, state=state, log=log, proc=proc, portal=portal, audit=audit_service
-        )
+        proc = backend.proc
         try:
             for name in ("ws-alpha", "ws-beta"):
                 wait_for(f"{name}'s hub answers", lambda n=name: backend.hub_answers(n))
@@ -108,28 +97,7 @@ def site(portal: PortalProcess, audit_service: ServiceProcess) -> Iterator[Site]
             with browser() as b:
                 r = sign_in_through_hub(b, hub, MEMBER, secret)
                 assert r.status_code == 200, r.text[:2000]
-                xsrf = next(c.value for c in b.cookies.jar if c.name == "_xsrf")
-                headers = {"X-XSRFToken": xsrf or ""}
-                r = b.post(f"{hub}/hub/api/users/{MEMBER}/server", headers=headers)
-                assert r.status_code in (201, 202), r.text
-                wait_for(
-                    "the member's server is ready",
-                    lambda: (
-                        b.get(f"{hub}/hub/api/users/{MEMBER}", headers=headers)
-                        .json()
-                        .get("servers", {})
-                        .get("", {})
-                        .get("ready")
-                    ),
-                    timeout=180,
-                )
-                r = b.post(
-                    f"{hub}/hub/api/users/{MEMBER}/tokens",
-                    headers=headers,
-                    json={"note": "test kernel client", "expires_in": 3600},
-                )
-                assert r.status_code == 201, r.text
-                token = r.json()["token"]
+                token = api_token(b, hub, MEMBER, start_lab(b, hub, MEMBER))
             yield Site(
                 backend=backend,
                 workspace=Workspace(hub=ProxiedHub(url=hub, token=token), user=MEMBER),  # type: ignore[arg-type]
@@ -218,16 +186,11 @@ def test_kernel_cannot_resolve_dns_names(site: Site) -> None:
 
 
 def test_kernel_cannot_write_to_a_dataset(site: Site) -> None:
-    out = site.workspace.run(
-        "import errno\n"
-        f"for path, mode in (('/data/microbiome-16s/{DATASET_FILE}', 'a'),\n"
-        "                   ('/data/microbiome-16s/copy.tsv', 'w')):\n"
-        "    try:\n"
-        "        open(path, mode).write('x')\n"
-        "        print('WROTE')\n"
-        "    except OSError as e:\n"
-        "        print(errno.errorcode[e.errno])\n"
+    attempts = (
+        (f"/data/microbiome-16s/{DATASET_FILE}", "a"),
+        ("/data/microbiome-16s/copy.tsv", "w"),
     )
+    out = site.workspace.run(_WRITES.format(attempts=attempts))
     assert out.split() == ["EROFS", "EROFS"]
     assert sorted(os.listdir(site.dataset)) == [DATASET_FILE]
 

@@ -132,6 +132,28 @@ def start_backend(
         )
 
 
+def start_sandboxed_backend(
+    *, root: Path, docs: list[dict[str, Any]], portal: PortalProcess, audit: ServiceProcess
+) -> Backend:
+    """The backend with its default (sandboxed) spawner over ``docs`` (one file each,
+    in ``root/enclaves``), datasets from ``root/datasets``, state in ``root/state``.
+    ``root`` must be searchable by the sandboxes' host user (``shared_state_dir``)."""
+    directory = root / "enclaves"
+    directory.mkdir()
+    for doc in docs:
+        (directory / f"{doc['metadata']['name']}.yaml").write_text(yaml.safe_dump(doc))
+    state, log = root / "state", root / "backend.log"
+    proc = start_backend(
+        directory=directory,
+        state=state,
+        log=log,
+        portal=portal,
+        audit=audit,
+        extra=("--datasets", str(root / "datasets")),
+    )
+    return Backend(directory=directory, state=state, log=log, proc=proc, portal=portal, audit=audit)
+
+
 @pytest.fixture(scope="module")
 def backend(
     portal: PortalProcess, audit_service: ServiceProcess, tmp_path_factory: pytest.TempPathFactory

@@ -134,6 +134,28 @@ def sign_in_through_hub(
     return r
 
 
+def start_lab(b: httpx.Client, hub: str, user: str, *, timeout: float = 180) -> dict[str, str]:
+    """Signed in at ``hub``: start ``user``'s server through the hub's API (with the
+    browser's ``_xsrf``) and poll until JupyterLab loads; the headers for more API calls."""
+    xsrf = next(c.value for c in b.cookies.jar if c.name == "_xsrf")
+    headers = {"X-XSRFToken": xsrf or ""}
+    r = b.post(f"{hub}/hub/api/users/{user}/server", headers=headers)
+    assert r.status_code in (201, 202), r.text
+    deadline = time.monotonic() + timeout
+    while (lab := b.get(f"{hub}/user/{user}/lab")).url.path != f"/user/{user}/lab":
+        assert time.monotonic() < deadline, f"no JupyterLab: {lab.url} {lab.text[:500]}"
+        time.sleep(0.5)  # poll interval
+    assert lab.status_code == 200, lab.text[:500]
+    return headers
+
+
+def api_token(b: httpx.Client, hub: str, user: str, headers: dict[str, str]) -> str:
+    """A hub API token of ``user``'s (for the proxied server's REST API and websockets)."""
+    r = b.post(f"{hub}/hub/api/users/{user}/tokens", headers=headers, json={"expires_in": 3600})
+    assert r.status_code == 201, r.text
+    return str(r.json()["token"])
+
+
 @pytest.fixture(scope="module")
 def audit_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     env = make_audit_env(tmp_path_factory.mktemp("audit"), sources=())

@@ -18,6 +18,7 @@ from controller.workspace import (
 )
 from controller.workspace._hubconfig import SANDBOX_SPAWNER_CLASS
 from policies import load_catalog
+from tests.unit.workspace.test_hubconfig import site as generator_site
 
 STATE = Path("/srv/enclave/local/enclaves/gut-2026")
 BOX = LocalSandbox(
@@ -29,19 +30,14 @@ BOX = LocalSandbox(
 
 
 def site(**over: object) -> HubSite:
-    base: dict[str, object] = {
-        "portal_url": "https://portal.example",
-        "public_url": "http://localhost:8101",
-        "hub_api_port": 8102,
-        "proxy_api_port": 8103,
+    """The generator tests' site, made a local backend's: the audited sandbox."""
+    local: dict[str, object] = {
         "state_dir": STATE,
-        "audit_url": "http://127.0.0.1:8700",
-        "proxy_command": ("/opt/enclave/node_modules/.bin/configurable-http-proxy",),
-        "python": "/opt/enclave/.venv/bin/python",
+        "public_url": "http://localhost:8101",
         "spawner_class": SANDBOX_SPAWNER_CLASS,
         "sandbox": BOX,
     }
-    return HubSite(**{**base, **over})  # type: ignore[arg-type]
+    return generator_site(**{**local, **over})
 
 
 def config(**over: object) -> dict[str, dict[str, object]]:
