@@ -236,6 +236,30 @@ def test_workspace_records_with_its_enclaves_token_which_no_host_argv_or_env_sho
     assert (st.st_mode & 0o777, st.st_uid) == (0o400, 65534)
 
 
+def test_home_is_private_to_the_enclave_and_survives_a_server_restart(site: Site) -> None:
+    site.workspace.run("open('notes.txt', 'w').write('kept')\n")
+    home = site.backend.state / "sandboxes/homes/ws-alpha"
+    st = home.stat()
+    assert (st.st_mode & 0o777, st.st_uid) == (0o700, 65534)  # nobody else's, on the host
+    assert (home / "notes.txt").read_text() == "kept"
+    api = f"{site.hub_url}/hub/api/users/{MEMBER}"
+    with httpx.Client(headers={"Authorization": f"token {site.token}"}, timeout=30) as client:
+        assert client.delete(f"{api}/server").status_code in (202, 204)
+        wait_for("the server stopped", lambda: not client.get(api).json().get("servers"))
+        assert client.post(f"{api}/server").status_code in (201, 202)
+        wait_for(
+            "the server is ready again",
+            lambda: client.get(api).json().get("servers", {}).get("", {}).get("ready"),
+            timeout=180,
+        )
+    site.workspace.forget_kernel()
+    state = site.backend.state
+    out = site.workspace.run(
+        f"import os; print(open('notes.txt').read(), os.path.exists({str(state)!r}))"
+    )
+    assert out.split() == ["kept", "False"]  # its home, and no way to the backend's state
+
+
 def test_sigterm_after_a_hub_crash_leaves_no_process_of_the_backends_tree(site: Site) -> None:
     proc = site.backend.proc
     tree = {pid: _started(pid) for pid in descendants(proc.pid)}
