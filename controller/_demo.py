@@ -1,12 +1,13 @@
 """``enclave demo``: the embedded default on one machine, for trials and demos.
 
-Lays out a state directory (keys, stores, tokens), starts the real audit service
-and the real portal as two processes wired as in production (the portal records
-every decision through the audit service, with a durable spool), registers one
-demo researcher and officer, then the local backend (``enclave controller run
---local``) over one Enclave file per tier that it writes into the state directory,
-beside a generated, obviously fake dataset; it prints how to log in once every hub
-answers. It runs until interrupted. Re-running it reuses the state directory (and
+Lays out a state directory (keys, stores, tokens), starts the real audit service,
+then the local backend (``enclave controller run --local``) over one Enclave file
+per tier that it writes into the state directory, beside a generated, obviously
+fake dataset, so that the hubs start while it registers one demo researcher and
+officer and starts the real portal, wired as in production (the portal records
+every decision through the audit service, with a durable spool; the backend
+registers each enclave there once it answers); it prints how to log in once every
+hub answers. It runs until interrupted. Re-running it reuses the state directory (and
 its Enclave files and dataset): the audit log is never wiped by the demo.
 
 Each member's JupyterLab runs in the local backend's bubblewrap sandbox, as the
@@ -449,26 +450,11 @@ def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = Fal
         )
         procs.append(audit)
         _wait_ready(layout.audit_url, audit, st / "audit.log")
-        how = _enrol_demo_people(layout)
         admin = st / "portal-admin-token"
         if not admin.exists():
             _write_secret(admin, secrets.token_urlsafe(32))
-        portal = _start(
-            [
-                "portal",
-                "serve",
-                "--issuer",
-                layout.portal_url,
-                "--port",
-                str(portal_port),
-                "--admin-token-file",
-                str(admin),
-            ],
-            log=st / "portal.log",
-            env=layout.portal_env(),
-        )
-        procs.append(portal)
-        _wait_ready(f"http://127.0.0.1:{portal_port}", portal, st / "portal.log")
+        # The backend starts now: its hubs come up while the demo people are enrolled and
+        # the portal starts (it registers each enclave once the portal answers).
         print("  local backend: one hub per demo enclave", flush=True)
         dataset = write_dataset(st / "datasets")
         names = write_enclave_files(st / "enclaves")
@@ -483,6 +469,23 @@ def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = Fal
             log=st / "controller.log",
         )
         procs.append(backend)
+        how = _enrol_demo_people(layout)
+        portal = _start(
+            [
+                "portal",
+                "serve",
+                "--issuer",
+                layout.portal_url,
+                "--port",
+                str(portal_port),
+                "--admin-token-file",
+                str(admin),
+            ],
+            log=st / "portal.log",
+            env=layout.portal_env(),
+        )
+        procs.insert(1, portal)  # stopped after the backend, before the audit service
+        _wait_ready(f"http://127.0.0.1:{portal_port}", portal, st / "portal.log")
         hubs = _wait_hubs(st / "local" / "enclaves", names, backend, st / "controller.log")
         hub_lines = "".join(f"    {n:<22}{hubs[n]}\n" for n in names)
         print(
