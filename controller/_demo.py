@@ -1,16 +1,19 @@
 """``enclave demo``: the embedded default on one machine, for trials and demos.
 
-Lays out a state directory (keys, stores, tokens), starts the real audit service
-and the real portal as two processes wired as in production (the portal records
-every decision through the audit service, with a durable spool), registers one
-demo researcher and officer, then the local backend (``enclave controller run
---local``) over one Enclave file per tier that it writes into the state directory,
-beside a generated, obviously fake dataset; it prints how to log in once every hub
-answers. It runs until interrupted. Re-running it reuses the state directory (and
+Lays out a state directory (keys, stores, tokens), starts the real audit service,
+then the local backend (``enclave controller run --local``) over one Enclave file
+per tier that it writes into the state directory, beside a generated, obviously
+fake dataset, so that the hubs start while it registers one demo researcher and
+officer and starts the real portal, wired as in production (the portal records
+every decision through the audit service, with a durable spool; the backend
+registers each enclave there once it answers); it prints how to log in once every
+hub answers. It runs until interrupted. Re-running it reuses the state directory (and
 its Enclave files and dataset): the audit log is never wiped by the demo.
 
-What it does not do yet: run each single-user server in its bubblewrap sandbox
-(the hubs use JupyterHub's LocalProcessSpawner). The demo says so.
+Each member's JupyterLab runs in the local backend's bubblewrap sandbox, as the
+unprivileged host user ``nobody``; so the state directory is mode 0711 (that user
+reaches ``local/sandboxes`` and ``datasets`` by name) and everything else in it is
+private: the demo's processes run with umask 077.
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ def write_dataset(datasets: Path) -> Path:
     folder = datasets / DATASET_VOLUME
     if folder.exists():
         return folder
+    datasets.mkdir(exist_ok=True)
+    datasets.chmod(0o755)  # the sandboxes' host user binds the dataset from here
     tmp = datasets / f".{DATASET_VOLUME}.tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     rng = random.Random(16)  # noqa: S311 - seeded on purpose: fake data, not a secret
@@ -202,6 +207,13 @@ class DemoLayout:
         }
 
 
+#: What the sandboxes' host user must reach inside the state directory (everything else
+#: there is private to the demo's user).
+_REACHED_BY_SANDBOXES = ("datasets", "local")
+#: Files the demo and its processes create are private to its user.
+_UMASK = 0o077
+
+
 def _enclave() -> list[str]:
     script = Path(sys.executable).with_name("enclave")
     if not script.exists():
@@ -237,7 +249,10 @@ def prepare(layout: DemoLayout, *, say: object = print) -> str:
     """Create what is missing in the state directory; return the demo user's status line."""
     st = layout.state
     st.mkdir(parents=True, exist_ok=True)
-    os.chmod(st, 0o700)
+    os.chmod(st, 0o711)  # noqa: S103 - searchable only: the sandboxes reach local/, datasets/
+    for entry in st.iterdir():  # a state directory from an earlier version: made private
+        if entry.name not in _REACHED_BY_SANDBOXES and not entry.is_symlink():
+            entry.chmod(entry.stat().st_mode & 0o700)
     emit = say if callable(say) else print
     if not (st / "audit.key").exists():
         emit("  audit: signing key")
@@ -393,6 +408,7 @@ def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = Fal
                 "ENCLAVE_DEMO_PORTAL_PORT"
             )
     _stop_on_signals()
+    os.umask(_UMASK)  # inherited by the audit service, the portal, the backend and hubs
     # one line per request would drown the progress lines
     logging.getLogger("httpx").setLevel(logging.WARNING)
     print(f"Enclave demo: state in {layout.state}", flush=True)
@@ -434,26 +450,11 @@ def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = Fal
         )
         procs.append(audit)
         _wait_ready(layout.audit_url, audit, st / "audit.log")
-        how = _enrol_demo_people(layout)
         admin = st / "portal-admin-token"
         if not admin.exists():
             _write_secret(admin, secrets.token_urlsafe(32))
-        portal = _start(
-            [
-                "portal",
-                "serve",
-                "--issuer",
-                layout.portal_url,
-                "--port",
-                str(portal_port),
-                "--admin-token-file",
-                str(admin),
-            ],
-            log=st / "portal.log",
-            env=layout.portal_env(),
-        )
-        procs.append(portal)
-        _wait_ready(f"http://127.0.0.1:{portal_port}", portal, st / "portal.log")
+        # The backend starts now: its hubs come up while the demo people are enrolled and
+        # the portal starts (it registers each enclave once the portal answers).
         print("  local backend: one hub per demo enclave", flush=True)
         dataset = write_dataset(st / "datasets")
         names = write_enclave_files(st / "enclaves")
@@ -468,6 +469,23 @@ def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = Fal
             log=st / "controller.log",
         )
         procs.append(backend)
+        how = _enrol_demo_people(layout)
+        portal = _start(
+            [
+                "portal",
+                "serve",
+                "--issuer",
+                layout.portal_url,
+                "--port",
+                str(portal_port),
+                "--admin-token-file",
+                str(admin),
+            ],
+            log=st / "portal.log",
+            env=layout.portal_env(),
+        )
+        procs.insert(1, portal)  # stopped after the backend, before the audit service
+        _wait_ready(f"http://127.0.0.1:{portal_port}", portal, st / "portal.log")
         hubs = _wait_hubs(st / "local" / "enclaves", names, backend, st / "controller.log")
         hub_lines = "".join(f"    {n:<22}{hubs[n]}\n" for n in names)
         print(
@@ -491,9 +509,10 @@ def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = Fal
             f"  Tiers               enclave tiers show nbdc-high\n"
             f"  Logs                {st / 'portal.log'}, {st / 'audit.log'},\n"
             f"                      {st / 'controller.log'}, {st / 'local/enclaves/*/hub.log'}\n\n"
-            "  Not built yet: the bubblewrap sandbox of each single-user server. The hubs\n"
-            "  use JupyterHub's LocalProcessSpawner, which needs an OS account named like\n"
-            "  the member, so a demo member's JupyterLab does not start yet.\n",
+            "  Each member's JupyterLab runs in its own bubblewrap sandbox (no network but\n"
+            "  its hub and the audit intake, the dataset read-only at "
+            f"{DATASET_MOUNT},\n"
+            f"  the enclave's home kept in {st / 'local/sandboxes/homes'}).\n",
             flush=True,
         )
         if once:

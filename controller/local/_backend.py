@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pwd
 import secrets
 import socket
 import subprocess
@@ -42,11 +43,20 @@ import httpx
 from audit import Event
 from audit.client import AuditClient, ClientError
 from controller.kube import Enclave
-from controller.workspace import EnclaveSpec, HubSite, Member, SpecError, make_hub_config
+from controller.workspace import (
+    EnclaveSpec,
+    HubSite,
+    LocalSandbox,
+    Member,
+    SpecError,
+    make_hub_config,
+)
 from controller.workspace._audit import read_secret_file
-from controller.workspace._hubconfig import SPAWNER_CLASS
+from controller.workspace._hubconfig import SANDBOX_SPAWNER_CLASS
 from policies import Catalog, load_catalog
 
+from . import _proctree
+from ._errors import SandboxConfigError
 from ._registry import Refused, Served, scan
 from ._supervisor import Child
 from .errors import PortalError, SetupError
@@ -61,10 +71,14 @@ class LocalSettings:
     """Where the local backend reads, writes and connects.
 
     ``state_dir`` holds, per enclave, ``enclaves/NAME/`` (the hub's configuration,
-    database, secrets, logs and ``status.json``), and the backend's own intake token
-    and spool. ``audit_tokens_file`` and ``audit_store`` are the audit service's token
-    file and store, used (through ``enclave audit token issue``) to issue each
-    enclave's tokens, which the running service picks up by itself.
+    database, secrets, logs and ``status.json``; mode 0700), the backend's own intake
+    token and spool (0600), and ``sandboxes/`` (each enclave's home and each server's
+    sockets and spool, see ``SandboxSpawner``). The state directory itself is mode
+    0711 so that the sandbox's unprivileged host user can reach ``sandboxes/``; every
+    ancestor must be searchable by that user too. ``audit_tokens_file`` and
+    ``audit_store`` are the audit service's token file and store, used (through
+    ``enclave audit token issue``) to issue each enclave's tokens, which the running
+    service picks up by itself.
     """
 
     enclaves_dir: Path
@@ -77,7 +91,7 @@ class LocalSettings:
     proxy_command: tuple[str, ...]
     public_host: str = "localhost"
     datasets_dir: Path | None = None
-    spawner_class: str = SPAWNER_CLASS
+    spawner_class: str = SANDBOX_SPAWNER_CLASS
     python: str = sys.executable
     interval_s: float = 1.0
 
@@ -139,6 +153,9 @@ class LocalBackend:
     suspended: set[str] = field(default_factory=set)
     reported: dict[Path, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    #: This process is a child subreaper (``run_local`` makes it one): whatever a hub
+    #: orphans becomes its child, and every child that is not a hub is stopped.
+    reaps_orphans: bool = False
     _audit: AuditClient | None = None
 
     # -- wiring -----------------------------------------------------------------------------
@@ -159,21 +176,35 @@ class LocalBackend:
         except SpecError as e:
             raise SetupError(str(e)) from None
         (s.state_dir / "enclaves").mkdir(parents=True, exist_ok=True)
-        os.chmod(s.state_dir, 0o700)
+        (s.state_dir / "enclaves").chmod(0o700)
+        # 0711: the sandbox's host user reaches sandboxes/ and nothing else by name
+        # (every other entry is 0700 or 0600, the spool made private before first use)
+        os.chmod(s.state_dir, 0o711 if self._sandboxed else 0o700)
+        if self._sandboxed:
+            _prepare_sandboxes(s.state_dir / "sandboxes")
         token_file = s.state_dir / "controller-audit-token"
         if not token_file.exists():
             _write_secret(token_file, self._issue_token(source="controller", enclave=None))
+        spool = s.state_dir / "controller-audit-spool.db"
+        os.close(os.open(spool, os.O_WRONLY | os.O_CREAT, 0o600))
+        spool.chmod(0o600)
         self._audit = AuditClient.http(
             url=s.audit_url,
             token=read_secret_file(token_file, what="the controller's audit token file"),
-            spool_path=s.state_dir / "controller-audit-spool.db",
+            spool_path=spool,
             source="controller",
         )
 
+    @property
+    def _sandboxed(self) -> bool:
+        return self.settings.spawner_class == SANDBOX_SPAWNER_CLASS
+
     def close(self) -> None:
-        """Stop every hub (SIGTERM, then SIGKILL after a grace period), flush the audit spool."""
+        """Stop every hub (SIGTERM, then SIGKILL after a grace period) and anything they
+        left behind, then flush the audit spool."""
         for name in sorted(self.running):
             self._stop(name, reason="the backend is stopping", deregister=False, phase="Paused")
+        self._stop_orphans()
         if self._audit is not None:
             self._audit.close(flush_timeout=10.0)
             self._audit = None
@@ -309,9 +340,13 @@ class LocalBackend:
                 proxy_command=s.proxy_command,
                 python=s.python,
                 spawner_class=s.spawner_class,
+                sandbox=self._sandbox(e, d) if self._sandboxed else None,
             ),
         )
-        _write_atomic(d / "jupyterhub_config.py", config.render() + self._workspace_lines(e, d))
+        text = config.render()
+        if not self._sandboxed:
+            text += self._workspace_lines(d)
+        _write_atomic(d / "jupyterhub_config.py", text)
         # 4. (re)start the hub
         if e.name in self.running:
             self.running[e.name].child.stop()
@@ -337,19 +372,38 @@ class LocalBackend:
         )
         self.say(f"{e.name}: hub starting at {public} ({e.tier}, from {served.path.name})")
 
-    def _workspace_lines(self, e: Enclave, d: Path) -> str:
-        """What each single-user server needs beyond the shared configuration: the
-        enclave's workspace intake token, a durable spool of its own (one per member:
-        two servers never share one), and the enclave's datasets (mount path -> the
-        dataset's directory here, for the spawner to bind-mount read-only)."""
+    def _sandbox(self, e: Enclave, d: Path) -> LocalSandbox:
+        """The sandbox of the enclave's servers: its datasets (each must exist here), its
+        workspace intake token, and the host paths a server runs from."""
+        datasets = []
+        for ds in e.datasets:
+            source = self._dataset_source(ds.persistent_volume)
+            if not source or not Path(source).is_dir():
+                where = source or "(no --datasets directory given)"
+                raise SetupError(
+                    f"dataset {ds.name}'s persistentVolume {ds.persistent_volume} is not a "
+                    f"directory here: {where}"
+                )
+            datasets.append((ds.mount_path, Path(source)))
+        return LocalSandbox(
+            state_dir=self.settings.state_dir / "sandboxes",
+            datasets=tuple(datasets),
+            workspace_token_file=d / "workspace_token",
+            readonly_paths=_server_paths(self.settings.python),
+        )
+
+    def _workspace_lines(self, d: Path) -> str:
+        """For a spawner other than the sandbox's (tests use one): each single-user
+        server's workspace intake token (the enclave's) and a durable spool of its own
+        (one per member: two servers never share one), as host paths. The sandbox
+        spawner hands both over inside each sandbox itself."""
         token = f"--EnclaveWorkspace.audit_token_file={d / 'workspace_token'}"
         spools = d / "workspace-spools"
         spools.mkdir(mode=0o700, exist_ok=True)
-        mounts = {ds.mount_path: self._dataset_source(ds.persistent_volume) for ds in e.datasets}
         lines = [
             "",
             "",
-            "# Added by the local backend: per-workspace audit settings and datasets.",
+            "# Added by the local backend: per-workspace audit settings.",
             "def _enclave_workspace(spawner):",
             f"    spool = {str(spools)!r} + '/' + spawner.user.name + '.db'",
             f"    spawner.args = [*spawner.args, {token!r},",
@@ -357,7 +411,6 @@ class LocalBackend:
             "",
             "",
             "c.Spawner.pre_spawn_hook = _enclave_workspace",
-            f"c.Spawner.environment = {{'ENCLAVE_DATASETS': {json.dumps(mounts)!r}}}",
         ]
         return "\n".join(lines) + "\n"
 
@@ -422,6 +475,20 @@ class LocalBackend:
             else:
                 run.child.tend()
                 self._note_pid(name, run)
+        self._stop_orphans()
+
+    def _stop_orphans(self) -> None:
+        """As a subreaper: collect exited orphans, stop live ones (a dead hub's proxy or
+        culler started after its supervisor last looked at its tree)."""
+        if not self.reaps_orphans:
+            return
+        hubs = {r.child.proc.pid for r in self.running.values() if r.child.proc is not None}
+        orphans = {p: t for p, t in _proctree.children(os.getpid()).items() if p not in hubs}
+        live = {p: t for p, t in orphans.items() if _proctree.alive(p, t)}
+        if live:
+            self.say(f"stopping {len(live)} processes a hub left behind")
+            _proctree.terminate(live, grace_s=5.0)
+        _proctree.reap(orphans)
 
     def _left_serving(self) -> set[str]:
         """Enclaves a previous run left registered and serving (``status.json`` says so):
@@ -479,13 +546,43 @@ class LocalBackend:
         )
 
 
+def _prepare_sandboxes(root: Path) -> None:
+    """``sandboxes/`` (0711), refused when the sandbox's host user cannot reach it."""
+    from .spawner import SandboxSpawner, check_traversable
+
+    root.mkdir(exist_ok=True)
+    root.chmod(0o711)
+    if os.geteuid() == 0:
+        try:
+            uid = pwd.getpwnam(SandboxSpawner.run_as.default_value).pw_uid
+            check_traversable(root, uid=uid)
+        except (KeyError, SandboxConfigError) as e:
+            raise SetupError(f"the workspaces' sandbox cannot run here: {e}") from None
+
+
+def _server_paths(python: str) -> tuple[Path, ...]:
+    """What a single-user server runs from: the Python environment (and the interpreter
+    it was made from) and this project's packages, wherever they are installed."""
+    import audit
+    import auth
+    import controller
+    import policies
+
+    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(python).parent.parent}
+    for package in (policies, audit, auth, controller):
+        assert package.__file__ is not None
+        paths.add(Path(package.__file__).resolve().parent)
+    return tuple(sorted(p for p in paths if not any(q in p.parents for q in paths)))
+
+
 def run_local(
     *, settings: LocalSettings, say: Callable[[str], None], stop: Callable[[], bool]
 ) -> None:
     """Open the backend, reconcile every ``interval_s`` until ``stop()`` is true, then close."""
     # one line per request would drown the progress lines
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    backend = LocalBackend(settings=settings, say=say)
+    _proctree.become_subreaper()
+    backend = LocalBackend(settings=settings, say=say, reaps_orphans=True)
     backend.open()
     say(
         f"watching {settings.enclaves_dir} "

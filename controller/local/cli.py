@@ -33,7 +33,7 @@ _LOCAL_OPTIONS: tuple[tuple[str, click.ParamType[Any] | None, Any, str], ...] = 
     ("audit-tokens", _FILE, None, "The audit service's token file (tokens are issued into it)."),
     ("audit-store", None, None, "The audit store that records each token issued."),
     ("datasets", _DIR, None, "One subdirectory per dataset (its persistentVolume)."),
-    ("spawner-class", None, None, "The hubs' spawner (default: audited LocalProcessSpawner)."),
+    ("spawner-class", None, None, "The hubs' spawner (default: the audited sandbox)."),
 )
 
 

@@ -14,9 +14,10 @@ The sandbox (bubblewrap, started by ``runuser`` as an unprivileged host user):
 3. dies with its parent and runs in a new session (no TIOCSTI onto a host tty);
 4. sees a read-only root made only of the system directories (``/usr``,
    ``/etc`` and the usr-merge links), the Python environment, the datasets
-   (read-only) and its enclave's home (the one writable bind), plus a private
-   ``/tmp`` whose ``socks`` directory is bound to a host directory holding the
-   Unix sockets that are its only paths out;
+   (read-only) and its enclave's home (writable), plus a private ``/tmp`` whose
+   ``socks`` directory is bound to a host directory holding the Unix sockets that
+   are its only paths out, and, when given, whose ``spool`` directory is bound to
+   the server's own (writable) audit spool directory;
 5. runs a short shell script that starts one ``socat`` per forward (TCP on the
    sandbox's 127.0.0.1 to a Unix socket in ``/tmp/socks``) and then execs the
    server command.
@@ -33,6 +34,7 @@ from controller.local._errors import SandboxConfigError
 
 __all__ = [
     "INSIDE_SOCKETS",
+    "INSIDE_SPOOL",
     "Bind",
     "Forward",
     "Sandbox",
@@ -48,6 +50,8 @@ __all__ = [
 INSIDE_TMP = PurePosixPath("/tmp")  # noqa: S108
 #: Where the host's socket directory appears inside the sandbox (under the private /tmp).
 INSIDE_SOCKETS = INSIDE_TMP / "socks"
+#: Where the server's own audit spool directory appears (under the private /tmp).
+INSIDE_SPOOL = INSIDE_TMP / "spool"
 
 #: Host directories a Python server needs; nothing else of the host is visible.
 _SYSTEM_DIRS = ("/usr", "/etc")
@@ -141,6 +145,7 @@ class Sandbox:
     forwards: tuple[Forward, ...]
     command: tuple[str, ...]
     staged: tuple[Staged, ...] = ()
+    spool_dir: Path | None = None
     uid: int = 65534
     gid: int = 65534
     bwrap: str = "/usr/bin/bwrap"
@@ -163,6 +168,8 @@ class Sandbox:
         if not self.command:
             raise SandboxConfigError("the sandbox needs a command to run.")
         _absolute(self.sockets_dir, what="the sockets directory")
+        if self.spool_dir is not None:
+            _absolute(self.spool_dir, what="the spool directory")
         if not self.home.writable:
             raise SandboxConfigError("the enclave's home must be a writable bind.")
         for dataset in self.datasets:
@@ -182,10 +189,11 @@ class Sandbox:
                     raise SandboxConfigError(
                         f"{bind.target} overlaps {taken}, which the sandbox reserves."
                     )
-            if bind.target == INSIDE_SOCKETS or INSIDE_SOCKETS in bind.target.parents:
-                raise SandboxConfigError(
-                    f"{bind.target} overlaps {INSIDE_SOCKETS}, which the sandbox reserves."
-                )
+            for taken in (INSIDE_SOCKETS, INSIDE_SPOOL):
+                if bind.target == taken or taken in bind.target.parents:
+                    raise SandboxConfigError(
+                        f"{bind.target} overlaps {taken}, which the sandbox reserves."
+                    )
         ports = [f.port for f in self.forwards]
         names = [f.socket for f in self.forwards]
         if len(set(ports)) != len(ports) or len(set(names)) != len(names):
@@ -266,6 +274,8 @@ def bwrap_argv(*, sandbox: Sandbox) -> list[str]:
     for bind in sandbox.readonly:
         argv += _bind_args(bind)
     argv += ["--bind", str(sandbox.sockets_dir), str(INSIDE_SOCKETS)]
+    if sandbox.spool_dir is not None:
+        argv += ["--bind", str(sandbox.spool_dir), str(INSIDE_SPOOL)]
     argv += _bind_args(sandbox.home)
     for dataset in sandbox.datasets:
         argv += _bind_args(dataset)

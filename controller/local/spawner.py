@@ -1,11 +1,13 @@
 """``SandboxSpawner``: JupyterHub starts each single-user server in its no-egress sandbox.
 
 Configure the hub with ``c.JupyterHub.spawner_class =
-"controller.local.spawner.SandboxSpawner"`` and at least ``SandboxSpawner.enclave``
-and ``SandboxSpawner.state_dir``. The hub API (and the audit intake, when set) must
-listen on the host's 127.0.0.1; the sandbox reaches them only through Unix sockets
-bridged by host ``socat`` processes this spawner owns, and the proxy reaches the
-server through one more host ``socat`` on 127.0.0.1. Every process it starts dies
+"controller.local.spawner.AuditedSandboxSpawner"`` (the local backend's hubs; it
+records start, stop and spawn failure with ``source=hub``) or ``SandboxSpawner``
+(no records), and at least ``SandboxSpawner.enclave`` and ``SandboxSpawner.state_dir``.
+The hub API (and the audit intake, when set) must listen on the host's 127.0.0.1;
+the sandbox reaches them only through Unix sockets bridged by host ``socat``
+processes this spawner owns, and the proxy reaches the server through one more host
+``socat`` on 127.0.0.1. Every process it starts dies
 with the hub (parent-death signal), so no sandbox outlives the hub that owns it.
 """
 
@@ -35,6 +37,7 @@ from traitlets import Dict, Float, List, Unicode, default
 from controller.local._errors import SandboxConfigError
 from controller.local.sandbox import (
     INSIDE_SOCKETS,
+    INSIDE_SPOOL,
     Bind,
     Forward,
     Sandbox,
@@ -44,8 +47,18 @@ from controller.local.sandbox import (
     system_binds,
     unix_to_host_tcp_argv,
 )
+from controller.workspace._audit import read_secret_file
+from controller.workspace.errors import SpecError
+from controller.workspace.hub import AuditedSpawnerMixin
 
-__all__ = ["SandboxSpawner", "ServerPaths", "require_tools", "server_paths"]
+__all__ = [
+    "AuditedSandboxSpawner",
+    "SandboxSpawner",
+    "ServerPaths",
+    "check_traversable",
+    "require_tools",
+    "server_paths",
+]
 
 _PR_SET_PDEATHSIG = 1
 _LOOPBACK_NAMES = {"127.0.0.1", "localhost"}
@@ -79,7 +92,7 @@ def _unreachable(path: Path, *, uid: int) -> Path | None:
     return None
 
 
-def _check_traversable(path: Path, *, uid: int) -> None:
+def check_traversable(path: Path, *, uid: int) -> None:
     """The unprivileged user that starts bubblewrap must be able to reach ``path``."""
     blocked = _unreachable(path, uid=uid)
     if blocked is not None:
@@ -96,6 +109,7 @@ class ServerPaths:
     home: Path  # homes/<enclave>: shared by the enclave's members, survives restarts
     sockets: Path  # sockets/<enclave>/u<user id>[-<server>]: emptied at each start
     stage: Path  # stage/<enclave>/u<user id>[-<server>]: mount points for staged paths
+    spool: Path  # spools/<enclave>/u<user id>[-<server>]: the server's audit spool, kept
 
 
 def server_paths(*, state_dir: str, enclave: str, user_id: int, server_name: str) -> ServerPaths:
@@ -116,6 +130,7 @@ def server_paths(*, state_dir: str, enclave: str, user_id: int, server_name: str
         home=state / "homes" / enclave,
         sockets=state / "sockets" / enclave / server,
         stage=state / "stage" / enclave / server,
+        spool=state / "spools" / enclave / server,
     )
 
 
@@ -173,6 +188,14 @@ class SandboxSpawner(Spawner):  # type: ignore[misc]
         help="The audit intake's URL on the host's loopback (http://127.0.0.1:PORT); "
         "empty: no path to the audit intake. Given to the server as ENCLAVE_AUDIT_INTAKE_URL.",
     ).tag(config=True)
+    audit_token_file = Unicode(
+        "",
+        help="Host file (mode 0600, read by the hub) holding the enclave's workspace intake "
+        "token (source=workspace, bound to the enclave). Empty: the server gets none. At "
+        "each start it is copied, mode 0400 and owned by the sandbox's user, into that "
+        "server's own sockets directory (no other sandbox sees it), and the server's "
+        "EnclaveWorkspace.audit_token_file and audit_spool point inside the sandbox.",
+    ).tag(config=True)
     readonly_paths = List(
         Unicode(),
         help="Host paths bound read-only at the same place inside (default: this Python "
@@ -201,15 +224,13 @@ class SandboxSpawner(Spawner):  # type: ignore[misc]
 
     # -- paths ---------------------------------------------------------------------------
 
-    def _paths(self) -> tuple[Path, Path, Path]:
-        """The enclave's home, this server's sockets directory and its stage directory."""
-        paths = server_paths(
+    def _paths(self) -> ServerPaths:
+        return server_paths(
             state_dir=self.state_dir,
             enclave=self.enclave,
             user_id=self.user.id,
             server_name=self.name,
         )
-        return paths.home, paths.sockets, paths.stage
 
     def _readonly(
         self, *, run_as: str | None, uid: int, stage: Path
@@ -223,7 +244,8 @@ class SandboxSpawner(Spawner):  # type: ignore[misc]
                 binds.append(Bind(source=path, target=PurePosixPath(text)))
                 continue
             where = stage / str(number)
-            where.mkdir(parents=True, mode=0o755)
+            where.mkdir(parents=True)
+            where.chmod(0o755)  # whatever the umask: run_as binds it
             staged.append(Staged(source=path, stage=where))
             binds.append(Bind(source=where, target=PurePosixPath(text)))
         if staged:
@@ -241,17 +263,33 @@ class SandboxSpawner(Spawner):  # type: ignore[misc]
             raise SandboxConfigError("run_as must name an unprivileged host user, not root.")
         return self.run_as, entry.pw_uid, entry.pw_gid
 
-    def _prepare_dirs(self, *, home: Path, sockets: Path, uid: int, gid: int) -> None:
-        for shared in (home.parent, sockets.parent.parent, sockets.parent):
+    def _prepare_dirs(self, *, paths: ServerPaths, uid: int, gid: int) -> None:
+        home, sockets, spool = paths.home, paths.sockets, paths.spool
+        shared_dirs: tuple[Path, ...] = (home.parent, sockets.parent.parent, sockets.parent)
+        if self.audit_token_file:
+            shared_dirs += (spool.parent.parent, spool.parent)
+        for shared in shared_dirs:
             shared.mkdir(parents=True, exist_ok=True)
             shared.chmod(0o711)
-        _check_traversable(home.parent, uid=uid)
+        check_traversable(home.parent, uid=uid)
         home.mkdir(exist_ok=True)
         shutil.rmtree(sockets, ignore_errors=True)
         sockets.mkdir()
-        for private in (home, sockets):
+        private_dirs = [home, sockets]
+        if self.audit_token_file:
+            spool.mkdir(exist_ok=True)  # kept: events not yet delivered survive a restart
+            private_dirs.append(spool)
+        for private in private_dirs:
             os.chown(private, uid, gid)
             private.chmod(0o700)
+
+    def _hand_over_token(self, *, token: str, sockets: Path, uid: int, gid: int) -> PurePosixPath:
+        """Write the workspace intake token where only this sandbox's server can read it."""
+        fd = os.open(sockets / "audit_token", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+        with os.fdopen(fd, "w") as f:
+            os.fchown(f.fileno(), uid, gid)
+            f.write(token + "\n")
+        return INSIDE_SOCKETS / "audit_token"
 
     # -- Spawner API ---------------------------------------------------------------------
 
@@ -263,7 +301,8 @@ class SandboxSpawner(Spawner):  # type: ignore[misc]
         tools = (Sandbox.bwrap, Sandbox.socat, Sandbox.shell, Sandbox.unshare, Sandbox.runuser)
         require_tools(paths=tools)
         run_as, uid, gid = self._host_user()
-        home, sockets, stage = self._paths()
+        paths = self._paths()
+        home, sockets, stage = paths.home, paths.sockets, paths.stage
         self.port = random_port()
         env = self.get_env()
         env["PATH"] = f"{sys.prefix}/bin:/usr/bin:/bin"
@@ -276,9 +315,26 @@ class SandboxSpawner(Spawner):  # type: ignore[misc]
             port = _loopback_port(self.audit_intake_url, what="audit_intake_url")
             forwards.append(("audit", port))
             env["ENCLAVE_AUDIT_INTAKE_URL"] = self.audit_intake_url
+        token = ""
+        if self.audit_token_file:
+            if not self.audit_intake_url:
+                raise SandboxConfigError("audit_token_file needs audit_intake_url.")
+            try:
+                token = read_secret_file(
+                    Path(self.audit_token_file), what="the workspace intake token file"
+                )
+            except SpecError as e:
+                raise SandboxConfigError(str(e)) from None
         # Every input checked above; only now is anything created on the host.
-        self._prepare_dirs(home=home, sockets=sockets, uid=uid, gid=gid)
+        self._prepare_dirs(paths=paths, uid=uid, gid=gid)
         readonly, staged = self._readonly(run_as=run_as, uid=uid, stage=stage)
+        audit_args: tuple[str, ...] = ()
+        if token:
+            inside = self._hand_over_token(token=token, sockets=sockets, uid=uid, gid=gid)
+            audit_args = (
+                f"--EnclaveWorkspace.audit_token_file={inside}",
+                f"--EnclaveWorkspace.audit_spool={INSIDE_SPOOL / 'audit-spool.db'}",
+            )
         inside_socket = INSIDE_SOCKETS / "jupyter.sock"
         sandbox = Sandbox(
             run_as=run_as,
@@ -287,12 +343,14 @@ class SandboxSpawner(Spawner):  # type: ignore[misc]
             readonly=readonly,
             staged=staged,
             sockets_dir=sockets,
+            spool_dir=paths.spool if token else None,
             home=Bind(source=home, target=PurePosixPath(self.home_target), writable=True),
             datasets=_dataset_binds(self.datasets),
             forwards=tuple(Forward(port=port, socket=f"{name}.sock") for name, port in forwards),
             command=(
                 *self.cmd,
                 *self.get_args(),
+                *audit_args,
                 f"--ServerApp.sock={inside_socket}",
                 "--ServerApp.sock_mode=0600",
                 f"--ServerApp.root_dir={self.home_target}",
@@ -337,6 +395,10 @@ class SandboxSpawner(Spawner):  # type: ignore[misc]
             await asyncio.sleep(0.05)
         self._proc = None
         self._bridges = []
-        _, sockets, stage = self._paths()
-        shutil.rmtree(sockets, ignore_errors=True)
-        shutil.rmtree(stage, ignore_errors=True)
+        paths = self._paths()
+        shutil.rmtree(paths.sockets, ignore_errors=True)
+        shutil.rmtree(paths.stage, ignore_errors=True)
+
+
+class AuditedSandboxSpawner(AuditedSpawnerMixin, SandboxSpawner):
+    """The local backend's spawner: the sandbox, with the hub's start/stop/failure records."""

@@ -5,7 +5,14 @@ JupyterHub per enclave, and loaded *inside* the hub and the single-user server
 processes. It must never loosen a tier's control, and never let a refusal go unaudited.
 """
 
-from ._hubconfig import HubConfig, HubSite, IdleCuller, SecretFile, make_hub_config
+from ._hubconfig import (
+    HubConfig,
+    HubSite,
+    IdleCuller,
+    LocalSandbox,
+    SecretFile,
+    make_hub_config,
+)
 from ._spec import EnclaveSpec, Member
 from .errors import SpecError, WorkspaceError
 
@@ -14,6 +21,7 @@ __all__ = [
     "HubConfig",
     "HubSite",
     "IdleCuller",
+    "LocalSandbox",
     "Member",
     "SecretFile",
     "SpecError",

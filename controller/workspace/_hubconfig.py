@@ -27,19 +27,23 @@ from .errors import SpecError
 __all__ = [
     "AUTHENTICATOR_CLASS",
     "LAB_SETTINGS_DIR",
+    "SANDBOX_SPAWNER_CLASS",
     "SERVER_EXTENSION",
     "SPAWNER_CLASS",
     "HubConfig",
     "HubSite",
     "IdleCuller",
+    "LocalSandbox",
     "SecretFile",
     "make_hub_config",
 ]
 
 #: The authenticator every enclave hub runs (see ``controller.workspace.hub``).
 AUTHENTICATOR_CLASS = "controller.workspace.hub.EnclaveAuthenticator"
-#: The spawner of the local backend until the sandboxed one exists: audits start/stop.
+#: The spawner of a site without a sandbox: servers run as the member's OS account.
 SPAWNER_CLASS = "controller.workspace.hub.AuditedLocalProcessSpawner"
+#: The local backend's spawner: each server in its no-egress sandbox, audited.
+SANDBOX_SPAWNER_CLASS = "controller.local.spawner.AuditedSandboxSpawner"
 #: The hardened single-user server extension (``controller.workspace.serverext``).
 SERVER_EXTENSION = "controller.workspace.serverext"
 
@@ -56,6 +60,25 @@ class SecretFile:
     """A secret the hub reads from ``path`` when it loads its configuration."""
 
     path: Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalSandbox:
+    """The local backend's sandbox settings (``SandboxSpawner``'s traits).
+
+    ``state_dir`` holds the enclave's home, each server's sockets and spool; every
+    ancestor must be searchable by the sandbox's unprivileged host user.
+    ``datasets`` maps each mount path inside to the dataset's host directory
+    (always bound read-only). ``workspace_token_file`` is the enclave's workspace
+    intake token (0600), handed to each server inside its own sandbox only.
+    ``readonly_paths`` are host paths the server needs (the Python environment, the
+    project's packages), bound read-only at the same place.
+    """
+
+    state_dir: Path
+    datasets: tuple[tuple[str, Path], ...]
+    workspace_token_file: Path
+    readonly_paths: tuple[Path, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +101,7 @@ class HubSite:
     python: str
     cull_every_s: int = 60
     spawner_class: str = SPAWNER_CLASS
+    sandbox: LocalSandbox | None = None
 
     def __post_init__(self) -> None:
         for name in ("portal_url", "public_url", "audit_url"):
@@ -94,6 +118,11 @@ class HubSite:
             raise SpecError("proxy_command must name configurable-http-proxy", field="proxy")
         if not 10 <= self.cull_every_s <= 3600:
             raise SpecError("cull_every_s must be 10-3600 seconds", field="cull_every_s")
+        if self.sandbox is not None and self.spawner_class != SANDBOX_SPAWNER_CLASS:
+            raise SpecError(
+                f"a site with a sandbox runs {SANDBOX_SPAWNER_CLASS}, not {self.spawner_class}",
+                field="spawner_class",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -272,6 +301,17 @@ def make_hub_config(*, spec: EnclaveSpec, tier: Tier, site: HubSite) -> HubConfi
             f"--LabApp.app_settings_dir={LAB_SETTINGS_DIR}",
         ],
     }
+    extra: dict[str, dict[str, Any]] = {}
+    if site.sandbox is not None:
+        box = site.sandbox
+        extra["SandboxSpawner"] = {
+            "enclave": spec.name,
+            "state_dir": str(box.state_dir),
+            "datasets": [{"source": str(src), "target": dst} for dst, src in box.datasets],
+            "audit_intake_url": site.audit_url,
+            "audit_token_file": str(box.workspace_token_file),
+            "readonly_paths": [str(p) for p in box.readonly_paths],
+        }
     return HubConfig(
         enclave=spec.name,
         tier=tier.id,
@@ -297,4 +337,5 @@ def make_hub_config(*, spec: EnclaveSpec, tier: Tier, site: HubSite) -> HubConfi
             every_s=site.cull_every_s,
             python=site.python,
         ),
+        extra=extra,
     )

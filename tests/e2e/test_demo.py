@@ -21,14 +21,26 @@ from pathlib import Path
 import httpx
 
 from audit import Query, open_log
+from controller._demo import DEMO_USER
 from tests.harness.audit_service import free_port
+from tests.harness.local_hub import shared_state_dir
+from tests.integration.workspace.conftest import (
+    accept_invitation,
+    browser,
+    sign_in_through_hub,
+    start_lab,
+)
 
 ENCLAVE = Path(sys.executable).with_name("enclave")
 DEMO_ENCLAVES = ("demo-nbdc-standard", "demo-nbdc-high", "demo-tommo-standard", "demo-tommo-strong")
 
 
-def test_demo_starts_prints_how_to_log_in_and_records_everything(tmp_path: Path):
-    state = tmp_path / "demo"
+def test_demo_starts_prints_how_to_log_in_and_records_everything():
+    with shared_state_dir() as root:  # the sandboxes' host user must reach it (o+x)
+        _run_demo(root / "demo")
+
+
+def _run_demo(state: Path) -> None:
     audit_port, portal_port = free_port(), free_port()
     proc = subprocess.Popen(
         [str(ENCLAVE), "demo", "--audit-port", str(audit_port), "--portal-port", str(portal_port)],
@@ -41,7 +53,7 @@ def test_demo_starts_prints_how_to_log_in_and_records_everything(tmp_path: Path)
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 300
-        while "JupyterLab does not start yet" not in out:
+        while "the enclave's home kept in" not in out:
             assert time.monotonic() < deadline, out
             line = proc.stdout.readline()
             assert line, f"demo exited early:\n{out}"
@@ -84,7 +96,14 @@ def test_demo_starts_prints_how_to_log_in_and_records_everything(tmp_path: Path)
         dataset = state / "datasets" / "demo-microbiome-16s-v1"
         assert "SYNTHETIC" in (dataset / "genus_abundance.tsv").read_text()
         assert dataset.stat().st_mode & 0o222 == 0  # read-only
-        assert "Not built yet" in out  # it says what it does not start
+        # 4. the demo researcher enrols with the printed code, enters demo-nbdc-standard
+        #    through the portal and gets a running JupyterLab (in its sandbox)
+        secret = accept_invitation(f"http://localhost:{portal_port}", code.group(1))
+        hub = hubs["demo-nbdc-standard"]
+        with browser() as b:
+            r = sign_in_through_hub(b, hub, DEMO_USER, secret)
+            assert r.status_code == 200, r.text[:2000]
+            start_lab(b, hub, DEMO_USER)  # JupyterLab loads (from the sandboxed server)
         hub_pids = [
             json.loads((state / "local/enclaves" / n / "status.json").read_text())["hub_pid"]
             for n in DEMO_ENCLAVES

@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 from websockets.sync.client import connect
 
+from controller.local import _proctree
 from tests.harness.common import free_port, wait_until
 
 __all__ = [
@@ -126,6 +127,7 @@ class LocalHub:
     process: subprocess.Popen[bytes]
     log_path: Path
     users: set[str] = field(default_factory=set)
+    orphans: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def start(
@@ -232,7 +234,17 @@ class LocalHub:
             lambda: not self.api("GET", f"/users/{user}").json().get("servers"),
         )
 
+    def crash(self) -> None:
+        """SIGKILL the hub's process group: no clean-up. Its proxy (a session of its own)
+        survives; :meth:`stop` stops it."""
+        self.orphans.update(_proctree.tree(self.process.pid))
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
     def stop(self) -> None:
+        """SIGTERM the hub, SIGKILL after 30 s; then stop what of its tree is left (its
+        proxy and culler run in sessions of their own)."""
+        tree = {**self.orphans, **_proctree.tree(self.process.pid)}
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -240,6 +252,8 @@ class LocalHub:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        left = _proctree.terminate(tree, grace_s=5.0)
+        assert not left, f"processes of the hub that would not exit: {sorted(left)}"
 
 
 class Workspace:

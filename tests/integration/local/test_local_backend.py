@@ -105,8 +105,15 @@ class Backend:
 
 
 def start_backend(
-    *, directory: Path, state: Path, log: Path, portal: PortalProcess, audit: ServiceProcess
+    *,
+    directory: Path,
+    state: Path,
+    log: Path,
+    portal: PortalProcess,
+    audit: ServiceProcess,
+    extra: tuple[str, ...] = ("--spawner-class", TEST_SPAWNER),
 ) -> subprocess.Popen[bytes]:
+    """``enclave controller run --local``; ``extra`` options (default: the test spawner)."""
     with log.open("ab") as out:
         return subprocess.Popen(
             [
@@ -117,12 +124,34 @@ def start_backend(
                 *("--audit-url", audit.url),
                 *("--audit-tokens", str(audit.env.tokens_path)),
                 *("--audit-store", audit.env.store_url),
-                *("--spawner-class", TEST_SPAWNER),
+                *extra,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
+
+
+def start_sandboxed_backend(
+    *, root: Path, docs: list[dict[str, Any]], portal: PortalProcess, audit: ServiceProcess
+) -> Backend:
+    """The backend with its default (sandboxed) spawner over ``docs`` (one file each,
+    in ``root/enclaves``), datasets from ``root/datasets``, state in ``root/state``.
+    ``root`` must be searchable by the sandboxes' host user (``shared_state_dir``)."""
+    directory = root / "enclaves"
+    directory.mkdir()
+    for doc in docs:
+        (directory / f"{doc['metadata']['name']}.yaml").write_text(yaml.safe_dump(doc))
+    state, log = root / "state", root / "backend.log"
+    proc = start_backend(
+        directory=directory,
+        state=state,
+        log=log,
+        portal=portal,
+        audit=audit,
+        extra=("--datasets", str(root / "datasets")),
+    )
+    return Backend(directory=directory, state=state, log=log, proc=proc, portal=portal, audit=audit)
 
 
 @pytest.fixture(scope="module")
@@ -357,6 +386,7 @@ def test_notafter_passing_while_running_suspends_the_enclave(
         audit_tokens_file=audit_service.env.tokens_path,
         audit_store=audit_service.env.store_url,
         proxy_command=(str(CHP),),
+        spawner_class=TEST_SPAWNER,
     )
     backend = LocalBackend(settings=settings, say=lines.append, now=lambda: clock[0])
     backend.open()

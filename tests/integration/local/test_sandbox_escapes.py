@@ -43,6 +43,17 @@ except OSError as e:
     print(errno.errorcode.get(e.errno, repr(e)))
 """
 
+# Prints, per (path, mode), the errno name of a failed write, or WROTE.
+_WRITES = """
+import errno
+for path, mode in {attempts!r}:
+    try:
+        open(path, mode).write('x')
+        print('WROTE')
+    except OSError as e:
+        print(errno.errorcode[e.errno])
+"""
+
 _RUN = """
 import subprocess
 p = subprocess.run({argv!r}, capture_output=True, text=True)
@@ -218,16 +229,13 @@ def test_kernel_has_no_capabilities_and_runs_unprivileged_on_the_host(site: Site
 
 
 def test_kernel_cannot_write_dataset(site: Site) -> None:
+    attempts = (
+        ("/data/microbiome-16s/genus_abundance.csv", "a"),
+        ("/data/microbiome-16s/copy.csv", "w"),
+    )
     out = site.workspace.run(
-        "import errno\n"
-        "for path, mode in (('/data/microbiome-16s/genus_abundance.csv', 'a'),\n"
-        "                   ('/data/microbiome-16s/copy.csv', 'w')):\n"
-        "    try:\n"
-        "        open(path, mode).write('x')\n"
-        "        print('WROTE')\n"
-        "    except OSError as e:\n"
-        "        print(errno.errorcode[e.errno])\n"
-        "print(open('/data/microbiome-16s/genus_abundance.csv').read().count('Bacteroides'))\n"
+        _WRITES.format(attempts=attempts)
+        + "print(open('/data/microbiome-16s/genus_abundance.csv').read().count('Bacteroides'))\n"
     )
     assert out.split() == ["EROFS", "EROFS", "1"]
     assert sorted(os.listdir(site.dataset)) == ["genus_abundance.csv"]

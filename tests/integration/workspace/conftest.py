@@ -81,29 +81,41 @@ def enrol(portal: PortalProcess, username: str) -> str:
     """Invite, set the password, enrol TOTP (its current step); returns the TOTP secret."""
     r = portal.admin("POST", "/api/admin/users", json={"username": username})
     assert r.status_code == 201, r.text
-    code = r.json()["invitation_code"]
+    return accept_invitation(portal.base, r.json()["invitation_code"])
+
+
+def accept_invitation(base: str, code: str) -> str:
+    """At the portal ``base``: redeem ``code``, set PASSWORD, enrol TOTP; the TOTP secret."""
     with browser() as b:
-        page = b.get(portal.base + "/invite")
-        page = b.post(portal.base + "/invite", data={"csrf": _csrf(page.text), "code": code})
+        page = b.get(base + "/invite")
+        page = b.post(base + "/invite", data={"csrf": _csrf(page.text), "code": code})
         page = b.post(
-            portal.base + "/invite/password",
+            base + "/invite/password",
             data={"csrf": _csrf(page.text), "password": PASSWORD, "password2": PASSWORD},
         )
         m = _TOTP.search(page.text)
         assert m, page.text[:2000]
         secret = m.group(1)
         page = b.post(
-            portal.base + "/enrol/totp",
+            base + "/enrol/totp",
             data={"csrf": _csrf(page.text), "code": pyotp.TOTP(secret).now()},
         )
         assert 'id="done"' in page.text, page.text[:2000]
-        b.post(portal.base + "/enrol/done", data={"csrf": _csrf(page.text)})
+        b.post(base + "/enrol/done", data={"csrf": _csrf(page.text)})
     return secret
 
 
-def sign_in_through_hub(b: httpx.Client, hub: str, username: str, secret: str) -> httpx.Response:
+def sign_in_through_hub(
+    b: httpx.Client,
+    hub: str,
+    username: str,
+    secret: str,
+    *,
+    on_second_factor: Callable[[], object] = lambda: None,
+) -> httpx.Response:
     """Start the hub's OAuth login and, when the portal asks, sign in with password + TOTP
-    (the next TOTP step: codes are single-use). Returns the final response."""
+    (the next TOTP step: codes are single-use), calling ``on_second_factor`` just before
+    the TOTP code is submitted. Returns the final response."""
     r = b.get(hub + "/hub/oauth_login")
     if r.url.path.endswith("/login") and "csrf" in r.text:
         r = b.post(str(r.url), data={"csrf": _csrf(r.text), "username": username})
@@ -115,10 +127,33 @@ def sign_in_through_hub(b: httpx.Client, hub: str, username: str, secret: str) -
             },
         )
         code = pyotp.TOTP(secret).at(int(time.time()) + 30)
+        on_second_factor()
         r = b.post(
             str(r.url.copy_with(path="/login/totp")), data={"csrf": _csrf(r.text), "code": code}
         )
     return r
+
+
+def start_lab(b: httpx.Client, hub: str, user: str, *, timeout: float = 180) -> dict[str, str]:
+    """Signed in at ``hub``: start ``user``'s server through the hub's API (with the
+    browser's ``_xsrf``) and poll until JupyterLab loads; the headers for more API calls."""
+    xsrf = next(c.value for c in b.cookies.jar if c.name == "_xsrf")
+    headers = {"X-XSRFToken": xsrf or ""}
+    r = b.post(f"{hub}/hub/api/users/{user}/server", headers=headers)
+    assert r.status_code in (201, 202), r.text
+    deadline = time.monotonic() + timeout
+    while (lab := b.get(f"{hub}/user/{user}/lab")).url.path != f"/user/{user}/lab":
+        assert time.monotonic() < deadline, f"no JupyterLab: {lab.url} {lab.text[:500]}"
+        time.sleep(0.5)  # poll interval
+    assert lab.status_code == 200, lab.text[:500]
+    return headers
+
+
+def api_token(b: httpx.Client, hub: str, user: str, headers: dict[str, str]) -> str:
+    """A hub API token of ``user``'s (for the proxied server's REST API and websockets)."""
+    r = b.post(f"{hub}/hub/api/users/{user}/tokens", headers=headers, json={"expires_in": 3600})
+    assert r.status_code == 201, r.text
+    return str(r.json()["token"])
 
 
 @pytest.fixture(scope="module")

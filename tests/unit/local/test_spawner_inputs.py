@@ -77,6 +77,7 @@ def test_spawner_paths_never_contain_the_user_name() -> None:
         home=Path("/srv/state/homes/alpha"),
         sockets=Path("/srv/state/sockets/alpha/u7"),
         stage=Path("/srv/state/stage/alpha/u7"),
+        spool=Path("/srv/state/spools/alpha/u7"),
     )
     named = server_paths(state_dir="/srv/state", enclave="alpha", user_id=7, server_name="../x")
     assert named.sockets.parent == Path("/srv/state/sockets/alpha")
