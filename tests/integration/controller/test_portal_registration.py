@@ -1,0 +1,287 @@
+"""The portal registration and session revocation of the Kubernetes backend.
+
+Against the real control plane (the reconciler runs as a ServiceAccount bound to
+exactly ``controller/kube/rbac.yaml``), the real audit service and the real portal
+served over HTTP (``portal_server.PortalServer``; stopped to make an outage). What
+the portal holds is read back through its admin API; a session is a real one, made
+by signing in with password and TOTP and redeeming a code with the hub's client.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import sqlite3
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes import client
+
+from controller.kube import GROUP, VERSION, RenderSettings
+from controller.kube._lifecycle import AuditRecorder, set_quarantine
+from controller.kube._reconcile import Lifecycle
+from controller.kube.operator import OperatorConfig, reconcile_latest
+from controller.portal_admin import PortalAdmin
+from policies import load_catalog
+from tests.assets.controller import example, load_document
+from tests.harness.audit_service import AuditEnv
+from tests.harness.kube_fixtures import ServiceAccountClient
+from tests.integration.auth.helpers import Pkce
+from tests.integration.auth.test_web_flows import enrol_alice, login
+from tests.integration.controller.helpers import (
+    condition,
+    get_enclave,
+    in_force,
+    phase,
+    running_operator,
+    wait_for,
+)
+from tests.integration.controller.portal_server import PortalServer
+
+pytestmark = pytest.mark.kube
+
+SETTINGS = RenderSettings(api_server_cidrs=("10.0.0.1/32",))
+
+
+@pytest.fixture
+def portal_server(tmp_path: Path) -> Iterator[PortalServer]:
+    server = PortalServer(tmp_path / "portal").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _config(
+    identity: ServiceAccountClient, audit: AuditRecorder, portal: PortalAdmin
+) -> OperatorConfig:
+    return OperatorConfig(
+        api_client=identity.api_client,
+        catalog=load_catalog(),
+        settings=SETTINGS,
+        resync_interval_s=1.0,
+        retry_delay_s=1.0,
+        lifecycle=Lifecycle(audit=audit, portal=portal),
+    )
+
+
+def _create(kube_api: Any, suffix: str, members: list[str]) -> str:
+    name = f"t{secrets.token_hex(3)}-{suffix}"
+    doc = in_force(load_document(example("nbdc-standard")), name=name)
+    doc["spec"]["members"] = [{"user": m, "role": "researcher"} for m in members]
+    # The researcher's "terminal" in these tests is the loopback address.
+    doc["spec"]["accessNetworks"] = ["127.0.0.0/8"]
+    client.CustomObjectsApi(kube_api).create_cluster_custom_object(GROUP, VERSION, "enclaves", doc)
+    return name
+
+
+def _delete(kube_api: Any, name: str) -> None:
+    try:
+        client.CustomObjectsApi(kube_api).delete_cluster_custom_object(
+            GROUP, VERSION, "enclaves", name
+        )
+    except client.ApiException as e:
+        if e.status != 404:
+            raise
+
+
+def _identity(kube_api: Any, name: str) -> tuple[str, str, str]:
+    c = condition(get_enclave(kube_api, name), "Identity")
+    return (str(c.get("status")), str(c.get("reason")), str(c.get("message")))
+
+
+def _registered(kube_api: Any, name: str) -> bool:
+    return _identity(kube_api, name)[:2] == ("True", "Registered")
+
+
+def _client_secret(kube_api: Any, name: str) -> str:
+    data = client.CoreV1Api(kube_api).read_namespaced_secret("hub-secret", f"enclave-{name}").data
+    return base64.b64decode(data["OAUTH_CLIENT_SECRET"]).decode()
+
+
+def _recorded(env: AuditEnv, needle: str) -> bool:
+    conn = sqlite3.connect(env.db_path)
+    try:
+        rows = conn.execute("SELECT * FROM audit_entries").fetchall()
+    finally:
+        conn.close()
+    return any(needle in repr(row) for row in rows)
+
+
+def test_a_member_removed_from_the_spec_loses_the_portals_membership(
+    kube_api: Any,
+    controller_identity: ServiceAccountClient,
+    enclave_crd_installed: str,
+    audit_recorder: AuditRecorder,
+    portal_server: PortalServer,
+) -> None:
+    admin = PortalAdmin(url=portal_server.url, token=portal_server.token)
+    config = _config(controller_identity, audit_recorder, admin)
+    with running_operator(config):
+        name = _create(kube_api, "reg", ["alice", "bob"])
+        try:
+            wait_for("the enclave to be registered", lambda: _registered(kube_api, name))
+            host = f"{name}.{SETTINGS.base_domain}"
+            live = admin.enclave(name=name, client_id=f"hub-{name}")
+            assert live is not None
+            assert live["tier"] == "nbdc-standard"
+            assert live["networks"] == ["127.0.0.0/8"]
+            assert sorted(m["user"] for m in live["members"]) == ["alice", "bob"]
+            assert live["hub_url"] == f"https://{host}/"
+            assert live["redirect_uris"] == [f"https://{host}/hub/oauth_callback"]
+            # The client secret is in the enclave's Secret, and nowhere in its status.
+            secret = _client_secret(kube_api, name)
+            assert len(secret) >= 32
+            assert secret not in repr(get_enclave(kube_api, name))
+            assert portal_server.actions().count("admin.enclave.registered") == 1
+
+            # Settled: another reconciliation reads the portal and writes nothing there.
+            reconcile_latest(config, name)
+            assert portal_server.actions().count("admin.enclave.registered") == 1
+
+            spec = {"spec": {"members": [{"user": "alice", "role": "researcher"}]}}
+            client.CustomObjectsApi(kube_api).patch_cluster_custom_object(
+                GROUP, VERSION, "enclaves", name, spec
+            )
+
+            def members() -> list[str]:
+                found = admin.enclave(name=name)
+                return sorted(m["user"] for m in (found or {}).get("members", []))
+
+            wait_for("the portal's membership to follow the spec", lambda: members() == ["alice"])
+            (registered,) = [
+                e
+                for e in portal_server.sink.events
+                if e["action"] == "admin.enclave.registered"
+                and e["details"]["members_removed"] == ["bob"]
+            ]
+            assert registered["details"]["client_secret_issued"] is False
+            assert _client_secret(kube_api, name) == secret  # the client kept its secret
+
+            # The end of use removes the registration before the resource goes.
+            _delete(kube_api, name)
+            wait_for(
+                "the Enclave to be gone", lambda: get_enclave(kube_api, name) is None, timeout=90
+            )
+            assert admin.enclave(name=name) is None
+            assert "admin.enclave.removed" in portal_server.actions()
+        finally:
+            _delete(kube_api, name)
+
+
+def _hub_session(browser: httpx.Client, name: str, client_secret: str) -> str:
+    """The hub's side of a sign-in: authorize with its client, redeem the code; the
+    access token."""
+    redirect = f"https://{name}.{SETTINGS.base_domain}/hub/oauth_callback"
+    pkce = Pkce.new()
+    q = {
+        "client_id": f"hub-{name}",
+        "redirect_uri": redirect,
+        "response_type": "code",
+        "scope": "openid profile",
+        "state": "s",
+        "nonce": "n",
+        "code_challenge": pkce.challenge,
+        "code_challenge_method": "S256",
+    }
+    r = browser.get("/oidc/authorize?" + urllib.parse.urlencode(q), follow_redirects=False)
+    assert r.status_code == 303, r.text
+    location = urllib.parse.urlparse(r.headers["location"])
+    code = urllib.parse.parse_qs(location.query)["code"][0]
+    tok = browser.post(
+        "/oidc/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect,
+            "code_verifier": pkce.verifier,
+        },
+        auth=(f"hub-{name}", client_secret),
+    )
+    assert tok.status_code == 200, tok.text
+    return str(tok.json()["access_token"])
+
+
+def test_a_quarantined_enclaves_members_are_signed_out_of_the_portal(
+    kube_api: Any,
+    controller_identity: ServiceAccountClient,
+    enclave_crd_installed: str,
+    audit_env: AuditEnv,
+    audit_recorder: AuditRecorder,
+    portal_server: PortalServer,
+) -> None:
+    admin = PortalAdmin(url=portal_server.url, token=portal_server.token)
+    config = _config(controller_identity, audit_recorder, admin)
+    browser = portal_server.browser()
+    secret_b32 = enrol_alice(browser, portal_server.clock)  # type: ignore[arg-type]
+    login(browser, secret_b32, portal_server.clock)  # type: ignore[arg-type]
+    with running_operator(config):
+        name = _create(kube_api, "qua", ["alice"])
+        try:
+            wait_for("the enclave to be registered", lambda: _registered(kube_api, name))
+            access = _hub_session(browser, name, _client_secret(kube_api, name))
+            bearer = {"Authorization": f"Bearer {access}"}
+            assert browser.get("/oidc/userinfo", headers=bearer).status_code == 200
+            assert browser.get("/", follow_redirects=False).status_code == 200
+
+            set_quarantine(api_client=kube_api, name=name, reason="incident 7", active=True)
+            wait_for("the quarantine", lambda: phase(kube_api, name) == "Quarantined")
+            wait_for(
+                "the members' sessions to be revoked",
+                lambda: (
+                    condition(get_enclave(kube_api, name), "Sessions").get("reason") == "Revoked"
+                ),
+            )
+            sessions = condition(get_enclave(kube_api, name), "Sessions")
+            assert sessions["message"] == "1 portal session(s) of the members revoked"
+            assert browser.get("/oidc/userinfo", headers=bearer).status_code == 401
+            assert browser.get("/", follow_redirects=False).status_code != 200
+            ended = [e for e in portal_server.sink.events if e["action"] == "session.ended"]
+            assert [e["details"]["reason"] for e in ended] == [f"enclave {name} quarantined"]
+            wait_for(
+                "the quarantine and its revocation in the audit log",
+                lambda: (
+                    _recorded(audit_env, "enclave.quarantined")
+                    and _recorded(audit_env, '"sessions_revoked":1')
+                ),
+            )
+            # Once per transition: a further reconciliation ends nothing more.
+            reconcile_latest(config, name)
+            assert portal_server.actions().count("session.ended") == 1
+        finally:
+            _delete(kube_api, name)
+            browser.close()
+
+
+def test_a_portal_outage_is_reported_and_healed_not_hidden(
+    kube_api: Any,
+    controller_identity: ServiceAccountClient,
+    enclave_crd_installed: str,
+    audit_recorder: AuditRecorder,
+    portal_server: PortalServer,
+) -> None:
+    admin = PortalAdmin(url=portal_server.url, token=portal_server.token)
+    portal_server.stop()
+    with running_operator(_config(controller_identity, audit_recorder, admin)):
+        name = _create(kube_api, "out", ["alice"])
+        try:
+            wait_for(
+                "Identity to say the portal is unavailable",
+                lambda: _identity(kube_api, name)[:2] == ("False", "PortalUnavailable"),
+            )
+            message = _identity(kube_api, name)[2]
+            assert portal_server.url in message
+            assert "retrying" in message
+            assert portal_server.token not in repr(get_enclave(kube_api, name))
+            assert phase(kube_api, name) == "Provisioning"
+            portal_server.start()
+            wait_for(
+                "the registration once the portal is back", lambda: _registered(kube_api, name)
+            )
+            assert admin.enclave(name=name) is not None
+        finally:
+            _delete(kube_api, name)
