@@ -255,14 +255,19 @@ def _identity(
     lifecycle: Lifecycle,
 ) -> Condition:
     """The portal's registration brought in step with the spec, and what came of it."""
-    applied = "ServiceAccounts and the hub's Role applied"
-    if lifecycle.portal is None:
+
+    def said(status: str, reason: str, message: str) -> Condition:
+        applied = "ServiceAccounts and the hub's Role applied"
         return Condition(
-            type="Identity",
-            status="False",
-            reason="PortalNotConfigured",
-            message=f"{applied}; no portal URL and admin token are configured, so the "
-            "enclave is not registered with the portal and nobody can sign in to its hub",
+            type="Identity", status=status, reason=reason, message=f"{applied}; {message}"
+        )
+
+    if lifecycle.portal is None:
+        return said(
+            "False",
+            "PortalNotConfigured",
+            "no portal URL and admin token are configured, so the enclave is not registered "
+            "with the portal and nobody can sign in to its hub",
         )
     try:
         registered = sync_registration(
@@ -273,18 +278,8 @@ def _identity(
             owner_uid=str(document["metadata"]["uid"]),
         )
     except PortalUnavailableError as e:
-        return Condition(
-            type="Identity",
-            status="False",
-            reason="PortalUnavailable",
-            message=f"{applied}; {e}; retrying",
-        )
-    return Condition(
-        type="Identity",
-        status="True",
-        reason="Registered",
-        message=f"{applied}; {registered.message}",
-    )
+        return said("False", "PortalUnavailable", f"{e}; retrying")
+    return said("True", "Registered", registered.message)
 
 
 def _quarantine_condition(enclave: Enclave) -> Condition:

@@ -10,13 +10,9 @@ from fastapi.testclient import TestClient
 from auth import MemoryAuditSink, Portal
 
 from .helpers import ADMIN, ADMIN_TOKEN, FakeClock
-from .test_security_review import signed_in_with_tokens
+from .test_security_review import _userinfo, signed_in_with_tokens
 
 END = "/api/admin/users/{}/sessions"
-
-
-def _userinfo(client: TestClient, access: str) -> int:
-    return client.get("/oidc/userinfo", headers={"Authorization": f"Bearer {access}"}).status_code
 
 
 def test_a_closed_enclaves_member_is_signed_out_and_their_hub_token_dies(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import sqlite3
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,9 +33,11 @@ from tests.integration.auth.helpers import Pkce
 from tests.integration.auth.test_web_flows import enrol_alice, login
 from tests.integration.controller.helpers import (
     condition,
+    delete_enclave,
     get_enclave,
     in_force,
     phase,
+    recorded,
     running_operator,
     wait_for,
 )
@@ -56,16 +57,27 @@ def portal_server(tmp_path: Path) -> Iterator[PortalServer]:
         server.stop()
 
 
-def _config(
-    identity: ServiceAccountClient, audit: AuditRecorder, portal: PortalAdmin
+@pytest.fixture
+def admin(portal_server: PortalServer) -> PortalAdmin:
+    """The controller's client of ``portal_server``'s admin API (tests read back with it)."""
+    return PortalAdmin(url=portal_server.url, token=portal_server.token)
+
+
+@pytest.fixture
+def config(
+    controller_identity: ServiceAccountClient,
+    enclave_crd_installed: str,
+    audit_recorder: AuditRecorder,
+    admin: PortalAdmin,
 ) -> OperatorConfig:
+    """The reconciler as its ServiceAccount, with the audit service and the portal."""
     return OperatorConfig(
-        api_client=identity.api_client,
+        api_client=controller_identity.api_client,
         catalog=load_catalog(),
         settings=SETTINGS,
         resync_interval_s=1.0,
         retry_delay_s=1.0,
-        lifecycle=Lifecycle(audit=audit, portal=portal),
+        lifecycle=Lifecycle(audit=audit_recorder, portal=admin),
     )
 
 
@@ -77,16 +89,6 @@ def _create(kube_api: Any, suffix: str, members: list[str]) -> str:
     doc["spec"]["accessNetworks"] = ["127.0.0.0/8"]
     client.CustomObjectsApi(kube_api).create_cluster_custom_object(GROUP, VERSION, "enclaves", doc)
     return name
-
-
-def _delete(kube_api: Any, name: str) -> None:
-    try:
-        client.CustomObjectsApi(kube_api).delete_cluster_custom_object(
-            GROUP, VERSION, "enclaves", name
-        )
-    except client.ApiException as e:
-        if e.status != 404:
-            raise
 
 
 def _identity(kube_api: Any, name: str) -> tuple[str, str, str]:
@@ -103,24 +105,9 @@ def _client_secret(kube_api: Any, name: str) -> str:
     return base64.b64decode(data["OAUTH_CLIENT_SECRET"]).decode()
 
 
-def _recorded(env: AuditEnv, needle: str) -> bool:
-    conn = sqlite3.connect(env.db_path)
-    try:
-        rows = conn.execute("SELECT * FROM audit_entries").fetchall()
-    finally:
-        conn.close()
-    return any(needle in repr(row) for row in rows)
-
-
 def test_a_member_removed_from_the_spec_loses_the_portals_membership(
-    kube_api: Any,
-    controller_identity: ServiceAccountClient,
-    enclave_crd_installed: str,
-    audit_recorder: AuditRecorder,
-    portal_server: PortalServer,
+    kube_api: Any, config: OperatorConfig, admin: PortalAdmin, portal_server: PortalServer
 ) -> None:
-    admin = PortalAdmin(url=portal_server.url, token=portal_server.token)
-    config = _config(controller_identity, audit_recorder, admin)
     with running_operator(config):
         name = _create(kube_api, "reg", ["alice", "bob"])
         try:
@@ -163,14 +150,14 @@ def test_a_member_removed_from_the_spec_loses_the_portals_membership(
             assert _client_secret(kube_api, name) == secret  # the client kept its secret
 
             # The end of use removes the registration before the resource goes.
-            _delete(kube_api, name)
+            delete_enclave(kube_api, name)
             wait_for(
                 "the Enclave to be gone", lambda: get_enclave(kube_api, name) is None, timeout=90
             )
             assert admin.enclave(name=name) is None
             assert "admin.enclave.removed" in portal_server.actions()
         finally:
-            _delete(kube_api, name)
+            delete_enclave(kube_api, name)
 
 
 def _hub_session(browser: httpx.Client, name: str, client_secret: str) -> str:
@@ -207,15 +194,8 @@ def _hub_session(browser: httpx.Client, name: str, client_secret: str) -> str:
 
 
 def test_a_quarantined_enclaves_members_are_signed_out_of_the_portal(
-    kube_api: Any,
-    controller_identity: ServiceAccountClient,
-    enclave_crd_installed: str,
-    audit_env: AuditEnv,
-    audit_recorder: AuditRecorder,
-    portal_server: PortalServer,
+    kube_api: Any, config: OperatorConfig, audit_env: AuditEnv, portal_server: PortalServer
 ) -> None:
-    admin = PortalAdmin(url=portal_server.url, token=portal_server.token)
-    config = _config(controller_identity, audit_recorder, admin)
     browser = portal_server.browser()
     secret_b32 = enrol_alice(browser, portal_server.clock)  # type: ignore[arg-type]
     login(browser, secret_b32, portal_server.clock)  # type: ignore[arg-type]
@@ -245,28 +225,23 @@ def test_a_quarantined_enclaves_members_are_signed_out_of_the_portal(
             wait_for(
                 "the quarantine and its revocation in the audit log",
                 lambda: (
-                    _recorded(audit_env, "enclave.quarantined")
-                    and _recorded(audit_env, '"sessions_revoked":1')
+                    recorded(audit_env, "enclave.quarantined")
+                    and recorded(audit_env, '"sessions_revoked":1')
                 ),
             )
             # Once per transition: a further reconciliation ends nothing more.
             reconcile_latest(config, name)
             assert portal_server.actions().count("session.ended") == 1
         finally:
-            _delete(kube_api, name)
+            delete_enclave(kube_api, name)
             browser.close()
 
 
 def test_a_portal_outage_is_reported_and_healed_not_hidden(
-    kube_api: Any,
-    controller_identity: ServiceAccountClient,
-    enclave_crd_installed: str,
-    audit_recorder: AuditRecorder,
-    portal_server: PortalServer,
+    kube_api: Any, config: OperatorConfig, admin: PortalAdmin, portal_server: PortalServer
 ) -> None:
-    admin = PortalAdmin(url=portal_server.url, token=portal_server.token)
     portal_server.stop()
-    with running_operator(_config(controller_identity, audit_recorder, admin)):
+    with running_operator(config):
         name = _create(kube_api, "out", ["alice"])
         try:
             wait_for(
@@ -284,4 +259,4 @@ def test_a_portal_outage_is_reported_and_healed_not_hidden(
             )
             assert admin.enclave(name=name) is not None
         finally:
-            _delete(kube_api, name)
+            delete_enclave(kube_api, name)
