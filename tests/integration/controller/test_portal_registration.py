@@ -260,3 +260,27 @@ def test_a_portal_outage_is_reported_and_healed_not_hidden(
             assert admin.enclave(name=name) is not None
         finally:
             delete_enclave(kube_api, name)
+
+
+def test_the_controller_cannot_read_any_secret_but_the_hubs(
+    kube_api: Any,
+    kube_namespace: str,
+    enclave_crd_installed: str,
+    controller_identity: ServiceAccountClient,
+) -> None:
+    """Its RBAC names ``hub-secret``: a compromised controller reads no other Secret."""
+    core = client.CoreV1Api(kube_api)
+    core.create_namespaced_secret(
+        kube_namespace, {"metadata": {"name": "db-password"}, "stringData": {"p": "s3cret"}}
+    )
+    as_controller = client.CoreV1Api(controller_identity.api_client)
+    for read in (
+        lambda: as_controller.read_namespaced_secret("db-password", kube_namespace),
+        lambda: as_controller.list_namespaced_secret(kube_namespace),
+    ):
+        with pytest.raises(client.ApiException) as refused:
+            read()
+        assert refused.value.status == 403
+    with pytest.raises(client.ApiException) as missing:
+        as_controller.read_namespaced_secret("hub-secret", kube_namespace)
+    assert missing.value.status == 404  # allowed, and there is none here
