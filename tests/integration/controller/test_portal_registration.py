@@ -10,9 +10,11 @@ by signing in with password and TOTP and redeeming a code with the hub's client.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import secrets
 import urllib.parse
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +235,45 @@ def test_a_quarantined_enclaves_members_are_signed_out_of_the_portal(
             reconcile_latest(config, name)
             assert portal_server.actions().count("session.ended") == 1
         finally:
+            delete_enclave(kube_api, name)
+            browser.close()
+
+
+def test_an_expired_enclaves_members_are_signed_out_of_the_portal(
+    kube_api: Any, config: OperatorConfig, audit_env: AuditEnv, portal_server: PortalServer
+) -> None:
+    browser = portal_server.browser()
+    login(browser, enrol_alice(browser, portal_server.clock), portal_server.clock)  # type: ignore[arg-type]
+    later = timedelta()  # the controller's clock runs this far ahead (moved past notAfter)
+
+    def clock() -> datetime:
+        return datetime.now(UTC) + later
+
+    with running_operator(dataclasses.replace(config, clock=clock)):
+        name = _create(kube_api, "exp", ["alice"])
+        try:
+            wait_for("the enclave to be registered", lambda: _registered(kube_api, name))
+            assert browser.get("/", follow_redirects=False).status_code == 200
+            later = timedelta(days=366)  # past notAfter (a year), within the grace period
+            wait_for("the suspension", lambda: phase(kube_api, name) == "Suspended")
+            wait_for(
+                "the members' sessions to be revoked",
+                lambda: (
+                    condition(get_enclave(kube_api, name), "Sessions").get("reason") == "Revoked"
+                ),
+            )
+            assert browser.get("/", follow_redirects=False).status_code != 200
+            ended = [e for e in portal_server.sink.events if e["action"] == "session.ended"]
+            assert [e["details"]["reason"] for e in ended] == [f"enclave {name} suspended"]
+            wait_for(
+                "the suspension and its revocation in the audit log",
+                lambda: (
+                    recorded(audit_env, "enclave.suspended")
+                    and recorded(audit_env, '"sessions_revoked":1')
+                ),
+            )
+        finally:
+            later = timedelta()
             delete_enclave(kube_api, name)
             browser.close()
 
