@@ -233,6 +233,9 @@ def reconcile_enclave(
         )
         conditions.append(sessions)
     events = _lifecycle_events(document, enclave, previous_phase, phase, synced, repaired, revoked)
+    # The portal did not answer (registration or sessions): retried soon, not only at
+    # the next resync.
+    unavailable = [c for c in conditions if c.reason == "PortalUnavailable"]
     if lifecycle.audit is not None:
         for event in events:
             lifecycle.audit.emit(event)
@@ -241,8 +244,8 @@ def reconcile_enclave(
         conditions=tuple(conditions),
         written=synced.written + pruned,
         repaired=repaired,
-        waiting=identity.reason == "PortalUnavailable",
-        waiting_for=identity.message,
+        waiting=bool(unavailable),
+        waiting_for=unavailable[0].message if unavailable else "",
     )
     return write_status(api_client, document, outcome, now)
 
