@@ -201,6 +201,34 @@ def _hub_session(browser: httpx.Client, name: str, client_secret: str) -> str:
     return str(tok.json()["access_token"])
 
 
+def _assert_signed_out(
+    kube_api: Any,
+    name: str,
+    browser: httpx.Client,
+    portal_server: PortalServer,
+    audit_env: AuditEnv,
+    closed: str,
+) -> None:
+    """The enclave became ``closed`` (quarantined or suspended), its one member's one
+    session was ended at the portal, and both the portal and the controller say so."""
+    _wait(f"the phase {closed.title()}", lambda: phase(kube_api, name) == closed.title())
+    _wait(
+        "the members' sessions to be revoked",
+        lambda: condition(get_enclave(kube_api, name), "Sessions").get("reason") == "Revoked",
+    )
+    sessions = condition(get_enclave(kube_api, name), "Sessions")
+    assert sessions["message"] == "1 portal session(s) of the members revoked"
+    assert browser.get("/", follow_redirects=False).status_code != 200
+    ended = [e for e in portal_server.sink.events if e["action"] == "session.ended"]
+    assert [e["details"]["reason"] for e in ended] == [f"enclave {name} {closed}"]
+    _wait(
+        f"enclave.{closed} with the revocation in the audit log",
+        lambda: (
+            recorded(audit_env, f"enclave.{closed}") and recorded(audit_env, '"sessions_revoked":1')
+        ),
+    )
+
+
 def test_a_quarantined_enclaves_members_are_signed_out_of_the_portal(
     kube_api: Any, config: OperatorConfig, audit_env: AuditEnv, portal_server: PortalServer
 ) -> None:
@@ -217,26 +245,8 @@ def test_a_quarantined_enclaves_members_are_signed_out_of_the_portal(
             assert browser.get("/", follow_redirects=False).status_code == 200
 
             set_quarantine(api_client=kube_api, name=name, reason="incident 7", active=True)
-            _wait("the quarantine", lambda: phase(kube_api, name) == "Quarantined")
-            _wait(
-                "the members' sessions to be revoked",
-                lambda: (
-                    condition(get_enclave(kube_api, name), "Sessions").get("reason") == "Revoked"
-                ),
-            )
-            sessions = condition(get_enclave(kube_api, name), "Sessions")
-            assert sessions["message"] == "1 portal session(s) of the members revoked"
+            _assert_signed_out(kube_api, name, browser, portal_server, audit_env, "quarantined")
             assert browser.get("/oidc/userinfo", headers=bearer).status_code == 401
-            assert browser.get("/", follow_redirects=False).status_code != 200
-            ended = [e for e in portal_server.sink.events if e["action"] == "session.ended"]
-            assert [e["details"]["reason"] for e in ended] == [f"enclave {name} quarantined"]
-            _wait(
-                "the quarantine and its revocation in the audit log",
-                lambda: (
-                    recorded(audit_env, "enclave.quarantined")
-                    and recorded(audit_env, '"sessions_revoked":1')
-                ),
-            )
             # Once per transition: a further reconciliation ends nothing more.
             reconcile_latest(config, name)
             assert portal_server.actions().count("session.ended") == 1
@@ -261,23 +271,7 @@ def test_an_expired_enclaves_members_are_signed_out_of_the_portal(
             _wait("the enclave to be registered", lambda: _registered(kube_api, name))
             assert browser.get("/", follow_redirects=False).status_code == 200
             later = timedelta(days=366)  # past notAfter (a year), within the grace period
-            _wait("the suspension", lambda: phase(kube_api, name) == "Suspended")
-            _wait(
-                "the members' sessions to be revoked",
-                lambda: (
-                    condition(get_enclave(kube_api, name), "Sessions").get("reason") == "Revoked"
-                ),
-            )
-            assert browser.get("/", follow_redirects=False).status_code != 200
-            ended = [e for e in portal_server.sink.events if e["action"] == "session.ended"]
-            assert [e["details"]["reason"] for e in ended] == [f"enclave {name} suspended"]
-            _wait(
-                "the suspension and its revocation in the audit log",
-                lambda: (
-                    recorded(audit_env, "enclave.suspended")
-                    and recorded(audit_env, '"sessions_revoked":1')
-                ),
-            )
+            _assert_signed_out(kube_api, name, browser, portal_server, audit_env, "suspended")
         finally:
             later = timedelta()
             delete_enclave(kube_api, name)
