@@ -16,6 +16,7 @@ __all__ = [
     "InviteResponse",
     "OAuthError",
     "SessionOut",
+    "SessionsEnded",
     "TokenResponse",
     "UserOut",
 ]
@@ -83,6 +84,7 @@ class EnclaveOut(BaseModel):
     hub_url: str
     client_id: str | None = None
     client_secret: str | None = None
+    redirect_uris: list[str] = Field(default_factory=list)
 
 
 class ClientOut(BaseModel):
@@ -96,6 +98,11 @@ class SessionOut(BaseModel):
     client_ip: str | None
     created_at: float
     last_seen: float
+
+
+class SessionsEnded(BaseModel):
+    username: str
+    sessions_ended: int
 
 
 class Discovery(BaseModel):

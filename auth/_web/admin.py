@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
 
 from .._app import Admin, Web, WebDep
 from .._errors import (
@@ -22,6 +24,7 @@ from ._models import (
     InviteRequest,
     InviteResponse,
     SessionOut,
+    SessionsEnded,
     UserOut,
 )
 
@@ -128,6 +131,26 @@ def api_enclaves(web: WebDep, actor: Admin) -> list[EnclaveOut]:
     return [enclave_out(web, e) for e in web.store.list_enclaves()]
 
 
+@router.get("/api/admin/enclaves/{name}", response_model=EnclaveOut)
+def api_enclave(
+    web: WebDep,
+    name: Annotated[str, Path(max_length=63)],
+    actor: Admin,
+    client_id: Annotated[str | None, Query(max_length=128)] = None,
+) -> EnclaveOut:
+    """One enclave's registration; with ``client_id``, that client's redirect URIs when it
+    is this enclave's hub (never its secret), so a caller can tell whether it changed."""
+    e = web.store.get_enclave(name=name)
+    if e is None:
+        raise NotFoundError(f"No enclave named {name!r}.")
+    c = web.store.get_client(client_id=client_id) if client_id else None
+    if c is None or c.enclave != name:
+        return enclave_out(web, e)
+    return EnclaveOut(
+        **web.portal.describe_enclave(e), client_id=c.client_id, redirect_uris=c.redirect_uris
+    )
+
+
 @router.delete("/api/admin/enclaves/{name}", status_code=204)
 def api_remove(web: WebDep, name: str, actor: Admin) -> Response:
     web.portal.remove_enclave(name=name, actor=actor)
@@ -146,8 +169,28 @@ def api_client(web: WebDep, body: ClientIn, actor: Admin) -> ClientOut:
     return ClientOut(client_id=body.client_id, client_secret=secret)
 
 
+def known_user(web: Web, *, username: str, actor: str, path: str) -> User:
+    """The user named ``username``; an unknown name is refused (404) and audited."""
+    try:
+        return web.portal.user(username)
+    except NotFoundError:
+        web.audit(
+            action="web.request.rejected",
+            actor=actor,
+            outcome="failure",
+            details={"path": path[:256], "field": "username", "reason": "no such user"},
+        )
+        raise
+
+
 @router.get("/api/admin/sessions", response_model=list[SessionOut])
-def api_sessions(web: WebDep, actor: Admin) -> list[SessionOut]:
+def api_sessions(
+    web: WebDep, actor: Admin, username: Annotated[str | None, Query(max_length=128)] = None
+) -> list[SessionOut]:
+    """The active signed-in sessions; with ``username``, only that user's."""
+    user_id = None
+    if username is not None:
+        user_id = known_user(web, username=username, actor=actor, path="/api/admin/sessions").id
     return [
         SessionOut(
             session=r.id_hash[:16],
@@ -156,8 +199,22 @@ def api_sessions(web: WebDep, actor: Admin) -> list[SessionOut]:
             created_at=r.created_at,
             last_seen=r.last_seen,
         )
-        for r in web.store.list_sessions()
+        for r in web.store.list_sessions(user_id=user_id)
     ]
+
+
+@router.delete("/api/admin/users/{username}/sessions", response_model=SessionsEnded)
+def api_end_user_sessions(
+    web: WebDep,
+    username: Annotated[str, Path(min_length=1, max_length=128)],
+    actor: Admin,
+    reason: Annotated[str, Query(min_length=1, max_length=128)] = "revoked by an administrator",
+) -> SessionsEnded:
+    """End every active session of one user (their access tokens die with them); each
+    ended session is audited as ``session.ended`` with ``reason``."""
+    u = known_user(web, username=username, actor=actor, path="/api/admin/users/{username}/sessions")
+    n = web.portal.revoke_sessions(user_id=u.id, actor=actor, reason=reason)
+    return SessionsEnded(username=u.username, sessions_ended=n)
 
 
 @router.delete("/api/admin/sessions/{session}", status_code=204)

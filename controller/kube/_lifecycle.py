@@ -2,9 +2,8 @@
 
 - ``stop_user_pods``: a closed enclave (suspended or quarantined) keeps no single-user
   server running (the hub and proxy Deployments are scaled to zero by the render).
-- ``PortalSessions.revoke``: the portal's admin API ends the members' sessions
-  (``GET``/``DELETE /api/admin/sessions``); optional, the status says when it is not
-  configured.
+- ``PortalUnavailableError``: the portal's admin API could not be used (the portal
+  registration and the members' sessions are in ``_identity.py``).
 - ``destroy_volumes``: deletes every claim in the enclave's namespace (workspace
   homes, the hub's database, the dataset bindings) and reports how many remain.
 - ``lifecycle_event``: the one place audit events of the controller are built
@@ -15,11 +14,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from kubernetes import client
 
 from audit.client import AuditClient, ClientError
@@ -33,7 +31,6 @@ __all__ = [
     "WANTED_ACTIONS",
     "AuditRecorder",
     "AuditUnavailableError",
-    "PortalSessions",
     "PortalUnavailableError",
     "destroy_volumes",
     "lifecycle_event",
@@ -48,7 +45,7 @@ class AuditUnavailableError(ControllerError):
 
 
 class PortalUnavailableError(ControllerError):
-    """The portal's admin API could not be used to revoke sessions."""
+    """The portal's admin API could not be used (registration or sessions)."""
 
 
 def stop_user_pods(*, api_client: Any, namespace: str, enclave: str) -> int:
@@ -87,53 +84,6 @@ def destroy_volumes(*, api_client: Any, namespace: str) -> int:
             return 0
         raise ClusterError(f"destroying the volumes of {namespace}: {server_message(e)}") from e
     return len(claims)
-
-
-@dataclass(frozen=True, kw_only=True)
-class PortalSessions:
-    """The portal's admin API; ``token`` is sent only in the Authorization header."""
-
-    url: str
-    token: str
-    timeout_s: float = 10.0
-    transport: httpx.BaseTransport | None = None
-
-    def revoke(self, *, users: Iterable[str]) -> int:
-        """End every active session of ``users`` (user names); return how many were ended.
-
-        Sessions name their user by the portal's internal id, so the ids come from
-        ``GET /api/admin/users``; a portal whose user list carries no ``id`` cannot
-        be matched, and that is an error (nothing is guessed).
-        """
-        wanted = set(users)
-        headers = {"Authorization": f"Bearer {self.token}"}
-        try:
-            with httpx.Client(
-                base_url=self.url, headers=headers, timeout=self.timeout_s, transport=self.transport
-            ) as http:
-                listed_users = http.get("/api/admin/users")
-                listed_users.raise_for_status()
-                known = [u for u in listed_users.json() if u.get("username") in wanted]
-                if any("id" not in u for u in known):
-                    raise PortalUnavailableError(
-                        f"the portal at {self.url} does not give user ids in GET "
-                        "/api/admin/users, so its sessions cannot be matched to the members"
-                    )
-                ids = {u["id"] for u in known}
-                listed = http.get("/api/admin/sessions")
-                listed.raise_for_status()
-                ended = 0
-                for s in listed.json():
-                    if s.get("user_id") in ids:
-                        r = http.delete(f"/api/admin/sessions/{s['session']}")
-                        if r.status_code not in (204, 404):
-                            r.raise_for_status()
-                        ended += r.status_code == 204
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
-            raise PortalUnavailableError(
-                f"revoking sessions at {self.url}: {type(e).__name__}"
-            ) from e
-        return ended
 
 
 #: Actions the controller needs, with their detail fields; those not registered in

@@ -8,19 +8,22 @@ controller was down when they happened). Steps:
    permanent failure (phase ``Failed``), reported in status, never half-applied.
 2. Approval and lifecycle: before ``notBefore`` nothing is applied (``Pending``).
    From ``notAfter`` the enclave is closed (``Suspended``: hub and proxy scaled to
-   zero, no Ingress, single-user pods deleted, the members' portal sessions revoked
-   once when a portal is configured); ``spec.quarantine.active`` closes it further
-   (``Quarantined``: only the default-deny policy). From ``notAfter`` plus the grace
-   period, ``end_of_use`` (volumes destroyed, record confirmed by the audit service,
-   namespace deleted; phase ``Expired``). A closed enclave that was never
-   provisioned is not created.
+   zero, no Ingress, single-user pods deleted, the members' portal sessions ended
+   once per closing when a portal is configured); ``spec.quarantine.active`` closes
+   it further (``Quarantined``: only the default-deny policy). From ``notAfter`` plus
+   the grace period, ``end_of_use`` (volumes destroyed, removed from the portal,
+   record confirmed by the audit service, namespace deleted; phase ``Expired``). A
+   closed enclave that was never provisioned is not created.
 3. Render every object with the Enclave's uid as owner; server-side apply, in
    order (namespace and default deny first) and with the one field manager, those
    that are missing or differ from the live ones (a settled enclave costs no write).
    Objects it no longer renders (carrying its labels) are deleted.
    When the sync had to rewrite a NetworkPolicy of an open enclave whose spec did
    not change (someone edited or deleted it), ``NetworkIsolation`` stays False
-   (``DriftRepaired``) until the next reconciliation confirms the policies.
+   (``DriftRepaired``) until the next reconciliation confirms the policies. Then
+   the portal's registration is brought in step
+   (``_identity.sync_registration``: written only when it differs); ``Identity``
+   says ``Registered``, ``PortalNotConfigured`` or ``PortalUnavailable`` (retried).
 4. Observe: isolation computed from the live policies against the tier's; the
    dataset claims' binding; the hub Deployment's readiness.
 5. Write ``status`` (phase, observedGeneration, one condition per control group)
@@ -38,13 +41,14 @@ from typing import Any
 from kubernetes import client
 
 from audit.events import Event
+from controller.portal_admin import PortalAdmin
 from policies import Catalog, PolicyError
 
 from ._apply import FIELD_MANAGER, SyncResult, prune_objects, server_message, sync_objects
+from ._identity import end_member_sessions, remove_registration, sync_registration
 from ._lifecycle import (
     AuditRecorder,
     AuditUnavailableError,
-    PortalSessions,
     PortalUnavailableError,
     destroy_volumes,
     lifecycle_event,
@@ -97,8 +101,10 @@ class Outcome:
     written: tuple[str, ...] = ()
     #: Of those, the ones that repaired drifted network isolation.
     repaired: tuple[str, ...] = ()
-    #: A lifecycle step is waiting for something (the caller retries soon).
+    #: A lifecycle step is waiting for something (the caller retries soon) ...
     waiting: bool = False
+    #: ... and what (empty: the last condition's message says it).
+    waiting_for: str = ""
 
 
 def _now() -> datetime:
@@ -110,13 +116,14 @@ class Lifecycle:
     """What the lifecycle steps need besides the cluster.
 
     ``audit`` None: nothing is recorded, and the end of use waits (it must be
-    recorded before the data goes). ``portal`` None: sessions are not revoked and
-    the ``Sessions`` condition says so. ``expiry_grace``: how long after ``notAfter``
-    a suspended enclave's volumes are destroyed (the tier catalog has no value for it).
+    recorded before the data goes). ``portal`` None: the enclave is not registered
+    with the portal and sessions are not ended; ``Identity`` and ``Sessions`` say so.
+    ``expiry_grace``: how long after ``notAfter`` a suspended enclave's volumes are
+    destroyed (the tier catalog has no value for it).
     """
 
     audit: AuditRecorder | None = None
-    portal: PortalSessions | None = None
+    portal: PortalAdmin | None = None
     expiry_grace: timedelta = timedelta(days=30)
 
 
@@ -194,6 +201,7 @@ def reconcile_enclave(
     pruned = prune_objects(api_client=api_client, namespace=ns, enclave=enclave.name, keep=objects)
     if state != "open":
         stop_user_pods(api_client=api_client, namespace=ns, enclave=enclave.name)
+    identity = _identity(api_client, document, enclave, settings, lifecycle)
     isolation = _network_isolation(api_client, enclave, tier, settings)  # 4.
     repaired = _drift_repaired(document, previous_phase, state, synced.written)
     if repaired:
@@ -211,13 +219,7 @@ def reconcile_enclave(
         approval,
         Condition(type="Namespace", status="True", reason="Applied", message=f"{ns} applied"),
         isolation,
-        Condition(
-            type="Identity",
-            status="True",
-            reason="Applied",
-            message="ServiceAccounts and the hub's Role applied; portal registration is not "
-            "built yet",
-        ),
+        identity,
         _storage(api_client, enclave),
         _workspace(api_client, ns, hub_config, state),
     ]
@@ -227,9 +229,16 @@ def reconcile_enclave(
         phase = "Quarantined" if state == "quarantined" else "Suspended"
     if enclave.quarantine is not None:
         conditions.append(_quarantine_condition(enclave))
+    revoked: int | None = None
     if state != "open":
-        conditions.append(_sessions(document, enclave, lifecycle, fresh=previous_phase != phase))
-    events = _lifecycle_events(document, enclave, previous_phase, phase, synced, repaired)
+        sessions, revoked = _sessions(
+            document, enclave, lifecycle, fresh=previous_phase != phase, state=state
+        )
+        conditions.append(sessions)
+    events = _lifecycle_events(document, enclave, previous_phase, phase, synced, repaired, revoked)
+    # The portal did not answer (registration or sessions): retried soon, not only at
+    # the next resync.
+    unavailable = [c for c in conditions if c.reason == "PortalUnavailable"]
     if lifecycle.audit is not None:
         for event in events:
             lifecycle.audit.emit(event)
@@ -238,6 +247,8 @@ def reconcile_enclave(
         conditions=tuple(conditions),
         written=synced.written + pruned,
         repaired=repaired,
+        waiting=bool(unavailable),
+        waiting_for=unavailable[0].message if unavailable else "",
     )
     return write_status(api_client, document, outcome, now)
 
@@ -262,6 +273,41 @@ def _drift_repaired(
     return tuple(w for w in written if w.startswith("NetworkPolicy "))
 
 
+def _identity(
+    api_client: Any,
+    document: Mapping[str, Any],
+    enclave: Enclave,
+    settings: RenderSettings,
+    lifecycle: Lifecycle,
+) -> Condition:
+    """The portal's registration brought in step with the spec, and what came of it."""
+
+    def said(status: str, reason: str, message: str) -> Condition:
+        applied = "ServiceAccounts and the hub's Role applied"
+        return Condition(
+            type="Identity", status=status, reason=reason, message=f"{applied}; {message}"
+        )
+
+    if lifecycle.portal is None:
+        return said(
+            "False",
+            "PortalNotConfigured",
+            "no portal URL and admin token are configured, so the enclave is not registered "
+            "with the portal and nobody can sign in to its hub",
+        )
+    try:
+        registered = sync_registration(
+            api_client=api_client,
+            portal=lifecycle.portal,
+            enclave=enclave,
+            settings=settings,
+            owner_uid=str(document["metadata"]["uid"]),
+        )
+    except PortalUnavailableError as e:
+        return said("False", "PortalUnavailable", f"{e}; retrying")
+    return said("True", "Registered", registered.message)
+
+
 def _quarantine_condition(enclave: Enclave) -> Condition:
     q = enclave.quarantine
     assert q is not None
@@ -282,38 +328,45 @@ def _quarantine_condition(enclave: Enclave) -> Condition:
 
 
 def _sessions(
-    document: Mapping[str, Any], enclave: Enclave, lifecycle: Lifecycle, *, fresh: bool
-) -> Condition:
-    """Revoke the members' portal sessions once, when the enclave closes."""
+    document: Mapping[str, Any], enclave: Enclave, lifecycle: Lifecycle, *, fresh: bool, state: str
+) -> tuple[Condition, int | None]:
+    """End the members' portal sessions once per closing; the count when they were ended
+    now (None: already done, or not possible)."""
     old = {c.get("type"): c for c in (document.get("status") or {}).get("conditions") or []}
     done = old.get("Sessions") or {}
     if not fresh and done.get("status") == "True":
-        return Condition(
+        kept = Condition(
             type="Sessions",
             status="True",
             reason=str(done.get("reason")),
             message=str(done.get("message")),
         )
+        return kept, None
     if lifecycle.portal is None:
-        return Condition(
+        missing = Condition(
             type="Sessions",
             status="False",
             reason="PortalNotConfigured",
             message="no portal URL and admin token are configured: the members' portal "
             "sessions were not revoked",
         )
+        return missing, None
     try:
-        ended = lifecycle.portal.revoke(users=(m.user for m in enclave.members))
-    except PortalUnavailableError as e:
-        return Condition(
-            type="Sessions", status="False", reason="PortalUnavailable", message=str(e)
+        ended = end_member_sessions(
+            portal=lifecycle.portal, enclave=enclave, reason=f"enclave {enclave.name} {state}"
         )
-    return Condition(
+    except PortalUnavailableError as e:
+        failed = Condition(
+            type="Sessions", status="False", reason="PortalUnavailable", message=f"{e}; retrying"
+        )
+        return failed, None
+    revoked = Condition(
         type="Sessions",
         status="True",
         reason="Revoked",
         message=f"{ended} portal session(s) of the members revoked",
     )
+    return revoked, ended
 
 
 def _lifecycle_events(
@@ -323,6 +376,7 @@ def _lifecycle_events(
     phase: str,
     synced: SyncResult,
     repaired: tuple[str, ...],
+    revoked: int | None,
 ) -> list[Event | None]:
     """The audit events of this reconciliation (``None``: action not registered yet)."""
     uid = str(document["metadata"].get("uid", enclave.name))
@@ -355,11 +409,17 @@ def _lifecycle_events(
             CONTROLLER_ACTOR,
             {"tier": enclave.tier, "generation": generation, "objects": len(synced.written)},
         )
+    ended = {} if revoked is None else {"sessions_revoked": revoked}
     if phase != previous_phase:
         if phase == "Quarantined" and q is not None:
-            add("enclave.quarantined", f"q-{q.at}", q.by, {"reason": q.reason})
+            add("enclave.quarantined", f"q-{q.at}", q.by, {"reason": q.reason, **ended})
         elif phase == "Suspended":
-            add("enclave.suspended", "suspended", CONTROLLER_ACTOR, {"reason": "approval ended"})
+            add(
+                "enclave.suspended",
+                "suspended",
+                CONTROLLER_ACTOR,
+                {"reason": "approval ended", **ended},
+            )
         elif previous_phase == "Quarantined" and q is not None and not q.active:
             add("enclave.quarantine_lifted", f"lift-{q.at}", q.by, {"reason": q.reason})
     return events
@@ -381,8 +441,9 @@ def end_of_use(
 ) -> Ended:
     """Stop the workloads, destroy the volumes, record the end of use, remove the namespace.
 
-    Level-triggered and in that order; each call goes as far as it can and says what
-    it waits for. The record is confirmed by the audit service before the namespace
+    Level-triggered and in that order (the portal's registration is removed after the
+    volumes, when a portal is configured); each call goes as far as it can and says
+    what it waits for. The record is confirmed by the audit service before the namespace
     (and with it anything left) is deleted; without an audit service it waits.
     """
     ns = namespace_name(enclave)
@@ -405,6 +466,11 @@ def end_of_use(
         remaining = destroy_volumes(api_client=api_client, namespace=ns)
         if remaining:
             return waiting("DestroyingVolumes", f"{remaining} claim(s) in {ns} not gone yet")
+    if lifecycle.portal is not None:
+        try:
+            remove_registration(portal=lifecycle.portal, enclave=enclave)
+        except PortalUnavailableError as e:
+            return waiting("PortalUnavailable", f"the enclave is still registered: {e}")
     if lifecycle.audit is None:
         return waiting(
             "AuditNotConfigured",

@@ -24,9 +24,10 @@ import click
 import yaml
 
 from audit.client import AuditClient
+from controller.portal_admin import PortalAdmin
 from policies import Catalog, CatalogError, PolicyError, load_catalog
 
-from ._lifecycle import AuditRecorder, PortalSessions, set_quarantine
+from ._lifecycle import AuditRecorder, set_quarantine
 from ._live import LiveIsolation, expected_isolation, live_isolation
 from ._reconcile import Lifecycle
 from ._render import HubConfig, RenderSettings, render_enclave, to_yaml
@@ -316,7 +317,10 @@ def controller() -> None:
     show_default=True,
     help="The durable spool of events not yet acknowledged.",
 )
-@click.option("--portal-url", help="The portal, whose admin API revokes sessions.")
+@click.option(
+    "--portal-url",
+    help="The portal, whose admin API registers each enclave and ends its members' sessions.",
+)
 @_file_option("--portal-admin-token-file", "File holding the portal's admin token.")
 @click.option(
     "--expiry-grace-days",
@@ -354,7 +358,8 @@ def run(
     """Run the reconciler until interrupted (SIGINT or SIGTERM).
 
     Without --audit-url nothing is recorded and deleted Enclaves wait (their end of
-    use must be recorded first); without --portal-url sessions are not revoked.
+    use must be recorded first); without --portal-url no enclave is registered with
+    the portal and sessions are not revoked.
     """
     from ._ops import LeaseElector, Metrics, serve_health
     from .operator import OperatorConfig, run_elected, run_operator
@@ -381,7 +386,7 @@ def run(
             source="controller",
         )
     portal = (
-        PortalSessions(url=portal_url, token=_secret(portal_admin_token_file))
+        PortalAdmin(url=portal_url, token=_secret(portal_admin_token_file))
         if portal_url and portal_admin_token_file
         else None
     )

@@ -185,7 +185,8 @@ def _report(config: OperatorConfig, body: kopf.Body, outcome: Outcome) -> None:
     if outcome.permanent:
         raise kopf.PermanentError(outcome.conditions[0].message)
     if outcome.waiting:
-        raise kopf.TemporaryError(outcome.conditions[-1].message, delay=config.retry_delay_s)
+        why = outcome.waiting_for or outcome.conditions[-1].message
+        raise kopf.TemporaryError(why, delay=config.retry_delay_s)
     # Nothing is returned: kopf would store a result under status, which the schema prunes.
 
 

@@ -38,11 +38,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from audit import Event
 from audit.client import AuditClient, ClientError
 from controller.kube import Enclave
+from controller.portal_admin import PortalAdmin, PortalAdminError
 from controller.workspace import (
     EnclaveSpec,
     HubSite,
@@ -244,30 +243,11 @@ class LocalBackend:
     def _portal(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         s = self.settings
         token = read_secret_file(s.portal_admin_token_file, what="the portal admin token file")
+        admin = PortalAdmin(url=s.portal_url, token=token)
         try:
-            r = httpx.request(
-                method,
-                f"{s.portal_url}{path}",
-                json=body,
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=15.0,
-            )
-        except httpx.TransportError as e:
-            raise PortalError(
-                f"the portal at {s.portal_url} is unreachable ({e})", temporary=True
-            ) from None
-        if method == "DELETE" and r.status_code == 404:
-            return None
-        if r.status_code >= 400:
-            try:
-                detail = str(r.json().get("detail", r.text))
-            except ValueError:
-                detail = r.text
-            raise PortalError(
-                f"the portal refused {method} {path} ({r.status_code}): {detail[:300]}",
-                temporary=r.status_code >= 500,
-            )
-        return r.json() if r.content else None
+            return admin.request(method, path, body=body, missing_ok=method == "DELETE")
+        except PortalAdminError as e:
+            raise PortalError(str(e), temporary=e.temporary) from None
 
     # -- one enclave ----------------------------------------------------------------------------
     def _hub_dir(self, name: str) -> Path:

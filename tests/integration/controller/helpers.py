@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import sqlite3
 import sys
 import threading
 import time
@@ -17,6 +18,7 @@ from kubernetes import client
 
 from controller.kube import GROUP, VERSION
 from controller.kube.operator import OperatorConfig, run_operator
+from tests.harness.audit_service import AuditEnv
 
 
 def wait_for(what: str, condition: Callable[[], bool], *, timeout: float = 60.0) -> None:
@@ -39,6 +41,27 @@ def get_enclave(kube_api: Any, name: str) -> dict[str, Any] | None:
             return None
         raise
     return found
+
+
+def delete_enclave(kube_api: Any, name: str) -> None:
+    """Delete the Enclave ``name`` (already gone is fine)."""
+    try:
+        client.CustomObjectsApi(kube_api).delete_cluster_custom_object(
+            GROUP, VERSION, "enclaves", name
+        )
+    except client.ApiException as e:
+        if e.status != 404:
+            raise
+
+
+def recorded(env: AuditEnv, needle: str) -> bool:
+    """Whether an entry of the audit store of ``env`` contains ``needle``."""
+    conn = sqlite3.connect(env.db_path)
+    try:
+        rows = conn.execute("SELECT * FROM audit_entries").fetchall()
+    finally:
+        conn.close()
+    return any(needle in repr(row) for row in rows)
 
 
 def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:

@@ -8,7 +8,6 @@ is moved past ``notAfter`` instead of waiting for it.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -29,9 +28,11 @@ from tests.harness.audit_service import AuditEnv, ServiceProcess
 from tests.harness.kube_fixtures import ServiceAccountClient
 from tests.integration.controller.helpers import (
     condition,
+    delete_enclave,
     get_enclave,
     in_force,
     phase,
+    recorded,
     running_operator,
     wait_for,
 )
@@ -90,25 +91,6 @@ def _quarantine(name: str, kubeconfig: str, *args: str) -> subprocess.CompletedP
     )
 
 
-def _recorded(env: AuditEnv, needle: str) -> bool:
-    conn = sqlite3.connect(env.db_path)
-    try:
-        rows = conn.execute("SELECT * FROM audit_entries").fetchall()
-    finally:
-        conn.close()
-    return any(needle in repr(row) for row in rows)
-
-
-def _delete(kube_api: Any, name: str) -> None:
-    try:
-        client.CustomObjectsApi(kube_api).delete_cluster_custom_object(
-            GROUP, VERSION, "enclaves", name
-        )
-    except client.ApiException as e:
-        if e.status != 404:
-            raise
-
-
 def test_an_enclave_whose_approval_ran_out_while_the_controller_was_stopped_is_suspended_on_start(
     kube_api: Any,
     controller_identity: ServiceAccountClient,
@@ -146,7 +128,7 @@ def test_an_enclave_whose_approval_ran_out_while_the_controller_was_stopped_is_s
             assert _policies(kube_api, ns) == {"default-deny", "hub", "proxy", "singleuser"}
     finally:
         with running_operator(_config(controller_identity, audit=audit_recorder)):
-            _delete(kube_api, name)
+            delete_enclave(kube_api, name)
             wait_for("the Enclave to go", lambda: get_enclave(kube_api, name) is None, timeout=90)
 
 
@@ -205,7 +187,7 @@ def test_quarantine_denies_all_traffic_stops_the_hub_and_records_who(
             assert "false alarm" in lift["message"]
             assert _replicas(kube_api, ns) == {"hub": 1, "proxy": 1}
         finally:
-            _delete(kube_api, name)
+            delete_enclave(kube_api, name)
             wait_for("the Enclave to go", lambda: get_enclave(kube_api, name) is None, timeout=90)
 
 
@@ -224,7 +206,7 @@ def test_deleting_an_enclave_while_the_audit_service_is_down_waits_and_says_why(
         claims = client.CoreV1Api(kube_api).list_namespaced_persistent_volume_claim(ns).items
         assert claims, "the enclave has volumes to destroy"
         audit_service.stop()
-        _delete(kube_api, name)
+        delete_enclave(kube_api, name)
         wait_for(
             "EndOfUse AuditUnavailable",
             lambda: (
@@ -238,12 +220,12 @@ def test_deleting_an_enclave_while_the_audit_service_is_down_waits_and_says_why(
         # the volumes went first; the namespace waits for the record
         assert client.CoreV1Api(kube_api).list_namespaced_persistent_volume_claim(ns).items == []
         client.CoreV1Api(kube_api).read_namespace(ns)
-        assert not _recorded(audit_env, "enclave.end_of_use")
+        assert not recorded(audit_env, "enclave.end_of_use")
 
         audit_service.start()
         wait_for("the Enclave to go", lambda: get_enclave(kube_api, name) is None, timeout=90)
-    assert _recorded(audit_env, "enclave.end_of_use")
-    assert _recorded(audit_env, name)
+    assert recorded(audit_env, "enclave.end_of_use")
+    assert recorded(audit_env, name)
     with pytest.raises(client.ApiException) as caught:
         client.CoreV1Api(kube_api).read_namespace(ns)
     assert caught.value.status == 404
