@@ -293,24 +293,25 @@ class BrowserDownload(Control):
     ]
 
 
+#: A byte count where fewer bytes is stricter (at most 1 TiB; at least 1, checked with a
+#: clear sentence by the control).
+_ByteCount = Annotated[int, Stricter.LOWER, Field(le=1 << 40)]
+
+
 class ScreenOutput(Control):
     title: ClassVar[str] = "Screen output (bytes sent to the browser)"
     budget_bytes: Annotated[
-        int,
-        _s(Stricter.LOWER),
+        _ByteCount,
         Field(
-            le=1 << 40,
             description="Bytes a workspace session may send to the browser (kernel output "
-            "and contents API responses) before the budget applies.",
+            "and contents API responses) before the budget applies."
         ),
     ]
     warn_bytes: Annotated[
-        int,
-        _s(Stricter.LOWER),
+        _ByteCount,
         Field(
-            le=1 << 40,
             description="Bytes sent to the browser at which the researcher is warned and "
-            "the officer sees an event.",
+            "the officer sees an event."
         ),
     ]
     past_budget: Annotated[

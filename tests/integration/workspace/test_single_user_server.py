@@ -63,12 +63,18 @@ def _write_config(path: Path, settings: dict[str, dict[str, Any]]) -> None:
 def start_server(
     audit_service: ServiceProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., Server]]:
-    """``start_server(enclave, tier, extensions)``: a jupyter-server with the hardened
-    extension (and ``extensions``), polled until it answers."""
+    """``start_server(enclave, tier, extensions, workspace)``: a jupyter-server with the
+    hardened extension (and ``extensions``, and more ``EnclaveWorkspace`` settings),
+    polled until it answers."""
     servers: list[Server] = []
 
     def start(
-        *, enclave: str, tier: str, extensions: tuple[str, ...] = (), with_token: bool = True
+        *,
+        enclave: str,
+        tier: str,
+        extensions: tuple[str, ...] = (),
+        with_token: bool = True,
+        workspace: dict[str, Any] | None = None,
     ) -> Server:
         d = tmp_path_factory.mktemp(f"server-{enclave}")
         root = d / "home"
@@ -109,6 +115,7 @@ def start_server(
                     "audit_spool": str(d / "audit-spool.db"),
                     "dataset_paths": [DATASET],
                     "dataset_content_limit_bytes": LIMIT,
+                    **(workspace or {}),  # more EnclaveWorkspace settings
                 },
             },
         )

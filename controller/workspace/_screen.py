@@ -1,0 +1,89 @@
+"""The screen channel, measured: bytes one workspace session sent to the browser.
+
+A pure meter, fed by the server extension where bytes leave the server (kernel
+websocket messages, contents API response bodies). It decides, per output, whether
+it may still be sent under the tier's ``screen_output`` budget; it performs no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Channel", "ScreenDecision", "ScreenMeter"]
+
+Channel = Literal["kernel", "contents"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScreenDecision:
+    """What to do with one output."""
+
+    #: send it (False: it would take the session past its budget, or already is)
+    send: bool
+    #: this output took the session to its warning threshold (once per session)
+    warned: bool = False
+    #: this is the first output refused: the budget is reached (once per session)
+    exceeded: bool = False
+
+
+class ScreenMeter:
+    """Counts bytes sent per channel and applies the budget (one per server session).
+
+    1. An output that is refusable and would take the total sent past
+       ``budget_bytes`` (or comes after one that did) is not sent: it is counted as
+       refused, and the first such output is marked ``exceeded``.
+    2. Otherwise it is counted as sent; the output that brings the total to
+       ``warn_bytes`` or more is marked ``warned`` (once).
+    3. An output that is not refusable (a protocol message the browser needs, or the
+       notice telling the researcher why output stopped) is always counted as sent.
+    """
+
+    def __init__(self, *, budget_bytes: int, warn_bytes: int) -> None:
+        if not 0 < warn_bytes < budget_bytes:
+            raise ValueError("the warning must come before the budget, both above 0 bytes")
+        self.budget_bytes = budget_bytes
+        self.warn_bytes = warn_bytes
+        self.sent: dict[Channel, int] = {"kernel": 0, "contents": 0}
+        self.refused_bytes = 0
+        self.refused_messages = 0
+        self.warned = False
+        self.exceeded = False
+
+    @property
+    def total(self) -> int:
+        return sum(self.sent.values())
+
+    def offer(self, *, channel: Channel, size: int, refusable: bool = True) -> ScreenDecision:
+        """Count one output of ``size`` bytes on ``channel``; say whether it may go."""
+        if refusable and (self.exceeded or self.total + size > self.budget_bytes):
+            first = not self.exceeded
+            self.exceeded = True
+            self.refused_bytes += size
+            self.refused_messages += 1
+            return ScreenDecision(send=False, exceeded=first)
+        self.sent[channel] += size
+        warned = not self.warned and self.total >= self.warn_bytes
+        self.warned = self.warned or warned
+        return ScreenDecision(send=True, warned=warned)
+
+    def snapshot(self) -> tuple[int, int, int, int]:
+        """(kernel, contents, refused bytes, refused messages): what a record shows."""
+        return (
+            self.sent["kernel"],
+            self.sent["contents"],
+            self.refused_bytes,
+            self.refused_messages,
+        )
+
+    def details(self) -> dict[str, int]:
+        """The counters as audit details (``workspace.screen_output*``)."""
+        return {
+            "kernel_bytes": self.sent["kernel"],
+            "contents_bytes": self.sent["contents"],
+            "total_bytes": self.total,
+            "refused_bytes": self.refused_bytes,
+            "refused_messages": self.refused_messages,
+            "warn_bytes": self.warn_bytes,
+            "budget_bytes": self.budget_bytes,
+        }
