@@ -1017,8 +1017,9 @@ _SPECS: list[dict[str, object]] = [
         },
     },
     # --- the screen channel, measured (issue #15): bytes the single-user server sent to
-    # the browser in one server session, counted where they leave it (kernel websocket
-    # messages, contents API response bodies), against the tier's screen_output budget.
+    # the browser in one server session, counted where they leave it (kernel and terminal
+    # websocket messages, contents API response bodies), against the tier's screen_output
+    # budget.
     *(
         {
             "name": name,
@@ -1031,13 +1032,16 @@ _SPECS: list[dict[str, object]] = [
             "fields": {
                 "kernel_bytes": _f("int", required=True, doc="kernel websocket messages sent"),
                 "contents_bytes": _f("int", required=True, doc="contents API bodies sent"),
+                "terminal_bytes": _f("int", doc="terminal websocket messages sent"),
                 "total_bytes": _f("int", required=True),
                 "refused_bytes": _f("int", doc="output not sent: past the budget"),
                 "refused_messages": _f("int"),
                 "warn_bytes": _f("int"),
                 "budget_bytes": _f("int"),
                 "past_budget": _f("str", choices=("refuse_output", "stop_session")),
-                "channel": _f("str", choices=("kernel", "contents"), doc="what crossed"),
+                "channel": _f(
+                    "str", choices=("kernel", "contents", "terminal"), doc="what crossed"
+                ),
                 "final": _f("bool", doc="the record written as the server stops"),
             },
         }

@@ -111,8 +111,9 @@ ENFORCEMENT: Mapping[str, Enforcement] = {
         ),
     ),
     "screen_output.budget_bytes": Enforcement(
-        "workspace server extension: bytes sent to the browser (kernel websocket, contents "
-        "API) counted where they are written; output past the budget is not sent",
+        "workspace server extension: bytes sent to the browser (kernel and terminal "
+        "websockets, contents API) counted where they are written; output past the budget "
+        "is not sent",
         (
             (_SCREEN, "budget_bytes=control.budget_bytes"),
             ("controller/workspace/_screen.py", "self.total + size > self.budget_bytes"),

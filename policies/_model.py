@@ -303,8 +303,8 @@ class ScreenOutput(Control):
     budget_bytes: Annotated[
         _ByteCount,
         Field(
-            description="Bytes a workspace session may send to the browser (kernel output "
-            "and contents API responses) before the budget applies."
+            description="Bytes a workspace session may send to the browser (kernel and "
+            "terminal output, contents API responses) before the budget applies."
         ),
     ]
     warn_bytes: Annotated[

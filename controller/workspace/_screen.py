@@ -1,8 +1,8 @@
 """The screen channel, measured: bytes one workspace session sent to the browser.
 
-A pure meter, fed by the server extension where bytes leave the server (kernel
-websocket messages, contents API response bodies). It decides, per output, whether
-it may still be sent under the tier's ``screen_output`` budget; it performs no I/O.
+A pure meter, fed by the server extension where bytes leave the server (kernel and
+terminal websocket messages, contents API response bodies). It decides, per output,
+whether it may still be sent under the tier's ``screen_output`` budget; no I/O.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Literal
 
 __all__ = ["Channel", "ScreenDecision", "ScreenMeter"]
 
-Channel = Literal["kernel", "contents"]
+Channel = Literal["kernel", "contents", "terminal"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,7 +44,7 @@ class ScreenMeter:
             raise ValueError("the warning must come before the budget, both above 0 bytes")
         self.budget_bytes = budget_bytes
         self.warn_bytes = warn_bytes
-        self.sent: dict[Channel, int] = {"kernel": 0, "contents": 0}
+        self.sent: dict[Channel, int] = {"kernel": 0, "contents": 0, "terminal": 0}
         self.refused_bytes = 0
         self.refused_messages = 0
         self.warned = False
@@ -67,20 +67,16 @@ class ScreenMeter:
         self.warned = self.warned or warned
         return ScreenDecision(send=True, warned=warned)
 
-    def snapshot(self) -> tuple[int, int, int, int]:
-        """(kernel, contents, refused bytes, refused messages): what a record shows."""
-        return (
-            self.sent["kernel"],
-            self.sent["contents"],
-            self.refused_bytes,
-            self.refused_messages,
-        )
+    def snapshot(self) -> tuple[int, ...]:
+        """Bytes sent per channel, refused bytes and messages: what a record shows."""
+        return (*self.sent.values(), self.refused_bytes, self.refused_messages)
 
     def details(self) -> dict[str, int]:
         """The counters as audit details (``workspace.screen_output*``)."""
         return {
             "kernel_bytes": self.sent["kernel"],
             "contents_bytes": self.sent["contents"],
+            "terminal_bytes": self.sent["terminal"],
             "total_bytes": self.total,
             "refused_bytes": self.refused_bytes,
             "refused_messages": self.refused_messages,

@@ -24,7 +24,8 @@ configuration (``make_hub_config``) passes both. What it enforces, at the server
    recorded, or a kernel message that does not parse, is not forwarded.
 
 6. The screen channel, measured: every message written to the browser on a kernel
-   websocket and every contents API response body is counted where it is written
+   or terminal websocket and every contents API response body is counted where it
+   is written
    (``_screen.ScreenMeter``) against the tier's ``screen_output`` budget; counts are
    recorded every ``screen_report_interval_s`` while they change and durably as the
    server stops; the warning and the budget are recorded as they are reached. Past
@@ -55,8 +56,9 @@ from jupyter_server.services.kernels.connection.base import (
 )
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from jupyter_server.utils import ensure_async, url_path_join
+from jupyter_server_terminals.handlers import TermSocket
 from tornado import httputil, ioloop, web
-from tornado.websocket import WebSocketClosedError
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
 from traitlets import Int, List, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
@@ -188,7 +190,7 @@ class _ScreenGuard:
         self.stop_server = stop_server
         self.log = log
         self.stopping = False
-        self._reported: tuple[int, int, int, int] | None = None
+        self._reported: tuple[int, ...] | None = None
 
     def _details(self, **extra: Any) -> dict[str, Any]:
         return {**self.meter.details(), "past_budget": self.past_budget.value, **extra}
@@ -283,6 +285,56 @@ class TerminalsRefusedHandler(JupyterHandler):
         _refuse(self, "workspace.terminal.refused", path=self.request.path)
 
     post = put = delete = get
+
+
+class MeteredTermSocket(TermSocket):
+    """A terminal's websocket whose messages to the browser are counted as they are
+    written, under the tier's ``screen_output`` budget: past it, the terminal's output
+    is not written, the researcher is told once, and the server stops where the tier
+    says ``stop_session``."""
+
+    _told = False
+
+    def initialize(self, **_: Any) -> None:  # type: ignore[override]
+        # routed before the terminals extension has loaded: its manager, at request time
+        super().initialize(
+            name="jupyter_server_terminals", term_manager=self.settings["terminal_manager"]
+        )
+
+    def write_message(self, message: Any, binary: bool = False) -> None:  # type: ignore[override]
+        guard: _ScreenGuard = self.settings["enclave_screen"]
+        raw = message.encode("utf-8") if isinstance(message, str) else bytes(message)
+        try:
+            kind = json.loads(raw)[0]
+        except (ValueError, IndexError, KeyError, TypeError):
+            kind = None  # output, as far as the budget is concerned
+        decision = guard.meter.offer(
+            channel="terminal", size=len(raw), refusable=kind not in ("setup", "disconnect")
+        )
+        notice = guard.settle(decision, channel="terminal", ip=self.request.remote_ip)
+        if decision.send:
+            super().write_message(message, binary=binary)
+            if notice is not None:
+                self._tell(notice)
+            return
+        if not self._told:
+            self._told = True
+            told = self._tell(notice or _SCREEN_STILL_REFUSED)
+            if decision.exceeded and told is not None:
+                told.add_done_callback(lambda _: guard.stop_session())
+                return
+        if decision.exceeded:
+            guard.stop_session()
+
+    def _tell(self, text: str) -> Any:
+        """Write a notice of this server's own (counted, never refused); its future."""
+        data = json.dumps(["stdout", "\r\n" + text.replace("\n", "\r\n")])
+        guard: _ScreenGuard = self.settings["enclave_screen"]
+        guard.meter.offer(channel="terminal", size=len(data.encode("utf-8")), refusable=False)
+        try:
+            return WebSocketHandler.write_message(self, data)
+        except WebSocketClosedError:
+            return None
 
 
 class AuditedContentsHandler(ContentsHandler):
@@ -717,6 +769,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
             (url_path_join(base, r"/terminals/(.*)"), TerminalsRefusedHandler),
             (url_path_join(base, r"/api/terminals(.*)"), TerminalsRefusedHandler),
         ]
+    else:  # before the terminals extension's own route: its output is counted too
+        handlers.append((url_path_join(base, r"/terminals/websocket/(\w+)"), MeteredTermSocket))
     _prepend(web_app, handlers)
     guard = _ScreenGuard(
         tier=tier, recorder=recorder, stop_server=serverapp.stop, log=serverapp.log

@@ -55,7 +55,11 @@ def start_workspace(
         ws = start_plain(
             enclave=enclave,
             tier=tier,
-            workspace={"tier_overlay": str(overlay), "screen_report_interval_s": 1},
+            more={
+                "EnclaveWorkspace": {"tier_overlay": str(overlay), "screen_report_interval_s": 1},
+                # the test's PATH holds only the venv: terminals need a shell named
+                "ServerApp": {"terminado_settings": {"shell_command": ["/bin/sh"]}},
+            },
         )
         (ws.root / "cohort_extract.csv").write_bytes(b"P0001,rs429358,CT\n" * (BIG // 18))
         return ws
@@ -264,3 +268,47 @@ def test_the_session_totals_are_recorded_when_the_server_stops(
     final = _wait(audit_service, ws, "workspace.screen_output", lambda e: e["details"]["final"])
     assert final["details"]["contents_bytes"] > BIG
     assert final["details"]["past_budget"] == "refuse_output"
+
+
+def _terminal_session(ws: Workspace, command: str) -> tuple[str, bool]:
+    """Open a terminal as JupyterLab does, type ``command``; everything the browser
+    received, and whether the socket closed, once the budget's notice arrived (or it
+    closed)."""
+
+    async def go() -> tuple[str, bool]:
+        with ws.http() as h:
+            r = h.post("/api/terminals")
+        assert r.status_code == 200, r.text
+        url = ws.url.replace("http", "ws") + f"/terminals/websocket/{r.json()['name']}"
+        conn = await websocket_connect(
+            HTTPRequest(url, headers={"Authorization": f"token {ws.token}"})
+        )
+        await conn.write_message(json.dumps(["stdin", command + "\r"]))
+        shown = ""
+        try:
+            while "budget reached" not in shown:
+                raw = await asyncio.wait_for(conn.read_message(), 120)  # a deadline only
+                if raw is None:
+                    return shown, True
+                kind, *rest = json.loads(raw)
+                if kind == "stdout":
+                    shown += rest[0]
+        finally:
+            conn.close()
+        return shown, False
+
+    return run_coroutine(go())
+
+
+def test_printing_a_file_in_a_terminal_past_the_budget_refuses_its_output(
+    start_workspace: Callable[..., Workspace], audit_service: ServiceProcess
+) -> None:
+    ws = start_workspace(enclave="screen-terminal", tier="tommo-standard")  # terminals on
+    extract = ws.root / "cohort_extract.csv"
+    shown, _closed = _terminal_session(ws, f"/bin/cat {extract} {extract}")
+    assert "its budget is 262,144 bytes" in shown  # the warning, as the output passed it
+    assert "screen-output budget reached" in shown
+    assert shown.count("rs429358") < 2 * (BIG // 18)  # not all of it reached the browser
+    exceeded = _wait(audit_service, ws, "workspace.screen_output.exceeded", lambda e: True)
+    assert exceeded["details"]["channel"] == "terminal"
+    assert exceeded["details"]["total_bytes"] <= BUDGET

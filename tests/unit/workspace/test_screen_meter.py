@@ -21,6 +21,7 @@ def test_output_that_would_pass_the_budget_is_refused_and_so_is_all_later_output
     assert meter.details() == {
         "kernel_bytes": 50,
         "contents_bytes": 20,
+        "terminal_bytes": 0,
         "total_bytes": 70,
         "refused_bytes": 41,
         "refused_messages": 2,
