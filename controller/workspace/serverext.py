@@ -502,7 +502,9 @@ _SCREEN_STILL_REFUSED = (
     "Enclave: output not shown: this session's screen-output budget is reached.\n"
 )
 #: Kernel messages the browser needs to work that carry no output; past the budget they
-#: are still sent (and counted).
+#: are still sent (and counted) while they are no larger than ``_PROTOCOL_MAX`` bytes (a
+#: kernel runs the researcher's code, which can send a "status" with anything in it).
+_PROTOCOL_MAX = 8192
 _PROTOCOL = frozenset(
     {
         ("iopub", "status"),
@@ -599,9 +601,8 @@ class MeteredChannelsConnection(ZMQChannelsWebsocketConnection):
         guard: _ScreenGuard = self.websocket_handler.settings["enclave_screen"]
         raw = message.encode("utf-8", "surrogatepass") if isinstance(message, str) else message
         channel, msg_type, parent = outgoing_message_kind(message, v1=self.subprotocol == _V1)
-        decision = guard.meter.offer(
-            channel="kernel", size=len(raw), refusable=(channel, msg_type) not in _PROTOCOL
-        )
+        protocol = (channel, msg_type) in _PROTOCOL and len(raw) <= _PROTOCOL_MAX
+        decision = guard.meter.offer(channel="kernel", size=len(raw), refusable=not protocol)
         notice = guard.settle(
             decision, channel="kernel", ip=self.websocket_handler.request.remote_ip
         )

@@ -77,6 +77,7 @@ class Cell:
     idle: bool = False
     closed: bool = False
     types: list[str] = field(default_factory=list)
+    raw: bytes = b""  # every message of this cell, as received
 
 
 class Notebook:
@@ -121,6 +122,7 @@ class Notebook:
             if parent.get("msg_id") != msg_id:
                 continue
             cell.types.append(head["msg_type"])
+            cell.raw += raw
             if head["msg_type"] == "stream":
                 if body["name"] == "stdout":
                     cell.stdout += body["text"]
@@ -159,6 +161,20 @@ def _wait(
     )
 
 
+#: A cell that sends data to the browser disguised as a kernel status message (which
+#: the server passes past the budget, when it is small enough to be one).
+_SEND_DATA_AS_STATUS = """
+kernel = get_ipython().kernel
+kernel.session.send(
+    kernel.iopub_socket,
+    "status",
+    {"execution_state": "busy", "rows": "LEAK" * 5000},
+    parent=kernel.get_parent(),
+    ident=b"kernel.status",
+)
+"""
+
+
 def _print(marker: str, n: int) -> str:
     return f"print({marker!r} * {n})"
 
@@ -187,6 +203,8 @@ def test_printing_a_dataset_to_the_screen_past_the_budget_refuses_further_output
     assert after.reply["ename"] == "ScreenOutputBudget"  # past the budget: replaced, empty
     assert "output not shown" in after.stderr
     assert after.idle  # the kernel's status still reaches the browser
+    disguised = nb.run(_SEND_DATA_AS_STATUS)
+    assert b"LEAKLEAK" not in disguised.raw  # a big "status" is output, refused
     assert ws.proc.poll() is None  # refuse_output: the server keeps running
 
     exceeded = _wait(audit_service, ws, "workspace.screen_output.exceeded", lambda e: True)
