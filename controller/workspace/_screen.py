@@ -36,7 +36,10 @@ class ScreenMeter:
     2. Otherwise it is counted as sent; the output that brings the total to
        ``warn_bytes`` or more is marked ``warned`` (once).
     3. An output that is not refusable (a protocol message the browser needs, or the
-       notice telling the researcher why output stopped) is always counted as sent.
+       notice telling the researcher why output stopped) is counted as sent, until
+       the total reaches the budget plus ``grace_bytes``: past that everything is
+       refused (a kernel runs the researcher's code, which can send its data as
+       protocol messages; the grace bounds how much).
     """
 
     def __init__(self, *, budget_bytes: int, warn_bytes: int) -> None:
@@ -44,6 +47,8 @@ class ScreenMeter:
             raise ValueError("the warning must come before the budget, both above 0 bytes")
         self.budget_bytes = budget_bytes
         self.warn_bytes = warn_bytes
+        #: what protocol messages and notices may add past the budget, at most
+        self.grace_bytes = min(1 << 20, budget_bytes // 8)
         self.sent: dict[Channel, int] = {"kernel": 0, "contents": 0, "terminal": 0}
         self.refused_bytes = 0
         self.refused_messages = 0
@@ -56,7 +61,8 @@ class ScreenMeter:
 
     def offer(self, *, channel: Channel, size: int, refusable: bool = True) -> ScreenDecision:
         """Count one output of ``size`` bytes on ``channel``; say whether it may go."""
-        if refusable and (self.exceeded or self.total + size > self.budget_bytes):
+        limit = self.budget_bytes + (0 if refusable else self.grace_bytes)
+        if (refusable and self.exceeded) or self.total + size > limit:
             first = not self.exceeded
             self.exceeded = True
             self.refused_bytes += size

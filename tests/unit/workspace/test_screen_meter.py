@@ -37,6 +37,17 @@ def test_protocol_messages_and_notices_are_counted_but_never_refused():
     assert meter.sent["kernel"] == 30
 
 
+def test_protocol_messages_past_the_budget_are_refused_beyond_the_grace():
+    # a kernel can send its data as many small "status" messages past the budget
+    meter = ScreenMeter(budget_bytes=800, warn_bytes=600)
+    assert meter.grace_bytes == 100
+    assert meter.offer(channel="kernel", size=700).send
+    assert not meter.offer(channel="kernel", size=200).send
+    sent = sum(meter.offer(channel="kernel", size=30, refusable=False).send for _ in range(10))
+    assert sent == 6  # up to 900 bytes in all: the budget and its grace
+    assert meter.total == 880
+
+
 def test_the_warning_comes_once():
     meter = ScreenMeter(budget_bytes=100, warn_bytes=10)
     assert meter.offer(channel="kernel", size=10).warned
