@@ -116,7 +116,7 @@ ENFORCEMENT: Mapping[str, Enforcement] = {
         "is not sent",
         (
             (_SCREEN, "budget_bytes=control.budget_bytes"),
-            ("controller/workspace/_screen.py", "self.total + size > self.budget_bytes"),
+            ("controller/workspace/_screen.py", "self.total + size > limit"),
         ),
     ),
     "screen_output.warn_bytes": Enforcement(
