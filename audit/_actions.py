@@ -1016,6 +1016,54 @@ _SPECS: list[dict[str, object]] = [
             "bytes": _f("int"),
         },
     },
+    # --- the screen channel, measured (issue #15): bytes the single-user server sent to
+    # the browser in one server session, counted where they leave it (kernel and terminal
+    # websocket messages, contents API response bodies), against the tier's screen_output
+    # budget.
+    *(
+        {
+            "name": name,
+            "sources": _WORKSPACE,
+            "summary": summary,
+            "cannot_capture": "What the bytes showed, the pixels on the screen, what a camera "
+            "or a person beside the researcher sees, and what the researcher remembers; "
+            "bytes of other sessions (each server start begins a new count).",
+            "ocsf": 6003,
+            "fields": {
+                "kernel_bytes": _f("int", required=True, doc="kernel websocket messages sent"),
+                "contents_bytes": _f("int", required=True, doc="contents API bodies sent"),
+                "terminal_bytes": _f("int", doc="terminal websocket messages sent"),
+                "total_bytes": _f("int", required=True),
+                "refused_bytes": _f("int", doc="output not sent: past the budget"),
+                "refused_messages": _f("int"),
+                "warn_bytes": _f("int"),
+                "budget_bytes": _f("int"),
+                "past_budget": _f("str", choices=("refuse_output", "stop_session")),
+                "channel": _f(
+                    "str", choices=("kernel", "contents", "terminal"), doc="what crossed"
+                ),
+                "final": _f("bool", doc="the record written as the server stops"),
+            },
+        }
+        for name, summary in (
+            (
+                "workspace.screen_output",
+                "Bytes a workspace session sent to the browser so far, by channel "
+                "(periodically while they change, and once as the server stops).",
+            ),
+            (
+                "workspace.screen_output.warned",
+                "A workspace session reached the warning threshold of its tier's "
+                "screen-output budget; the researcher was told.",
+            ),
+            (
+                "workspace.screen_output.exceeded",
+                "Output that would take a workspace session past its tier's screen-output "
+                "budget was not sent; the researcher was told, and the server stops where "
+                "the tier says so.",
+            ),
+        )
+    ),
 ]
 
 

@@ -26,6 +26,7 @@ from ._model import (
     SOURCES,
     Control,
     PodSecurityLevel,
+    ScreenOutputAction,
     Stricter,
     Tier,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "NetworkDecision",
     "PodSecurityLevel",
     "PolicyError",
+    "ScreenOutputAction",
     "Stricter",
     "Tier",
     "UnknownTierError",

@@ -55,6 +55,8 @@ _REGISTER = Enforcement(
     ),
 )
 
+_SCREEN = "controller/workspace/serverext.py"
+
 #: ``group.setting`` -> who enforces it today.
 ENFORCEMENT: Mapping[str, Enforcement] = {
     **{
@@ -106,6 +108,26 @@ ENFORCEMENT: Mapping[str, Enforcement] = {
         (
             ("auth/_app.py", '(b"cache-control", b"no-store")'),
             ("audit/service/_headers.py", '(b"cache-control", b"no-store")'),
+        ),
+    ),
+    "screen_output.budget_bytes": Enforcement(
+        "workspace server extension: bytes sent to the browser (kernel and terminal "
+        "websockets, contents API) counted where they are written; output past the budget "
+        "is not sent",
+        (
+            (_SCREEN, "budget_bytes=control.budget_bytes"),
+            ("controller/workspace/_screen.py", "self.total + size > limit"),
+        ),
+    ),
+    "screen_output.warn_bytes": Enforcement(
+        "workspace server extension: the researcher is told, the officer sees an event",
+        ((_SCREEN, "warn_bytes=control.warn_bytes"), (_SCREEN, '"workspace.screen_output.warned"')),
+    ),
+    "screen_output.past_budget": Enforcement(
+        "workspace server extension: output refused, or the server stopped",
+        (
+            (_SCREEN, "self.past_budget = control.past_budget"),
+            (_SCREEN, "ScreenOutputAction.STOP_SESSION"),
         ),
     ),
     "audited_operations.logins": Enforcement(

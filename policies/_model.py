@@ -30,6 +30,7 @@ __all__ = [
     "Dependency",
     "OrganisationalDuty",
     "PodSecurityLevel",
+    "ScreenOutputAction",
     "Stricter",
     "Tier",
     "strictness_of",
@@ -52,6 +53,15 @@ class PodSecurityLevel(enum.StrEnum):
     PRIVILEGED = "privileged"
     BASELINE = "baseline"
     RESTRICTED = "restricted"
+
+
+class ScreenOutputAction(enum.StrEnum):
+    """What the workspace does past the screen-output budget, least to most restrictive."""
+
+    #: Further output is not sent to the browser; the researcher is told once.
+    REFUSE_OUTPUT = "refuse_output"
+    #: The researcher is told, then the single-user server stops.
+    STOP_SESSION = "stop_session"
 
 
 def _s(direction: Stricter) -> Any:
@@ -281,6 +291,57 @@ class BrowserDownload(Control):
             "so the browser keeps no copy."
         ),
     ]
+
+
+#: A byte count where fewer bytes is stricter (at most 1 TiB; at least 1, checked with a
+#: clear sentence by the control).
+_ByteCount = Annotated[int, Stricter.LOWER, Field(le=1 << 40)]
+
+
+class ScreenOutput(Control):
+    title: ClassVar[str] = "Screen output (bytes sent to the browser)"
+    budget_bytes: Annotated[
+        _ByteCount,
+        Field(
+            description="Bytes a workspace session may send to the browser (kernel and "
+            "terminal output, contents API responses) before the budget applies."
+        ),
+    ]
+    warn_bytes: Annotated[
+        _ByteCount,
+        Field(
+            description="Bytes sent to the browser at which the researcher is warned and "
+            "the officer sees an event."
+        ),
+    ]
+    past_budget: Annotated[
+        ScreenOutputAction,
+        _s(Stricter.ORDERED),
+        Field(
+            strict=False,
+            description="What happens to output past the budget: refuse_output (not sent, "
+            "the researcher is told) or stop_session (the server stops as well).",
+        ),
+    ]
+
+    @field_validator("budget_bytes", "warn_bytes")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(
+                f"must be at least 1 byte (got {value}): a budget or warning of nothing "
+                "would refuse a session its first output"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _warn_before_budget(self) -> ScreenOutput:
+        if self.warn_bytes >= self.budget_bytes:
+            raise ValueError(
+                f"warn_bytes ({self.warn_bytes}) must be below budget_bytes "
+                f"({self.budget_bytes}): the warning comes before the budget applies"
+            )
+        return self
 
 
 class Clipboard(Control):
@@ -539,6 +600,7 @@ CONTROL_GROUPS: dict[str, type[Control]] = {
     "network": Network,
     "egress": Egress,
     "browser_download": BrowserDownload,
+    "screen_output": ScreenOutput,
     "clipboard": Clipboard,
     "export_results": ExportResults,
     "export_data": ExportData,
@@ -592,6 +654,7 @@ class Tier(BaseModel):
     network: Network
     egress: Egress
     browser_download: BrowserDownload
+    screen_output: ScreenOutput
     clipboard: Clipboard
     export_results: ExportResults
     export_data: ExportData

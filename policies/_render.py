@@ -64,6 +64,11 @@ def format_value(name: str, value: Any) -> str:
         if value % 60 == 0:
             return f"{value // 60} min"
         return f"{value} s"
+    if name.endswith("_bytes") and isinstance(value, int):
+        for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+            if value % size == 0:
+                return f"{value // size} {unit}"
+        return f"{value} B"
     if name == "aal":
         return f"AAL{value}"
     return str(value)

@@ -52,10 +52,12 @@ class Server:
         )
 
 
-def _write_config(path: Path, settings: dict[str, dict[str, Any]]) -> None:
+def _write_config(path: Path, *layers: dict[str, dict[str, Any]]) -> None:
+    """A config file setting each class's traits, later layers over earlier ones."""
     lines = ["c = get_config()  # noqa"]
-    for cls, traits in settings.items():
-        lines += [f"c.{cls}.{k} = {v!r}" for k, v in traits.items()]
+    for settings in layers:
+        for cls, traits in settings.items():
+            lines += [f"c.{cls}.{k} = {v!r}" for k, v in traits.items()]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -63,12 +65,18 @@ def _write_config(path: Path, settings: dict[str, dict[str, Any]]) -> None:
 def start_server(
     audit_service: ServiceProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., Server]]:
-    """``start_server(enclave, tier, extensions)``: a jupyter-server with the hardened
-    extension (and ``extensions``), polled until it answers."""
+    """``start_server(enclave, tier, extensions, more)``: a jupyter-server with the
+    hardened extension (and ``extensions``, and ``more`` settings by class), polled until
+    it answers."""
     servers: list[Server] = []
 
     def start(
-        *, enclave: str, tier: str, extensions: tuple[str, ...] = (), with_token: bool = True
+        *,
+        enclave: str,
+        tier: str,
+        extensions: tuple[str, ...] = (),
+        with_token: bool = True,
+        more: dict[str, dict[str, Any]] | None = None,
     ) -> Server:
         d = tmp_path_factory.mktemp(f"server-{enclave}")
         root = d / "home"
@@ -111,6 +119,7 @@ def start_server(
                     "dataset_content_limit_bytes": LIMIT,
                 },
             },
+            more or {},
         )
         log = (d / "server.log").open("wb")
         proc = subprocess.Popen(

@@ -14,6 +14,7 @@ from policies import (
     TIER_IDS,
     CatalogError,
     PodSecurityLevel,
+    ScreenOutputAction,
     UnknownTierError,
     load_catalog,
 )
@@ -212,6 +213,8 @@ def test_type_ii_room_clauses_are_cited_only_by_analogy(catalog):
 # --- the control matrix of TIERS.md ---------------------------------------------------
 
 T, F = True, False
+MiB = 1 << 20
+REFUSE = ScreenOutputAction.REFUSE_OUTPUT
 # The control matrix of TIERS.md, row by row, as the catalog must state it:
 # (group, setting): values for nbdc-standard, nbdc-high, tommo-standard, tommo-strong.
 MATRIX = {
@@ -243,6 +246,11 @@ MATRIX = {
     ("egress", "cloud_metadata"): (F, F, F, F),
     ("browser_download", "allowed"): (F, F, F, F),
     ("browser_download", "cache_no_store"): (T, T, T, T),
+    # TIERS.md has no row and no number for the screen: the numbers are Enclave's choice
+    # (smaller where the tier is stricter); ToMMo strong stops the session.
+    ("screen_output", "budget_bytes"): (256 * MiB, 128 * MiB, 256 * MiB, 64 * MiB),
+    ("screen_output", "warn_bytes"): (192 * MiB, 96 * MiB, 192 * MiB, 48 * MiB),
+    ("screen_output", "past_budget"): (REFUSE, REFUSE, REFUSE, ScreenOutputAction.STOP_SESSION),
     ("clipboard", "copy_out_disabled"): (T, T, T, T),
     ("export_results", "allowed"): (T, T, T, T),
     ("export_results", "reviewers"): (1, 1, 1, 2),
