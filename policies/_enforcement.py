@@ -56,6 +56,7 @@ _REGISTER = Enforcement(
 )
 
 _SCREEN = "controller/workspace/serverext.py"
+_HUBCONFIG = "controller/workspace/_hubconfig.py"
 
 #: ``group.setting`` -> who enforces it today.
 ENFORCEMENT: Mapping[str, Enforcement] = {
@@ -84,13 +85,20 @@ ENFORCEMENT: Mapping[str, Enforcement] = {
         ),
     ),
     "session.idle_timeout_s": Enforcement(
-        "portal (auth): the portal sign-in session, at the portal's login tier; hub "
-        "sessions not yet (no hubs)",
-        (("auth/_app.py", "rules.idle_timeout_s"),),
+        "portal (auth): the portal sign-in session, at the portal's login tier; each "
+        "enclave hub's idle culler stops servers idle this long",
+        (
+            ("auth/_app.py", "rules.idle_timeout_s"),
+            (_HUBCONFIG, "timeout_s=tier.session.idle_timeout_s"),
+        ),
     ),
     "session.max_session_s": Enforcement(
-        "portal (auth): enclave entry refused past it; hub sessions not yet (no hubs)",
-        (("auth/_app.py", "tier.session.max_session_s"),),
+        "portal (auth): enclave entry refused past it; each enclave hub: its cookie and "
+        "the idle culler's maximum server age",
+        (
+            ("auth/_app.py", "tier.session.max_session_s"),
+            (_HUBCONFIG, "max_age_s=tier.session.max_session_s"),
+        ),
     ),
     **{
         f"throttle.{n}": _throttle(n)
@@ -104,11 +112,58 @@ ENFORCEMENT: Mapping[str, Enforcement] = {
         ),
     ),
     "browser_download.cache_no_store": Enforcement(
-        "portal and audit UI pages; workspace pages not yet (no workspaces)",
+        "portal and audit UI pages; workspace server extension: every workspace response",
         (
             ("auth/_app.py", '(b"cache-control", b"no-store")'),
             ("audit/service/_headers.py", '(b"cache-control", b"no-store")'),
+            (_SCREEN, 'headers["Cache-Control"] = "no-store"'),
         ),
+    ),
+    "browser_download.allowed": Enforcement(
+        "workspace server extension: /files, nbconvert and attachment responses refused "
+        "(403, recorded) on every tier; a tier that allowed downloads would still be refused",
+        ((_SCREEN, '"workspace.download.refused"'),),
+    ),
+    "terminals.enabled": Enforcement(
+        "enclave hub configuration: the single-user server starts with terminals as the tier says",
+        ((_HUBCONFIG, "--ServerApp.terminals_enabled={tier.terminals.enabled}"),),
+    ),
+    "audited_operations.file_events": Enforcement(
+        "workspace server extension: contents API reads, saves, creations, renames, "
+        "copies, uploads and deletions",
+        ((_SCREEN, '"workspace.file.get"'), (_SCREEN, '"workspace.file.renamed"')),
+    ),
+    "datasets.read_only": Enforcement(
+        "controller: read-only dataset mounts (Kubernetes claims and the local sandbox's binds)",
+        (
+            ("controller/kube/_objects.py", '"mountPath": ds.mount_path, "readOnly": True'),
+            ("controller/local/sandbox.py", '"--bind" if bind.writable else "--ro-bind"'),
+        ),
+    ),
+    "egress.dns": Enforcement(
+        "controller (Kubernetes): the single-user NetworkPolicy allows DNS only if the tier does",
+        (("controller/kube/_objects.py", "*([dns] if tier.egress.dns else [])"),),
+    ),
+    "egress.audit_intake": Enforcement(
+        "controller (Kubernetes): the single-user NetworkPolicy allows the audit intake "
+        "only if the tier does",
+        (("controller/kube/_objects.py", "if tier.egress.audit_intake else []"),),
+    ),
+    "pod_security.level": Enforcement(
+        "controller (Kubernetes): the enclave namespace's Pod Security labels",
+        (("controller/kube/_objects.py", "level = str(tier.pod_security.level)"),),
+    ),
+    "compute.dedicated_nodes": Enforcement(
+        "controller (Kubernetes): workspace pods scheduled onto the enclave's dedicated nodes",
+        (("controller/kube/_objects.py", "if not tier.compute.dedicated_nodes:"),),
+    ),
+    "end_of_use.destroy_volumes": Enforcement(
+        "controller (Kubernetes): the end of use destroys the volumes before the namespace goes",
+        (("controller/kube/_reconcile.py", "remaining = destroy_volumes("),),
+    ),
+    "incident.one_command_quarantine": Enforcement(
+        "controller (Kubernetes): enclave quarantine NAME denies all traffic and stops the hub",
+        (("controller/kube/cli.py", "def quarantine("),),
     ),
     "screen_output.budget_bytes": Enforcement(
         "workspace server extension: bytes sent to the browser (kernel and terminal "
