@@ -12,6 +12,7 @@ import secrets
 import signal
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -147,13 +148,19 @@ def test_an_enclave_is_provisioned_repaired_and_deleted(kube_api: Any, operator:
     assert caught.value.status == 404
 
 
-def test_an_egress_rule_opened_to_everywhere_is_reverted_and_reported_until_confirmed(
+@dataclass(frozen=True)
+class Rounds:
+    """An in-force Enclave and the reconciler's configuration, driven without kopf."""
+
+    name: str
+    config: OperatorConfig
+
+
+@pytest.fixture
+def rounds(
     kube_api: Any, controller_identity: ServiceAccountClient, enclave_crd_installed: str
-) -> None:
-    """Round by round, without kopf: the round that finds the drift reverts it and says
-    DriftRepaired; the next round, finding the policies as the tier wants, says so."""
-    name = f"t{secrets.token_hex(3)}-drift"
-    ns = f"enclave-{name}"
+) -> Iterator[Rounds]:
+    name = f"t{secrets.token_hex(3)}-rounds"
     custom = client.CustomObjectsApi(kube_api)
     custom.create_cluster_custom_object(
         GROUP, VERSION, "enclaves", in_force(load_document(example("nbdc-standard")), name=name)
@@ -163,77 +170,75 @@ def test_an_egress_rule_opened_to_everywhere_is_reverted_and_reported_until_conf
         catalog=load_catalog(),
         settings=RenderSettings(api_server_cidrs=("10.0.0.1/32",)),
     )
-    networking = client.NetworkingV1Api(kube_api)
     try:
-        reconcile_latest(config, name)
-        assert condition(get_enclave(kube_api, name), "NetworkIsolation")["status"] == "True"
-        networking.patch_namespaced_network_policy(
-            "singleuser", ns, {"spec": {"egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}}
-        )
-
-        repairing = reconcile_latest(config, name)
-
-        assert repairing is not None
-        assert repairing.repaired == (f"NetworkPolicy {ns}/singleuser",)
-        live = networking.read_namespaced_network_policy("singleuser", ns)
-        assert all(rule.to[0].ip_block is None for rule in live.spec.egress)
-        reported = condition(get_enclave(kube_api, name), "NetworkIsolation")
-        assert (reported["status"], reported["reason"]) == ("False", "DriftRepaired")
-        assert "0.0.0.0/0" in reported["message"]
-
-        confirming = reconcile_latest(config, name)
-
-        assert confirming is not None
-        assert confirming.repaired == ()
-        reported = condition(get_enclave(kube_api, name), "NetworkIsolation")
-        assert (reported["status"], reported["reason"]) == ("True", "MatchesTier")
+        yield Rounds(name=name, config=config)
     finally:
-        client.CoreV1Api(kube_api).delete_namespace(ns)
+        client.CoreV1Api(kube_api).delete_namespace(f"enclave-{name}")
         custom.delete_cluster_custom_object(GROUP, VERSION, "enclaves", name)
 
 
+def test_an_egress_rule_opened_to_everywhere_is_reverted_and_reported_until_confirmed(
+    kube_api: Any, rounds: Rounds
+) -> None:
+    """Round by round, without kopf: the round that finds the drift reverts it and says
+    DriftRepaired; the next round, finding the policies as the tier wants, says so."""
+    name, config = rounds.name, rounds.config
+    ns = f"enclave-{name}"
+    networking = client.NetworkingV1Api(kube_api)
+    reconcile_latest(config, name)
+    assert condition(get_enclave(kube_api, name), "NetworkIsolation")["status"] == "True"
+    networking.patch_namespaced_network_policy(
+        "singleuser", ns, {"spec": {"egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}}
+    )
+
+    repairing = reconcile_latest(config, name)
+
+    assert repairing is not None
+    assert repairing.repaired == (f"NetworkPolicy {ns}/singleuser",)
+    live = networking.read_namespaced_network_policy("singleuser", ns)
+    assert all(rule.to[0].ip_block is None for rule in live.spec.egress)
+    reported = condition(get_enclave(kube_api, name), "NetworkIsolation")
+    assert (reported["status"], reported["reason"]) == ("False", "DriftRepaired")
+    assert "0.0.0.0/0" in reported["message"]
+
+    confirming = reconcile_latest(config, name)
+
+    assert confirming is not None
+    assert confirming.repaired == ()
+    reported = condition(get_enclave(kube_api, name), "NetworkIsolation")
+    assert (reported["status"], reported["reason"]) == ("True", "MatchesTier")
+
+
 def test_a_stale_event_body_cannot_keep_a_newer_status_from_being_corrected(
-    kube_api: Any, controller_identity: ServiceAccountClient, enclave_crd_installed: str
+    kube_api: Any, rounds: Rounds
 ) -> None:
     """kopf hands a timer the body from its watch stream, which can predate a status
     another reconciliation (a change handler running beside the timer) has just
     written. Judged against that copy, a wrong status (here an isolation repair that is
     over) looked "unchanged" and stayed, so an officer could read DriftRepaired while
     the policies matched, or MatchesTier after a drift."""
-    name = f"t{secrets.token_hex(3)}-stale"
+    name, config = rounds.name, rounds.config
     custom = client.CustomObjectsApi(kube_api)
-    custom.create_cluster_custom_object(
-        GROUP, VERSION, "enclaves", in_force(load_document(example("nbdc-standard")), name=name)
+    reconcile_latest(config, name)
+    stale = get_enclave(kube_api, name)
+    assert condition(stale, "NetworkIsolation")["status"] == "True"
+    assert stale is not None
+    newer = [
+        {**c, "status": "False", "reason": "DriftRepaired"}
+        if c["type"] == "NetworkIsolation"
+        else c
+        for c in stale["status"]["conditions"]
+    ]
+    custom.patch_cluster_custom_object_status(
+        GROUP, VERSION, "enclaves", name, {"status": {"conditions": newer}}
     )
-    config = OperatorConfig(
-        api_client=controller_identity.api_client,
-        catalog=load_catalog(),
-        settings=RenderSettings(api_server_cidrs=("10.0.0.1/32",)),
-    )
-    try:
-        reconcile_latest(config, name)
-        stale = get_enclave(kube_api, name)
-        assert condition(stale, "NetworkIsolation")["status"] == "True"
-        assert stale is not None
-        newer = [
-            {**c, "status": "False", "reason": "DriftRepaired"}
-            if c["type"] == "NetworkIsolation"
-            else c
-            for c in stale["status"]["conditions"]
-        ]
-        custom.patch_cluster_custom_object_status(
-            GROUP, VERSION, "enclaves", name, {"status": {"conditions": newer}}
-        )
-        assert condition(get_enclave(kube_api, name), "NetworkIsolation")["status"] == "False"
+    assert condition(get_enclave(kube_api, name), "NetworkIsolation")["status"] == "False"
 
-        # The event's body is the copy from before that write; the lock-holder reads anew.
-        assert condition(stale, "NetworkIsolation")["status"] == "True"
-        reconcile_latest(config, name)
+    # The event's body is the copy from before that write; the lock-holder reads anew.
+    assert condition(stale, "NetworkIsolation")["status"] == "True"
+    reconcile_latest(config, name)
 
-        assert condition(get_enclave(kube_api, name), "NetworkIsolation")["reason"] == "MatchesTier"
-    finally:
-        client.CoreV1Api(kube_api).delete_namespace(f"enclave-{name}")
-        custom.delete_cluster_custom_object(GROUP, VERSION, "enclaves", name)
+    assert condition(get_enclave(kube_api, name), "NetworkIsolation")["reason"] == "MatchesTier"
 
 
 def test_an_enclave_past_expiry_and_grace_is_not_provisioned_and_its_end_recorded(

@@ -23,19 +23,46 @@ from controller.kube._objects import SINGLEUSER_PORT
 from controller.workspace._hubconfig import LAB_SETTINGS_DIR, SERVER_EXTENSION
 
 ROOT = Path(__file__).resolve().parents[3]
-IMAGES = ("singleuser", "hub", "proxy")
+#: image -> (Dockerfile, target stage)
+IMAGES = {
+    "singleuser": ("images/Dockerfile", "singleuser"),
+    "hub": ("images/Dockerfile", "hub"),
+    "proxy": ("images/proxy/Dockerfile", None),
+}
 PINS: dict[str, Any] = runpy.run_path(str(ROOT / "hack" / "pins.py"))
 
 
-def _parse(image: str) -> DockerfileParser:
-    parser = DockerfileParser(fileobj=(ROOT / "images" / image / "Dockerfile").open("rb"))
-    return parser
+def _parse(path: str) -> list[dict[str, Any]]:
+    with (ROOT / path).open("rb") as f:
+        structure: list[dict[str, Any]] = DockerfileParser(fileobj=f).structure
+    return structure
 
 
-def _final_stage(parser: DockerfileParser) -> list[dict[str, Any]]:
-    instructions: list[dict[str, Any]] = parser.structure
-    starts = [i for i, ins in enumerate(instructions) if ins["instruction"] == "FROM"]
-    return instructions[starts[-1] :]
+def _stages(path: str) -> dict[str | None, tuple[str, list[dict[str, Any]]]]:
+    """Each stage by name (None: an unnamed last stage): its base and instructions."""
+    stages: dict[str | None, tuple[str, list[dict[str, Any]]]] = {}
+    current: list[dict[str, Any]] = []
+    for ins in _parse(path):
+        if ins["instruction"] == "FROM":
+            base, _, name = ins["value"].partition(" AS ")
+            current = []
+            stages[name.strip() or None] = (base.strip(), current)
+        elif stages:
+            current.append(ins)
+    return stages
+
+
+def _image(image: str) -> list[dict[str, Any]]:
+    """The instructions that make ``image``: its target stage after the stages it is FROM."""
+    path, target = IMAGES[image]
+    stages = _stages(path)
+    chain: list[dict[str, Any]] = []
+    name: str | None = target
+    while name in stages:
+        base, instructions = stages[name]
+        chain = instructions + chain
+        name = base if base in stages else "\0"
+    return chain
 
 
 def _values(stage: list[dict[str, Any]], instruction: str) -> list[str]:
@@ -58,18 +85,18 @@ def test_a_dependency_bump_without_new_pins_is_named() -> None:
     ]
 
 
-@pytest.mark.parametrize("image", IMAGES)
-def test_every_copied_path_exists(image: str) -> None:
-    for ins in _parse(image).structure:
+@pytest.mark.parametrize("path", sorted({path for path, _ in IMAGES.values()}))
+def test_every_copied_path_exists(path: str) -> None:
+    for ins in _parse(path):
         if ins["instruction"] == "COPY" and not ins["value"].startswith("--from="):
             *sources, _ = ins["value"].split()
             for source in sources:
-                assert (ROOT / source).exists(), f"images/{image}/Dockerfile copies {source}"
+                assert (ROOT / source).exists(), f"{path} copies {source}"
 
 
-@pytest.mark.parametrize("image", IMAGES)
+@pytest.mark.parametrize("image", sorted(IMAGES))
 def test_an_escape_to_root_finds_no_root_user_and_no_sudo(image: str) -> None:
-    stage = _final_stage(_parse(image))
+    stage = _image(image)
     users = _values(stage, "USER")
     uid = RenderSettings().run_as_user
     assert users, "the final stage names its user"
@@ -81,21 +108,20 @@ def test_an_escape_to_root_finds_no_root_user_and_no_sudo(image: str) -> None:
 
 @pytest.mark.parametrize("image", ["singleuser", "hub"])
 def test_python_images_install_only_under_the_pins(image: str) -> None:
-    parser = _parse(image)
-    for ins in parser.structure:
+    for ins in _parse(IMAGES[image][0]):
         if ins["instruction"] == "RUN" and "pip " in ins["value"]:
             for command in ins["value"].split("&&"):
                 if "pip wheel" in command or "pip install" in command:
                     assert "-c " in command, command
                     assert "constraints.txt" in command, command
-    final = " ".join(_values(_final_stage(parser), "RUN"))
+    final = " ".join(_values(_image(image), "RUN"))
     assert "--no-index" in final, "the runtime stage installs only the built wheels"
     assert "pip uninstall -y pip" in final
     assert "gcc" not in final
 
 
 def test_the_workspace_image_runs_the_hardened_server_the_controller_starts() -> None:
-    stage = _final_stage(_parse("singleuser"))
+    stage = _image("singleuser")
     config = json.loads((ROOT / "images/singleuser/jupyter_server_config.json").read_text())
     assert config["ServerApp"]["jpserver_extensions"] == {SERVER_EXTENSION: True}
     assert config["ServerApp"]["reraise_server_extension_failures"] is True
@@ -108,24 +134,16 @@ def test_the_workspace_image_runs_the_hardened_server_the_controller_starts() ->
 
 
 def test_the_proxy_image_runs_the_locked_proxy() -> None:
-    stage = _final_stage(_parse("proxy"))
+    stage = _image("proxy")
     runs = " ".join(_values(stage, "RUN"))
     assert "npm ci" in runs, "npm ci installs exactly package-lock.json"
     lock = json.loads((ROOT / "package-lock.json").read_text())
     assert "configurable-http-proxy" in lock["packages"][""]["dependencies"]
 
 
-def _global_arg(image: str, name: str) -> str:
-    for ins in _parse(image).structure:
-        if ins["instruction"] == "FROM":
-            break
-        key, _, value = ins["value"].partition("=")
-        if ins["instruction"] == "ARG" and key == name:
-            return value
-    raise AssertionError(f"images/{image}/Dockerfile has no ARG {name} before its first FROM")
-
-
-def test_the_python_images_share_one_base_on_the_python_the_tests_run() -> None:
-    bases = {image: _global_arg(image, "PYTHON_IMAGE") for image in ("singleuser", "hub")}
-    assert len(set(bases.values())) == 1
-    assert bases["hub"].startswith(f"python:{sys.version_info.major}.{sys.version_info.minor}-")
+def test_both_python_images_are_built_from_one_build_stage_on_the_tests_python() -> None:
+    stages = _stages("images/Dockerfile")
+    assert stages["hub"][0] == stages["singleuser"][0] == "runtime"
+    assert stages["runtime"][0] == stages["build"][0] == "${PYTHON_IMAGE}"
+    args = [i["value"] for i in _parse("images/Dockerfile") if i["instruction"] == "ARG"]
+    assert args[0].startswith(f"PYTHON_IMAGE=python:{sys.version_info[0]}.{sys.version_info[1]}-")
