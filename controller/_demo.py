@@ -398,6 +398,56 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, _interrupted)
 
 
+def _audit_argv(layout: DemoLayout) -> list[str]:
+    """``enclave audit serve`` as the demo runs it: the portal is the officers' OIDC provider."""
+    st = layout.state
+    return [
+        *("audit", "serve", "--store", layout.audit_store, "--key", str(st / "audit.key")),
+        *("--tokens", str(st / "audit-tokens.json")),
+        *("--officer-token-file", str(st / "officer-token")),
+        *("--oidc-issuer", layout.portal_url, "--oidc-client-id", AUDIT_CLIENT),
+        *("--oidc-client-secret-file", str(st / "audit-oidc-secret")),
+        *("--oidc-redirect-uri", f"http://localhost:{layout.audit_port}/ui/oidc/callback"),
+        # the demo admits officers with password + TOTP; production: nbdc-high
+        *("--oidc-min-tier", "nbdc-standard", "--port", str(layout.audit_port)),
+        *("--checkpoint-interval", "30", "--checkpoint-export", str(st / "latest-checkpoint")),
+    ]
+
+
+def _how_to_log_in(
+    layout: DemoLayout, *, how: str, hubs: dict[str, str], names: list[str], dataset: Path
+) -> str:
+    """What the demo prints once everything answers (DESIGN.md: the Portal/Audit lines)."""
+    st = layout.state
+    hub_lines = "".join(f"    {n:<22}{hubs[n]}\n" for n in names)
+    return (
+        "\nEnclave demo is running (embedded default, no cluster). Ctrl-C stops it.\n\n"
+        f"Portal: {layout.portal_url}\n"
+        f"Audit: http://localhost:{layout.audit_port}/ui\n\n"
+        "First: enrol the demo researcher at the portal (below), then open the hub of\n"
+        f"demo-nbdc-standard ({hubs[names[0]]}) and sign in through the portal.\n\n"
+        f"  Researcher portal   {layout.portal_url}\n"
+        f"    {how}.\n"
+        "  Demo enclaves, one hub each (JupyterHub + configurable-http-proxy):\n"
+        f"{hub_lines}"
+        f"    Enclave files: {st / 'enclaves'} (edit one: the backend applies it)\n"
+        f"    Dataset (synthetic, read-only): {dataset}\n"
+        f"  Audit officer UI    http://localhost:{layout.audit_port}/ui\n"
+        '    "Sign in with the portal" as the demo officer (password + TOTP is enough\n'
+        "    in the demo: --oidc-min-tier nbdc-standard; the production default is\n"
+        "    nbdc-high, which needs a security key)\n"
+        f"    bootstrap path: the officer token in the file {st / 'officer-token'}\n"
+        f"  Verify the log      enclave audit verify --store {layout.audit_store}\n"
+        f"  Tiers               enclave tiers show nbdc-high\n"
+        f"  Logs                {st / 'portal.log'}, {st / 'audit.log'},\n"
+        f"                      {st / 'controller.log'}, {st / 'local/enclaves/*/hub.log'}\n\n"
+        "  Each member's JupyterLab runs in its own bubblewrap sandbox (no network but\n"
+        "  its hub and the audit intake, the dataset read-only at "
+        f"{DATASET_MOUNT},\n"
+        f"  the enclave's home kept in {st / 'local/sandboxes/homes'}).\n"
+    )
+
+
 def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = False) -> None:
     """Set up, start, print how to log in; serve until interrupted (or stop at once)."""
     layout = DemoLayout(state=state.resolve(), audit_port=audit_port, portal_port=portal_port)
@@ -417,35 +467,7 @@ def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = Fal
     procs: list[subprocess.Popen[bytes]] = []
     try:
         audit = _start(
-            [
-                "audit",
-                "serve",
-                "--store",
-                layout.audit_store,
-                "--key",
-                str(st / "audit.key"),
-                "--tokens",
-                str(st / "audit-tokens.json"),
-                "--officer-token-file",
-                str(st / "officer-token"),
-                "--oidc-issuer",
-                layout.portal_url,
-                "--oidc-client-id",
-                AUDIT_CLIENT,
-                "--oidc-client-secret-file",
-                str(st / "audit-oidc-secret"),
-                "--oidc-redirect-uri",
-                f"http://localhost:{audit_port}/ui/oidc/callback",
-                # the demo admits officers with password + TOTP; production: nbdc-high
-                "--oidc-min-tier",
-                "nbdc-standard",
-                "--port",
-                str(audit_port),
-                "--checkpoint-interval",
-                "30",
-                "--checkpoint-export",
-                str(st / "latest-checkpoint"),
-            ],
+            _audit_argv(layout),
             log=st / "audit.log",
         )
         procs.append(audit)
@@ -472,14 +494,8 @@ def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = Fal
         how = _enrol_demo_people(layout)
         portal = _start(
             [
-                "portal",
-                "serve",
-                "--issuer",
-                layout.portal_url,
-                "--port",
-                str(portal_port),
-                "--admin-token-file",
-                str(admin),
+                *("portal", "serve", "--issuer", layout.portal_url, "--port", str(portal_port)),
+                *("--admin-token-file", str(admin)),
             ],
             log=st / "portal.log",
             env=layout.portal_env(),
@@ -487,34 +503,8 @@ def run_demo(*, state: Path, audit_port: int, portal_port: int, once: bool = Fal
         procs.insert(1, portal)  # stopped after the backend, before the audit service
         _wait_ready(f"http://127.0.0.1:{portal_port}", portal, st / "portal.log")
         hubs = _wait_hubs(st / "local" / "enclaves", names, backend, st / "controller.log")
-        hub_lines = "".join(f"    {n:<22}{hubs[n]}\n" for n in names)
-        print(
-            "\nEnclave demo is running (embedded default, no cluster). Ctrl-C stops it.\n\n"
-            f"Portal: {layout.portal_url}\n"
-            f"Audit: http://localhost:{audit_port}/ui\n\n"
-            "First: enrol the demo researcher at the portal (below), then open the hub of\n"
-            f"demo-nbdc-standard ({hubs[names[0]]}) and sign in through the portal.\n\n"
-            f"  Researcher portal   {layout.portal_url}\n"
-            f"    {how}.\n"
-            "  Demo enclaves, one hub each (JupyterHub + configurable-http-proxy):\n"
-            f"{hub_lines}"
-            f"    Enclave files: {st / 'enclaves'} (edit one: the backend applies it)\n"
-            f"    Dataset (synthetic, read-only): {dataset}\n"
-            f"  Audit officer UI    http://localhost:{audit_port}/ui\n"
-            '    "Sign in with the portal" as the demo officer (password + TOTP is enough\n'
-            "    in the demo: --oidc-min-tier nbdc-standard; the production default is\n"
-            "    nbdc-high, which needs a security key)\n"
-            f"    bootstrap path: the officer token in the file {st / 'officer-token'}\n"
-            f"  Verify the log      enclave audit verify --store {layout.audit_store}\n"
-            f"  Tiers               enclave tiers show nbdc-high\n"
-            f"  Logs                {st / 'portal.log'}, {st / 'audit.log'},\n"
-            f"                      {st / 'controller.log'}, {st / 'local/enclaves/*/hub.log'}\n\n"
-            "  Each member's JupyterLab runs in its own bubblewrap sandbox (no network but\n"
-            "  its hub and the audit intake, the dataset read-only at "
-            f"{DATASET_MOUNT},\n"
-            f"  the enclave's home kept in {st / 'local/sandboxes/homes'}).\n",
-            flush=True,
-        )
+        text = _how_to_log_in(layout, how=how, hubs=hubs, names=names, dataset=dataset)
+        print(text, flush=True)
         if once:
             return
         while all(p.poll() is None for p in procs):

@@ -159,21 +159,7 @@ def reconcile_enclave(
             api_client, document, Outcome(phase="Pending", conditions=(approval,)), now
         )
     if approval.reason == "Expired" and now >= enclave.approval.not_after + lifecycle.expiry_grace:
-        if previous_phase == "Expired":
-            return Outcome(phase="Expired", conditions=(approval,))
-        ended = end_of_use(
-            api_client=api_client,
-            document=document,
-            enclave=enclave,
-            lifecycle=lifecycle,
-            reason=f"approval ended at {enclave.approval.not_after.isoformat()} and the "
-            f"grace period of {lifecycle.expiry_grace} passed",
-        )
-        phase = "Terminating" if ended.waiting else "Expired"
-        outcome = Outcome(
-            phase=phase, conditions=(approval, ended.condition), waiting=ended.waiting
-        )
-        return write_status(api_client, document, outcome, now)
+        return _expired(api_client, document, enclave, approval, lifecycle, now)
     state = (
         "quarantined"
         if enclave.quarantined
@@ -250,6 +236,30 @@ def reconcile_enclave(
         waiting=bool(unavailable),
         waiting_for=unavailable[0].message if unavailable else "",
     )
+    return write_status(api_client, document, outcome, now)
+
+
+def _expired(
+    api_client: Any,
+    document: Mapping[str, Any],
+    enclave: Enclave,
+    approval: Condition,
+    lifecycle: Lifecycle,
+    now: datetime,
+) -> Outcome:
+    """Past ``notAfter`` and the grace period: the end of use, once (``Expired`` after)."""
+    if (document.get("status") or {}).get("phase") == "Expired":
+        return Outcome(phase="Expired", conditions=(approval,))
+    ended = end_of_use(
+        api_client=api_client,
+        document=document,
+        enclave=enclave,
+        lifecycle=lifecycle,
+        reason=f"approval ended at {enclave.approval.not_after.isoformat()} and the "
+        f"grace period of {lifecycle.expiry_grace} passed",
+    )
+    phase = "Terminating" if ended.waiting else "Expired"
+    outcome = Outcome(phase=phase, conditions=(approval, ended.condition), waiting=ended.waiting)
     return write_status(api_client, document, outcome, now)
 
 
