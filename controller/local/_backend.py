@@ -52,7 +52,7 @@ from controller.workspace import (
 )
 from controller.workspace._audit import read_secret_file
 from controller.workspace._hubconfig import SANDBOX_SPAWNER_CLASS
-from policies import Catalog, load_catalog
+from policies import Catalog, PolicyError, load_catalog
 
 from . import _proctree
 from ._errors import SandboxConfigError
@@ -77,7 +77,10 @@ class LocalSettings:
     ancestor must be searchable by that user too. ``audit_tokens_file`` and
     ``audit_store`` are the audit service's token file and store, used (through
     ``enclave audit token issue``) to issue each enclave's tokens, which the running
-    service picks up by itself.
+    service picks up by itself. ``tier_overlay`` is the operator's overlay that
+    tightens tiers (``--overlay``): the backend copies it once, at start, to
+    ``catalog/tier-overlay.yaml`` (0644, in a 0755 directory), and both its hubs and
+    every workspace load the catalog from that copy, so the two cannot disagree.
     """
 
     enclaves_dir: Path
@@ -93,6 +96,7 @@ class LocalSettings:
     spawner_class: str = SANDBOX_SPAWNER_CLASS
     python: str = sys.executable
     interval_s: float = 1.0
+    tier_overlay: Path | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,6 +178,8 @@ class LocalBackend:
             read_secret_file(s.portal_admin_token_file, what="the portal admin token file")
         except SpecError as e:
             raise SetupError(str(e)) from None
+        if s.tier_overlay is not None:
+            self.catalog = _load_overlay(s.tier_overlay, copy=self._overlay_copy)
         (s.state_dir / "enclaves").mkdir(parents=True, exist_ok=True)
         (s.state_dir / "enclaves").chmod(0o700)
         # 0711: the sandbox's host user reaches sandboxes/ and nothing else by name
@@ -193,6 +199,13 @@ class LocalBackend:
             spool_path=spool,
             source="controller",
         )
+
+    @property
+    def _overlay_copy(self) -> Path | None:
+        """The copy of the tier overlay every workspace reads; None without an overlay."""
+        if self.settings.tier_overlay is None:
+            return None
+        return self.settings.state_dir / "catalog" / "tier-overlay.yaml"
 
     @property
     def _sandboxed(self) -> bool:
@@ -321,6 +334,7 @@ class LocalBackend:
                 python=s.python,
                 spawner_class=s.spawner_class,
                 sandbox=self._sandbox(e, d) if self._sandboxed else None,
+                tier_overlay=self._overlay_copy,
             ),
         )
         text = config.render()
@@ -369,7 +383,10 @@ class LocalBackend:
             state_dir=self.settings.state_dir / "sandboxes",
             datasets=tuple(datasets),
             workspace_token_file=d / "workspace_token",
-            readonly_paths=_server_paths(self.settings.python),
+            readonly_paths=(
+                *_server_paths(self.settings.python),
+                *((self._overlay_copy.parent,) if self._overlay_copy else ()),
+            ),
         )
 
     def _workspace_lines(self, d: Path) -> str:
@@ -538,6 +555,27 @@ def _prepare_sandboxes(root: Path) -> None:
             check_traversable(root, uid=uid)
         except (KeyError, SandboxConfigError) as e:
             raise SetupError(f"the workspaces' sandbox cannot run here: {e}") from None
+
+
+def _load_overlay(overlay: Path, *, copy: Path | None) -> Catalog:
+    """The catalog with the operator's ``overlay``, checked, then copied to ``copy``
+    (readable by the sandboxes) and loaded again from there: what the hubs use is
+    exactly what the workspaces will read. A bad overlay: ``SetupError``, nothing copied."""
+    assert copy is not None
+    try:
+        load_catalog(overlay=overlay)
+        text = overlay.read_bytes()
+    except (OSError, PolicyError) as e:
+        raise SetupError(f"the tier overlay cannot be used: {e}") from None
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.parent.chmod(0o755)
+    _write_atomic(copy, text.decode("utf-8"), mode=0o644)
+    copy.chmod(0o644)  # whatever the umask: the sandbox's user reads it
+    try:
+        return load_catalog(overlay=copy)
+    except PolicyError as e:  # the file changed between the two reads
+        copy.unlink()
+        raise SetupError(f"the tier overlay changed while it was read; start again ({e})") from None
 
 
 def _server_paths(python: str) -> tuple[Path, ...]:

@@ -34,6 +34,7 @@ _LOCAL_OPTIONS: tuple[tuple[str, click.ParamType[Any] | None, Any, str], ...] = 
     ("audit-store", None, None, "The audit store that records each token issued."),
     ("datasets", _DIR, None, "One subdirectory per dataset (its persistentVolume)."),
     ("spawner-class", None, None, "The hubs' spawner (default: the audited sandbox)."),
+    ("overlay", _FILE, None, "Operator overlay that tightens tiers, for hubs and workspaces."),
 )
 
 
@@ -127,6 +128,7 @@ def _run_local(local_dir: Path, **o: Any) -> None:
         proxy_command=(str(_REPO / "node_modules" / ".bin" / "configurable-http-proxy"),),
         datasets_dir=o["datasets"].resolve() if o["datasets"] else None,
         **({"spawner_class": o["spawner_class"]} if o["spawner_class"] else {}),
+        tier_overlay=o["overlay"].resolve() if o["overlay"] else None,
     )
 
     def say(line: str) -> None:

@@ -89,6 +89,9 @@ class HubSite:
     owner only: ``cookie_secret``, ``crypt_key`` (64 hex characters: the auth-state
     key), ``client_secret`` (the hub's OIDC client secret at the portal) and
     ``audit_token`` (the hub's intake token, ``source=hub``, bound to the enclave).
+    ``tier_overlay`` is the operator's tier overlay as each single-user server can read
+    it (inside its sandbox, for the local backend): every workspace loads the catalog
+    with it, so a site's tightened tier (a smaller screen budget) reaches the server.
     """
 
     portal_url: str
@@ -102,6 +105,7 @@ class HubSite:
     cull_every_s: int = 60
     spawner_class: str = SPAWNER_CLASS
     sandbox: LocalSandbox | None = None
+    tier_overlay: Path | None = None
 
     def __post_init__(self) -> None:
         for name in ("portal_url", "public_url", "audit_url"):
@@ -301,6 +305,8 @@ def make_hub_config(*, spec: EnclaveSpec, tier: Tier, site: HubSite) -> HubConfi
             f"--LabApp.app_settings_dir={LAB_SETTINGS_DIR}",
         ],
     }
+    if site.tier_overlay is not None:
+        spawner["args"].append(f"--EnclaveWorkspace.tier_overlay={site.tier_overlay}")
     extra: dict[str, dict[str, Any]] = {}
     if site.sandbox is not None:
         box = site.sandbox

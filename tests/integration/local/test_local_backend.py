@@ -133,10 +133,16 @@ def start_backend(
 
 
 def start_sandboxed_backend(
-    *, root: Path, docs: list[dict[str, Any]], portal: PortalProcess, audit: ServiceProcess
+    *,
+    root: Path,
+    docs: list[dict[str, Any]],
+    portal: PortalProcess,
+    audit: ServiceProcess,
+    options: tuple[str, ...] = (),
 ) -> Backend:
     """The backend with its default (sandboxed) spawner over ``docs`` (one file each,
-    in ``root/enclaves``), datasets from ``root/datasets``, state in ``root/state``.
+    in ``root/enclaves``), datasets from ``root/datasets``, state in ``root/state``,
+    and more ``options`` (e.g. ``--overlay FILE``).
     ``root`` must be searchable by the sandboxes' host user (``shared_state_dir``)."""
     directory = root / "enclaves"
     directory.mkdir()
@@ -149,7 +155,7 @@ def start_sandboxed_backend(
         log=log,
         portal=portal,
         audit=audit,
-        extra=("--datasets", str(root / "datasets")),
+        extra=("--datasets", str(root / "datasets"), *options),
     )
     return Backend(directory=directory, state=state, log=log, proc=proc, portal=portal, audit=audit)
 

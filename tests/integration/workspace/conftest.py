@@ -35,6 +35,8 @@ from controller.workspace import EnclaveSpec, HubSite, Member, make_hub_config
 from policies import load_catalog
 from tests.e2e.auth.conftest import PortalProcess
 from tests.harness.audit_service import AuditEnv, ServiceProcess, free_port, make_audit_env
+from tests.harness.softkey import SoftKey
+from tests.integration.auth.helpers import add_key
 
 REPO = Path(__file__).resolve().parents[3]
 CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -77,15 +79,17 @@ def _csrf(html: str) -> str:
     return m.group(1)
 
 
-def enrol(portal: PortalProcess, username: str) -> str:
-    """Invite, set the password, enrol TOTP (its current step); returns the TOTP secret."""
+def enrol(portal: PortalProcess, username: str, *, key: SoftKey | None = None) -> str:
+    """Invite, set the password, enrol TOTP (its current step) and ``key`` if given (it
+    then waits for an officer's approval); returns the TOTP secret."""
     r = portal.admin("POST", "/api/admin/users", json={"username": username})
     assert r.status_code == 201, r.text
-    return accept_invitation(portal.base, r.json()["invitation_code"])
+    return accept_invitation(portal.base, r.json()["invitation_code"], key=key)
 
 
-def accept_invitation(base: str, code: str) -> str:
-    """At the portal ``base``: redeem ``code``, set PASSWORD, enrol TOTP; the TOTP secret."""
+def accept_invitation(base: str, code: str, *, key: SoftKey | None = None) -> str:
+    """At the portal ``base``: redeem ``code``, set PASSWORD, enrol TOTP and ``key`` if
+    given; the TOTP secret."""
     with browser() as b:
         page = b.get(base + "/invite")
         page = b.post(base + "/invite", data={"csrf": _csrf(page.text), "code": code})
@@ -101,6 +105,10 @@ def accept_invitation(base: str, code: str) -> str:
             data={"csrf": _csrf(page.text), "code": pyotp.TOTP(secret).now()},
         )
         assert 'id="done"' in page.text, page.text[:2000]
+        if key is not None:
+            b.base_url = httpx.URL(base)
+            add_key(b, key)
+            page = b.get(base + "/enrol")
         b.post(base + "/enrol/done", data={"csrf": _csrf(page.text)})
     return secret
 

@@ -146,6 +146,21 @@ def test_tommo_strong_hub_turns_terminals_off() -> None:
     assert cfg.traitlets() == expected("tommo-strong", terminals=False)
 
 
+def test_a_sites_tier_overlay_reaches_every_workspace_the_hub_spawns() -> None:
+    """Without it a site's tightened tier (a smaller screen budget) stops at the hub:
+    the workspaces would enforce the built-in, looser catalog."""
+    overlay = Path("/srv/enclave/catalog/tier-overlay.yaml")
+    cfg = make_hub_config(
+        spec=spec("tommo-strong"), tier=CATALOG.get("tommo-strong"), site=site(tier_overlay=overlay)
+    )
+    want = expected("tommo-strong", terminals=False)
+    want["Spawner"]["args"] = [  # type: ignore[index]
+        *want["Spawner"]["args"],  # type: ignore[misc]
+        f"--EnclaveWorkspace.tier_overlay={overlay}",
+    ]
+    assert cfg.traitlets() == want
+
+
 def test_idle_and_session_limits_follow_the_tier() -> None:
     tier = CATALOG.get("nbdc-high")
     tighter = tier.model_copy(
