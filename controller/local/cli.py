@@ -99,6 +99,15 @@ def run(ctx: click.Context, /, **options: Any) -> None:
         return
     if options.get("kube"):
         _fail("give either --local DIR or --kube, not both")
+    for key in options:
+        source = ctx.get_parameter_source(key)
+        if key not in local and source in (
+            click.core.ParameterSource.COMMANDLINE,
+            click.core.ParameterSource.ENVIRONMENT,
+        ):
+            # accepted and ignored would be a setting the operator believes in force
+            flag = next(p.opts[0] for p in ctx.command.params if p.name == key)
+            _fail(f"{flag} applies to --kube only, not to --local")
     for key in ("portal_admin_token_file", "audit_tokens", "audit_store"):
         if local[key] is None:
             _fail(f"--local needs --{key.replace('_', '-')}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from controller.local._registry import scan
@@ -78,3 +79,26 @@ def test_controller_run_needs_a_backend_and_the_local_backends_inputs(tmp_path: 
     r = runner.invoke(cli, ["controller", "run", "--local", str(tmp_path)])
     assert r.exit_code == 2
     assert "--local needs --portal-admin-token-file" in r.output
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--settings", "settings.yaml"), ("--hub-config", "extra.py"), ("--lease-namespace", "x")],
+)
+def test_a_kube_only_option_given_to_the_local_backend_is_refused_not_ignored(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    """Accepted and ignored, a setting would look in force to the operator who gave it."""
+    from click.testing import CliRunner
+
+    from controller.cli import cli
+
+    given = tmp_path / value
+    given.write_text("{}\n")
+    token = tmp_path / "token"
+    token.write_text("t" * 40)
+    args = ["controller", "run", "--local", str(tmp_path), option, str(given)]
+    args += ["--portal-admin-token-file", str(token), "--audit-tokens", str(token)]
+    r = CliRunner().invoke(cli, [*args, "--audit-store", f"sqlite:///{tmp_path / 'a.db'}"])
+    assert r.exit_code == 2
+    assert r.output == f"enclave: {option} applies to --kube only, not to --local\n"
