@@ -29,7 +29,12 @@ def _service_over(
     ``intact``), signing with the corpus key, verifying every 0.2 s."""
     db = tmp_path / f"{rows_of}.db"
     make_corpus.load_rows(make_corpus.attacked_rows(rows_of), sqlite_path=db)
-    log = open_log(f"sqlite:///{db}", signer_key_path=make_corpus.KEY_FILE)
+    # a private copy: the checkout's mode is git's (0644 under umask 022), and the log
+    # refuses a key others can read
+    key = tmp_path / "corpus-signing.key"
+    key.write_bytes(make_corpus.KEY_FILE.read_bytes())
+    key.chmod(0o600)
+    log = open_log(f"sqlite:///{db}", signer_key_path=key)
     app = create_app(
         log=log,
         tokens=TokenStore(path=env.tokens_path),
