@@ -15,13 +15,11 @@ nothing a later step does can change what an earlier one made durable.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
 import structlog
@@ -30,12 +28,10 @@ from . import _metrics as m
 from ._events import Event, StoredEvent, encode_leaf, parse_leaf, utc_now
 from ._merkle import (
     EMPTY_ROOT,
-    NodeSource,
     TreeBuilder,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
-    node_hash,
     subtree_root,
     verify_consistency,
 )
@@ -49,6 +45,7 @@ from ._note import (
     sign_note,
 )
 from ._store import EntryRow, EventKey, Query, Store, TileRow, decode_cursor, encode_cursor
+from ._tile_tree import TILE_WIDTH, TileNodes, frontier, push_node
 from .errors import (
     ConfigError,
     DuplicateIdError,
@@ -64,11 +61,7 @@ __all__ = ["AuditLog", "TreeHead", "open_log", "open_store"]
 
 _log = structlog.get_logger("audit.log")
 
-TILE_HEIGHT = 8
-TILE_WIDTH = 1 << TILE_HEIGHT
-_HASH = 32
 _INTEGRATE_CHUNK = 1 << 16
-_TILE_CACHE = 2048  # full tiles whose internal nodes are kept (about 16 KiB each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +151,7 @@ class AuditLog:
         self._pending: list[list[bytes]] = []
         self._tree = TreeBuilder()
         self._cp_lock = threading.Lock()
-        self._full_tiles: dict[tuple[int, int], list[list[bytes]]] = {}
-        self._edge_tiles: dict[int, dict[tuple[int, int], list[list[bytes]]]] = {}
+        self._tiles = TileNodes(store)
 
     # -- lifecycle ------------------------------------------------------------------
     @property
@@ -364,26 +356,9 @@ class AuditLog:
     def _load_state(self) -> None:
         head = self._store.latest_head()
         size = head[0] if head else 0
-        levels = self._store.tile_levels()
-        pending: list[list[bytes]] = []
-        full0 = levels.get(0, 0)
-        pending.append(self._store.leaf_hashes(full0 * TILE_WIDTH, size))
-        level = 1
-        while levels.get(level - 1, 0) > 0:
-            below = levels.get(level - 1, 0)
-            have = levels.get(level, 0)
-            pending.append(self._store.tile_roots(level - 1, have * TILE_WIDTH, below))
-            level += 1
-        self._pending = pending
+        self._pending = self._tiles.pending_rows(size)
         tree = TreeBuilder()
-        node = self._node_source(size)
-        stack: list[bytes] = []
-        lo = 0
-        for bit in range(size.bit_length() - 1, -1, -1):
-            if size >> bit & 1:
-                stack.append(node(bit, lo >> bit))
-                lo += 1 << bit
-        tree._stack = stack
+        tree._stack = frontier(self._tiles.source(size), size)
         tree.size = size
         self._tree = tree
         self._state_size = size
@@ -415,7 +390,7 @@ class AuditLog:
                 tree_stack, tree_size = list(self._tree._stack), self._tree.size
                 for i, h in enumerate(hashes):
                     self._tree.append(h)
-                    self._push(pending, 0, h, (start + i) // TILE_WIDTH, tiles)
+                    push_node(pending, 0, h, (start + i) // TILE_WIDTH, tiles)
                 root = self._tree.root()
                 try:
                     ok = self._store.commit_integration(
@@ -433,19 +408,6 @@ class AuditLog:
             m.TREE_SIZE.set(self._state_size)
             return self._state_size
 
-    def _push(
-        self, pending: list[list[bytes]], level: int, h: bytes, tile_idx: int, out: list[TileRow]
-    ) -> None:
-        while len(pending) <= level:
-            pending.append([])
-        row = pending[level]
-        row.append(h)
-        if len(row) == TILE_WIDTH:
-            root = _perfect_root(row)
-            out.append(TileRow(level, tile_idx, root, b"".join(row)))
-            pending[level] = []
-            self._push(pending, level + 1, root, tile_idx // TILE_WIDTH, out)
-
     def size(self) -> int:
         """The integrated tree size (what checkpoints and proofs can cover)."""
         head = self._store.latest_head()
@@ -461,51 +423,6 @@ class AuditLog:
         return TreeHead(0, EMPTY_ROOT) if head is None else TreeHead(head[0], head[1])
 
     # -- reading the tree ---------------------------------------------------------------
-    def _node_source(self, size: int) -> NodeSource:
-        """Perfect-subtree hashes for a tree of ``size``, from tiles: one read per tile.
-
-        A full tile is immutable, so its internal nodes are computed once and kept in a
-        bounded cache; the incomplete tiles at the right edge are read (and hashed) per
-        call: at most 255 leaf hashes or tile roots per level.
-        """
-        local = self._edge_tiles.get(size)
-        if local is None:  # the right edge of a tree of ``size`` never changes: keep it
-            if len(self._edge_tiles) >= 8:
-                _evict_one(self._edge_tiles)
-            local = self._edge_tiles[size] = {}
-        store = self._store
-        full = self._full_tiles
-
-        def tile_levels(tlevel: int, tile_idx: int) -> list[list[bytes]]:
-            key = (tlevel, tile_idx)
-            lv = full.get(key) or local.get(key)
-            if lv is None:
-                blob = store.tile(tlevel, tile_idx)
-                if blob is not None:
-                    lv = _levels([blob[i : i + _HASH] for i in range(0, len(blob), _HASH)])
-                    if len(full) >= _TILE_CACHE:
-                        _evict_one(full)
-                    full[key] = lv
-                else:
-                    lo = tile_idx * TILE_WIDTH
-                    if tlevel == 0:
-                        items = store.leaf_hashes(lo, min(size, lo + TILE_WIDTH))
-                    else:
-                        items = store.tile_roots(tlevel - 1, lo, lo + TILE_WIDTH)
-                    lv = local[key] = _levels(items)
-            return lv
-
-        def node(level: int, index: int) -> bytes:
-            tlevel, r = divmod(level, TILE_HEIGHT)
-            tile_idx, off = divmod(index << r, TILE_WIDTH)
-            row = tile_levels(tlevel, tile_idx)[r]
-            local_idx = off >> r
-            if local_idx >= len(row):
-                raise ProofError(f"tree node ({level}, {index}) is not integrated yet")
-            return row[local_idx]
-
-        return node
-
     def _check_size(self, size: int | None) -> int:
         current = self.size()
         if size is None:
@@ -522,7 +439,7 @@ class AuditLog:
         stored = self._store.head(n)
         if stored is not None:
             return stored
-        return subtree_root(self._node_source(n), 0, n)
+        return subtree_root(self._tiles.source(n), 0, n)
 
     def entry(self, index: int) -> bytes:
         """The exact leaf bytes at ``index``."""
@@ -540,14 +457,14 @@ class AuditLog:
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size``."""
         n = self._check_size(size)
-        return inclusion_proof(index, n, self._node_source(n))
+        return inclusion_proof(index, n, self._tiles.source(n))
 
     def consistency_proof(self, old: int, size: int | None = None) -> list[bytes]:
         """RFC 9162 consistency proof from the tree of ``old`` to that of ``size``."""
         n = self._check_size(size)
         if not 0 <= old <= n:
             raise ProofError(f"old size {old} is not between 0 and {n}")
-        return consistency_proof(old, n, self._node_source(n))
+        return consistency_proof(old, n, self._tiles.source(n))
 
     # -- 3. publication ------------------------------------------------------------------------
     def verifier(self) -> Verifier:
@@ -600,7 +517,7 @@ class AuditLog:
                         "entries were removed; refusing to sign"
                     )
                 try:
-                    proof = consistency_proof(psize, head.size, self._node_source(head.size))
+                    proof = consistency_proof(psize, head.size, self._tiles.source(head.size))
                     verify_consistency(
                         old_size=psize,
                         size=head.size,
@@ -666,32 +583,6 @@ class AuditLog:
         out = [parse_leaf(leaf, index=idx) for idx, _, leaf in rows]
         nxt = encode_cursor(rows[-1][1], rows[-1][0]) if more and rows else None
         return out, nxt
-
-
-def _evict_one(cache: dict[Any, Any]) -> None:
-    """Drop the oldest entry of a bounded cache shared by reader threads (best effort)."""
-    # another thread may have emptied or resized it meanwhile
-    with contextlib.suppress(StopIteration, RuntimeError):
-        cache.pop(next(iter(cache)), None)
-
-
-def _levels(items: list[bytes]) -> list[list[bytes]]:
-    """Every level of the perfect subtrees over ``items``: ``[items, pairs, ...]`` up to
-    the tile root (an odd trailing node has no parent yet)."""
-    out = [items]
-    level = items
-    for _ in range(TILE_HEIGHT):
-        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        out.append(level)
-    return out
-
-
-def _perfect_root(items: list[bytes]) -> bytes:
-    """Root of a perfect tree over ``items`` (a power-of-two count)."""
-    level = items
-    while len(level) > 1:
-        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
-    return level[0]
 
 
 def _event_part(leaf: bytes) -> bytes:

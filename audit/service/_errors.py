@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "Backpressure",
     "BadRequest",
+    "EventIndexError",
     "Forbidden",
     "NotFound",
     "QuotaExceeded",
@@ -90,3 +91,21 @@ class QuotaExceeded(ServiceError):
     def __init__(self, message: str, *, retry_after: int, reason: str | None = None) -> None:
         super().__init__(message, reason=reason)
         self.retry_after = retry_after
+
+
+class EventIndexError(BadRequest):
+    """A refused intake batch: which event (``index``) and which ``field``, if known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int | None,
+        field: str | None,
+        status: int = 422,
+        reason: str = "invalid_event",
+    ):
+        super().__init__(message, reason=reason)
+        self.index = index
+        self.field = field
+        self.status = status

@@ -15,9 +15,9 @@ from markupsafe import Markup
 
 from .._actions import action_spec
 from .._events import visible_text
-from ..service._app import client_ip, session_cookie_name
 from ..service._officer import Session
 from ..service._state import ServiceState
+from ..service._web import client_ip, session_cookie_name
 from ._i18n import LABELS, pick_lang
 
 __all__ = [

@@ -17,14 +17,14 @@ from fastapi.staticfiles import StaticFiles
 
 from .._merkle import verify_inclusion
 from ..errors import AuditError
-from ..service._app import (
+from ..service._errors import ServiceError
+from ..service._reads import (
     Filters,
     checkpoint_history,
     event_detail,
     inclusion_proof,
     query_page,
 )
-from ..service._errors import ServiceError
 from ..service._state import ServiceState
 from ..service._verify_jobs import start_verify
 from . import _signin

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from .._events import Event
-from ..service._app import session_cookie_name
 from ..service._officer import BOOTSTRAP_OFFICER
 from ..service._oidc import OidcError
 from ..service._state import ServiceState
+from ..service._web import session_cookie_name
 from ._base import (
     LANG_COOKIE,
     SessionDep,
