@@ -71,6 +71,8 @@ from ._screen import Channel, ScreenDecision, ScreenMeter
 
 __all__ = ["EnclaveWorkspace"]
 
+# a contents path that does not end in /checkpoints, /checkpoints/ID or /trust
+_NOT_SUBRESOURCE = r"(?!(?:/[^/]+)*/(?:checkpoints(?:/[^/]+)?|trust)$)"
 _KERNEL_SCHEMA = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 _REFUSED = (
     "Downloads are disabled in this enclave: data stays on the server. "
@@ -763,7 +765,12 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     handlers: list[tuple[Any, ...]] = [
         (url_path_join(base, r"/files/(.*)"), DownloadRefusedHandler, {"route": "files"}),
         (url_path_join(base, r"/nbconvert/(.*)"), DownloadRefusedHandler, {"route": "nbconvert"}),
-        (url_path_join(base, "/api/contents" + path_regex), AuditedContentsHandler),
+        # not ``.../checkpoints[/ID]`` or ``.../trust``: Jupyter Server routes those to
+        # their own handlers before its contents route, and so must this one
+        (
+            url_path_join(base, "/api/contents" + _NOT_SUBRESOURCE + path_regex),
+            AuditedContentsHandler,
+        ),
     ]
     if not tier.terminals.enabled:
         handlers += [

@@ -274,6 +274,22 @@ def test_contents_events_are_recorded(standard: Server, audit_service: ServicePr
     assert ev["actor"] == "r.tanaka"
 
 
+def test_checkpoints_and_trust_keep_their_own_handlers(standard: Server) -> None:
+    """The audited contents route must not swallow ``.../checkpoints`` and ``.../trust``:
+    JupyterLab lists a notebook's checkpoints as it opens it and refuses to open the
+    notebook when that fails (found by tests/e2e/test_researcher_journey.py)."""
+    with standard.http() as h:
+        nb = h.post("/api/contents", json={"type": "notebook"}).json()["path"]
+        listed = h.get(f"/api/contents/{nb}/checkpoints")
+        assert listed.status_code == 200, listed.text
+        assert isinstance(listed.json(), list)
+        made = h.post(f"/api/contents/{nb}/checkpoints")
+        assert made.status_code == 201, made.text
+        assert made.json() in h.get(f"/api/contents/{nb}/checkpoints").json()
+        trusted = h.post(f"/api/contents/{nb}/trust")
+        assert trusted.status_code == 201, trusted.text
+
+
 def test_kernel_start_and_stop_are_recorded(
     standard: Server, audit_service: ServiceProcess
 ) -> None:
