@@ -88,11 +88,14 @@ def test_show_says_who_enforces_each_setting_and_claims_nothing_unbuilt():
         "Entry only from listed client networks (access terminals, remote security "
         "areas); an empty list denies."
     ].startswith("portal")
-    # ... workspaces, the controller and the airlock are not built yet.
+    # ... the controller and the hub configuration enforce theirs ...
+    assert rows["Workspaces run on a dedicated node pool (taint + selector)."].startswith(
+        "controller (Kubernetes)"
+    )
+    assert rows["Jupyter terminals are available."].startswith("enclave hub configuration")
+    # ... and what nothing enforces yet says so (the airlock is not built).
     for setting in (
         "Outbound internet from the workspace.",
-        "Workspaces run on a dedicated node pool (taint + selector).",
-        "Jupyter terminals are available.",
         "Data (individual-level records or dataset files) may leave through the airlock.",
     ):
         assert rows[setting] == "not yet enforced", setting
