@@ -15,8 +15,8 @@ Measured:
   per enclave and the wall time of the round;
 - ``peak_rss_mb``: this process's peak resident set (reconciler plus the driver).
 
-The harness allocates Service addresses from a /24 and each Enclave has three
-Services: at most 84 Enclaves fit on it (more stop on "range is full").
+Each Enclave has three Services; the harness allocates Service addresses from a
+/16 (``tests/harness/kube.py``), so the default 200 fit.
 
 Last line: one JSON object.
 """
