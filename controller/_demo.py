@@ -336,7 +336,13 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, *, timeout: 
 
 def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
     """The last started first (the local backend stops its hubs while the portal and the
-    audit service still answer), each with SIGTERM, then SIGKILL after 60 s."""
+    audit service still answer), each with SIGTERM, then SIGKILL after 60 s.
+
+    A second Ctrl-C or SIGTERM while stopping is acknowledged, not obeyed: it used to
+    interrupt the wait, and the processes not yet stopped (each in a session of its own,
+    so the terminal's Ctrl-C never reaches them) outlived the demo, holding its ports."""
+    signal.signal(signal.SIGINT, _still_stopping)
+    signal.signal(signal.SIGTERM, _still_stopping)
     for p in reversed(procs):
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
@@ -387,6 +393,11 @@ def _enrol_demo_people(layout: DemoLayout) -> str:
 
 def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _still_stopping(signum: int, frame: object) -> None:
+    # os.write, not print: a handler may run in the middle of another print
+    os.write(2, b"still stopping: waiting for the demo's processes to exit\n")
 
 
 def _stop_on_signals() -> None:
