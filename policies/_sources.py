@@ -8,8 +8,9 @@ citation can never name a clause that does not exist.
 
 Each declared clause carries what it says, in the words of TIERS.md (a short
 summary, not the guideline's own text; the guideline governs). A clause whose
-content TIERS.md does not state carries an empty summary, and the docs say so
-rather than guess.
+content TIERS.md does not state carries an empty summary. The guidelines' own
+words, where they were read, are in ``policies/clauses.yaml`` (``_quotes.py``);
+the docs show those and label a summary as a summary.
 """
 
 from __future__ import annotations
@@ -182,6 +183,24 @@ _NIST_63B4 = {
     "§3.2.5": "A manually typed authenticator output (OTP, out-of-band) is not phishing-resistant.",
 }
 
+# SATRE: the requirement indices the catalog cites, as the stored specification numbers
+# them (policies/clauses.yaml); the specification has many more.
+_SATRE = {
+    "2.2.10": "No connectivity between projects.",
+    "2.2.11": "Outbound internet blocked by default.",
+    "2.2.15": "Usage recording: which datasets are accessed, when and by whom.",
+    "2.5.12": "Encryption at rest.",
+    "2.5.13": "Encryption in transit.",
+    "3.1.4": "Governed ingress.",
+    "3.1.5": "Governed egress.",
+    "3.1.12": "Unauthorised ingress and egress prevented (clipboard copy-out disabled).",
+    "3.2.1": "No shared accounts.",
+    "3.2.3": "Least-privilege data access.",
+    "3.2.4": "MFA for all users.",
+    "3.2.6": "Access may be restricted to particular networks.",
+    "3.3.3": "Output disclosure control.",
+}
+
 #: Every source a citation may name, with its clause structure (TIERS.md "Sources").
 SOURCE_TABLE: Mapping[str, Source] = {
     "NBDC-U7": Source(
@@ -195,7 +214,7 @@ SOURCE_TABLE: Mapping[str, Source] = {
     "TMM-SP": Source(
         "ToMMo Data Information Security Policy (rev. Oct 2024) and supercomputer rules", {}
     ),
-    "SATRE": Source("Standard Architecture for Trusted Research Environments", {}),
+    "SATRE": Source("Standard Architecture for Trusted Research Environments", _SATRE),
     "NIST-63B4": Source(
         "NIST SP 800-63B-4, Digital Identity Guidelines: Authentication", _NIST_63B4
     ),

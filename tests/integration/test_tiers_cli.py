@@ -108,10 +108,8 @@ def test_show_says_what_each_cited_clause_requires():
     assert "(around 15 minutes).” (NBDC-U7 Ver. 7.0 (2024-04-01), https://" in r.stdout
     assert "NBDC-U7 2.1 item 4: “Access to the controlled-access data is granted" in r.stdout
     # Where there is no quote, show says so and does not pass a summary off as the text.
-    assert (
-        "SATRE: cited as a whole: Standard Architecture for Trusted Research Environments;"
-        " not quoted:" in r.stdout
-    )
+    assert "ENCLAVE: cited as a whole: Enclave's own product decision" in r.stdout
+    assert "; not quoted: there is no guideline text to quote" in r.stdout
 
 
 def test_show_lists_the_operators_organisational_duties():

@@ -154,7 +154,8 @@ def test_unknown_tier_lookup(catalog):
         "NBDC-DC4 2.1 server 13",  # DC4's "Data Server" list has 1-12
         "NBDC-DC4 2.2 item 14",  # "What the Operator Must Do" has 1-13
         "NBDC-S8 §5.3.3 item 14",  # §5.3.3 has items 1-13
-        "SATRE 4.2",  # cited as a whole: no clause structure declared
+        "SATRE 4.2",  # SATRE numbers its requirements 2.2.11, not 4.2
+        "RFC8176 3",  # cited as a whole: no clause structure declared
     ],
 )
 def test_a_citation_of_a_clause_the_source_does_not_have_is_refused(tmp_path, citation):

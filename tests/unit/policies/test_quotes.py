@@ -127,3 +127,13 @@ def test_the_sharing_guideline_is_cited_by_item():
     s8 = SOURCE_TABLE["NBDC-S8"].clauses
     assert [c for c in s8 if c.startswith("§5.3.3 ")] == [f"§5.3.3 item {n}" for n in range(1, 14)]
     assert {"§5.4.3 item 9", "§5.6 item 1", "§5.6 item 2"} <= set(s8)
+
+
+def test_satre_and_nist_are_cited_by_requirement_where_the_catalog_relies_on_one():
+    # A whole-document citation cannot be checked by an officer; SATRE's requirement
+    # indices and NIST's sections can. NIST-63B4 as a whole stays only for the AAL itself.
+    for tier in load_catalog():
+        for group, control in tier.controls():
+            assert "SATRE" not in control.sources, (tier.id, group)
+            if group in ("session", "throttle"):
+                assert "NIST-63B4" not in control.sources, (tier.id, group)
