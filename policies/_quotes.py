@@ -29,6 +29,8 @@ _DOC_KEYS = ("version", "url", "read_from")
 
 #: Longest quote, in words: the sentence that carries the requirement, not the page.
 MAX_WORDS = 42
+#: And in characters, for text without spaces between words (Japanese).
+MAX_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Quote:
     text: str
     note: str
     document: Document
+    #: The page the quote is on, where the source spans pages (else the document's).
+    url: str
 
 
 @dataclass(frozen=True)
@@ -120,14 +124,23 @@ def load_quotes(path: Path | None = None) -> QuoteTable:
             raise CatalogError(
                 file=file, path=where, problem=f"documents.{source} (version and URL) is missing"
             )
-        entry = _mapping(entry, file=file, path=where, keys=("text", "note"))
+        entry = _mapping(entry, file=file, path=where, keys=("text", "note", "url"))
         text = _text(entry, "text", file=file, path=where, required=True)
-        if len(text.split()) > MAX_WORDS:
+        if len(text.split()) > MAX_WORDS or len(text) > MAX_CHARS:
             raise CatalogError(
-                file=file, path=f"{where}.text", problem=f"is longer than {MAX_WORDS} words"
+                file=file,
+                path=f"{where}.text",
+                problem=f"is longer than {MAX_WORDS} words or {MAX_CHARS} characters",
             )
         note = _text(entry, "note", file=file, path=where, required=False)
-        quotes[key] = Quote(citation=key, text=text, note=note, document=documents[source])
+        url = _text(entry, "url", file=file, path=where, required=False)
+        quotes[key] = Quote(
+            citation=key,
+            text=text,
+            note=note,
+            document=documents[source],
+            url=url or documents[source].url,
+        )
     unquoted: dict[str, str] = {}
     for key, reason in _mapping(data.get("unquoted"), file=file, path="unquoted").items():
         where = f"unquoted.{key}"

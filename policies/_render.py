@@ -84,7 +84,7 @@ def citation_text(citation: str) -> str:
     quote = table.quotes.get(key)
     if quote is not None:
         doc = quote.document
-        text = f"“{quote.text}” ({doc.source} {doc.version}, {doc.url})"
+        text = f"“{quote.text}” ({doc.source} {doc.version}, {quote.url})"
         return f"{text} Enclave's note: {quote.note}" if quote.note else text
     reason = table.unquoted.get(key, "no quote is recorded for it")
     if c.clause is None:

@@ -201,6 +201,15 @@ _SATRE = {
     "3.3.3": "Output disclosure control.",
 }
 
+# TMM-SP: the parts of ToMMo's supercomputer rules the catalog cites by name (the
+# pages are not numbered); the rest is cited as a whole.
+_TMM_SP = {
+    "data classes": "Strong data never leaves; standard data only after the security "
+    "committee approves, to approved analysis servers.",
+    "data export rules": "Exported data is used only at the declared destination, and a copy "
+    "of every export is kept for audit.",
+}
+
 #: Every source a citation may name, with its clause structure (TIERS.md "Sources").
 SOURCE_TABLE: Mapping[str, Source] = {
     "NBDC-U7": Source(
@@ -212,7 +221,7 @@ SOURCE_TABLE: Mapping[str, Source] = {
         _NBDC_DC4,
     ),
     "TMM-SP": Source(
-        "ToMMo Data Information Security Policy (rev. Oct 2024) and supercomputer rules", {}
+        "ToMMo Data Information Security Policy (rev. Oct 2024) and supercomputer rules", _TMM_SP
     ),
     "SATRE": Source("Standard Architecture for Trusted Research Environments", _SATRE),
     "NIST-63B4": Source(

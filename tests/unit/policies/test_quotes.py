@@ -91,7 +91,7 @@ def test_the_docs_never_pass_a_summary_off_as_the_guidelines_wording():
             quote = table.quotes[key]
             assert text.startswith(f"“{quote.text}”"), citation
             assert quote.document.version in text, citation
-            assert quote.document.url in text, citation
+            assert quote.url in text, citation
         else:
             assert "not quoted" in text, citation
             if "TIERS.md" in text:
@@ -137,3 +137,15 @@ def test_satre_and_nist_are_cited_by_requirement_where_the_catalog_relies_on_one
             assert "SATRE" not in control.sources, (tier.id, group)
             if group in ("session", "throttle"):
                 assert "NIST-63B4" not in control.sources, (tier.id, group)
+
+
+def test_tommo_data_export_cites_the_rules_it_follows_on_their_own_page():
+    # Committee approval, the declared destination and the retained copy come from the
+    # supercomputer's data classes and export rules, each quoted from its own page.
+    catalog = load_catalog()
+    for tier_id in ("tommo-standard", "tommo-strong"):
+        sources = catalog.get(tier_id).control("export_data").sources
+        assert {"TMM-SP data classes", "TMM-SP data export rules"} <= set(sources), tier_id
+    text = citation_text("TMM-SP data export rules")
+    assert "ph3-doc/rule/export-rule.html" in text
+    assert "Translation:" in text
