@@ -759,26 +759,37 @@ class OrganisationalDuty:
             parse_citation(citation)
 
 
-#: TIERS.md's "cannot enforce" list. A source cited without a clause means TIERS.md
-#: does not pin the clause; the docs say so.
+#: TIERS.md's "cannot enforce" list, each duty with the clauses that state it.
 ORGANISATIONAL_DUTIES: tuple[OrganisationalDuty, ...] = (
     OrganisationalDuty(
         "The operator's physical server room, at every tier: multi-factor entry, entry "
         "records captured automatically, a room or locked rack dedicated to the approved "
         "use. NBDC-U7 3 does not apply to off-premise servers; NBDC-DC4 puts it on the "
         "operator.",
-        ("NBDC-DC4 §2", "NBDC-U7 3 (1)", "NBDC-U7 3 (2)", "NBDC-U7 3 (3)"),
+        (
+            "NBDC-DC4 §2",
+            "NBDC-DC4 2.1 server 1",
+            "NBDC-U7 3 (1)",
+            "NBDC-U7 3 (2)",
+            "NBDC-U7 3 (3)",
+        ),
     ),
     OrganisationalDuty(
         "Device disposal: disks and devices that held data are destroyed unrecoverably.",
-        ("NBDC-U7", "NBDC-DC4"),
+        ("NBDC-U7 2.2 server 9", "NBDC-DC4 2.1 server 11"),
     ),
-    OrganisationalDuty("Training of data users and operators.", ("NBDC-U7", "NBDC-DC4")),
+    OrganisationalDuty(
+        "Training of data users and operators.",
+        ("NBDC-U7 2.2 general 2", "NBDC-U7 2.3 item 1", "NBDC-DC4 2.1 general 4"),
+    ),
     OrganisationalDuty(
         "The yearly checklist (its own numbering; the guideline clauses govern).",
-        ("NBDC-U7", "NBDC-DC4"),
+        ("NBDC-U7 2.2 general 5",),
     ),
-    OrganisationalDuty("Accepting audits by the review board or NBDC.", ("NBDC-U7", "NBDC-DC4")),
+    OrganisationalDuty(
+        "Accepting audits by the review board or the DBCLS.",
+        ("NBDC-U7 2.2 general 4", "NBDC-DC4 2.1 general 6"),
+    ),
     OrganisationalDuty(
         "An expert audit of the system when built and every 2-3 years.",
         ("NBDC-DC4 2.1 general 7",),
@@ -786,7 +797,7 @@ ORGANISATIONAL_DUTIES: tuple[OrganisationalDuty, ...] = (
     OrganisationalDuty(
         "The researcher's own terminal: patches, no public PCs, no printouts or photographs "
         "of data.",
-        ("NBDC-U7 2.3 item 3", "NBDC-U7 2.3 item 6"),
+        ("NBDC-U7 2.3 item 3", "NBDC-U7 2.3 item 4", "NBDC-U7 2.3 item 7"),
     ),
     OrganisationalDuty(
         "ToMMo's viewing-room rules: remote access only from approved remote security "

@@ -8,6 +8,7 @@ from typing import Any
 from ._catalog import Catalog
 from ._enforcement import enforced_by
 from ._model import Tier
+from ._quotes import quote_table
 from ._sources import SOURCE_TABLE, parse_citation
 
 __all__ = ["catalog_as_dict", "citation_text", "format_value", "tier_as_dict"]
@@ -75,10 +76,19 @@ def format_value(name: str, value: Any) -> str:
 
 
 def citation_text(citation: str) -> str:
-    """What a cited clause says, or why nothing is shown, in one line for an officer."""
+    """What a cited clause says, in one line for an officer: its own words where they
+    were read (with the version and address), else plainly marked as not quoted."""
     c = parse_citation(citation)
+    key = c.source if c.clause is None else f"{c.source} {c.clause}"
+    table = quote_table()
+    quote = table.quotes.get(key)
+    if quote is not None:
+        doc = quote.document
+        text = f"“{quote.text}” ({doc.source} {doc.version}, {quote.url})"
+        return f"{text} Enclave's note: {quote.note}" if quote.note else text
+    reason = table.unquoted.get(key, "no quote is recorded for it")
     if c.clause is None:
-        return f"cited as a whole: {SOURCE_TABLE[c.source].title}"
+        return f"cited as a whole: {SOURCE_TABLE[c.source].title}; not quoted: {reason}"
     if not c.summary:
-        return "TIERS.md does not summarise this clause; read the guideline"
-    return c.summary
+        return f"not quoted ({reason}), and TIERS.md does not summarise it; read the guideline"
+    return f"not quoted ({reason}); TIERS.md's summary, not the guideline's wording: {c.summary}"

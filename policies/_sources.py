@@ -8,8 +8,9 @@ citation can never name a clause that does not exist.
 
 Each declared clause carries what it says, in the words of TIERS.md (a short
 summary, not the guideline's own text; the guideline governs). A clause whose
-content TIERS.md does not state carries an empty summary, and the docs say so
-rather than guess.
+content TIERS.md does not state carries an empty summary. The guidelines' own
+words, where they were read, are in ``policies/clauses.yaml`` (``_quotes.py``);
+the docs show those and label a summary as a summary.
 """
 
 from __future__ import annotations
@@ -61,13 +62,14 @@ _HYGIENE = (
     "patches applied, no P2P or other unnecessary software."
 )
 
-# NBDC-U7, Ver. 7.0: 1.5 (definitions of the data server, preconditions (1)-(3)),
-# 2.1 items 1-5, 2.2 "Data use in general" 1-6 and "Data server" 1-10,
-# 2.3 items 1-13, 3 (1)-(3). The yearly checklist is not cited (its own numbering).
+# NBDC-U7, Ver. 7.0 (checked against its text, policies/clauses.yaml): 1.5 (the data
+# server's preconditions (1)-(4), which do not apply when only an off-premise server is
+# used), 2.1 items 1-5, 2.2 "Data use in general" 1-6 and "Data server" 1-10, 2.3 items
+# 1-13, 3 (1)-(3) (item 1's three room requirements). The yearly checklist is not cited.
 _NBDC_U7 = {
     **_numbered(
         "1.5",
-        3,
+        4,
         {3: "A data server's access from outside is kept to the necessary minimum."},
         fmt="{p}({n})",
     ),
@@ -85,7 +87,7 @@ _NBDC_U7 = {
         {
             3: "A register of data users and of where the data is kept, with a reviewable "
             "change history.",
-            6: "An incident is reported (the incident report for the data provider).",
+            6: "An incident is reported, with measures such as notification to the DBCLS.",
         },
     ),
     **_numbered(
@@ -110,6 +112,7 @@ _NBDC_U7 = {
             3: "No public PCs as data access terminals.",
             5: "The terminal locks after about 15 minutes idle.",
             6: "No copies of the data on the data access terminal (browser cache included).",
+            8: "Encrypted paths from outside the LAN.",
             12: "When use ends, all data is deleted unrecoverably.",
             13: "On an incident, disconnect at once.",
         },
@@ -127,8 +130,8 @@ _NBDC_U7 = {
     ),
 }
 
-# NBDC-DC4, Ver. 4.0: §2 (the general rule) and 2.1's two lists and 2.2's items, up to
-# the highest number TIERS.md relies on (general 8, server 10, 2.2 item 8).
+# NBDC-DC4, Ver. 4.0 (checked against its text): §2 (the general rule), 2.1 "Operation
+# in general" 1-8 and "Data Server" 1-12, 2.2 "What the Operator Must Do" 1-13.
 _NBDC_DC4 = {
     "§2": "As a general rule, measures equivalent to Type II must be implemented by the "
     "operator of an off-premise server, whatever the data's level.",
@@ -138,24 +141,73 @@ _NBDC_DC4 = {
         {
             5: "A register of users and of where the data is kept, with change history.",
             7: "The system is audited by security experts when built and every 2-3 years.",
-            8: "An incident is reported to the data provider and the DB centre.",
+            8: "An incident is reported promptly to the DBCLS.",
         },
     ),
     **_numbered(
         "2.1 server",
-        10,
+        12,
         {
             3: "Access from outside is kept to the necessary minimum.",
             8: "Files brought in are scanned for malware.",
             10: "The access log is acquired and checked regularly.",
         },
     ),
-    **_numbered("2.2 item", 8, {}),
+    **_numbered("2.2 item", 13, {}),
 }
 
+# NBDC-S8, Ver. 8.0 (checked against its text): §5.3.3 (responsibilities of users of
+# controlled-access data) items 1-13, §5.4.3 (procedure) items 1-9, §5.6 (termination
+# of data use) items 1-2.
 _NBDC_S8 = {
-    "§5.3.3": "When use ends (or on a stop order or consent withdrawal), the data is deleted "
-    "and a completion report is submitted.",
+    **_numbered(
+        "§5.3.3 item",
+        13,
+        {
+            9: "After a consent withdrawal, the data is no longer used.",
+            10: "When use ends, the data is deleted and a completion report is submitted.",
+        },
+    ),
+    **_numbered("§5.4.3 item", 9, {}),
+    **_numbered("§5.6 item", 2, {1: "On a stop order, all data is deleted at once."}),
+}
+
+# NIST-63B4: the sections the catalog cites, numbered as the document numbers them
+# (§2.2.3 and §2.3.3 reauthentication at AAL2 and AAL3, §2.3.2 AAL3 authenticators,
+# §3.2.2 rate limiting, §3.2.5 phishing resistance). Cited as a whole otherwise.
+_NIST_63B4 = {
+    "§2.2.3": "AAL2 reauthentication: at most 24 hours overall, 1 hour idle.",
+    "§2.3.2": "AAL3: a hardware-based, phishing-resistant cryptographic authenticator.",
+    "§2.3.3": "AAL3 reauthentication: at most 12 hours overall, 15 minutes idle.",
+    "§3.2.2": "At most 100 consecutive failed attempts, then the authenticator is disabled.",
+    "§3.2.5": "A manually typed authenticator output (OTP, out-of-band) is not phishing-resistant.",
+}
+
+# SATRE: the requirement indices the catalog cites, as the stored specification numbers
+# them (policies/clauses.yaml); the specification has many more.
+_SATRE = {
+    "2.2.10": "No connectivity between projects.",
+    "2.2.11": "Outbound internet blocked by default.",
+    "2.2.15": "Usage recording: which datasets are accessed, when and by whom.",
+    "2.5.12": "Encryption at rest.",
+    "2.5.13": "Encryption in transit.",
+    "3.1.4": "Governed ingress.",
+    "3.1.5": "Governed egress.",
+    "3.1.12": "Unauthorised ingress and egress prevented (clipboard copy-out disabled).",
+    "3.2.1": "No shared accounts.",
+    "3.2.3": "Least-privilege data access.",
+    "3.2.4": "MFA for all users.",
+    "3.2.6": "Access may be restricted to particular networks.",
+    "3.3.3": "Output disclosure control.",
+}
+
+# TMM-SP: the parts of ToMMo's supercomputer rules the catalog cites by name (the
+# pages are not numbered); the rest is cited as a whole.
+_TMM_SP = {
+    "data classes": "Strong data never leaves; standard data only after the security "
+    "committee approves, to approved analysis servers.",
+    "data export rules": "Exported data is used only at the declared destination, and a copy "
+    "of every export is kept for audit.",
 }
 
 #: Every source a citation may name, with its clause structure (TIERS.md "Sources").
@@ -169,10 +221,12 @@ SOURCE_TABLE: Mapping[str, Source] = {
         _NBDC_DC4,
     ),
     "TMM-SP": Source(
-        "ToMMo Data Information Security Policy (rev. Oct 2024) and supercomputer rules", {}
+        "ToMMo Data Information Security Policy (rev. Oct 2024) and supercomputer rules", _TMM_SP
     ),
-    "SATRE": Source("Standard Architecture for Trusted Research Environments", {}),
-    "NIST-63B4": Source("NIST SP 800-63B-4, Digital Identity Guidelines: Authentication", {}),
+    "SATRE": Source("Standard Architecture for Trusted Research Environments", _SATRE),
+    "NIST-63B4": Source(
+        "NIST SP 800-63B-4, Digital Identity Guidelines: Authentication", _NIST_63B4
+    ),
     "RFC8176": Source("RFC 8176, Authentication Method Reference Values", {}),
     "ETHICS-JP": Source(
         "Ethical Guidelines for Medical and Biological Research Involving Human Subjects "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from ._catalog import TIER_IDS, load_catalog
@@ -65,8 +66,8 @@ refusal names both); switch off the dependent one first, as an unsafe exception:
 
 ## What no tier can enforce
 
-These are organisational duties of the operator or the researcher, each with its
-clause (a source named without a clause: TIERS.md does not pin the clause):
+These are organisational duties of the operator or the researcher, each with the
+clauses that state it (each clause quoted at the end of this section):
 
 {duties}
 
@@ -76,6 +77,10 @@ browser can be discouraged but not prevented, and `/api/contents` returns file
 bytes to the browser by design. Events emitted by the single-user server are
 user-influenced, so every audit event carries its source. NetworkPolicies are
 enforced only where the cluster's network plugin enforces them.
+
+#### What the duties' clauses say
+
+{duty_quotes}
 """
 
 
@@ -101,10 +106,15 @@ def render_markdown() -> str:
             )
     out.append("\n## What each cited clause says\n")
     out.append(
-        "Beside each control, the clauses it cites and what each says, in the words of\n"
-        "TIERS.md: a short summary, not the guideline's own text, which governs. A\n"
+        "Beside each control, the clauses it cites and what each says in the guideline's\n"
+        "own words (“quoted”), with the version the quote was read in and where that\n"
+        "version is published (`policies/clauses.yaml` records the stored copy read).\n"
+        "Quotes are short; the full guideline governs. A remark after *Enclave's note* is\n"
+        "ours, not the guideline's. Where a clause is **not quoted** the line says why,\n"
+        "and any text shown is TIERS.md's summary, not the guideline's wording. A\n"
         "citation marked *by analogy* borrows a clause that does not apply to an\n"
-        "off-premise server as such (NBDC-U7 3 is the data user's own server room).\n"
+        "off-premise server as such (NBDC-U7 1.5's preconditions and NBDC-U7 3, the data\n"
+        "user's own LAN and server room).\n"
     )
     for group, model in CONTROL_GROUPS.items():
         out.append(f"#### {model.title}\n")
@@ -127,7 +137,12 @@ def render_markdown() -> str:
         f"- `{d.needs}`, while `{d.setting}` is on: {d.why}." for d in DEPENDENCIES
     )
     duties = "\n".join(f"- {d.duty} ({'; '.join(d.sources)})" for d in ORGANISATIONAL_DUTIES)
-    out.append(_OVERLAY.replace("{dependencies}", dependencies).replace("{duties}", duties))
+    duty_quotes = _quote_lines(dict.fromkeys(c for d in ORGANISATIONAL_DUTIES for c in d.sources))
+    out.append(
+        _OVERLAY.replace("{dependencies}", dependencies)
+        .replace("{duties}", duties)
+        .replace("{duty_quotes}", "\n".join(duty_quotes))
+    )
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -137,11 +152,14 @@ def _quotes(group: str, tiers: list[Tier]) -> list[str]:
     for t in tiers:
         for citation in t.control(group).sources:
             citing.setdefault(citation, []).append(t.id)
-    lines = []
-    for citation, ids in citing.items():
-        only = "" if len(ids) == len(tiers) else f" ({', '.join(ids)})"
-        lines.append(f"> **{citation}**{only}: {citation_text(citation)}\n")
-    return lines
+    return _quote_lines(
+        {c: "" if len(ids) == len(tiers) else f" ({', '.join(ids)})" for c, ids in citing.items()}
+    )
+
+
+def _quote_lines(citations: Mapping[str, str | None]) -> list[str]:
+    """A quote line per citation, each followed by what it is cited for (or nothing)."""
+    return [f"> **{c}**{only or ''}: {citation_text(c)}\n" for c, only in citations.items()]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -102,12 +102,14 @@ def test_show_says_who_enforces_each_setting_and_claims_nothing_unbuilt():
 
 
 def test_show_says_what_each_cited_clause_requires():
-    r = run("tiers", "show", "nbdc-standard", env={"COLUMNS": "200"})
+    r = run("tiers", "show", "nbdc-standard", env={"COLUMNS": "1000"})
     assert r.returncode == 0, r.stderr
-    assert "NBDC-U7 2.3 item 5: The terminal locks after about 15 minutes idle." in r.stdout
-    assert "NBDC-U7 2.1 item 4: Data is accessed solely from data servers or data access" in (
-        r.stdout
-    )
+    assert "NBDC-U7 2.3 item 5: “When leaving a data access terminal," in r.stdout
+    assert "(around 15 minutes).” (NBDC-U7 Ver. 7.0 (2024-04-01), https://" in r.stdout
+    assert "NBDC-U7 2.1 item 4: “Access to the controlled-access data is granted" in r.stdout
+    # Where there is no quote, show says so and does not pass a summary off as the text.
+    assert "ENCLAVE: cited as a whole: Enclave's own product decision" in r.stdout
+    assert "; not quoted: there is no guideline text to quote" in r.stdout
 
 
 def test_show_lists_the_operators_organisational_duties():
@@ -196,18 +198,49 @@ def test_docs_tiers_md_is_generated_from_the_catalog():
     assert (ROOT / "docs" / "tiers.md").read_text() == render_markdown(), "run `make docs`"
 
 
-# Ten controls an officer spot-checks: the docs quote what each clause says beside it.
+# Ten controls an officer spot-checks: the docs quote the guideline's own words beside
+# each (NBDC-U7 Ver. 7.0, NBDC-DC4 Ver. 4.0), with the version and where it is published.
 SPOT_CHECKS = {
-    "Client source networks": ("NBDC-U7 2.1 item 4", "solely from data servers or data access"),
-    "Workspace egress": ("NBDC-DC4 2.1 server 3", "kept to the necessary minimum"),
-    "Sessions": ("NBDC-U7 2.3 item 5", "locks after about 15 minutes idle"),
-    "End of use": ("NBDC-U7 2.3 item 12", "all data is deleted unrecoverably"),
-    "Download to the browser": ("NBDC-U7 2.3 item 6", "browser cache included"),
-    "Import (airlock ingress)": ("NBDC-U7 2.2 server 6", "scanned for malware"),
-    "Access-log review": ("NBDC-DC4 2.1 server 10", "checked regularly"),
-    "Register of users and data": ("NBDC-U7 2.2 general 3", "reviewable change history"),
-    "Incident response": ("NBDC-U7 2.2 server 10", "disconnected at once"),
-    "Login factors": ("NBDC-U7 3 (1) (by analogy)", "at least two of biometric, possession"),
+    "Client source networks": (
+        "NBDC-U7 2.1 item 4",
+        "must be conducted solely from data servers or data access terminals",
+    ),
+    "Workspace egress": (
+        "NBDC-DC4 2.1 server 3",
+        "manage the access to/from the outside to the minimum necessary",
+    ),
+    "Sessions": (
+        "NBDC-U7 2.3 item 5",
+        "the screen is locked after a certain period of inactivity (around 15 minutes)",
+    ),
+    "End of use": (
+        "NBDC-U7 2.3 item 12",
+        "delete all data including all backups from all the devices",
+    ),
+    "Download to the browser": (
+        "NBDC-U7 2.3 item 6",
+        "disable a cache function, if any, which automatically saves data",
+    ),
+    "Import (airlock ingress)": (
+        "NBDC-U7 2.2 server 6",
+        "perform virus scan at once whenever moving a file from the outside",
+    ),
+    "Access-log review": (
+        "NBDC-DC4 2.1 server 10",
+        "acquire the access log of the data server and check it regularly",
+    ),
+    "Register of users and data": (
+        "NBDC-U7 2.2 general 3",
+        "The record must be managed so that the update history can be reviewed.",
+    ),
+    "Incident response": (
+        "NBDC-U7 2.2 server 10",
+        "disconnect the relevant data server or data access terminal immediately",
+    ),
+    "Login factors": (
+        "NBDC-U7 3 (1) (by analogy)",
+        "multi-factor authentication with at least two of the following three",
+    ),
 }
 
 
@@ -219,6 +252,9 @@ def test_docs_quote_the_clause_behind_each_spot_checked_control(title):
     quoted = [line for line in section.splitlines() if line.startswith(f"> **{citation}**")]
     assert quoted, f"{title}: {citation} is not quoted"
     assert words in quoted[0]
+    source = citation.split(" ")[0]
+    version = {"NBDC-U7": "Ver. 7.0 (2024-04-01)", "NBDC-DC4": "Ver. 4.0 (2024-04-01)"}[source]
+    assert f"({source} {version}, https://humandbs.dbcls.jp/en/guidelines/" in quoted[0]
 
 
 def test_docs_list_the_organisational_duties_with_their_clauses():

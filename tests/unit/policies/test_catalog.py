@@ -150,8 +150,12 @@ def test_unknown_tier_lookup(catalog):
         "NBDC-U7 2.3 item 14",  # 2.3 has items 1-13
         "NBDC-U7 3 (4)",  # 3 has (1)-(3)
         "NBDC-U7 §3 ①",
-        "NBDC-DC4 2.1 server 11",
-        "SATRE 4.2",  # cited as a whole: no clause structure declared
+        "NBDC-U7 1.5(5)",  # the data server has preconditions (1)-(4)
+        "NBDC-DC4 2.1 server 13",  # DC4's "Data Server" list has 1-12
+        "NBDC-DC4 2.2 item 14",  # "What the Operator Must Do" has 1-13
+        "NBDC-S8 §5.3.3 item 14",  # §5.3.3 has items 1-13
+        "SATRE 4.2",  # SATRE numbers its requirements 2.2.11, not 4.2
+        "RFC8176 3",  # cited as a whole: no clause structure declared
     ],
 )
 def test_a_citation_of_a_clause_the_source_does_not_have_is_refused(tmp_path, citation):
@@ -177,7 +181,8 @@ def test_a_citation_of_a_clause_the_source_does_not_have_is_refused(tmp_path, ci
         ("NBDC-U7 3 (1) (by analogy)", "NBDC-U7", "3 (1)", True),
         ("NBDC-DC4 2.1 server 10", "NBDC-DC4", "2.1 server 10", False),
         ("NBDC-DC4 §2 (by analogy)", "NBDC-DC4", "§2", True),
-        ("NBDC-S8 §5.3.3", "NBDC-S8", "§5.3.3", False),
+        ("NBDC-S8 §5.3.3 item 10", "NBDC-S8", "§5.3.3 item 10", False),
+        ("NIST-63B4 §3.2.2", "NIST-63B4", "§3.2.2", False),
         ("NIST-63B4", "NIST-63B4", None, False),
     ],
 )
@@ -197,6 +202,41 @@ def test_each_source_declares_the_clause_structure_tiers_md_gives_it():
         numbered = [c for c in u7 if c.rsplit(" ", 1)[0] == prefix]
         assert numbered == [f"{prefix} {n}" for n in range(1, count + 1)], prefix
     assert [c for c in u7 if c.startswith("3 ")] == ["3 (1)", "3 (2)", "3 (3)"]
+
+
+def test_clauses_that_exclude_an_off_premise_server_are_cited_only_by_analogy(catalog):
+    # NBDC-U7 1.5's preconditions apply "except in the case of using only the
+    # off-premise-server", and so does all of NBDC-U7 3; Enclave is one.
+    for tier in catalog:
+        for group, control in tier.controls():
+            for citation in control.sources:
+                c = parse_citation(citation)
+                if c.source == "NBDC-U7" and (c.clause or "").startswith(("1.5", "3 ")):
+                    assert c.by_analogy, f"{tier.id}.{group}: {citation}"
+
+
+@pytest.mark.parametrize(
+    ("group", "wrong", "right"),
+    [
+        # 2.3 item 6 is the terminal's cache; copying what the screen shows is item 9.
+        ("screen_output", "NBDC-U7 2.3 item 6", "NBDC-U7 2.3 item 9"),
+        # §5.3.3 as a whole is 13 items; deletion at the end of use is item 10.
+        ("end_of_use", "NBDC-S8 §5.3.3", "NBDC-S8 §5.3.3 item 10"),
+        # A stop order (and its deletion) is §5.6 item 1, not §5.3.3.
+        ("stop_order", "NBDC-S8 §5.3.3", "NBDC-S8 §5.6 item 1"),
+        # Encrypted paths from the terminal are 2.3 item 8, which the control omitted.
+        ("network", None, "NBDC-U7 2.3 item 8"),
+        # 2.1 items 2 and 3 allow temporary moves and copies; neither asks for read-only.
+        ("datasets", "NBDC-U7 2.1 item 3", "ENCLAVE"),
+        # 2.1 item 2 allows a temporary move within the LAN; it says nothing of results.
+        ("export_results", "NBDC-U7 2.1 item 2", "NBDC-U7 2.1 item 1"),
+    ],
+)
+def test_each_control_cites_the_clause_whose_text_supports_it(catalog, group, wrong, right):
+    for tier in catalog:
+        sources = tier.control(group).sources
+        assert right in sources, (tier.id, group)
+        assert wrong is None or wrong not in sources, (tier.id, group)
 
 
 def test_type_ii_room_clauses_are_cited_only_by_analogy(catalog):
