@@ -27,12 +27,12 @@ from typing import Any
 from urllib.parse import unquote, urlencode
 
 import orjson
-import pyotp
 import pytest
 from playwright.sync_api import expect
 
 from controller._demo import DEMO_OFFICER, DEMO_USER
 from tests.e2e.demo_process import DemoRun, running_demo, verify_log
+from tests.e2e.portal_pages import redeem_invitation, sign_in
 from tests.harness.local_hub import shared_state_dir
 
 pytestmark = pytest.mark.browser
@@ -66,10 +66,6 @@ UNHIDDEN = {
 }
 
 
-def _totp(secret: str, *, steps_ahead: int) -> str:
-    return str(pyotp.TOTP(secret).at(int(time.time()) + 30 * steps_ahead))
-
-
 def _expected_statistic(demo: DemoRun) -> str:
     """The same statistic, computed here from the host's copy of the dataset."""
     path = demo.state / "datasets" / "demo-microbiome-16s-v1" / "genus_abundance.tsv"
@@ -85,36 +81,6 @@ def test_researcher_works_next_to_the_data_and_the_officer_sees_it_all(chromium:
             _researcher(chromium, demo)
             _officer(chromium, demo)
         verify_log(demo.store)
-
-
-def _redeem(page: Any, demo: DemoRun, code: str) -> str:
-    """Redeem a printed invitation: password, then TOTP; the TOTP secret shown."""
-    page.goto(demo.portal + "/invite")
-    page.fill("#code", code)
-    page.click("#submit")
-    page.fill("#password", PASSWORD)
-    page.fill("#password2", PASSWORD)
-    page.click("#submit")
-    page.wait_for_selector("#totp-secret")
-    secret = str(page.inner_text("#totp-secret"))
-    page.fill("#code", _totp(secret, steps_ahead=0))
-    page.click("#totp-submit")
-    page.wait_for_selector("#done")
-    page.click("#done")
-    page.wait_for_url("**/login")
-    return secret
-
-
-def _sign_in_at_portal(page: Any, demo: DemoRun, user: str, secret: str) -> None:
-    """On the portal's login page, reached from a client of it: password, then TOTP."""
-    page.wait_for_url(demo.portal + "/login**")
-    page.fill("#username", user)
-    page.click("#submit")
-    page.fill("#password", PASSWORD)
-    page.click("#submit")
-    page.wait_for_url("**/login/factor")
-    page.fill("#code", _totp(secret, steps_ahead=1))  # the enrolment used this step's
-    page.click("#totp-submit")
 
 
 def _unhide_downloads(route: Any) -> None:
@@ -161,11 +127,13 @@ def _researcher(chromium: Any, demo: DemoRun) -> None:
         page = ctx.new_page()
         page.set_default_timeout(30_000)
         # 1. redeem the printed invitation: password, then TOTP from the secret shown
-        secret = _redeem(page, demo, demo.invitation_code)
+        secret = redeem_invitation(
+            page, portal=demo.portal, code=demo.invitation_code, password=PASSWORD
+        )
         # 2. enter the enclave: the hub sends the researcher to the portal to sign in
         hub = demo.hubs[ENCLAVE]
         page.goto(hub + "/hub/oauth_login")
-        _sign_in_at_portal(page, demo, DEMO_USER, secret)
+        sign_in(page, portal=demo.portal, user=DEMO_USER, password=PASSWORD, secret=secret)
         page.wait_for_url(hub + "/hub/**")
         # 3. start the server; JupyterLab loads from the sandbox
         page.goto(hub + "/hub/spawn")
@@ -222,11 +190,13 @@ def _officer(chromium: Any, demo: DemoRun) -> None:
         page.set_default_timeout(30_000)
         # the demo officer enrols with the printed invitation, then signs in to the
         # audit UI through the portal, as the demo's instructions say
-        secret = _redeem(page, demo, demo.officer_invitation_code)
+        secret = redeem_invitation(
+            page, portal=demo.portal, code=demo.officer_invitation_code, password=PASSWORD
+        )
         ui = demo.audit + "/ui"
         page.goto(ui + "/login")
         page.click("#login-portal")
-        _sign_in_at_portal(page, demo, DEMO_OFFICER, secret)
+        sign_in(page, portal=demo.portal, user=DEMO_OFFICER, password=PASSWORD, secret=secret)
         page.wait_for_url(ui + "/")
         assert page.inner_text(".who") == DEMO_OFFICER
         query = {"actor": DEMO_USER, "enclave": ENCLAVE, "order": "asc"}
