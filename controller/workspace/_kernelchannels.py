@@ -156,7 +156,7 @@ class MeteredChannelsConnection(ZMQChannelsWebsocketConnection):
             text = notice or SCREEN_STILL_REFUSED
             told = self._tell("iopub", "stream", {"name": "stderr", "text": text}, parent)
         if msg_type == "execute_reply":
-            content = {
+            content: dict[str, Any] = {
                 "status": "error",
                 "ename": "ScreenOutputBudget",
                 "evalue": "output not shown: the session's screen-output budget is reached",
