@@ -55,7 +55,8 @@ _REGISTER = Enforcement(
     ),
 )
 
-_SCREEN = "controller/workspace/serverext.py"
+_DOWNLOADS = "controller/workspace/_downloads.py"
+_SCREEN = "controller/workspace/_screenguard.py"
 _HUBCONFIG = "controller/workspace/_hubconfig.py"
 
 #: ``group.setting`` -> who enforces it today.
@@ -116,13 +117,13 @@ ENFORCEMENT: Mapping[str, Enforcement] = {
         (
             ("auth/_app.py", '(b"cache-control", b"no-store")'),
             ("audit/service/_headers.py", '(b"cache-control", b"no-store")'),
-            (_SCREEN, 'headers["Cache-Control"] = "no-store"'),
+            (_DOWNLOADS, 'headers["Cache-Control"] = "no-store"'),
         ),
     ),
     "browser_download.allowed": Enforcement(
         "workspace server extension: /files, nbconvert and attachment responses refused "
         "(403, recorded) on every tier; a tier that allowed downloads would still be refused",
-        ((_SCREEN, '"workspace.download.refused"'),),
+        ((_DOWNLOADS, '"workspace.download.refused"'),),
     ),
     "terminals.enabled": Enforcement(
         "enclave hub configuration: the single-user server starts with terminals as the tier says",
@@ -131,7 +132,7 @@ ENFORCEMENT: Mapping[str, Enforcement] = {
     "audited_operations.file_events": Enforcement(
         "workspace server extension: contents API reads, saves, creations, renames, "
         "copies, uploads and deletions",
-        ((_SCREEN, '"workspace.file.get"'), (_SCREEN, '"workspace.file.renamed"')),
+        ((_DOWNLOADS, '"workspace.file.get"'), (_DOWNLOADS, '"workspace.file.renamed"')),
     ),
     "datasets.read_only": Enforcement(
         "controller: read-only dataset mounts (Kubernetes claims and the local sandbox's binds)",

@@ -8,6 +8,11 @@ child subreaper, so whatever a dead hub orphans becomes its child, never init's.
 
 A process is named by its pid *and* its start time (field 22 of ``/proc/PID/stat``),
 so a pid reused by an unrelated process is never signalled.
+
+A sandbox (bubblewrap with its own PID namespace) is stopped from inside out:
+``sandboxed`` finds the processes its own PID 1 holds (the server it runs) and
+``signal_exactly`` signals them alone. Signalling bubblewrap instead kills the
+namespace's PID 1, and the kernel then SIGKILLs everything in it: no clean-up.
 """
 
 from __future__ import annotations
@@ -20,7 +25,16 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["alive", "become_subreaper", "children", "reap", "terminate", "tree"]
+__all__ = [
+    "alive",
+    "become_subreaper",
+    "children",
+    "reap",
+    "sandboxed",
+    "signal_exactly",
+    "terminate",
+    "tree",
+]
 
 _PR_SET_CHILD_SUBREAPER = 36
 _PROC = Path("/proc")
@@ -70,6 +84,41 @@ def alive(pid: int, started: str) -> bool:
     """``pid`` still runs and is the same process (not a zombie, not a reused pid)."""
     stat = _stat(pid)
     return stat is not None and stat[1] == started and stat[2] != "Z"
+
+
+def _nspid(pid: int) -> list[int]:
+    """``pid``'s number in each PID namespace it is in, outermost first (``NSpid``)."""
+    try:
+        lines = (_PROC / str(pid) / "status").read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        if line.startswith("NSpid:"):
+            return [int(n) for n in line.split()[1:]]
+    return []
+
+
+def sandboxed(root: int) -> dict[int, str]:
+    """The processes below ``root`` whose parent is PID 1 of a PID namespace deeper than
+    ``root``'s: what a sandbox's init holds (the command it runs, and any orphan of it
+    that init adopted). pid -> start time; empty once the sandbox is gone."""
+    depth = len(_nspid(root))
+    table = _table()
+    found: dict[int, str] = {}
+    for pid, started in tree(root).items():
+        parent = _nspid(table[pid][0]) if pid in table else []
+        if len(parent) > depth and parent[-1] == 1:
+            found[pid] = started
+    return found
+
+
+def signal_exactly(processes: Mapping[int, str], sig: int) -> None:
+    """Send ``sig`` to each of ``processes`` still alive, and to nothing else (not its
+    process group: a server's own helpers must outlive it until it has exited)."""
+    for pid, started in processes.items():
+        if alive(pid, started):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
 
 
 def _signal(pid: int, sig: int) -> None:

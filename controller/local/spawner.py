@@ -34,6 +34,7 @@ from jupyterhub.spawner import Spawner
 from jupyterhub.utils import random_port
 from traitlets import Dict, Float, List, Unicode, default
 
+from controller.local import _proctree
 from controller.local._errors import SandboxConfigError
 from controller.local.sandbox import (
     INSIDE_SOCKETS,
@@ -386,18 +387,45 @@ class SandboxSpawner(Spawner):  # type: ignore[misc]
         return None
 
     async def stop(self, now: bool = False) -> None:
-        processes = [p for p in (self._proc, *self._bridges) if p is not None]
-        _signal_all(processes, signal.SIGKILL if now else signal.SIGTERM)
-        deadline = asyncio.get_running_loop().time() + self.stop_timeout
-        while any(p.poll() is None for p in processes):
-            if asyncio.get_running_loop().time() > deadline:
-                _signal_all(processes, signal.SIGKILL)
-            await asyncio.sleep(0.05)
+        """Stop the server first and its bridges last, so that what the server records as
+        it stops (its final ``workspace.screen_output``) still has its way out.
+
+        1. SIGTERM to the server inside the sandbox, and to it alone
+           (``_proctree.sandboxed``): signalling bubblewrap would kill the sandbox's
+           PID 1, and with it every process inside, by SIGKILL, before any clean-up.
+           (No server inside yet: the sandbox's process group instead.)
+        2. Wait up to ``stop_timeout`` for the sandbox to exit (it does when the server
+           has), then SIGKILL what is left of it.
+        3. Then the bridges: SIGTERM, SIGKILL after ``stop_timeout``.
+
+        ``now`` (a start that failed half-way): SIGKILL everything at once.
+        """
+        sandbox = [self._proc] if self._proc is not None else []
+        if now:
+            await self._end([*sandbox, *self._bridges], signum=signal.SIGKILL)
+        else:
+            inside = _proctree.sandboxed(self._proc.pid) if self._proc is not None else {}
+            _proctree.signal_exactly(inside, signal.SIGTERM)
+            # no server inside yet (a start still under way): the sandbox's group is signalled
+            await self._end(sandbox, signum=None if inside else signal.SIGTERM)
+            await self._end(self._bridges, signum=signal.SIGTERM)
         self._proc = None
         self._bridges = []
         paths = self._paths()
         shutil.rmtree(paths.sockets, ignore_errors=True)
         shutil.rmtree(paths.stage, ignore_errors=True)
+
+    async def _end(self, processes: list[subprocess.Popen[bytes]], *, signum: int | None) -> None:
+        """Signal ``processes``' groups with ``signum`` (None: none), wait up to
+        ``stop_timeout`` for them to exit, then SIGKILL their groups until they have."""
+        if signum is not None:
+            _signal_all(processes, signum)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.stop_timeout
+        while any(p.poll() is None for p in processes):
+            if loop.time() > deadline:
+                _signal_all(processes, signal.SIGKILL)
+            await asyncio.sleep(0.05)
 
 
 class AuditedSandboxSpawner(AuditedSpawnerMixin, SandboxSpawner):

@@ -37,6 +37,7 @@ class DemoRun:
     portal_port: int
     hubs: dict[str, str]  # enclave name -> the hub's public URL, as printed
     invitation_code: str  # the demo researcher's
+    officer_invitation_code: str  # the demo officer's
 
     @property
     def portal(self) -> str:
@@ -79,7 +80,9 @@ def running_demo(state: Path, *, timeout: float = 300) -> Iterator[DemoRun]:
         drain = threading.Thread(target=lambda: out.extend(proc.stdout or ()), daemon=True)
         drain.start()
         code = re.search(r"enter the invitation code (\S+)", printed)
+        officer_code = re.search(r"the officer invitation code (\S+)", printed)
         assert code, printed
+        assert officer_code, printed
         hubs = {}
         for name in DEMO_ENCLAVES:
             m = re.search(rf"^    {name} +(http://localhost:\d+)$", printed, re.M)
@@ -92,6 +95,7 @@ def running_demo(state: Path, *, timeout: float = 300) -> Iterator[DemoRun]:
             portal_port=portal_port,
             hubs=hubs,
             invitation_code=code.group(1),
+            officer_invitation_code=officer_code.group(1),
         )
         try:
             yield run

@@ -3,16 +3,15 @@
 The demo researcher redeems the printed invitation (password + TOTP), enters
 ``demo-nbdc-standard`` through the portal, gets JupyterLab from the sandboxed server,
 runs a notebook cell that reads the dataset and prints a statistic; downloads through
-``/files/...?download=1`` and nbconvert are refused (403) and JupyterLab offers no
-download menu item. The server is stopped through the hub API. The officer then
-signs in to the audit UI (bootstrap token) and finds, in order: the hub login with
-its factors, the server start, the file access, the refused downloads and the
-server stop. ``enclave audit verify`` passes.
-
-Not checked: the ``workspace.screen_output`` record. Its periodic interval is 300 s,
-and the final record, written as the server stops, did not reach the log when the
-local backend stopped the server (nor after a restart, within 180 s); see the
-report of the branch that added this test.
+``/files/...?download=1`` and nbconvert are refused (403), JupyterLab offers no
+download menu item, and JupyterLab's own download command, run from the page with
+the UI's hiding undone (as a researcher can, in their own browser), gets the browser
+no file. The server is stopped through the hub API. The demo officer redeems the
+officer invitation, signs in to the audit UI through the portal ("Sign in with the
+portal", password + TOTP, as the demo prints), and finds, in order: the hub login
+with its factors, the server start, the file access, the refused downloads, the
+bytes the session showed (the final ``workspace.screen_output``, recorded as the
+server stops) and the server stop. ``enclave audit verify`` passes.
 
 The dataset is read by the kernel (``open()``), which the workspace cannot see
 (``workspace.file.get`` ``cannot_capture``); the file access on the record is the
@@ -28,12 +27,12 @@ from typing import Any
 from urllib.parse import unquote, urlencode
 
 import orjson
-import pyotp
 import pytest
 from playwright.sync_api import expect
 
-from controller._demo import DEMO_USER
+from controller._demo import DEMO_OFFICER, DEMO_USER
 from tests.e2e.demo_process import DemoRun, running_demo, verify_log
+from tests.e2e.portal_pages import redeem_invitation, sign_in
 from tests.harness.local_hub import shared_state_dir
 
 pytestmark = pytest.mark.browser
@@ -53,14 +52,18 @@ JOURNEY = (
     "hub.login.allowed",
     "hub.server.started",
     "workspace.file.get",
-    "workspace.download.refused",
-    "workspace.download.refused",
+    "workspace.download.refused",  # /files/...?download=1
+    "workspace.download.refused",  # nbconvert
+    "workspace.download.refused",  # JupyterLab's download command
+    "workspace.screen_output",  # the bytes shown, recorded as the server stops
     "hub.server.stopped",
 )
-
-
-def _totp(secret: str, *, steps_ahead: int) -> str:
-    return str(pyotp.TOTP(secret).at(int(time.time()) + 30 * steps_ahead))
+#: The page config the lab is served with, as a researcher can rewrite it in their own
+#: browser: the app exposed to scripts, the hidden download commands back.
+UNHIDDEN = {
+    "@jupyterlab/docmanager-extension:download",
+    "@jupyterlab/filebrowser-extension:download",
+}
 
 
 def _expected_statistic(demo: DemoRun) -> str:
@@ -80,36 +83,57 @@ def test_researcher_works_next_to_the_data_and_the_officer_sees_it_all(chromium:
         verify_log(demo.store)
 
 
+def _unhide_downloads(route: Any) -> None:
+    """Serve the lab page with the app exposed and the download plugins enabled."""
+    if route.request.resource_type != "document":
+        route.continue_()
+        return
+    response = route.fetch()
+    html = response.text()
+    pattern = re.compile(
+        r'(<script id="jupyter-config-data" type="application/json">)(.*?)(</script>)', re.S
+    )
+    found = pattern.search(html)
+    assert found, html[:2000]
+    config = orjson.loads(found.group(2))
+    config["exposeAppInBrowser"] = True
+    disabled = config.get("disabledExtensions", [])
+    if isinstance(disabled, dict):  # {name: true} is the other form a page config takes
+        disabled = [name for name, off in disabled.items() if off]
+    assert set(disabled) >= UNHIDDEN, disabled  # what the server's page config hides
+    config["disabledExtensions"] = [x for x in disabled if x not in UNHIDDEN]
+    body = found.group(1) + orjson.dumps(config).decode() + found.group(3)
+    route.fulfill(response=response, body=html[: found.start()] + body + html[found.end() :])
+
+
+def _download_with_the_labs_own_command(page: Any, notebook: str) -> None:
+    """JupyterLab's download command, run from the page: the browser gets no file."""
+    page.route(re.compile(r".*/lab(/.*)?([?].*)?$"), _unhide_downloads)
+    page.reload()
+    page.wait_for_function(
+        "() => window.jupyterapp && window.jupyterapp.commands.hasCommand('docmanager:download')",
+        timeout=120_000,
+    )
+    page.evaluate("path => window.jupyterapp.commands.execute('docmanager:open', {path})", notebook)
+    with page.expect_download() as download:
+        page.evaluate("() => window.jupyterapp.commands.execute('docmanager:download')")
+    assert download.value.failure() is not None, download.value.url
+    page.unroute(re.compile(r".*/lab(/.*)?([?].*)?$"))
+
+
 def _researcher(chromium: Any, demo: DemoRun) -> None:
     ctx = chromium.new_context(locale="en-US")
     try:
         page = ctx.new_page()
         page.set_default_timeout(30_000)
         # 1. redeem the printed invitation: password, then TOTP from the secret shown
-        page.goto(demo.portal + "/invite")
-        page.fill("#code", demo.invitation_code)
-        page.click("#submit")
-        page.fill("#password", PASSWORD)
-        page.fill("#password2", PASSWORD)
-        page.click("#submit")
-        page.wait_for_selector("#totp-secret")
-        secret = page.inner_text("#totp-secret")
-        page.fill("#code", _totp(secret, steps_ahead=0))
-        page.click("#totp-submit")
-        page.wait_for_selector("#done")
-        page.click("#done")
-        page.wait_for_url("**/login")
+        secret = redeem_invitation(
+            page, portal=demo.portal, code=demo.invitation_code, password=PASSWORD
+        )
         # 2. enter the enclave: the hub sends the researcher to the portal to sign in
         hub = demo.hubs[ENCLAVE]
         page.goto(hub + "/hub/oauth_login")
-        page.wait_for_url(demo.portal + "/login**")
-        page.fill("#username", DEMO_USER)
-        page.click("#submit")
-        page.fill("#password", PASSWORD)
-        page.click("#submit")
-        page.wait_for_url("**/login/factor")
-        page.fill("#code", _totp(secret, steps_ahead=1))  # the enrolment used this step's
-        page.click("#totp-submit")
+        sign_in(page, portal=demo.portal, user=DEMO_USER, password=PASSWORD, secret=secret)
         page.wait_for_url(hub + "/hub/**")
         # 3. start the server; JupyterLab loads from the sandbox
         page.goto(hub + "/hub/spawn")
@@ -144,6 +168,8 @@ def _researcher(chromium: Any, demo: DemoRun) -> None:
         assert labels, "the File menu is empty"
         assert not [x for x in labels if "Download" in x or "Export" in x], labels
         page.keyboard.press("Escape")
+        # ... and JupyterLab's own download command, with the hiding undone, gets no file
+        _download_with_the_labs_own_command(page, notebook)
         # 6. stop the server through the hub API
         xsrf = next(c["value"] for c in ctx.cookies(hub + "/hub/") if c["name"] == "_xsrf")
         api = f"{hub}/hub/api/users/{DEMO_USER}"
@@ -162,11 +188,17 @@ def _officer(chromium: Any, demo: DemoRun) -> None:
     try:
         page = ctx.new_page()
         page.set_default_timeout(30_000)
+        # the demo officer enrols with the printed invitation, then signs in to the
+        # audit UI through the portal, as the demo's instructions say
+        secret = redeem_invitation(
+            page, portal=demo.portal, code=demo.officer_invitation_code, password=PASSWORD
+        )
         ui = demo.audit + "/ui"
         page.goto(ui + "/login")
-        page.fill("#token", (demo.state / "officer-token").read_text().strip())
-        page.click("#login")
+        page.click("#login-portal")
+        sign_in(page, portal=demo.portal, user=DEMO_OFFICER, password=PASSWORD, secret=secret)
         page.wait_for_url(ui + "/")
+        assert page.inner_text(".who") == DEMO_OFFICER
         query = {"actor": DEMO_USER, "enclave": ENCLAVE, "order": "asc"}
         page.goto(ui + "/search?" + urlencode(query))
         actions: list[str] = []
@@ -190,5 +222,10 @@ def _officer(chromium: Any, demo: DemoRun) -> None:
         details = orjson.loads(page.locator("dd pre").first.inner_text())
         assert set(details["categories"]) == {"knowledge", "possession"}, details
         assert details["amr"], details
+        # the bytes the session showed: the notebook's output among them
+        page.goto(demo.audit + links["workspace.screen_output"])
+        details = orjson.loads(page.locator("dd pre").first.inner_text())
+        assert details["final"] is True, details
+        assert details["kernel_bytes"] > 0, details
     finally:
         ctx.close()

@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +27,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
-import pyotp
 import pytest
 
 from tests.e2e.auth.conftest import PortalProcess
+from tests.e2e.portal_pages import redeem_invitation, sign_in
 from tests.harness.audit_service import AuditEnv, ServiceProcess, free_port, make_audit_env
 
 pytestmark = pytest.mark.browser
@@ -62,27 +61,12 @@ def _portal_cli(portal: PortalProcess, *args: str) -> dict[str, Any]:
     return out
 
 
-def _totp(secret: str, *, steps_ahead: int) -> str:
-    return str(pyotp.TOTP(secret).at(int(time.time()) + 30 * steps_ahead))
-
-
 def _enrol(page: Any, portal: PortalProcess, username: str, role: str) -> str:
     r = portal.admin("POST", "/api/admin/users", json={"username": username, "roles": [role]})
     assert r.status_code == 201, r.text
-    page.goto(portal.base + "/invite")
-    page.fill("#code", r.json()["invitation_code"])
-    page.click("#submit")
-    page.fill("#password", PASSWORD)
-    page.fill("#password2", PASSWORD)
-    page.click("#submit")
-    page.wait_for_selector("#totp-secret")
-    secret = str(page.inner_text("#totp-secret"))
-    page.fill("#code", _totp(secret, steps_ahead=0))
-    page.click("#totp-submit")
-    page.wait_for_selector("#done")
-    page.click("#done")
-    page.wait_for_url("**/login")
-    return secret
+    return redeem_invitation(
+        page, portal=portal.base, code=r.json()["invitation_code"], password=PASSWORD
+    )
 
 
 @pytest.fixture(scope="module")
@@ -138,14 +122,13 @@ def _sign_in_at_portal(page: Any, stack: Stack, username: str) -> None:
 
     Each user signs in once per module, with the code of the next time step (their
     enrolment used the current one; a used step is refused)."""
-    page.wait_for_url(stack.portal.base + "/login")
-    page.fill("#username", username)
-    page.click("#submit")
-    page.fill("#password", PASSWORD)
-    page.click("#submit")
-    page.wait_for_url("**/login/factor")
-    page.fill("#code", _totp(stack.secrets[username], steps_ahead=1))
-    page.click("#totp-submit")
+    sign_in(
+        page,
+        portal=stack.portal.base,
+        user=username,
+        password=PASSWORD,
+        secret=stack.secrets[username],
+    )
 
 
 @pytest.fixture(scope="module")

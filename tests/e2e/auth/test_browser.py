@@ -12,6 +12,8 @@ from typing import Any
 import pyotp
 import pytest
 
+from tests.e2e import portal_pages
+
 from .conftest import PortalProcess
 
 pytestmark = pytest.mark.browser
@@ -47,15 +49,8 @@ def add_authenticator(ctx: Any, page: Any, **options: Any) -> tuple[Any, str]:
 def enrol(page: Any, portal: PortalProcess, username: str, *, webauthn: bool) -> str:
     """invite -> password -> TOTP (and a WebAuthn key) -> finish; returns the TOTP secret."""
     code = invite(portal, username)
-    page.goto(portal.base + "/invite")
-    page.fill("#code", code)
-    page.click("#submit")
-    page.fill("#password", PASSWORD)
-    page.fill("#password2", PASSWORD)
-    page.click("#submit")
-    page.wait_for_selector("#totp-secret")
+    secret = portal_pages.submit_invitation(page, portal=portal.base, code=code, password=PASSWORD)
     assert page.locator("#totp-qr svg").count() == 1
-    secret = page.inner_text("#totp-secret")
     page.fill("#code", totp_for(secret, steps_ahead=0))
     page.click("#totp-submit")
     page.wait_for_selector("#done")
@@ -70,11 +65,7 @@ def enrol(page: Any, portal: PortalProcess, username: str, *, webauthn: bool) ->
 
 def password_step(page: Any, portal: PortalProcess, username: str) -> None:
     page.goto(portal.base + "/login")
-    page.fill("#username", username)
-    page.click("#submit")
-    page.fill("#password", PASSWORD)
-    page.click("#submit")
-    page.wait_for_url("**/login/factor")
+    portal_pages.password_step(page, user=username, password=PASSWORD)
 
 
 def register_high(portal: PortalProcess, name: str, member: str) -> None:

@@ -236,6 +236,51 @@ def test_workspace_records_with_its_enclaves_token_which_no_host_argv_or_env_sho
     assert (st.st_mode & 0o777, st.st_uid) == (0o400, 65534)
 
 
+def _final_screen_records(site: Site) -> dict[str, dict[str, Any]]:
+    """ws-alpha's final ``workspace.screen_output`` records, by event id."""
+    return {
+        e["id"]: e
+        for e in audit_events(site.backend.audit.env, source="workspace")
+        if e["action"] == "workspace.screen_output"
+        and e["enclave"] == "ws-alpha"
+        and e["details"].get("final")
+    }
+
+
+def _restart_server(site: Site, client: httpx.Client) -> None:
+    api = f"{site.hub_url}/hub/api/users/{MEMBER}"
+    assert client.post(f"{api}/server").status_code in (201, 202)
+    wait_for(
+        "the server is ready again",
+        lambda: client.get(api).json().get("servers", {}).get("", {}).get("ready"),
+        timeout=180,
+    )
+    site.workspace.forget_kernel()
+
+
+def test_the_bytes_a_session_showed_are_on_record_after_its_server_is_stopped(
+    site: Site,
+) -> None:
+    before = _final_screen_records(site)
+    shown = site.workspace.run("print('x' * 5000)\n")
+    assert shown.strip() == "x" * 5000
+    api = f"{site.hub_url}/hub/api/users/{MEMBER}"
+    with httpx.Client(headers={"Authorization": f"token {site.token}"}, timeout=30) as client:
+        # what the researcher's "Stop my server" asks of the hub
+        assert client.delete(f"{api}/server").status_code in (202, 204)
+        wait_for("the server stopped", lambda: not client.get(api).json().get("servers"))
+        try:
+            (final,) = wait_for(
+                "the session's final screen-output record is in the audit log",
+                lambda: [e for i, e in _final_screen_records(site).items() if i not in before],
+                timeout=120,
+            )
+        finally:
+            _restart_server(site, client)  # the next tests use the server
+    assert final["details"]["kernel_bytes"] > 5000
+    assert final["actor"] == MEMBER
+
+
 def test_home_is_private_to_the_enclave_and_survives_a_server_restart(site: Site) -> None:
     site.workspace.run("open('notes.txt', 'w').write('kept')\n")
     home = site.backend.state / "sandboxes/homes/ws-alpha"
@@ -246,13 +291,7 @@ def test_home_is_private_to_the_enclave_and_survives_a_server_restart(site: Site
     with httpx.Client(headers={"Authorization": f"token {site.token}"}, timeout=30) as client:
         assert client.delete(f"{api}/server").status_code in (202, 204)
         wait_for("the server stopped", lambda: not client.get(api).json().get("servers"))
-        assert client.post(f"{api}/server").status_code in (201, 202)
-        wait_for(
-            "the server is ready again",
-            lambda: client.get(api).json().get("servers", {}).get("", {}).get("ready"),
-            timeout=180,
-        )
-    site.workspace.forget_kernel()
+        _restart_server(site, client)
     state = site.backend.state
     out = site.workspace.run(
         f"import os; print(open('notes.txt').read(), os.path.exists({str(state)!r}))"
@@ -282,6 +321,26 @@ def test_sigterm_after_a_hub_crash_leaves_no_process_of_the_backends_tree(site: 
     finally:
         for entry in left():  # never leave them to the next test, even when this one fails
             os.kill(int(entry.split()[0]), signal.SIGKILL)
+
+
+def test_the_bytes_a_session_showed_are_on_record_after_its_hub_is_stopped(site: Site) -> None:
+    if site.backend.proc.poll() is None:  # run alone: stop the backend here, as the test above
+        site.workspace.run("print('y' * 5000)\n")
+        site.backend.proc.send_signal(signal.SIGTERM)
+        assert site.backend.proc.wait(timeout=120) == 0, site.backend.output()[-2000:]
+    stopped = [
+        e
+        for e in audit_events(site.backend.audit.env, source="hub")
+        if e["action"] == "hub.server.stopped" and e["enclave"] == "ws-alpha"
+    ]
+    assert stopped  # the backend's SIGTERM stopped the hub, and the hub its server
+    # every session that ended, the last one ended by its hub stopping, has its counts
+    wait_for(
+        "a final screen-output record for each session of ws-alpha",
+        lambda: len(_final_screen_records(site)) >= len(stopped),
+        timeout=120,
+    )
+    assert len(_final_screen_records(site)) == len(stopped)
 
 
 def _started(pid: int) -> str:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from controller.workspace.serverext import _Unreadable, execute_request_code
+from controller.workspace._kernelchannels import UnreadableMessage, execute_request_code
 
 
 def legacy(msg_type: str, content: object) -> str:
@@ -33,5 +33,5 @@ def test_other_messages_carry_no_code() -> None:
 def test_unreadable_message_is_dropped_not_forwarded_unrecorded(
     message: str | bytes, v1: bool
 ) -> None:
-    with pytest.raises(_Unreadable):
+    with pytest.raises(UnreadableMessage):
         execute_request_code(message, v1=v1)

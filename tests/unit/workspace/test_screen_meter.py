@@ -7,8 +7,8 @@ import json
 import pytest
 from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
 
+from controller.workspace._kernelchannels import outgoing_message_kind
 from controller.workspace._screen import ScreenDecision, ScreenMeter
-from controller.workspace.serverext import outgoing_message_kind
 
 
 def test_output_that_would_pass_the_budget_is_refused_and_so_is_all_later_output():
