@@ -168,6 +168,29 @@ CsrfField = Annotated[str, Form(max_length=100)]
 CsrfHeader = Annotated[str | None, Header(max_length=100)]
 CodeField = Annotated[str, Form(max_length=64)]
 CredentialField = Annotated[str, Form(max_length=65536)]
+PasswordField = Annotated[str, Form(max_length=2048)]
+
+
+@dataclass(frozen=True)
+class FormPost:
+    """A form post's request and CSRF field, not yet checked.
+
+    The token is checked by :meth:`Web.posted`, called first thing in the handler,
+    so only after FastAPI validated every field: a malformed form is still answered
+    422 (and audited as such), whatever its token, exactly as when each handler took
+    ``request`` and ``csrf`` itself.
+    """
+
+    request: Request
+    csrf: str
+
+
+def _form_post(request: Request, csrf: CsrfField) -> FormPost:
+    return FormPost(request=request, csrf=csrf)  # checks nothing: see FormPost
+
+
+#: The parameter of every form-post handler that :meth:`Web.posted` turns into a session.
+PostedForm = Annotated[FormPost, Depends(_form_post)]
 
 
 @dataclass
@@ -321,10 +344,10 @@ class Web:
         ctx.session = SessionRecord(**{**renamed.__dict__, "state": ctx.state})
         ctx.token = token
 
-    def posted(self, request: Request, csrf: str | None) -> Ctx:
+    def posted(self, post: FormPost) -> Ctx:
         """The session of a form post whose CSRF token matches (refused otherwise)."""
-        ctx = self.session_ctx(request)
-        self.check_csrf(ctx, csrf)
+        ctx = self.session_ctx(post.request)
+        self.check_csrf(ctx, post.csrf)
         return ctx
 
     def form(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from .._app import CodeField, CredentialField, CsrfField, CsrfHeader, Ctx, Web, WebDep
+from .._app import CodeField, CredentialField, CsrfHeader, Ctx, PostedForm, Web, WebDep
 from .._errors import (
     InvalidInputError,
 )
@@ -55,13 +55,8 @@ def enrol(web: WebDep, request: Request) -> Response:
 
 
 @router.post("/enrol/totp", response_class=HTMLResponse)
-def enrol_totp(
-    web: WebDep,
-    request: Request,
-    code: CodeField,
-    csrf: CsrfField,
-) -> Response:
-    ctx = web.posted(request, csrf)
+def enrol_totp(web: WebDep, post: PostedForm, code: CodeField) -> Response:
+    ctx = web.posted(post)
     user = web.enrol_user(ctx)
     pending = ctx.state.get("totp_pending")
     if not isinstance(pending, str):
@@ -110,13 +105,8 @@ def enrol_webauthn_options(
 
 
 @router.post("/enrol/webauthn", response_class=HTMLResponse)
-def enrol_webauthn(
-    web: WebDep,
-    request: Request,
-    credential: CredentialField,
-    csrf: CsrfField,
-) -> Response:
-    ctx = web.posted(request, csrf)
+def enrol_webauthn(web: WebDep, post: PostedForm, credential: CredentialField) -> Response:
+    ctx = web.posted(post)
     user = web.enrol_user(ctx)
     signed_in = ctx.stage is Stage.AUTHENTICATED
     web.portal.factors.finish_webauthn_registration(
@@ -130,8 +120,8 @@ def enrol_webauthn(
 
 
 @router.post("/enrol/done", response_class=HTMLResponse)
-def enrol_done(web: WebDep, request: Request, csrf: CsrfField) -> Response:
-    ctx = web.posted(request, csrf)
+def enrol_done(web: WebDep, post: PostedForm) -> Response:
+    ctx = web.posted(post)
     web.enrol_user(ctx)
     web.store.end_session(id_hash=ctx.session.id_hash, now=web.portal.clock())
     return web.redirect(None, "/login")
