@@ -19,7 +19,7 @@ from importlib import resources
 from typing import Any, NamedTuple
 
 from ._events import time_ns
-from .errors import ConfigError, EventError
+from .errors import ConfigError, EventError, StoreError
 
 __all__ = [
     "EntryRow",
@@ -182,15 +182,24 @@ class Store(ABC):
     def _q(self, sql: str) -> str:
         return sql
 
+    #: The driver errors a read may raise; :meth:`_read_error` translates them.
+    _read_errors: tuple[type[Exception], ...]
+
+    @abstractmethod
+    def _read_error(self, e: Exception) -> StoreError:
+        """``e``, one of :attr:`_read_errors`, as this package's error."""
+
     def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        conn = self._read_conn()
-        cur = conn.execute(self._q(sql), params)
-        rows = cur.fetchall()
-        return list(rows)
+        try:
+            return list(self._read_conn().execute(self._q(sql), params).fetchall())
+        except self._read_errors as e:
+            raise self._read_error(e) from e
 
     def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        conn = self._read_conn()
-        return conn.execute(self._q(sql), params).fetchone()
+        try:
+            return self._read_conn().execute(self._q(sql), params).fetchone()
+        except self._read_errors as e:
+            raise self._read_error(e) from e
 
     # -- sequencing ----------------------------------------------------------------
     def sequence(self, rows: Sequence[EntryRow]) -> int:

@@ -148,17 +148,11 @@ class PostgresStore(Store):
             if not conn.closed and not conn.broken:
                 conn.execute("ROLLBACK")  # read-only: nothing to keep
 
-    def _fetchall(self, text: str, params: Any = ()) -> list[Any]:
-        try:
-            return super()._fetchall(text, params)
-        except psycopg.Error as e:
-            raise _translate(e) from e
+    _read_errors = (psycopg.Error,)
 
-    def _fetchone(self, text: str, params: Any = ()) -> Any:
-        try:
-            return super()._fetchone(text, params)
-        except psycopg.Error as e:
-            raise _translate(e) from e
+    def _read_error(self, e: Exception) -> StoreError:
+        assert isinstance(e, psycopg.Error)
+        return _translate(e)
 
     @contextmanager
     def _write(self) -> Iterator[Any]:

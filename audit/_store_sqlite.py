@@ -185,17 +185,11 @@ class SqliteStore(Store):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")  # read-only: nothing to keep
 
-    def _fetchall(self, sql: str, params: Any = ()) -> list[Any]:
-        try:
-            return super()._fetchall(sql, params)
-        except sqlite3.OperationalError as e:
-            raise _translate(e) from e
+    _read_errors = (sqlite3.OperationalError,)
 
-    def _fetchone(self, sql: str, params: Any = ()) -> Any:
-        try:
-            return super()._fetchone(sql, params)
-        except sqlite3.OperationalError as e:
-            raise _translate(e) from e
+    def _read_error(self, e: Exception) -> StoreError:
+        assert isinstance(e, sqlite3.Error)
+        return _translate(e)
 
     def _fetch_verify(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """``verify_rows`` must name a bad entry, not fail, whatever a tamperer stored.
