@@ -77,6 +77,10 @@ __all__ = [
     "CsrfField",
     "CsrfHeader",
     "Ctx",
+    "PasswordField",
+    "Post",
+    "PostedForm",
+    "ScriptPost",
     "SecurityHeaders",
     "Web",
     "WebDep",
@@ -172,25 +176,31 @@ PasswordField = Annotated[str, Form(max_length=2048)]
 
 
 @dataclass(frozen=True)
-class FormPost:
-    """A form post's request and CSRF field, not yet checked.
+class Post:
+    """A POST's request and the CSRF token it carries, not yet checked.
 
-    The token is checked by :meth:`Web.posted`, called first thing in the handler,
-    so only after FastAPI validated every field: a malformed form is still answered
-    422 (and audited as such), whatever its token, exactly as when each handler took
-    ``request`` and ``csrf`` itself.
+    The token is checked by :meth:`Web.posted` (or :meth:`Web.options_ctx`), called
+    first thing in the handler, so only after FastAPI validated every field: a
+    malformed request is still answered 422 (and audited as such), whatever its
+    token, exactly as when each handler took ``request`` and the token itself.
     """
 
     request: Request
-    csrf: str
+    csrf: str | None
 
 
-def _form_post(request: Request, csrf: CsrfField) -> FormPost:
-    return FormPost(request=request, csrf=csrf)  # checks nothing: see FormPost
+def _form_post(request: Request, csrf: CsrfField) -> Post:
+    return Post(request=request, csrf=csrf)  # checks nothing: see Post
 
 
-#: The parameter of every form-post handler that :meth:`Web.posted` turns into a session.
-PostedForm = Annotated[FormPost, Depends(_form_post)]
+def _script_post(request: Request, x_csrf_token: CsrfHeader = None) -> Post:
+    return Post(request=request, csrf=x_csrf_token)  # checks nothing: see Post
+
+
+#: A form post (token in the ``csrf`` field); :meth:`Web.posted` makes it a session.
+PostedForm = Annotated[Post, Depends(_form_post)]
+#: A script's post (token in ``X-CSRF-Token``); :meth:`Web.options_ctx` makes it a session.
+ScriptPost = Annotated[Post, Depends(_script_post)]
 
 
 @dataclass
@@ -344,7 +354,7 @@ class Web:
         ctx.session = SessionRecord(**{**renamed.__dict__, "state": ctx.state})
         ctx.token = token
 
-    def posted(self, post: FormPost) -> Ctx:
+    def posted(self, post: Post) -> Ctx:
         """The session of a form post whose CSRF token matches (refused otherwise)."""
         ctx = self.session_ctx(post.request)
         self.check_csrf(ctx, post.csrf)
@@ -508,9 +518,10 @@ class Web:
         )
         return self.continue_signed_in(ctx)
 
-    def options_ctx(self, request: Request, x_csrf_token: str | None) -> Ctx:
-        ctx = self.session_ctx(request, create=False)
-        self.check_csrf(ctx, x_csrf_token)
+    def options_ctx(self, post: Post) -> Ctx:
+        """The existing session of a script's post whose CSRF token matches."""
+        ctx = self.session_ctx(post.request, create=False)
+        self.check_csrf(ctx, post.csrf)
         return ctx
 
     def end_session(self, ctx: Ctx, *, everywhere: bool, reason: str) -> None:

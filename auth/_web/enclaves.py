@@ -12,10 +12,10 @@ from .._app import (
     FACTOR_ERRORS,
     CodeField,
     CredentialField,
-    CsrfHeader,
     Ctx,
-    FormPost,
+    Post,
     PostedForm,
+    ScriptPost,
     Web,
     WebDep,
     status_of,
@@ -194,7 +194,7 @@ def present_factor(
     return stepped_up(web, ctx, user, enc, result)
 
 
-def _stepping_up(web: Web, post: FormPost, name: str) -> tuple[Ctx, User, EnclaveRecord]:
+def _stepping_up(web: Web, post: Post, name: str) -> tuple[Ctx, User, EnclaveRecord]:
     """A step-up form post: its signed-in session (CSRF checked), user and enclave."""
     ctx = web.posted(post)
     user = web.require_auth(ctx)
@@ -209,13 +209,8 @@ def stepup_totp(web: WebDep, post: PostedForm, name: str, code: CodeField) -> Re
 
 
 @router.post("/enclaves/{name}/webauthn/options")
-def stepup_webauthn_options(
-    web: WebDep,
-    request: Request,
-    name: str,
-    x_csrf_token: CsrfHeader = None,
-) -> Response:
-    ctx = web.options_ctx(request, x_csrf_token)
+def stepup_webauthn_options(web: WebDep, post: ScriptPost, name: str) -> Response:
+    ctx = web.options_ctx(post)
     user = web.require_auth(ctx)
     enc = enclave_for(web, user, name)
     return web.authentication_options(ctx, user, tier=web.portal.tier(enc.tier))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from .._app import CodeField, CredentialField, CsrfHeader, Ctx, PostedForm, Web, WebDep
+from .._app import CodeField, CredentialField, Ctx, PostedForm, ScriptPost, Web, WebDep
 from .._errors import (
     InvalidInputError,
 )
@@ -85,12 +85,8 @@ def enrol_totp(web: WebDep, post: PostedForm, code: CodeField) -> Response:
 
 
 @router.post("/enrol/webauthn/options")
-def enrol_webauthn_options(
-    web: WebDep,
-    request: Request,
-    x_csrf_token: CsrfHeader = None,
-) -> Response:
-    ctx = web.options_ctx(request, x_csrf_token)
+def enrol_webauthn_options(web: WebDep, post: ScriptPost) -> Response:
+    ctx = web.options_ctx(post)
     user = web.enrol_user(ctx)
     tiers = [
         web.portal.login_tier,

@@ -13,10 +13,10 @@ from .._app import (
     LANG_COOKIE,
     CodeField,
     CredentialField,
-    CsrfHeader,
     Ctx,
     PasswordField,
     PostedForm,
+    ScriptPost,
     Web,
     WebDep,
     status_of,
@@ -263,12 +263,8 @@ def login_totp(web: WebDep, post: PostedForm, code: CodeField) -> Response:
 
 
 @router.post("/login/webauthn/options")
-def login_webauthn_options(
-    web: WebDep,
-    request: Request,
-    x_csrf_token: CsrfHeader = None,
-) -> Response:
-    ctx = web.options_ctx(request, x_csrf_token)
+def login_webauthn_options(web: WebDep, post: ScriptPost) -> Response:
+    ctx = web.options_ctx(post)
     user = web.login_user(ctx)
     return web.authentication_options(ctx, user, tier=web.ceremony_tier(ctx))
 
