@@ -146,10 +146,27 @@ class Store(ABC):
 
     def __init__(self) -> None:
         self._local = threading.local()
+        self._conns: list[Any] = []  # every open connection, for close()
+        self._conns_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------
-    @abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close every connection this store opened (in any thread)."""
+        with self._conns_lock:
+            for c in self._conns:
+                c.close()
+            self._conns.clear()
+
+    def _opened(self, conn: Any) -> None:
+        """Track a new connection so that :meth:`close` closes it."""
+        with self._conns_lock:
+            self._conns.append(conn)
+
+    def _forget(self, conn: Any) -> None:
+        """Stop tracking ``conn`` (the caller closes it or has lost it)."""
+        with self._conns_lock:
+            if conn in self._conns:
+                self._conns.remove(conn)
 
     @abstractmethod
     def schema_version(self) -> int:

@@ -64,8 +64,6 @@ class PostgresStore(Store):
         self._url = url
         self.open_url = url  # for verification workers (in memory only, never logged)
         self.url_redacted = _redact(url)
-        self._conns: list[psycopg.Connection[Any]] = []
-        self._conns_lock = threading.Lock()
         self._wlock = threading.Lock()
         self._wconn = self._connect(autocommit=False)
 
@@ -79,8 +77,7 @@ class PostgresStore(Store):
             raise TemporaryError(
                 f"cannot connect to PostgreSQL store {self.url_redacted}: {_msg(e)}", delay=2.0
             ) from e
-        with self._conns_lock:
-            self._conns.append(conn)
+        self._opened(conn)
         return conn
 
     _SAME = "IS NOT DISTINCT FROM"
@@ -108,12 +105,6 @@ class PostgresStore(Store):
 
     def _q(self, text: str) -> str:
         return text.replace("?", "%s")
-
-    def close(self) -> None:
-        with self._conns_lock:
-            for c in self._conns:
-                c.close()
-            self._conns.clear()
 
     def _read_conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -159,9 +150,7 @@ class PostgresStore(Store):
         with self._wlock:
             conn = self._wconn
             if conn.closed or conn.broken:
-                with self._conns_lock:
-                    if conn in self._conns:
-                        self._conns.remove(conn)
+                self._forget(conn)
                 conn = self._wconn = self._connect(autocommit=False)
             try:
                 with conn.cursor() as cur:
