@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import jinja2
-from fastapi import Depends, Form, Header, Request, Response
+from fastapi import Depends, Header, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -43,6 +43,7 @@ from ._factors import (
     factor_to_json,
     factors_from_json,
 )
+from ._forms import Post
 from ._i18n import LANGS, translate, translate_message
 from ._policy import (
     LoginDecision,
@@ -72,15 +73,7 @@ __all__ = [
     "SECRET_FORM",
     "SESSION_COOKIE",
     "Admin",
-    "CodeField",
-    "CredentialField",
-    "CsrfField",
-    "CsrfHeader",
     "Ctx",
-    "PasswordField",
-    "Post",
-    "PostedForm",
-    "ScriptPost",
     "SecurityHeaders",
     "Web",
     "WebDep",
@@ -166,41 +159,6 @@ def _admin_actor(
 
 
 Admin = Annotated[str, Depends(_admin_actor)]
-
-#: The form fields and header every page shares, with their size limits.
-CsrfField = Annotated[str, Form(max_length=100)]
-CsrfHeader = Annotated[str | None, Header(max_length=100)]
-CodeField = Annotated[str, Form(max_length=64)]
-CredentialField = Annotated[str, Form(max_length=65536)]
-PasswordField = Annotated[str, Form(max_length=2048)]
-
-
-@dataclass(frozen=True)
-class Post:
-    """A POST's request and the CSRF token it carries, not yet checked.
-
-    The token is checked by :meth:`Web.posted` (or :meth:`Web.options_ctx`), called
-    first thing in the handler, so only after FastAPI validated every field: a
-    malformed request is still answered 422 (and audited as such), whatever its
-    token, exactly as when each handler took ``request`` and the token itself.
-    """
-
-    request: Request
-    csrf: str | None
-
-
-def _form_post(request: Request, csrf: CsrfField) -> Post:
-    return Post(request=request, csrf=csrf)  # checks nothing: see Post
-
-
-def _script_post(request: Request, x_csrf_token: CsrfHeader = None) -> Post:
-    return Post(request=request, csrf=x_csrf_token)  # checks nothing: see Post
-
-
-#: A form post (token in the ``csrf`` field); :meth:`Web.posted` makes it a session.
-PostedForm = Annotated[Post, Depends(_form_post)]
-#: A script's post (token in ``X-CSRF-Token``); :meth:`Web.options_ctx` makes it a session.
-ScriptPost = Annotated[Post, Depends(_script_post)]
 
 
 @dataclass

@@ -8,22 +8,12 @@ from collections.abc import Callable
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from .._app import (
-    FACTOR_ERRORS,
-    CodeField,
-    CredentialField,
-    Ctx,
-    Post,
-    PostedForm,
-    ScriptPost,
-    Web,
-    WebDep,
-    status_of,
-)
+from .._app import FACTOR_ERRORS, Ctx, Web, WebDep, status_of
 from .._errors import (
     NotFoundError,
 )
 from .._factors import FactorResult
+from .._forms import CodeField, CredentialField, Post, PostedForm, ScriptPost
 from .._i18n import translate
 from .._policy import LoginDecision, Tier
 from .._session import Stage

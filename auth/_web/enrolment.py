@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from .._app import CodeField, CredentialField, Ctx, PostedForm, ScriptPost, Web, WebDep
+from .._app import Ctx, Web, WebDep
 from .._errors import (
     InvalidInputError,
 )
+from .._forms import CodeField, CredentialField, PostedForm, ScriptPost
 from .._i18n import translate
 from .._session import Stage
 from .._store import User

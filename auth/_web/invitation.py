@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
 
-from .._app import Ctx, PasswordField, PostedForm, Web, WebDep
+from .._app import Ctx, Web, WebDep
 from .._crypto import hash_token
 from .._errors import (
     InvalidInputError,
 )
+from .._forms import PasswordField, PostedForm
 from .._i18n import translate
 from .._session import Event, Stage, advance
 

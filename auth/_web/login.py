@@ -8,25 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from .._app import (
-    FACTOR_ERRORS,
-    LANG_COOKIE,
-    CodeField,
-    CredentialField,
-    Ctx,
-    PasswordField,
-    PostedForm,
-    ScriptPost,
-    Web,
-    WebDep,
-    status_of,
-)
+from .._app import FACTOR_ERRORS, LANG_COOKIE, Ctx, Web, WebDep, status_of
 from .._errors import (
     FactorFailedError,
     NotFoundError,
     ThrottledError,
 )
 from .._factors import MALFORMED_USERNAME_ACTOR, FactorResult
+from .._forms import CodeField, CredentialField, PasswordField, PostedForm, ScriptPost
 from .._i18n import LANGS, translate
 from .._names import canonical_username
 from .._policy import Tier

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Form, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from .._app import Ctx, PostedForm, Web, WebDep, actor_of
+from .._app import Ctx, Web, WebDep, actor_of
 from .._errors import (
     InvalidInputError,
 )
+from .._forms import PostedForm
 from .._i18n import translate
 from .._policy import LoginDecision, Tier, acr_for_aal
 from .._provider import (
