@@ -19,7 +19,7 @@ from importlib import resources
 from typing import Any, NamedTuple
 
 from ._events import time_ns
-from .errors import ConfigError, EventError
+from .errors import ConfigError, EventError, StoreError
 
 __all__ = [
     "EntryRow",
@@ -146,10 +146,27 @@ class Store(ABC):
 
     def __init__(self) -> None:
         self._local = threading.local()
+        self._conns: list[Any] = []  # every open connection, for close()
+        self._conns_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------
-    @abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close every connection this store opened (in any thread)."""
+        with self._conns_lock:
+            for c in self._conns:
+                c.close()
+            self._conns.clear()
+
+    def _opened(self, conn: Any) -> None:
+        """Track a new connection so that :meth:`close` closes it."""
+        with self._conns_lock:
+            self._conns.append(conn)
+
+    def _forget(self, conn: Any) -> None:
+        """Stop tracking ``conn`` (the caller closes it or has lost it)."""
+        with self._conns_lock:
+            if conn in self._conns:
+                self._conns.remove(conn)
 
     @abstractmethod
     def schema_version(self) -> int:
@@ -182,15 +199,24 @@ class Store(ABC):
     def _q(self, sql: str) -> str:
         return sql
 
+    #: The driver errors a read may raise; :meth:`_read_error` translates them.
+    _read_errors: tuple[type[Exception], ...]
+
+    @abstractmethod
+    def _read_error(self, e: Exception) -> StoreError:
+        """``e``, one of :attr:`_read_errors`, as this package's error."""
+
     def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        conn = self._read_conn()
-        cur = conn.execute(self._q(sql), params)
-        rows = cur.fetchall()
-        return list(rows)
+        try:
+            return list(self._read_conn().execute(self._q(sql), params).fetchall())
+        except self._read_errors as e:
+            raise self._read_error(e) from e
 
     def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        conn = self._read_conn()
-        return conn.execute(self._q(sql), params).fetchone()
+        try:
+            return self._read_conn().execute(self._q(sql), params).fetchone()
+        except self._read_errors as e:
+            raise self._read_error(e) from e
 
     # -- sequencing ----------------------------------------------------------------
     def sequence(self, rows: Sequence[EntryRow]) -> int:

@@ -64,8 +64,6 @@ class PostgresStore(Store):
         self._url = url
         self.open_url = url  # for verification workers (in memory only, never logged)
         self.url_redacted = _redact(url)
-        self._conns: list[psycopg.Connection[Any]] = []
-        self._conns_lock = threading.Lock()
         self._wlock = threading.Lock()
         self._wconn = self._connect(autocommit=False)
 
@@ -79,8 +77,7 @@ class PostgresStore(Store):
             raise TemporaryError(
                 f"cannot connect to PostgreSQL store {self.url_redacted}: {_msg(e)}", delay=2.0
             ) from e
-        with self._conns_lock:
-            self._conns.append(conn)
+        self._opened(conn)
         return conn
 
     _SAME = "IS NOT DISTINCT FROM"
@@ -108,12 +105,6 @@ class PostgresStore(Store):
 
     def _q(self, text: str) -> str:
         return text.replace("?", "%s")
-
-    def close(self) -> None:
-        with self._conns_lock:
-            for c in self._conns:
-                c.close()
-            self._conns.clear()
 
     def _read_conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -148,26 +139,18 @@ class PostgresStore(Store):
             if not conn.closed and not conn.broken:
                 conn.execute("ROLLBACK")  # read-only: nothing to keep
 
-    def _fetchall(self, text: str, params: Any = ()) -> list[Any]:
-        try:
-            return super()._fetchall(text, params)
-        except psycopg.Error as e:
-            raise _translate(e) from e
+    _read_errors = (psycopg.Error,)
 
-    def _fetchone(self, text: str, params: Any = ()) -> Any:
-        try:
-            return super()._fetchone(text, params)
-        except psycopg.Error as e:
-            raise _translate(e) from e
+    def _read_error(self, e: Exception) -> StoreError:
+        assert isinstance(e, psycopg.Error)
+        return _translate(e)
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
         with self._wlock:
             conn = self._wconn
             if conn.closed or conn.broken:
-                with self._conns_lock:
-                    if conn in self._conns:
-                        self._conns.remove(conn)
+                self._forget(conn)
                 conn = self._wconn = self._connect(autocommit=False)
             try:
                 with conn.cursor() as cur:

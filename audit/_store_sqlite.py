@@ -124,8 +124,6 @@ class SqliteStore(Store):
             raise ConfigError(f"audit store {self.path} does not exist")
         if not self.path.parent.is_dir():
             raise ConfigError(f"directory {self.path.parent} does not exist")
-        self._conns: list[sqlite3.Connection] = []
-        self._conns_lock = threading.Lock()
         self._wlock = threading.Lock()
         self._closed = False
         _owner_only(self.path)
@@ -143,16 +141,12 @@ class SqliteStore(Store):
             raise StoreError(f"cannot open SQLite store {self.path}: {e}") from e
         if guarded:
             conn.set_authorizer(_authorizer)
-        with self._conns_lock:
-            self._conns.append(conn)
+        self._opened(conn)
         return conn
 
     def close(self) -> None:
         self._closed = True
-        with self._conns_lock:
-            for c in self._conns:
-                c.close()
-            self._conns.clear()
+        super().close()
 
     def _read_conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -185,17 +179,11 @@ class SqliteStore(Store):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")  # read-only: nothing to keep
 
-    def _fetchall(self, sql: str, params: Any = ()) -> list[Any]:
-        try:
-            return super()._fetchall(sql, params)
-        except sqlite3.OperationalError as e:
-            raise _translate(e) from e
+    _read_errors = (sqlite3.OperationalError,)
 
-    def _fetchone(self, sql: str, params: Any = ()) -> Any:
-        try:
-            return super()._fetchone(sql, params)
-        except sqlite3.OperationalError as e:
-            raise _translate(e) from e
+    def _read_error(self, e: Exception) -> StoreError:
+        assert isinstance(e, sqlite3.Error)
+        return _translate(e)
 
     def _fetch_verify(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """``verify_rows`` must name a bad entry, not fail, whatever a tamperer stored.
@@ -294,8 +282,7 @@ class SqliteStore(Store):
                 conn.execute("ROLLBACK")
             raise StoreError(f"migration of {self.path} failed: {e}") from e
         finally:
-            with self._conns_lock:
-                self._conns.remove(conn)
+            self._forget(conn)
             conn.close()
         return applied
 

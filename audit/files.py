@@ -1,4 +1,5 @@
-"""Durable file writes: the one place Enclave replaces or creates a small file on disk.
+"""Durable file writes: the one place Enclave replaces or creates a small file on disk,
+and the one check of a secret file an operator hands in.
 
 Used for token files, key rings and signing keys, exported checkpoints and CLI output
 (``audit`` and ``auth``). A reader never observes a file truncated or half-written, and
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["create_exclusive", "write_atomic"]
+__all__ = ["create_exclusive", "secret_file_problem", "write_atomic"]
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -76,3 +77,21 @@ def create_exclusive(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         path.unlink(missing_ok=True)
         raise
     _fsync_dir(directory)
+
+
+def secret_file_problem(path: Path, *, what: str, min_chars: int = 1) -> str | None:
+    """Why the file holding ``what`` (e.g. "officer token") cannot be used, in one
+    sentence, or None when it can: unreadable, readable by group or others, or (once
+    stripped) shorter than ``min_chars``."""
+    try:
+        st = path.stat()
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        return f"cannot read the {what} file {path}: {e.strerror}"
+    if st.st_mode & 0o077:
+        return f"the {what} file {path} is readable by group or others; chmod 600 it"
+    if not secret:
+        return f"the {what} file {path} is empty"
+    if len(secret) < min_chars:
+        return f"the {what} in {path} is shorter than {min_chars} characters"
+    return None

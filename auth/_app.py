@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import jinja2
-from fastapi import Depends, Form, Header, Request, Response
+from fastapi import Depends, Header, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -43,6 +43,7 @@ from ._factors import (
     factor_to_json,
     factors_from_json,
 )
+from ._forms import Post
 from ._i18n import LANGS, translate, translate_message
 from ._policy import (
     LoginDecision,
@@ -72,10 +73,6 @@ __all__ = [
     "SECRET_FORM",
     "SESSION_COOKIE",
     "Admin",
-    "CodeField",
-    "CredentialField",
-    "CsrfField",
-    "CsrfHeader",
     "Ctx",
     "SecurityHeaders",
     "Web",
@@ -162,12 +159,6 @@ def _admin_actor(
 
 
 Admin = Annotated[str, Depends(_admin_actor)]
-
-#: The form fields and header every page shares, with their size limits.
-CsrfField = Annotated[str, Form(max_length=100)]
-CsrfHeader = Annotated[str | None, Header(max_length=100)]
-CodeField = Annotated[str, Form(max_length=64)]
-CredentialField = Annotated[str, Form(max_length=65536)]
 
 
 @dataclass
@@ -321,10 +312,10 @@ class Web:
         ctx.session = SessionRecord(**{**renamed.__dict__, "state": ctx.state})
         ctx.token = token
 
-    def posted(self, request: Request, csrf: str | None) -> Ctx:
+    def posted(self, post: Post) -> Ctx:
         """The session of a form post whose CSRF token matches (refused otherwise)."""
-        ctx = self.session_ctx(request)
-        self.check_csrf(ctx, csrf)
+        ctx = self.session_ctx(post.request)
+        self.check_csrf(ctx, post.csrf)
         return ctx
 
     def form(
@@ -485,9 +476,10 @@ class Web:
         )
         return self.continue_signed_in(ctx)
 
-    def options_ctx(self, request: Request, x_csrf_token: str | None) -> Ctx:
-        ctx = self.session_ctx(request, create=False)
-        self.check_csrf(ctx, x_csrf_token)
+    def options_ctx(self, post: Post) -> Ctx:
+        """The existing session of a script's post whose CSRF token matches."""
+        ctx = self.session_ctx(post.request, create=False)
+        self.check_csrf(ctx, post.csrf)
         return ctx
 
     def end_session(self, ctx: Ctx, *, everywhere: bool, reason: str) -> None:

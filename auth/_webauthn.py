@@ -23,7 +23,9 @@ from webauthn.helpers.structs import (
     AttestationFormat,
     AuthenticatorSelectionCriteria,
     CredentialDeviceType,
+    PublicKeyCredentialCreationOptions,
     PublicKeyCredentialDescriptor,
+    PublicKeyCredentialRequestOptions,
     ResidentKeyRequirement,
     UserVerificationRequirement,
 )
@@ -100,13 +102,24 @@ class WebAuthnFactors:
                 PublicKeyCredentialDescriptor(id=c.webauthn_id) for c in existing if c.webauthn_id
             ],
         )
+        return self._issue(session_hash=session_hash, purpose="webauthn-register", options=opts)
+
+    def _issue(
+        self,
+        *,
+        session_hash: str,
+        purpose: str,
+        options: PublicKeyCredentialCreationOptions | PublicKeyCredentialRequestOptions,
+    ) -> str:
+        """Keep the challenge of ``options`` for this session until it expires; the
+        options as the JSON the browser receives."""
         self.store.put_challenge(
             session_hash=session_hash,
-            purpose="webauthn-register",
-            challenge=opts.challenge,
+            purpose=purpose,
+            challenge=options.challenge,
             expires_at=self.clock() + self.webauthn.challenge_ttl_s,
         )
-        return str(options_to_json(opts))
+        return str(options_to_json(options))
 
     def _take(self, *, session_hash: str, purpose: str, user: str, client_ip: str | None) -> bytes:
         ch = self.store.take_challenge(session_hash=session_hash, purpose=purpose, now=self.clock())
@@ -298,13 +311,7 @@ class WebAuthnFactors:
             ],
             user_verification=_uv_requirement(user_verification),
         )
-        self.store.put_challenge(
-            session_hash=session_hash,
-            purpose="webauthn-authenticate",
-            challenge=opts.challenge,
-            expires_at=self.clock() + self.webauthn.challenge_ttl_s,
-        )
-        return str(options_to_json(opts))
+        return self._issue(session_hash=session_hash, purpose="webauthn-authenticate", options=opts)
 
     def finish_webauthn_authentication(
         self,

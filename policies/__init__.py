@@ -6,6 +6,7 @@ imports nothing of ours and performs no I/O beyond reading its own catalog files
 """
 
 from ._catalog import TIER_IDS, Catalog, load_catalog
+from ._control import Control, Stricter
 from ._decisions import (
     BIOMETRIC_AMR,
     FactorCategory,
@@ -21,15 +22,9 @@ from ._decisions import (
     evaluate_login,
     parse_proxies,
 )
-from ._model import (
-    CONTROL_GROUPS,
-    SOURCES,
-    Control,
-    PodSecurityLevel,
-    ScreenOutputAction,
-    Stricter,
-    Tier,
-)
+from ._groups import CONTROL_GROUPS, PodSecurityLevel, ScreenOutputAction
+from ._model import Tier
+from ._sources import SOURCES
 from .errors import CatalogError, PolicyError, UnknownTierError
 
 __all__ = [

@@ -35,14 +35,9 @@ import structlog
 import yaml
 from pydantic import ValidationError
 
-from ._model import (
-    CONTROL_GROUPS,
-    Stricter,
-    Tier,
-    UnsafeException,
-    broken_dependency,
-    strictness_of,
-)
+from ._control import Stricter, strictness_of
+from ._groups import CONTROL_GROUPS
+from ._model import Tier, UnsafeException, broken_dependency
 from .errors import CatalogError, UnknownTierError
 
 __all__ = ["TIER_IDS", "Catalog", "load_catalog"]

@@ -18,8 +18,9 @@ from rich.table import Table
 
 from ._catalog import Catalog, load_catalog
 from ._enforcement import enforced_by
-from ._model import ORGANISATIONAL_DUTIES, SOURCES, Tier
+from ._model import ORGANISATIONAL_DUTIES, Tier
 from ._render import catalog_as_dict, citation_text, format_value, tier_as_dict
+from ._sources import SOURCES
 from .errors import PolicyError
 
 __all__ = ["tiers"]

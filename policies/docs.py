@@ -14,8 +14,10 @@ from pathlib import Path
 
 from ._catalog import TIER_IDS, load_catalog
 from ._enforcement import enforced_by
-from ._model import CONTROL_GROUPS, DEPENDENCIES, ORGANISATIONAL_DUTIES, SOURCES, Tier
+from ._groups import CONTROL_GROUPS
+from ._model import DEPENDENCIES, ORGANISATIONAL_DUTIES, Tier
 from ._render import citation_text, format_value
+from ._sources import SOURCES
 
 __all__ = ["render_markdown"]
 

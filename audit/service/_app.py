@@ -31,7 +31,7 @@ from ._errors import (
 from ._headers import SecurityHeaders
 from ._officer import Officers
 from ._oidc import OidcConfig, OidcLogin
-from ._reads import ConsistencyProofBody, csv_lines
+from ._reads import ConsistencyProofBody, csv_lines, latest_checkpoint_text
 from ._state import ServiceSettings, ServiceState
 from ._tiles import tiles_router
 from ._web import ERROR_RESPONSES, StateDep, service_state
@@ -48,10 +48,8 @@ _public = APIRouter(tags=["public: checkpoints and proofs for verifiers"])
     summary="The latest signed checkpoint (C2SP tlog-checkpoint, signed-note)",
 )
 async def latest(st: StateDep) -> PlainTextResponse:
-    cp = await st.call(st.log.latest_checkpoint)
-    if cp is None:
-        raise NotFound("the log has not signed a checkpoint yet")
-    return PlainTextResponse(cp.text, media_type="text/plain; charset=utf-8")
+    text = await latest_checkpoint_text(st)
+    return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
 
 
 @_public.get(

@@ -42,6 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..files import secret_file_problem
+
 __all__ = ["BOOTSTRAP_OFFICER", "FailureThrottle", "Officer", "Officers", "Session"]
 
 BOOTSTRAP_OFFICER = "officer:bootstrap"
@@ -169,16 +171,7 @@ class Officers:
     @staticmethod
     def check_file(path: Path) -> str | None:
         """Why the token file cannot be used (one sentence), or None when it can."""
-        try:
-            st = path.stat()
-            token = path.read_text(encoding="utf-8").strip()
-        except OSError as e:
-            return f"cannot read the officer token file {path}: {e.strerror}"
-        if st.st_mode & 0o077:
-            return f"the officer token file {path} is readable by group or others; chmod 600 it"
-        if len(token) < _MIN_TOKEN_CHARS:
-            return f"the officer token in {path} is shorter than {_MIN_TOKEN_CHARS} characters"
-        return None
+        return secret_file_problem(path, what="officer token", min_chars=_MIN_TOKEN_CHARS)
 
     def _expected(self) -> str | None:
         if self._token_file is None:

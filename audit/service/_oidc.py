@@ -67,6 +67,8 @@ from joserfc import jws, jwt
 from joserfc.errors import BadSignatureError, JoseError, UnsupportedAlgorithmError
 from joserfc.jwk import GuestProtocol, RSAKey
 
+from ..files import secret_file_problem
+
 __all__ = [
     "DEFAULT_MIN_TIER",
     "OfficerDecision",
@@ -123,18 +125,7 @@ class OidcConfig:
     @staticmethod
     def check_secret_file(path: Path) -> str | None:
         """Why the client secret file cannot be used (one sentence), or None."""
-        try:
-            st = path.stat()
-            secret = path.read_text(encoding="utf-8").strip()
-        except OSError as e:
-            return f"cannot read the OIDC client secret file {path}: {e.strerror}"
-        if st.st_mode & 0o077:
-            return (
-                f"the OIDC client secret file {path} is readable by group or others; chmod 600 it"
-            )
-        if not secret:
-            return f"the OIDC client secret file {path} is empty"
-        return None
+        return secret_file_problem(path, what="OIDC client secret")
 
 
 @dataclass(frozen=True)

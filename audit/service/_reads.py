@@ -18,6 +18,7 @@ import orjson
 from fastapi import Depends
 from pydantic import BaseModel, Field
 
+from .._events import EVENT_FIELDS
 from .._store import Query as CoreQuery
 from .._store import parse_time_ns
 from ..errors import ConfigError
@@ -35,6 +36,7 @@ __all__ = [
     "csv_lines",
     "event_detail",
     "inclusion_proof",
+    "latest_checkpoint_text",
     "query_page",
 ]
 
@@ -149,6 +151,14 @@ def _filters(
 FiltersDep = Annotated[Filters, Depends(_filters)]
 
 
+async def latest_checkpoint_text(st: ServiceState) -> str:
+    """The latest signed checkpoint note (404 before the log signed one)."""
+    cp = await st.call(st.log.latest_checkpoint)
+    if cp is None:
+        raise NotFound("the log has not signed a checkpoint yet")
+    return str(cp.text)
+
+
 async def query_page(
     st: ServiceState, filters: Filters, *, cursor: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
@@ -160,19 +170,9 @@ async def query_page(
     return [stored_dict(r) for r in rows], (None if nxt is None else str(nxt))
 
 
-_CSV_FIELDS = (
-    "index",
-    "received",
-    "time",
-    "source",
-    "actor",
-    "action",
-    "enclave",
-    "outcome",
-    "client_ip",
-    "id",
-    "details",
-)
+#: The CSV columns: the log's index and receipt time, then the event's fields with its
+#: id moved after ``client_ip`` (index, received, time, source, ..., client_ip, id, details).
+_CSV_FIELDS = ("index", "received", *EVENT_FIELDS[1:-1], "id", "details")
 
 
 def _csv_cell(value: Any) -> str:

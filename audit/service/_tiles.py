@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from ._errors import BadRequest, NotFound
+from ._reads import latest_checkpoint_text
 from ._state import ServiceState
 
 __all__ = ["parse_tile_index", "tiles_router"]
@@ -83,11 +84,9 @@ def tiles_router() -> APIRouter:
     )
     async def checkpoint(request: Request) -> PlainTextResponse:
         st: ServiceState = request.app.state.audit
-        cp = await st.call(st.log.latest_checkpoint)
-        if cp is None:
-            raise NotFound("the log has not signed a checkpoint yet")
+        text = await latest_checkpoint_text(st)
         return PlainTextResponse(
-            cp.text, media_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-cache"}
+            text, media_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-cache"}
         )
 
     @r.get(

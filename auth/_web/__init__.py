@@ -34,9 +34,16 @@ _ERR = {
 
 
 async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
-    """Malformed or oversized fields: FastAPI's documented 422 body, and an audit event."""
+    """Malformed or oversized fields: FastAPI's documented 422 body, and an audit event.
+
+    The event names the first malformed field other than the CSRF token when there is
+    one: FastAPI checks the token (a dependency's field, ``auth._forms``) before the
+    form's own fields, and the field being pushed (an over-long password) is the news.
+    """
     web = web_of(request)
-    first = exc.errors()[0] if exc.errors() else {}
+    errors = exc.errors()
+    first = next((e for e in errors if tuple(e.get("loc", ())) != ("body", "csrf")), None)
+    first = first or (errors[0] if errors else {})
     where = ".".join(str(x) for x in first.get("loc", ()))
     if request.method == "POST" and SECRET_FORM.fullmatch(request.url.path):
         # An over-long password, code or invitation is a guess like any other.

@@ -8,21 +8,12 @@ from collections.abc import Callable
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from .._app import (
-    FACTOR_ERRORS,
-    CodeField,
-    CredentialField,
-    CsrfField,
-    CsrfHeader,
-    Ctx,
-    Web,
-    WebDep,
-    status_of,
-)
+from .._app import FACTOR_ERRORS, Ctx, Web, WebDep, status_of
 from .._errors import (
     NotFoundError,
 )
 from .._factors import FactorResult
+from .._forms import CodeField, CredentialField, Post, PostedForm, ScriptPost
 from .._i18n import translate
 from .._policy import LoginDecision, Tier
 from .._session import Stage
@@ -193,36 +184,23 @@ def present_factor(
     return stepped_up(web, ctx, user, enc, result)
 
 
-def _stepping_up(
-    web: Web, request: Request, name: str, csrf: str
-) -> tuple[Ctx, User, EnclaveRecord]:
+def _stepping_up(web: Web, post: Post, name: str) -> tuple[Ctx, User, EnclaveRecord]:
     """A step-up form post: its signed-in session (CSRF checked), user and enclave."""
-    ctx = web.posted(request, csrf)
+    ctx = web.posted(post)
     user = web.require_auth(ctx)
     return ctx, user, enclave_for(web, user, name)
 
 
 @router.post("/enclaves/{name}/totp", response_class=HTMLResponse)
-def stepup_totp(
-    web: WebDep,
-    request: Request,
-    name: str,
-    code: CodeField,
-    csrf: CsrfField,
-) -> Response:
-    ctx, user, enc = _stepping_up(web, request, name, csrf)
+def stepup_totp(web: WebDep, post: PostedForm, name: str, code: CodeField) -> Response:
+    ctx, user, enc = _stepping_up(web, post, name)
     check = totp_check(web, ctx, user, code, enclave=enc.name)
     return present_factor(web, ctx, user, enc, check, with_reasons=False)
 
 
 @router.post("/enclaves/{name}/webauthn/options")
-def stepup_webauthn_options(
-    web: WebDep,
-    request: Request,
-    name: str,
-    x_csrf_token: CsrfHeader = None,
-) -> Response:
-    ctx = web.options_ctx(request, x_csrf_token)
+def stepup_webauthn_options(web: WebDep, post: ScriptPost, name: str) -> Response:
+    ctx = web.options_ctx(post)
     user = web.require_auth(ctx)
     enc = enclave_for(web, user, name)
     return web.authentication_options(ctx, user, tier=web.portal.tier(enc.tier))
@@ -230,12 +208,8 @@ def stepup_webauthn_options(
 
 @router.post("/enclaves/{name}/webauthn", response_class=HTMLResponse)
 def stepup_webauthn(
-    web: WebDep,
-    request: Request,
-    name: str,
-    credential: CredentialField,
-    csrf: CsrfField,
+    web: WebDep, post: PostedForm, name: str, credential: CredentialField
 ) -> Response:
-    ctx, user, enc = _stepping_up(web, request, name, csrf)
+    ctx, user, enc = _stepping_up(web, post, name)
     check = webauthn_check(web, ctx, user, credential, enclave=enc.name)
     return present_factor(web, ctx, user, enc, check, with_reasons=True)

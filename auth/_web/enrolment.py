@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from .._app import CodeField, CredentialField, CsrfField, CsrfHeader, Ctx, Web, WebDep
+from .._app import Ctx, Web, WebDep
 from .._errors import (
     InvalidInputError,
 )
+from .._forms import CodeField, CredentialField, PostedForm, ScriptPost
 from .._i18n import translate
 from .._session import Stage
 from .._store import User
@@ -55,13 +56,8 @@ def enrol(web: WebDep, request: Request) -> Response:
 
 
 @router.post("/enrol/totp", response_class=HTMLResponse)
-def enrol_totp(
-    web: WebDep,
-    request: Request,
-    code: CodeField,
-    csrf: CsrfField,
-) -> Response:
-    ctx = web.posted(request, csrf)
+def enrol_totp(web: WebDep, post: PostedForm, code: CodeField) -> Response:
+    ctx = web.posted(post)
     user = web.enrol_user(ctx)
     pending = ctx.state.get("totp_pending")
     if not isinstance(pending, str):
@@ -90,12 +86,8 @@ def enrol_totp(
 
 
 @router.post("/enrol/webauthn/options")
-def enrol_webauthn_options(
-    web: WebDep,
-    request: Request,
-    x_csrf_token: CsrfHeader = None,
-) -> Response:
-    ctx = web.options_ctx(request, x_csrf_token)
+def enrol_webauthn_options(web: WebDep, post: ScriptPost) -> Response:
+    ctx = web.options_ctx(post)
     user = web.enrol_user(ctx)
     tiers = [
         web.portal.login_tier,
@@ -110,13 +102,8 @@ def enrol_webauthn_options(
 
 
 @router.post("/enrol/webauthn", response_class=HTMLResponse)
-def enrol_webauthn(
-    web: WebDep,
-    request: Request,
-    credential: CredentialField,
-    csrf: CsrfField,
-) -> Response:
-    ctx = web.posted(request, csrf)
+def enrol_webauthn(web: WebDep, post: PostedForm, credential: CredentialField) -> Response:
+    ctx = web.posted(post)
     user = web.enrol_user(ctx)
     signed_in = ctx.stage is Stage.AUTHENTICATED
     web.portal.factors.finish_webauthn_registration(
@@ -130,8 +117,8 @@ def enrol_webauthn(
 
 
 @router.post("/enrol/done", response_class=HTMLResponse)
-def enrol_done(web: WebDep, request: Request, csrf: CsrfField) -> Response:
-    ctx = web.posted(request, csrf)
+def enrol_done(web: WebDep, post: PostedForm) -> Response:
+    ctx = web.posted(post)
     web.enrol_user(ctx)
     web.store.end_session(id_hash=ctx.session.id_hash, now=web.portal.clock())
     return web.redirect(None, "/login")

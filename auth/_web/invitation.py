@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
 
-from .._app import CsrfField, Ctx, Web, WebDep
+from .._app import Ctx, Web, WebDep
 from .._crypto import hash_token
 from .._errors import (
     InvalidInputError,
 )
+from .._forms import PasswordField, PostedForm
 from .._i18n import translate
 from .._session import Event, Stage, advance
 
@@ -75,12 +76,9 @@ def invitation_refused(
 
 @router.post("/invite", response_class=HTMLResponse)
 def invite_code(
-    web: WebDep,
-    request: Request,
-    code: Annotated[str, Form(max_length=200)],
-    csrf: CsrfField,
+    web: WebDep, post: PostedForm, code: Annotated[str, Form(max_length=200)]
 ) -> Response:
-    ctx = web.posted(request, csrf)
+    ctx = web.posted(post)
     web.portal.factors._ip_precheck(client_ip=ctx.client_ip)
     token_hash = hash_token(code.strip())
     if web.store.peek_invitation(token_hash=token_hash, now=web.portal.clock()) is None:
@@ -96,13 +94,9 @@ def invite_code(
 
 @router.post("/invite/password", response_class=HTMLResponse)
 def invite_password(
-    web: WebDep,
-    request: Request,
-    password: Annotated[str, Form(max_length=2048)],
-    password2: Annotated[str, Form(max_length=2048)],
-    csrf: CsrfField,
+    web: WebDep, post: PostedForm, password: PasswordField, password2: PasswordField
 ) -> Response:
-    ctx = web.posted(request, csrf)
+    ctx = web.posted(post)
     if ctx.stage is not Stage.INVITE:
         return web.redirect(ctx, "/invite")
     if not hmac.compare_digest(password.encode(), password2.encode()):

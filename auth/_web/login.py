@@ -8,24 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from .._app import (
-    FACTOR_ERRORS,
-    LANG_COOKIE,
-    CodeField,
-    CredentialField,
-    CsrfField,
-    CsrfHeader,
-    Ctx,
-    Web,
-    WebDep,
-    status_of,
-)
+from .._app import FACTOR_ERRORS, LANG_COOKIE, Ctx, Web, WebDep, status_of
 from .._errors import (
     FactorFailedError,
     NotFoundError,
     ThrottledError,
 )
 from .._factors import MALFORMED_USERNAME_ACTOR, FactorResult
+from .._forms import CodeField, CredentialField, PasswordField, PostedForm, ScriptPost
 from .._i18n import LANGS, translate
 from .._names import canonical_username
 from .._policy import Tier
@@ -91,12 +81,9 @@ def login_page(web: WebDep, request: Request) -> Response:
 
 @router.post("/login", response_class=HTMLResponse)
 def login_username(
-    web: WebDep,
-    request: Request,
-    username: Annotated[str, Form(max_length=256)],
-    csrf: CsrfField,
+    web: WebDep, post: PostedForm, username: Annotated[str, Form(max_length=256)]
 ) -> Response:
-    ctx = web.posted(request, csrf)
+    ctx = web.posted(post)
     pending = ctx.state.get("authorize")  # an OIDC request waiting for this sign-in
     name = canonical_username(username)
     if name is None:
@@ -146,13 +133,8 @@ def password_page(web: WebDep, request: Request) -> Response:
 
 
 @router.post("/login/password", response_class=HTMLResponse)
-def login_password(
-    web: WebDep,
-    request: Request,
-    password: Annotated[str, Form(max_length=2048)],
-    csrf: CsrfField,
-) -> Response:
-    ctx = web.posted(request, csrf)
+def login_password(web: WebDep, post: PostedForm, password: PasswordField) -> Response:
+    ctx = web.posted(post)
     if ctx.stage is not Stage.USERNAME:
         return web.redirect(ctx, "/login")
     try:
@@ -263,47 +245,30 @@ def present_factor(
 
 
 @router.post("/login/totp", response_class=HTMLResponse)
-def login_totp(
-    web: WebDep,
-    request: Request,
-    code: CodeField,
-    csrf: CsrfField,
-) -> Response:
-    ctx = web.posted(request, csrf)
+def login_totp(web: WebDep, post: PostedForm, code: CodeField) -> Response:
+    ctx = web.posted(post)
     user = web.login_user(ctx)
     return present_factor(web, ctx, user, totp_check(web, ctx, user, code))
 
 
 @router.post("/login/webauthn/options")
-def login_webauthn_options(
-    web: WebDep,
-    request: Request,
-    x_csrf_token: CsrfHeader = None,
-) -> Response:
-    ctx = web.options_ctx(request, x_csrf_token)
+def login_webauthn_options(web: WebDep, post: ScriptPost) -> Response:
+    ctx = web.options_ctx(post)
     user = web.login_user(ctx)
     return web.authentication_options(ctx, user, tier=web.ceremony_tier(ctx))
 
 
 @router.post("/login/webauthn", response_class=HTMLResponse)
-def login_webauthn(
-    web: WebDep,
-    request: Request,
-    credential: CredentialField,
-    csrf: CsrfField,
-) -> Response:
-    ctx = web.posted(request, csrf)
+def login_webauthn(web: WebDep, post: PostedForm, credential: CredentialField) -> Response:
+    ctx = web.posted(post)
     user = web.login_user(ctx)
     return present_factor(web, ctx, user, webauthn_check(web, ctx, user, credential))
 
 
 @router.post("/logout", response_class=HTMLResponse)
 def logout(
-    web: WebDep,
-    request: Request,
-    csrf: CsrfField,
-    everywhere: Annotated[str, Form(max_length=1)] = "0",
+    web: WebDep, post: PostedForm, everywhere: Annotated[str, Form(max_length=1)] = "0"
 ) -> Response:
-    ctx = web.posted(request, csrf)
+    ctx = web.posted(post)
     web.end_session(ctx, everywhere=everywhere == "1", reason="user signed out")
-    return web.signed_out(request)
+    return web.signed_out(post.request)

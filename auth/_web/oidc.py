@@ -10,10 +10,11 @@ from fastapi import APIRouter, Form, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from .._app import CsrfField, Ctx, Web, WebDep, actor_of
+from .._app import Ctx, Web, WebDep, actor_of
 from .._errors import (
     InvalidInputError,
 )
+from .._forms import PostedForm
 from .._i18n import translate
 from .._policy import LoginDecision, Tier, acr_for_aal
 from .._provider import (
@@ -429,13 +430,12 @@ def logged_out(web: Web, request: Request, target: str | None, state: str) -> Re
 @router.post("/oidc/logout", response_class=HTMLResponse)
 def end_session_confirm(
     web: WebDep,
-    request: Request,
-    csrf: CsrfField,
+    post: PostedForm,
     post_logout_redirect_uri: Annotated[str, Form(max_length=2000)] = "",
     state: Annotated[str, Form(max_length=500)] = "",
     client_id: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
-    ctx = web.posted(request, csrf)
+    ctx = web.posted(post)
     target = None
     if post_logout_redirect_uri:
         client = web.store.get_client(client_id=client_id) if client_id else None
@@ -443,4 +443,4 @@ def end_session_confirm(
             raise InvalidInputError("post_logout_redirect_uri is not registered for this client.")
         target = post_logout_redirect_uri
     web.end_session(ctx, everywhere=False, reason="RP-initiated logout")
-    return logged_out(web, request, target, state)
+    return logged_out(web, post.request, target, state)

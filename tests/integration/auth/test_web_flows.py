@@ -364,6 +364,24 @@ def test_oversized_fields_are_rejected_and_audited(
     assert sink.events[-1]["details"]["field"] == "body.credential"
 
 
+def test_a_forged_form_with_an_overlong_secret_is_audited_under_the_secret_field(
+    env: tuple[Portal, MemoryAuditSink, TestClient],
+) -> None:
+    """A post with no CSRF token and an over-long password or username is one 422;
+    its audit event names the field that was being pushed, not the missing token."""
+    _portal, sink, client = env
+    client.get("/login")
+    r = client.post("/login", data={"username": "u" * 5000})
+    assert r.status_code == 422
+    assert sink.events[-1]["details"]["field"] == "body.username"
+    r = client.post("/login/password", data={"csrf": "x" * 500, "password": "p" * 5000})
+    assert r.status_code == 422
+    assert sink.events[-1]["details"]["field"] == "body.password"
+    r = client.post("/logout", data={})
+    assert r.status_code == 422
+    assert sink.events[-1]["details"]["field"] == "body.csrf"
+
+
 def test_japanese_pages(env: tuple[Portal, MemoryAuditSink, TestClient]) -> None:
     _portal, _sink, client = env
     r = client.get("/login", headers={"Accept-Language": "ja,en;q=0.5"})

@@ -16,9 +16,18 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controller.kube import GROUP, VERSION
+from controller.kube import GROUP, VERSION, RenderSettings
+from controller.kube._lifecycle import AuditRecorder
+from controller.kube._reconcile import Lifecycle
 from controller.kube.operator import OperatorConfig, run_operator
+from controller.portal_admin import PortalAdmin
+from policies import load_catalog
+from tests.assets.controller import example, load_document
 from tests.harness.audit_service import AuditEnv
+from tests.harness.kube_fixtures import ServiceAccountClient
+
+#: The render settings of the reconciler these tests run (the test API server's address).
+SETTINGS = RenderSettings(api_server_cidrs=("10.0.0.1/32",))
 
 
 def wait_for(what: str, condition: Callable[[], bool], *, timeout: float = 60.0) -> None:
@@ -99,6 +108,47 @@ def in_force(doc: dict[str, Any], *, name: str, days: int = 365) -> dict[str, An
     doc["spec"]["approval"]["notBefore"] = f"{now - timedelta(days=1):%Y-%m-%dT%H:%M:%SZ}"
     doc["spec"]["approval"]["notAfter"] = f"{now + timedelta(days=days):%Y-%m-%dT%H:%M:%SZ}"
     return doc
+
+
+def operator_config(
+    identity: ServiceAccountClient,
+    *,
+    audit: AuditRecorder | None = None,
+    portal: PortalAdmin | None = None,
+    resync_interval_s: float = 1.0,
+    clock: Callable[[], datetime] | None = None,
+) -> OperatorConfig:
+    """The reconciler as ``identity`` (its ServiceAccount), with the built-in catalog,
+    :data:`SETTINGS`, a 1 s retry, and the audit recorder and portal client given."""
+    return OperatorConfig(
+        api_client=identity.api_client,
+        catalog=load_catalog(),
+        settings=SETTINGS,
+        resync_interval_s=resync_interval_s,
+        retry_delay_s=1.0,
+        lifecycle=Lifecycle(audit=audit, portal=portal),
+        **({"clock": clock} if clock else {}),
+    )
+
+
+def create_enclave(
+    kube_api: Any,
+    *,
+    tier: str,
+    suffix: str,
+    members: list[str] | None = None,
+    access_networks: list[str] | None = None,
+) -> str:
+    """Create an Enclave from the ``tier`` example, in force, under a fresh name ending in
+    ``suffix`` (members and access networks replaced when given); its name."""
+    name = f"t{secrets.token_hex(3)}-{suffix}"
+    doc = in_force(load_document(example(tier)), name=name)
+    if members is not None:
+        doc["spec"]["members"] = [{"user": m, "role": "researcher"} for m in members]
+    if access_networks is not None:
+        doc["spec"]["accessNetworks"] = access_networks
+    client.CustomObjectsApi(kube_api).create_cluster_custom_object(GROUP, VERSION, "enclaves", doc)
+    return name
 
 
 def controller_argv(*, kubeconfig: Path, audit_url: str, token: str, workdir: Path) -> list[str]:

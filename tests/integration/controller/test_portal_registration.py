@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import secrets
 import urllib.parse
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,22 +21,21 @@ import httpx
 import pytest
 from kubernetes import client
 
-from controller.kube import GROUP, VERSION, RenderSettings
+from controller.kube import GROUP, VERSION
 from controller.kube._lifecycle import AuditRecorder, set_quarantine
-from controller.kube._reconcile import Lifecycle
 from controller.kube.operator import OperatorConfig, reconcile_latest
 from controller.portal_admin import PortalAdmin
-from policies import load_catalog
-from tests.assets.controller import example, load_document
 from tests.harness.audit_service import AuditEnv
 from tests.harness.kube_fixtures import ServiceAccountClient
 from tests.integration.auth.helpers import Pkce
 from tests.integration.auth.test_web_flows import enrol_alice, login
 from tests.integration.controller.helpers import (
+    SETTINGS,
     condition,
+    create_enclave,
     delete_enclave,
     get_enclave,
-    in_force,
+    operator_config,
     phase,
     recorded,
     running_operator,
@@ -47,7 +45,6 @@ from tests.integration.controller.portal_server import PortalServer
 
 pytestmark = pytest.mark.kube
 
-SETTINGS = RenderSettings(api_server_cidrs=("10.0.0.1/32",))
 #: Seconds before a wait fails.
 WAIT_S = 150.0
 
@@ -81,24 +78,18 @@ def config(
     admin: PortalAdmin,
 ) -> OperatorConfig:
     """The reconciler as its ServiceAccount, with the audit service and the portal."""
-    return OperatorConfig(
-        api_client=controller_identity.api_client,
-        catalog=load_catalog(),
-        settings=SETTINGS,
-        resync_interval_s=1.0,
-        retry_delay_s=1.0,
-        lifecycle=Lifecycle(audit=audit_recorder, portal=admin),
-    )
+    return operator_config(controller_identity, audit=audit_recorder, portal=admin)
 
 
 def _create(kube_api: Any, suffix: str, members: list[str]) -> str:
-    name = f"t{secrets.token_hex(3)}-{suffix}"
-    doc = in_force(load_document(example("nbdc-standard")), name=name)
-    doc["spec"]["members"] = [{"user": m, "role": "researcher"} for m in members]
     # The researcher's "terminal" in these tests is the loopback address.
-    doc["spec"]["accessNetworks"] = ["127.0.0.0/8"]
-    client.CustomObjectsApi(kube_api).create_cluster_custom_object(GROUP, VERSION, "enclaves", doc)
-    return name
+    return create_enclave(
+        kube_api,
+        tier="nbdc-standard",
+        suffix=suffix,
+        members=members,
+        access_networks=["127.0.0.0/8"],
+    )
 
 
 def _identity(kube_api: Any, name: str) -> tuple[str, str, str]:

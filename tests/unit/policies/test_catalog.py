@@ -19,7 +19,8 @@ from policies import (
     load_catalog,
 )
 from policies._catalog import _looser
-from policies._model import DEPENDENCIES, Control, strictness_of
+from policies._control import Control, strictness_of
+from policies._model import DEPENDENCIES
 from policies._sources import SOURCE_TABLE, parse_citation
 
 CATALOG_DIR = Path(__file__).parents[3] / "policies" / "catalog"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from policies import CONTROL_GROUPS
+from policies._control import strictness_of
 from policies._enforcement import ENFORCEMENT, NOT_YET_ENFORCED, enforced_by
-from policies._model import strictness_of
 
 ROOT = Path(__file__).parents[3]
 
