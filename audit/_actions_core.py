@@ -332,8 +332,8 @@ CORE_SPECS: list[RawSpec] = [
     {
         "name": "enclave.end_of_use",
         "sources": CONTROLLER,
-        "summary": "End of use (NBDC-U7 2.3 item 12, NBDC-S8 §5.3.3 item 10): the enclave's workspace "
-        "volumes were destroyed; recorded before its namespace is removed.",
+        "summary": "End of use (NBDC-U7 2.3 item 12, NBDC-S8 §5.3.3 item 10): the enclave's "
+        "workspace volumes were destroyed; recorded before its namespace is removed.",
         "cannot_capture": "Copies outside the volumes the product made (backups the operator "
         "takes, the dataset sources); physical destruction of the disks.",
         "ocsf": 6003,
