@@ -194,12 +194,22 @@ ENFORCEMENT: Mapping[str, Enforcement] = {
         ),
     ),
     "audited_operations.sessions": Enforcement(
-        "portal (auth): portal sessions; hub sessions not yet (no hubs)",
-        (("auth/_app.py", '"session.started"'), ("auth/_app.py", '"session.ended"')),
+        "portal (auth): portal sessions; each enclave hub: entries allowed and refused, "
+        "servers started and stopped",
+        (
+            ("auth/_app.py", '"session.started"'),
+            ("auth/_app.py", '"session.ended"'),
+            ("controller/workspace/hub.py", 'action="hub.login.allowed"'),
+            ("controller/workspace/hub.py", 'self._record("hub.server.stopped"'),
+        ),
     ),
     "audited_operations.admin_actions": Enforcement(
-        "portal (auth): its admin actions; controller not yet",
-        (("auth/_portal.py", '"admin.user.invited"'),),
+        "portal (auth): its admin actions; controller: provisioning, suspension, "
+        "quarantine and its lifting, end of use",
+        (
+            ("auth/_portal.py", '"admin.user.invited"'),
+            ("controller/kube/_lifecycle.py", '"enclave.quarantine_lifted"'),
+        ),
     ),
     "register.users": _REGISTER,
     "register.change_history": _REGISTER,
