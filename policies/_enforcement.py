@@ -136,7 +136,7 @@ ENFORCEMENT: Mapping[str, Enforcement] = {
     "datasets.read_only": Enforcement(
         "controller: read-only dataset mounts (Kubernetes claims and the local sandbox's binds)",
         (
-            ("controller/kube/_objects.py", '"mountPath": ds.mount_path, "readOnly": True'),
+            ("controller/kube/_workloads.py", '"mountPath": ds.mount_path, "readOnly": True'),
             ("controller/local/sandbox.py", '"--bind" if bind.writable else "--ro-bind"'),
         ),
     ),
@@ -155,7 +155,7 @@ ENFORCEMENT: Mapping[str, Enforcement] = {
     ),
     "compute.dedicated_nodes": Enforcement(
         "controller (Kubernetes): workspace pods scheduled onto the enclave's dedicated nodes",
-        (("controller/kube/_objects.py", "if not tier.compute.dedicated_nodes:"),),
+        (("controller/kube/_workloads.py", "if not tier.compute.dedicated_nodes:"),),
     ),
     "end_of_use.destroy_volumes": Enforcement(
         "controller (Kubernetes): the end of use destroys the volumes before the namespace goes",

@@ -17,9 +17,7 @@ from policies import Tier
 from ._objects import (
     Owner,
     make_dataset_claim,
-    make_hub_config_map,
     make_hub_db_claim,
-    make_hub_deployment,
     make_hub_role,
     make_hub_role_binding,
     make_hub_service,
@@ -27,13 +25,13 @@ from ._objects import (
     make_limit_range,
     make_namespace,
     make_network_policies,
-    make_proxy_deployment,
     make_proxy_services,
     make_resource_quota,
     make_service_accounts,
 )
 from ._settings import HubConfig, RenderSettings
 from ._spec import Enclave
+from ._workloads import make_hub_config_map, make_hub_deployment, make_proxy_deployment
 
 __all__ = ["STATES", "HubConfig", "RenderSettings", "render_enclave", "to_yaml"]
 

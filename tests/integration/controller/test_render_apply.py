@@ -20,12 +20,8 @@ from kubernetes import client
 
 from controller.kube import GROUP, VERSION, HubConfig, RenderSettings, load_enclave, render_enclave
 from controller.kube._apply import apply_objects, sync_objects
-from controller.kube._objects import (
-    Owner,
-    make_singleuser_claim,
-    make_singleuser_pod,
-    namespace_name,
-)
+from controller.kube._objects import Owner, make_singleuser_claim, namespace_name
+from controller.kube._workloads import make_singleuser_pod
 from policies import load_catalog
 from tests.assets.controller import EXAMPLES, load_document
 from tests.integration.controller.helpers import wait_for

@@ -16,16 +16,18 @@ from controller.kube import Approval, Dataset, Enclave, Member, RenderSettings, 
 from controller.kube._objects import (
     Owner,
     make_dataset_claim,
-    make_hub_deployment,
     make_hub_role,
     make_hub_role_binding,
     make_ingress,
     make_limit_range,
     make_namespace,
     make_network_policies,
-    make_proxy_deployment,
     make_resource_quota,
     make_service_accounts,
+)
+from controller.kube._workloads import (
+    make_hub_deployment,
+    make_proxy_deployment,
     make_singleuser_pod,
 )
 from policies import load_catalog
