@@ -49,10 +49,8 @@ __all__ = [
     "make_proxy_services",
     "make_resource_quota",
     "make_service_accounts",
-    "make_singleuser_claim",
     "namespace_name",
     "pod_labels",
-    "singleuser_claim_name",
 ]
 
 HUB_PORT = 8081
@@ -399,23 +397,6 @@ def make_hub_db_claim(enclave: Enclave, settings: RenderSettings, owner: Owner) 
         "spec": {
             "accessModes": ["ReadWriteOnce"],
             "resources": {"requests": {"storage": settings.hub_db_storage}},
-        },
-    }
-
-
-def singleuser_claim_name(user: str) -> str:
-    return prefixed_slug("home", user)
-
-
-def make_singleuser_claim(enclave: Enclave, user: str, owner: Owner) -> Obj:
-    """A member's home volume, as the hub's KubeSpawner is configured to make it."""
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": _meta(enclave, owner, name=singleuser_claim_name(user), component="singleuser"),
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": enclave.workspace.storage}},
         },
     }
 

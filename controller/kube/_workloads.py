@@ -1,19 +1,25 @@
-"""The pods of an enclave and what configures them: pure ``make_*`` functions.
+"""The pods of an enclave: pure ``make_*`` functions and the single-user pod's spec.
 
-The hub and proxy Deployments, the single-user pod the hub's KubeSpawner must
-produce, and the hub's ConfigMap. Every pod here is restricted (non-root, no
-privilege escalation, all capabilities dropped, RuntimeDefault seccomp, read-only
-root), carries no service-account token unless it is the hub's, and is placed on the
-tier's dedicated nodes where the tier demands them. Names, labels and metadata come
-from ``_objects``; the whole objects are spelt out in ``tests/unit/controller/
-test_objects.py``.
+The hub and proxy Deployments, and the traits that make the hub's KubeSpawner
+create each member's pod (``singleuser_spawner_traits``). Every pod here is
+restricted (non-root, no privilege escalation, all capabilities dropped,
+RuntimeDefault seccomp, read-only root), carries no service-account token unless it
+is the hub's, and is placed on the tier's dedicated nodes where the tier demands
+them. Secrets reach a container only as files in a memory volume, copied there,
+readable by their owner only, by an init container (``secret_copy_container``):
+never in an environment variable, an argument or a ConfigMap. Names, labels and
+metadata come from ``_objects``; the whole objects are spelt out in
+``tests/unit/controller/test_objects.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from policies import Tier
 
 from ._objects import (
+    COMPONENT,
     HUB_CONFIG,
     HUB_PORT,
     HUB_SECRET,
@@ -25,20 +31,58 @@ from ._objects import (
     _meta,
     component_labels,
     dataset_claim_name,
+    namespace_name,
     pod_labels,
-    singleuser_claim_name,
 )
-from ._settings import HubConfig, RenderSettings
-from ._slugs import prefixed_slug
+from ._quantity import bytes_quantity, cpu_quantity
+from ._settings import RenderSettings
 from ._spec import Enclave
 
 __all__ = [
     "CONTAINER_SECURITY",
-    "make_hub_config_map",
+    "HUB_AUDIT_SECRET",
+    "HUB_SECRET_FILES",
+    "OVERLAY_DIR",
+    "OVERLAY_FILE",
+    "SECRETS_DIR",
+    "WORKSPACE_AUDIT_SECRET",
+    "WORKSPACE_SPOOL",
     "make_hub_deployment",
     "make_proxy_deployment",
-    "make_singleuser_pod",
+    "secret_copy_container",
+    "singleuser_spawner_traits",
 ]
+
+#: The hub's intake token (``source=hub``, bound to the enclave), key ``token``.
+HUB_AUDIT_SECRET = "hub-audit-token"  # noqa: S105 (a Secret's name)
+#: The workspaces' intake token (``source=workspace``, bound to the enclave), key ``token``.
+WORKSPACE_AUDIT_SECRET = "workspace-audit-token"  # noqa: S105 (a Secret's name)
+#: Where a container finds its secrets: a memory volume, each file mode 0400.
+SECRETS_DIR = "/run/enclave"
+#: Where the copying init container reads the Secrets' keys (no other container does).
+_SECRETS_IN = "/run/enclave-in"
+#: The hub's secret files: (Secret, {key: file name in ``SECRETS_DIR``}).
+HUB_SECRET_FILES: tuple[tuple[str, Mapping[str, str]], ...] = (
+    (
+        HUB_SECRET,
+        {
+            "OAUTH_CLIENT_SECRET": "client_secret",
+            "CONFIGPROXY_AUTH_TOKEN": "proxy_token",
+            "JUPYTERHUB_CRYPT_KEY": "crypt_key",
+            "JPY_COOKIE_SECRET": "cookie_secret",
+        },
+    ),
+    (HUB_AUDIT_SECRET, {"token": "audit_token"}),
+)
+_WORKSPACE_SECRET_FILES: tuple[tuple[str, Mapping[str, str]], ...] = (
+    (WORKSPACE_AUDIT_SECRET, {"token": "audit_token"}),
+)
+#: The operator's tier overlay in the ``hub-config`` ConfigMap, as a workspace sees it.
+OVERLAY_DIR = "/etc/enclave"
+OVERLAY_FILE = "tier-overlay.yaml"
+#: A workspace's durable audit spool: on the member's home volume, so the events
+#: not yet acknowledged survive a restart of the pod.
+WORKSPACE_SPOOL = "/home/jovyan/.enclave-audit-spool.db"
 
 
 def _pod_security(settings: RenderSettings) -> Obj:
@@ -85,6 +129,7 @@ def _pod_spec(
     account: str,
     container: Obj,
     volumes: list[Obj] | None = None,
+    init_containers: list[Obj] | None = None,
 ) -> Obj:
     """A pod of one container: its service account (a token for the hub only), restricted
     (pod and container security contexts), placed on the tier's nodes."""
@@ -94,8 +139,10 @@ def _pod_spec(
         "enableServiceLinks": False,
         "securityContext": _pod_security(settings),
         **_placement(enclave, tier, settings),
-        "containers": [{**container, "securityContext": CONTAINER_SECURITY}],
     }
+    if init_containers is not None:
+        spec["initContainers"] = init_containers
+    spec["containers"] = [{**container, "securityContext": CONTAINER_SECURITY}]
     if volumes is not None:
         spec["volumes"] = volumes
     return spec
@@ -103,6 +150,48 @@ def _pod_spec(
 
 def _resources(cpu: str, memory: str) -> Obj:
     return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
+
+
+def _secret_volumes(sources: Sequence[tuple[str, Mapping[str, str]]]) -> list[Obj]:
+    """The Secrets' keys as files for the copying init container (group-readable: the
+    pod's ``fsGroup``), and the memory volume the copies go to."""
+    return [
+        {
+            "name": "secrets-in",
+            "projected": {
+                "defaultMode": 0o440,
+                "sources": [
+                    {
+                        "secret": {
+                            "name": name,
+                            "items": [{"key": k, "path": f} for k, f in files.items()],
+                        }
+                    }
+                    for name, files in sources
+                ],
+            },
+        },
+        {"name": "secrets", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+    ]
+
+
+def secret_copy_container(*, image: str, resources: Obj) -> Obj:
+    """The init container that copies each secret file, mode 0400, into ``SECRETS_DIR``.
+
+    A Secret's files are group-readable once the pod has an ``fsGroup``, and the hub
+    and the workspace refuse a secret file anyone but its owner can read; the copy,
+    made under ``umask 077`` by the pod's own uid, is its owner's only."""
+    return {
+        "name": "secrets",
+        "image": image,
+        "command": ["sh", "-c", f"umask 077 && cp {_SECRETS_IN}/* {SECRETS_DIR}/"],
+        "resources": resources,
+        "securityContext": CONTAINER_SECURITY,
+        "volumeMounts": [
+            {"name": "secrets-in", "mountPath": _SECRETS_IN, "readOnly": True},
+            {"name": "secrets", "mountPath": SECRETS_DIR},
+        ],
+    }
 
 
 def _deployment(enclave: Enclave, owner: Owner, *, component: str, pod_spec: Obj) -> Obj:
@@ -127,30 +216,34 @@ def _deployment(enclave: Enclave, owner: Owner, *, component: str, pod_spec: Obj
 def make_hub_deployment(
     enclave: Enclave, tier: Tier, settings: RenderSettings, owner: Owner
 ) -> Obj:
-    """JupyterHub, configured by the ``hub-config`` files, secrets from ``hub-secret``."""
+    """JupyterHub, configured by the ``hub-config`` ConfigMap; its secrets (``hub-secret``
+    and ``hub-audit-token``) are files in ``SECRETS_DIR``, nowhere else."""
+    resources = _resources(settings.hub_cpu, settings.hub_memory)
     pod_spec = _pod_spec(
         enclave,
         tier,
         settings,
         account="hub",
+        init_containers=[secret_copy_container(image=settings.hub_image, resources=resources)],
         container={
             "name": "hub",
             "image": settings.hub_image,
             "args": ["jupyterhub", "--config", "/etc/jupyterhub/jupyterhub_config.py"],
             "ports": [{"name": "hub", "containerPort": HUB_PORT, "protocol": "TCP"}],
-            "envFrom": [{"secretRef": {"name": HUB_SECRET}}],
-            "resources": _resources(settings.hub_cpu, settings.hub_memory),
+            "resources": resources,
             "readinessProbe": {"httpGet": {"path": "/hub/health", "port": "hub"}},
             "volumeMounts": [
                 {"name": "config", "mountPath": "/etc/jupyterhub", "readOnly": True},
                 {"name": "db", "mountPath": "/srv/jupyterhub"},
                 {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (a private emptyDir)
+                {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True},
             ],
         },
         volumes=[
             {"name": "config", "configMap": {"name": HUB_CONFIG}},
             {"name": "db", "persistentVolumeClaim": {"claimName": "hub-db"}},
             {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+            *_secret_volumes(HUB_SECRET_FILES),
         ],
     )
     return _deployment(enclave, owner, component="hub", pod_spec=pod_spec)
@@ -195,21 +288,28 @@ def make_proxy_deployment(
     return _deployment(enclave, owner, component="proxy", pod_spec=pod_spec)
 
 
-def make_singleuser_pod(
-    enclave: Enclave, tier: Tier, settings: RenderSettings, owner: Owner, *, user: str
+def singleuser_spawner_traits(
+    enclave: Enclave, tier: Tier, settings: RenderSettings, *, overlay: bool
 ) -> Obj:
-    """The pod the hub's KubeSpawner must produce for ``user``: the reference for its config.
+    """The hub's ``KubeSpawner`` traits: what makes each member's pod restricted.
 
-    No service-account token, datasets read-only, the member's home volume, the
-    workspace's resources, the restricted security context, the tier's placement.
+    The member's home volume (``home-<user>``, made by KubeSpawner, the workspace's
+    size), the datasets read-only, the workspace's intake token as a file copied
+    from ``workspace-audit-token`` (and, with ``overlay``, the operator's tier overlay
+    from the ``hub-config`` ConfigMap), no service-account token, the workspace's
+    resources (requests = limits), the restricted security contexts, the tier's
+    placement, and the labels the single-user NetworkPolicy selects.
     """
+    ws = enclave.workspace
     mounts: list[Obj] = [
         {"name": "home", "mountPath": "/home/jovyan"},
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (a private emptyDir)
+        {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True},
     ]
     volumes: list[Obj] = [
-        {"name": "home", "persistentVolumeClaim": {"claimName": singleuser_claim_name(user)}},
+        {"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}},
         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+        *_secret_volumes(_WORKSPACE_SECRET_FILES),
     ]
     for ds in enclave.datasets:
         vol = dataset_claim_name(ds)
@@ -220,36 +320,56 @@ def make_singleuser_pod(
                 "persistentVolumeClaim": {"claimName": dataset_claim_name(ds), "readOnly": True},
             }
         )
-    meta = _meta(enclave, owner, name=prefixed_slug("jupyter", user), component="singleuser")
-    meta["annotations"] = {"hub.jupyter.org/username": user}
+    if overlay:
+        mounts.append({"name": "catalog", "mountPath": OVERLAY_DIR, "readOnly": True})
+        volumes.append(
+            {
+                "name": "catalog",
+                "configMap": {
+                    "name": HUB_CONFIG,
+                    "items": [{"key": OVERLAY_FILE, "path": OVERLAY_FILE}],
+                },
+            }
+        )
+    cores = cpu_quantity(ws.cpu) / 1000
+    memory = bytes_quantity(ws.memory)
+    placement = _placement(enclave, tier, settings)
+    labels = pod_labels(enclave, "singleuser")
     return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": meta,
-        "spec": _pod_spec(
-            enclave,
-            tier,
-            settings,
-            account="singleuser",
-            container={
-                "name": "notebook",
-                "image": enclave.workspace.image,
-                "args": ["jupyterhub-singleuser"],
-                "ports": [
-                    {"name": "notebook", "containerPort": SINGLEUSER_PORT, "protocol": "TCP"}
-                ],
-                "resources": _resources(enclave.workspace.cpu, enclave.workspace.memory),
-                "volumeMounts": mounts,
-            },
-            volumes=volumes,
-        ),
-    }
-
-
-def make_hub_config_map(enclave: Enclave, hub_config: HubConfig, owner: Owner) -> Obj:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": _meta(enclave, owner, name=HUB_CONFIG, component="hub"),
-        "data": dict(hub_config.files),
+        "namespace": namespace_name(enclave),
+        "image": ws.image,
+        "cmd": ["jupyterhub-singleuser"],
+        "port": SINGLEUSER_PORT,
+        "pod_name_template": "jupyter-{user_server}",
+        # KubeSpawner's own labels would replace these (component singleuser-server,
+        # name jupyterhub): the single-user NetworkPolicy would not select the pod
+        "component_label": "singleuser",
+        "common_labels": {k: v for k, v in labels.items() if k != COMPONENT},
+        "extra_labels": labels,
+        "service_account": "singleuser",
+        "automount_service_account_token": False,
+        "extra_pod_config": {"enableServiceLinks": False},
+        "uid": settings.run_as_user,
+        "gid": settings.run_as_group,
+        "fs_gid": settings.run_as_group,
+        "privileged": False,
+        "allow_privilege_escalation": False,
+        "pod_security_context": _pod_security(settings),
+        "container_security_context": CONTAINER_SECURITY,
+        "cpu_limit": cores,
+        "cpu_guarantee": cores,
+        "mem_limit": memory,
+        "mem_guarantee": memory,
+        "init_containers": [
+            secret_copy_container(image=ws.image, resources=_resources(ws.cpu, ws.memory))
+        ],
+        "volumes": volumes,
+        "volume_mounts": mounts,
+        "storage_pvc_ensure": True,
+        "pvc_name_template": "home-{user_server}",
+        "storage_capacity": ws.storage,
+        "storage_access_modes": ["ReadWriteOnce"],
+        "storage_extra_labels": labels,
+        "node_selector": placement.get("nodeSelector", {}),
+        "tolerations": placement.get("tolerations", []),
     }

@@ -100,7 +100,8 @@ class HubSite:
     the JWKS (the issuer and the authorize URL stay ``portal_url``, what browsers and
     tokens name); ``lab_settings_dir`` is the lab settings directory as the
     single-user server sees it (None: the server's default, where an image installs
-    them).
+    them). ``workspace_args`` are arguments the backend adds for every single-user
+    server it runs (where its intake token and spool are, inside a pod).
     """
 
     portal_url: str
@@ -118,6 +119,7 @@ class HubSite:
     secret_dir: Path | None = None
     portal_backchannel_url: str | None = None
     lab_settings_dir: Path | None = LAB_SETTINGS_DIR
+    workspace_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("portal_url", "public_url", "audit_url", "portal_backchannel_url"):
@@ -224,8 +226,11 @@ class HubConfig:
         # backend's additions cannot undo a secure default.
         for cls, traits in self.extra.items():
             into = out.setdefault(cls, {})
+            # a subclass's trait would override its base's: KubeSpawner.args would
+            # replace Spawner.args (by the convention that the names end alike)
+            bases = [b for b in ("Spawner", "Authenticator") if cls.endswith(b) and cls != b]
             for name, value in traits.items():
-                if name in into:
+                if name in into or any(name in out.get(b, {}) for b in bases):
                     raise SpecError(
                         f"{cls}.{name} is set by the generator; an addition cannot replace it",
                         field=f"{cls}.{name}",
@@ -335,6 +340,7 @@ def make_hub_config(*, spec: EnclaveSpec, tier: Tier, site: HubSite) -> HubConfi
         spawner["args"].append(f"--LabApp.app_settings_dir={site.lab_settings_dir}")
     if site.tier_overlay is not None:
         spawner["args"].append(f"--EnclaveWorkspace.tier_overlay={site.tier_overlay}")
+    spawner["args"] += site.workspace_args
     extra: dict[str, dict[str, Any]] = {}
     if site.sandbox is not None:
         box = site.sandbox

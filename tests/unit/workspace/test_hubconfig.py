@@ -240,6 +240,9 @@ def test_an_addition_that_would_switch_admin_access_back_on_is_refused() -> None
     with pytest.raises(SpecError, match="cannot replace it") as e:
         loosened.traitlets()
     assert e.value.field == "JupyterHub.admin_access"
+    subclass = dataclasses.replace(cfg, extra={"KubeSpawner": {"disable_user_config": False}})
+    with pytest.raises(SpecError, match="cannot replace it"):
+        subclass.traitlets()
     added = dataclasses.replace(cfg, extra={"JupyterHub": {"public_url": "https://h/"}})
     assert added.traitlets()["JupyterHub"]["admin_access"] is False
     assert added.traitlets()["JupyterHub"]["public_url"] == "https://h/"
@@ -254,6 +257,7 @@ def test_a_hub_in_a_pod_reads_secrets_and_the_portal_where_the_pod_has_them() ->
             secret_dir=run,
             portal_backchannel_url="http://portal.enclave-system.svc:8000",
             lab_settings_dir=None,
+            workspace_args=("--EnclaveWorkspace.audit_token_file=/run/enclave/audit_token",),
         ),
     )
     want = expected("nbdc-standard", terminals=True)
@@ -266,5 +270,21 @@ def test_a_hub_in_a_pod_reads_secrets_and_the_portal_where_the_pod_has_them() ->
         auth[name] = f"http://portal.enclave-system.svc:8000/oidc/{path}"
     # the issuer and the browser's authorize URL stay the portal's public URL
     assert auth["issuer"] == "https://portal.example"
-    want["Spawner"]["args"] = want["Spawner"]["args"][:-1]  # type: ignore[index]
+    want["Spawner"]["args"] = [  # type: ignore[index]
+        *want["Spawner"]["args"][:-1],  # type: ignore[index]
+        "--EnclaveWorkspace.audit_token_file=/run/enclave/audit_token",
+    ]
     assert cfg.traitlets() == want
+
+
+def test_every_role_the_enclave_resource_admits_reaches_the_hub() -> None:
+    """An Enclave with an officer among its members must not stop its hub's generation."""
+    from controller.kube._schema import _ROLES as CRD_ROLES
+    from controller.workspace._spec import _ROLES
+
+    assert _ROLES == CRD_ROLES
+    officer = EnclaveSpec(
+        name="gut-2026", tier="nbdc-standard", members=(Member(user="o.abe", role="officer"),)
+    )
+    cfg = make_hub_config(spec=officer, tier=CATALOG.get("nbdc-standard"), site=site())
+    assert cfg.traitlets()["EnclaveAuthenticator"]["members"] == ["o.abe"]
