@@ -342,25 +342,8 @@ def copy_secrets(image: str, cpu: str, memory: str) -> dict[str, Any]:
     }
 
 
-def secret_volumes(*sources: tuple[str, dict[str, str]]) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": "secrets-in",
-            "projected": {
-                "defaultMode": 0o440,
-                "sources": [
-                    {
-                        "secret": {
-                            "name": name,
-                            "items": [{"key": k, "path": f} for k, f in files.items()],
-                        }
-                    }
-                    for name, files in sources
-                ],
-            },
-        },
-        {"name": "secrets", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
-    ]
+#: The memory volume each pod's secret files are copied to.
+SECRETS = {"name": "secrets", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
 
 
 def test_singleuser_spawner_has_no_token_and_reads_datasets_only() -> None:
@@ -394,7 +377,21 @@ def test_singleuser_spawner_has_no_token_and_reads_datasets_only() -> None:
         "volumes": [
             {"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
-            *secret_volumes(("workspace-audit-token", {"token": "audit_token"})),
+            {
+                "name": "secrets-in",
+                "projected": {
+                    "defaultMode": 0o440,
+                    "sources": [
+                        {
+                            "secret": {
+                                "name": "workspace-audit-token",
+                                "items": [{"key": "token", "path": "audit_token"}],
+                            }
+                        }
+                    ],
+                },
+            },
+            SECRETS,
             {
                 "name": "dataset-geno",
                 "persistentVolumeClaim": {"claimName": "dataset-geno", "readOnly": True},
@@ -429,6 +426,15 @@ def test_singleuser_spawner_on_shared_nodes_without_an_overlay() -> None:
     assert (traits["node_selector"], traits["tolerations"]) == ({}, [])
     assert "catalog" not in [v["name"] for v in traits["volumes"]]
     assert "catalog" not in [m["name"] for m in traits["volume_mounts"]]
+
+
+#: The keys of hub-secret the hub reads, and the file each becomes in /run/enclave.
+HUB_SECRET_ITEMS = [
+    {"key": "OAUTH_CLIENT_SECRET", "path": "client_secret"},
+    {"key": "CONFIGPROXY_AUTH_TOKEN", "path": "proxy_token"},
+    {"key": "JUPYTERHUB_CRYPT_KEY", "path": "crypt_key"},
+    {"key": "JPY_COOKIE_SECRET", "path": "cookie_secret"},
+]
 
 
 def test_hub_deployment() -> None:
@@ -492,18 +498,22 @@ def test_hub_deployment() -> None:
                         {"name": "config", "configMap": {"name": "hub-config"}},
                         {"name": "db", "persistentVolumeClaim": {"claimName": "hub-db"}},
                         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
-                        *secret_volumes(
-                            (
-                                "hub-secret",
-                                {
-                                    "OAUTH_CLIENT_SECRET": "client_secret",
-                                    "CONFIGPROXY_AUTH_TOKEN": "proxy_token",
-                                    "JUPYTERHUB_CRYPT_KEY": "crypt_key",
-                                    "JPY_COOKIE_SECRET": "cookie_secret",
-                                },
-                            ),
-                            ("hub-audit-token", {"token": "audit_token"}),
-                        ),
+                        {
+                            "name": "secrets-in",
+                            "projected": {
+                                "defaultMode": 0o440,
+                                "sources": [
+                                    {"secret": {"name": "hub-secret", "items": HUB_SECRET_ITEMS}},
+                                    {
+                                        "secret": {
+                                            "name": "hub-audit-token",
+                                            "items": [{"key": "token", "path": "audit_token"}],
+                                        }
+                                    },
+                                ],
+                            },
+                        },
+                        SECRETS,
                     ],
                 },
             },
