@@ -137,7 +137,7 @@ ENFORCEMENT: Mapping[str, Enforcement] = {
     "datasets.read_only": Enforcement(
         "controller: read-only dataset mounts (Kubernetes claims and the local sandbox's binds)",
         (
-            ("controller/kube/_objects.py", '"mountPath": ds.mount_path, "readOnly": True'),
+            ("controller/kube/_workloads.py", '"mountPath": ds.mount_path, "readOnly": True'),
             ("controller/local/sandbox.py", '"--bind" if bind.writable else "--ro-bind"'),
         ),
     ),
@@ -154,9 +154,19 @@ ENFORCEMENT: Mapping[str, Enforcement] = {
         "controller (Kubernetes): the enclave namespace's Pod Security labels",
         (("controller/kube/_objects.py", "level = str(tier.pod_security.level)"),),
     ),
+    "pod_security.read_only_root_fs": Enforcement(
+        "controller (Kubernetes): every container of the hub, the proxy and the workspaces "
+        "(read-only root whatever the tier)",
+        (("controller/kube/_workloads.py", '"readOnlyRootFilesystem": True'),),
+    ),
+    "pod_security.service_account_token": Enforcement(
+        "controller (Kubernetes): the hub's KubeSpawner gives workspace pods no "
+        "service-account token (whatever the tier)",
+        (("controller/kube/_workloads.py", '"automount_service_account_token": False'),),
+    ),
     "compute.dedicated_nodes": Enforcement(
         "controller (Kubernetes): workspace pods scheduled onto the enclave's dedicated nodes",
-        (("controller/kube/_objects.py", "if not tier.compute.dedicated_nodes:"),),
+        (("controller/kube/_workloads.py", "if not tier.compute.dedicated_nodes:"),),
     ),
     "end_of_use.destroy_volumes": Enforcement(
         "controller (Kubernetes): the end of use destroys the volumes before the namespace goes",

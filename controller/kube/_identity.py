@@ -10,8 +10,9 @@ Called by the reconciler (``_reconcile.py``). Steps of ``sync_registration``:
 3. Both as wanted: nothing is written (a settled enclave costs the portal one read).
 4. Otherwise ``PUT`` the registration; a new client secret is asked for only when the
    Secret has none, and is written to ``hub-secret`` (``OAUTH_CLIENT_ID``,
-   ``OAUTH_CLIENT_SECRET``, and the proxy's ``CONFIGPROXY_AUTH_TOKEN``, made once and
-   kept). The secret never reaches the status, an Event or a log line.
+   ``OAUTH_CLIENT_SECRET``, and, made once and kept, the proxy's
+   ``CONFIGPROXY_AUTH_TOKEN``, the hub's ``JUPYTERHUB_CRYPT_KEY`` and
+   ``JPY_COOKIE_SECRET``). The secret never reaches the status, an Event or a log line.
 
 ``end_member_sessions`` ends every portal session of the members (the portal audits
 each as ``session.ended`` with the reason). Every failure of the portal is a
@@ -121,8 +122,12 @@ def _write_secret(
         "data": {
             "OAUTH_CLIENT_ID": b64(hub_client_id(enclave)),
             "OAUTH_CLIENT_SECRET": b64(client_secret),
-            "CONFIGPROXY_AUTH_TOKEN": data.get("CONFIGPROXY_AUTH_TOKEN")
-            or b64(secrets.token_hex(32)),
+            # made once and kept: the proxy's token, the key of the hub's encrypted
+            # auth state and its cookie secret (rotating them would end every session)
+            **{
+                key: data.get(key) or b64(secrets.token_hex(32))
+                for key in ("CONFIGPROXY_AUTH_TOKEN", "JUPYTERHUB_CRYPT_KEY", "JPY_COOKIE_SECRET")
+            },
         },
     }
     ns = namespace_name(enclave)

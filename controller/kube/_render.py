@@ -1,6 +1,6 @@
 """``render_enclave``: every object one Enclave becomes, a pure function of its inputs.
 
-spec + tier + settings (+ the hub's configuration files, + the Enclave's uid when
+spec + tier + settings (+ the operator's tier overlay, + the Enclave's uid when
 the reconciler knows it) -> a list of manifests in the order they are applied.
 No I/O, no clock, no randomness: the same inputs always give the same bytes.
 """
@@ -14,12 +14,11 @@ import yaml
 
 from policies import Tier
 
+from ._hubconfig import make_hub_config_map
 from ._objects import (
     Owner,
     make_dataset_claim,
-    make_hub_config_map,
     make_hub_db_claim,
-    make_hub_deployment,
     make_hub_role,
     make_hub_role_binding,
     make_hub_service,
@@ -27,13 +26,13 @@ from ._objects import (
     make_limit_range,
     make_namespace,
     make_network_policies,
-    make_proxy_deployment,
     make_proxy_services,
     make_resource_quota,
     make_service_accounts,
 )
 from ._settings import HubConfig, RenderSettings
 from ._spec import Enclave
+from ._workloads import make_hub_deployment, make_proxy_deployment
 
 __all__ = ["STATES", "HubConfig", "RenderSettings", "render_enclave", "to_yaml"]
 
@@ -54,9 +53,9 @@ def render_enclave(
 ) -> list[dict[str, Any]]:
     """All objects of ``enclave``, namespace first, isolation before any workload.
 
-    ``hub_config`` is the workspace generator's output; without it no ``hub-config``
-    ConfigMap is rendered (the hub Deployment still refers to it, and stays
-    unready until it exists). ``tier`` must be the tier ``enclave.tier`` names.
+    The ``hub-config`` ConfigMap holds the hub's configuration, generated from the
+    same inputs (``_hubconfig``); ``hub_config`` adds the operator's tier overlay
+    (None: none). ``tier`` must be the tier ``enclave.tier`` names.
     ``state`` is one of :data:`STATES`; a closed enclave renders fewer objects, and
     the reconciler removes the ones it no longer renders.
     """
@@ -76,8 +75,7 @@ def render_enclave(
     ]
     objects += [make_dataset_claim(enclave, ds, settings, owner) for ds in enclave.datasets]
     objects.append(make_hub_db_claim(enclave, settings, owner))
-    if hub_config is not None:
-        objects.append(make_hub_config_map(enclave, hub_config, owner))
+    objects.append(make_hub_config_map(enclave, tier, settings, hub_config or HubConfig(), owner))
     objects.append(make_hub_service(enclave, owner))
     objects += make_proxy_services(enclave, owner)
     objects.append(make_hub_deployment(enclave, tier, settings, owner))

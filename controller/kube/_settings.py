@@ -1,4 +1,4 @@
-"""The operator's settings for the Kubernetes backend, and the hub configuration input.
+"""The operator's settings for the Kubernetes backend, and the hub configuration's input.
 
 Every setting is documented here, where it is defined (units, why this default);
 ``RenderSettings.from_mapping`` reads them from a YAML file (snake_case keys) and
@@ -26,15 +26,16 @@ METADATA_ADDRESS = ipaddress.ip_address("169.254.169.254")
 
 @dataclass(frozen=True, kw_only=True)
 class HubConfig:
-    """The hub's configuration files, as the workspace generator wrote them.
+    """What the hub's generated configuration needs besides spec, tier and settings.
 
-    ``files`` maps a file name (``jupyterhub_config.py``) to its contents; they
-    become the ``hub-config`` ConfigMap, mounted read-only at ``/etc/jupyterhub``.
-    Secrets never travel here: the hub reads them from the ``hub-secret`` Secret,
-    which the reconciler writes and ``enclave render`` never prints.
+    ``tier_overlay`` is the text of the operator's tier overlay (``--overlay``), as
+    the controller loaded it; it goes into the ``hub-config`` ConfigMap, and every
+    single-user server loads its catalog with it, so a tier the site tightened is the
+    tier its workspaces enforce. None: the built-in catalog. The configuration itself
+    is generated (``controller.kube._hubconfig``); there is no file to give.
     """
 
-    files: tuple[tuple[str, str], ...]
+    tier_overlay: str | None = None
 
 
 class RenderSettings(BaseModel):
@@ -58,6 +59,15 @@ class RenderSettings(BaseModel):
     ingress_namespace: str = "ingress-nginx"
     #: Namespace of the portal and the audit service.
     system_namespace: str = "enclave-system"
+    #: The portal's public URL: its OIDC issuer, where browsers are sent to sign in.
+    portal_url: str = "https://portal.enclave.example"
+    #: The portal as a hub pod reaches it (token, user info, JWKS): a Service in
+    #: ``system_namespace`` on ``portal_port``, the one portal path the hub's
+    #: NetworkPolicy allows.
+    portal_internal_url: str = "http://portal.enclave-system.svc:8000"
+    #: The audit intake as the hub and the single-user servers reach it: a Service in
+    #: ``system_namespace`` on ``audit_port``.
+    audit_url: str = "http://audit.enclave-system.svc:8700"
     portal_pod_labels: Mapping[str, str] = Field(
         default_factory=lambda: {"app.kubernetes.io/component": "portal"}
     )
@@ -89,9 +99,10 @@ class RenderSettings(BaseModel):
     #: The storage request of a dataset claim. The claim binds to a named volume
     #: (``volumeName``), which must be at least this large; small so any volume fits.
     dataset_claim_request: str = "1Mi"
-    #: The user and group every container runs as (docker-stacks' ``jovyan``: 1000/100).
+    #: The user and group every container runs as: the numeric ``USER`` of the images
+    #: under ``images/`` (1000:1000), checked by ``tests/unit/images``.
     run_as_user: int = 1000
-    run_as_group: int = 100
+    run_as_group: int = 1000
 
     @model_validator(mode="after")
     def _safe(self) -> RenderSettings:
@@ -108,6 +119,10 @@ class RenderSettings(BaseModel):
         for name in ("hub_memory", "proxy_memory", "hub_db_storage", "dataset_claim_request"):
             if not re.match(BYTES_PATTERN, getattr(self, name)):
                 raise ValueError(f"{name} must be a size such as 512Mi or 1Gi")
+        for name in ("portal_url", "portal_internal_url", "audit_url"):
+            url = getattr(self, name)
+            if not re.fullmatch(r"https?://[^/\s]+(/\S*[^/])?", url):
+                raise ValueError(f"{name} must be an http(s) URL without a trailing slash")
         if self.run_as_user == 0:
             raise ValueError("run_as_user must not be 0 (root)")
         return self

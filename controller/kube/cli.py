@@ -62,8 +62,8 @@ def _read_settings(path: Path | None) -> RenderSettings:
     return RenderSettings.from_mapping(data, source=str(path))
 
 
-def _inputs(*, hub: bool, kube: bool) -> Callable[[F], F]:
-    """The options every command shares: settings, tier overlay, hub files, kubeconfig."""
+def _inputs(*, kube: bool) -> Callable[[F], F]:
+    """The options every command shares: settings, tier overlay, kubeconfig."""
 
     def decorate(command: F) -> F:
         options = [
@@ -78,20 +78,10 @@ def _inputs(*, hub: bool, kube: bool) -> Callable[[F], F]:
                 "--overlay",
                 type=click.Path(dir_okay=False, path_type=Path),
                 envvar="ENCLAVE_TIER_OVERLAY",
-                help="Operator overlay that tightens tiers (env: ENCLAVE_TIER_OVERLAY).",
+                help="Operator overlay that tightens tiers (env: ENCLAVE_TIER_OVERLAY); "
+                "the hubs' workspaces load it too, from the hub-config ConfigMap.",
             ),
         ]
-        if hub:
-            options.append(
-                click.option(
-                    "--hub-config",
-                    "hub_files",
-                    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                    multiple=True,
-                    help="A hub configuration file from the workspace generator (repeatable); "
-                    "becomes the hub-config ConfigMap. Without it no ConfigMap is rendered.",
-                )
-            )
         if kube:
             options.append(
                 click.option(
@@ -113,7 +103,7 @@ def _inputs(*, hub: bool, kube: bool) -> Callable[[F], F]:
 class _Inputs:
     settings: RenderSettings
     catalog: Catalog
-    hub_config: HubConfig | None
+    hub_config: HubConfig
     api_client: Any
 
 
@@ -121,7 +111,6 @@ def _load_inputs(
     *,
     settings_file: Path | None,
     overlay: Path | None,
-    hub_files: tuple[Path, ...] = (),
     kube: bool = False,
     kubeconfig: Path | None = None,
 ) -> _Inputs:
@@ -131,11 +120,8 @@ def _load_inputs(
     try:
         settings = _read_settings(settings_file)
         catalog = load_catalog(overlay=overlay)
-        hub_config = (
-            HubConfig(files=tuple((p.name, p.read_text("utf-8")) for p in hub_files))
-            if hub_files
-            else None
-        )
+        # the overlay as the catalog was loaded from it: the workspaces get the same text
+        hub_config = HubConfig(tier_overlay=_overlay_text(overlay))
         api_client = (
             config.new_client_from_config(  # type: ignore[no-untyped-call]
                 config_file=str(kubeconfig) if kubeconfig else None
@@ -150,14 +136,27 @@ def _load_inputs(
     return _Inputs(settings=settings, catalog=catalog, hub_config=hub_config, api_client=api_client)
 
 
+def _overlay_text(overlay: Path | None) -> str | None:
+    if overlay is None:
+        return None
+    try:
+        return overlay.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CatalogError(
+            f"the tier overlay {overlay} cannot be read ({type(e).__name__})"
+        ) from None
+
+
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@_inputs(hub=True, kube=False)
-def render(
-    file: Path, settings_file: Path | None, overlay: Path | None, hub_files: tuple[Path, ...]
-) -> None:
-    """Print every Kubernetes object one Enclave becomes, as multi-document YAML."""
-    inputs = _load_inputs(settings_file=settings_file, overlay=overlay, hub_files=hub_files)
+@_inputs(kube=False)
+def render(file: Path, settings_file: Path | None, overlay: Path | None) -> None:
+    """Print every Kubernetes object one Enclave becomes, as multi-document YAML.
+
+    The hub-config ConfigMap holds the hub's jupyterhub_config.py, generated from the
+    same Enclave, tier and settings (and the tier overlay, when given); secrets are
+    never printed."""
+    inputs = _load_inputs(settings_file=settings_file, overlay=overlay)
     try:
         enclave = read_enclave_file(file)
         tier = inputs.catalog.get(enclave.tier)
@@ -214,7 +213,7 @@ def _report_text(live: LiveIsolation, differences: tuple[str, ...], tier_id: str
 
 @click.command()
 @click.argument("name")
-@_inputs(hub=False, kube=True)
+@_inputs(kube=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def isolation(
     name: str,
@@ -300,7 +299,7 @@ def controller() -> None:
 
 @controller.command()
 @click.option("--kube", is_flag=True, help="Reconcile Enclave resources of a Kubernetes cluster.")
-@_inputs(hub=True, kube=True)
+@_inputs(kube=True)
 @click.option(
     "--resync-interval",
     type=click.FloatRange(min=1.0),
@@ -343,7 +342,6 @@ def run(
     kube: bool,
     settings_file: Path | None,
     overlay: Path | None,
-    hub_files: tuple[Path, ...],
     kubeconfig: Path | None,
     resync_interval: float,
     audit_url: str | None,
@@ -369,7 +367,6 @@ def run(
     inputs = _load_inputs(
         settings_file=settings_file,
         overlay=overlay,
-        hub_files=hub_files,
         kube=True,
         kubeconfig=kubeconfig,
     )

@@ -92,6 +92,16 @@ class HubSite:
     ``tier_overlay`` is the operator's tier overlay as each single-user server can read
     it (inside its sandbox, for the local backend): every workspace loads the catalog
     with it, so a site's tightened tier (a smaller screen budget) reaches the server.
+
+    Three settings let a site whose hub runs elsewhere (the Kubernetes backend, in a
+    pod) say where things are there: ``secret_dir`` holds ``cookie_secret``,
+    ``crypt_key``, ``client_secret`` and ``audit_token`` instead of ``state_dir``;
+    ``portal_backchannel_url`` is where the hub itself fetches tokens, user info and
+    the JWKS (the issuer and the authorize URL stay ``portal_url``, what browsers and
+    tokens name); ``lab_settings_dir`` is the lab settings directory as the
+    single-user server sees it (None: the server's default, where an image installs
+    them). ``workspace_args`` are arguments the backend adds for every single-user
+    server it runs (where its intake token and spool are, inside a pod).
     """
 
     portal_url: str
@@ -106,10 +116,16 @@ class HubSite:
     spawner_class: str = SPAWNER_CLASS
     sandbox: LocalSandbox | None = None
     tier_overlay: Path | None = None
+    secret_dir: Path | None = None
+    portal_backchannel_url: str | None = None
+    lab_settings_dir: Path | None = LAB_SETTINGS_DIR
+    workspace_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("portal_url", "public_url", "audit_url"):
+        for name in ("portal_url", "public_url", "audit_url", "portal_backchannel_url"):
             value = getattr(self, name)
+            if value is None and name == "portal_backchannel_url":
+                continue
             if not value.startswith(("http://", "https://")) or value.endswith("/"):
                 raise SpecError(
                     f"{name} must be an http(s) URL without a trailing slash, not {value!r}",
@@ -182,7 +198,7 @@ class HubConfig:
 
     def traitlets(self) -> dict[str, dict[str, Any]]:
         """The configuration as ``{Class: {trait: value}}``; secrets stay :class:`SecretFile`."""
-        return {
+        out: dict[str, dict[str, Any]] = {
             "JupyterHub": {
                 "bind_url": self.bind_url,
                 "hub_bind_url": self.hub_bind_url,
@@ -205,8 +221,22 @@ class HubConfig:
             "Authenticator": {"admin_users": set(self.admin_users)},
             "EnclaveAuthenticator": dict(self.authenticator),
             "Spawner": dict(self.spawner),
-            **{k: dict(v) for k, v in self.extra.items()},
         }
+        # ``extra`` adds classes and traits; it never replaces one set above, so a
+        # backend's additions cannot undo a secure default.
+        for cls, traits in self.extra.items():
+            into = out.setdefault(cls, {})
+            # a subclass's trait would override its base's: KubeSpawner.args would
+            # replace Spawner.args (by the convention that the names end alike)
+            bases = [b for b in ("Spawner", "Authenticator") if cls.endswith(b) and cls != b]
+            for name, value in traits.items():
+                if name in into or any(name in out.get(b, {}) for b in bases):
+                    raise SpecError(
+                        f"{cls}.{name} is set by the generator; an addition cannot replace it",
+                        field=f"{cls}.{name}",
+                    )
+                into[name] = value
+        return out
 
     def render(self) -> str:
         """The text of a ``jupyterhub_config.py`` applying :meth:`traitlets`.
@@ -262,17 +292,19 @@ def make_hub_config(*, spec: EnclaveSpec, tier: Tier, site: HubSite) -> HubConfi
             f"the tier given ({tier.id}) is not the enclave's tier ({spec.tier})", field="spec.tier"
         )
     state = site.state_dir
+    secret = site.secret_dir or state
     portal = site.portal_url
+    backchannel = site.portal_backchannel_url or portal
     callback = f"{site.public_url}/hub/oauth_callback"
     authenticator: dict[str, Any] = {
         # the portal is the only identity provider trusted (DESIGN.md "Identity")
         "issuer": portal,
-        "jwks_url": f"{portal}/oidc/jwks",
+        "jwks_url": f"{backchannel}/oidc/jwks",
         "authorize_url": f"{portal}/oidc/authorize",
-        "token_url": f"{portal}/oidc/token",
-        "userdata_url": f"{portal}/oidc/userinfo",
+        "token_url": f"{backchannel}/oidc/token",
+        "userdata_url": f"{backchannel}/oidc/userinfo",
         "client_id": f"hub-{spec.name}",
-        "client_secret": SecretFile(state / "client_secret"),
+        "client_secret": SecretFile(secret / "client_secret"),
         "oauth_callback_url": callback,
         "scope": ["openid", "profile", "enclaves"],
         "username_claim": "preferred_username",
@@ -285,7 +317,7 @@ def make_hub_config(*, spec: EnclaveSpec, tier: Tier, site: HubSite) -> HubConfi
         "members": sorted(m.user for m in spec.members),
         "tier": tier.id,
         "audit_url": site.audit_url,
-        "audit_token_file": str(state / "audit_token"),
+        "audit_token_file": str(secret / "audit_token"),
         "audit_spool": str(state / "audit-spool.db"),
     }
     spawner: dict[str, Any] = {
@@ -302,11 +334,13 @@ def make_hub_config(*, spec: EnclaveSpec, tier: Tier, site: HubSite) -> HubConfi
             f"--EnclaveWorkspace.enclave={spec.name}",
             f"--EnclaveWorkspace.tier={tier.id}",
             f"--EnclaveWorkspace.audit_url={site.audit_url}",
-            f"--LabApp.app_settings_dir={LAB_SETTINGS_DIR}",
         ],
     }
+    if site.lab_settings_dir is not None:
+        spawner["args"].append(f"--LabApp.app_settings_dir={site.lab_settings_dir}")
     if site.tier_overlay is not None:
         spawner["args"].append(f"--EnclaveWorkspace.tier_overlay={site.tier_overlay}")
+    spawner["args"] += site.workspace_args
     extra: dict[str, dict[str, Any]] = {}
     if site.sandbox is not None:
         box = site.sandbox
@@ -327,9 +361,9 @@ def make_hub_config(*, spec: EnclaveSpec, tier: Tier, site: HubSite) -> HubConfi
         proxy_api_url=f"http://127.0.0.1:{site.proxy_api_port}",
         proxy_command=site.proxy_command,
         db_url=f"sqlite:///{state / 'jupyterhub.sqlite'}",
-        cookie_secret_file=state / "cookie_secret",
+        cookie_secret_file=secret / "cookie_secret",
         cookie_max_age_days=tier.session.max_session_s / 86_400,
-        crypt_key=SecretFile(state / "crypt_key"),
+        crypt_key=SecretFile(secret / "crypt_key"),
         admin_access=False,
         allow_named_servers=False,
         admin_users=frozenset(),

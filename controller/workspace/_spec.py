@@ -16,7 +16,8 @@ from .errors import SpecError
 __all__ = ["EnclaveSpec", "Member"]
 
 _DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_ROLES = ("researcher", "pi")
+#: The roles an Enclave may give a member: the CRD's (``controller/kube/_schema.py``).
+_ROLES = ("researcher", "pi", "officer", "admin")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,39 +1,55 @@
-"""What ``enclave render`` prints is admitted by the real API server, under PSA restricted.
+"""What ``enclave render`` prints is what the controller creates, admitted under PSA restricted.
 
 For each example (one per tier) the rendered objects are server-side applied as the
 controller will apply them, owned by a real Enclave; then the hub's and the proxy's
-pod templates and the single-user pod the hub will create are created for real in
-the enclave's namespace, where Pod Security ``restricted`` is enforced.
+pod templates, and the single-user pod the hub's KubeSpawner builds from the
+rendered ``hub-config`` (kubespawner's own ``get_pod_manifest``), are created for
+real in the enclave's namespace, where Pod Security ``restricted`` is enforced. The
+same namespace refuses that pod with any one restricted field loosened, so the check
+can fail. The controller, given the CLI's inputs, creates exactly what
+``enclave render`` prints, the generated hub configuration included.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from kubernetes import client
+from kubernetes.dynamic import DynamicClient
+from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
+from kubernetes_asyncio.client.exceptions import ApiException as AsyncApiException
+from kubernetes_asyncio.config import kube_config
+from traitlets.config import Config
+from traitlets.utils.importstring import import_item
 
+from controller.cli import cli
 from controller.kube import GROUP, VERSION, HubConfig, RenderSettings, load_enclave, render_enclave
 from controller.kube._apply import apply_objects, sync_objects
-from controller.kube._objects import (
-    Owner,
-    make_singleuser_claim,
-    make_singleuser_pod,
-    namespace_name,
-)
+from controller.kube._objects import namespace_name
+from controller.kube._reconcile import reconcile_enclave
+from controller.kube.cli import _load_inputs
 from policies import load_catalog
-from tests.assets.controller import EXAMPLES, load_document
-from tests.integration.controller.helpers import wait_for
+from tests.assets.controller import EXAMPLES, example, load_document
+from tests.harness.kube import ControlPlane
+from tests.integration.controller.helpers import in_force, wait_for
 
 pytestmark = pytest.mark.kube
 
 SETTINGS = RenderSettings(api_server_cidrs=("10.0.0.1/32",))
-HUB_CONFIG = HubConfig(files=(("jupyterhub_config.py", "c = get_config()  # noqa\n"),))
+#: An operator overlay that tightens one tier; workspaces read it from hub-config.
+OVERLAY = yaml.safe_dump(
+    {"tiers": {"tommo-strong": {"screen_output": {"budget_bytes": 4 << 20, "warn_bytes": 1 << 20}}}}
+)
+HUB_CONFIG = HubConfig(tier_overlay=OVERLAY)
 
 
 @pytest.fixture
@@ -57,9 +73,70 @@ def owned_enclave(
         custom.delete_cluster_custom_object(GROUP, VERSION, "enclaves", doc["metadata"]["name"])
 
 
+def spawner_config(objects: list[dict[str, Any]]) -> Config:
+    """The spawner's traits in the rendered ``hub-config``, loaded as JupyterHub loads them.
+
+    Only the lines that configure the spawner run: the others read the hub's secret
+    files, which exist only in its pod (``_secret('/run/enclave/...')``)."""
+    [config_map] = [o for o in objects if o["kind"] == "ConfigMap"]
+    text = config_map["data"]["jupyterhub_config.py"]
+    spawner_lines = ("c.JupyterHub.spawner_class ", "c.Spawner.", "c.KubeSpawner.")
+    lines = [line for line in text.splitlines() if line.startswith(spawner_lines)]
+    config = Config()
+    exec(compile("\n".join(lines), "jupyterhub_config.py", "exec"), {"c": config})  # noqa: S102
+    return config
+
+
+def spawned(
+    kube_api: Any, plane: ControlPlane, config: Config, *, user: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pod and the home claim the hub's spawner makes for ``user``: the class the
+    configuration names, kubespawner's ``get_pod_manifest`` and ``get_pvc_manifest``."""
+    spawner_class = import_item(config.JupyterHub.spawner_class)
+    namespace = config.KubeSpawner.namespace
+    hub = SimpleNamespace(
+        public_host="",
+        url=f"http://hub.{namespace}.svc:8081/hub/",
+        base_url="/hub/",
+        api_url=f"http://hub.{namespace}.svc:8081/hub/api",
+    )
+    member = SimpleNamespace(name=user, id=1, url=f"/user/{user}/", escaped_name=user)
+
+    async def build() -> tuple[dict[str, Any], dict[str, Any]]:
+        spawner = spawner_class(config=config, user=member, hub=hub)
+        pod, claim = await spawner.get_pod_manifest(), spawner.get_pvc_manifest()
+        async with ApiClient() as api:  # the models are kubernetes_asyncio's
+            return api.sanitize_for_serialization(pod), api.sanitize_for_serialization(claim)
+
+    with pytest.MonkeyPatch.context() as mp:
+        # KubeSpawner loads a kubeconfig when it is made (in the hub: its pod's account)
+        mp.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(plane.kubeconfig))
+        return asyncio.run(build())
+
+
+def create_as_the_hub(
+    plane: ControlPlane, namespace: str, pod: dict[str, Any], claim: dict[str, Any] | None = None
+) -> Any:
+    """Create ``claim`` and ``pod`` with the client KubeSpawner sends them with
+    (kubernetes_asyncio), so the API server sees the bodies the hub would send."""
+
+    async def create() -> Any:
+        configuration = Configuration()
+        await kube_config.load_kube_config(
+            config_file=str(plane.kubeconfig), client_configuration=configuration
+        )
+        async with ApiClient(configuration) as api:
+            core = CoreV1Api(api)
+            if claim is not None:
+                await core.create_namespaced_persistent_volume_claim(namespace, claim)
+            return await core.create_namespaced_pod(namespace, pod)
+
+    return asyncio.run(create())
+
+
 @pytest.mark.parametrize("owned_enclave", EXAMPLES, ids=[p.stem for p in EXAMPLES], indirect=True)
 def test_rendered_objects_are_admitted_and_pods_pass_psa_restricted(
-    kube_api: Any, owned_enclave: tuple[dict[str, Any], str]
+    kube_api: Any, kube_control_plane: ControlPlane, owned_enclave: tuple[dict[str, Any], str]
 ) -> None:
     doc, uid = owned_enclave
     enclave = load_enclave(doc)
@@ -87,43 +164,177 @@ def test_rendered_objects_are_admitted_and_pods_pass_psa_restricted(
                 core.list_namespaced_pod(ns, label_selector=selector).items
             ),
         )
-    owner = Owner(name=enclave.name, uid=uid)
-    user = enclave.members[0].user
-    core.create_namespaced_persistent_volume_claim(ns, make_singleuser_claim(enclave, user, owner))
-    pod = core.create_namespaced_pod(
-        ns, make_singleuser_pod(enclave, tier, SETTINGS, owner, user=user)
+    # The single-user pod, as the hub's KubeSpawner builds it from the rendered config.
+    pod_body, claim_body = spawned(
+        kube_api, kube_control_plane, spawner_config(objects), user=enclave.members[0].user
     )
+    pod = create_as_the_hub(kube_control_plane, ns, pod_body, claim_body)
     assert pod.spec.automount_service_account_token is False
+    assert pod.spec.service_account_name == "singleuser"
+    assert pod.spec.security_context.run_as_user == SETTINGS.run_as_user
     assert all(
         m.read_only
         for m in pod.spec.containers[0].volume_mounts
         if m.mount_path.startswith("/data/")
     )
+    assert pod.spec.node_selector == (
+        {"enclave.dev/pool": enclave.name} if tier.compute.dedicated_nodes else None
+    )
+    # the single-user NetworkPolicy selects it (else it would be only default-denied)
+    policy = client.NetworkingV1Api(kube_api).read_namespaced_network_policy("singleuser", ns)
+    assert policy.spec.pod_selector.match_labels.items() <= pod.metadata.labels.items()
+    # the workspace is started with the hardened server, its token file and the overlay
+    args = pod.spec.containers[0].args
+    assert "--EnclaveWorkspace.audit_token_file=/run/enclave/audit_token" in args
+    assert "--EnclaveWorkspace.tier_overlay=/etc/enclave/tier-overlay.yaml" in args
+    assert not [e for e in pod.spec.containers[0].env or [] if "TOKEN" in e.name and e.value]
 
 
-def test_a_privileged_pod_is_refused_in_the_rendered_namespace(
-    kube_api: Any, enclave_crd_installed: str
-) -> None:
-    """The namespace really enforces restricted: the check above could not pass by accident."""
-    doc = yaml.safe_load(EXAMPLES[0].read_text("utf-8"))
+@pytest.fixture(scope="module")
+def restricted_namespace(
+    kube_api: Any, kube_control_plane: ControlPlane, enclave_crd_installed: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A rendered enclave's namespace, and the single-user pod its hub would create."""
+    doc = load_document(example("tommo-strong"))
     doc["metadata"]["name"] = f"t{secrets.token_hex(3)}-psa"
     enclave = load_enclave(doc)
     tier = load_catalog().get(enclave.tier)
-    objects = render_enclave(enclave=enclave, tier=tier, settings=SETTINGS, hub_config=None)
-    core = client.CoreV1Api(kube_api)
+    objects = render_enclave(enclave=enclave, tier=tier, settings=SETTINGS, hub_config=HUB_CONFIG)
     apply_objects(api_client=kube_api, objects=objects)
+    pod, _ = spawned(kube_api, kube_control_plane, spawner_config(objects), user="x@y.example")
     ns = namespace_name(enclave)
     try:
-        owner = Owner(name=enclave.name)
-        pod = make_singleuser_pod(enclave, tier, SETTINGS, owner, user="x")
-        pod["spec"]["containers"][0]["securityContext"] = {"privileged": True}
-        with pytest.raises(client.ApiException) as caught:
-            core.create_namespaced_pod(ns, pod)
-        assert caught.value.status == 403
-        message = json.loads(caught.value.body)["message"]
-        assert 'violates PodSecurity "restricted:latest"' in message
+        yield ns, pod
     finally:
-        core.delete_namespace(ns)
+        client.CoreV1Api(kube_api).delete_namespace(ns)
+
+
+def _workspace(pod: dict[str, Any]) -> dict[str, Any]:
+    container: dict[str, Any] = pod["spec"]["containers"][0]
+    return container
+
+
+#: One restricted field of the spawned pod loosened, named after what it would let in.
+LOOSENED: dict[str, Callable[[dict[str, Any]], None]] = {
+    "privilege_escalation": lambda pod: _workspace(pod)["securityContext"].update(
+        allowPrivilegeEscalation=True
+    ),
+    "root_user": lambda pod: (
+        pod["spec"]["securityContext"].update(runAsNonRoot=False, runAsUser=0),
+        _workspace(pod)["securityContext"].update(runAsNonRoot=False, runAsUser=0),
+    ),
+    "raw_sockets_capability": lambda pod: _workspace(pod)["securityContext"].update(
+        capabilities={"drop": ["ALL"], "add": ["NET_RAW"]}
+    ),
+    "capabilities_kept": lambda pod: _workspace(pod)["securityContext"].pop("capabilities"),
+    "no_seccomp": lambda pod: (
+        pod["spec"]["securityContext"].update(seccompProfile={"type": "Unconfined"}),
+        _workspace(pod)["securityContext"].update(seccompProfile={"type": "Unconfined"}),
+    ),
+    "privileged_secret_copier": lambda pod: pod["spec"]["initContainers"][0][
+        "securityContext"
+    ].update(privileged=True, allowPrivilegeEscalation=True),
+    "node_disk_as_dataset": lambda pod: pod["spec"]["volumes"].append(
+        {"name": "node", "hostPath": {"path": "/"}}
+    ),
+}
+
+
+def test_the_spawned_pod_is_admitted_unchanged(
+    kube_control_plane: ControlPlane, restricted_namespace: tuple[str, dict[str, Any]]
+) -> None:
+    ns, pod = restricted_namespace
+    body = json.loads(json.dumps(pod))
+    body["metadata"]["name"] = "jupyter-unchanged"
+    assert create_as_the_hub(kube_control_plane, ns, body).metadata.name == "jupyter-unchanged"
+
+
+@pytest.mark.parametrize("loosen", sorted(LOOSENED))
+def test_a_spawned_pod_with_one_restricted_field_loosened_is_refused(
+    kube_control_plane: ControlPlane, restricted_namespace: tuple[str, dict[str, Any]], loosen: str
+) -> None:
+    """The namespace really enforces restricted: the check above could not pass by accident."""
+    ns, pod = restricted_namespace
+    body = json.loads(json.dumps(pod))
+    body["metadata"]["name"] = f"jupyter-{loosen.replace('_', '-')}"
+    LOOSENED[loosen](body)
+    with pytest.raises(AsyncApiException) as caught:
+        create_as_the_hub(kube_control_plane, ns, body)
+    assert caught.value.status == 403
+    message = json.loads(caught.value.body)["message"]
+    assert 'violates PodSecurity "restricted:latest"' in message
+
+
+def _differences(live: Any, wanted: Any, path: str = "") -> list[str]:
+    """Where ``live`` lacks or differs from what ``wanted`` sets (server defaults and
+    server-set metadata, which ``wanted`` does not set, are not compared)."""
+    if isinstance(wanted, dict):
+        if not isinstance(live, dict):
+            return [f"{path}: {live!r}"]
+        return [d for k, v in wanted.items() for d in _differences(live.get(k), v, f"{path}.{k}")]
+    if isinstance(wanted, list):
+        if not isinstance(live, list) or len(live) != len(wanted):
+            return [f"{path}: {live!r} != {wanted!r}"]
+        return [
+            d
+            for i, (lv, w) in enumerate(zip(live, wanted, strict=True))
+            for d in _differences(lv, w, f"{path}[{i}]")
+        ]
+    return [] if live == wanted else [f"{path}: {live!r} != {wanted!r}"]
+
+
+def test_the_controller_creates_exactly_what_render_prints(
+    kube_api: Any, enclave_crd_installed: str, tmp_path: Path
+) -> None:
+    """The same inputs to ``enclave render`` and to the controller (settings, overlay):
+    every object printed is in the cluster as printed, the hub's ConfigMap included."""
+    name = f"t{secrets.token_hex(3)}-same"
+    doc = in_force(load_document(example("tommo-strong")), name=name)
+    (tmp_path / "enclave.yaml").write_text(yaml.safe_dump(doc))
+    (tmp_path / "settings.yaml").write_text(yaml.safe_dump({"api_server_cidrs": ["10.0.0.1/32"]}))
+    (tmp_path / "overlay.yaml").write_text(OVERLAY)
+    options = [
+        "--settings",
+        str(tmp_path / "settings.yaml"),
+        "--overlay",
+        str(tmp_path / "overlay.yaml"),
+    ]
+    result = CliRunner().invoke(cli, ["render", str(tmp_path / "enclave.yaml"), *options])
+    assert result.exit_code == 0, result.output
+    printed = list(yaml.safe_load_all(result.stdout))
+
+    # the controller, with its inputs read as ``enclave controller run`` reads them
+    inputs = _load_inputs(
+        settings_file=tmp_path / "settings.yaml", overlay=tmp_path / "overlay.yaml"
+    )
+    custom = client.CustomObjectsApi(kube_api)
+    stored = custom.create_cluster_custom_object(GROUP, VERSION, "enclaves", doc)
+    dynamic = DynamicClient(kube_api)
+    try:
+        outcome = reconcile_enclave(
+            api_client=kube_api,
+            document=stored,
+            catalog=inputs.catalog,
+            settings=inputs.settings,
+            hub_config=inputs.hub_config,
+        )
+        assert len(outcome.written) == len(printed)
+        for obj in printed:
+            meta = obj["metadata"]
+            live = (
+                dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+                .get(name=meta["name"], namespace=meta.get("namespace"))
+                .to_dict()
+            )
+            assert _differences(live, obj) == [], f"{obj['kind']} {meta['name']}"
+        [config_map] = [o for o in printed if o["kind"] == "ConfigMap"]
+        assert set(config_map["data"]) == {"jupyterhub_config.py", "tier-overlay.yaml"}
+        assert config_map["data"]["tier-overlay.yaml"] == OVERLAY
+    finally:
+        try:
+            client.CoreV1Api(kube_api).delete_namespace(f"enclave-{name}")
+        finally:
+            custom.delete_cluster_custom_object(GROUP, VERSION, "enclaves", name)
 
 
 class _WriteCounter:

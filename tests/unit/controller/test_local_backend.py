@@ -83,7 +83,7 @@ def test_controller_run_needs_a_backend_and_the_local_backends_inputs(tmp_path: 
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("--settings", "settings.yaml"), ("--hub-config", "extra.py"), ("--lease-namespace", "x")],
+    [("--settings", "settings.yaml"), ("--kubeconfig", "kubeconfig"), ("--lease-namespace", "x")],
 )
 def test_a_kube_only_option_given_to_the_local_backend_is_refused_not_ignored(
     tmp_path: Path, option: str, value: str

@@ -16,17 +16,19 @@ from controller.kube import Approval, Dataset, Enclave, Member, RenderSettings, 
 from controller.kube._objects import (
     Owner,
     make_dataset_claim,
-    make_hub_deployment,
     make_hub_role,
     make_hub_role_binding,
     make_ingress,
     make_limit_range,
     make_namespace,
     make_network_policies,
-    make_proxy_deployment,
     make_resource_quota,
     make_service_accounts,
-    make_singleuser_pod,
+)
+from controller.kube._workloads import (
+    make_hub_deployment,
+    make_proxy_deployment,
+    singleuser_spawner_traits,
 )
 from policies import load_catalog
 
@@ -310,8 +312,8 @@ RESTRICTED_CONTAINER = {
 RESTRICTED_POD = {
     "runAsNonRoot": True,
     "runAsUser": 1000,
-    "runAsGroup": 100,
-    "fsGroup": 100,
+    "runAsGroup": 1000,
+    "fsGroup": 1000,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 DEDICATED = {
@@ -322,51 +324,117 @@ DEDICATED = {
 }
 
 
-def test_singleuser_pod_has_no_token_and_reads_datasets_only() -> None:
-    assert make_singleuser_pod(ENCLAVE, STRONG, SETTINGS, OWNER, user="a@x.example") == {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            **meta("jupyter-a-x-example--cbfac86646", "singleuser"),
-            "annotations": {"hub.jupyter.org/username": "a@x.example"},
+def copy_secrets(image: str, cpu: str, memory: str) -> dict[str, Any]:
+    """The init container that copies a pod's secret files, owner-only, to /run/enclave."""
+    return {
+        "name": "secrets",
+        "image": image,
+        "command": ["sh", "-c", "umask 077 && cp /run/enclave-in/* /run/enclave/"],
+        "resources": {
+            "requests": {"cpu": cpu, "memory": memory},
+            "limits": {"cpu": cpu, "memory": memory},
         },
-        "spec": {
-            "serviceAccountName": "singleuser",
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-            "securityContext": RESTRICTED_POD,
-            **DEDICATED,
-            "containers": [
-                {
-                    "name": "notebook",
-                    "image": "reg.example/su:1",
-                    "args": ["jupyterhub-singleuser"],
-                    "ports": [{"name": "notebook", "containerPort": 8888, "protocol": "TCP"}],
-                    "resources": {
-                        "requests": {"cpu": "2", "memory": "8Gi"},
-                        "limits": {"cpu": "2", "memory": "8Gi"},
-                    },
-                    "securityContext": RESTRICTED_CONTAINER,
-                    "volumeMounts": [
-                        {"name": "home", "mountPath": "/home/jovyan"},
-                        {"name": "tmp", "mountPath": "/tmp"},
-                        {"name": "dataset-geno", "mountPath": "/data/geno", "readOnly": True},
-                    ],
-                }
-            ],
-            "volumes": [
-                {
-                    "name": "home",
-                    "persistentVolumeClaim": {"claimName": "home-a-x-example--cbfac86646"},
-                },
-                {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
-                {
-                    "name": "dataset-geno",
-                    "persistentVolumeClaim": {"claimName": "dataset-geno", "readOnly": True},
-                },
-            ],
-        },
+        "securityContext": RESTRICTED_CONTAINER,
+        "volumeMounts": [
+            {"name": "secrets-in", "mountPath": "/run/enclave-in", "readOnly": True},
+            {"name": "secrets", "mountPath": "/run/enclave"},
+        ],
     }
+
+
+#: The memory volume each pod's secret files are copied to.
+SECRETS = {"name": "secrets", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
+
+
+def test_singleuser_spawner_has_no_token_and_reads_datasets_only() -> None:
+    """What the hub's KubeSpawner makes each member's pod from (whole, so it shows)."""
+    assert singleuser_spawner_traits(ENCLAVE, STRONG, SETTINGS, overlay=True) == {
+        "namespace": NS,
+        "image": "reg.example/su:1",
+        "cmd": ["jupyterhub-singleuser"],
+        "port": 8888,
+        "pod_name_template": "jupyter-{user_server}",
+        "component_label": "singleuser",
+        "common_labels": {
+            k: v for k, v in labels("singleuser").items() if k != "app.kubernetes.io/component"
+        },
+        "extra_labels": labels("singleuser"),
+        "service_account": "singleuser",
+        "automount_service_account_token": False,
+        "extra_pod_config": {"enableServiceLinks": False},
+        "uid": 1000,
+        "gid": 1000,
+        "fs_gid": 1000,
+        "privileged": False,
+        "allow_privilege_escalation": False,
+        "pod_security_context": RESTRICTED_POD,
+        "container_security_context": RESTRICTED_CONTAINER,
+        "cpu_limit": 2.0,
+        "cpu_guarantee": 2.0,
+        "mem_limit": 8 << 30,
+        "mem_guarantee": 8 << 30,
+        "init_containers": [copy_secrets("reg.example/su:1", "2", "8Gi")],
+        "volumes": [
+            {"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+            {
+                "name": "secrets-in",
+                "projected": {
+                    "defaultMode": 0o440,
+                    "sources": [
+                        {
+                            "secret": {
+                                "name": "workspace-audit-token",
+                                "items": [{"key": "token", "path": "audit_token"}],
+                            }
+                        }
+                    ],
+                },
+            },
+            SECRETS,
+            {
+                "name": "dataset-geno",
+                "persistentVolumeClaim": {"claimName": "dataset-geno", "readOnly": True},
+            },
+            {
+                "name": "catalog",
+                "configMap": {
+                    "name": "hub-config",
+                    "items": [{"key": "tier-overlay.yaml", "path": "tier-overlay.yaml"}],
+                },
+            },
+        ],
+        "volume_mounts": [
+            {"name": "home", "mountPath": "/home/jovyan"},
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "secrets", "mountPath": "/run/enclave", "readOnly": True},
+            {"name": "dataset-geno", "mountPath": "/data/geno", "readOnly": True},
+            {"name": "catalog", "mountPath": "/etc/enclave", "readOnly": True},
+        ],
+        "storage_pvc_ensure": True,
+        "pvc_name_template": "home-{user_server}",
+        "storage_capacity": "20Gi",
+        "storage_access_modes": ["ReadWriteOnce"],
+        "storage_extra_labels": labels("singleuser"),
+        "node_selector": DEDICATED["nodeSelector"],
+        "tolerations": DEDICATED["tolerations"],
+    }
+
+
+def test_singleuser_spawner_on_shared_nodes_without_an_overlay() -> None:
+    traits = singleuser_spawner_traits(ENCLAVE, STANDARD, SETTINGS, overlay=False)
+    assert (traits["node_selector"], traits["tolerations"]) == ({}, [])
+    assert "catalog" not in [v["name"] for v in traits["volumes"]]
+    assert "catalog" not in [m["name"] for m in traits["volume_mounts"]]
+
+
+#: The keys of hub-secret the hub reads, and the file each becomes in /run/enclave.
+HUB_SECRET_ITEMS = [
+    {"key": "OAUTH_CLIENT_SECRET", "path": "client_secret"},
+    {"key": "CONFIGPROXY_AUTH_TOKEN", "path": "proxy_token"},
+    {"key": "JUPYTERHUB_CRYPT_KEY", "path": "crypt_key"},
+    {"key": "JPY_COOKIE_SECRET", "path": "cookie_secret"},
+]
 
 
 def test_hub_deployment() -> None:
@@ -391,6 +459,9 @@ def test_hub_deployment() -> None:
                     "enableServiceLinks": False,
                     "securityContext": RESTRICTED_POD,
                     **DEDICATED,
+                    "initContainers": [
+                        copy_secrets("registry.example/enclave/hub:0.1.0", "500m", "1Gi")
+                    ],
                     "containers": [
                         {
                             "name": "hub",
@@ -401,7 +472,6 @@ def test_hub_deployment() -> None:
                                 "/etc/jupyterhub/jupyterhub_config.py",
                             ],
                             "ports": [{"name": "hub", "containerPort": 8081, "protocol": "TCP"}],
-                            "envFrom": [{"secretRef": {"name": "hub-secret"}}],
                             "resources": {
                                 "requests": {"cpu": "500m", "memory": "1Gi"},
                                 "limits": {"cpu": "500m", "memory": "1Gi"},
@@ -416,6 +486,11 @@ def test_hub_deployment() -> None:
                                 },
                                 {"name": "db", "mountPath": "/srv/jupyterhub"},
                                 {"name": "tmp", "mountPath": "/tmp"},
+                                {
+                                    "name": "secrets",
+                                    "mountPath": "/run/enclave",
+                                    "readOnly": True,
+                                },
                             ],
                         }
                     ],
@@ -423,11 +498,40 @@ def test_hub_deployment() -> None:
                         {"name": "config", "configMap": {"name": "hub-config"}},
                         {"name": "db", "persistentVolumeClaim": {"claimName": "hub-db"}},
                         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+                        {
+                            "name": "secrets-in",
+                            "projected": {
+                                "defaultMode": 0o440,
+                                "sources": [
+                                    {"secret": {"name": "hub-secret", "items": HUB_SECRET_ITEMS}},
+                                    {
+                                        "secret": {
+                                            "name": "hub-audit-token",
+                                            "items": [{"key": "token", "path": "audit_token"}],
+                                        }
+                                    },
+                                ],
+                            },
+                        },
+                        SECRETS,
                     ],
                 },
             },
         },
     }
+
+
+def test_no_secret_reaches_the_hub_through_its_environment() -> None:
+    """Environment variables show in /proc/PID/environ and are inherited by every child
+    process (the idle culler); the hub's secrets are owner-only files instead."""
+    spec = make_hub_deployment(ENCLAVE, STRONG, SETTINGS, OWNER)["spec"]["template"]["spec"]
+    for container in [*spec.get("initContainers", []), *spec["containers"]]:
+        assert "envFrom" not in container
+        assert "env" not in container
+    hub = spec["containers"][0]
+    assert {"name": "secrets", "mountPath": "/run/enclave", "readOnly": True} in hub["volumeMounts"]
+    # only the copying init container sees the Secrets' own files
+    assert "secrets-in" not in [m["name"] for m in hub["volumeMounts"]]
 
 
 def test_shared_node_tiers_get_no_placement() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 
 from controller.cli import cli
 from controller.kube import HubConfig, RenderSettings, enclave_crd, render_enclave, to_yaml
+from controller.kube._hubconfig import make_kube_hub_config
 from controller.kube._spec import read_enclave_file
 from policies import load_catalog
 from tests.assets.controller import EXAMPLES, INVALID
@@ -110,11 +112,66 @@ def test_render_is_a_pure_function() -> None:
     assert to_yaml(_render(EXAMPLES[0])) == to_yaml(_render(EXAMPLES[0]))
 
 
-def test_hub_configuration_becomes_the_config_map() -> None:
-    objects = _render(EXAMPLES[0], HubConfig(files=(("jupyterhub_config.py", "c = 1\n"),)))
-    maps = [o for o in objects if o["kind"] == "ConfigMap"]
-    assert [m["data"] for m in maps] == [{"jupyterhub_config.py": "c = 1\n"}]
-    assert not [o for o in _render(EXAMPLES[0]) if o["kind"] == "ConfigMap"]
+def _hub_config_map(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    [config_map] = [o for o in objects if o["kind"] == "ConfigMap"]
+    assert config_map["metadata"]["name"] == "hub-config"
+    return config_map
+
+
+def test_the_hub_config_map_is_the_generated_configuration() -> None:
+    """The hub's configuration comes from the shared generator, not from a file."""
+    enclave = read_enclave_file(EXAMPLES[0])
+    tier = load_catalog().get(enclave.tier)
+    generated = make_kube_hub_config(
+        enclave=enclave, tier=tier, settings=SETTINGS, hub_config=HubConfig()
+    )
+    data = _hub_config_map(_render(EXAMPLES[0]))["data"]
+    assert data == {"jupyterhub_config.py": generated.render()}
+    traits = generated.traitlets()
+    assert traits["JupyterHub"]["spawner_class"] == "controller.workspace.kube.AuditedKubeSpawner"
+    assert traits["JupyterHub"]["admin_access"] is False
+    assert traits["ConfigurableHTTPProxy"]["should_start"] is False
+    assert traits["KubeSpawner"]["namespace"] == f"enclave-{enclave.name}"
+
+
+def test_no_secret_value_or_secret_variable_is_in_the_hub_config_map(
+    rendered: list[dict[str, Any]],
+) -> None:
+    """Every secret the hub needs is read from an owner-only file at load time; none is
+    written into the ConfigMap (which any reader of the namespace can get) or taken
+    from the environment."""
+    text = _hub_config_map(rendered)["data"]["jupyterhub_config.py"]
+    reads = re.findall(r"_secret\('([^']+)'\)", text)
+    assert sorted(reads) == [
+        "/run/enclave/client_secret",
+        "/run/enclave/crypt_key",
+        "/run/enclave/proxy_token",
+    ]
+    assert "cookie_secret_file = '/run/enclave/cookie_secret'" in text
+    for name in (
+        "OAUTH_CLIENT_SECRET",
+        "CONFIGPROXY_AUTH_TOKEN",
+        "JUPYTERHUB_CRYPT_KEY",
+        "environ",
+    ):
+        assert name not in text
+
+
+def test_a_sites_tightened_tier_reaches_the_workspaces_on_kubernetes() -> None:
+    """Without it a workspace on Kubernetes enforced the built-in, looser catalog (#15)."""
+    overlay = yaml.safe_dump(
+        {
+            "tiers": {
+                "tommo-strong": {"screen_output": {"budget_bytes": 4 << 20, "warn_bytes": 1 << 20}}
+            }
+        }
+    )
+    strong = next(p for p in EXAMPLES if p.stem == "tommo-strong")
+    data = _hub_config_map(_render(strong, HubConfig(tier_overlay=overlay)))["data"]
+    assert data["tier-overlay.yaml"] == overlay
+    config = data["jupyterhub_config.py"]
+    assert "'--EnclaveWorkspace.tier_overlay=/etc/enclave/tier-overlay.yaml'" in config
+    assert "'mountPath': '/etc/enclave', 'readOnly': True" in config
 
 
 def test_no_secret_is_ever_rendered(rendered: list[dict[str, Any]]) -> None:
@@ -175,12 +232,18 @@ def test_cli_crd_prints_the_generated_crd() -> None:
     assert yaml.safe_load(result.stdout) == enclave_crd()
 
 
-def test_cli_render_puts_the_hub_configuration_in_the_config_map(tmp_path: Path) -> None:
-    config = tmp_path / "jupyterhub_config.py"
-    config.write_text("c.JupyterHub.log_level = 'INFO'\n")
-    result = CliRunner().invoke(cli, ["render", str(EXAMPLES[0]), "--hub-config", str(config)])
+def test_cli_render_puts_the_tier_overlay_in_the_config_map(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("tiers:\n  nbdc-standard:\n    session:\n      idle_timeout_s: 600\n")
+    result = CliRunner().invoke(cli, ["render", str(EXAMPLES[0]), "--overlay", str(overlay)])
     assert result.exit_code == 0, result.output
-    maps = [o for o in yaml.safe_load_all(result.stdout) if o["kind"] == "ConfigMap"]
-    assert [m["data"] for m in maps] == [
-        {"jupyterhub_config.py": "c.JupyterHub.log_level = 'INFO'\n"}
-    ]
+    [config_map] = [o for o in yaml.safe_load_all(result.stdout) if o["kind"] == "ConfigMap"]
+    assert config_map["data"]["tier-overlay.yaml"] == overlay.read_text()
+
+
+def test_cli_render_no_longer_takes_a_hub_configuration_file(tmp_path: Path) -> None:
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text("c.JupyterHub.admin_access = True\n")
+    result = CliRunner().invoke(cli, ["render", str(EXAMPLES[0]), "--hub-config", str(config)])
+    assert result.exit_code == 2
+    assert "No such option '--hub-config'" in result.stderr

@@ -98,9 +98,11 @@ def test_every_copied_path_exists(path: str) -> None:
 def test_an_escape_to_root_finds_no_root_user_and_no_sudo(image: str) -> None:
     stage = _image(image)
     users = _values(stage, "USER")
-    uid = RenderSettings().run_as_user
+    settings = RenderSettings()
     assert users, "the final stage names its user"
-    assert users[-1] == f"{uid}:{uid}", "the last USER is the pods' numeric uid"
+    assert users[-1] == f"{settings.run_as_user}:{settings.run_as_group}", (
+        "the last USER is the pods' numeric uid and gid"
+    )
     runs = " ".join(_values(stage, "RUN"))
     assert "sudo" not in runs.replace("! command -v sudo", "")
     assert "! command -v sudo" in runs, "the build fails if the base image brings sudo"

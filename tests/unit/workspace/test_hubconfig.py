@@ -231,3 +231,60 @@ def test_site_with_a_trailing_slash_url_is_refused() -> None:
     with pytest.raises(SpecError) as e:
         site(portal_url="https://portal.example/")
     assert e.value.field == "portal_url"
+
+
+def test_an_addition_that_would_switch_admin_access_back_on_is_refused() -> None:
+    """A backend's additions (``extra``) add traits; replacing a secure default fails."""
+    cfg = make_hub_config(spec=spec(), tier=CATALOG.get("nbdc-standard"), site=site())
+    loosened = dataclasses.replace(cfg, extra={"JupyterHub": {"admin_access": True}})
+    with pytest.raises(SpecError, match="cannot replace it") as e:
+        loosened.traitlets()
+    assert e.value.field == "JupyterHub.admin_access"
+    subclass = dataclasses.replace(cfg, extra={"KubeSpawner": {"disable_user_config": False}})
+    with pytest.raises(SpecError, match="cannot replace it"):
+        subclass.traitlets()
+    added = dataclasses.replace(cfg, extra={"JupyterHub": {"public_url": "https://h/"}})
+    assert added.traitlets()["JupyterHub"]["admin_access"] is False
+    assert added.traitlets()["JupyterHub"]["public_url"] == "https://h/"
+
+
+def test_a_hub_in_a_pod_reads_secrets_and_the_portal_where_the_pod_has_them() -> None:
+    run = Path("/run/enclave")
+    cfg = make_hub_config(
+        spec=spec(),
+        tier=CATALOG.get("nbdc-standard"),
+        site=site(
+            secret_dir=run,
+            portal_backchannel_url="http://portal.enclave-system.svc:8000",
+            lab_settings_dir=None,
+            workspace_args=("--EnclaveWorkspace.audit_token_file=/run/enclave/audit_token",),
+        ),
+    )
+    want = expected("nbdc-standard", terminals=True)
+    want["JupyterHub"]["cookie_secret_file"] = f"{run}/cookie_secret"
+    want["CryptKeeper"] = {"keys": [SecretFile(run / "crypt_key")]}
+    auth = want["EnclaveAuthenticator"]
+    auth["client_secret"] = SecretFile(run / "client_secret")
+    auth["audit_token_file"] = f"{run}/audit_token"
+    for name, path in (("jwks_url", "jwks"), ("token_url", "token"), ("userdata_url", "userinfo")):
+        auth[name] = f"http://portal.enclave-system.svc:8000/oidc/{path}"
+    # the issuer and the browser's authorize URL stay the portal's public URL
+    assert auth["issuer"] == "https://portal.example"
+    want["Spawner"]["args"] = [  # type: ignore[index]
+        *want["Spawner"]["args"][:-1],  # type: ignore[index]
+        "--EnclaveWorkspace.audit_token_file=/run/enclave/audit_token",
+    ]
+    assert cfg.traitlets() == want
+
+
+def test_every_role_the_enclave_resource_admits_reaches_the_hub() -> None:
+    """An Enclave with an officer among its members must not stop its hub's generation."""
+    from controller.kube._schema import _ROLES as CRD_ROLES
+    from controller.workspace._spec import _ROLES
+
+    assert _ROLES == CRD_ROLES
+    officer = EnclaveSpec(
+        name="gut-2026", tier="nbdc-standard", members=(Member(user="o.abe", role="officer"),)
+    )
+    cfg = make_hub_config(spec=officer, tier=CATALOG.get("nbdc-standard"), site=site())
+    assert cfg.traitlets()["EnclaveAuthenticator"]["members"] == ["o.abe"]
