@@ -16,6 +16,13 @@ from ._actions_schema import (
     field,
 )
 
+#: A file read or written through the workspace's file API: which, how big, its digest.
+_FILE_CONTENT_FIELDS = {
+    "path": field("str", required=True, max_len=4096),
+    "bytes": field("int"),
+    "sha256": field("str", max_len=64),
+}
+
 CORE_SPECS: list[RawSpec] = [
     # --- authentication (OCSF Authentication 3002) --------------------------------
     {
@@ -156,11 +163,7 @@ CORE_SPECS: list[RawSpec] = [
         "cannot_capture": "Reads made inside a running kernel (e.g. open() in a notebook "
         "cell) that bypass the file API, and what was shown on screen.",
         "ocsf": 6003,
-        "fields": {
-            "path": field("str", required=True, max_len=4096),
-            "bytes": field("int"),
-            "sha256": field("str", max_len=64),
-        },
+        "fields": _FILE_CONTENT_FIELDS,
     },
     {
         "name": "workspace.file.put",
@@ -168,11 +171,7 @@ CORE_SPECS: list[RawSpec] = [
         "summary": "A file was written through the workspace's file API.",
         "cannot_capture": "Writes made inside a running kernel that bypass the file API.",
         "ocsf": 6003,
-        "fields": {
-            "path": field("str", required=True, max_len=4096),
-            "bytes": field("int"),
-            "sha256": field("str", max_len=64),
-        },
+        "fields": _FILE_CONTENT_FIELDS,
     },
     {
         "name": "workspace.file.delete",

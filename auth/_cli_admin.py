@@ -9,9 +9,15 @@ from typing import Any
 import click
 
 from ._cli import _actor, _common, _fail_cleanly
-from ._portal import Portal
+from ._portal import Invitation, Portal
 
 __all__ = ["clients", "enclaves", "users"]
+
+
+def _print_invitation(inv: Invitation) -> None:
+    """The one line ``invite`` and ``rebind`` print: who, the single-use code, its expiry."""
+    fields = {"username": inv.username, "invitation_code": inv.code}
+    click.echo(json.dumps({**fields, "expires_at": int(inv.expires_at)}))
 
 
 @click.group()
@@ -44,15 +50,7 @@ def invite(
         locale=locale,
         actor=_actor(),
     )
-    click.echo(
-        json.dumps(
-            {
-                "username": inv.username,
-                "invitation_code": inv.code,
-                "expires_at": int(inv.expires_at),
-            }
-        )
-    )
+    _print_invitation(inv)
 
 
 @users.command("list")
@@ -139,15 +137,7 @@ def rebind(
     """Officer-assisted recovery: drop USERNAME's factors and print a new invitation code
     (older codes are cancelled)."""
     inv = open_portal().rebind_user(username=username, actor=_actor())
-    click.echo(
-        json.dumps(
-            {
-                "username": inv.username,
-                "invitation_code": inv.code,
-                "expires_at": int(inv.expires_at),
-            }
-        )
-    )
+    _print_invitation(inv)
 
 
 @click.group()

@@ -253,52 +253,52 @@ class Factors(WebAuthnFactors):
         return FactorResult(factor=factor, credential_id=cred.id, category=category)
 
     # ----- knowledge: password -----------------------------------------------------------
-    def accept_invitation(self, *, token_hash: str, user: User, password: str, tier: Tier) -> bool:
-        """Check the password, then consume the invitation and set the password in one
-        store transaction: False (nothing changed) if another submission won."""
+    def _new_password_hash(self, *, user: User, password: str, tier: Tier) -> bytes:
+        """The stored form of a new password, once it passes the policy (at least 12
+        characters, or the tier's minimum if longer)."""
         check_password_policy(
             password=password,
             min_length=max(12, tier.login.password_min_length),
             username=user.username,
         )
+        return self.hasher.hash(password=password).encode()
+
+    def _password_enrolled(self, user: User) -> None:
+        self.auditor.record(
+            action="auth.enrolment.password",
+            actor=user.username,
+            outcome="success",
+            details={"factor": "password", "category": "knowledge"},
+        )
+
+    def accept_invitation(self, *, token_hash: str, user: User, password: str, tier: Tier) -> bool:
+        """Check the password, then consume the invitation and set the password in one
+        store transaction: False (nothing changed) if another submission won."""
+        password_hash = self._new_password_hash(user=user, password=password, tier=tier)
         if not self.store.accept_invitation(
             token_hash=token_hash,
             user_id=user.id,
             now=self.clock(),
             cred_id=str(uuid.uuid4()),
-            password_hash=self.hasher.hash(password=password).encode(),
+            password_hash=password_hash,
         ):
             return False
-        self.auditor.record(
-            action="auth.enrolment.password",
-            actor=user.username,
-            outcome="success",
-            details={"factor": "password", "category": "knowledge"},
-        )
+        self._password_enrolled(user)
         return True
 
     def set_password(self, *, user: User, password: str, tier: Tier) -> None:
-        check_password_policy(
-            password=password,
-            min_length=max(12, tier.login.password_min_length),
-            username=user.username,
-        )
+        password_hash = self._new_password_hash(user=user, password=password, tier=tier)
         self.store.add_credential(
             cred_id=str(uuid.uuid4()),
             user_id=user.id,
             kind="password",
             label="password",
-            secret=self.hasher.hash(password=password).encode(),
+            secret=password_hash,
             now=self.clock(),
             approved=True,
             replace_kind=True,
         )
-        self.auditor.record(
-            action="auth.enrolment.password",
-            actor=user.username,
-            outcome="success",
-            details={"factor": "password", "category": "knowledge"},
-        )
+        self._password_enrolled(user)
 
     def verify_password(
         self, *, username: str, password: str, tier: Tier, client_ip: str | None

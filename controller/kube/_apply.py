@@ -8,7 +8,8 @@ server's own one-line message.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,24 @@ def _where(obj: dict[str, Any]) -> str:
     return f"{obj.get('kind')} {ns + '/' if ns else ''}{meta.get('name')}"
 
 
+@contextmanager
+def _refusal_named(obj: dict[str, Any]) -> Iterator[None]:
+    """The server's refusal of ``obj`` as a :class:`ClusterError` naming the object."""
+    try:
+        yield
+    except ResourceNotFoundError as e:
+        raise ClusterError(f"applying {_where(obj)}: the cluster does not serve it") from e
+    except (ApiException, DynamicApiError) as e:
+        raise ClusterError(f"applying {_where(obj)}: {server_message(e)}") from e
+
+
+def _server_side_apply(dynamic: Any, resource: Any, obj: dict[str, Any], manager: str) -> Any:
+    """Server-side apply of ``obj`` as ``manager``, taking over conflicting fields."""
+    return dynamic.server_side_apply(
+        resource, body=obj, field_manager=manager, force_conflicts=True
+    )
+
+
 def apply_objects(
     *, api_client: Any, objects: Sequence[dict[str, Any]], field_manager: str = FIELD_MANAGER
 ) -> list[dict[str, Any]]:
@@ -60,15 +79,9 @@ def apply_objects(
     dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
     stored: list[dict[str, Any]] = []
     for obj in objects:
-        try:
+        with _refusal_named(obj):
             resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-            result = dynamic.server_side_apply(  # type: ignore[no-untyped-call]
-                resource, body=obj, field_manager=field_manager, force_conflicts=True
-            )
-        except ResourceNotFoundError as e:
-            raise ClusterError(f"applying {_where(obj)}: the cluster does not serve it") from e
-        except (ApiException, DynamicApiError) as e:
-            raise ClusterError(f"applying {_where(obj)}: {server_message(e)}") from e
+            result = _server_side_apply(dynamic, resource, obj, field_manager)
         stored.append(result.to_dict())
     return stored
 
@@ -112,7 +125,7 @@ def sync_objects(
     unchanged: list[str] = []
     for obj in objects:
         meta = obj["metadata"]
-        try:
+        with _refusal_named(obj):
             resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
             try:
                 live = dynamic.get(  # type: ignore[no-untyped-call]
@@ -125,13 +138,7 @@ def sync_objects(
             if live is not None and _contains(live, obj):
                 unchanged.append(_where(obj))
                 continue
-            dynamic.server_side_apply(  # type: ignore[no-untyped-call]
-                resource, body=obj, field_manager=field_manager, force_conflicts=True
-            )
-        except ResourceNotFoundError as e:
-            raise ClusterError(f"applying {_where(obj)}: the cluster does not serve it") from e
-        except (ApiException, DynamicApiError) as e:
-            raise ClusterError(f"applying {_where(obj)}: {server_message(e)}") from e
+            _server_side_apply(dynamic, resource, obj, field_manager)
         written.append(_where(obj))
     return SyncResult(written=tuple(written), unchanged=tuple(unchanged))
 
