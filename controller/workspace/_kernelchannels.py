@@ -35,6 +35,7 @@ __all__ = [
     "UnreadableMessage",
     "execute_request_code",
     "outgoing_message_kind",
+    "v1_frame_error",
 ]
 
 _V1 = "v1.kernel.websocket.jupyter.org"
@@ -66,6 +67,9 @@ def execute_request_code(message: str | bytes, *, v1: bool) -> str | None:
     (it is then dropped, never forwarded unrecorded)."""
     try:
         if v1:
+            error = v1_frame_error(message)
+            if error is not None:
+                raise UnreadableMessage(error)
             _channel, parts = deserialize_msg_from_ws_v1(message)  # type: ignore[no-untyped-call]
             header, content = json.loads(parts[0]), json.loads(parts[3])
         else:
@@ -85,17 +89,37 @@ def execute_request_code(message: str | bytes, *, v1: bool) -> str | None:
     return code
 
 
+#: Most offsets a v1 frame may declare: channel, header, parent, metadata, content, end
+#: (6) plus binary buffers. Jupyter's own parser trusts the count in the first 8 bytes
+#: and builds a list that long, so a crafted count could stall the server and exhaust
+#: the memory of the host it shares with other enclaves.
+_V1_MAX_OFFSETS = 1024
+
+
+def v1_frame_error(message: str | bytes) -> str | None:
+    """Why ``message`` is not a well-formed v1 kernel websocket frame, or None.
+
+    Checks the offset table only (count within bounds, offsets in order, inside the
+    frame), before anything parses the frame."""
+    if not isinstance(message, bytes):
+        return "a v1 kernel message is binary"
+    count = int.from_bytes(message[:8], "little")  # offsets: channel, 4+ parts, end
+    if not 6 <= count <= _V1_MAX_OFFSETS or len(message) < 8 * (count + 1):
+        return "not a v1 kernel message: its offset table is malformed"
+    offsets = [int.from_bytes(message[8 * i : 8 * (i + 1)], "little") for i in range(1, count + 1)]
+    if offsets != sorted(offsets) or offsets[0] < 8 * (count + 1) or offsets[-1] > len(message):
+        return "not a v1 kernel message: its offsets point outside the frame"
+    return None
+
+
 def _v1_head(message: str | bytes) -> tuple[str, Any, Any]:
     """Channel, header and parent header of a v1 websocket message, read through its
     first offsets only (bounded: the content is neither parsed nor copied)."""
-    if not isinstance(message, bytes):
-        raise TypeError("a v1 message is binary")
-    count = int.from_bytes(message[:8], "little")  # offsets: channel, 4+ parts, end
-    if not 6 <= count <= 1024 or len(message) < 8 * (count + 1):
-        raise ValueError("not a v1 kernel message")
+    error = v1_frame_error(message)
+    if error is not None:
+        raise ValueError(error)
+    assert isinstance(message, bytes)
     offsets = [int.from_bytes(message[8 * i : 8 * (i + 1)], "little") for i in range(1, 5)]
-    if offsets != sorted(offsets) or offsets[-1] > len(message):
-        raise ValueError("not a v1 kernel message")
     channel = message[offsets[0] : offsets[1]].decode("utf-8")
     header = json.loads(message[offsets[1] : offsets[2]])
     parent = json.loads(message[offsets[2] : offsets[3]])
@@ -132,6 +156,15 @@ class MeteredChannelsConnection(ZMQChannelsWebsocketConnection):
     says ``stop_session`` the server stops once the notice is written."""
 
     _told: str | None = None
+
+    def handle_incoming_message(self, incoming_msg: str) -> None:
+        # a malformed v1 frame never reaches Jupyter's parser (see v1_frame_error)
+        if self.subprotocol == _V1:
+            error = v1_frame_error(incoming_msg)
+            if error is not None:
+                self.log.warning("dropped a kernel message from the browser: %s", error)
+                return
+        super().handle_incoming_message(incoming_msg)
 
     def write_message(self, message: str | bytes, binary: bool = False) -> Any:
         # replaces the parent's alias of the websocket handler's write_message: every

@@ -87,8 +87,9 @@ class Notebook:
     def __init__(self, ws: Workspace, kernel_id: str) -> None:
         self.ws, self.kernel_id = ws, kernel_id
 
-    def run(self, code: str) -> Cell:
-        """Execute ``code``; collect until its reply and idle status, or the socket closes."""
+    def run(self, code: str, *, sent_before: bytes | None = None) -> Cell:
+        """Execute ``code``; collect until its reply and idle status, or the socket closes.
+        ``sent_before``: a raw frame written on the same socket first."""
 
         async def go() -> Cell:
             url = self.ws.url.replace("http", "ws") + f"/api/kernels/{self.kernel_id}/channels"
@@ -97,6 +98,8 @@ class Notebook:
                 subprotocols=[V1],
             )
             try:
+                if sent_before is not None:
+                    await conn.write_message(sent_before, binary=True)
                 return await self._execute(conn, code)
             finally:
                 conn.close()
@@ -336,3 +339,21 @@ def test_printing_a_file_in_a_terminal_past_the_budget_refuses_its_output(
     exceeded = _wait(audit_service, ws, "workspace.screen_output.exceeded", lambda e: True)
     assert exceeded["details"]["channel"] == "terminal"
     assert exceeded["details"]["total_bytes"] <= BUDGET
+
+
+def test_a_crafted_kernel_frame_cannot_stall_the_server_it_is_sent_to(
+    start_workspace: Callable[..., Workspace],
+) -> None:
+    """A v1 frame whose offset count says 2**62: Jupyter's own parser would build a list
+    that long (the server stalls, the host's memory goes). The metered channels drop it
+    from its offset table; the same socket then runs a cell."""
+    ws = start_workspace(enclave="p-crafted", tier="nbdc-standard")
+    nb = _start_kernel(ws)
+    session = Session(username="r.tanaka")
+    frame = serialize_msg_to_ws_v1(
+        session.msg("execute_request", {"code": "print('never run')"}), "shell", session.pack
+    )
+    crafted = (2**62).to_bytes(8, "little") + frame[8:]
+    cell = nb.run("print(6 * 7)", sent_before=crafted)
+    assert cell.stdout == "42\n", cell
+    assert "never run" not in cell.stdout
