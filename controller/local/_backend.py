@@ -322,7 +322,8 @@ class LocalBackend:
             self.running[e.name].child.stop()
         child = Child(
             name=f"{e.name}: hub",
-            argv=[str(Path(s.python).with_name("jupyterhub")), "-f", "jupyterhub_config.py"],
+            # jupyterhub without the IRI grammar it never uses (controller.workspace._hub)
+            argv=[s.python, "-m", "controller.workspace._hub", "-f", "jupyterhub_config.py"],
             cwd=d,
             log=d / "hub.log",
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

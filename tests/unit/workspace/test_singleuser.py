@@ -1,4 +1,5 @@
-"""The sandboxed server's command leaves out only the IRI grammar, which nothing uses."""
+"""The hub's and the sandboxed server's commands leave out only the IRI grammar, which
+nothing they load uses."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import jupyter_events
 import jupyter_server
+import jupyterhub
 import yaml
 
 from controller.workspace._singleuser import IRI_GRAMMAR
@@ -33,6 +35,7 @@ def _schemas() -> Iterator[Path]:
     for root in (
         Path(jupyter_events.__file__).parent / "schemas",
         Path(jupyter_server.__file__).parent / "event_schemas",
+        Path(jupyterhub.__file__).parent / "event-schemas",
         Path(sys.prefix) / "share" / "jupyter" / "lab" / "schemas",
     ):
         assert root.is_dir(), root
@@ -75,3 +78,17 @@ def test_the_server_command_drops_the_iri_checker_and_keeps_every_other_one() ->
     assert blocked["grammar"] is False
     assert set(installed["checkers"]) - set(blocked["checkers"]) == _IRI_FORMATS
     assert {"uri", "date-time"} <= set(blocked["checkers"])
+
+
+def test_both_commands_are_the_jupyterhub_programs_they_stand_for() -> None:
+    for module, program in (("_hub", "jupyterhub"), ("_singleuser", "jupyterhub-singleuser")):
+        argv = [sys.executable, "-m", f"controller.workspace.{module}", "--version"]
+        ours = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        theirs = subprocess.run(
+            [str(Path(sys.executable).with_name(program)), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert ours.returncode == theirs.returncode == 0, (ours.stderr, theirs.stderr)
+        assert ours.stdout.strip() == theirs.stdout.strip() != "", (ours.stdout, theirs.stdout)
