@@ -145,11 +145,12 @@ class LocalBackend:
             raise SetupError(f"the Enclave directory {s.enclaves_dir} does not exist")
         if s.datasets_dir is not None and not s.datasets_dir.is_dir():
             raise SetupError(f"the datasets directory {s.datasets_dir} does not exist")
-        if not Path(s.proxy_command[0]).exists():
-            raise SetupError(
-                f"{s.proxy_command[0]} is missing: run 'make setup' (npm install "
-                "configurable-http-proxy)"
-            )
+        for part in s.proxy_command:
+            if part.startswith("/") and not Path(part).exists():
+                raise SetupError(
+                    f"{part} is missing: run 'make setup' (node, npm install "
+                    "configurable-http-proxy)"
+                )
         try:
             read_secret_file(s.portal_admin_token_file, what="the portal admin token file")
         except SpecError as e:
