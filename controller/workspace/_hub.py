@@ -4,7 +4,7 @@
 runs (the local backend starts its hubs so), with ``rfc3987_syntax`` unimportable
 as in :mod:`controller.workspace._singleuser`: JupyterHub's event logging imports
 jupyter_events, hence jsonschema, hence that grammar, which cost each hub 16 MB of
-resident memory and 1 to 3 s of start-up here. JupyterHub's own event schemas use
+resident memory and 1.4 to 2 s of start-up here. JupyterHub's own event schemas use
 no format at all (``tests/unit/workspace/test_singleuser.py`` reads them).
 """
 
@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import sys
 
-from ._singleuser import without_iri_grammar
+from ._singleuser import run_without_iri_grammar
 
 __all__ = ["main"]
 
 
 def main() -> int:
-    without_iri_grammar()
-    from jupyterhub.app import main as jupyterhub
-
-    code: int | None = jupyterhub()
-    return code or 0
+    return run_without_iri_grammar(program="jupyterhub.app")
 
 
 if __name__ == "__main__":
