@@ -25,9 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pwd
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -52,10 +50,18 @@ from controller.workspace import (
 )
 from controller.workspace._audit import read_secret_file
 from controller.workspace._hubconfig import SANDBOX_SPAWNER_CLASS
-from policies import Catalog, PolicyError, load_catalog
+from policies import Catalog, load_catalog
 
 from . import _proctree
-from ._errors import SandboxConfigError
+from ._hostfiles import (
+    enclave_script,
+    free_port,
+    load_overlay,
+    prepare_sandboxes,
+    server_readonly_paths,
+    write_atomic,
+    write_secret,
+)
 from ._registry import Refused, Served, scan
 from ._supervisor import Child
 from .errors import PortalError, SetupError
@@ -114,36 +120,6 @@ class _Running:
     pid: int = 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _write_secret(path: Path, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
-
-
-def _write_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _enclave_script(python: str) -> str:
-    script = Path(python).with_name("enclave")
-    if not script.exists():
-        raise SetupError(f"{script} is missing; install the project (make setup)")
-    return str(script)
-
-
 @dataclass(kw_only=True)
 class LocalBackend:
     """See the module docstring; ``say`` prints one progress or error line."""
@@ -169,27 +145,28 @@ class LocalBackend:
             raise SetupError(f"the Enclave directory {s.enclaves_dir} does not exist")
         if s.datasets_dir is not None and not s.datasets_dir.is_dir():
             raise SetupError(f"the datasets directory {s.datasets_dir} does not exist")
-        if not Path(s.proxy_command[0]).exists():
-            raise SetupError(
-                f"{s.proxy_command[0]} is missing: run 'make setup' (npm install "
-                "configurable-http-proxy)"
-            )
+        for part in s.proxy_command:
+            if part.startswith("/") and not Path(part).exists():
+                raise SetupError(
+                    f"{part} is missing: run 'make setup' (node, npm install "
+                    "configurable-http-proxy)"
+                )
         try:
             read_secret_file(s.portal_admin_token_file, what="the portal admin token file")
         except SpecError as e:
             raise SetupError(str(e)) from None
         if s.tier_overlay is not None:
-            self.catalog = _load_overlay(s.tier_overlay, copy=self._overlay_copy)
+            self.catalog = load_overlay(s.tier_overlay, copy=self._overlay_copy)
         (s.state_dir / "enclaves").mkdir(parents=True, exist_ok=True)
         (s.state_dir / "enclaves").chmod(0o700)
         # 0711: the sandbox's host user reaches sandboxes/ and nothing else by name
         # (every other entry is 0700 or 0600, the spool made private before first use)
         os.chmod(s.state_dir, 0o711 if self._sandboxed else 0o700)
         if self._sandboxed:
-            _prepare_sandboxes(s.state_dir / "sandboxes")
+            prepare_sandboxes(s.state_dir / "sandboxes")
         token_file = s.state_dir / "controller-audit-token"
         if not token_file.exists():
-            _write_secret(token_file, self._issue_token(source="controller", enclave=None))
+            write_secret(token_file, self._issue_token(source="controller", enclave=None))
         spool = s.state_dir / "controller-audit-spool.db"
         os.close(os.open(spool, os.O_WRONLY | os.O_CREAT, 0o600))
         spool.chmod(0o600)
@@ -224,7 +201,7 @@ class LocalBackend:
     def _issue_token(self, *, source: str, enclave: str | None) -> str:
         s = self.settings
         argv = [
-            _enclave_script(s.python),
+            enclave_script(s.python),
             *("audit", "token", "issue", "--tokens", str(s.audit_tokens_file)),
             *("--store", s.audit_store, "--source", source),
             *("--label", f"local backend {source} {enclave or ''}".strip()),
@@ -272,14 +249,14 @@ class LocalBackend:
         path = self._hub_dir(name) / "ports.json"
         if path.exists():
             return HubPorts(**json.loads(path.read_text()))
-        ports = HubPorts(public=_free_port(), hub_api=_free_port(), proxy_api=_free_port())
-        _write_atomic(path, json.dumps(ports.__dict__))
+        ports = HubPorts(public=free_port(), hub_api=free_port(), proxy_api=free_port())
+        write_atomic(path, json.dumps(ports.__dict__))
         return ports
 
     def _status(self, name: str, **status: Any) -> None:
         d = self._hub_dir(name)
         if d.is_dir():
-            _write_atomic(d / "status.json", json.dumps({"enclave": name, **status}) + "\n")
+            write_atomic(d / "status.json", json.dumps({"enclave": name, **status}) + "\n")
 
     def _provision(self, served: Served) -> None:
         e = served.enclave
@@ -308,13 +285,13 @@ class LocalBackend:
             },
         )
         if reg.get("client_secret"):
-            _write_secret(secret_file, reg["client_secret"])
+            write_secret(secret_file, reg["client_secret"])
         # 2. intake tokens bound to the enclave: the hub's and the workspaces'
         for file, source in (("audit_token", "hub"), ("workspace_token", "workspace")):
             if not (d / file).exists():
-                _write_secret(d / file, self._issue_token(source=source, enclave=e.name))
+                write_secret(d / file, self._issue_token(source=source, enclave=e.name))
         if not (d / "crypt_key").exists():
-            _write_secret(d / "crypt_key", secrets.token_hex(32))
+            write_secret(d / "crypt_key", secrets.token_hex(32))
         # 3. the hub's configuration, from the shared generator
         config = make_hub_config(
             spec=EnclaveSpec(
@@ -340,13 +317,14 @@ class LocalBackend:
         text = config.render()
         if not self._sandboxed:
             text += self._workspace_lines(d)
-        _write_atomic(d / "jupyterhub_config.py", text)
+        write_atomic(d / "jupyterhub_config.py", text)
         # 4. (re)start the hub
         if e.name in self.running:
             self.running[e.name].child.stop()
         child = Child(
             name=f"{e.name}: hub",
-            argv=[str(Path(s.python).with_name("jupyterhub")), "-f", "jupyterhub_config.py"],
+            # jupyterhub without the IRI grammar it never uses (controller.workspace._hub)
+            argv=[s.python, "-m", "controller.workspace._hub", "-f", "jupyterhub_config.py"],
             cwd=d,
             log=d / "hub.log",
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -384,7 +362,7 @@ class LocalBackend:
             datasets=tuple(datasets),
             workspace_token_file=d / "workspace_token",
             readonly_paths=(
-                *_server_paths(self.settings.python),
+                *server_readonly_paths(self.settings.python),
                 *((self._overlay_copy.parent,) if self._overlay_copy else ()),
             ),
         )
@@ -541,56 +519,6 @@ class LocalBackend:
             outcome="failure",
             enclave=name,
         )
-
-
-def _prepare_sandboxes(root: Path) -> None:
-    """``sandboxes/`` (0711), refused when the sandbox's host user cannot reach it."""
-    from .spawner import SandboxSpawner, check_traversable
-
-    root.mkdir(exist_ok=True)
-    root.chmod(0o711)
-    if os.geteuid() == 0:
-        try:
-            uid = pwd.getpwnam(SandboxSpawner.run_as.default_value).pw_uid
-            check_traversable(root, uid=uid)
-        except (KeyError, SandboxConfigError) as e:
-            raise SetupError(f"the workspaces' sandbox cannot run here: {e}") from None
-
-
-def _load_overlay(overlay: Path, *, copy: Path | None) -> Catalog:
-    """The catalog with the operator's ``overlay``, checked, then copied to ``copy``
-    (readable by the sandboxes) and loaded again from there: what the hubs use is
-    exactly what the workspaces will read. A bad overlay: ``SetupError``, nothing copied."""
-    assert copy is not None
-    try:
-        load_catalog(overlay=overlay)
-        text = overlay.read_bytes()
-    except (OSError, PolicyError) as e:
-        raise SetupError(f"the tier overlay cannot be used: {e}") from None
-    copy.parent.mkdir(parents=True, exist_ok=True)
-    copy.parent.chmod(0o755)
-    _write_atomic(copy, text.decode("utf-8"), mode=0o644)
-    copy.chmod(0o644)  # whatever the umask: the sandbox's user reads it
-    try:
-        return load_catalog(overlay=copy)
-    except PolicyError as e:  # the file changed between the two reads
-        copy.unlink()
-        raise SetupError(f"the tier overlay changed while it was read; start again ({e})") from None
-
-
-def _server_paths(python: str) -> tuple[Path, ...]:
-    """What a single-user server runs from: the Python environment (and the interpreter
-    it was made from) and this project's packages, wherever they are installed."""
-    import audit
-    import auth
-    import controller
-    import policies
-
-    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(python).parent.parent}
-    for package in (policies, audit, auth, controller):
-        assert package.__file__ is not None
-        paths.add(Path(package.__file__).resolve().parent)
-    return tuple(sorted(p for p in paths if not any(q in p.parents for q in paths)))
 
 
 def run_local(

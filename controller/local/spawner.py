@@ -36,6 +36,7 @@ from traitlets import Dict, Float, List, Unicode, default
 
 from controller.local import _proctree
 from controller.local._errors import SandboxConfigError
+from controller.local._ready import wait_for_socket
 from controller.local.sandbox import (
     INSIDE_SOCKETS,
     INSIDE_SPOOL,
@@ -367,6 +368,12 @@ class SandboxSpawner(Spawner):  # type: ignore[misc]
         except OSError:
             await self.stop(now=True)  # no bridge outlives a sandbox that never started
             raise
+        proc = self._proc
+        await wait_for_socket(  # the hub's first probe then finds it up (see _ready)
+            path=sockets / "jupyter.sock",
+            running=lambda: proc is not None and proc.poll() is None,
+            timeout_s=self.http_timeout,
+        )
         self.log.info(
             "Started %s's server for enclave %s in its sandbox (pid %s, port %s)",
             self.user.name,

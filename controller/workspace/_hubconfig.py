@@ -29,7 +29,9 @@ __all__ = [
     "LAB_SETTINGS_DIR",
     "SANDBOX_SPAWNER_CLASS",
     "SERVER_EXTENSION",
+    "SINGLEUSER_MODULE",
     "SPAWNER_CLASS",
+    "UNUSED_SERVER_EXTENSIONS",
     "HubConfig",
     "HubSite",
     "IdleCuller",
@@ -50,6 +52,14 @@ SERVER_EXTENSION = "controller.workspace.serverext"
 #: JupyterLab's application settings shipped here: page_config.json disables the
 #: download and export menu items (best effort; the server extension enforces).
 LAB_SETTINGS_DIR = Path(__file__).resolve().parent / "labsettings"
+
+#: Server extensions installed beside JupyterLab that a workspace does not use, off:
+#: jupyter_lsp bridges websockets to language servers (none is installed; it scans
+#: for a dozen at every start), notebook_shim loads the classic notebook server's
+#: extensions (a workspace runs none). Each is one path less into the server.
+UNUSED_SERVER_EXTENSIONS = ("jupyter_lsp", "notebook_shim")
+#: The sandboxed server's command (see ``controller.workspace._singleuser``).
+SINGLEUSER_MODULE = "controller.workspace._singleuser"
 
 #: The scopes the idle culler needs, and no more (jupyterhub-idle-culler's README).
 _CULLER_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
@@ -329,6 +339,7 @@ def make_hub_config(*, spec: EnclaveSpec, tier: Tier, site: HubSite) -> HubConfi
         # per workspace: the backend that runs the server adds them.
         "args": [
             f"--ServerApp.jpserver_extensions={SERVER_EXTENSION}=True",
+            *(f"--ServerApp.jpserver_extensions={e}=False" for e in UNUSED_SERVER_EXTENSIONS),
             "--ServerApp.reraise_server_extension_failures=True",
             f"--ServerApp.terminals_enabled={tier.terminals.enabled}",
             f"--EnclaveWorkspace.enclave={spec.name}",
@@ -345,6 +356,7 @@ def make_hub_config(*, spec: EnclaveSpec, tier: Tier, site: HubSite) -> HubConfi
     if site.sandbox is not None:
         box = site.sandbox
         extra["SandboxSpawner"] = {
+            "cmd": [site.python, "-m", SINGLEUSER_MODULE],
             "enclave": spec.name,
             "state_dir": str(box.state_dir),
             "datasets": [{"source": str(src), "target": dst} for dst, src in box.datasets],

@@ -50,6 +50,8 @@ def test_local_hub_spawns_every_server_in_the_audited_sandbox() -> None:
     c = config()
     assert c["JupyterHub"]["spawner_class"] == "controller.local.spawner.AuditedSandboxSpawner"
     assert c["SandboxSpawner"] == {
+        # jupyterhub-singleuser without the unused IRI grammar (controller.workspace._singleuser)
+        "cmd": ["/opt/enclave/.venv/bin/python", "-m", "controller.workspace._singleuser"],
         "enclave": "gut-2026",
         "state_dir": "/srv/enclave/local/sandboxes",
         "datasets": [{"source": "/srv/datasets/ds-16s-v3", "target": "/data/microbiome-16s"}],

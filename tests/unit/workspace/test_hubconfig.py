@@ -125,6 +125,9 @@ def expected(tier: str, *, terminals: bool) -> dict[str, dict[str, object]]:
             "disable_user_config": True,
             "args": [
                 "--ServerApp.jpserver_extensions=controller.workspace.serverext=True",
+                # installed beside JupyterLab, unused by a workspace: one path less in
+                "--ServerApp.jpserver_extensions=jupyter_lsp=False",
+                "--ServerApp.jpserver_extensions=notebook_shim=False",
                 "--ServerApp.reraise_server_extension_failures=True",
                 f"--ServerApp.terminals_enabled={terminals}",
                 "--EnclaveWorkspace.enclave=gut-2026",
