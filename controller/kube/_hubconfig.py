@@ -5,7 +5,10 @@ authenticator, secure defaults, idle culler and hardened server arguments as the
 local backend) with the site as the hub's pod sees it, plus what only Kubernetes
 has: the proxy runs in a Deployment of its own (the hub does not start it, and
 reaches its API through the ``proxy-api`` Service) and the spawner is KubeSpawner,
-configured with the single-user pod (``singleuser_spawner_traits``).
+configured with the single-user pod (``singleuser_spawner_traits``). Single-user
+pods resolve no names, so the hub API and the audit intake they are handed are the
+Services' ClusterIPs, which the hub resolves when it loads the configuration
+(``ResolvedURL``): the text stays a pure function of the inputs.
 ``make_hub_config_map`` puts the rendered ``jupyterhub_config.py`` (and the tier
 overlay, when the operator gave one) into the ``hub-config`` ConfigMap. Pure; no
 secret is in either: the hub and each server read theirs from files in
@@ -17,7 +20,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from controller.workspace import EnclaveSpec, HubSite, Member, SecretFile, make_hub_config
+from controller.workspace import (
+    EnclaveSpec,
+    HubSite,
+    Member,
+    ResolvedURL,
+    SecretFile,
+    make_hub_config,
+)
 from controller.workspace import HubConfig as GeneratedConfig
 from policies import Tier
 
@@ -84,15 +94,26 @@ def make_kube_hub_config(
         tier=tier,
         site=site,
     )
+    # Single-user pods have no DNS: the hub resolves the Services they reach (its own,
+    # the audit intake's) to their ClusterIPs when it loads this configuration.
+    audit = "--EnclaveWorkspace.audit_url="
+    args = [
+        ResolvedURL(audit, settings.audit_url) if arg == audit + settings.audit_url else arg
+        for arg in generated.spawner["args"]
+    ]
     return dataclasses.replace(
         generated,
-        # the proxy and the single-user pods reach the hub through its Service
+        spawner={**generated.spawner, "args": args},
+        # the proxy and the single-user pods reach the hub through its Service; the
+        # idle culler, in the hub's pod, on loopback (the hub's policy admits no hub)
         hub_bind_url=f"http://0.0.0.0:{HUB_PORT}",
         proxy_api_url=f"http://proxy-api:{PROXY_API_PORT}",
         extra={
             "JupyterHub": {
                 "public_url": f"https://{hub_host(enclave, settings)}/",
-                "hub_connect_url": f"http://hub.{namespace_name(enclave)}.svc:{HUB_PORT}",
+                "hub_connect_url": ResolvedURL(
+                    "", f"http://hub.{namespace_name(enclave)}.svc:{HUB_PORT}"
+                ),
             },
             "ConfigurableHTTPProxy": {
                 "should_start": False,

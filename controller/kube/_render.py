@@ -75,10 +75,11 @@ def render_enclave(
     ]
     objects += [make_dataset_claim(enclave, ds, settings, owner) for ds in enclave.datasets]
     objects.append(make_hub_db_claim(enclave, settings, owner))
-    objects.append(make_hub_config_map(enclave, tier, settings, hub_config or HubConfig(), owner))
+    config_map = make_hub_config_map(enclave, tier, settings, hub_config or HubConfig(), owner)
+    objects.append(config_map)
     objects.append(make_hub_service(enclave, owner))
     objects += make_proxy_services(enclave, owner)
-    objects.append(make_hub_deployment(enclave, tier, settings, owner))
+    objects.append(make_hub_deployment(enclave, tier, settings, owner, config_map=config_map))
     objects.append(make_proxy_deployment(enclave, tier, settings, owner))
     objects.append(make_ingress(enclave, settings, owner))
     return objects if state == "open" else _closed(objects, quarantined=state == "quarantined")

@@ -14,6 +14,8 @@ metadata come from ``_objects``; the whole objects are spelt out in
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 
 from policies import Tier
@@ -41,12 +43,14 @@ from ._spec import Enclave
 __all__ = [
     "CONTAINER_SECURITY",
     "HUB_AUDIT_SECRET",
+    "HUB_CONFIG_DIGEST",
     "HUB_SECRET_FILES",
     "OVERLAY_DIR",
     "OVERLAY_FILE",
     "SECRETS_DIR",
     "WORKSPACE_AUDIT_SECRET",
     "WORKSPACE_SPOOL",
+    "hub_config_digest",
     "make_hub_deployment",
     "make_proxy_deployment",
     "secret_copy_container",
@@ -80,6 +84,14 @@ _WORKSPACE_SECRET_FILES: tuple[tuple[str, Mapping[str, str]], ...] = (
 #: The operator's tier overlay in the ``hub-config`` ConfigMap, as a workspace sees it.
 OVERLAY_DIR = "/etc/enclave"
 OVERLAY_FILE = "tier-overlay.yaml"
+#: The tier overlay from ``hub-config``, read-only at ``OVERLAY_DIR`` (hub and workspaces).
+_OVERLAY_MOUNT: Obj = {"name": "catalog", "mountPath": OVERLAY_DIR, "readOnly": True}
+_OVERLAY_VOLUME: Obj = {
+    "name": "catalog",
+    "configMap": {"name": HUB_CONFIG, "items": [{"key": OVERLAY_FILE, "path": OVERLAY_FILE}]},
+}
+#: The hub pod template's annotation holding :func:`hub_config_digest`.
+HUB_CONFIG_DIGEST = "enclave.dev/hub-config-digest"
 #: A workspace's durable audit spool: on the member's home volume, so the events
 #: not yet acknowledged survive a restart of the pod.
 WORKSPACE_SPOOL = "/home/jovyan/.enclave-audit-spool.db"
@@ -194,8 +206,24 @@ def secret_copy_container(*, image: str, resources: Obj) -> Obj:
     }
 
 
-def _deployment(enclave: Enclave, owner: Owner, *, component: str, pod_spec: Obj) -> Obj:
+def hub_config_digest(config_map: Obj) -> str:
+    """``sha256:<hex>`` of the ``hub-config`` ConfigMap's data (canonical JSON)."""
+    data = json.dumps(config_map["data"], sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(data.encode("utf-8")).hexdigest()
+
+
+def _deployment(
+    enclave: Enclave,
+    owner: Owner,
+    *,
+    component: str,
+    pod_spec: Obj,
+    annotations: Mapping[str, str] | None = None,
+) -> Obj:
     labels = component_labels(enclave, component)
+    template_meta: Obj = {"labels": pod_labels(enclave, component)}
+    if annotations:
+        template_meta["annotations"] = dict(annotations)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -206,7 +234,7 @@ def _deployment(enclave: Enclave, owner: Owner, *, component: str, pod_spec: Obj
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": labels},
             "template": {
-                "metadata": {"labels": pod_labels(enclave, component)},
+                "metadata": template_meta,
                 "spec": pod_spec,
             },
         },
@@ -214,11 +242,17 @@ def _deployment(enclave: Enclave, owner: Owner, *, component: str, pod_spec: Obj
 
 
 def make_hub_deployment(
-    enclave: Enclave, tier: Tier, settings: RenderSettings, owner: Owner
+    enclave: Enclave, tier: Tier, settings: RenderSettings, owner: Owner, *, config_map: Obj
 ) -> Obj:
-    """JupyterHub, configured by the ``hub-config`` ConfigMap; its secrets (``hub-secret``
-    and ``hub-audit-token``) are files in ``SECRETS_DIR``, nowhere else."""
+    """JupyterHub, configured by ``config_map`` (``hub-config``); its secrets (``hub-secret``
+    and ``hub-audit-token``) are files in ``SECRETS_DIR``, nowhere else.
+
+    JupyterHub reads its configuration once, at start: the pod template carries the
+    configuration's digest, so a changed ``hub-config`` changes the template and the
+    Deployment replaces the hub's pod. The tier overlay, when there is one, is mounted
+    where the workspaces see it too (``OVERLAY_DIR``): the authenticator reads it."""
     resources = _resources(settings.hub_cpu, settings.hub_memory)
+    overlay = OVERLAY_FILE in config_map["data"]
     pod_spec = _pod_spec(
         enclave,
         tier,
@@ -237,6 +271,7 @@ def make_hub_deployment(
                 {"name": "db", "mountPath": "/srv/jupyterhub"},
                 {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (a private emptyDir)
                 {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True},
+                *([_OVERLAY_MOUNT] if overlay else []),
             ],
         },
         volumes=[
@@ -244,9 +279,16 @@ def make_hub_deployment(
             {"name": "db", "persistentVolumeClaim": {"claimName": "hub-db"}},
             {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
             *_secret_volumes(HUB_SECRET_FILES),
+            *([_OVERLAY_VOLUME] if overlay else []),
         ],
     )
-    return _deployment(enclave, owner, component="hub", pod_spec=pod_spec)
+    return _deployment(
+        enclave,
+        owner,
+        component="hub",
+        pod_spec=pod_spec,
+        annotations={HUB_CONFIG_DIGEST: hub_config_digest(config_map)},
+    )
 
 
 def make_proxy_deployment(
@@ -321,16 +363,8 @@ def singleuser_spawner_traits(
             }
         )
     if overlay:
-        mounts.append({"name": "catalog", "mountPath": OVERLAY_DIR, "readOnly": True})
-        volumes.append(
-            {
-                "name": "catalog",
-                "configMap": {
-                    "name": HUB_CONFIG,
-                    "items": [{"key": OVERLAY_FILE, "path": OVERLAY_FILE}],
-                },
-            }
-        )
+        mounts.append(_OVERLAY_MOUNT)
+        volumes.append(_OVERLAY_VOLUME)
     cores = cpu_quantity(ws.cpu) / 1000
     memory = bytes_quantity(ws.memory)
     placement = _placement(enclave, tier, settings)

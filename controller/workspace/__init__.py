@@ -10,6 +10,7 @@ from ._hubconfig import (
     HubSite,
     IdleCuller,
     LocalSandbox,
+    ResolvedURL,
     SecretFile,
     make_hub_config,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "IdleCuller",
     "LocalSandbox",
     "Member",
+    "ResolvedURL",
     "SecretFile",
     "SpecError",
     "WorkspaceError",

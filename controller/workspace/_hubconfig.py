@@ -36,6 +36,7 @@ __all__ = [
     "HubSite",
     "IdleCuller",
     "LocalSandbox",
+    "ResolvedURL",
     "SecretFile",
     "make_hub_config",
 ]
@@ -72,6 +73,34 @@ class SecretFile:
     path: Path
 
 
+@dataclass(frozen=True)
+class ResolvedURL:
+    """``prefix`` + ``url`` with its host replaced by the address the hub resolves it
+    to when it loads its configuration: for peers that cannot resolve names."""
+
+    prefix: str
+    url: str
+
+
+#: The rendered definition of ``_resolved_url`` (a configuration that uses it only).
+_RESOLVED_URL_HELPER = (
+    "def _resolved_url(prefix, url):",
+    "    import socket",
+    "    import urllib.parse",
+    "    parts = urllib.parse.urlsplit(url)",
+    "    try:",
+    "        found = socket.getaddrinfo(parts.hostname, parts.port, type=socket.SOCK_STREAM)",
+    "    except OSError as e:",
+    "        raise SystemExit(f'{parts.hostname} does not resolve to an address: {e}') from None",
+    "    address = min(found, key=lambda a: (a[0] != socket.AF_INET, a[4][0]))[4][0]",
+    "    host = f'[{address}]' if ':' in address else address",
+    "    netloc = host if parts.port is None else f'{host}:{parts.port}'",
+    "    return prefix + parts._replace(netloc=netloc).geturl()",
+    "",
+    "",
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class LocalSandbox:
     """The local backend's sandbox settings (``SandboxSpawner``'s traits).
@@ -100,8 +129,9 @@ class HubSite:
     key), ``client_secret`` (the hub's OIDC client secret at the portal) and
     ``audit_token`` (the hub's intake token, ``source=hub``, bound to the enclave).
     ``tier_overlay`` is the operator's tier overlay as each single-user server can read
-    it (inside its sandbox, for the local backend): every workspace loads the catalog
-    with it, so a site's tightened tier (a smaller screen budget) reaches the server.
+    it (inside its sandbox, for the local backend), and the hub at the same path: every
+    workspace loads the catalog with it, so a site's tightened tier (a smaller screen
+    budget) reaches the server, and the hub's authenticator decides entry with it.
 
     Three settings let a site whose hub runs elsewhere (the Kubernetes backend, in a
     pod) say where things are there: ``secret_dir`` holds ``cookie_secret``,
@@ -163,6 +193,8 @@ class IdleCuller:
     max_age_s: int
     every_s: int
     python: str
+    #: The hub's API as the culler reaches it: on loopback, in the hub's own host or pod.
+    api_url: str
 
     def service(self) -> dict[str, Any]:
         return {
@@ -174,6 +206,7 @@ class IdleCuller:
                 f"--timeout={self.timeout_s}",
                 f"--max-age={self.max_age_s}",
                 f"--cull-every={self.every_s}",
+                f"--url={self.api_url}",
             ],
         }
 
@@ -269,17 +302,21 @@ class HubConfig:
             "        return f.read().strip()",
             "",
             "",
-            "c = get_config()  # noqa: F821",
         ]
+        body = ["c = get_config()  # noqa: F821"]
         for cls, traits in self.traitlets().items():
             for name, value in traits.items():
-                lines.append(f"c.{cls}.{name} = {_literal(value)}")
-        return "\n".join(lines) + "\n"
+                body.append(f"c.{cls}.{name} = {_literal(value)}")
+        if any("_resolved_url(" in line for line in body):
+            lines += _RESOLVED_URL_HELPER
+        return "\n".join(lines + body) + "\n"
 
 
 def _literal(value: Any) -> str:
     if isinstance(value, SecretFile):
         return f"_secret({str(value.path)!r})"
+    if isinstance(value, ResolvedURL):
+        return f"_resolved_url({value.prefix!r}, {value.url!r})"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_literal(v) for v in value) + "]"
     if isinstance(value, set | frozenset):
@@ -330,6 +367,9 @@ def make_hub_config(*, spec: EnclaveSpec, tier: Tier, site: HubSite) -> HubConfi
         "audit_token_file": str(secret / "audit_token"),
         "audit_spool": str(state / "audit-spool.db"),
     }
+    if site.tier_overlay is not None:
+        # the hub decides entry with the tier as the site tightened it
+        authenticator["tier_overlay"] = str(site.tier_overlay)
     spawner: dict[str, Any] = {
         "default_url": "/lab",
         # ~/.jupyter inside the workspace cannot switch the hardened extension off
@@ -388,6 +428,7 @@ def make_hub_config(*, spec: EnclaveSpec, tier: Tier, site: HubSite) -> HubConfi
             max_age_s=tier.session.max_session_s,
             every_s=site.cull_every_s,
             python=site.python,
+            api_url=f"http://127.0.0.1:{site.hub_api_port}/hub/api",
         ),
         extra=extra,
     )

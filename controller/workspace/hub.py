@@ -15,7 +15,7 @@ allow-all shortcuts (``check_allowed``) can run:
 4. Membership: the token's ``enclaves`` names this enclave AND the username is a
    member in the Enclave spec (stage ``membership``).
 5. Factors: ``policies.evaluate_claims`` on ``enclave_factors``/``amr``/``acr``
-   against the tier (stage ``factors``).
+   against the tier, with the site's tier overlay when it has one (stage ``factors``).
 6. Record ``hub.login.allowed`` durably; if the record cannot be made durable,
    refuse (stage ``audit``): no entry without its record.
 
@@ -125,9 +125,17 @@ def _strings(value: object) -> list[str]:
 
 
 def decide_entry(
-    *, claims: Mapping[str, Any], enclave: str, members: Sequence[str], tier: str
+    *,
+    claims: Mapping[str, Any],
+    enclave: str,
+    members: Sequence[str],
+    tier: str,
+    tier_overlay: str | None = None,
 ) -> EntryDecision:
-    """Steps 4 and 5: may the holder of these verified claims enter ``enclave``?"""
+    """Steps 4 and 5: may the holder of these verified claims enter ``enclave``?
+
+    ``tier`` is judged as the catalog with ``tier_overlay`` (the site's tightening
+    file) applied; a file that cannot be loaded raises ``CatalogError``."""
     username = claims.get("preferred_username")
     if not isinstance(username, str) or not username:
         return EntryDecision(
@@ -147,7 +155,7 @@ def decide_entry(
         )
     acr = claims.get("acr")
     login = evaluate_claims(
-        tier=load_catalog().get(tier),
+        tier=load_catalog(overlay=tier_overlay or None).get(tier),
         enclave_factors=_strings(claims.get("enclave_factors")),
         amr=_strings(claims.get("amr")),
         acr=acr if isinstance(acr, str) else "",
@@ -209,6 +217,9 @@ class EnclaveAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
     enclave = Unicode(config=True, help="The one enclave this hub serves.")
     members = List(Unicode(), config=True, help="Members of the enclave (the Enclave spec).")
     tier = Unicode(config=True, help="The enclave's tier id in the policies catalog.")
+    tier_overlay = Unicode(
+        config=True, help="The site's tier overlay file (it only tightens tiers); empty: none."
+    )
     audit_url = Unicode(config=True, help="The audit service's base URL.")
     audit_token_file = Unicode(config=True, help="The hub's intake token (source=hub), 0600.")
     audit_spool = Unicode(config=True, help="The audit client's durable spool file.")
@@ -219,7 +230,8 @@ class EnclaveAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         """At hub start (JupyterHub calls this once): refuse to run without an enclave,
         its members, a known tier, the portal's endpoints and a usable audit intake.
 
-        Raises ``SpecError`` (or ``UnknownTierError``), which stops the hub: a hub that
+        Raises ``SpecError`` (or ``UnknownTierError``, or ``CatalogError`` for a tier
+        overlay that cannot be loaded), which stops the hub: a hub that
         could not record its entries must not admit anyone."""
         for name in ("issuer", "jwks_url", "enclave", "tier", "audit_url", "audit_token_file"):
             if not getattr(self, name):
@@ -228,7 +240,7 @@ class EnclaveAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
             raise SpecError(
                 "EnclaveAuthenticator.members is empty: nobody could enter", field="members"
             )
-        load_catalog().get(self.tier)
+        load_catalog(overlay=self.tier_overlay or None).get(self.tier)
         self.audit_client()
 
     # -- audit ------------------------------------------------------------------------------
@@ -303,6 +315,16 @@ class EnclaveAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
                 raise
         return verify_id_token(token, jwks=await self._fetch_jwks(), now=time.time(), **kwargs)
 
+    def decide(self, claims: Mapping[str, Any]) -> EntryDecision:
+        """Steps 4 and 5 for this hub's enclave, members, tier and tier overlay."""
+        return decide_entry(
+            claims=claims,
+            enclave=self.enclave,
+            members=self.members,
+            tier=self.tier,
+            tier_overlay=self.tier_overlay or None,
+        )
+
     async def token_to_user(self, token_info: dict[str, Any]) -> dict[str, Any]:
         # the user is who the verified ID token says, never an unverified userinfo answer
         return await self.verified_claims(token_info)
@@ -317,9 +339,7 @@ class EnclaveAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
         except (TokenRefused, web.HTTPError) as e:
             reason = e.reason if isinstance(e, TokenRefused) else "the portal issued no token"
             self.refuse(actor="unknown", stage="token", reasons=[reason], handler=handler)
-        decision = decide_entry(
-            claims=claims, enclave=self.enclave, members=self.members, tier=self.tier
-        )
+        decision = self.decide(claims)
         if not decision.allowed:
             self.refuse(
                 actor=decision.username,
@@ -369,9 +389,7 @@ class EnclaveAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
             claims = await self.verified_claims(token_info)
         except TokenRefused:
             return False
-        decision = decide_entry(
-            claims=claims, enclave=self.enclave, members=self.members, tier=self.tier
-        )
+        decision = self.decide(claims)
         return decision.allowed and decision.username == user.name
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -73,17 +74,72 @@ def owned_enclave(
         custom.delete_cluster_custom_object(GROUP, VERSION, "enclaves", doc["metadata"]["name"])
 
 
-def spawner_config(objects: list[dict[str, Any]]) -> Config:
+@pytest.fixture(scope="module")
+def audit_service(kube_api: Any) -> Iterator[str]:
+    """The audit intake's Service where the settings name it (``audit.enclave-system``),
+    so that its name resolves to a ClusterIP as it does in a real cluster."""
+    core = client.CoreV1Api(kube_api)
+    namespace = "enclave-system"
+    created = False
+    try:
+        core.create_namespace({"metadata": {"name": namespace}})
+        created = True
+    except client.ApiException as e:
+        if e.status != 409:
+            raise
+    service = {
+        "metadata": {"name": "audit"},
+        "spec": {
+            "selector": dict(SETTINGS.audit_pod_labels),
+            "ports": [{"port": SETTINGS.audit_port, "protocol": "TCP"}],
+        },
+    }
+    try:
+        core.create_namespaced_service(namespace, service)
+    except client.ApiException as e:
+        if e.status != 409:
+            raise
+    try:
+        yield core.read_namespaced_service("audit", namespace).spec.cluster_ip
+    finally:
+        if created:
+            core.delete_namespace(namespace)
+
+
+def resolver(kube_api: Any) -> Callable[[str, str], str]:
+    """``_resolved_url`` as the hub's pod runs it, with the cluster's DNS answer for
+    ``<service>.<namespace>.svc`` (the Service's ClusterIP) read from the API server:
+    the test machine has no cluster DNS."""
+    core = client.CoreV1Api(kube_api)
+
+    def resolved_url(prefix: str, url: str) -> str:
+        parts = urlsplit(url)
+        service, namespace, suffix = (parts.hostname or "").split(".")
+        assert suffix == "svc", url
+        address = core.read_namespaced_service(service, namespace).spec.cluster_ip
+        return prefix + parts._replace(netloc=f"{address}:{parts.port}").geturl()
+
+    return resolved_url
+
+
+def spawner_config(objects: list[dict[str, Any]], kube_api: Any) -> Config:
     """The spawner's traits in the rendered ``hub-config``, loaded as JupyterHub loads them.
 
-    Only the lines that configure the spawner run: the others read the hub's secret
-    files, which exist only in its pod (``_secret('/run/enclave/...')``)."""
+    Only the lines that configure the spawner and where it says the hub is run: the
+    others read the hub's secret files, which exist only in its pod
+    (``_secret('/run/enclave/...')``)."""
     [config_map] = [o for o in objects if o["kind"] == "ConfigMap"]
     text = config_map["data"]["jupyterhub_config.py"]
-    spawner_lines = ("c.JupyterHub.spawner_class ", "c.Spawner.", "c.KubeSpawner.")
+    spawner_lines = (
+        "c.JupyterHub.spawner_class ",
+        "c.JupyterHub.hub_connect_url ",
+        "c.Spawner.",
+        "c.KubeSpawner.",
+    )
     lines = [line for line in text.splitlines() if line.startswith(spawner_lines)]
     config = Config()
-    exec(compile("\n".join(lines), "jupyterhub_config.py", "exec"), {"c": config})  # noqa: S102
+    scope = {"c": config, "_resolved_url": resolver(kube_api)}
+    exec(compile("\n".join(lines), "jupyterhub_config.py", "exec"), scope)  # noqa: S102
     return config
 
 
@@ -91,14 +147,15 @@ def spawned(
     kube_api: Any, plane: ControlPlane, config: Config, *, user: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The pod and the home claim the hub's spawner makes for ``user``: the class the
-    configuration names, kubespawner's ``get_pod_manifest`` and ``get_pvc_manifest``."""
+    configuration names, kubespawner's ``get_pod_manifest`` and ``get_pvc_manifest``.
+    The hub's URLs are what JupyterHub derives from ``hub_connect_url``."""
     spawner_class = import_item(config.JupyterHub.spawner_class)
-    namespace = config.KubeSpawner.namespace
+    connect = config.JupyterHub.hub_connect_url
     hub = SimpleNamespace(
         public_host="",
-        url=f"http://hub.{namespace}.svc:8081/hub/",
+        url=f"{connect}/hub/",
         base_url="/hub/",
-        api_url=f"http://hub.{namespace}.svc:8081/hub/api",
+        api_url=f"{connect}/hub/api",
     )
     member = SimpleNamespace(name=user, id=1, url=f"/user/{user}/", escaped_name=user)
 
@@ -136,7 +193,10 @@ def create_as_the_hub(
 
 @pytest.mark.parametrize("owned_enclave", EXAMPLES, ids=[p.stem for p in EXAMPLES], indirect=True)
 def test_rendered_objects_are_admitted_and_pods_pass_psa_restricted(
-    kube_api: Any, kube_control_plane: ControlPlane, owned_enclave: tuple[dict[str, Any], str]
+    kube_api: Any,
+    kube_control_plane: ControlPlane,
+    owned_enclave: tuple[dict[str, Any], str],
+    audit_service: str,
 ) -> None:
     doc, uid = owned_enclave
     enclave = load_enclave(doc)
@@ -166,7 +226,10 @@ def test_rendered_objects_are_admitted_and_pods_pass_psa_restricted(
         )
     # The single-user pod, as the hub's KubeSpawner builds it from the rendered config.
     pod_body, claim_body = spawned(
-        kube_api, kube_control_plane, spawner_config(objects), user=enclave.members[0].user
+        kube_api,
+        kube_control_plane,
+        spawner_config(objects, kube_api),
+        user=enclave.members[0].user,
     )
     pod = create_as_the_hub(kube_control_plane, ns, pod_body, claim_body)
     assert pod.spec.automount_service_account_token is False
@@ -188,11 +251,17 @@ def test_rendered_objects_are_admitted_and_pods_pass_psa_restricted(
     assert "--EnclaveWorkspace.audit_token_file=/run/enclave/audit_token" in args
     assert "--EnclaveWorkspace.tier_overlay=/etc/enclave/tier-overlay.yaml" in args
     assert not [e for e in pod.spec.containers[0].env or [] if "TOKEN" in e.name and e.value]
+    # it resolves no names (no DNS on any tier): the hub API and the audit intake it is
+    # handed are the Services' ClusterIPs, as the hub resolved them
+    hub_ip = core.read_namespaced_service("hub", ns).spec.cluster_ip
+    env = {e.name: e.value for e in pod.spec.containers[0].env or []}
+    assert env["JUPYTERHUB_API_URL"] == f"http://{hub_ip}:8081/hub/api"
+    assert f"--EnclaveWorkspace.audit_url=http://{audit_service}:{SETTINGS.audit_port}" in args
 
 
 @pytest.fixture(scope="module")
 def restricted_namespace(
-    kube_api: Any, kube_control_plane: ControlPlane, enclave_crd_installed: str
+    kube_api: Any, kube_control_plane: ControlPlane, enclave_crd_installed: str, audit_service: str
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """A rendered enclave's namespace, and the single-user pod its hub would create."""
     doc = load_document(example("tommo-strong"))
@@ -201,7 +270,8 @@ def restricted_namespace(
     tier = load_catalog().get(enclave.tier)
     objects = render_enclave(enclave=enclave, tier=tier, settings=SETTINGS, hub_config=HUB_CONFIG)
     apply_objects(api_client=kube_api, objects=objects)
-    pod, _ = spawned(kube_api, kube_control_plane, spawner_config(objects), user="x@y.example")
+    config = spawner_config(objects, kube_api)
+    pod, _ = spawned(kube_api, kube_control_plane, config, user="x@y.example")
     ns = namespace_name(enclave)
     try:
         yield ns, pod
@@ -389,6 +459,57 @@ def test_a_settled_enclave_resyncs_with_zero_writes_and_drift_is_repaired(
         )
         live = networking.read_namespaced_network_policy("singleuser", ns)
         assert [r.to[0].ip_block for r in live.spec.egress] == [None, None]
+    finally:
+        client.CoreV1Api(api_client).delete_namespace(ns)
+        api_client.close()
+
+
+def test_a_changed_hub_config_changes_the_hub_pod_template_the_cluster_runs(
+    kube_control_plane: Any, enclave_crd_installed: str
+) -> None:
+    """JupyterHub reads its configuration once: the overlay added to ``hub-config`` must
+    reach the Deployment's pod template, or the running hub keeps the old one."""
+    doc = load_document(EXAMPLES[0])
+    doc["metadata"]["name"] = f"t{secrets.token_hex(3)}-roll"
+    enclave = load_enclave(doc)
+    tier = load_catalog().get(enclave.tier)
+    api_client = kube_control_plane.new_api_client()
+    ns = namespace_name(enclave)
+    apps = client.AppsV1Api(api_client)
+
+    def template_digest() -> str:
+        template = apps.read_namespaced_deployment("hub", ns).spec.template
+        digest: str = template.metadata.annotations["enclave.dev/hub-config-digest"]
+        return digest
+
+    def sync(hub_config: HubConfig) -> list[dict[str, Any]]:
+        objects = render_enclave(
+            enclave=enclave, tier=tier, settings=SETTINGS, hub_config=hub_config
+        )
+        sync_objects(api_client=api_client, objects=objects)
+        return objects
+
+    try:
+        sync(HubConfig())
+        before = template_digest()
+        objects = sync(HUB_CONFIG)
+        after = template_digest()
+        assert before != after
+        [deployment] = [
+            o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "hub"
+        ]
+        assert (
+            after
+            == deployment["spec"]["template"]["metadata"]["annotations"][
+                "enclave.dev/hub-config-digest"
+            ]
+        )
+        # the Deployment controller sees a new template: a new ReplicaSet for the hub
+        selector = f"app.kubernetes.io/instance={enclave.name},app.kubernetes.io/component=hub"
+        wait_for(
+            "the hub's second ReplicaSet",
+            lambda: len(apps.list_namespaced_replica_set(ns, label_selector=selector).items) == 2,
+        )
     finally:
         client.CoreV1Api(api_client).delete_namespace(ns)
         api_client.close()

@@ -437,8 +437,14 @@ HUB_SECRET_ITEMS = [
 ]
 
 
+#: A ``hub-config`` ConfigMap (its data is all the hub Deployment reads of it).
+HUB_CONFIG_MAP = {"data": {"jupyterhub_config.py": "c = get_config()\n"}}
+#: sha256 of ``{"jupyterhub_config.py":"c = get_config()\n"}``.
+HUB_CONFIG_DIGEST = "sha256:0e69dc02a029f27c530338db3ad1077d8728003d6b9190ef9e878658f71d7ae0"
+
+
 def test_hub_deployment() -> None:
-    assert make_hub_deployment(ENCLAVE, STRONG, SETTINGS, OWNER) == {
+    assert make_hub_deployment(ENCLAVE, STRONG, SETTINGS, OWNER, config_map=HUB_CONFIG_MAP) == {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": meta("hub", "hub"),
@@ -452,7 +458,10 @@ def test_hub_deployment() -> None:
                 }
             },
             "template": {
-                "metadata": {"labels": labels("hub")},
+                "metadata": {
+                    "labels": labels("hub"),
+                    "annotations": {"enclave.dev/hub-config-digest": HUB_CONFIG_DIGEST},
+                },
                 "spec": {
                     "serviceAccountName": "hub",
                     "automountServiceAccountToken": True,
@@ -524,7 +533,10 @@ def test_hub_deployment() -> None:
 def test_no_secret_reaches_the_hub_through_its_environment() -> None:
     """Environment variables show in /proc/PID/environ and are inherited by every child
     process (the idle culler); the hub's secrets are owner-only files instead."""
-    spec = make_hub_deployment(ENCLAVE, STRONG, SETTINGS, OWNER)["spec"]["template"]["spec"]
+    hub_deployment = make_hub_deployment(
+        ENCLAVE, STRONG, SETTINGS, OWNER, config_map=HUB_CONFIG_MAP
+    )
+    spec = hub_deployment["spec"]["template"]["spec"]
     for container in [*spec.get("initContainers", []), *spec["containers"]]:
         assert "envFrom" not in container
         assert "env" not in container
@@ -532,6 +544,26 @@ def test_no_secret_reaches_the_hub_through_its_environment() -> None:
     assert {"name": "secrets", "mountPath": "/run/enclave", "readOnly": True} in hub["volumeMounts"]
     # only the copying init container sees the Secrets' own files
     assert "secrets-in" not in [m["name"] for m in hub["volumeMounts"]]
+
+
+def test_the_hub_reads_the_tier_overlay_where_the_workspaces_do() -> None:
+    """The authenticator decides entry with the overlay: the hub mounts it from
+    ``hub-config`` at the path its configuration (and every workspace) names."""
+    config_map = {"data": {**HUB_CONFIG_MAP["data"], "tier-overlay.yaml": "tiers: {}\n"}}
+    spec = make_hub_deployment(ENCLAVE, STRONG, SETTINGS, OWNER, config_map=config_map)["spec"]
+    pod = spec["template"]["spec"]
+    assert {"name": "catalog", "mountPath": "/etc/enclave", "readOnly": True} in pod["containers"][
+        0
+    ]["volumeMounts"]
+    assert {
+        "name": "catalog",
+        "configMap": {
+            "name": "hub-config",
+            "items": [{"key": "tier-overlay.yaml", "path": "tier-overlay.yaml"}],
+        },
+    } in pod["volumes"]
+    digest = spec["template"]["metadata"]["annotations"]["enclave.dev/hub-config-digest"]
+    assert digest != HUB_CONFIG_DIGEST
 
 
 def test_shared_node_tiers_get_no_placement() -> None:

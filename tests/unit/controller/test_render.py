@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -247,3 +250,105 @@ def test_cli_render_no_longer_takes_a_hub_configuration_file(tmp_path: Path) -> 
     result = CliRunner().invoke(cli, ["render", str(EXAMPLES[0]), "--hub-config", str(config)])
     assert result.exit_code == 2
     assert "No such option '--hub-config'" in result.stderr
+
+
+def _deployment(objects: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    [deployment] = [
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == name
+    ]
+    return deployment
+
+
+def test_the_idle_culler_reaches_the_hub_on_loopback_not_through_the_service_it_cannot_reach(
+    rendered: list[dict[str, Any]],
+) -> None:
+    """The culler runs in the hub's pod; the hub's policy admits no traffic from the hub
+    itself, so through the ``hub`` Service (the hub's ``hub_connect_url``) it could
+    never cull an idle server."""
+    [hub_policy] = [
+        o for o in rendered if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "hub"
+    ]
+    hub_labels = hub_policy["spec"]["podSelector"]["matchLabels"]
+    for rule in hub_policy["spec"]["ingress"]:
+        for peer in rule["from"]:
+            assert peer.get("podSelector", {}).get("matchLabels") != hub_labels
+    text = _hub_config_map(rendered)["data"]["jupyterhub_config.py"]
+    [services] = [line for line in text.splitlines() if line.startswith("c.JupyterHub.services")]
+    assert "'--url=http://127.0.0.1:8081/hub/api'" in services
+    # the hub listens on every address of its pod, loopback included
+    assert "c.JupyterHub.hub_bind_url = 'http://0.0.0.0:8081'" in text
+
+
+def test_a_changed_hub_config_rolls_the_hub(rendered: list[dict[str, Any]]) -> None:
+    """JupyterHub reads its configuration once: a new member or overlay in ``hub-config``
+    must change the hub's pod template, so the Deployment replaces the pod."""
+    strong = next(p for p in EXAMPLES if p.stem == "tommo-strong")
+    overlay = yaml.safe_dump({"tiers": {"tommo-strong": {"session": {"idle_timeout_s": 600}}}})
+    before, after = _render(strong), _render(strong, HubConfig(tier_overlay=overlay))
+
+    def digest(objects: list[dict[str, Any]]) -> str:
+        meta = _deployment(objects, "hub")["spec"]["template"]["metadata"]
+        value: str = meta["annotations"]["enclave.dev/hub-config-digest"]
+        return value
+
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest(before))
+    assert digest(before) != digest(after)
+    assert digest(before) == digest(_render(strong))  # render and controller agree
+    # every example's hub carries the digest of its own ConfigMap
+    data = _hub_config_map(rendered)["data"]
+    assert (
+        digest(rendered)
+        == "sha256:"
+        + hashlib.sha256(
+            json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()
+    )
+
+
+def test_single_user_servers_are_handed_no_host_name_they_would_need_dns_for(
+    rendered: list[dict[str, Any]],
+) -> None:
+    """Single-user pods have no DNS on any tier: the hub API and the audit intake they
+    are given must be addresses. The hub (which has DNS) resolves each Service's name
+    to its ClusterIP when it loads its configuration (``_resolved_url``)."""
+    text = _hub_config_map(rendered)["data"]["jupyterhub_config.py"]
+    lines = [
+        line
+        for line in text.splitlines()
+        if line.startswith(("c.Spawner.", "c.KubeSpawner.", "c.JupyterHub.hub_connect_url"))
+    ]
+    assert lines
+    resolved_call = r"_resolved_url\('[^']*', '[^']*'\)"
+    for line in lines:
+        bare = re.sub(resolved_call, "", line)
+        for url in re.findall(r"'(?:[^']*=)?(https?://[^']*)'", bare):
+            host = urlsplit(url).hostname or ""
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                pytest.fail(f"{host} in {line!r} needs DNS")
+    resolved = re.findall(r"_resolved_url\('([^']*)', '([^']*)'\)", text)
+    assert sorted(resolved) == [
+        ("", f"http://hub.{rendered[0]['metadata']['name']}.svc:8081"),
+        ("--EnclaveWorkspace.audit_url=", SETTINGS.audit_url),
+    ]
+
+
+def test_the_hub_resolves_a_service_name_when_it_loads_its_configuration() -> None:
+    """``_resolved_url`` as rendered: the host becomes its address, the rest stays; a
+    name that does not resolve stops the hub with one sentence naming it."""
+    enclave = read_enclave_file(EXAMPLES[0])
+    text = make_kube_hub_config(
+        enclave=enclave,
+        tier=load_catalog().get(enclave.tier),
+        settings=SETTINGS,
+        hub_config=HubConfig(),
+    ).render()
+    start = text.index("def _resolved_url")
+    helper = text[start : text.index("\n\n\n", start)]
+    scope: dict[str, Any] = {}
+    exec(compile(helper, "jupyterhub_config.py", "exec"), scope)  # noqa: S102
+    assert scope["_resolved_url"]("--x=", "http://localhost:8700") == "--x=http://127.0.0.1:8700"
+    assert scope["_resolved_url"]("", "http://10.1.2.3:81/a") == "http://10.1.2.3:81/a"
+    with pytest.raises(SystemExit, match=r"no-such-service\.invalid does not resolve"):
+        scope["_resolved_url"]("", "http://no-such-service.invalid:8081")

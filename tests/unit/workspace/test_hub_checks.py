@@ -12,6 +12,7 @@ from typing import Any
 
 import jwt
 import pytest
+import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from controller.workspace import SpecError
@@ -21,6 +22,7 @@ from controller.workspace.hub import (
     decide_entry,
     verify_id_token,
 )
+from policies import CatalogError
 from tests.harness.aio import run_coroutine
 
 ISSUER, CLIENT = "https://portal.example", "hub-gut-2026"
@@ -247,4 +249,47 @@ def test_hub_with_no_members_does_not_start() -> None:
     auth = _authenticator(issuer=ISSUER, jwks_url="x", audit_url="x", audit_token_file="x")
     auth.members = []
     with pytest.raises(SpecError, match="nobody could enter"):
+        auth.check_allow_config()
+
+
+#: A site's overlay that tightens nbdc-standard: a phishing-resistant factor is required.
+TIGHTENED = {"tiers": {"nbdc-standard": {"login": {"require_phishing_resistant": True}}}}
+
+
+def test_a_session_meeting_only_the_loose_builtin_tier_does_not_enter_a_tightened_enclave(
+    tmp_path: Path,
+) -> None:
+    """Password and TOTP meet the built-in nbdc-standard; the site's overlay demands a
+    phishing-resistant factor, and the hub's own decision (sign-in and refresh) must
+    apply it, not the built-in catalog."""
+    overlay = tmp_path / "tier-overlay.yaml"
+    overlay.write_text(yaml.safe_dump(TIGHTENED))
+    loose = decide_entry(
+        claims=claims(), enclave="gut-2026", members=["r.tanaka"], tier="nbdc-standard"
+    )
+    assert loose.allowed  # what the built-in tier alone lets in
+    d = decide_entry(
+        claims=claims(),
+        enclave="gut-2026",
+        members=["r.tanaka"],
+        tier="nbdc-standard",
+        tier_overlay=str(overlay),
+    )
+    assert (d.allowed, d.stage) == (False, "factors")
+    assert any("phishing" in r for r in d.reasons), d.reasons
+    # the authenticator a hub runs: its stored session is refused on refresh
+    auth = _authenticator(issuer=ISSUER, client_id=CLIENT, tier_overlay=str(overlay))
+    auth._jwks = jwks()
+    assert run_coroutine(auth.refresh_user(StoredUser("r.tanaka", live()))) is False
+
+
+def test_a_hub_whose_tier_overlay_cannot_be_read_does_not_start(tmp_path: Path) -> None:
+    auth = _authenticator(
+        issuer=ISSUER,
+        jwks_url=ISSUER + "/oidc/jwks",
+        audit_url="http://127.0.0.1:9",
+        audit_token_file=str(tmp_path / "audit_token"),
+        tier_overlay=str(tmp_path / "missing.yaml"),
+    )
+    with pytest.raises(CatalogError):
         auth.check_allow_config()

@@ -74,6 +74,8 @@ def expected(tier: str, *, terminals: bool) -> dict[str, dict[str, object]]:
                         "--timeout=900",
                         "--max-age=43200",
                         "--cull-every=60",
+                        # on loopback: the hub's own host (or pod) reaches it there
+                        "--url=http://127.0.0.1:8102/hub/api",
                     ],
                 }
             ],
@@ -149,9 +151,10 @@ def test_tommo_strong_hub_turns_terminals_off() -> None:
     assert cfg.traitlets() == expected("tommo-strong", terminals=False)
 
 
-def test_a_sites_tier_overlay_reaches_every_workspace_the_hub_spawns() -> None:
+def test_a_sites_tier_overlay_reaches_every_workspace_the_hub_spawns_and_its_entry() -> None:
     """Without it a site's tightened tier (a smaller screen budget) stops at the hub:
-    the workspaces would enforce the built-in, looser catalog."""
+    the workspaces would enforce the built-in, looser catalog; and the hub's own
+    entry decision (its authenticator) would judge sign-ins by the built-in tier."""
     overlay = Path("/srv/enclave/catalog/tier-overlay.yaml")
     cfg = make_hub_config(
         spec=spec("tommo-strong"), tier=CATALOG.get("tommo-strong"), site=site(tier_overlay=overlay)
@@ -161,6 +164,10 @@ def test_a_sites_tier_overlay_reaches_every_workspace_the_hub_spawns() -> None:
         *want["Spawner"]["args"],  # type: ignore[misc]
         f"--EnclaveWorkspace.tier_overlay={overlay}",
     ]
+    want["EnclaveAuthenticator"] = {  # type: ignore[assignment]
+        **want["EnclaveAuthenticator"],  # type: ignore[dict-item]
+        "tier_overlay": str(overlay),
+    }
     assert cfg.traitlets() == want
 
 
