@@ -35,10 +35,11 @@ from policies import Catalog
 from ._apply import server_message
 from ._lifecycle import AuditUnavailableError
 from ._ops import LeaseElector, Metrics
-from ._reconcile import Lifecycle, Outcome, end_of_use, reconcile_enclave, write_status
+from ._reconcile import Lifecycle, end_of_use, reconcile_enclave
 from ._schema import GROUP, PLURAL, VERSION
 from ._settings import HubConfig, RenderSettings
 from ._spec import load_enclave
+from ._status import Outcome, write_status
 from .errors import ClusterError, InvalidEnclaveError
 
 __all__ = [
