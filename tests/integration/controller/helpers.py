@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import sqlite3
 import sys
@@ -62,6 +63,19 @@ def recorded(env: AuditEnv, needle: str) -> bool:
     finally:
         conn.close()
     return any(needle in repr(row) for row in rows)
+
+
+def audited(env: AuditEnv, *, action: str, enclave: str) -> list[dict[str, Any]]:
+    """The entries of ``env``'s audit store with ``action`` for ``enclave``, as events."""
+    conn = sqlite3.connect(env.db_path)
+    try:
+        rows = conn.execute(
+            "SELECT leaf FROM audit_entries WHERE action = ? AND enclave = ? ORDER BY idx",
+            (action, enclave),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [dict(json.loads(bytes(leaf))) for (leaf,) in rows]
 
 
 def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
