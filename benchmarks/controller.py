@@ -86,13 +86,34 @@ class WriteCounter:
             return n
 
 
-def _document(name: str) -> dict[str, Any]:
+def enclave_document(name: str) -> dict[str, Any]:
+    """The nbdc-standard example named ``name``, its approval in force for a year."""
     doc = yaml.safe_load(EXAMPLE.read_text("utf-8"))
     now = datetime.now(UTC)
     doc["metadata"] = {"name": name}
     doc["spec"]["approval"]["notBefore"] = f"{now - timedelta(days=1):%Y-%m-%dT%H:%M:%SZ}"
     doc["spec"]["approval"]["notAfter"] = f"{now + timedelta(days=365):%Y-%m-%dT%H:%M:%SZ}"
     return doc
+
+
+def install_crd(admin: Any) -> None:
+    """Apply the Enclave CRD as the cluster admin and wait until it is Established."""
+    ext = client.ApiextensionsV1Api(admin)
+    ext.patch_custom_resource_definition(
+        CRD_NAME,
+        enclave_crd(),
+        field_manager="bench",
+        force=True,
+        _content_type="application/apply-patch+yaml",
+    )
+    deadline = time.monotonic() + 60
+    while not any(
+        c.type == "Established" and c.status == "True"
+        for c in ext.read_custom_resource_definition(CRD_NAME).status.conditions or []
+    ):
+        if time.monotonic() > deadline:
+            raise SystemExit("the CRD was not Established")
+        time.sleep(0.2)
 
 
 def _isolated(admin: Any, names: set[str]) -> int:
@@ -123,22 +144,7 @@ def main() -> None:
     n = args.n
     with running_control_plane() as plane:
         admin = plane.new_api_client()
-        ext = client.ApiextensionsV1Api(admin)
-        ext.patch_custom_resource_definition(
-            CRD_NAME,
-            enclave_crd(),
-            field_manager="bench",
-            force=True,
-            _content_type="application/apply-patch+yaml",
-        )
-        deadline = time.monotonic() + 60
-        while not any(
-            c.type == "Established" and c.status == "True"
-            for c in ext.read_custom_resource_definition(CRD_NAME).status.conditions or []
-        ):
-            if time.monotonic() > deadline:
-                raise SystemExit("the CRD was not Established")
-            time.sleep(0.2)
+        install_crd(admin)
         controller_client = plane.new_api_client()
         counter = WriteCounter(controller_client)
         metrics = Metrics()
@@ -166,7 +172,7 @@ def main() -> None:
                 list(
                     pool.map(
                         lambda name: custom.create_cluster_custom_object(
-                            GROUP, VERSION, "enclaves", _document(name)
+                            GROUP, VERSION, "enclaves", enclave_document(name)
                         ),
                         sorted(names),
                     )
