@@ -106,6 +106,25 @@ def running_operator(config: OperatorConfig) -> Iterator[None]:
         thread.join(60)
 
 
+@contextlib.contextmanager
+def counted_writes(api_client: Any) -> Iterator[list[str]]:
+    """The requests ``api_client`` sends in the block that are not reads ("METHOD URL")."""
+    writes: list[str] = []
+    rest = api_client.rest_client
+    original = rest.request
+
+    def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if method.upper() not in ("GET", "HEAD", "OPTIONS"):
+            writes.append(f"{method} {url}")
+        return original(method, url, *args, **kwargs)
+
+    rest.request = request
+    try:
+        yield writes
+    finally:
+        rest.request = original
+
+
 def in_force(doc: dict[str, Any], *, name: str, days: int = 365) -> dict[str, Any]:
     """``doc`` renamed, with an approval in force from yesterday for ``days`` days."""
     now = datetime.now(UTC)
