@@ -30,10 +30,12 @@ import secrets
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import yaml
@@ -52,38 +54,61 @@ _READS = ("GET", "HEAD", "OPTIONS")
 
 
 class WriteCounter:
-    """Counts non-read requests of one kubernetes ApiClient and of every aiohttp session."""
+    """Counts non-read requests of one kubernetes ApiClient and of every aiohttp session.
+
+    Also keeps every request (reads too) by method and resource, for ``--profile``.
+    """
 
     def __init__(self, api_client: Any) -> None:
         self.count = 0
+        self.by_kind: Counter[str] = Counter()
         self._lock = threading.Lock()
         rest = api_client.rest_client
         original = rest.request
 
         def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            if method.upper() not in _READS:
-                self._add()
+            self._add(method, url)
             return original(method, url, *args, **kwargs)
 
         rest.request = request
         original_aio = aiohttp.ClientSession._request
         counter = self
 
-        async def aio_request(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
-            if method.upper() not in _READS:
-                counter._add()
-            return await original_aio(self, method, *args, **kwargs)
+        async def aio_request(self: Any, method: str, url: Any, *args: Any, **kwargs: Any) -> Any:
+            counter._add(method, str(url))
+            return await original_aio(self, method, url, *args, **kwargs)
 
         aiohttp.ClientSession._request = aio_request  # type: ignore[method-assign]
 
-    def _add(self) -> None:
+    def _add(self, method: str, url: str) -> None:
         with self._lock:
-            self.count += 1
+            if method.upper() not in _READS:
+                self.count += 1
+            self.by_kind[f"{method.upper()} {_resource(url)}"] += 1
 
     def take(self) -> int:
         with self._lock:
             n, self.count = self.count, 0
             return n
+
+    def take_profile(self) -> Counter[str]:
+        with self._lock:
+            kinds, self.by_kind = self.by_kind, Counter()
+            return kinds
+
+
+def _resource(url: str) -> str:
+    """``/api/v1/namespaces/x/services/hub`` -> ``services`` (``enclaves/status`` for a
+    subresource); with ``?watch`` when it is a watch."""
+    split = urlsplit(url)
+    parts = [p for p in split.path.split("/") if p]
+    parts = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if parts[:1] == ["namespaces"] and len(parts) > 2:
+        parts = parts[2:]
+    kind = parts[0] if parts else "/"
+    if len(parts) > 2:
+        kind += "/" + parts[2]
+    return kind + (" (watch)" if "watch=" in split.query else "")
 
 
 def enclave_document(name: str) -> dict[str, Any]:
@@ -133,6 +158,12 @@ def _reconciles(metrics: Metrics) -> float:
     return value or 0.0
 
 
+def _print_profile(what: str, requests: Counter[str], n: int) -> None:
+    print(f"-- {what}: requests per enclave", file=sys.stderr)
+    for key, count in requests.most_common():
+        print(f"{count / n:8.2f}  {key}", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=200, help="Enclaves applied at once.")
@@ -140,6 +171,12 @@ def main() -> None:
         "--resync-interval", type=float, default=60.0, help="The timer interval (s)."
     )
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="Also print to stderr the reconciler's requests per enclave by method and "
+        "resource, for the provisioning and for the no-op round.",
+    )
     args = parser.parse_args()
     n = args.n
     with running_control_plane() as plane:
@@ -165,6 +202,7 @@ def main() -> None:
             if not ready.wait(60):
                 raise SystemExit("the operator did not start")
             counter.take()
+            counter.take_profile()
             names = {f"b{secrets.token_hex(3)}-{i}" for i in range(n)}
             custom = client.CustomObjectsApi(admin)
             t0 = time.monotonic()
@@ -184,10 +222,13 @@ def main() -> None:
                 time.sleep(0.5)
             provision_s = time.monotonic() - t0
             provision_writes = counter.take()
+            if args.profile:
+                _print_profile("provisioning", counter.take_profile(), n)
             # Let one timer round settle what the first pass left, then measure the next.
             for measured in (False, True):
                 start_count = _reconciles(metrics)
                 counter.take()
+                counter.take_profile()
                 r0 = time.monotonic()
                 while _reconciles(metrics) < start_count + n:
                     if time.monotonic() - r0 > args.timeout:
@@ -195,6 +236,9 @@ def main() -> None:
                     time.sleep(0.2)
                 round_s = time.monotonic() - r0
                 round_writes = counter.take()
+                requests = counter.take_profile()
+                if args.profile and measured:
+                    _print_profile("no-op timer round", requests, n)
                 if measured:
                     noop_writes, noop_s = round_writes, round_s
         finally:

@@ -8,6 +8,7 @@ server's own one-line message.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,32 @@ def server_message(error: Exception) -> str:
     return message if len(message) <= 300 else message[:297] + "..."
 
 
+_DYNAMIC_LOCK = threading.Lock()
+
+
+def _dynamic(api_client: Any) -> DynamicClient:
+    """The one DynamicClient of ``api_client``, made on first use and kept on it.
+
+    Making one reads the discovery cache file (tens of kB of JSON) and may fetch and
+    rewrite it; a reconciliation used to make two, which cost measurable CPU with 200
+    enclaves. The lock keeps threads from making two at once.
+    """
+    with _DYNAMIC_LOCK:
+        found: DynamicClient | None = getattr(api_client, "_enclave_dynamic_client", None)
+        if found is None:
+            found = DynamicClient(api_client)  # type: ignore[no-untyped-call]
+            api_client._enclave_dynamic_client = found
+        return found
+
+
+def _resource(api_client: Any, api_version: str, kind: str) -> Any:
+    """The API resource for ``kind``; looked up under the lock, because a lookup can
+    update the discovery cache that all threads share."""
+    dynamic = _dynamic(api_client)
+    with _DYNAMIC_LOCK:
+        return dynamic.resources.get(api_version=api_version, kind=kind)
+
+
 def _where(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata", {})
     ns = meta.get("namespace")
@@ -57,11 +84,11 @@ def apply_objects(
     server's reason. Objects are applied in the order given, so a caller that puts
     the default-deny policy before any workload never runs a workload unisolated.
     """
-    dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
+    dynamic = _dynamic(api_client)
     stored: list[dict[str, Any]] = []
     for obj in objects:
         try:
-            resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            resource = _resource(api_client, obj["apiVersion"], obj["kind"])
             result = dynamic.server_side_apply(  # type: ignore[no-untyped-call]
                 resource, body=obj, field_manager=field_manager, force_conflicts=True
             )
@@ -107,13 +134,13 @@ def sync_objects(
     Limitation: a field we stopped rendering is not removed from a live object that
     still contains everything else.
     """
-    dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
+    dynamic = _dynamic(api_client)
     written: list[str] = []
     unchanged: list[str] = []
     for obj in objects:
         meta = obj["metadata"]
         try:
-            resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            resource = _resource(api_client, obj["apiVersion"], obj["kind"])
             try:
                 live = dynamic.get(  # type: ignore[no-untyped-call]
                     resource, name=meta["name"], namespace=meta.get("namespace")
@@ -159,7 +186,6 @@ def prune_objects(
     policy someone else added is never removed here (the isolation check reports it).
     Costs one list per kind; returns what was deleted.
     """
-    dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
     wanted = {(o["kind"], o["metadata"]["name"]) for o in keep}
     selector = f"app.kubernetes.io/managed-by={FIELD_MANAGER},enclave.dev/enclave={enclave}"
     deleted: list[str] = []
@@ -169,7 +195,7 @@ def prune_objects(
         else:
             where = selector
         try:
-            resource = dynamic.resources.get(api_version=api_version, kind=kind)
+            resource = _resource(api_client, api_version, kind)
             items = resource.get(namespace=namespace, label_selector=where).items
             for item in items:
                 name = item.metadata.name

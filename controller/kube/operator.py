@@ -282,7 +282,15 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     def changed(body: kopf.Body, **_: Any) -> None:
         _reconcile(config, body)
 
-    @kopf.timer(*resource, interval=config.resync_interval_s, registry=registry)
+    # The first round one interval after kopf starts serving the Enclave, not at once:
+    # the create or resume handler has just reconciled it (at once, it doubled the
+    # reconciliations of 200 new enclaves).
+    @kopf.timer(
+        *resource,
+        interval=config.resync_interval_s,
+        initial_delay=config.resync_interval_s,
+        registry=registry,
+    )
     def resync(body: kopf.Body, **_: Any) -> None:
         _reconcile(config, body)
 
