@@ -16,7 +16,8 @@ controller was down when they happened). Steps:
    closed enclave that was never provisioned is not created.
 3. Render every object with the Enclave's uid as owner; server-side apply, in
    order (namespace and default deny first) and with the one field manager, those
-   that are missing or differ from the live ones (a settled enclave costs no write).
+   that are missing or differ from the live ones (a settled enclave costs no write;
+   in a namespace that did not exist, all of them, without reading them first).
    Objects it no longer renders (carrying its labels) are deleted.
    When the sync had to rewrite a NetworkPolicy of an open enclave whose spec did
    not change (someone edited or deleted it), ``NetworkIsolation`` stays False
@@ -165,8 +166,13 @@ def reconcile_enclave(
         state=state,
     )
     before = network_isolation(api_client, enclave, tier, settings) if exists else None
-    synced = sync_objects(api_client=api_client, objects=objects)
-    pruned = prune_objects(api_client=api_client, namespace=ns, enclave=enclave.name, keep=objects)
+    # A namespace that did not exist holds nothing: apply without reading, prune nothing.
+    synced = sync_objects(api_client=api_client, objects=objects, absent=not exists)
+    pruned = (
+        prune_objects(api_client=api_client, namespace=ns, enclave=enclave.name, keep=objects)
+        if exists
+        else ()
+    )
     if state != "open":
         stop_user_pods(api_client=api_client, namespace=ns, enclave=enclave.name)
     identity = _identity(api_client, document, enclave, settings, lifecycle)
