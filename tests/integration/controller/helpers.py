@@ -17,9 +17,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controller.kube import GROUP, VERSION
+from controller.kube import GROUP, VERSION, RenderSettings
+from controller.kube._lifecycle import AuditRecorder
+from controller.kube._reconcile import Lifecycle
 from controller.kube.operator import OperatorConfig, run_operator
+from policies import load_catalog
 from tests.harness.audit_service import AuditEnv
+from tests.harness.kube_fixtures import ServiceAccountClient
 
 
 def wait_for(what: str, condition: Callable[[], bool], *, timeout: float = 60.0) -> None:
@@ -88,6 +92,25 @@ def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
 
 def phase(kube_api: Any, name: str) -> str | None:
     return ((get_enclave(kube_api, name) or {}).get("status") or {}).get("phase")
+
+
+def operator_config(
+    identity: ServiceAccountClient,
+    *,
+    audit: AuditRecorder | None = None,
+    resync_interval_s: float = 1.0,
+    clock: Callable[[], datetime] | None = None,
+) -> OperatorConfig:
+    """The reconciler's configuration for the tests: as ``identity``, retries after 1 s."""
+    return OperatorConfig(
+        api_client=identity.api_client,
+        catalog=load_catalog(),
+        settings=RenderSettings(api_server_cidrs=("10.0.0.1/32",)),
+        resync_interval_s=resync_interval_s,
+        retry_delay_s=1.0,
+        lifecycle=Lifecycle(audit=audit),
+        **({"clock": clock} if clock else {}),
+    )
 
 
 @contextlib.contextmanager

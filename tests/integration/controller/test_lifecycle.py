@@ -10,7 +10,6 @@ from __future__ import annotations
 import secrets
 import subprocess
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controller.kube import GROUP, VERSION, RenderSettings
+from controller.kube import GROUP, VERSION
 from controller.kube._lifecycle import AuditRecorder
-from controller.kube._reconcile import Lifecycle
-from controller.kube.operator import OperatorConfig
-from policies import load_catalog
 from tests.assets.controller import example, load_document
 from tests.harness.audit_service import AuditEnv, ServiceProcess
 from tests.harness.kube_fixtures import ServiceAccountClient
@@ -31,6 +27,7 @@ from tests.integration.controller.helpers import (
     delete_enclave,
     get_enclave,
     in_force,
+    operator_config,
     phase,
     recorded,
     running_operator,
@@ -40,24 +37,6 @@ from tests.integration.controller.helpers import (
 pytestmark = pytest.mark.kube
 
 ENCLAVE = Path(sys.executable).parent / "enclave"
-
-
-def _config(
-    identity: ServiceAccountClient,
-    *,
-    audit: AuditRecorder | None = None,
-    resync_interval_s: float = 1.0,
-    clock: Callable[[], datetime] | None = None,
-) -> OperatorConfig:
-    return OperatorConfig(
-        api_client=identity.api_client,
-        catalog=load_catalog(),
-        settings=RenderSettings(api_server_cidrs=("10.0.0.1/32",)),
-        resync_interval_s=resync_interval_s,
-        retry_delay_s=1.0,
-        lifecycle=Lifecycle(audit=audit),
-        **({"clock": clock} if clock else {}),
-    )
 
 
 def _create(kube_api: Any, tier: str, suffix: str) -> str:
@@ -100,7 +79,7 @@ def test_an_enclave_whose_approval_ran_out_while_the_controller_was_stopped_is_s
     name = _create(kube_api, "nbdc-standard", "sus")
     ns = f"enclave-{name}"
     try:
-        with running_operator(_config(controller_identity, audit=audit_recorder)):
+        with running_operator(operator_config(controller_identity, audit=audit_recorder)):
             wait_for("provisioning", lambda: phase(kube_api, name) == "Provisioning")
         assert _ingresses(kube_api, ns)
         assert _replicas(kube_api, ns) == {"hub": 1, "proxy": 1}
@@ -109,7 +88,7 @@ def test_an_enclave_whose_approval_ran_out_while_the_controller_was_stopped_is_s
         # round comes one interval after the start), so only the reconciliation at
         # start (kopf's resume handler) can see it.
         later = datetime.now(UTC) + timedelta(days=366)
-        config = _config(
+        config = operator_config(
             controller_identity,
             audit=audit_recorder,
             resync_interval_s=600.0,
@@ -128,7 +107,7 @@ def test_an_enclave_whose_approval_ran_out_while_the_controller_was_stopped_is_s
             # suspension is not quarantine: the tier's allow policies stay
             assert _policies(kube_api, ns) == {"default-deny", "hub", "proxy", "singleuser"}
     finally:
-        with running_operator(_config(controller_identity, audit=audit_recorder)):
+        with running_operator(operator_config(controller_identity, audit=audit_recorder)):
             delete_enclave(kube_api, name)
             wait_for("the Enclave to go", lambda: get_enclave(kube_api, name) is None, timeout=90)
 
@@ -143,7 +122,7 @@ def test_quarantine_denies_all_traffic_stops_the_hub_and_records_who(
     name = _create(kube_api, "tommo-strong", "q")
     ns = f"enclave-{name}"
     kubeconfig = str(kube_control_plane.kubeconfig)
-    with running_operator(_config(controller_identity, audit=audit_recorder)):
+    with running_operator(operator_config(controller_identity, audit=audit_recorder)):
         try:
             wait_for(
                 "isolation",
@@ -202,7 +181,7 @@ def test_deleting_an_enclave_while_the_audit_service_is_down_waits_and_says_why(
 ) -> None:
     name = _create(kube_api, "nbdc-high", "del")
     ns = f"enclave-{name}"
-    with running_operator(_config(controller_identity, audit=audit_recorder)):
+    with running_operator(operator_config(controller_identity, audit=audit_recorder)):
         wait_for("provisioning", lambda: phase(kube_api, name) == "Provisioning")
         claims = client.CoreV1Api(kube_api).list_namespaced_persistent_volume_claim(ns).items
         assert claims, "the enclave has volumes to destroy"

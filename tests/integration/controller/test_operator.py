@@ -36,25 +36,13 @@ from tests.integration.controller.helpers import (
     delete_enclave,
     get_enclave,
     in_force,
+    operator_config,
     phase,
     running_operator,
     wait_for,
 )
 
 pytestmark = pytest.mark.kube
-
-
-def _operator_config(
-    identity: ServiceAccountClient, audit: AuditRecorder, *, resync_interval_s: float
-) -> OperatorConfig:
-    return OperatorConfig(
-        api_client=identity.api_client,
-        catalog=load_catalog(),
-        settings=RenderSettings(api_server_cidrs=("10.0.0.1/32",)),
-        resync_interval_s=resync_interval_s,
-        retry_delay_s=1.0,
-        lifecycle=Lifecycle(audit=audit),
-    )
 
 
 @pytest.fixture
@@ -64,7 +52,7 @@ def operator(
     audit_recorder: AuditRecorder,
 ) -> Iterator[None]:
     with running_operator(
-        _operator_config(controller_identity, audit_recorder, resync_interval_s=1.0)
+        operator_config(controller_identity, audit=audit_recorder, resync_interval_s=1.0)
     ):
         yield
 
@@ -274,7 +262,7 @@ def test_a_tampered_policy_is_repaired_on_its_watch_event_not_at_the_next_timer(
     custom.create_cluster_custom_object(
         GROUP, VERSION, "enclaves", in_force(load_document(example("nbdc-standard")), name=name)
     )
-    config = _operator_config(controller_identity, audit_recorder, resync_interval_s=600.0)
+    config = operator_config(controller_identity, audit=audit_recorder, resync_interval_s=600.0)
     with running_operator(config):
         try:
             wait_for(
