@@ -13,7 +13,13 @@ Measured:
   divided by N; the N creates are the driver's and are not counted;
 - ``noop_resync_*``: one more timer round over every settled Enclave: its writes
   per enclave and the wall time of the round;
+- ``provision_cpu_s``: CPU time of this process (user and system, every thread) over
+  ``provision_s``: near it, the reconciler is bound by its one interpreter (the GIL);
+  well below it, by waiting on the API server;
 - ``peak_rss_mb``: this process's peak resident set (reconciler plus the driver).
+
+``--profile`` also prints to stderr the reconciler's requests per enclave by method
+and resource (reads too), for the provisioning and for the measured no-op round.
 
 Each Enclave has three Services; the harness allocates Service addresses from a
 /16 (``tests/harness/kube.py``), so the default 200 fit.
@@ -30,10 +36,12 @@ import secrets
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import yaml
@@ -52,47 +60,91 @@ _READS = ("GET", "HEAD", "OPTIONS")
 
 
 class WriteCounter:
-    """Counts non-read requests of one kubernetes ApiClient and of every aiohttp session."""
+    """Counts non-read requests of one kubernetes ApiClient and of every aiohttp session.
+
+    Also keeps every request (reads too) by method and resource, for ``--profile``.
+    """
 
     def __init__(self, api_client: Any) -> None:
         self.count = 0
+        self.by_kind: Counter[str] = Counter()
         self._lock = threading.Lock()
         rest = api_client.rest_client
         original = rest.request
 
         def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            if method.upper() not in _READS:
-                self._add()
+            self._add(method, url)
             return original(method, url, *args, **kwargs)
 
         rest.request = request
         original_aio = aiohttp.ClientSession._request
         counter = self
 
-        async def aio_request(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
-            if method.upper() not in _READS:
-                counter._add()
-            return await original_aio(self, method, *args, **kwargs)
+        async def aio_request(self: Any, method: str, url: Any, *args: Any, **kwargs: Any) -> Any:
+            counter._add(method, str(url))
+            return await original_aio(self, method, url, *args, **kwargs)
 
         aiohttp.ClientSession._request = aio_request  # type: ignore[method-assign]
 
-    def _add(self) -> None:
+    def _add(self, method: str, url: str) -> None:
         with self._lock:
-            self.count += 1
+            if method.upper() not in _READS:
+                self.count += 1
+            self.by_kind[f"{method.upper()} {_resource(url)}"] += 1
 
     def take(self) -> int:
         with self._lock:
             n, self.count = self.count, 0
             return n
 
+    def take_profile(self) -> Counter[str]:
+        with self._lock:
+            kinds, self.by_kind = self.by_kind, Counter()
+            return kinds
 
-def _document(name: str) -> dict[str, Any]:
+
+def _resource(url: str) -> str:
+    """``/api/v1/namespaces/x/services/hub`` -> ``services`` (``enclaves/status`` for a
+    subresource); with ``?watch`` when it is a watch."""
+    split = urlsplit(url)
+    parts = [p for p in split.path.split("/") if p]
+    parts = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if parts[:1] == ["namespaces"] and len(parts) > 2:
+        parts = parts[2:]
+    kind = parts[0] if parts else "/"
+    if len(parts) > 2:
+        kind += "/" + parts[2]
+    return kind + (" (watch)" if "watch=" in split.query else "")
+
+
+def enclave_document(name: str) -> dict[str, Any]:
+    """The nbdc-standard example named ``name``, its approval in force for a year."""
     doc = yaml.safe_load(EXAMPLE.read_text("utf-8"))
     now = datetime.now(UTC)
     doc["metadata"] = {"name": name}
     doc["spec"]["approval"]["notBefore"] = f"{now - timedelta(days=1):%Y-%m-%dT%H:%M:%SZ}"
     doc["spec"]["approval"]["notAfter"] = f"{now + timedelta(days=365):%Y-%m-%dT%H:%M:%SZ}"
     return doc
+
+
+def install_crd(admin: Any) -> None:
+    """Apply the Enclave CRD as the cluster admin and wait until it is Established."""
+    ext = client.ApiextensionsV1Api(admin)
+    ext.patch_custom_resource_definition(
+        CRD_NAME,
+        enclave_crd(),
+        field_manager="bench",
+        force=True,
+        _content_type="application/apply-patch+yaml",
+    )
+    deadline = time.monotonic() + 60
+    while not any(
+        c.type == "Established" and c.status == "True"
+        for c in ext.read_custom_resource_definition(CRD_NAME).status.conditions or []
+    ):
+        if time.monotonic() > deadline:
+            raise SystemExit("the CRD was not Established")
+        time.sleep(0.2)
 
 
 def _isolated(admin: Any, names: set[str]) -> int:
@@ -112,6 +164,12 @@ def _reconciles(metrics: Metrics) -> float:
     return value or 0.0
 
 
+def _print_profile(what: str, requests: Counter[str], n: int) -> None:
+    print(f"-- {what}: requests per enclave", file=sys.stderr)
+    for key, count in requests.most_common():
+        print(f"{count / n:8.2f}  {key}", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=200, help="Enclaves applied at once.")
@@ -119,26 +177,17 @@ def main() -> None:
         "--resync-interval", type=float, default=60.0, help="The timer interval (s)."
     )
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="Also print to stderr the reconciler's requests per enclave by method and "
+        "resource, for the provisioning and for the no-op round.",
+    )
     args = parser.parse_args()
     n = args.n
     with running_control_plane() as plane:
         admin = plane.new_api_client()
-        ext = client.ApiextensionsV1Api(admin)
-        ext.patch_custom_resource_definition(
-            CRD_NAME,
-            enclave_crd(),
-            field_manager="bench",
-            force=True,
-            _content_type="application/apply-patch+yaml",
-        )
-        deadline = time.monotonic() + 60
-        while not any(
-            c.type == "Established" and c.status == "True"
-            for c in ext.read_custom_resource_definition(CRD_NAME).status.conditions or []
-        ):
-            if time.monotonic() > deadline:
-                raise SystemExit("the CRD was not Established")
-            time.sleep(0.2)
+        install_crd(admin)
         controller_client = plane.new_api_client()
         counter = WriteCounter(controller_client)
         metrics = Metrics()
@@ -159,14 +208,15 @@ def main() -> None:
             if not ready.wait(60):
                 raise SystemExit("the operator did not start")
             counter.take()
+            counter.take_profile()
             names = {f"b{secrets.token_hex(3)}-{i}" for i in range(n)}
             custom = client.CustomObjectsApi(admin)
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), time.process_time()
             with ThreadPoolExecutor(16) as pool:
                 list(
                     pool.map(
                         lambda name: custom.create_cluster_custom_object(
-                            GROUP, VERSION, "enclaves", _document(name)
+                            GROUP, VERSION, "enclaves", enclave_document(name)
                         ),
                         sorted(names),
                     )
@@ -177,11 +227,15 @@ def main() -> None:
                     raise SystemExit(f"not provisioned within {args.timeout} s")
                 time.sleep(0.5)
             provision_s = time.monotonic() - t0
+            provision_cpu_s = time.process_time() - cpu0
             provision_writes = counter.take()
+            if args.profile:
+                _print_profile("provisioning", counter.take_profile(), n)
             # Let one timer round settle what the first pass left, then measure the next.
             for measured in (False, True):
                 start_count = _reconciles(metrics)
                 counter.take()
+                counter.take_profile()
                 r0 = time.monotonic()
                 while _reconciles(metrics) < start_count + n:
                     if time.monotonic() - r0 > args.timeout:
@@ -189,6 +243,9 @@ def main() -> None:
                     time.sleep(0.2)
                 round_s = time.monotonic() - r0
                 round_writes = counter.take()
+                requests = counter.take_profile()
+                if args.profile and measured:
+                    _print_profile("no-op timer round", requests, n)
                 if measured:
                     noop_writes, noop_s = round_writes, round_s
         finally:
@@ -213,6 +270,7 @@ def main() -> None:
                 "n": n,
                 "create_s": round(created_s, 2),
                 "provision_s": round(provision_s, 2),
+                "provision_cpu_s": round(provision_cpu_s, 2),
                 "writes_per_enclave": round(provision_writes / n, 2),
                 "noop_resync_writes_per_enclave": round(noop_writes / n, 2),
                 "noop_resync_round_s": round(noop_s, 2),

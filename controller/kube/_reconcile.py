@@ -16,7 +16,8 @@ controller was down when they happened). Steps:
    closed enclave that was never provisioned is not created.
 3. Render every object with the Enclave's uid as owner; server-side apply, in
    order (namespace and default deny first) and with the one field manager, those
-   that are missing or differ from the live ones (a settled enclave costs no write).
+   that are missing or differ from the live ones (a settled enclave costs no write;
+   in a namespace that did not exist, all of them, without reading them first).
    Objects it no longer renders (carrying its labels) are deleted.
    When the sync had to rewrite a NetworkPolicy of an open enclave whose spec did
    not change (someone edited or deleted it), ``NetworkIsolation`` stays False
@@ -28,11 +29,13 @@ controller was down when they happened). Steps:
    dataset claims' binding; the hub Deployment's readiness.
 5. Write ``status`` (phase, observedGeneration, one condition per control group)
    through the status subresource, only when it changed.
+
+Each condition is computed in ``_conditions.py``; ``Outcome`` and ``write_status`` are
+in ``_status.py`` (re-exported here); the end of use is ``end_of_use`` below.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,7 +47,16 @@ from audit.events import Event
 from controller.portal_admin import PortalAdmin
 from policies import Catalog, PolicyError
 
-from ._apply import FIELD_MANAGER, SyncResult, prune_objects, server_message, sync_objects
+from ._apply import SyncResult, prune_objects, server_message, sync_objects
+from ._conditions import (
+    CONDITION_TYPES,
+    Condition,
+    approval_condition,
+    network_isolation,
+    quarantine_condition,
+    storage_condition,
+    workspace_condition,
+)
 from ._identity import end_member_sessions, remove_registration, sync_registration
 from ._lifecycle import (
     AuditRecorder,
@@ -54,12 +66,12 @@ from ._lifecycle import (
     lifecycle_event,
     stop_user_pods,
 )
-from ._live import analyse_live, expected_isolation
 from ._objects import namespace_name
 from ._render import render_enclave
-from ._schema import GROUP, KIND, PLURAL, VERSION
+from ._schema import KIND
 from ._settings import HubConfig, RenderSettings
 from ._spec import Enclave, load_enclave
+from ._status import Outcome, write_status
 from .errors import ClusterError, InvalidEnclaveError
 
 __all__ = [
@@ -76,35 +88,6 @@ __all__ = [
 
 #: The actor of the controller's own steps in audit events.
 CONTROLLER_ACTOR = "system:enclave-controller"
-
-#: One condition per control group, in the order status lists them.
-CONDITION_TYPES = ("Approval", "Namespace", "NetworkIsolation", "Identity", "Storage", "Workspace")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Condition:
-    type: str
-    status: str  # "True" | "False" | "Unknown"
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class Outcome:
-    """What one reconciliation found; ``permanent`` when retrying cannot help."""
-
-    phase: str
-    conditions: tuple[Condition, ...]
-    permanent: bool = False
-    status_written: bool = False
-    #: Objects that were missing or differed from ours and were applied.
-    written: tuple[str, ...] = ()
-    #: Of those, the ones that repaired drifted network isolation.
-    repaired: tuple[str, ...] = ()
-    #: A lifecycle step is waiting for something (the caller retries soon) ...
-    waiting: bool = False
-    #: ... and what (empty: the last condition's message says it).
-    waiting_for: str = ""
 
 
 def _now() -> datetime:
@@ -152,7 +135,7 @@ def reconcile_enclave(
         bad = Condition(type="Approval", status="False", reason="InvalidSpec", message=str(e))
         outcome = Outcome(phase="Failed", conditions=(bad,), permanent=True)
         return write_status(api_client, document, outcome, now)
-    approval = _approval(enclave, now)  # 2.
+    approval = approval_condition(enclave, now)  # 2.
     previous_phase = (document.get("status") or {}).get("phase")
     if approval.reason == "NotYetValid":
         return write_status(
@@ -172,7 +155,7 @@ def reconcile_enclave(
     if state != "open" and not exists:
         # Never provisioned: a closed enclave is not created just to be closed.
         phase = "Quarantined" if state == "quarantined" else "Suspended"
-        closed = (approval, _quarantine_condition(enclave)) if enclave.quarantined else (approval,)
+        closed = (approval, quarantine_condition(enclave)) if enclave.quarantined else (approval,)
         return write_status(api_client, document, Outcome(phase=phase, conditions=closed), now)
     objects = render_enclave(  # 3.
         enclave=enclave,
@@ -182,13 +165,18 @@ def reconcile_enclave(
         owner_uid=str(document["metadata"]["uid"]),
         state=state,
     )
-    before = _network_isolation(api_client, enclave, tier, settings) if exists else None
-    synced = sync_objects(api_client=api_client, objects=objects)
-    pruned = prune_objects(api_client=api_client, namespace=ns, enclave=enclave.name, keep=objects)
+    before = network_isolation(api_client, enclave, tier, settings) if exists else None
+    # A namespace that did not exist holds nothing: apply without reading, prune nothing.
+    synced = sync_objects(api_client=api_client, objects=objects, absent=not exists)
+    pruned = (
+        prune_objects(api_client=api_client, namespace=ns, enclave=enclave.name, keep=objects)
+        if exists
+        else ()
+    )
     if state != "open":
         stop_user_pods(api_client=api_client, namespace=ns, enclave=enclave.name)
     identity = _identity(api_client, document, enclave, settings, lifecycle)
-    isolation = _network_isolation(api_client, enclave, tier, settings)  # 4.
+    isolation = network_isolation(api_client, enclave, tier, settings)  # 4.
     repaired = _drift_repaired(document, previous_phase, state, synced.written)
     if repaired:
         # The policies had drifted: say so until the next reconciliation confirms them.
@@ -206,15 +194,15 @@ def reconcile_enclave(
         Condition(type="Namespace", status="True", reason="Applied", message=f"{ns} applied"),
         isolation,
         identity,
-        _storage(api_client, enclave),
-        _workspace(api_client, ns, hub_config, state),
+        storage_condition(api_client, enclave),
+        workspace_condition(api_client, ns, hub_config, state),
     ]
     if state == "open":
         phase = "Ready" if all(c.status == "True" for c in conditions) else "Provisioning"
     else:
         phase = "Quarantined" if state == "quarantined" else "Suspended"
     if enclave.quarantine is not None:
-        conditions.append(_quarantine_condition(enclave))
+        conditions.append(quarantine_condition(enclave))
     revoked: int | None = None
     if state != "open":
         sessions, revoked = _sessions(
@@ -316,25 +304,6 @@ def _identity(
     except PortalUnavailableError as e:
         return said("False", "PortalUnavailable", f"{e}; retrying")
     return said("True", "Registered", registered.message)
-
-
-def _quarantine_condition(enclave: Enclave) -> Condition:
-    q = enclave.quarantine
-    assert q is not None
-    if q.active:
-        return Condition(
-            type="Quarantine",
-            status="True",
-            reason="Quarantined",
-            message=f"quarantined by {q.by} at {q.at or '?'}: {q.reason}; all traffic denied, "
-            "hub stopped",
-        )
-    return Condition(
-        type="Quarantine",
-        status="False",
-        reason="Lifted",
-        message=f"quarantine lifted by {q.by} at {q.at or '?'}: {q.reason}",
-    )
 
 
 def _sessions(
@@ -529,161 +498,3 @@ def _exists(api_client: Any, namespace: str) -> bool:
             return False
         raise ClusterError(f"reading namespace {namespace}: {server_message(e)}") from e
     return True
-
-
-def _approval(enclave: Enclave, now: datetime) -> Condition:
-    a = enclave.approval
-    if now < a.not_before:
-        return Condition(
-            type="Approval",
-            status="False",
-            reason="NotYetValid",
-            message=f"approval starts at {a.not_before.isoformat()}",
-        )
-    if now >= a.not_after:
-        return Condition(
-            type="Approval",
-            status="False",
-            reason="Expired",
-            message=f"approval ended at {a.not_after.isoformat()}",
-        )
-    return Condition(
-        type="Approval",
-        status="True",
-        reason="InForce",
-        message=f"{a.ethics_review_id} / {a.data_use_agreement_id} until {a.not_after.isoformat()}",
-    )
-
-
-def _network_isolation(
-    api_client: Any, enclave: Enclave, tier: Any, settings: RenderSettings
-) -> Condition:
-    live, foreign = analyse_live(api_client=api_client, enclave=enclave)
-    differences = live.differences(
-        expected_isolation(enclave=enclave, tier=tier, settings=settings)
-    )
-    if differences:
-        shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
-        extra = f" (policies not ours: {', '.join(foreign)})" if foreign else ""
-        return Condition(
-            type="NetworkIsolation",
-            status="False",
-            reason="DiffersFromTier",
-            message=f"live policies differ from the tier{extra}: {shown}",
-        )
-    return Condition(
-        type="NetworkIsolation",
-        status="True",
-        reason="MatchesTier",
-        message="live policies allow exactly what the tier allows; enforcement by the "
-        "cluster's network plugin is not confirmed",
-    )
-
-
-def _storage(api_client: Any, enclave: Enclave) -> Condition:
-    ns = namespace_name(enclave)
-    try:
-        claims = client.CoreV1Api(api_client).list_namespaced_persistent_volume_claim(ns).items
-    except client.ApiException as e:
-        raise ClusterError(f"reading the claims of {ns}: {server_message(e)}") from e
-    pending = sorted(
-        str(c.metadata.name if c.metadata else "?")
-        for c in claims
-        if (c.status.phase if c.status else None) != "Bound"
-    )
-    if pending:
-        return Condition(
-            type="Storage",
-            status="False",
-            reason="ClaimsNotBound",
-            message=f"not bound yet: {', '.join(pending)}",
-        )
-    return Condition(type="Storage", status="True", reason="Bound", message="every claim is bound")
-
-
-def _workspace(api_client: Any, ns: str, hub_config: HubConfig | None, state: str) -> Condition:
-    try:
-        hub = client.AppsV1Api(api_client).read_namespaced_deployment("hub", ns)
-    except client.ApiException as e:
-        raise ClusterError(f"reading the hub of {ns}: {server_message(e)}") from e
-    ready = (hub.status.ready_replicas if hub.status else None) or 0
-    if state != "open":
-        return Condition(
-            type="Workspace",
-            status="False",
-            reason="Stopped",
-            message=f"the enclave is {state}: hub and proxy scaled to zero, no Ingress, "
-            "single-user pods deleted",
-        )
-    if ready >= 1:
-        return Condition(type="Workspace", status="True", reason="HubReady", message="hub ready")
-    why = "" if hub_config is not None else "; no hub configuration was given"
-    return Condition(
-        type="Workspace",
-        status="False",
-        reason="HubNotReady",
-        message=f"the hub Deployment has {ready} of 1 ready replicas{why}",
-    )
-
-
-def write_status(
-    api_client: Any, document: Mapping[str, Any], outcome: Outcome, now: datetime
-) -> Outcome:
-    """Write ``status`` when it differs from what is there; keep unchanged conditions' times."""
-    current = document.get("status") or {}
-    previous = {c.get("type"): c for c in current.get("conditions") or []}
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    conditions = []
-    for c in outcome.conditions:
-        old = previous.get(c.type) or {}
-        same = old.get("status") == c.status
-        conditions.append(
-            {
-                "type": c.type,
-                "status": c.status,
-                "reason": c.reason,
-                "message": c.message[:32768],
-                "observedGeneration": document["metadata"].get("generation", 0),
-                "lastTransitionTime": old.get("lastTransitionTime", stamp) if same else stamp,
-            }
-        )
-    status: dict[str, Any] = {
-        "phase": outcome.phase,
-        "observedGeneration": document["metadata"].get("generation", 0),
-        "conditions": conditions,
-    }
-    if (
-        current.get("phase") == status["phase"]
-        and current.get("observedGeneration") == status["observedGeneration"]
-        and _comparable(current.get("conditions")) == _comparable(conditions)
-    ):
-        return outcome
-    body: dict[str, Any] = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": KIND,
-        "metadata": {"name": document["metadata"]["name"]},
-        "status": status,
-    }
-    try:
-        client.CustomObjectsApi(api_client).patch_cluster_custom_object_status(
-            GROUP,
-            VERSION,
-            PLURAL,
-            document["metadata"]["name"],
-            body,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type="application/apply-patch+yaml",
-        )
-    except client.ApiException as e:
-        raise ClusterError(
-            f"writing the status of {KIND} {body['metadata']['name']}: {server_message(e)}"
-        ) from e
-    return dataclasses.replace(outcome, status_written=True)
-
-
-def _comparable(conditions: Any) -> list[tuple[Any, ...]]:
-    return [
-        (c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
-        for c in conditions or []
-    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import sqlite3
 import sys
@@ -73,6 +74,19 @@ def recorded(env: AuditEnv, needle: str) -> bool:
     return any(needle in repr(row) for row in rows)
 
 
+def audited(env: AuditEnv, *, action: str, enclave: str) -> list[dict[str, Any]]:
+    """The entries of ``env``'s audit store with ``action`` for ``enclave``, as events."""
+    conn = sqlite3.connect(env.db_path)
+    try:
+        rows = conn.execute(
+            "SELECT leaf FROM audit_entries WHERE action = ? AND enclave = ? ORDER BY idx",
+            (action, enclave),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [dict(json.loads(bytes(leaf))) for (leaf,) in rows]
+
+
 def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
     """The status condition of type ``kind`` ({} when absent)."""
     for c in ((obj or {}).get("status") or {}).get("conditions") or []:
@@ -99,6 +113,25 @@ def running_operator(config: OperatorConfig) -> Iterator[None]:
     finally:
         stop.set()
         thread.join(60)
+
+
+@contextlib.contextmanager
+def counted_writes(api_client: Any) -> Iterator[list[str]]:
+    """The requests ``api_client`` sends in the block that are not reads ("METHOD URL")."""
+    writes: list[str] = []
+    rest = api_client.rest_client
+    original = rest.request
+
+    def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if method.upper() not in ("GET", "HEAD", "OPTIONS"):
+            writes.append(f"{method} {url}")
+        return original(method, url, *args, **kwargs)
+
+    rest.request = request
+    try:
+        yield writes
+    finally:
+        rest.request = original
 
 
 def in_force(doc: dict[str, Any], *, name: str, days: int = 365) -> dict[str, Any]:

@@ -74,8 +74,9 @@ def test_an_enclave_whose_approval_ran_out_while_the_controller_was_stopped_is_s
         assert _ingresses(kube_api, ns)
         assert _replicas(kube_api, ns) == {"hub": 1, "proxy": 1}
         # The controller is stopped; its approval (one year) has run out when it starts
-        # again. The timer interval is far longer than the wait below, so only the
-        # reconciliation at start (resume and the timer's first run) can see it.
+        # again. The timer interval is far longer than the wait below (and its first
+        # round comes one interval after the start), so only the reconciliation at
+        # start (kopf's resume handler) can see it.
         later = datetime.now(UTC) + timedelta(days=366)
         config = operator_config(
             controller_identity,

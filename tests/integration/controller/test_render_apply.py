@@ -41,7 +41,7 @@ from controller.kube.cli import _load_inputs
 from policies import load_catalog
 from tests.assets.controller import EXAMPLES, example, load_document
 from tests.harness.kube import ControlPlane
-from tests.integration.controller.helpers import in_force, wait_for
+from tests.integration.controller.helpers import counted_writes, in_force, wait_for
 
 pytestmark = pytest.mark.kube
 
@@ -407,22 +407,6 @@ def test_the_controller_creates_exactly_what_render_prints(
             custom.delete_cluster_custom_object(GROUP, VERSION, "enclaves", name)
 
 
-class _WriteCounter:
-    """Counts the requests a client sends that are not reads."""
-
-    def __init__(self, api_client: Any) -> None:
-        self.writes: list[str] = []
-        rest = api_client.rest_client
-        original = rest.request
-
-        def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            if method.upper() not in ("GET", "HEAD", "OPTIONS"):
-                self.writes.append(f"{method} {url}")
-            return original(method, url, *args, **kwargs)
-
-        rest.request = request
-
-
 def test_a_settled_enclave_resyncs_with_zero_writes_and_drift_is_repaired(
     kube_control_plane: Any, enclave_crd_installed: str
 ) -> None:
@@ -440,9 +424,9 @@ def test_a_settled_enclave_resyncs_with_zero_writes_and_drift_is_repaired(
     try:
         first = sync_objects(api_client=api_client, objects=objects)
         assert len(first.written) == len(objects)
-        counter = _WriteCounter(api_client)
-        again = sync_objects(api_client=api_client, objects=objects)
-        assert counter.writes == []
+        with counted_writes(api_client) as writes:
+            again = sync_objects(api_client=api_client, objects=objects)
+        assert writes == []
         assert again.written == ()
 
         networking = client.NetworkingV1Api(api_client)

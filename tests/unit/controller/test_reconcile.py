@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controller.kube._reconcile import Condition, _approval, _drift_repaired
+from controller.kube._conditions import Condition, approval_condition
+from controller.kube._reconcile import _drift_repaired
 from controller.kube._spec import read_enclave_file
 from tests.assets.controller import example
 
@@ -25,7 +26,7 @@ ENCLAVE = read_enclave_file(example("nbdc-high"))  # 2026-12-01 .. 2027-11-30T23
 def test_approval_is_in_force_only_between_not_before_and_not_after(
     now: datetime, status: str, reason: str
 ) -> None:
-    condition = _approval(ENCLAVE, now)
+    condition = approval_condition(ENCLAVE, now)
     assert isinstance(condition, Condition)
     assert (condition.type, condition.status, condition.reason) == ("Approval", status, reason)
 
