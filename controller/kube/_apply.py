@@ -23,6 +23,7 @@ from .errors import ClusterError
 __all__ = [
     "FIELD_MANAGER",
     "PRUNED_KINDS",
+    "SERVER_SIDE_APPLY",
     "SyncResult",
     "apply_objects",
     "prune_objects",
@@ -32,6 +33,13 @@ __all__ = [
 
 #: The one field manager every write of the controller uses.
 FIELD_MANAGER = "enclave-controller"
+#: The keyword arguments of a typed client's ``patch_*`` call that make it a
+#: server-side apply as :data:`FIELD_MANAGER`, taking over conflicting fields.
+SERVER_SIDE_APPLY: dict[str, Any] = {
+    "field_manager": FIELD_MANAGER,
+    "force": True,
+    "_content_type": "application/apply-patch+yaml",
+}
 
 
 def server_message(error: Exception) -> str:

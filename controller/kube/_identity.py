@@ -31,7 +31,7 @@ from kubernetes import client
 
 from controller.portal_admin import PortalAdmin, PortalAdminError
 
-from ._apply import FIELD_MANAGER, server_message
+from ._apply import SERVER_SIDE_APPLY, server_message
 from ._lifecycle import PortalUnavailableError
 from ._objects import HUB_SECRET, Owner, _meta, hub_host, namespace_name
 from ._settings import RenderSettings
@@ -133,12 +133,7 @@ def _write_secret(
     ns = namespace_name(enclave)
     try:
         client.CoreV1Api(api_client).patch_namespaced_secret(
-            HUB_SECRET,
-            ns,
-            body,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type="application/apply-patch+yaml",
+            HUB_SECRET, ns, body, **SERVER_SIDE_APPLY
         )
     except client.ApiException as e:
         raise ClusterError(f"writing Secret {ns}/{HUB_SECRET}: {server_message(e)}") from e

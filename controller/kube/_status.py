@@ -16,7 +16,7 @@ from typing import Any
 
 from kubernetes import client
 
-from ._apply import FIELD_MANAGER, server_message
+from ._apply import SERVER_SIDE_APPLY, server_message
 from ._conditions import Condition
 from ._schema import GROUP, KIND, PLURAL, VERSION
 from .errors import ClusterError
@@ -87,9 +87,7 @@ def write_status(
             PLURAL,
             document["metadata"]["name"],
             body,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type="application/apply-patch+yaml",
+            **SERVER_SIDE_APPLY,
         )
     except client.ApiException as e:
         raise ClusterError(
