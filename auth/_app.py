@@ -17,12 +17,13 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 import jinja2
 from fastapi import Depends, Header, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from audit.http_headers import SecurityHeaders
 
 from ._crypto import hash_token, new_token, tokens_equal
 from ._errors import (
@@ -70,6 +71,7 @@ from ._store import EnclaveRecord, SessionRecord, User
 __all__ = [
     "FACTOR_ERRORS",
     "LANG_COOKIE",
+    "PORTAL_CSP",
     "SECRET_FORM",
     "SESSION_COOKIE",
     "Admin",
@@ -92,54 +94,12 @@ _HERE = Path(__file__).parent
 #: No ``form-action 'self'`` (the audit UI has it): Chromium applies it to the whole
 #: redirect chain of a form post, and a sign-in form ends at the hub's redirect URI
 #: (tests/e2e/auth/test_jupyterhub.py fails with it).
-_CSP = (
+#: The portal's Content-Security-Policy. No ``form-action``: it would stop the browser
+#: following the OIDC redirect to an enclave's hub (docs/portal.md).
+PORTAL_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
-
-
-class SecurityHeaders:
-    """Pure ASGI middleware: security headers on every response (CSP, framing, opener
-    isolation, browser features, HSTS behind TLS, no caching).
-
-    A handler's own header of the same name is replaced, except ``Cache-Control``:
-    a response that chose its caching (an immutable file) keeps it, and gets no
-    ``no-store`` beside it."""
-
-    _BASE: ClassVar[list[tuple[bytes, bytes]]] = [
-        (b"content-security-policy", _CSP.encode()),
-        (b"x-frame-options", b"DENY"),
-        (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer"),
-        (b"cross-origin-opener-policy", b"same-origin"),
-        (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
-    ]
-    # Pages carry personal data (sessions, enrolment secrets): nothing stores them.
-    _NO_STORE = (b"cache-control", b"no-store")
-    _HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
-
-    def __init__(self, app: ASGIApp, *, hsts: bool, always: bool) -> None:
-        self.app = app
-        self.hsts = hsts
-        self.always = always
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        extra = list(self._BASE)
-        if self.hsts and (self.always or scope.get("scheme") == "https"):
-            extra.append(self._HSTS)
-        names = {k for k, _ in extra}
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                own = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
-                cached = any(k.lower() == b"cache-control" for k, _ in own)
-                message = {**message, "headers": own + extra + ([] if cached else [self._NO_STORE])}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 def _admin_actor(

@@ -115,8 +115,9 @@ ENFORCEMENT: Mapping[str, Enforcement] = {
     "browser_download.cache_no_store": Enforcement(
         "portal and audit UI pages; workspace server extension: every workspace response",
         (
-            ("auth/_app.py", '(b"cache-control", b"no-store")'),
-            ("audit/service/_headers.py", '(b"cache-control", b"no-store")'),
+            ("audit/http_headers.py", '_NO_STORE = (b"cache-control", b"no-store")'),
+            ("auth/_web/__init__.py", "SecurityHeaders, csp=PORTAL_CSP"),
+            ("audit/service/_app.py", "app.add_middleware(SecurityHeaders, csp=CSP"),
             (_DOWNLOADS, 'headers["Cache-Control"] = "no-store"'),
         ),
     ),

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from ..errors import AuditError, IntegrityError, StoreError, TemporaryError
+from ..http_headers import SecurityHeaders
 from ..tokens import TokenStore
 from . import _intake_api, _read_api
 from ._core import b64
@@ -28,7 +29,7 @@ from ._errors import (
     TooManyFailures,
     Unauthenticated,
 )
-from ._headers import SecurityHeaders
+from ._headers import CSP
 from ._officer import Officers
 from ._oidc import OidcConfig, OidcLogin
 from ._reads import ConsistencyProofBody, csv_lines, latest_checkpoint_text
@@ -192,7 +193,8 @@ def create_app(
         settings=settings,
         oidc=OidcLogin(config=oidc) if oidc is not None else None,
     )
-    app.add_middleware(SecurityHeaders)
+    # HSTS on HTTPS requests only: the service sends it wherever TLS reaches it
+    app.add_middleware(SecurityHeaders, csp=CSP, hsts=True)
     app.exception_handler(ServiceError)(_service_error)
     app.exception_handler(TemporaryError)(_temporary)
     app.exception_handler(RequestValidationError)(_validation)

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from .._app import _HERE, SECRET_FORM, SecurityHeaders, Web, status_of, web_of
+from .._app import _HERE, PORTAL_CSP, SECRET_FORM, SecurityHeaders, Web, status_of, web_of
 from .._errors import AuditUnavailableError, AuthError, ThrottledError
 from .._i18n import translate
 from .._portal import Portal
@@ -101,7 +101,9 @@ def create_app(*, portal: Portal) -> FastAPI:
     # HSTS on https requests, and on every response when the public URL is https
     # (TLS terminated by a proxy in front; browsers ignore HSTS received over http).
     s = portal.settings
-    app.add_middleware(SecurityHeaders, hsts=s.hsts, always=s.issuer.startswith("https://"))
+    app.add_middleware(
+        SecurityHeaders, csp=PORTAL_CSP, hsts=s.hsts, always=s.issuer.startswith("https://")
+    )
     app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(AuthError, on_auth_error)  # type: ignore[arg-type]
     for area in (login, invitation, enrolment, enclaves, oidc, admin):

@@ -45,7 +45,8 @@ def test_tiles_rebuild_the_checkpoint_root(client: TestClient, log: AuditLog) ->
     for resp in (t0, t1, t2, up):
         assert resp.status_code == 200
         assert resp.headers["content-type"] == "application/octet-stream"
-    assert "immutable" in t0.headers["cache-control"]
+    # an immutable tile stays cacheable: no no-store beside its own caching header
+    assert t0.headers.get_list("cache-control") == ["public, max-age=31536000, immutable"]
     leaves = [t0.content[i : i + 32] for i in range(0, len(t0.content), 32)]
     assert leaves[0] == hashlib.sha256(b"\x00" + log.entry(0)).digest()
     level8 = [up.content[:32], up.content[32:]]

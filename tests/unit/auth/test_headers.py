@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from auth._app import SecurityHeaders
+from auth._app import PORTAL_CSP, SecurityHeaders
 
 Message = dict[str, Any]
 
@@ -27,7 +27,7 @@ def headers_of(
     async def receive() -> Message:
         return {"type": "http.request", "body": b""}
 
-    middleware = SecurityHeaders(app, hsts=True, always=False)
+    middleware = SecurityHeaders(app, csp=PORTAL_CSP, hsts=True, always=False)
     asyncio.run(middleware({"type": "http", "scheme": scheme}, receive, send))
     out: dict[bytes, list[bytes]] = {}
     for k, v in sent[0]["headers"]:
