@@ -34,12 +34,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import kopf
 from kubernetes import client
 
 from policies import Catalog
 
 from ._apply import server_message
+from ._kopf import kopf
 from ._lifecycle import AuditUnavailableError
 from ._live import MANAGED_BY
 from ._ops import LeaseElector, Metrics
