@@ -31,6 +31,7 @@ import pytest
 
 from audit import open_log
 from audit.tokens import TokenStore
+from controller.local import _proctree
 from controller.workspace import EnclaveSpec, HubSite, Member, make_hub_config
 from policies import load_catalog
 from tests.e2e.auth.conftest import PortalProcess
@@ -210,7 +211,13 @@ class Hub:
     proc: subprocess.Popen[bytes]
 
     def stop(self) -> None:
+        """Stop the hub, then what of its tree is left: JupyterHub starts its proxy and
+        idle culler in sessions of their own, and a hub that had to be SIGKILLed (or
+        was slow to stop under load) left them running after the suite."""
+        tree = _proctree.tree(self.proc.pid)
         stop_process(self.proc)
+        left = _proctree.terminate(tree, grace_s=5.0)
+        assert not left, f"processes of hub {self.name} that would not exit: {sorted(left)}"
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
