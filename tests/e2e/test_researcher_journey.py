@@ -115,6 +115,11 @@ def _download_with_the_labs_own_command(page: Any, notebook: str) -> None:
         timeout=120_000,
     )
     page.evaluate("path => window.jupyterapp.commands.execute('docmanager:open', {path})", notebook)
+    # the command acts on the current document: wait until the opened one is current
+    # (ci85 ran it before, and the command did nothing, so no download event came)
+    page.wait_for_function(
+        "() => window.jupyterapp.commands.isEnabled('docmanager:download')", timeout=60_000
+    )
     with page.expect_download() as download:
         page.evaluate("() => window.jupyterapp.commands.execute('docmanager:download')")
     assert download.value.failure() is not None, download.value.url
