@@ -55,6 +55,7 @@ __all__ = [
     "EnclaveAuthenticator",
     "EntryDecision",
     "TokenRefused",
+    "client_address",
     "decide_entry",
     "verify_id_token",
 ]
@@ -206,6 +207,21 @@ class EnclaveCallbackHandler(OAuthCallbackHandler):  # type: ignore[misc]
         super().log_exception(typ, value, tb)
 
 
+def client_address(request: Any) -> str | None:
+    """The address of the client whose request reached the hub through its proxy.
+
+    The last ``X-Forwarded-For`` entry: the proxy in front of the hub (ours in-process,
+    configurable-http-proxy in a pod) appends its peer there. Not tornado's
+    ``remote_ip``, which believes ``X-Real-IP`` first: configurable-http-proxy passes
+    that header through from the client, so the client could name any address."""
+    forwarded = request.headers.get_list("X-Forwarded-For")
+    hops = [h.strip() for value in forwarded for h in value.split(",") if h.strip()]
+    if hops:
+        return str(hops[-1])
+    peer = request.connection.context.address if request.connection else None
+    return str(peer[0]) if isinstance(peer, tuple) and peer else request.remote_ip
+
+
 class EnclaveAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
     """See the module docstring."""
 
@@ -285,7 +301,7 @@ class EnclaveAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
                 actor=actor,
                 outcome="denied",
                 details={"stage": stage, "reasons": reasons, "tier": self.tier},
-                client_ip=handler.request.remote_ip,
+                client_ip=client_address(handler.request),
             )
         except ClientError as e:
             self.log.error("the refusal of %s could not be recorded: %s", actor, e)
@@ -359,7 +375,7 @@ class EnclaveAuthenticator(GenericOAuthenticator):  # type: ignore[misc]
                     "amr": list(decision.login.amr),
                     "categories": sorted(c.value for c in decision.login.categories),
                 },
-                client_ip=handler.request.remote_ip,
+                client_ip=client_address(handler.request),
             )
         except ClientError as e:
             self.log.error("the entry of %s could not be recorded: %s", decision.username, e)
