@@ -439,7 +439,7 @@ def _how_to_log_in(
         f"demo-nbdc-standard ({hubs[names[0]]}) and sign in through the portal.\n\n"
         f"  Researcher portal   {layout.portal_url}\n"
         f"    {how}.\n"
-        "  Demo enclaves, one hub each (JupyterHub + configurable-http-proxy):\n"
+        "  Demo enclaves, one hub each (JupyterHub; its proxy and culler inside it):\n"
         f"{hub_lines}"
         f"    Enclave files: {st / 'enclaves'} (edit one: the backend applies it)\n"
         f"    Dataset (synthetic, read-only): {dataset}\n"

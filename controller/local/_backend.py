@@ -96,7 +96,10 @@ class LocalSettings:
     audit_url: str
     audit_tokens_file: Path
     audit_store: str
-    proxy_command: tuple[str, ...]
+    #: configurable-http-proxy's command beside each hub, with the idle culler as a
+    #: process of its own too; empty (the default): each hub proxies and culls in its
+    #: own process (``HubSite.in_process``), 84 MB less per idle enclave.
+    proxy_command: tuple[str, ...] = ()
     public_host: str = "localhost"
     datasets_dir: Path | None = None
     spawner_class: str = SANDBOX_SPAWNER_CLASS
@@ -304,7 +307,8 @@ class LocalBackend:
                 portal_url=s.portal_url,
                 public_url=public,
                 hub_api_port=ports.hub_api,
-                proxy_api_port=ports.proxy_api,
+                proxy_api_port=ports.proxy_api if s.proxy_command else 0,
+                in_process=not s.proxy_command,
                 state_dir=d,
                 audit_url=s.audit_url,
                 proxy_command=s.proxy_command,

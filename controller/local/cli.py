@@ -116,7 +116,6 @@ def run(ctx: click.Context, /, **options: Any) -> None:
 
 def _run_local(local_dir: Path, **o: Any) -> None:
     from ._backend import LocalSettings, run_local
-    from ._hostfiles import proxy_command
     from .errors import SetupError
 
     stopping = False
@@ -135,7 +134,6 @@ def _run_local(local_dir: Path, **o: Any) -> None:
         audit_url=o["audit_url"].rstrip("/"),
         audit_tokens_file=o["audit_tokens"],
         audit_store=o["audit_store"],
-        proxy_command=proxy_command(_REPO),
         datasets_dir=o["datasets"].resolve() if o["datasets"] else None,
         **({"spawner_class": o["spawner_class"]} if o["spawner_class"] else {}),
         tier_overlay=o["overlay"].resolve() if o["overlay"] else None,

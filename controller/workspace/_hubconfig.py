@@ -49,6 +49,8 @@ SPAWNER_CLASS = "controller.workspace.hub.AuditedLocalProcessSpawner"
 SANDBOX_SPAWNER_CLASS = "controller.local.spawner.AuditedSandboxSpawner"
 #: The hardened single-user server extension (``controller.workspace.serverext``).
 SERVER_EXTENSION = "controller.workspace.serverext"
+#: The proxy a hub runs in its own process when its site names no proxy command.
+IN_PROCESS_PROXY_CLASS = "controller.workspace.proxy.InProcessProxy"
 
 #: JupyterLab's application settings shipped here: page_config.json disables the
 #: download and export menu items (best effort; the server extension enforces).
@@ -147,11 +149,17 @@ class HubSite:
     portal_url: str
     public_url: str
     hub_api_port: int
-    proxy_api_port: int
     state_dir: Path
     audit_url: str
-    proxy_command: tuple[str, ...]
     python: str
+    #: True (the local backend): the hub serves its proxy (``controller.workspace.proxy``)
+    #: and runs its idle culler (``controller.workspace._hubapp``) in its own process,
+    #: started as ``python -m controller.workspace._hub``. False: configurable-http-proxy
+    #: (``proxy_command``, its API at ``proxy_api_port``) and the culler as a hub-managed
+    #: service, each a process of its own.
+    in_process: bool = False
+    proxy_command: tuple[str, ...] = ()
+    proxy_api_port: int = 0
     cull_every_s: int = 60
     spawner_class: str = SPAWNER_CLASS
     sandbox: LocalSandbox | None = None
@@ -172,9 +180,16 @@ class HubSite:
                     field=name,
                 )
         for name in ("hub_api_port", "proxy_api_port"):
+            if name == "proxy_api_port" and self.in_process:
+                continue
             if not 1 <= getattr(self, name) <= 65535:
                 raise SpecError(f"{name} must be a TCP port (1-65535)", field=name)
-        if not self.proxy_command:
+        if self.in_process and (self.proxy_command or self.proxy_api_port):
+            raise SpecError(
+                "a hub that proxies in its own process has no proxy_command or proxy_api_port",
+                field="proxy",
+            )
+        if not self.in_process and not self.proxy_command:
             raise SpecError("proxy_command must name configurable-http-proxy", field="proxy")
         if not 10 <= self.cull_every_s <= 3600:
             raise SpecError("cull_every_s must be 10-3600 seconds", field="cull_every_s")
@@ -195,8 +210,21 @@ class IdleCuller:
     python: str
     #: The hub's API as the culler reaches it: on loopback, in the hub's own host or pod.
     api_url: str
+    #: Run inside the hub (``EnclaveHub.idle_culler``), not as a process of its own.
+    in_process: bool = False
+
+    def settings(self) -> dict[str, Any]:
+        """``EnclaveHub.idle_culler``: the same settings as the command's flags."""
+        return {
+            "url": self.api_url,
+            "timeout": self.timeout_s,
+            "max_age": self.max_age_s,
+            "every": self.every_s,
+        }
 
     def service(self) -> dict[str, Any]:
+        if self.in_process:
+            return {"name": "idle-culler"}  # its token is made by the hub at each start
         return {
             "name": "idle-culler",
             "command": [
@@ -237,6 +265,8 @@ class HubConfig:
     spawner_class: str
     spawner: Mapping[str, Any]
     culler: IdleCuller
+    #: The proxy and the idle culler run in the hub's process (:attr:`HubSite.in_process`).
+    in_process: bool = False
     extra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def traitlets(self) -> dict[str, dict[str, Any]]:
@@ -256,15 +286,19 @@ class HubConfig:
                 "load_roles": [self.culler.role()],
                 "default_url": "/hub/home",
             },
-            "ConfigurableHTTPProxy": {
-                "api_url": self.proxy_api_url,
-                "command": list(self.proxy_command),
-            },
             "CryptKeeper": {"keys": [self.crypt_key]},
             "Authenticator": {"admin_users": set(self.admin_users)},
             "EnclaveAuthenticator": dict(self.authenticator),
             "Spawner": dict(self.spawner),
         }
+        if self.in_process:
+            out["JupyterHub"]["proxy_class"] = IN_PROCESS_PROXY_CLASS
+            out["EnclaveHub"] = {"idle_culler": self.culler.settings()}
+        else:
+            out["ConfigurableHTTPProxy"] = {
+                "api_url": self.proxy_api_url,
+                "command": list(self.proxy_command),
+            }
         # ``extra`` adds classes and traits; it never replaces one set above, so a
         # backend's additions cannot undo a secure default.
         for cls, traits in self.extra.items():
@@ -309,6 +343,13 @@ class HubConfig:
                 body.append(f"c.{cls}.{name} = {_literal(value)}")
         if any("_resolved_url(" in line for line in body):
             lines += _RESOLVED_URL_HELPER
+        if self.in_process:
+            lines += [
+                "from controller.workspace._hubapp import require_enclave_hub",
+                "",
+                "require_enclave_hub()  # nobody would cull idle sessions in plain jupyterhub",
+                "",
+            ]
         return "\n".join(lines + body) + "\n"
 
 
@@ -410,7 +451,7 @@ def make_hub_config(*, spec: EnclaveSpec, tier: Tier, site: HubSite) -> HubConfi
         members=tuple(m.user for m in spec.members),
         bind_url=site.public_url,
         hub_bind_url=f"http://127.0.0.1:{site.hub_api_port}",
-        proxy_api_url=f"http://127.0.0.1:{site.proxy_api_port}",
+        proxy_api_url="" if site.in_process else f"http://127.0.0.1:{site.proxy_api_port}",
         proxy_command=site.proxy_command,
         db_url=f"sqlite:///{state / 'jupyterhub.sqlite'}",
         cookie_secret_file=secret / "cookie_secret",
@@ -429,6 +470,8 @@ def make_hub_config(*, spec: EnclaveSpec, tier: Tier, site: HubSite) -> HubConfi
             every_s=site.cull_every_s,
             python=site.python,
             api_url=f"http://127.0.0.1:{site.hub_api_port}/hub/api",
+            in_process=site.in_process,
         ),
+        in_process=site.in_process,
         extra=extra,
     )

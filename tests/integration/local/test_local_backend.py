@@ -23,11 +23,11 @@ import httpx
 import pytest
 import yaml
 
+from controller.local import _proctree
 from tests.e2e.auth.conftest import PortalProcess
 from tests.harness.audit_service import ServiceProcess
 from tests.harness.enclave_files import MEMBER, enclave_doc
 from tests.integration.workspace.conftest import (
-    CHP,
     audit_events,
     browser,
     enrol,
@@ -164,8 +164,6 @@ def start_sandboxed_backend(
 def backend(
     portal: PortalProcess, audit_service: ServiceProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Backend]:
-    if not CHP.exists():
-        pytest.fail(f"{CHP} is missing: run 'make setup' (npm install)")
     root = tmp_path_factory.mktemp("local")
     directory = root / "enclaves"
     directory.mkdir()
@@ -335,21 +333,15 @@ def test_file_made_invalid_stops_its_hub_rather_than_serving_the_old_spec(
 
 def test_sigterm_stops_every_child(backend: Backend) -> None:
     wait_for("the valid enclave's hub answers", lambda: backend.hub_answers("local-good"))
-    hub_dir = backend.state / "enclaves" / "local-good"
-    pids = [backend.status("local-good")["hub_pid"]]
-    proxy_pid_file = hub_dir / "jupyterhub-proxy.pid"
-    pids.append(
-        int(
-            wait_for(
-                "the proxy's pid file",
-                lambda: proxy_pid_file.exists() and proxy_pid_file.read_text().strip(),
-            )
-        )
-    )
+    hub_pid = backend.status("local-good")["hub_pid"]
+    # the hub and everything it started (its idle culler, if any: with the proxy it
+    # runs in the hub's process by default)
+    tree = _proctree.tree(backend.proc.pid)
+    assert hub_pid in tree
     backend.proc.send_signal(signal.SIGTERM)
     assert backend.proc.wait(timeout=DEADLINE_S) == 0, backend.output()[-2000:]
-    for pid in pids:
-        wait_for(f"process {pid} has exited", lambda p=pid: not alive(p))
+    for pid, started in tree.items():
+        wait_for(f"process {pid} has exited", lambda p=pid, t=started: not _proctree.alive(p, t))
     assert "stopped" in backend.output().splitlines()[-1]
 
 
@@ -391,7 +383,6 @@ def test_notafter_passing_while_running_suspends_the_enclave(
         audit_url=audit_service.url,
         audit_tokens_file=audit_service.env.tokens_path,
         audit_store=audit_service.env.store_url,
-        proxy_command=(str(CHP),),
         spawner_class=TEST_SPAWNER,
     )
     backend = LocalBackend(settings=settings, say=lines.append, now=lambda: clock[0])

@@ -2,8 +2,9 @@
 
 * ``audit_service``: ``python -m audit.service`` with a fresh store (tests/harness).
 * ``portal``: ``python -m auth serve`` (``PortalProcess`` of the portal's e2e tests).
-* ``start_hub``: one real JupyterHub (+ configurable-http-proxy from npm) configured
-  by ``make_hub_config``, exactly as the local backend will render it.
+* ``start_hub``: one real JupyterHub configured by ``make_hub_config``: with
+  configurable-http-proxy from npm and the idle culler's own process (as in a pod),
+  or proxying and culling in its own process (as the local backend runs it).
 * ``Browser``: an HTTP client that keeps cookies as a browser does on ``localhost``
   (a secure context: ``Secure`` cookies are sent over http://localhost).
 
@@ -275,7 +276,11 @@ def start_hub(
         bound: bool,
         spawner_class: str | None = None,
         workspace_token: bool = False,
+        in_process: bool = False,
+        idle_timeout_s: int | None = None,
     ) -> Hub:
+        """``in_process``: the hub proxies and culls in its own process, started as the
+        local backend starts it; ``idle_timeout_s``: the tier's idle limit, shortened."""
         state = tmp_path_factory.mktemp(f"hub-{name}")
         port = free_port()
         public = f"http://localhost:{port}"
@@ -304,18 +309,26 @@ def start_hub(
         _secret(state / "client_secret", secret)
         _secret(state / "audit_token", token.token)
         _secret(state / "crypt_key", "5e" * 32)
+        rules = catalog.get(tier)
+        if idle_timeout_s is not None:
+            session = rules.session.model_copy(update={"idle_timeout_s": idle_timeout_s})
+            rules = rules.model_copy(update={"session": session})
+        proxy: dict[str, Any] = (
+            {"in_process": True, "cull_every_s": 10}
+            if in_process
+            else {"proxy_command": (str(CHP),), "proxy_api_port": free_port()}
+        )
         cfg = make_hub_config(
             spec=EnclaveSpec(name=name, tier=tier, members=tuple(Member(user=m) for m in members)),
-            tier=catalog.get(tier),
+            tier=rules,
             site=HubSite(
                 portal_url=portal.base,
                 public_url=public,
                 hub_api_port=free_port(),
-                proxy_api_port=free_port(),
                 state_dir=state,
                 audit_url=audit_service.url,
-                proxy_command=(str(CHP),),
                 python=sys.executable,
+                **proxy,
                 **({"spawner_class": spawner_class} if spawner_class else {}),
             ),
         )
@@ -336,8 +349,13 @@ def start_hub(
             )
         (state / "jupyterhub_config.py").write_text(text)
         log = (state / "hub.log").open("wb")
+        command = (
+            [sys.executable, "-m", "controller.workspace._hub"]
+            if in_process
+            else [str(Path(sys.executable).parent / "jupyterhub")]
+        )
         proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "jupyterhub"), "-f", "jupyterhub_config.py"],
+            [*command, "-f", "jupyterhub_config.py"],
             cwd=state,
             env={**os.environ, "PYTHONPATH": str(REPO)},
             stdout=log,

@@ -12,11 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from controller.local import _proctree
 from tests.e2e.auth.conftest import PortalProcess
 from tests.harness.audit_service import ServiceProcess
 
@@ -52,6 +54,17 @@ def hubs(start_hub: Callable[..., Hub]) -> dict[str, Hub]:
             bound=True,
             spawner_class="tests.integration.workspace.hub_spawners.AuditedTestSpawner",
             workspace_token=True,
+        ),
+        # as the local backend runs a hub: proxy and idle culler in the hub's process
+        "gut-idle": start_hub(
+            name="gut-idle",
+            tier="nbdc-standard",
+            members=[MEMBER],
+            bound=True,
+            spawner_class="tests.integration.workspace.hub_spawners.AuditedTestSpawner",
+            workspace_token=True,
+            in_process=True,
+            idle_timeout_s=10,
         ),
     }
 
@@ -180,3 +193,38 @@ def test_server_start_and_stop_are_recorded_and_the_spawned_server_is_hardened(
         204,
     )
     world.event("hub.server.stopped", "gut-lab", actor=MEMBER)
+
+
+def test_an_idle_server_is_stopped_by_the_culler_inside_the_hub_and_it_is_recorded(
+    world: World,
+) -> None:
+    hub = world.hubs["gut-idle"]
+    b = world.browsers[MEMBER]
+    assert world.enter(MEMBER, "gut-idle").status_code == 200
+    r = world.api(MEMBER, "gut-idle", "POST", f"/users/{MEMBER}/server")
+    assert r.status_code in (201, 202), r.text
+    deadline = time.monotonic() + 90
+    while (lab := b.get(f"{hub.url}/user/{MEMBER}/lab")).url.path != f"/user/{MEMBER}/lab":
+        assert time.monotonic() < deadline, "JupyterLab did not answer within 90 s"
+        time.sleep(0.2)  # poll interval
+    assert lab.status_code == 200  # through the hub's in-process proxy
+    world.event("hub.server.started", "gut-idle", actor=MEMBER)
+    # nothing touches the server now: the culler (every 10 s, idle after 10 s) stops it
+    stopped = wait_for_event(
+        world.audit.env,
+        source="hub",
+        match=lambda e: e["action"] == "hub.server.stopped" and e["enclave"] == "gut-idle",
+        timeout=120,
+    )
+    assert stopped["actor"] == MEMBER
+    assert not world.api(MEMBER, "gut-idle", "GET", f"/users/{MEMBER}").json()["servers"]
+    # the hub is one process: no configurable-http-proxy, no culler process beside it
+    helpers = [_cmdline(pid) for pid in _proctree.tree(hub.proc.pid) if pid != hub.proc.pid]
+    assert not [c for c in helpers if b"configurable-http-proxy" in c or b"idle_culler" in c]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""  # exited meanwhile

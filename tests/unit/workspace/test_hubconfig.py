@@ -298,3 +298,68 @@ def test_every_role_the_enclave_resource_admits_reaches_the_hub() -> None:
     )
     cfg = make_hub_config(spec=officer, tier=CATALOG.get("nbdc-standard"), site=site())
     assert cfg.traitlets()["EnclaveAuthenticator"]["members"] == ["o.abe"]
+
+
+def test_an_in_process_site_has_the_hub_proxy_and_cull_in_its_own_process() -> None:
+    cfg = make_hub_config(
+        spec=spec("tommo-strong"),
+        tier=CATALOG.get("tommo-strong"),
+        site=site(in_process=True, proxy_command=(), proxy_api_port=0),
+    )
+    traits = cfg.traitlets()
+    assert traits["JupyterHub"]["proxy_class"] == "controller.workspace.proxy.InProcessProxy"
+    assert "ConfigurableHTTPProxy" not in traits
+    tier = CATALOG.get("tommo-strong").session
+    assert traits["EnclaveHub"] == {
+        "idle_culler": {
+            "url": "http://127.0.0.1:8102/hub/api",
+            "timeout": tier.idle_timeout_s,
+            "max_age": tier.max_session_s,
+            "every": 60,
+        }
+    }
+    # the culler's service has no command (and no token: the hub makes one at start)
+    assert traits["JupyterHub"]["services"] == [{"name": "idle-culler"}]
+    # everything else as with configurable-http-proxy and the culler's own process
+    other = make_hub_config(
+        spec=spec("tommo-strong"), tier=CATALOG.get("tommo-strong"), site=site()
+    ).traitlets()
+    other.pop("ConfigurableHTTPProxy")
+    other["JupyterHub"]["services"] = [{"name": "idle-culler"}]
+    other["JupyterHub"]["proxy_class"] = traits["JupyterHub"]["proxy_class"]
+    other["EnclaveHub"] = traits["EnclaveHub"]
+    assert traits == other
+
+
+def test_an_in_process_configuration_refuses_to_run_in_plain_jupyterhub() -> None:
+    from jupyterhub.app import JupyterHub
+
+    text = make_hub_config(
+        spec=spec(),
+        tier=CATALOG.get("nbdc-standard"),
+        site=site(in_process=True, proxy_command=(), proxy_api_port=0),
+    ).render()
+    assert "require_enclave_hub()" in text
+    JupyterHub.instance()  # what the jupyterhub command runs
+    try:
+        with pytest.raises(SystemExit, match=r"python -m controller\.workspace\._hub"):
+            load_config(text)
+    finally:
+        JupyterHub.clear_instance()
+
+
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [
+        ({"in_process": True}, "proxy"),  # and a proxy command
+        ({"in_process": True, "proxy_command": (), "proxy_api_port": 8103}, "proxy"),
+        ({"proxy_command": ()}, "proxy"),
+        ({"proxy_api_port": 0}, "proxy_api_port"),
+    ],
+)
+def test_a_proxy_setting_that_contradicts_where_the_proxy_runs_is_refused(
+    over: dict[str, object], field: str
+) -> None:
+    with pytest.raises(SpecError) as e:
+        site(**over)
+    assert e.value.field == field
