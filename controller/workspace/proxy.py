@@ -10,13 +10,15 @@ module it uses (tornado's HTTP client and WebSocket code).
 
 What it does, as configurable-http-proxy does for JupyterHub: the routing table the
 hub manages (``add_route``/``delete_route``/``get_all_routes``), the longest
-matching route prefix by whole path segments, HTTP requests forwarded with the
-response streamed back, WebSocket connections relayed message by message, the
+matching route prefix by whole path segments, HTTP request and response bodies
+streamed through (a few 64 KiB chunks held at a time), WebSocket connections relayed
+message by message, the
 route's ``last_activity`` kept for the hub's activity tracking. What it does on
 purpose, where configurable-http-proxy does not:
 
 * a path with a ``.`` or ``..`` segment (also percent-encoded) is refused with 400:
-  routing and the server behind could otherwise read one path two ways;
+  routing and the server behind could otherwise read one path two ways; so is a
+  request target that is not a path (``GET http://elsewhere/ HTTP/1.1``);
 * ``X-Real-IP`` is set to the connection's peer and ``X-Forwarded-For`` gets it
   appended: tornado (the hub, the single-user server) believes ``X-Real-IP`` first,
   so a client could otherwise write any address into the hub's audit records;
@@ -30,9 +32,11 @@ The Kubernetes backend keeps configurable-http-proxy in its own pod.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import ssl
 from asyncio import Future
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -47,7 +51,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.iostream import StreamClosedError
 from tornado.routing import Matcher, PathMatches, Rule, RuleRouter
-from tornado.web import Application, RequestHandler
+from tornado.web import Application, RequestHandler, stream_request_body
 from tornado.websocket import (
     WebSocketClientConnection,
     WebSocketClosedError,
@@ -86,6 +90,8 @@ _HANDSHAKE = frozenset(
 #: what a client can make the hub hold.
 MAX_BODY = 1 << 30
 CHUNK = 1 << 16
+#: Request-body chunks held between the client and the server behind.
+BODY_QUEUE = 4
 MAX_MESSAGE = 256 << 20
 CONNECT_TIMEOUT_S = 20.0
 #: Long enough for an event stream (the hub's spawn progress) or a slow export.
@@ -156,16 +162,17 @@ def ambiguous_path(path: str) -> bool:
     return bool(_DOT_SEGMENT.search(path) or _DOT_SEGMENT.search(unquote(path)))
 
 
+def _tokens(values: list[str]) -> list[str]:
+    """The comma-separated tokens of a header's values (``Connection``, subprotocols)."""
+    return [t.strip() for value in values for t in value.split(",") if t.strip()]
+
+
 def forwarded_headers(
     incoming: httputil.HTTPHeaders, *, peer: str, proto: str, drop: frozenset[str] = frozenset()
 ) -> httputil.HTTPHeaders:
     """``incoming`` as the server behind the proxy gets it: hop-by-hop headers (and
     ``drop``) removed, the peer appended to ``X-Forwarded-For`` and set as ``X-Real-IP``."""
-    named = {
-        token.strip().lower()
-        for value in incoming.get_list("Connection")
-        for token in value.split(",")
-    }
+    named = {t.lower() for t in _tokens(incoming.get_list("Connection"))}
     out = httputil.HTTPHeaders()
     for name, value in incoming.get_all():
         low = name.lower()
@@ -209,6 +216,9 @@ class _Base(RequestHandler):
     def _resolve(self) -> Route | None:
         """The request's route, or None with an error answered."""
         path = self.request.path
+        if not self.request.uri or not self.request.uri.startswith("/"):
+            self._error(400, "The request names an address, not a path; a path is expected.")
+            return None
         if ambiguous_path(path):
             self._error(
                 400, "The address has a '.' or '..' segment; which path it means is unclear."
@@ -243,8 +253,13 @@ class _Base(RequestHandler):
         self.finish(_ERROR_PAGE.format(code=code, phrase=phrase, text=text))
 
 
+@stream_request_body
 class _HttpHandler(_Base):
-    """Forwards one HTTP request; streams the response back as it arrives.
+    """Forwards one HTTP request; streams its body on and the response back.
+
+    The upstream request starts once the request's headers are in (``prepare``);
+    its body follows chunk by chunk through a small queue, so a client sending
+    slowly or sending much holds at most a few chunks in the hub, and waits.
 
     aiohttp, not tornado's client: tornado's adds ``Content-Type:
     application/x-www-form-urlencoded`` to a POST without one, and JupyterHub then
@@ -252,29 +267,65 @@ class _HttpHandler(_Base):
 
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
-    async def get(self) -> None:
+    _forwarding: asyncio.Task[None] | None = None
+
+    async def prepare(self) -> None:
         route = self.route = self._resolve()
         if route is None:
             return
+        headers = self.request.headers
+        has_body = int(headers.get("Content-Length", "0") or "0") > 0 or (
+            "chunked" in headers.get("Transfer-Encoding", "").lower()
+        )
+        self._body: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=BODY_QUEUE)
+        self._forwarding = asyncio.ensure_future(self._forward(route, has_body=has_body))
+
+    async def data_received(self, chunk: bytes) -> None:
+        await self._to_upstream(chunk)
+
+    async def get(self) -> None:  # the whole request body has been received
+        if self._forwarding is None:
+            return
+        await self._to_upstream(None)
+        await self._forwarding
+
+    head = post = put = patch = delete = options = get
+
+    def on_connection_close(self) -> None:
+        if self._forwarding is not None:
+            self._forwarding.cancel()
+        super().on_connection_close()
+
+    async def _to_upstream(self, chunk: bytes | None) -> None:
+        """Queue ``chunk`` (None: the end) unless the upstream request is over already
+        (answered early, or failed): then what is left of the body is dropped."""
+        forwarding = self._forwarding
+        if forwarding is None or forwarding.done():
+            return
+        put = asyncio.ensure_future(self._body.put(chunk))
+        await asyncio.wait({put, forwarding}, return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():
+            put.cancel()
+
+    async def _body_chunks(self) -> AsyncIterator[bytes]:
+        while (chunk := await self._body.get()) is not None:
+            yield chunk
+
+    async def _forward(self, route: Route, *, has_body: bool) -> None:
         method = self.request.method or "GET"
-        headers = CIMultiDict(self._headers_out().get_all())
         try:
             async with self.shared.session.request(
                 method,
                 URL(self._target_url(route), encoded=True),
-                headers=headers,
-                data=self.request.body if method not in ("GET", "HEAD") else None,
+                headers=CIMultiDict(self._headers_out().get_all()),
+                data=self._body_chunks() if has_body else None,
                 allow_redirects=False,
             ) as response:
                 self.clear()
                 for name in ("Content-Type", "Server", "Date"):
                     self.clear_header(name)
                 self.set_status(response.status, response.reason or None)
-                named = {
-                    t.strip().lower()
-                    for v in response.headers.getall("Connection", [])
-                    for t in v.split(",")
-                }
+                named = {t.lower() for t in _tokens(response.headers.getall("Connection", []))}
                 for name, value in response.headers.items():
                     if name.lower() not in HOP_BY_HOP and name.lower() not in named:
                         self.add_header(name, value)
@@ -285,16 +336,14 @@ class _HttpHandler(_Base):
             self.shared.log.warning("proxy: %s %s: %s", method, route.target, e)
             if not self._headers_written:
                 self._error(503, _UNANSWERED)
-            else:
-                self.request.connection.close()  # type: ignore[union-attr]
+            elif self.request.connection is not None:
+                self.request.connection.close()
             return
         except StreamClosedError:
             return  # the client went away
         if response.status < 300:
             self.shared.touch(route)
         self.finish()
-
-    head = post = put = patch = delete = options = get
 
 
 class _SocketHandler(WebSocketHandler, _Base):
@@ -303,6 +352,8 @@ class _SocketHandler(WebSocketHandler, _Base):
     def initialize(self, shared: _Shared) -> None:  # type: ignore[override]
         _Base.initialize(self, shared)
         self._upstream: WebSocketClientConnection | None = None
+        #: What the server behind sent before the client's handshake completed.
+        self._early: list[str | bytes | None] | None = []
 
     def check_origin(self, origin: str) -> bool:
         return True  # the server behind checks Origin against Host; both are forwarded
@@ -314,11 +365,7 @@ class _SocketHandler(WebSocketHandler, _Base):
         route = self.route = self._resolve()
         if route is None:
             return
-        protocols = [
-            p.strip()
-            for v in self.request.headers.get_list("Sec-WebSocket-Protocol")
-            for p in v.split(",")
-        ]
+        protocols = _tokens(self.request.headers.get_list("Sec-WebSocket-Protocol"))
         request = HTTPRequest(
             self._target_url(route, websocket=True),
             headers=self._headers_out(drop=_HANDSHAKE | {"sec-websocket-protocol"}),
@@ -330,7 +377,7 @@ class _SocketHandler(WebSocketHandler, _Base):
                 request,
                 on_message_callback=self._from_upstream,
                 max_message_size=MAX_MESSAGE,
-                subprotocols=[p for p in protocols if p] or None,
+                subprotocols=protocols or None,
             )
         except HTTPClientError as e:
             if e.code == 599:
@@ -347,7 +394,15 @@ class _SocketHandler(WebSocketHandler, _Base):
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         return self._upstream.selected_subprotocol if self._upstream else None
 
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        early, self._early = self._early or [], None
+        for message in early:
+            self._from_upstream(message)
+
     def _from_upstream(self, message: str | bytes | None) -> None:
+        if self._early is not None:  # the client's handshake is not done yet
+            self._early.append(message)
+            return
         if message is None:  # the server behind closed
             code = self._upstream.close_code if self._upstream else None
             reason = self._upstream.close_reason if self._upstream else None
@@ -373,6 +428,10 @@ class _SocketHandler(WebSocketHandler, _Base):
 
     def on_close(self) -> None:
         self._close_upstream()
+
+    def on_connection_close(self) -> None:
+        self._close_upstream()  # also when the client left during its handshake
+        super().on_connection_close()
 
     def _close_upstream(self) -> None:
         upstream, self._upstream = self._upstream, None

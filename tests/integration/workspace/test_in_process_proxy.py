@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -64,6 +66,17 @@ class _Echo(RequestHandler):
             self.write(json.dumps(record))
 
     get = head = post = put = patch = delete = options = _echo
+
+
+class _Digest(RequestHandler):
+    def post(self) -> None:
+        self.write(
+            {
+                "bytes": len(self.request.body),
+                "sha256": hashlib.sha256(self.request.body).hexdigest(),
+                "transfer_encoding": self.request.headers.get("Transfer-Encoding"),
+            }
+        )
 
 
 class _Big(RequestHandler):
@@ -129,6 +142,7 @@ def proxied() -> Iterator[Proxied]:
             app = Application(
                 [
                     (r"/user/ann/big", _Big),
+                    (r"/user/ann/digest", _Digest),
                     (r"/user/ann/gz", _Gzipped),
                     (r"/user/ann/api/kernels/k/channels", _Socket),
                     (r"/hub/oauth_login", _Redirect),
@@ -136,7 +150,7 @@ def proxied() -> Iterator[Proxied]:
                 ],
                 websocket_max_message_size=MAX_MESSAGE,  # as a server that allows more
             )
-            server = HTTPServer(app, xheaders=True)
+            server = HTTPServer(app, xheaders=True, max_body_size=BIG * 8)
             server.listen(ports[name], "127.0.0.1")
             servers.append(server)
         return servers
@@ -199,6 +213,14 @@ def test_a_dot_segment_cannot_carry_a_request_to_another_users_server(
     assert all(
         ".." not in rec["uri"] and "%2e" not in rec["uri"] for rec in proxied.seen.requests[before:]
     )
+
+
+def test_an_absolute_request_target_cannot_send_the_proxy_elsewhere(proxied: Proxied) -> None:
+    before = len(proxied.seen.requests)
+    head, body = _raw_get(proxied.url, "http://169.254.169.254/latest/meta-data/")
+    assert head.startswith("HTTP/1.1 400 "), head
+    assert "a path is expected" in body
+    assert len(proxied.seen.requests) == before
 
 
 def test_a_client_cannot_spoof_its_address_in_what_the_hub_records(proxied: Proxied) -> None:
@@ -325,3 +347,32 @@ def test_a_websocket_to_an_unanswering_server_is_refused_with_503(proxied: Proxi
             },
         )
     assert r.status_code == 503
+
+
+def test_a_large_upload_is_streamed_to_the_server_whole(proxied: Proxied) -> None:
+    body = os.urandom(4 * BIG)
+    with httpx.Client(base_url=proxied.url, timeout=120) as client:
+        r = client.post("/user/ann/digest", content=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["bytes"] == len(body)
+        assert r.json()["sha256"] == hashlib.sha256(body).hexdigest()
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: chunked transfer coding
+            for i in range(0, BIG, 100_000):
+                yield body[i : min(i + 100_000, BIG)]
+
+        r = client.post("/user/ann/digest", content=chunks())
+    assert r.json()["bytes"] == BIG
+    assert r.json()["sha256"] == hashlib.sha256(body[:BIG]).hexdigest()
+
+
+def test_an_upload_to_an_unanswering_server_gets_a_503_and_the_proxy_goes_on(
+    proxied: Proxied,
+) -> None:
+    with httpx.Client(base_url=proxied.url, timeout=120) as client:
+        try:
+            r = client.post("/user/gone/api/contents/x", content=os.urandom(BIG))
+            assert r.status_code == 503
+        except httpx.WriteError:
+            pass  # answered and closed before the whole body was sent: also a refusal
+        assert client.get("/user/ann/api/status").status_code == 200
