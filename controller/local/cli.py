@@ -35,6 +35,13 @@ _LOCAL_OPTIONS: tuple[tuple[str, click.ParamType[Any] | None, Any, str], ...] = 
     ("datasets", _DIR, None, "One subdirectory per dataset (its persistentVolume)."),
     ("spawner-class", None, None, "The hubs' spawner (default: the audited sandbox)."),
     ("overlay", _FILE, None, "Operator overlay that tightens tiers, for hubs and workspaces."),
+    (
+        "proxy",
+        click.Choice(["in-process", "configurable-http-proxy"]),
+        "in-process",
+        "Each hub's proxy and idle culler: in the hub's process, or "
+        "configurable-http-proxy (node) and the culler as processes beside it.",
+    ),
 )
 
 
@@ -116,6 +123,7 @@ def run(ctx: click.Context, /, **options: Any) -> None:
 
 def _run_local(local_dir: Path, **o: Any) -> None:
     from ._backend import LocalSettings, run_local
+    from ._hostfiles import proxy_command
     from .errors import SetupError
 
     stopping = False
@@ -134,6 +142,7 @@ def _run_local(local_dir: Path, **o: Any) -> None:
         audit_url=o["audit_url"].rstrip("/"),
         audit_tokens_file=o["audit_tokens"],
         audit_store=o["audit_store"],
+        proxy_command=proxy_command(_REPO) if o["proxy"] == "configurable-http-proxy" else (),
         datasets_dir=o["datasets"].resolve() if o["datasets"] else None,
         **({"spawner_class": o["spawner_class"]} if o["spawner_class"] else {}),
         tier_overlay=o["overlay"].resolve() if o["overlay"] else None,

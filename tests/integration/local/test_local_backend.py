@@ -405,3 +405,57 @@ def test_notafter_passing_while_running_suspends_the_enclave(
         assert any("local-late: suspended (notAfter" in line for line in lines), lines
     finally:
         backend.close()
+
+
+def test_with_configurable_http_proxy_each_hub_has_its_proxy_and_culler_beside_it(
+    portal: PortalProcess, audit_service: ServiceProcess, tmp_path: Path
+) -> None:
+    """``--proxy configurable-http-proxy``: the arrangement a hub in a pod has."""
+    directory = tmp_path / "enclaves"
+    directory.mkdir()
+    (directory / "chp.yaml").write_text(yaml.safe_dump(enclave_doc("local-chp")))
+    b = Backend(
+        directory=directory,
+        state=tmp_path / "state",
+        log=tmp_path / "backend.log",
+        proc=start_backend(
+            directory=directory,
+            state=tmp_path / "state",
+            log=tmp_path / "backend.log",
+            portal=portal,
+            audit=audit_service,
+            extra=("--spawner-class", TEST_SPAWNER, "--proxy", "configurable-http-proxy"),
+        ),
+        portal=portal,
+        audit=audit_service,
+    )
+    try:
+        wait_for("the hub answers through its proxy", lambda: b.hub_answers("local-chp"))
+        hub = b.status("local-chp")["hub_pid"]
+
+        def helpers() -> set[str]:
+            found = set()
+            for pid in _proctree.tree(hub):
+                try:
+                    argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                found |= {
+                    n
+                    for n in ("configurable-http-proxy", "jupyterhub_idle_culler")
+                    if n.encode() in argv
+                }
+            return found
+
+        wait_for("the proxy and the culler run beside the hub", lambda: len(helpers()) == 2)
+        tree = _proctree.tree(b.proc.pid)
+        b.proc.send_signal(signal.SIGTERM)
+        assert b.proc.wait(timeout=DEADLINE_S) == 0, b.output()[-2000:]
+        for pid, started in tree.items():
+            wait_for(
+                f"process {pid} has exited", lambda p=pid, t=started: not _proctree.alive(p, t)
+            )
+    finally:
+        if b.proc.poll() is None:
+            b.proc.kill()
+            b.proc.wait()
