@@ -15,7 +15,6 @@ written anywhere; the tokens of earlier starts are deleted from the hub's databa
 
 from __future__ import annotations
 
-import logging
 import secrets
 from functools import partial
 from typing import Any
@@ -94,7 +93,7 @@ class EnclaveHub(JupyterHub):  # type: ignore[misc]
             api_token=self._culler_token,
             inactive_limit=int(settings["timeout"]),
             max_age=int(settings["max_age"]),
-            logger=logging.getLogger("JupyterHub.idle-culler"),
+            logger=self.log.getChild("idle-culler"),  # the hub's log, marked as the culler's
         )
         IOLoop.current().add_callback(cull)  # as the culler's own start does: once now
         self._culler = PeriodicCallback(cull, 1e3 * int(settings["every"]))
