@@ -290,6 +290,21 @@ CORE_SPECS: list[RawSpec] = [
         "fields": {"reason": field("str", max_len=256)},
     },
     {
+        "name": "enclave.refused",
+        "sources": CONTROLLER,
+        "summary": "The controller refused an Enclave definition (a file of the local "
+        "backend): nothing of it is served until the file is corrected. Recorded once per "
+        "version of the file.",
+        "cannot_capture": "Who wrote the file, and definitions the Kubernetes API server "
+        "refused itself (the CRD's schema) before the controller saw them.",
+        "ocsf": 6003,
+        "fields": {
+            "file": field("str", max_len=256),
+            "field": field("str", max_len=128),
+            "reason": field("str", max_len=256),
+        },
+    },
+    {
         "name": "enclave.drift_repaired",
         "sources": CONTROLLER,
         "summary": "The controller put back objects of an enclave that someone had changed or "

@@ -414,13 +414,13 @@ class LocalBackend:
             return
         self.reported[refused.path] = refused.digest
         self.say(f"refused: {refused.error}")
-        # No action for "an Enclave file was refused" exists yet (see docs/workspaces.md):
-        # recorded as a failed provisioning whose reason names file, field and why.
         self._record(
-            action="enclave.deprovisioned",
+            action="enclave.refused",
             outcome="failure",
             enclave=None,
-            reason=f"refused {refused.path.name}: {refused.field}: {refused.reason}"[:256],
+            file=refused.path.name[:256],
+            field=refused.field[:128],
+            reason=refused.reason[:256],
         )
 
     # -- one pass ----------------------------------------------------------------------------

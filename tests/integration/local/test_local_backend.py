@@ -213,10 +213,12 @@ def test_malformed_file_is_named_while_the_valid_enclaves_hub_serves(backend: Ba
         lambda: [
             e
             for e in backend.controller_events()
-            if e["outcome"] == "failure" and "bad.yaml" in e["details"].get("reason", "")
+            if e["action"] == "enclave.refused" and e["details"].get("file") == "bad.yaml"
         ],
     )[0]
-    assert "spec.tier" in event["details"]["reason"]
+    assert event["outcome"] == "failure"
+    assert event["details"]["field"] == "spec.tier"
+    assert event["details"]["reason"].startswith("must be one of")
     assert "local-good" in backend.registered()
     assert backend.proc.poll() is None
 

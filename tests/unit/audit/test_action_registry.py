@@ -34,6 +34,7 @@ SNAPSHOT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("export.downloaded", ("portal",)),
     ("enclave.provisioned", ("controller",)),
     ("enclave.deprovisioned", ("controller",)),
+    ("enclave.refused", ("controller",)),
     ("enclave.drift_repaired", ("controller",)),
     ("enclave.suspended", ("controller",)),
     ("enclave.quarantined", ("controller",)),
@@ -97,7 +98,7 @@ SNAPSHOT: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 #: sha256 of every spec in order, each as ``_canonical`` writes it
-SPECS_SHA256 = "e17ad6779b1ad60a38995c03339d86f066f9abf8901bf57fec6cb81ecded6aea"
+SPECS_SHA256 = "d439420871ad626b128de898794ce6733250b41428907f41a45e6733882d00df"
 
 
 def test_the_registry_names_the_snapshot_actions_and_sources() -> None:
