@@ -91,6 +91,7 @@ ENFORCEMENT: Mapping[str, Enforcement] = {
         (
             ("auth/_app.py", "rules.idle_timeout_s"),
             (_HUBCONFIG, "timeout_s=tier.session.idle_timeout_s"),
+            ("controller/workspace/_hubapp.py", 'inactive_limit=int(settings["timeout"])'),
         ),
     ),
     "session.max_session_s": Enforcement(
@@ -99,6 +100,7 @@ ENFORCEMENT: Mapping[str, Enforcement] = {
         (
             ("auth/_app.py", "tier.session.max_session_s"),
             (_HUBCONFIG, "max_age_s=tier.session.max_session_s"),
+            ("controller/workspace/_hubapp.py", 'max_age=int(settings["max_age"])'),
         ),
     ),
     **{
