@@ -392,6 +392,11 @@ def _enrol_demo_people(layout: DemoLayout) -> str:
 
 
 def _interrupted(signum: int, frame: object) -> None:
+    # From the first signal on, the next ones only say that the demo is stopping: a
+    # second one (a wrapper such as timeout(1) forwarding the group's SIGINT) used to
+    # arrive between here and _stop and escape as click's "Aborted!".
+    signal.signal(signal.SIGINT, _still_stopping)
+    signal.signal(signal.SIGTERM, _still_stopping)
     raise KeyboardInterrupt
 
 

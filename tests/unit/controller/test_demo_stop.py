@@ -49,6 +49,9 @@ _DRIVER = textwrap.dedent(
         while True:
             time.sleep(0.1)
     except KeyboardInterrupt:
+        (work / "interrupted").touch()
+        while len(sys.argv) > 2 and not (work / "go").exists():  # hold the window open
+            time.sleep(0.05)
         print("stopping", flush=True)
     finally:
         _demo._stop(procs)
@@ -99,6 +102,41 @@ def test_a_second_ctrl_c_while_stopping_leaves_no_demo_process_running(tmp_path:
         assert "still stopping" in err
         _wait_for(lambda: not any(_alive(p) for p in pids), "every child to exit")
         assert (tmp_path / "terminated-audit").exists(), "the audit service was never stopped"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_second_signal_right_after_the_first_does_not_abort_the_stop(tmp_path: Path) -> None:
+    """timeout(1) and some supervisors deliver a group's SIGINT twice; the second one
+    arrived before the demo had begun stopping and escaped as click's 'Aborted!'."""
+    repo = Path(__file__).resolve().parents[3]
+    driver = subprocess.Popen(
+        [sys.executable, "-c", _DRIVER, str(tmp_path), "pause"],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pids: list[int] = []
+    try:
+        _wait_for(lambda: (tmp_path / "started-portal").exists(), "the children")
+        pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+        driver.send_signal(signal.SIGINT)
+        _wait_for(lambda: (tmp_path / "interrupted").exists(), "the first signal's handling")
+        driver.send_signal(signal.SIGINT)  # before the stop has begun
+        (tmp_path / "release").touch()  # the children may exit once told to
+        (tmp_path / "go").touch()
+        out, err = driver.communicate(timeout=120)
+        assert driver.returncode == 0, err
+        assert out.strip() == "stopping"
+        assert "KeyboardInterrupt" not in err
+        assert "still stopping" in err
+        _wait_for(lambda: not any(_alive(p) for p in pids), "every child to exit")
     finally:
         if driver.poll() is None:
             driver.kill()
