@@ -265,9 +265,12 @@ class HubConfig:
     spawner_class: str
     spawner: Mapping[str, Any]
     culler: IdleCuller
-    #: The proxy and the idle culler run in the hub's process (:attr:`HubSite.in_process`).
-    in_process: bool = False
     extra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def in_process(self) -> bool:
+        """The proxy and the idle culler run in the hub's process (:attr:`HubSite.in_process`)."""
+        return self.culler.in_process
 
     def traitlets(self) -> dict[str, dict[str, Any]]:
         """The configuration as ``{Class: {trait: value}}``; secrets stay :class:`SecretFile`."""
@@ -472,6 +475,5 @@ def make_hub_config(*, spec: EnclaveSpec, tier: Tier, site: HubSite) -> HubConfi
             api_url=f"http://127.0.0.1:{site.hub_api_port}/hub/api",
             in_process=site.in_process,
         ),
-        in_process=site.in_process,
         extra=extra,
     )

@@ -39,7 +39,6 @@ from asyncio import Future
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -244,7 +243,7 @@ class _Base(RequestHandler):
         )
 
     def _error(self, code: int, text: str) -> None:
-        phrase = HTTPStatus(code).phrase
+        phrase = httputil.responses.get(code, "Error")
         self.clear()
         self.set_status(code)
         self.set_header("Content-Type", "text/html; charset=utf-8")
@@ -383,7 +382,7 @@ class _SocketHandler(WebSocketHandler, _Base):
             if e.code == 599:
                 self._error(503, _UNANSWERED)
             else:
-                self._error(e.code if e.code in HTTPStatus._value2member_map_ else 502, "Refused.")
+                self._error(e.code if 400 <= e.code < 600 else 502, "Refused.")
             return
         except OSError:
             self._error(503, _UNANSWERED)

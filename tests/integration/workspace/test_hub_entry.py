@@ -174,13 +174,7 @@ def test_server_start_and_stop_are_recorded_and_the_spawned_server_is_hardened(
     assert world.enter(MEMBER, "gut-lab").status_code == 200
     r = world.api(MEMBER, "gut-lab", "POST", f"/users/{MEMBER}/server")
     assert r.status_code in (201, 202), r.text
-    deadline = time.monotonic() + 90
-    while True:  # the browser opens JupyterLab: the server's own OAuth round trip with the hub
-        lab = b.get(f"{hub}/user/{MEMBER}/lab")
-        if lab.status_code == 200 and lab.url.path == f"/user/{MEMBER}/lab":
-            break
-        assert time.monotonic() < deadline, "JupyterLab did not answer within 90 s"
-        time.sleep(0.2)  # poll interval
+    _open_lab(b, hub)
     status = b.get(f"{hub}/user/{MEMBER}/api/status")
     assert status.status_code == 200
     assert status.headers["cache-control"] == "no-store"
@@ -203,11 +197,7 @@ def test_an_idle_server_is_stopped_by_the_culler_inside_the_hub_and_it_is_record
     assert world.enter(MEMBER, "gut-idle").status_code == 200
     r = world.api(MEMBER, "gut-idle", "POST", f"/users/{MEMBER}/server")
     assert r.status_code in (201, 202), r.text
-    deadline = time.monotonic() + 90
-    while (lab := b.get(f"{hub.url}/user/{MEMBER}/lab")).url.path != f"/user/{MEMBER}/lab":
-        assert time.monotonic() < deadline, "JupyterLab did not answer within 90 s"
-        time.sleep(0.2)  # poll interval
-    assert lab.status_code == 200  # through the hub's in-process proxy
+    _open_lab(b, hub.url)  # through the hub's in-process proxy
     world.event("hub.server.started", "gut-idle", actor=MEMBER)
     # nothing touches the server now: the culler (every 10 s, idle after 10 s) stops it
     stopped = wait_for_event(
@@ -221,6 +211,17 @@ def test_an_idle_server_is_stopped_by_the_culler_inside_the_hub_and_it_is_record
     # the hub is one process: no configurable-http-proxy, no culler process beside it
     helpers = [_cmdline(pid) for pid in _proctree.tree(hub.proc.pid) if pid != hub.proc.pid]
     assert not [c for c in helpers if b"configurable-http-proxy" in c or b"idle_culler" in c]
+
+
+def _open_lab(b: httpx.Client, hub: str) -> None:
+    """Poll until the member's JupyterLab loads (the server's own OAuth round trip)."""
+    deadline = time.monotonic() + 90
+    while True:
+        lab = b.get(f"{hub}/user/{MEMBER}/lab")
+        if lab.status_code == 200 and lab.url.path == f"/user/{MEMBER}/lab":
+            return
+        assert time.monotonic() < deadline, "JupyterLab did not answer within 90 s"
+        time.sleep(0.2)  # poll interval
 
 
 def _cmdline(pid: int) -> bytes:

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # Started by the demo's own _stop_on_signals/_stop, like run_demo does. Each child
@@ -76,21 +78,40 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_a_second_ctrl_c_while_stopping_leaves_no_demo_process_running(tmp_path: Path) -> None:
+@contextmanager
+def _driver(work: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """The driver above, with its two children started; whatever is left of them is
+    killed afterwards, even when the test fails."""
     repo = Path(__file__).resolve().parents[3]
     driver = subprocess.Popen(
-        [sys.executable, "-c", _DRIVER, str(tmp_path)],
+        [sys.executable, "-c", _DRIVER, str(work), *args],
         cwd=repo,
         env={**os.environ, "PYTHONPATH": str(repo)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    pids: list[int] = []
     try:
-        _wait_for(lambda: (tmp_path / "started-audit").exists(), "the first child")
-        _wait_for(lambda: (tmp_path / "started-portal").exists(), "the second child")
-        pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+        _wait_for(lambda: (work / "started-audit").exists(), "the first child")
+        _wait_for(lambda: (work / "started-portal").exists(), "the second child")
+        _wait_for(lambda: (work / "pids").exists(), "the children's pids")
+        yield driver
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        pids = (work / "pids").read_text().split() if (work / "pids").exists() else []
+        for pid in map(int, pids):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _children_gone(work: Path) -> None:
+    pids = [int(p) for p in (work / "pids").read_text().split()]
+    _wait_for(lambda: not any(_alive(p) for p in pids), "every child to exit")
+
+
+def test_a_second_ctrl_c_while_stopping_leaves_no_demo_process_running(tmp_path: Path) -> None:
+    with _driver(tmp_path) as driver:
         driver.send_signal(signal.SIGINT)  # Ctrl-C: the demo starts stopping
         # the last started is stopped first and is now waiting to be released
         _wait_for(lambda: (tmp_path / "terminated-portal").exists(), "SIGTERM to the portal")
@@ -100,32 +121,14 @@ def test_a_second_ctrl_c_while_stopping_leaves_no_demo_process_running(tmp_path:
         _out, err = driver.communicate(timeout=120)
         assert driver.returncode == 0, err
         assert "still stopping" in err
-        _wait_for(lambda: not any(_alive(p) for p in pids), "every child to exit")
+        _children_gone(tmp_path)
         assert (tmp_path / "terminated-audit").exists(), "the audit service was never stopped"
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-        for pid in pids:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
 
 
 def test_a_second_signal_right_after_the_first_does_not_abort_the_stop(tmp_path: Path) -> None:
     """timeout(1) and some supervisors deliver a group's SIGINT twice; the second one
     arrived before the demo had begun stopping and escaped as click's 'Aborted!'."""
-    repo = Path(__file__).resolve().parents[3]
-    driver = subprocess.Popen(
-        [sys.executable, "-c", _DRIVER, str(tmp_path), "pause"],
-        cwd=repo,
-        env={**os.environ, "PYTHONPATH": str(repo)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    pids: list[int] = []
-    try:
-        _wait_for(lambda: (tmp_path / "started-portal").exists(), "the children")
-        pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    with _driver(tmp_path, "pause") as driver:
         driver.send_signal(signal.SIGINT)
         _wait_for(lambda: (tmp_path / "interrupted").exists(), "the first signal's handling")
         driver.send_signal(signal.SIGINT)  # before the stop has begun
@@ -136,10 +139,4 @@ def test_a_second_signal_right_after_the_first_does_not_abort_the_stop(tmp_path:
         assert out.strip() == "stopping"
         assert "KeyboardInterrupt" not in err
         assert "still stopping" in err
-        _wait_for(lambda: not any(_alive(p) for p in pids), "every child to exit")
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-        for pid in pids:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        _children_gone(tmp_path)
